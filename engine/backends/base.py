@@ -1,0 +1,93 @@
+"""The one backend contract: a request in, an async stream of text chunks out.
+
+Usage numbers arrive on the stream object once it is exhausted (like the OpenAI client's
+streams), so the contract stays "async iterator of str" for every caller.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.events import Usage
+
+__all__ = ["Backend", "ChatMessage", "GenerationRequest", "TextStream"]
+
+MessageRole = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: MessageRole
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a backend needs for one reply.
+
+    ``model`` is the name the server knows the persona by (its LoRA adapter name, or the base
+    model); ``adapter_path`` lets the embedded backend load the same adapter from disk.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int
+    temperature: float = 0.7
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    model: str | None = None
+    adapter_path: str | None = None
+    seed: int | None = None
+    # Lets a backend that hits "context too long" ask for a shorter prompt and retry once.
+    shorten: Callable[[], GenerationRequest | None] | None = field(default=None, compare=False)
+
+
+class TextStream:
+    """An async iterator of text chunks; ``usage`` and ``finish_reason`` are set once it ends."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._chunks: AsyncIterator[str] | None = None
+
+    def attach(self, chunks: AsyncIterator[str]) -> TextStream:
+        self._chunks = chunks
+        return self
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._chunks is None:
+            raise RuntimeError("TextStream used before a backend attached its chunks")
+        return self._chunks
+
+    async def aclose(self) -> None:
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+
+    async def text(self) -> str:
+        """Drain the stream and return the whole text."""
+        return "".join([chunk async for chunk in self])
+
+
+class Backend(abc.ABC):
+    """Implement :meth:`stream`; everything else has a sensible default."""
+
+    name: str = "backend"
+
+    @abc.abstractmethod
+    def stream(self, request: GenerationRequest) -> TextStream:
+        """Start generating; iterate the result for text chunks. Raises BackendError subclasses."""
+
+    async def start(self) -> None:
+        """Load models or check the server; called once before the first request."""
+
+    async def aclose(self) -> None:
+        """Release models, sessions and threads."""
+
+    async def complete(self, request: GenerationRequest) -> str:
+        return await self.stream(request).text()

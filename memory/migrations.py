@@ -1,0 +1,81 @@
+"""Numbered schema migrations, applied in order on open and recorded in ``schema_migrations``.
+
+Never edit a migration that has shipped: add the next number instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIGRATIONS", "Migration"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            platform_user_id TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            message_count INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (platform, platform_user_id)
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            server_id TEXT,
+            platform_message_id TEXT,
+            user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+            author_name TEXT NOT NULL,
+            is_character INTEGER NOT NULL DEFAULT 0,
+            persona_id TEXT,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            reply_to_id TEXT,
+            addressed INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX messages_by_channel ON messages (platform, channel_id, id);
+        CREATE INDEX messages_by_user ON messages (user_id);
+        CREATE TABLE notes (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            persona_id TEXT,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX notes_by_user ON notes (user_id);
+        CREATE TABLE persona_choices (
+            platform TEXT NOT NULL,
+            scope TEXT NOT NULL CHECK (scope IN ('channel', 'server')),
+            scope_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            set_by TEXT,
+            set_at TEXT NOT NULL,
+            PRIMARY KEY (platform, scope, scope_id)
+        );
+        CREATE TABLE summaries (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            persona_id TEXT,
+            text TEXT NOT NULL,
+            upto_message_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX summaries_by_channel ON summaries (platform, channel_id, id);
+        """,
+    ),
+)

@@ -1,0 +1,392 @@
+"""SQLite memory through aiosqlite: WAL, numbered migrations on open, one transaction per turn.
+
+Every chat line is committed before the caller acts on it, so a crash after an acknowledgement
+loses nothing. ``synchronous=NORMAL`` in WAL mode survives a killed process (not a power cut),
+which is the trade a chat bot wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from engine.events import ChatEvent, Reply
+from memory.migrations import MIGRATIONS, Migration
+from memory.records import ForgetResult, StoredMessage, Summary, UserRecord
+
+__all__ = ["MemoryError", "MemoryStore"]
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.platform, m.channel_id, COALESCE(u.platform_user_id, ''), m.author_name, m.text,"
+    " m.is_character, m.persona_id, m.created_at, m.platform_message_id, m.reply_to_id"
+)
+
+
+class MemoryError(Exception):
+    """The database could not be opened, migrated or written."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def _message(row: sqlite3.Row | tuple) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        platform=row[1],
+        channel_id=row[2],
+        author_id=row[3],
+        author_name=row[4],
+        text=row[5],
+        is_character=bool(row[6]),
+        persona_id=row[7],
+        created_at=_parse(row[8]),
+        platform_message_id=row[9],
+        reply_to_id=row[10],
+    )
+
+
+class MemoryStore:
+    """Open with ``await MemoryStore.open(path)``; close with ``await store.close()``."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+        # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
+        self._write_lock = asyncio.Lock()
+        self._pending: list[tuple[ChatEvent, asyncio.Future[UserRecord]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, path: Path | str) -> MemoryStore:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            await connection.execute("PRAGMA busy_timeout=5000")
+            store = cls(connection, path)
+            await store._migrate(MIGRATIONS)
+        except sqlite3.DatabaseError as exc:
+            raise MemoryError(f"cannot open the memory database {path}: {exc}") from exc
+        return store
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._db.close()
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- migrations -------------------------------------------------------------------------
+
+    async def _migrate(self, migrations: Iterable[Migration]) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        async with self._db.execute("SELECT version FROM schema_migrations") as cursor:
+            applied = {row[0] async for row in cursor}
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version in applied:
+                continue
+            # executescript would COMMIT on its own; run statements inside one explicit transaction.
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(migration.sql):
+                    await self._db.execute(statement)
+                await self._db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _iso(datetime.now(UTC))),
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writing a turn ---------------------------------------------------------------------
+
+    async def record_message(self, event: ChatEvent) -> UserRecord:
+        """Store a viewer's line and count it for its author; returns once it is committed.
+
+        Lines arriving together are committed together (group commit): a chat flood costs a
+        handful of round trips per batch instead of five per line.
+        """
+        future: asyncio.Future[UserRecord] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain_pending())
+        return await asyncio.shield(future)
+
+    async def _drain_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._write_lock:
+                    records = await self._write_batch([event for event, _ in batch])
+            except Exception as exc:  # every waiter learns why its line was not stored
+                error = MemoryError(f"could not store chat lines: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), record in zip(batch, records, strict=True):
+                if not future.done():
+                    future.set_result(record)
+
+    async def _write_batch(self, events: list[ChatEvent]) -> list[UserRecord]:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.executemany(
+                "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
+                " VALUES (?, ?, ?, ?, ?, 1)"
+                " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+                " display_name = excluded.display_name, last_seen = excluded.last_seen,"
+                " message_count = message_count + 1",
+                [(e.platform, e.author_id, e.author_name, _iso(e.sent_at), _iso(e.sent_at)) for e in events],
+            )
+            await self._db.executemany(
+                "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
+                " author_name, is_character, text, created_at, reply_to_id, addressed)"
+                " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
+                " ?, 0, ?, ?, ?, ?)",
+                [
+                    (e.platform, e.channel_id, e.server_id, e.message_id, e.platform, e.author_id,
+                     e.author_name, e.text, _iso(e.sent_at), e.reply_to_id, int(e.addresses_bot))
+                    for e in events
+                ],
+            )
+            users = await self._users_after_batch(events)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return _records_per_event(events, users)
+
+    async def _users_after_batch(self, events: list[ChatEvent]) -> dict[tuple[str, str], tuple]:
+        keys = sorted({(e.platform, e.author_id) for e in events})
+        users: dict[tuple[str, str], tuple] = {}
+        # SQLite caps bound parameters; 400 pairs stays well under the limit.
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            where = " OR ".join(["(platform = ? AND platform_user_id = ?)"] * len(chunk))
+            params = [value for key in chunk for value in key]
+            async with self._db.execute(
+                f"SELECT platform, platform_user_id, display_name, first_seen, last_seen, message_count"
+                f" FROM users WHERE {where}",
+                params,
+            ) as cursor:
+                async for row in cursor:
+                    users[(row[0], row[1])] = tuple(row[2:])
+        return users
+
+    async def record_reply(self, reply: Reply, platform_message_id: str | None = None) -> int:
+        """Store what the character said; returns the row id."""
+        event = reply.event
+        async with self._write_lock:
+            cursor = await self._db.execute(
+                "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id, author_name,"
+                " is_character, persona_id, text, created_at, reply_to_id) VALUES (?, ?, ?, ?, NULL, ?, 1, ?, ?, ?, ?)",
+                (
+                    event.platform,
+                    event.channel_id,
+                    event.server_id,
+                    platform_message_id,
+                    reply.persona_name,
+                    reply.persona_id,
+                    reply.text,
+                    _iso(datetime.now(UTC)),
+                    event.message_id,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    async def set_platform_message_id(self, row_id: int, platform_message_id: str) -> None:
+        async with self._write_lock:
+            await self._db.execute("UPDATE messages SET platform_message_id = ? WHERE id = ?", (platform_message_id, row_id))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def recent_messages(
+        self, platform: str, channel_id: str, *, limit: int, after_id: int = 0, upto_id: int | None = None
+    ) -> list[StoredMessage]:
+        """The channel's last ``limit`` lines with ``after_id < id <= upto_id``, oldest first."""
+        query = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id"
+            " WHERE m.platform = ? AND m.channel_id = ? AND m.id > ? AND m.id <= ?"
+            " ORDER BY m.id DESC LIMIT ?"
+        )
+        params = (platform, channel_id, after_id, upto_id if upto_id is not None else 2**62, limit)
+        async with self._db.execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return [_message(row) for row in reversed(list(rows))]
+
+    async def message_id_for(self, platform: str, platform_message_id: str) -> int | None:
+        async with self._db.execute(
+            "SELECT id FROM messages WHERE platform = ? AND platform_message_id = ? ORDER BY id DESC LIMIT 1",
+            (platform, platform_message_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
+
+    async def message_by_platform_id(self, platform: str, platform_message_id: str) -> StoredMessage | None:
+        async with self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id"
+            " WHERE m.platform = ? AND m.platform_message_id = ? ORDER BY m.id DESC LIMIT 1",
+            (platform, platform_message_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _message(row) if row else None
+
+    async def count_messages(self, platform: str | None = None, channel_id: str | None = None) -> int:
+        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", []
+        if platform is not None:
+            query, params = query + " AND platform = ?", [*params, platform]
+        if channel_id is not None:
+            query, params = query + " AND channel_id = ?", [*params, channel_id]
+        async with self._db.execute(query, params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
+        async with self._db.execute(
+            "SELECT display_name, first_seen, last_seen, message_count FROM users"
+            " WHERE platform = ? AND platform_user_id = ?",
+            (platform, user_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return UserRecord(platform, user_id, row[0], _parse(row[1]), _parse(row[2]), row[3])
+
+    # -- notes ------------------------------------------------------------------------------
+
+    async def add_note(self, platform: str, user_id: str, text: str, persona_id: str | None = None) -> None:
+        async with self._write_lock:
+            cursor = await self._db.execute(
+                "INSERT INTO notes (user_id, persona_id, text, created_at)"
+                " SELECT id, ?, ?, ? FROM users WHERE platform = ? AND platform_user_id = ?",
+                (persona_id, text, _iso(datetime.now(UTC)), platform, user_id),
+            )
+            if cursor.rowcount == 0:
+                raise MemoryError(f"no user {user_id!r} on {platform} to attach a note to")
+
+    async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[str]:
+        async with self._db.execute(
+            "SELECT n.text FROM notes n JOIN users u ON u.id = n.user_id"
+            " WHERE u.platform = ? AND u.platform_user_id = ? AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?)"
+            " ORDER BY n.id",
+            (platform, user_id, persona_id, persona_id),
+        ) as cursor:
+            return [row[0] async for row in cursor]
+
+    # -- forgetting -------------------------------------------------------------------------
+
+    async def forget_user(self, platform: str, user_id: str) -> ForgetResult:
+        """Delete a user's lines, the character's replies to them, their notes and their record."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                params = (platform, user_id)
+                user_clause = "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?"
+                replies = await self._db.execute(
+                    "DELETE FROM messages WHERE is_character = 1 AND platform = ? AND reply_to_id IN"
+                    f" (SELECT platform_message_id FROM messages WHERE user_id IN ({user_clause}))",
+                    (platform, *params),
+                )
+                lines = await self._db.execute(f"DELETE FROM messages WHERE user_id IN ({user_clause})", params)
+                notes = await self._db.execute(f"DELETE FROM notes WHERE user_id IN ({user_clause})", params)
+                users = await self._db.execute("DELETE FROM users WHERE platform = ? AND platform_user_id = ?", params)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return ForgetResult(messages=lines.rowcount + replies.rowcount, notes=notes.rowcount, users=users.rowcount)
+
+    # -- persona per channel ----------------------------------------------------------------
+
+    async def set_persona(self, platform: str, scope: str, scope_id: str, persona_id: str, set_by: str | None) -> None:
+        async with self._write_lock:
+            await self._db.execute(
+                "INSERT INTO persona_choices (platform, scope, scope_id, persona_id, set_by, set_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (platform, scope, scope_id) DO UPDATE SET"
+                " persona_id = excluded.persona_id, set_by = excluded.set_by, set_at = excluded.set_at",
+                (platform, scope, scope_id, persona_id, set_by, _iso(datetime.now(UTC))),
+            )
+
+    async def persona_choice(self, platform: str, channel_id: str, server_id: str | None = None) -> str | None:
+        """The channel's persona, else its server's, else None."""
+        async with self._db.execute(
+            "SELECT persona_id FROM persona_choices WHERE platform = ? AND"
+            " ((scope = 'channel' AND scope_id = ?) OR (scope = 'server' AND scope_id = ?))"
+            " ORDER BY scope = 'channel' DESC LIMIT 1",
+            (platform, channel_id, server_id or ""),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else None
+
+    # -- summaries --------------------------------------------------------------------------
+
+    async def save_summary(self, platform: str, channel_id: str, text: str, upto_message_id: int, persona_id: str | None) -> None:
+        async with self._write_lock:
+            await self._db.execute(
+                "INSERT INTO summaries (platform, channel_id, persona_id, text, upto_message_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (platform, channel_id, persona_id, text, upto_message_id, _iso(datetime.now(UTC))),
+            )
+
+    async def latest_summary(self, platform: str, channel_id: str) -> Summary | None:
+        async with self._db.execute(
+            "SELECT text, upto_message_id, created_at FROM summaries WHERE platform = ? AND channel_id = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (platform, channel_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Summary(platform, channel_id, row[0], row[1], _parse(row[2])) if row else None
+
+    async def integrity_check(self) -> str:
+        async with self._db.execute("PRAGMA integrity_check") as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else "no answer"
+
+
+def _records_per_event(events: list[ChatEvent], users: dict[tuple[str, str], tuple]) -> list[UserRecord]:
+    """Each line's view of its author: the count as it stood right after that line."""
+    remaining = {}
+    for event in events:
+        key = (event.platform, event.author_id)
+        remaining[key] = remaining.get(key, 0) + 1
+    records = []
+    for event in events:
+        key = (event.platform, event.author_id)
+        name, first_seen, last_seen, final_count = users[key]
+        remaining[key] -= 1
+        records.append(
+            UserRecord(event.platform, event.author_id, event.author_name, _parse(first_seen),
+                       _parse(last_seen), final_count - remaining[key])
+        )
+    return records
+
+
+def _split_sql(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
