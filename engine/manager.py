@@ -251,7 +251,9 @@ class ConversationManager:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)
         upto = own_id - 1 if own_id is not None else None
         return await self.memory.recent_messages(
-            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1, after_id=window_start, upto_id=upto
+            # The window start is the oldest line still included, hence the - 1.
+            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1,
+            after_id=window_start - 1, upto_id=upto,
         )
 
     async def _remember_trim(self, event: ChatEvent, persona: PersonaCard, dropped: list[StoredMessage]) -> None:
