@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
+from engine.moderation_rules import ModerationOverrides, check_patterns, parse_actions, split_list
 
 __all__ = [
     "BackendSettings",
@@ -24,7 +25,9 @@ __all__ = [
     "DiscordSettings",
     "MemorySettings",
     "MetricsSettings",
+    "ModerationSettings",
     "PromptSettings",
+    "ResilienceSettings",
     "Settings",
     "TwitchSettings",
     "load_settings",
@@ -94,6 +97,64 @@ class MetricsSettings(BaseSettings):
     host: str = "127.0.0.1"
 
 
+class ModerationSettings(BaseSettings):
+    """Both directions: what viewers write (input) and what the character says (output)."""
+
+    model_config = _section("COSTAR_MODERATION_")
+
+    enabled: bool = Field(True, description="check chat lines and replies at all")
+    banned_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated words or phrases, matched on whole words after normalisation")
+    banned_patterns: list[str] = Field(default_factory=list, description="JSON list of regular expressions (case-insensitive)")
+    allowed_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated link domains allowed in and out (subdomains too)")
+    actions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="rule=action pairs overriding the defaults, e.g. input_caps=allow,output_link=fix")
+    safe_line: str = Field("Let's talk about something else!", description="what the 'replace' action says")
+    exempt_moderators: bool = Field(True, description="input rules skip broadcasters, moderators and admins")
+    caps_min_letters: int = Field(20, ge=1, description="caps rule: only lines with at least this many letters")
+    caps_ratio: float = Field(0.8, gt=0, le=1, description="caps rule: share of upper-case letters that counts as shouting")
+    repeat_chars: int = Field(10, ge=3, description="repeat rule: this many identical characters in a row")
+    repeat_words: int = Field(6, ge=2, description="repeat rule: the same word this many times in a row")
+    copypasta_count: int = Field(3, ge=2, description="copypasta rule: the same line this many times in a channel")
+    copypasta_window_s: float = Field(120.0, gt=0, description="copypasta rule: within this many seconds")
+    copypasta_min_chars: int = Field(20, ge=1, description="copypasta rule: only lines at least this long")
+    max_mentions: int = Field(3, ge=1, description="replies mentioning more users than this are mass mentions")
+    command_prefix_platforms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["twitch"], description="platforms where a reply must not start with '/' or '.'")
+    leak_words: int = Field(8, ge=3, description="a reply sharing this many words in a row with the hidden instructions leaks them")
+    leak_chars: int = Field(60, ge=10, description="... or this many letters and digits in a row, ignoring spacing")
+    channels: dict[str, ModerationOverrides] = Field(
+        default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/readme/safety.md)')
+
+    @field_validator("banned_words", "allowed_domains", "command_prefix_platforms", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions(cls, value: Any) -> dict[str, str]:
+        return parse_actions(value)
+
+    @field_validator("banned_patterns")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        return check_patterns(patterns)
+
+
+class ResilienceSettings(BaseSettings):
+    """How the bot treats a failing model backend (the timeout itself is COSTAR_BACKEND_TIMEOUT_S)."""
+
+    model_config = _section("COSTAR_RESILIENCE_")
+
+    breaker_failures: int = Field(3, ge=1, description="consecutive backend failures that open the circuit breaker")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="while open, fail fast for this long, then let one probe through")
+    first_chunk_timeout_s: float = Field(45.0, gt=0, description="a reply whose first text takes longer counts as a failure")
+    idle_timeout_s: float = Field(20.0, gt=0, description="a stream silent for longer than this counts as a failure")
+    fallback_cooldown_s: float = Field(30.0, ge=0, description="say COSTAR_PROMPT_FALLBACK_REPLY at most once per channel per this long")
+
+
 class DiscordSettings(BaseSettings):
     model_config = _section("DISCORD_")
 
@@ -116,6 +177,8 @@ class Settings(BaseModel):
     prompt: PromptSettings
     memory: MemorySettings
     metrics: MetricsSettings
+    moderation: ModerationSettings
+    resilience: ResilienceSettings
     discord: DiscordSettings
     twitch: TwitchSettings
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.moderation_rules import ModerationOverrides
+
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
 
 # vLLM only accepts these LoRA ranks for --max-lora-rank (see FACTS.md).
@@ -143,6 +145,7 @@ class PersonaCard(_Strict):
     system_prompt: str | None = Field(None, description="replaces the default system prompt; {{original}} inserts it")
     post_history_instructions: str | None = None
     tags: list[str] = Field(default_factory=list)
+    moderation: ModerationOverrides | None = Field(None, description="this persona's changes to COSTAR_MODERATION_*")
     creator: str | None = Field(None, description="never sent to the model")
     creator_notes: str | None = Field(None, description="never sent to the model")
     character_version: str | None = Field(None, description="never sent to the model")

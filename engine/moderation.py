@@ -1,0 +1,253 @@
+"""Moderation in both directions: what viewers write, and what the character is about to say.
+
+The manager asks :meth:`Moderator.check_input` once per chat line at ingest (the line is stored
+either way; a blocked line is not answered) and :meth:`Moderator.check_output` on every reply
+(and, without counting, on every streamed snapshot). Rules and their actions are in
+:mod:`engine.moderation_rules`; the settings are ``COSTAR_MODERATION_*`` with per-persona (card
+field ``moderation``) and per-channel (``COSTAR_MODERATION_CHANNELS``) overrides.
+
+Every action is counted in :attr:`Moderator.counts`, keyed ``(reason, action)`` — e.g.
+``("output_prompt_leak", "regenerate")`` — and logged with its reason and a safe detail: never
+the hidden instructions, never a slur.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.events import ChatEvent
+from engine.moderation_checks import (
+    WordList,
+    caps_shouting,
+    defuse_mentions,
+    domain_allowed,
+    find_links,
+    mass_mention,
+    remove_links,
+    repeated,
+    slur_in,
+    strip_command_prefix,
+)
+from engine.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
+from engine.normalize import normalize_for_matching, squash
+from engine.prompt_leaks import LeakDetector, hidden_instructions
+from engine.settings import ModerationSettings
+from personas.card import PersonaCard
+
+__all__ = ["Finding", "Moderator", "Policy", "Verdict"]
+
+log = logging.getLogger(__name__)
+
+_COPYPASTA_MEMORY = 200  # recent lines remembered per channel
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    reason: Reason
+    action: Action
+    detail: str = ""  # safe to log: a domain, a rule name; never hidden text or a slur
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The strictest action of the findings, and the text to use (fixed, replaced or empty)."""
+
+    action: Action
+    text: str
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def passes(self) -> bool:
+        """The text may be used as it is in ``text`` (possibly fixed)."""
+        return self.action in (Action.ALLOW, Action.FIX)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [finding.reason.value for finding in self.findings]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Global settings merged with the persona's and then the channel's overrides."""
+
+    enabled: bool
+    banned_words: WordList
+    banned_patterns: tuple[re.Pattern[str], ...]
+    allowed_domains: tuple[str, ...]
+    actions: dict[Reason, Action]
+    safe_line: str
+
+    @classmethod
+    def merge(cls, settings: ModerationSettings, *layers: ModerationOverrides | None) -> Policy:
+        enabled, safe_line = settings.enabled, settings.safe_line
+        words, patterns, domains = list(settings.banned_words), list(settings.banned_patterns), list(settings.allowed_domains)
+        actions = {**DEFAULT_ACTIONS, **{Reason(k): Action(v) for k, v in settings.actions.items()}}
+        for layer in (layer for layer in layers if layer is not None):
+            enabled = layer.enabled if layer.enabled is not None else enabled
+            safe_line = layer.safe_line or safe_line
+            words += layer.banned_words
+            patterns += layer.banned_patterns
+            domains += layer.allowed_domains
+            actions.update({Reason(k): Action(v) for k, v in layer.actions.items()})
+        return cls(enabled, WordList(words), tuple(re.compile(p, re.IGNORECASE) for p in patterns), tuple(domains),
+                   actions, safe_line)
+
+
+@dataclass
+class _Copypasta:
+    seen: defaultdict[str, deque[tuple[float, str]]] = field(default_factory=lambda: defaultdict(deque))
+
+    def count_recent(self, channel: str, fingerprint: str, now: float, window_s: float) -> int:
+        lines = self.seen[channel]
+        while lines and now - lines[0][0] > window_s:
+            lines.popleft()
+        earlier = sum(1 for _, seen in lines if seen == fingerprint)
+        lines.append((now, fingerprint))
+        if len(lines) > _COPYPASTA_MEMORY:
+            lines.popleft()
+        return earlier + 1
+
+
+class Moderator:
+    def __init__(self, settings: ModerationSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._policies: dict[tuple[str, str], Policy] = {}
+        self._leak_detectors: dict[str, LeakDetector] = {}
+        self._copypasta = _Copypasta()
+
+    def policy(self, persona: PersonaCard, channel_key: str) -> Policy:
+        key = (persona.persona_id, channel_key)
+        if key not in self._policies:
+            channel = self.settings.channels.get(channel_key)
+            self._policies[key] = Policy.merge(self.settings, persona.moderation, channel)
+        return self._policies[key]
+
+    def leak_detector(self, persona: PersonaCard) -> LeakDetector:
+        if persona.persona_id not in self._leak_detectors:
+            self._leak_detectors[persona.persona_id] = LeakDetector(
+                hidden_instructions(persona), words=self.settings.leak_words, chars=self.settings.leak_chars
+            )
+        return self._leak_detectors[persona.persona_id]
+
+    # -- input ------------------------------------------------------------------------------
+
+    def check_input(self, event: ChatEvent, persona: PersonaCard) -> Verdict:
+        """Once per chat line (the copypasta rule remembers lines): may the character answer it?"""
+        policy = self.policy(persona, event.channel_key)
+        repeats = self._copypasta_count(event)
+        if not policy.enabled or (self.settings.exempt_moderators and event.is_moderator):
+            return Verdict(Action.ALLOW, event.text)
+        found = self._input_findings(event.text, policy)
+        if repeats >= self.settings.copypasta_count:
+            found.append((Reason.INPUT_COPYPASTA, f"{repeats} times"))
+        verdict = _decide(found, policy, event.text, fixes={})
+        self._record(verdict, event)
+        return verdict
+
+    def _input_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
+        s = self.settings
+        found = self._word_findings(text, policy, Reason.INPUT_SLUR, Reason.INPUT_BANNED_WORD, Reason.INPUT_BANNED_PATTERN)
+        hosts = [host for host in find_links(text) if not domain_allowed(host, policy.allowed_domains)]
+        if hosts:
+            found.append((Reason.INPUT_LINK, ", ".join(sorted(set(hosts)))))
+        if caps_shouting(text, min_letters=s.caps_min_letters, ratio=s.caps_ratio):
+            found.append((Reason.INPUT_CAPS, ""))
+        if repeated(text, max_chars=s.repeat_chars, max_words=s.repeat_words):
+            found.append((Reason.INPUT_REPEAT, ""))
+        return found
+
+    def _copypasta_count(self, event: ChatEvent) -> int:
+        fingerprint = squash(event.text)
+        if len(fingerprint) < self.settings.copypasta_min_chars:
+            return 0
+        return self._copypasta.count_recent(event.channel_key, fingerprint, self.clock(), self.settings.copypasta_window_s)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def check_output(
+        self, text: str, persona: PersonaCard, event: ChatEvent, *, final: bool = True, may_regenerate: bool = True
+    ) -> Verdict:
+        """What may be said instead of ``text``. ``final=False`` (stream snapshots) neither counts nor logs."""
+        policy = self.policy(persona, event.channel_key)
+        if not policy.enabled or not text:
+            return Verdict(Action.ALLOW, text)
+        found = self._word_findings(text, policy, Reason.OUTPUT_SLUR, Reason.OUTPUT_BANNED_WORD, Reason.OUTPUT_BANNED_PATTERN)
+        hosts = [host for host in find_links(text) if not domain_allowed(host, policy.allowed_domains)]
+        if hosts:
+            found.append((Reason.OUTPUT_LINK, ", ".join(sorted(set(hosts)))))
+        if mass_mention(text, max_mentions=self.settings.max_mentions):
+            found.append((Reason.OUTPUT_MASS_MENTION, ""))
+        if event.platform in self.settings.command_prefix_platforms and text.lstrip().startswith(("/", ".")):
+            found.append((Reason.OUTPUT_COMMAND_PREFIX, event.platform))
+        leak = self.leak_detector(persona).leak_form(text)
+        if leak:
+            found.append((Reason.OUTPUT_PROMPT_LEAK, f"{leak} overlap with the hidden instructions"))
+        fixes = {
+            Reason.OUTPUT_LINK: lambda value: remove_links(value, policy.allowed_domains),
+            Reason.OUTPUT_MASS_MENTION: defuse_mentions,
+            Reason.OUTPUT_COMMAND_PREFIX: strip_command_prefix,
+        }
+        verdict = _decide(found, policy, text, fixes=fixes, may_regenerate=may_regenerate)
+        if final:
+            self._record(verdict, event)
+        return verdict
+
+    # -- shared -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _word_findings(text: str, policy: Policy, slur: Reason, word: Reason, pattern: Reason) -> list[tuple[Reason, str]]:
+        found: list[tuple[Reason, str]] = []
+        if slur_in(text):
+            found.append((slur, "slur list"))  # the word itself is never logged
+        phrase = policy.banned_words.first_match(text)
+        if phrase:
+            found.append((word, phrase))
+        normal = normalize_for_matching(text)
+        for index, compiled in enumerate(policy.banned_patterns):
+            if compiled.search(text) or compiled.search(normal):
+                found.append((pattern, f"pattern #{index + 1}"))
+                break
+        return found
+
+    def _record(self, verdict: Verdict, event: ChatEvent) -> None:
+        for finding in verdict.findings:
+            self.counts[(finding.reason.value, finding.action.value)] += 1
+            log.info(
+                "moderation: %s -> %s on %s message %s%s",
+                finding.reason.value, finding.action.value, event.channel_key, event.message_id,
+                f" ({finding.detail})" if finding.detail else "",
+            )
+
+
+def _decide(
+    found: list[tuple[Reason, str]],
+    policy: Policy,
+    text: str,
+    *,
+    fixes: dict[Reason, Callable[[str], str]],
+    may_regenerate: bool = True,
+) -> Verdict:
+    findings = []
+    for reason, detail in found:
+        action = policy.actions[reason]
+        if action is Action.REGENERATE and not may_regenerate:
+            action = Action.DROP  # a second bad reply is not retried again
+        findings.append(Finding(reason, action, detail))
+    if not findings:
+        return Verdict(Action.ALLOW, text)
+    strictest = max((finding.action for finding in findings), key=lambda action: action.severity)
+    if strictest is Action.REPLACE:
+        return Verdict(strictest, policy.safe_line, tuple(findings))
+    if strictest in (Action.DROP, Action.REGENERATE):
+        return Verdict(strictest, "", tuple(findings))
+    for finding in findings:
+        if finding.action is Action.FIX:
+            text = fixes[finding.reason](text)
+    return Verdict(strictest if text.strip() else Action.DROP, text.strip(), tuple(findings))

@@ -1,0 +1,164 @@
+"""Pure detectors the moderator combines: words, slurs, links, spam signals, mentions, prefixes.
+
+Each takes text (and the rule's parameters) and returns what it found, or nothing; none keeps
+state and none decides what to do about a finding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from engine.normalize import matching_words, normalize_for_matching
+
+__all__ = [
+    "COMMAND_PREFIXES",
+    "WordList",
+    "caps_shouting",
+    "defuse_mentions",
+    "domain_allowed",
+    "find_links",
+    "is_slur",
+    "mass_mention",
+    "remove_links",
+    "repeated",
+    "slur_in",
+    "strip_command_prefix",
+]
+
+_SLUR_FILE = Path(__file__).parent / "data" / "slurs.sha256"
+_SLUR_SALT = "costar-slur:"
+
+# Twitch reads a message starting with "/" or "." as a chat command (FACTS.md).
+COMMAND_PREFIXES = ("/", ".")
+
+_TLDS = ("com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"
+         "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov")
+_URL = re.compile(
+    r"(?:(?:https?|ftp)://|www\.)(?P<host>[^\s/?#:]+)[^\s]*"
+    rf"|\b(?P<bare>(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS}))\b(?:[/:?#][^\s]*)?",
+    re.IGNORECASE,
+)
+# "evil dot com", "evil[.]com", "evil (dot) com": only before a known TLD, so "the dot" stays prose.
+_OBFUSCATED_DOT = re.compile(rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_TLDS})\b)", re.IGNORECASE)
+_MENTION = re.compile(r"<@[!&]?\d+>|(?<![\w@])@\w+")
+_EVERYONE = re.compile(r"@+\s*(everyone|here)\b", re.IGNORECASE)
+
+
+# -- words and slurs -------------------------------------------------------------------------
+
+
+class WordList:
+    """Banned words and phrases, matched on whole normalised words (so "class" never hits "ass")."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.phrases = tuple(sorted({" ".join(matching_words(entry)) for entry in entries} - {""}))
+
+    def first_match(self, text: str) -> str | None:
+        if not self.phrases:
+            return None
+        words = matching_words(text)
+        joined = f" {' '.join(words)} "
+        for phrase in self.phrases:
+            if f" {phrase} " in joined:
+                return phrase
+        return None
+
+
+@lru_cache(maxsize=1)
+def _slur_hashes() -> frozenset[str]:
+    lines = _SLUR_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _word_variants(word: str) -> set[str]:
+    # "niiiice" style stretching: runs of three or more letters collapsed to one and to two.
+    return {word, re.sub(r"(.)\1{2,}", r"\1", word), re.sub(r"(.)\1{2,}", r"\1\1", word)}
+
+
+def is_slur(word: str) -> bool:
+    hashes = _slur_hashes()
+    return any(hashlib.sha256((_SLUR_SALT + variant).encode()).hexdigest() in hashes for variant in _word_variants(word))
+
+
+def slur_in(text: str) -> bool:
+    return any(is_slur(word) for word in matching_words(text))
+
+
+# -- links ------------------------------------------------------------------------------------
+
+
+def _link_text(text: str) -> str:
+    return _OBFUSCATED_DOT.sub(r"\1.\2", normalize_for_matching(text))
+
+
+def find_links(text: str) -> list[str]:
+    """Host names of the links in ``text``, including look-alike letters and "dot" spellings."""
+    hosts = []
+    for match in _URL.finditer(_link_text(text)):
+        host = (match.group("host") or match.group("bare") or "").lower().strip(".")
+        if host:
+            hosts.append(host)
+    return hosts
+
+
+def domain_allowed(host: str, allowed: Sequence[str]) -> bool:
+    host = host.removeprefix("www.")
+    return any(host == domain or host.endswith("." + domain) for domain in (d.lower().lstrip(".") for d in allowed))
+
+
+def remove_links(text: str, allowed: Sequence[str]) -> str:
+    """The text without links to domains not allowed (matched on the raw text)."""
+
+    def keep_allowed(match: re.Match[str]) -> str:
+        host = (match.group("host") or match.group("bare") or "").lower()
+        return match.group(0) if domain_allowed(host, allowed) else ""
+
+    return " ".join(_URL.sub(keep_allowed, text).split())
+
+
+# -- spam signals -----------------------------------------------------------------------------
+
+
+def caps_shouting(text: str, *, min_letters: int, ratio: float) -> bool:
+    letters = [char for char in text if char.isalpha() and (char.isupper() or char.islower())]
+    if len(letters) < min_letters:
+        return False
+    return sum(char.isupper() for char in letters) / len(letters) >= ratio
+
+
+def repeated(text: str, *, max_chars: int, max_words: int) -> bool:
+    normal = normalize_for_matching(text)
+    if re.search(rf"(.)\1{{{max_chars - 1},}}", normal):
+        return True
+    words = normal.split()
+    run = 1
+    for previous, word in zip(words, words[1:], strict=False):
+        run = run + 1 if word == previous else 1
+        if run >= max_words:
+            return True
+    return False
+
+
+# -- output shape -----------------------------------------------------------------------------
+
+
+def mass_mention(text: str, *, max_mentions: int) -> bool:
+    return bool(_EVERYONE.search(text)) or len(_MENTION.findall(text)) > max_mentions
+
+
+def defuse_mentions(text: str) -> str:
+    """@everyone/@here become plain words, user mentions lose their '@' (Discord ids are removed)."""
+    text = _EVERYONE.sub(lambda match: match.group(1), text)
+    text = re.sub(r"<@[!&]?\d+>", "", text)
+    return " ".join(re.sub(r"(?<![\w@])@(\w)", r"\1", text).split())
+
+
+def strip_command_prefix(text: str) -> str:
+    stripped = text.lstrip()
+    while stripped.startswith(COMMAND_PREFIXES):
+        stripped = stripped[1:].lstrip()
+    return stripped

@@ -1,0 +1,114 @@
+"""Chat text folded into a form for *matching* only; the stored and prompted text stays as sent.
+
+Tricks viewers use to slip words past a filter, and what undoes them here:
+
+- fullwidth / mathematical / circled letters (ｉｇｎｏｒｅ, 𝐢𝐠𝐧𝐨𝐫𝐞)  → Unicode NFKC
+- zero-width and other invisible characters (ig\u200bnore)          → removed (category Cf)
+- accents and stacked combining marks (ïgnörë, Zalgo)               → removed (categories Mn, Me)
+- Cyrillic/Greek look-alikes (іgnоrе with Cyrillic і, о, е)        → folded to Latin
+- Unicode tag characters (invisible ASCII smuggled in U+E0020–E007E)→ decoded to the ASCII they hide
+- leetspeak (1gn0r3) and spelled-out words (i g n o r e)            → :func:`matching_words`
+
+:func:`normalize_for_matching` is idempotent (the fuzz tests check it), so normalising twice
+never changes what a rule matches.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["fold_leet", "matching_words", "normalize_for_matching", "squash", "word_sequence"]
+
+# Look-alikes that NFKC leaves alone (it only folds compatibility forms). Lower case only: the
+# text is case-folded first. A small hand-picked table, not the full Unicode confusables list.
+_CONFUSABLES = str.maketrans({
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "з": "3", "і": "i", "ї": "i", "ј": "j", "к": "k",
+    "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s",
+    "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "ь": "b", "г": "r", "п": "n", "л": "n",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v", "ο": "o",
+    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s", "σ": "o",
+    # Latin oddities
+    "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŀ": "l", "ſ": "s",
+})
+_DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+_TAG_BLOCK = range(0xE0020, 0xE007F)  # tag characters mirror printable ASCII, invisibly
+_MAX_PASSES = 4
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+                       "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
+_TOKEN = re.compile(r"[\w@$!|+€]+")
+
+
+def _char_for_matching(char: str) -> str:
+    code = ord(char)
+    if code in _TAG_BLOCK:
+        return chr(code - 0xE0000)
+    category = unicodedata.category(char)
+    if category in _DROPPED_CATEGORIES:
+        return ""
+    if category.startswith(("C", "Z")):  # controls, separators, odd spaces: one plain space
+        return " "
+    return char
+
+
+def _one_pass(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    visible = "".join(_char_for_matching(char) for char in decomposed)
+    folded = visible.casefold().translate(_CONFUSABLES)
+    return " ".join(unicodedata.normalize("NFKC", folded).split())
+
+
+def normalize_for_matching(text: str) -> str:
+    """NFKC, case-folded, invisible characters and accents removed, look-alikes folded to Latin.
+
+    One pass is not always a fixed point (case folding can produce characters NFKC changes
+    again), so passes repeat until nothing changes; real text settles after one or two.
+    """
+    current = text
+    for _ in range(_MAX_PASSES):
+        following = _one_pass(current)
+        if following == current:
+            return following
+        current = following
+    return current
+
+
+def fold_leet(word: str) -> str:
+    """``n00b`` → ``noob``; words without any letter (``2024``, ``!!!``) are left alone."""
+    if not any(char.isalpha() for char in word):
+        return word
+    return word.translate(_LEET)
+
+
+def _join_spelled_out(words: list[str]) -> list[str]:
+    """Runs of three or more one-letter words (``i g n o r e``) also count as the joined word."""
+    joined: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        if len(run) >= 3:
+            joined.append("".join(run))
+        run = []
+    return joined
+
+
+def word_sequence(text: str) -> list[str]:
+    """The normalised, leet-folded words of ``text`` in order."""
+    words = [fold_leet(token).strip("_") for token in _TOKEN.findall(normalize_for_matching(text))]
+    return [word for word in words if word]
+
+
+def matching_words(text: str) -> list[str]:
+    """The words a word rule is matched against: :func:`word_sequence` plus spelled-out words joined."""
+    words = word_sequence(text)
+    return words + _join_spelled_out(words)
+
+
+def squash(text: str) -> str:
+    """Only the letters and digits of the normalised text: spacing and punctuation tricks vanish."""
+    return "".join(char for char in normalize_for_matching(text) if char.isalnum())
