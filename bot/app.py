@@ -9,6 +9,7 @@ from typing import Protocol
 
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
+from engine.backends.resilience import with_resilience
 from engine.manager import ConversationManager
 from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
@@ -50,7 +51,7 @@ async def build_manager(settings: Settings, backend: Backend | None = None, coun
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
     memory = await MemoryStore.open(settings.db_path)
-    backend = backend or make_backend(settings)
+    backend = backend or with_resilience(make_backend(settings), settings)
     manager = ConversationManager(settings=settings, personas=personas, memory=memory, backend=backend, counter=counter)
     manager.default_persona()  # fail early with a clear message when no persona is usable
     return manager

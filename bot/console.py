@@ -80,7 +80,7 @@ class ConsoleAdapter:
                 if reply is not None:
                     self._say(f"{reply.persona_name}: {reply.text}")
         except EngineError as exc:
-            fallback = self.settings.prompt.fallback_reply
+            fallback = await self.manager.fallback_reply(event)
             if fallback:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {exc}]", file=sys.stderr)
