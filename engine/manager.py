@@ -21,7 +21,7 @@ from engine.events import ChatEvent, Reply
 from engine.moderation import Moderator, Verdict
 from engine.moderation_rules import Action
 from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
-from engine.prompt import BuiltPrompt, PromptBuilder, PromptInputs, speaker_label
+from engine.prompt import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.settings import Settings
 from engine.tokens import TokenCounter
 from engine.turn_context import build_turn_context, summarise_dropped
@@ -310,7 +310,7 @@ class ConversationManager:
             stable_memory=summary.text if summary else None,
             history=history,
             turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
-            new_line=ChatMessage("user", f"{speaker_label(event.author_name)}: {event.text}"),
+            new_line=viewer_message(event.author_name, event.text),
             window_start_id=window_start,
         )
         built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)

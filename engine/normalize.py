@@ -76,9 +76,9 @@ def normalize_for_matching(text: str) -> str:
     return current
 
 
-def fold_leet(word: str) -> str:
-    """``n00b`` → ``noob``; words without any letter (``2024``, ``!!!``) are left alone."""
-    if not any(char.isalpha() for char in word):
+def fold_leet(word: str, *, numbers_too: bool = False) -> str:
+    """``n00b`` → ``noob``; words without any letter (``2024``) are left alone unless ``numbers_too``."""
+    if not numbers_too and not any(char.isalpha() for char in word):
         return word
     return word.translate(_LEET)
 
@@ -97,9 +97,10 @@ def _join_spelled_out(words: list[str]) -> list[str]:
     return joined
 
 
-def word_sequence(text: str) -> list[str]:
+def word_sequence(text: str, *, numbers_too: bool = False) -> list[str]:
     """The normalised, leet-folded words of ``text`` in order."""
-    words = [fold_leet(token).strip("_") for token in _TOKEN.findall(normalize_for_matching(text))]
+    tokens = _TOKEN.findall(normalize_for_matching(text))
+    words = [fold_leet(token, numbers_too=numbers_too).strip("_") for token in tokens]
     return [word for word in words if word]
 
 
@@ -109,6 +110,10 @@ def matching_words(text: str) -> list[str]:
     return words + _join_spelled_out(words)
 
 
-def squash(text: str) -> str:
-    """Only the letters and digits of the normalised text: spacing and punctuation tricks vanish."""
-    return "".join(char for char in normalize_for_matching(text) if char.isalnum())
+def squash(text: str, *, leet: bool = False) -> str:
+    """Only the letters and digits of the normalised text: spacing and punctuation tricks vanish.
+
+    With ``leet`` digits count as the letters they imitate (both sides of a comparison must agree).
+    """
+    squashed = "".join(char for char in normalize_for_matching(text) if char.isalnum())
+    return fold_leet(squashed, numbers_too=True) if leet else squashed

@@ -13,6 +13,7 @@ rolling summary of what was dropped becomes the new stable memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,20 +21,43 @@ from engine.backends.base import ChatMessage
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
 from memory.records import StoredMessage
 
-__all__ = ["BuiltPrompt", "PromptBuilder", "PromptInputs", "render_history_line", "speaker_label"]
+__all__ = [
+    "BuiltPrompt",
+    "PromptBuilder",
+    "PromptInputs",
+    "defuse_control_tokens",
+    "render_history_line",
+    "speaker_label",
+    "viewer_message",
+]
 
 _GENERATION_PROMPT_TOKENS = 8  # "<|im_start|>assistant\n" and the like
 
 
+# Tokenizers read "<|im_start|>" and friends as the real control tokens even inside a user
+# message, so a viewer could open a fake system turn; their look-alikes mean nothing to a model.
+_CONTROL_TOKEN = re.compile(r"<\||\|>|</?s>|\[/?INST\]", re.IGNORECASE)
+_DEFUSED = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
+
+
+def defuse_control_tokens(text: str) -> str:
+    return _CONTROL_TOKEN.sub(lambda match: match.group(0).translate(_DEFUSED), text)
+
+
 def speaker_label(name: str) -> str:
     # A display name must not be able to fake a second speaker or a role label.
-    return " ".join(name.replace(":", " ").split())[:40] or "viewer"
+    return " ".join(defuse_control_tokens(name).replace(":", " ").split())[:40] or "viewer"
+
+
+def viewer_message(author_name: str, text: str) -> ChatMessage:
+    """A viewer's line as the model sees it: always a user message, labelled with the author."""
+    return ChatMessage("user", f"{speaker_label(author_name)}: {defuse_control_tokens(text)}")
 
 
 def render_history_line(line: StoredMessage) -> ChatMessage:
     if line.is_character:
         return ChatMessage("assistant", line.text)
-    return ChatMessage("user", f"{speaker_label(line.author_name)}: {line.text}")
+    return viewer_message(line.author_name, line.text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,16 +61,17 @@ def _decoded_forms(text: str) -> Iterator[tuple[str, str]]:
 
 
 class LeakDetector:
-    def __init__(self, hidden_text: str, *, words: int = 8, chars: int = 60) -> None:
+    def __init__(self, hidden_text: str, *, words: int = 8, chars: int = 32) -> None:
         self.words = words
         self.chars = chars
-        self._word_shingles = _shingles(word_sequence(hidden_text), words)
-        self._char_grams = _grams(squash(hidden_text), chars)
+        # Digits fold to letters on both sides ("41" → "ai"), so "y0u 4r3 p1p" matches "you are pip".
+        self._word_shingles = _shingles(word_sequence(hidden_text, numbers_too=True), words)
+        self._char_grams = _grams(squash(hidden_text, leet=True), chars)
 
     def _overlaps(self, text: str) -> bool:
-        if self._word_shingles and _shingles(word_sequence(text), self.words) & self._word_shingles:
+        if self._word_shingles and not self._word_shingles.isdisjoint(_shingles(word_sequence(text, numbers_too=True), self.words)):
             return True
-        return bool(self._char_grams) and bool(_grams(squash(text), self.chars) & self._char_grams)
+        return bool(self._char_grams) and not self._char_grams.isdisjoint(_grams(squash(text, leet=True), self.chars))
 
     def leak_form(self, text: str) -> str | None:
         """How the reply leaks ("plain", "rot13", "reversed", "base64"), or None. Never the text."""

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from engine.events import ChatEvent
+from engine.prompt import speaker_label
 from memory.records import StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.lorebook import active_entries
@@ -19,7 +20,7 @@ __all__ = ["build_turn_context", "summarise_dropped"]
 
 
 def _speaker_memory(event: ChatEvent, user: UserRecord | None, notes: Sequence[str]) -> str:
-    name = event.author_name
+    name = speaker_label(event.author_name)  # viewer-chosen text going into a system message
     if user is None or user.message_count <= 1:
         about = f"{name} is chatting here for the first time: welcome them."
     else:
@@ -41,16 +42,16 @@ def build_turn_context(
     """Context parts, most important first (the prompt builder drops from the end when short)."""
     parts = [_speaker_memory(event, user, notes)]
     if persona.post_history_instructions:
-        parts.append(substitute_macros(persona.post_history_instructions, persona.display_name, event.author_name))
+        parts.append(substitute_macros(persona.post_history_instructions, persona.display_name, speaker_label(event.author_name)))
     recent = [line.text for line in history] + [event.text]
     for entry in active_entries(persona.lorebook, recent, count_tokens):
-        parts.append("Lore: " + substitute_macros(entry.content, persona.display_name, event.author_name))
+        parts.append("Lore: " + substitute_macros(entry.content, persona.display_name, speaker_label(event.author_name)))
     return parts
 
 
 def summarise_dropped(dropped: Sequence[StoredMessage], persona: PersonaCard, previous: str | None) -> str:
     """A cheap extractive summary: no model call, so trimming never costs a generation."""
-    viewers = Counter(line.author_name for line in dropped if not line.is_character)
+    viewers = Counter(speaker_label(line.author_name) for line in dropped if not line.is_character)
     regulars = ", ".join(name for name, _ in viewers.most_common(6))
     said = [line.text[:100] for line in dropped if line.is_character][-2:]
     parts = [f"Earlier in this chat ({len(dropped)} older lines): {regulars or 'quiet'} were talking."]
