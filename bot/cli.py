@@ -45,7 +45,8 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         manager = await build_manager(settings)
         try:
-            result = await replay(manager, Path(args.file), record=Path(args.record) if args.record else None, expect=args.expect)
+            result = await replay(manager, Path(args.file), record=Path(args.record) if args.record else None,
+                                  expect=args.expect, ack=args.ack)
         finally:
             await close_manager(manager)
         print(f"replayed {result.events} events, {result.replies} replies", file=sys.stderr)
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file")
     replay.add_argument("--record", help="write events and replies to this JSONL file")
     replay.add_argument("--expect", action="store_true", help="fail unless the recorded replies are reproduced")
+    replay.add_argument("--ack", action="store_true", help="print ACK lines once chat lines and replies are committed")
     replay.add_argument("--backend", choices=["embedded", "openai", "scripted"], help="override COSTAR_BACKEND_KIND")
     replay.set_defaults(handler=_cmd_replay)
     persona = commands.add_parser("persona", help="list, show or check persona cards")

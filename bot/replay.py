@@ -2,7 +2,9 @@
 
 With ``--record OUT`` the events and the replies given are written as a new transcript; with
 ``--expect`` the replies recorded in FILE must be reproduced exactly (use a deterministic backend:
-scripted, or the embedded model with temperature 0 / a fixed seed).
+scripted, or the embedded model with temperature 0 / a fixed seed). ``--ack`` prints
+``ACK line ID`` once a chat line is committed and ``ACK reply ID`` once its reply is (the
+kill -9 durability test counts on these).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ async def replay(
     *,
     record: Path | None = None,
     expect: bool = False,
+    ack: bool = False,
     out: TextIO | None = None,
 ) -> ReplayResult:
     out = out or sys.stdout
@@ -40,7 +43,7 @@ async def replay(
     recorder = record.open("w", encoding="utf-8") if record else None
     try:
         for line in read_transcript(transcript):
-            reply_text = await _one(manager, line, out)
+            reply_text = await _one(manager, line, out, ack=ack)
             result.events += 1
             result.replies += reply_text is not None
             if recorder is not None:
@@ -56,14 +59,19 @@ async def replay(
     return result
 
 
-async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO) -> str | None:
+async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, *, ack: bool = False) -> str | None:
     event = line.event
     try:
-        reply = await manager.handle(event)
+        await manager.ingest(event)
+        if ack:  # printed only once the line is committed: what a crash test may count on
+            print(f"ACK line {event.message_id}", file=out, flush=True)
+        reply = await manager.reply(event) if event.addresses_bot else None
     except EngineError as exc:
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
         return None
     if reply is None:
         return None
     print(f"[{event.channel_key}] {reply.persona_name}: {reply.text}", file=out, flush=True)
+    if ack:
+        print(f"ACK reply {event.message_id}", file=out, flush=True)
     return reply.text

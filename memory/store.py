@@ -76,6 +76,8 @@ class MemoryStore:
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
             await connection.execute("PRAGMA busy_timeout=5000")
+            # Deleted rows are overwritten with zeros, so forgetting a user leaves no trace in the file.
+            await connection.execute("PRAGMA secure_delete=ON")
             store = cls(connection, path)
             await store._migrate(MIGRATIONS)
         except sqlite3.DatabaseError as exc:
@@ -309,6 +311,12 @@ class MemoryStore:
             try:
                 params = (platform, user_id)
                 user_clause = "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?"
+                # Summaries of their channels quote names and lines; they are rebuilt as chat goes on.
+                await self._db.execute(
+                    "DELETE FROM summaries WHERE (platform, channel_id) IN"
+                    f" (SELECT DISTINCT platform, channel_id FROM messages WHERE user_id IN ({user_clause}))",
+                    params,
+                )
                 replies = await self._db.execute(
                     "DELETE FROM messages WHERE is_character = 1 AND platform = ? AND reply_to_id IN"
                     f" (SELECT platform_message_id FROM messages WHERE user_id IN ({user_clause}))",
@@ -321,6 +329,8 @@ class MemoryStore:
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+            # The WAL still holds the old pages until a checkpoint; truncate it so they are gone too.
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return ForgetResult(messages=lines.rowcount + replies.rowcount, notes=notes.rowcount, users=users.rowcount)
 
     # -- persona per channel ----------------------------------------------------------------
