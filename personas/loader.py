@@ -39,13 +39,17 @@ def load_card(path: Path | str) -> PersonaCard:
 def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> PersonaCard:
     if len(data) > _MAX_CARD_BYTES:
         raise PersonaError(path, f"file is {len(data) // 1_000_000} MB; cards are at most {_MAX_CARD_BYTES // 1_000_000} MB")
-    if suffix == ".png":
-        return card_from_json(card_json_from_png(data, path), path)
-    text = _decode(data, path)
-    if suffix == ".json":
-        return card_from_json(_json_object(text, path), path)
-    if suffix in (".yaml", ".yml"):
-        return _card_from_yaml(text, path)
+    try:
+        if suffix == ".png":
+            return card_from_json(card_json_from_png(data, path), path)
+        text = _decode(data, path)
+        if suffix == ".json":
+            return card_from_json(_json_object(text, path), path)
+        if suffix in (".yaml", ".yml"):
+            return _card_from_yaml(text, path)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # A field of an unexpected type that no specific check caught: still the card's fault.
+        raise PersonaError(path, f"malformed card ({type(exc).__name__}: {exc})") from exc
     raise PersonaError(path, f"unsupported card type {suffix!r}; use one of {', '.join(CARD_SUFFIXES)}")
 
 

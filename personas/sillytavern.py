@@ -42,7 +42,7 @@ def card_json_from_png(data: bytes, path: Path | None = None) -> dict[str, Any]:
         raise PersonaError(path, "this PNG carries no character card (no 'ccv3' or 'chara' tEXt chunk)")
     try:
         decoded = json.loads(base64.b64decode(chunks[chunk_name], validate=False).decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII chunk; covers bad UTF-8 and JSON too
         raise PersonaError(path, f"the '{chunk_name}' chunk is not base64 of UTF-8 JSON ({exc})", field=chunk_name) from exc
     if not isinstance(decoded, dict):
         raise PersonaError(path, "the card JSON must be an object", field=chunk_name)
@@ -59,6 +59,13 @@ def _text(data: dict[str, Any], key: str, path: Path | None) -> str:
     for legacy, macro in _LEGACY_MACROS.items():
         text = text.replace(legacy, macro)
     return text.strip()
+
+
+def _strings(data: dict[str, Any], key: str, path: Path | None) -> list[str]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise PersonaError(path, f"must be a list of text, got {type(value).__name__}", field=f"data.{key}")
+    return [item for item in value if isinstance(item, str)]
 
 
 def parse_example_dialogues(mes_example: str) -> list[list[ExampleTurn]]:
@@ -144,7 +151,7 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
 def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCard:
     """A V2 or V3 card dict → PersonaCard. V1 (flat) cards are read from the top level."""
     spec = data.get("spec")
-    if spec is not None and spec not in _SPECS:
+    if spec is not None and (not isinstance(spec, str) or spec not in _SPECS):
         raise PersonaError(path, f"unknown card spec {spec!r}; costar reads chara_card_v2 and chara_card_v3", field="spec")
     if "entries" in data and "name" not in data and "data" not in data:
         raise PersonaError(path, "this is a world-info (lorebook) file, not a character card; list it in a card's lorebook_files")
@@ -155,7 +162,10 @@ def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCar
     if not name:
         raise PersonaError(path, "a character needs a name", field="data.name")
     book = body.get("character_book")
-    extensions = dict(body.get("extensions") or {})
+    extensions = body.get("extensions") or {}
+    if not isinstance(extensions, dict):
+        raise PersonaError(path, f"must be an object, got {type(extensions).__name__}", field="data.extensions")
+    extensions = dict(extensions)
     v3_only = {key: body[key] for key in ("assets", "source", "group_only_greetings", "creator_notes_multilingual",
                                           "creation_date", "modification_date") if key in body}
     if v3_only:
@@ -167,11 +177,11 @@ def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCar
         "personality": _text(body, "personality", path),
         "scenario": _text(body, "scenario", path),
         "greeting": _text(body, "first_mes", path),
-        "alternate_greetings": [g for g in body.get("alternate_greetings") or [] if isinstance(g, str)],
+        "alternate_greetings": _strings(body, "alternate_greetings", path),
         "example_dialogues": parse_example_dialogues(_text(body, "mes_example", path)),
         "system_prompt": _text(body, "system_prompt", path) or None,
         "post_history_instructions": _text(body, "post_history_instructions", path) or None,
-        "tags": [t for t in body.get("tags") or [] if isinstance(t, str)],
+        "tags": _strings(body, "tags", path),
         "creator": _text(body, "creator", path) or None,
         "creator_notes": _text(body, "creator_notes", path) or None,
         "character_version": _text(body, "character_version", path) or None,
