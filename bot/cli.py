@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.redact import install_secret_redaction
 from engine.settings import Settings, load_settings
 from personas.errors import PersonaError
 
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.env_file)
         logging.basicConfig(level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        install_secret_redaction(settings)
         return handler(args, settings)
     except (EngineError, PersonaError) as exc:
         print(f"costar: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
+from engine.redact import SecretRedactor, secret_values
 from engine.settings import Settings
 
 __all__ = ["BreakerState", "CircuitBreaker", "ResilientBackend", "with_resilience"]
@@ -99,9 +100,16 @@ class CircuitBreaker:
 
 class ResilientBackend(Backend):
     def __init__(
-        self, inner: Backend, *, breaker: CircuitBreaker, first_chunk_timeout_s: float, idle_timeout_s: float
+        self,
+        inner: Backend,
+        *,
+        breaker: CircuitBreaker,
+        first_chunk_timeout_s: float,
+        idle_timeout_s: float,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.inner = inner
+        self.redact = redact  # library errors can echo a key back; they become our error text
         self.name = inner.name
         self.breaker = breaker
         self.first_chunk_timeout_s = first_chunk_timeout_s
@@ -143,7 +151,8 @@ class ResilientBackend(Backend):
             raise
         except Exception as exc:
             self.breaker.record_failure()
-            raise BackendError(f"{self.name} backend failed: {type(exc).__name__}: {exc}") from exc
+            # "from None": the original exception may quote a secret, and tracebacks print it.
+            raise BackendError(self.redact(f"{self.name} backend failed: {type(exc).__name__}: {exc}")) from None
         self.breaker.record_success()
 
     async def _timed(self, inner: TextStream) -> AsyncIterator[str]:
@@ -173,4 +182,5 @@ def with_resilience(backend: Backend, settings: Settings) -> ResilientBackend:
         breaker=breaker,
         first_chunk_timeout_s=resilience.first_chunk_timeout_s,
         idle_timeout_s=resilience.idle_timeout_s,
+        redact=SecretRedactor(secret_values(settings)).redact,
     )

@@ -1,0 +1,63 @@
+"""Keep configured secrets (tokens, API keys) out of logs and error text.
+
+Settings hold secrets as ``SecretStr``, which never prints its value; this catches the other way
+a secret escapes: a library or server echoing it back inside an error message or a debug log.
+:func:`install_secret_redaction` puts a filter on the root logger's handlers that replaces every
+configured secret value with ``[redacted]`` in messages, arguments and tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pydantic import BaseModel, SecretStr
+
+__all__ = ["REDACTED", "SecretRedactor", "install_secret_redaction", "secret_values"]
+
+REDACTED = "[redacted]"
+_MIN_SECRET_CHARS = 6  # shorter "secrets" would redact ordinary words
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every SecretStr value in the settings, longest first (so no secret is half-redacted)."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            found.extend(secret_values(value))
+    return sorted({value for value in found if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
+
+
+class SecretRedactor(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [secret for secret in secrets if len(secret) >= _MIN_SECRET_CHARS]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def install_secret_redaction(settings: BaseModel, logger: logging.Logger | None = None) -> SecretRedactor:
+    """Filter every handler of ``logger`` (default: root); returns the filter for error text too."""
+    redactor = SecretRedactor(secret_values(settings))
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(redactor)
+    return redactor
