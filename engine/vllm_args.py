@@ -1,0 +1,173 @@
+"""`vllm serve` arguments derived from the installed personas (``costar vllm-args``).
+
+One base model, one LoRA adapter per persona (FACTS.md, vLLM section):
+
+    --enable-lora                   adapters are served at all
+    --lora-modules {json} ...       every persona's adapter, JSON form with base_model_name so
+                                    /v1/models shows the right parent
+    --max-loras N                   adapters in one batch = personas generating at once; vLLM's
+                                    default of 1 serialises mixed-persona traffic
+    --max-cpu-loras M               every adapter stays cached in CPU memory
+    --max-lora-rank R               the largest real rank rounded up to vLLM's set; more costs speed
+    --enable-prefix-caching         the persona's system prompt is reused across replies
+
+Adapters vLLM would refuse or serve wrongly (DoRA, ``modules_to_save``, another base model) are
+left out with a warning rather than breaking the server's start.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from personas.card import VLLM_LORA_RANKS, PersonaCard
+
+__all__ = ["AdapterSpec", "VllmPlan", "adapter_config", "plan_vllm", "real_rank", "round_up_rank"]
+
+VLLM_DEFAULT_RANK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    name: str
+    path: str  # as the vLLM server sees it
+    rank: int  # the real rank (largest over all modules)
+    persona_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VllmPlan:
+    base_model: str
+    adapters: tuple[AdapterSpec, ...]
+    max_loras: int
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def max_cpu_loras(self) -> int:
+        # vLLM requires max_cpu_loras >= max_loras.
+        return max(len(self.adapters), self.max_loras)
+
+    @property
+    def max_lora_rank(self) -> int:
+        return round_up_rank(max((adapter.rank for adapter in self.adapters), default=VLLM_DEFAULT_RANK))
+
+    def args(self) -> list[str]:
+        """Arguments after ``vllm serve``, the base model first."""
+        args = [self.base_model, "--enable-prefix-caching"]
+        if not self.adapters:
+            return args
+        modules = [
+            json.dumps({"name": a.name, "path": a.path, "base_model_name": self.base_model}, separators=(",", ":"))
+            for a in self.adapters
+        ]
+        return [
+            *args,
+            "--enable-lora",
+            "--max-lora-rank", str(self.max_lora_rank),
+            "--max-loras", str(self.max_loras),
+            "--max-cpu-loras", str(self.max_cpu_loras),
+            "--lora-modules", *modules,
+        ]
+
+    def command(self) -> str:
+        """A shell command, one option per line."""
+        lines: list[str] = ["vllm serve " + shlex.quote(self.base_model)]
+        for arg in self.args()[1:]:
+            if arg.startswith("--"):
+                lines.append("  " + arg)
+            else:
+                lines[-1] += " " + shlex.quote(arg)
+        return " \\\n".join(lines)
+
+
+def round_up_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts for --max-lora-rank that is at least ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})")
+
+
+def adapter_config(path: str | Path) -> dict[str, Any] | None:
+    """The adapter's adapter_config.json, or None when the folder is not readable here."""
+    config_path = Path(path) / "adapter_config.json"
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def real_rank(config: dict[str, Any]) -> int | None:
+    """The largest rank any module uses: ``r`` and the per-module ``rank_pattern`` overrides."""
+    ranks = [int(config["r"])] if isinstance(config.get("r"), int) else []
+    ranks += [int(value) for value in (config.get("rank_pattern") or {}).values()]
+    return max(ranks, default=None)
+
+
+def refusal_reason(config: dict[str, Any]) -> str | None:
+    """Why vLLM would refuse this adapter (FACTS.md), or None."""
+    if config.get("use_dora"):
+        return "it is a DoRA adapter"
+    if config.get("modules_to_save"):
+        return f"it trains whole modules ({', '.join(config['modules_to_save'])}: modules_to_save)"
+    return None
+
+
+def _server_path(path: str, server_adapter_dir: str | None) -> str:
+    if server_adapter_dir:
+        return str(PurePosixPath(server_adapter_dir) / Path(path).name)
+    return str(Path(path).resolve())
+
+
+def _adapter_for(card: PersonaCard, base_model: str, server_adapter_dir: str | None) -> tuple[AdapterSpec | None, list[str]]:
+    binding = card.model.adapter
+    if binding is None:
+        return None, []
+    who = f"persona {card.persona_id} (adapter {binding.name})"
+    if card.model.base and card.model.base != base_model:
+        return None, [f"{who}: left out, trained for {card.model.base}, the server runs {base_model}"]
+    if binding.path is None:
+        return None, [f"{who}: left out, its card gives no adapter path"]
+    config = adapter_config(binding.path)
+    if config is not None and (reason := refusal_reason(config)):
+        return None, [f"{who}: left out, vLLM refuses it: {reason}"]
+    rank = binding.rank or (real_rank(config) if config else None)
+    warnings = []
+    if rank is None:
+        rank = VLLM_DEFAULT_RANK
+        warnings.append(f"{who}: rank unknown (no readable adapter_config.json, no rank in the card); assuming {rank}")
+    spec = AdapterSpec(binding.name, _server_path(binding.path, server_adapter_dir), rank, (card.persona_id,))
+    return spec, warnings
+
+
+def plan_vllm(
+    personas: Iterable[PersonaCard],
+    base_model: str,
+    *,
+    max_loras: int | None = None,
+    max_concurrency: int = 4,
+    server_adapter_dir: str | None = None,
+) -> VllmPlan:
+    """Work out the server flags; ``max_loras`` defaults to the personas that can generate at once."""
+    by_name: dict[str, AdapterSpec] = {}
+    warnings: list[str] = []
+    for card in personas:
+        spec, found = _adapter_for(card, base_model, server_adapter_dir)
+        warnings += found
+        if spec is None:
+            continue
+        known = by_name.get(spec.name)
+        if known is not None and known.path != spec.path:
+            warnings.append(f"adapter {spec.name}: personas {known.persona_ids} and {card.persona_id} "
+                            f"give different paths; keeping {known.path}")
+            continue
+        if known is not None:
+            spec = AdapterSpec(known.name, known.path, max(known.rank, spec.rank), (*known.persona_ids, *spec.persona_ids))
+        by_name[spec.name] = spec
+    adapters = tuple(by_name.values())
+    active = max_loras if max_loras is not None else min(len(adapters), max_concurrency)
+    return VllmPlan(base_model, adapters, max(1, active), tuple(warnings))
