@@ -41,10 +41,15 @@ class AdapterSpec:
 
 @dataclass(frozen=True, slots=True)
 class VllmPlan:
-    base_model: str
+    base_model: str  # the weights vLLM loads: a hub id or a folder on the server
     adapters: tuple[AdapterSpec, ...]
     max_loras: int
     warnings: tuple[str, ...] = field(default=())
+    served_name: str | None = None  # the name costar requests the base by, when it differs
+
+    @property
+    def base_name(self) -> str:
+        return self.served_name or self.base_model
 
     @property
     def max_cpu_loras(self) -> int:
@@ -58,10 +63,12 @@ class VllmPlan:
     def args(self) -> list[str]:
         """Arguments after ``vllm serve``, the base model first."""
         args = [self.base_model, "--enable-prefix-caching"]
+        if self.served_name and self.served_name != self.base_model:
+            args += ["--served-model-name", self.served_name]
         if not self.adapters:
             return args
         modules = [
-            json.dumps({"name": a.name, "path": a.path, "base_model_name": self.base_model}, separators=(",", ":"))
+            json.dumps({"name": a.name, "path": a.path, "base_model_name": self.base_name}, separators=(",", ":"))
             for a in self.adapters
         ]
         return [
@@ -123,13 +130,16 @@ def _server_path(path: str, server_adapter_dir: str | None) -> str:
     return str(Path(path).resolve())
 
 
-def _adapter_for(card: PersonaCard, base_model: str, server_adapter_dir: str | None) -> tuple[AdapterSpec | None, list[str]]:
+def _adapter_for(
+    card: PersonaCard, base_names: tuple[str, ...], server_adapter_dir: str | None
+) -> tuple[AdapterSpec | None, list[str]]:
     binding = card.model.adapter
     if binding is None:
         return None, []
     who = f"persona {card.persona_id} (adapter {binding.name})"
-    if card.model.base and card.model.base != base_model:
-        return None, [f"{who}: left out, trained for {card.model.base}, the server runs {base_model}"]
+    if card.model.base and card.model.base not in base_names:
+        # vLLM may load it silently and produce nonsense (FACTS.md).
+        return None, [f"{who}: left out, trained for {card.model.base}, the server runs {base_names[0]}"]
     if binding.path is None:
         return None, [f"{who}: left out, its card gives no adapter path"]
     config = adapter_config(binding.path)
@@ -151,12 +161,18 @@ def plan_vllm(
     max_loras: int | None = None,
     max_concurrency: int = 4,
     server_adapter_dir: str | None = None,
+    served_name: str | None = None,
 ) -> VllmPlan:
-    """Work out the server flags; ``max_loras`` defaults to the personas that can generate at once."""
+    """Work out the server flags; ``max_loras`` defaults to the personas that can generate at once.
+
+    ``served_name`` is the name costar requests the base model by (COSTAR_BACKEND_MODEL) when it
+    differs from the weights vLLM loads (``--served-model-name``).
+    """
+    base_names = (base_model,) if served_name in (None, base_model) else (base_model, served_name)
     by_name: dict[str, AdapterSpec] = {}
     warnings: list[str] = []
     for card in personas:
-        spec, found = _adapter_for(card, base_model, server_adapter_dir)
+        spec, found = _adapter_for(card, base_names, server_adapter_dir)
         warnings += found
         if spec is None:
             continue
@@ -170,4 +186,4 @@ def plan_vllm(
         by_name[spec.name] = spec
     adapters = tuple(by_name.values())
     active = max_loras if max_loras is not None else min(len(adapters), max_concurrency)
-    return VllmPlan(base_model, adapters, max(1, active), tuple(warnings))
+    return VllmPlan(base_model, adapters, max(1, active), tuple(warnings), served_name)

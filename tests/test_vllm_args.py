@@ -113,3 +113,11 @@ def test_round_up_rank(rank: int, allowed: int) -> None:
 def test_rank_above_vllms_largest_is_refused() -> None:
     with pytest.raises(ValueError, match="512"):
         round_up_rank(1024)
+
+
+def test_served_name_differing_from_the_weights_is_passed_and_used_as_adapter_parent(tmp_path: Path) -> None:
+    plan = plan_vllm([persona("Pip", "pip-lora", write_adapter(tmp_path / "pip"), base="smollm2")], BASE,
+                     served_name="smollm2")
+    args = plan.args()
+    assert option(args, "--served-model-name") == "smollm2"
+    assert lora_modules(args)[0]["base_model_name"] == "smollm2"
