@@ -12,12 +12,14 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
+from engine.adapter_paths import adapter_folder
 from engine.backends.base import Backend, ChatMessage, GenerationRequest
 from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
+from engine.metrics import Metrics
 from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
 from engine.prompt import BuiltPrompt, PromptBuilder, PromptInputs, speaker_label
 from engine.settings import Settings
@@ -51,8 +53,10 @@ class ConversationManager:
         memory: MemoryStore,
         backend: Backend,
         counter: TokenCounter,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.personas = personas
         self.memory = memory
         self.backend = backend
@@ -133,18 +137,26 @@ class ConversationManager:
                 yield item
 
     async def _generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+        timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
-        async with self._channel_locks[event.channel_key], self._generation_slots:
+        async with self._generation_turn(event.channel_key):
             built = await self._build_prompt(event, persona)
             request = self._request(persona, built, event)
             raw = ""
-            async for raw in self._stream_raw(request):
-                snapshot = self._finish(raw, persona, event, request.stop)
-                if snapshot:
-                    yield snapshot
+            try:
+                async for raw in self._stream_raw(request):
+                    snapshot = self._finish(raw, persona, event, request.stop)
+                    if snapshot:
+                        timer.first_chunk()
+                        yield snapshot
+            except BackendError as exc:
+                self.metrics.backend_error(exc)
+                self.metrics.drop("backend_error")
+                raise
             text = self._finish(raw, persona, event, request.stop)
             if not text:
                 log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(raw))
+                self.metrics.drop("empty_reply")
                 return
             reply = Reply(
                 event=event,
@@ -156,7 +168,18 @@ class ConversationManager:
                 finish_reason="stop",
             )
             memory_id = await self.memory.record_reply(reply)
+            self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
+
+    @asynccontextmanager
+    async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:
+        """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
+        async with AsyncExitStack() as held:
+            with self.metrics.waiting_for_slot():
+                await held.enter_async_context(self._channel_locks[channel_key])
+                await held.enter_async_context(self._generation_slots)
+            with self.metrics.generating():
+                yield
 
     async def _stream_raw(self, request: GenerationRequest) -> AsyncIterator[str]:
         """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
@@ -204,14 +227,7 @@ class ConversationManager:
         return replace(request, shorten=lambda: _without_older_half(request))
 
     def _adapter_path(self, persona: PersonaCard) -> str | None:
-        adapter = persona.model.adapter
-        if adapter is None or adapter.path is None:
-            return None
-        path = Path(adapter.path).expanduser()
-        source = self.personas.sources.get(persona.persona_id)
-        if not path.is_absolute() and source is not None:
-            path = source.parent / path
-        return str(path)
+        return adapter_folder(persona, self.personas.sources.get(persona.persona_id))
 
     # -- prompt -----------------------------------------------------------------------------
 

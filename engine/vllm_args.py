@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.adapter_paths import adapter_folder
 from personas.card import VLLM_LORA_RANKS, PersonaCard
 
 __all__ = ["AdapterSpec", "VllmPlan", "adapter_config", "plan_vllm", "real_rank", "round_up_rank"]
@@ -131,18 +132,19 @@ def _server_path(path: str, server_adapter_dir: str | None) -> str:
 
 
 def _adapter_for(
-    card: PersonaCard, base_names: tuple[str, ...], server_adapter_dir: str | None
+    card: PersonaCard, source: Path | None, base_names: tuple[str, ...], server_adapter_dir: str | None
 ) -> tuple[AdapterSpec | None, list[str]]:
     binding = card.model.adapter
     if binding is None:
         return None, []
+    folder = adapter_folder(card, source)
     who = f"persona {card.persona_id} (adapter {binding.name})"
     if card.model.base and card.model.base not in base_names:
         # vLLM may load it silently and produce nonsense (FACTS.md).
         return None, [f"{who}: left out, trained for {card.model.base}, the server runs {base_names[0]}"]
-    if binding.path is None:
+    if folder is None:
         return None, [f"{who}: left out, its card gives no adapter path"]
-    config = adapter_config(binding.path)
+    config = adapter_config(folder)
     if config is not None and (reason := refusal_reason(config)):
         return None, [f"{who}: left out, vLLM refuses it: {reason}"]
     rank = binding.rank or (real_rank(config) if config else None)
@@ -150,7 +152,7 @@ def _adapter_for(
     if rank is None:
         rank = VLLM_DEFAULT_RANK
         warnings.append(f"{who}: rank unknown (no readable adapter_config.json, no rank in the card); assuming {rank}")
-    spec = AdapterSpec(binding.name, _server_path(binding.path, server_adapter_dir), rank, (card.persona_id,))
+    spec = AdapterSpec(binding.name, _server_path(folder, server_adapter_dir), rank, (card.persona_id,))
     return spec, warnings
 
 
@@ -158,6 +160,7 @@ def plan_vllm(
     personas: Iterable[PersonaCard],
     base_model: str,
     *,
+    sources: Mapping[str, Path] | None = None,
     max_loras: int | None = None,
     max_concurrency: int = 4,
     server_adapter_dir: str | None = None,
@@ -166,13 +169,14 @@ def plan_vllm(
     """Work out the server flags; ``max_loras`` defaults to the personas that can generate at once.
 
     ``served_name`` is the name costar requests the base model by (COSTAR_BACKEND_MODEL) when it
-    differs from the weights vLLM loads (``--served-model-name``).
+    differs from the weights vLLM loads (``--served-model-name``). ``sources`` maps persona id to
+    its card file, against which relative adapter paths resolve.
     """
     base_names = (base_model,) if served_name in (None, base_model) else (base_model, served_name)
     by_name: dict[str, AdapterSpec] = {}
     warnings: list[str] = []
     for card in personas:
-        spec, found = _adapter_for(card, base_names, server_adapter_dir)
+        spec, found = _adapter_for(card, (sources or {}).get(card.persona_id), base_names, server_adapter_dir)
         warnings += found
         if spec is None:
             continue

@@ -121,3 +121,11 @@ def test_served_name_differing_from_the_weights_is_passed_and_used_as_adapter_pa
     args = plan.args()
     assert option(args, "--served-model-name") == "smollm2"
     assert lora_modules(args)[0]["base_model_name"] == "smollm2"
+
+
+def test_relative_adapter_path_resolves_against_the_card_file(tmp_path: Path) -> None:
+    write_adapter(tmp_path / "cards" / "adapters" / "pip")
+    card = PersonaCard(name="Pip", model={"adapter": {"name": "pip-lora", "path": "adapters/pip"}})
+    plan = plan_vllm([card], BASE, sources={"pip": tmp_path / "cards" / "pip.yaml"})
+    assert plan.adapters[0].path == str((tmp_path / "cards" / "adapters" / "pip").resolve())
+    assert plan.warnings == ()

@@ -26,6 +26,7 @@ from typing import Any
 import httpx2
 import openai
 
+from engine.adapter_paths import adapter_folder
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
@@ -37,6 +38,8 @@ from engine.backends.vllm_errors import (
 from engine.errors import BackendError, BackendUnavailable, ModelNotFound
 from engine.events import Usage
 from engine.metrics import Metrics
+from engine.settings import Settings
+from personas.registry import PersonaRegistry
 
 __all__ = ["OpenAIBackend", "RetryPolicy"]
 
@@ -104,6 +107,33 @@ class OpenAIBackend(Backend):
             timeout=httpx2.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             max_retries=0,
             http_client=http_client,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, personas: PersonaRegistry | None = None, *, metrics: Metrics | None = None
+    ) -> OpenAIBackend:
+        """The backend for COSTAR_BACKEND_*; ``personas`` feed the startup check and runtime loading."""
+        backend_settings = settings.backend
+        assert backend_settings.base_url is not None  # BackendSettings refuses kind=openai without one
+        adapters: dict[str, str | None] = {}
+        expected: dict[str, str] = {}
+        for card in (personas.cards.values() if personas else ()):
+            binding = card.model.adapter
+            if binding is not None:
+                adapters[binding.name] = adapter_folder(card, personas.sources.get(card.persona_id) if personas else None)
+            expected[binding.name if binding else (card.model.base or backend_settings.model)] = card.persona_id
+        return cls(
+            backend_settings.base_url,
+            default_model=backend_settings.model,
+            api_key=backend_settings.api_key.get_secret_value() if backend_settings.api_key else None,
+            timeout_s=backend_settings.timeout_s,
+            retry=RetryPolicy(attempts=backend_settings.retry_attempts, backoff_s=backend_settings.retry_backoff_s),
+            runtime_lora_loading=backend_settings.runtime_lora_loading,
+            adapters=adapters,
+            expected_models=expected if backend_settings.check_models else {},
+            server_adapter_dir=backend_settings.server_adapter_dir,
+            metrics=metrics,
         )
 
     # -- the Backend contract -------------------------------------------------------------
