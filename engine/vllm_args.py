@@ -25,9 +25,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from engine.adapter_paths import adapter_folder
+from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+from engine.settings import Settings
 from personas.card import VLLM_LORA_RANKS, PersonaCard
+from personas.registry import PersonaRegistry
 
-__all__ = ["AdapterSpec", "VllmPlan", "adapter_config", "plan_vllm", "real_rank", "round_up_rank"]
+__all__ = ["AdapterSpec", "VllmPlan", "adapter_config", "plan_from_settings", "plan_vllm", "real_rank", "round_up_rank"]
 
 VLLM_DEFAULT_RANK = 16
 
@@ -191,3 +194,30 @@ def plan_vllm(
     adapters = tuple(by_name.values())
     active = max_loras if max_loras is not None else min(len(adapters), max_concurrency)
     return VllmPlan(base_model, adapters, max(1, active), tuple(warnings), served_name)
+
+
+def plan_from_settings(
+    settings: Settings,
+    personas: PersonaRegistry,
+    *,
+    weights: str | None = None,
+    max_loras: int | None = None,
+    server_adapter_dir: str | None = None,
+) -> VllmPlan:
+    """The plan for the installed personas; costar requests the base as COSTAR_BACKEND_MODEL.
+
+    ``weights`` is what vLLM loads when that differs from the name (a folder on the server); the
+    built-in name ``smollm2`` means SmolLM2-135M-Instruct from the hub.
+    """
+    served_name = settings.backend.model
+    if weights is None:
+        weights = DEFAULT_MODEL_HUB_ID if served_name == DEFAULT_MODEL else served_name
+    return plan_vllm(
+        personas.cards.values(),
+        weights,
+        sources=personas.sources,
+        max_loras=max_loras if max_loras is not None else settings.backend.max_loras,
+        max_concurrency=settings.backend.max_concurrency,
+        server_adapter_dir=server_adapter_dir or settings.backend.server_adapter_dir,
+        served_name=served_name,
+    )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -17,6 +21,7 @@ from tests.fake_vllm import FakeVllm, Fault, flat_error, nested_error
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def chat_request(model: str | None = "pip-lora", *, history: int = 1, **fields: object) -> GenerationRequest:
@@ -248,3 +253,29 @@ def test_parsed_error_keeps_message_param_and_code() -> None:
     parsed = parse_error_body(flat_error("nope", "NotFoundError", 404, "model"))
     assert (parsed.message, parsed.type, parsed.param, parsed.code, parsed.status) == (
         "nope", "NotFoundError", "model", "404", 404)
+
+
+# -- deployment -------------------------------------------------------------------------------
+
+
+def test_bot_with_the_remote_backend_never_imports_torch(tmp_path: Path) -> None:
+    """The Dockerfile installs no torch: building the whole bot for kind=openai must not need it."""
+    script = (
+        "import asyncio, sys\n"
+        "from bot.app import build_manager, close_manager\n"
+        "from engine.settings import load_settings\n"
+        f"settings = load_settings(None, core={{'data_dir': {str(tmp_path)!r}}},\n"
+        "                         backend={'kind': 'openai', 'base_url': 'http://127.0.0.1:9/v1'})\n"
+        "async def main():\n"
+        "    manager = await build_manager(settings)\n"
+        "    print(type(manager.backend).__name__)\n"
+        "    await close_manager(manager)\n"
+        "asyncio.run(main())\n"
+        "heavy = sorted(name for name in ('torch', 'transformers', 'peft') if name in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COSTAR_")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OpenAIBackend", "heavy:", "[]"]

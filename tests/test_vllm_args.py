@@ -129,3 +129,22 @@ def test_relative_adapter_path_resolves_against_the_card_file(tmp_path: Path) ->
     plan = plan_vllm([card], BASE, sources={"pip": tmp_path / "cards" / "pip.yaml"})
     assert plan.adapters[0].path == str((tmp_path / "cards" / "adapters" / "pip").resolve())
     assert plan.warnings == ()
+
+
+def test_cli_prints_the_command_for_installed_personas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    cards = tmp_path / "cards"
+    write_adapter(cards / "adapters" / "rex", r=8)
+    (cards / "rex.yaml").write_text("name: Rex\nmodel:\n  adapter:\n    name: rex-lora\n    path: adapters/rex\n")
+    monkeypatch.setenv("COSTAR_PERSONAS_DIR", str(cards))
+    monkeypatch.setenv("COSTAR_BACKEND_MODEL", BASE)
+
+    assert main(["--env-file", str(tmp_path / "none.env"), "vllm-args", "--format", "shell", "--server-dir", "/adapters"]) == 0
+    args = shlex.split(capsys.readouterr().out)
+    assert args[0] == BASE
+    assert "--served-model-name" not in args
+    assert option(args, "--max-lora-rank") == "8"
+    assert lora_modules(args) == [{"name": "rex-lora", "path": "/adapters/rex", "base_model_name": BASE}]
