@@ -10,6 +10,8 @@ One base model, one LoRA adapter per persona (FACTS.md, vLLM section):
     --max-cpu-loras M               every adapter stays cached in CPU memory
     --max-lora-rank R               the largest real rank rounded up to vLLM's set; more costs speed
     --enable-prefix-caching         the persona's system prompt is reused across replies
+    --max-model-len T               COSTAR_BACKEND_CONTEXT_TOKENS, the window prompts are kept in
+    --served-model-name NAME        when costar names the base differently from its weights
 
 Adapters vLLM would refuse or serve wrongly (DoRA, ``modules_to_save``, another base model) are
 left out with a warning rather than breaking the server's start.
@@ -50,6 +52,7 @@ class VllmPlan:
     max_loras: int
     warnings: tuple[str, ...] = field(default=())
     served_name: str | None = None  # the name costar requests the base by, when it differs
+    max_model_len: int | None = None  # COSTAR_BACKEND_CONTEXT_TOKENS: prompts never exceed it
 
     @property
     def base_name(self) -> str:
@@ -69,6 +72,9 @@ class VllmPlan:
         args = [self.base_model, "--enable-prefix-caching"]
         if self.served_name and self.served_name != self.base_model:
             args += ["--served-model-name", self.served_name]
+        if self.max_model_len:
+            # The bot keeps prompts inside this; a shorter window leaves KV cache for more channels.
+            args += ["--max-model-len", str(self.max_model_len)]
         if not self.adapters:
             return args
         modules = [
@@ -168,6 +174,7 @@ def plan_vllm(
     max_concurrency: int = 4,
     server_adapter_dir: str | None = None,
     served_name: str | None = None,
+    max_model_len: int | None = None,
 ) -> VllmPlan:
     """Work out the server flags; ``max_loras`` defaults to the personas that can generate at once.
 
@@ -193,7 +200,7 @@ def plan_vllm(
         by_name[spec.name] = spec
     adapters = tuple(by_name.values())
     active = max_loras if max_loras is not None else min(len(adapters), max_concurrency)
-    return VllmPlan(base_model, adapters, max(1, active), tuple(warnings), served_name)
+    return VllmPlan(base_model, adapters, max(1, active), tuple(warnings), served_name, max_model_len)
 
 
 def plan_from_settings(
@@ -220,4 +227,5 @@ def plan_from_settings(
         max_concurrency=settings.backend.max_concurrency,
         server_adapter_dir=server_adapter_dir or settings.backend.server_adapter_dir,
         served_name=served_name,
+        max_model_len=settings.backend.context_tokens,
     )

@@ -146,5 +146,6 @@ def test_cli_prints_the_command_for_installed_personas(
     args = shlex.split(capsys.readouterr().out)
     assert args[0] == BASE
     assert "--served-model-name" not in args
+    assert option(args, "--max-model-len") == "2048"
     assert option(args, "--max-lora-rank") == "8"
     assert lora_modules(args) == [{"name": "rex-lora", "path": "/adapters/rex", "base_model_name": BASE}]
