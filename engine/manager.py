@@ -266,8 +266,10 @@ class ConversationManager:
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)
         upto = own_id - 1 if own_id is not None else None
+        # window_start is the oldest id the window includes; recent_messages' after_id is exclusive.
         return await self.memory.recent_messages(
-            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1, after_id=window_start, upto_id=upto
+            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1,
+            after_id=window_start - 1, upto_id=upto,
         )
 
     async def _remember_trim(self, event: ChatEvent, persona: PersonaCard, dropped: list[StoredMessage]) -> None:
