@@ -10,12 +10,6 @@ Observed behaviour of transformers serve (5.x) that differs from vLLM: it ignore
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,61 +18,16 @@ import pytest
 from engine.backends.base import ChatMessage, GenerationRequest
 from engine.backends.openai_backend import OpenAIBackend, RetryPolicy
 from engine.errors import BackendError
-from engine.model_store import ensure_default_model
+from tests.transformers_serve import MODEL_NAME, serve_smollm2
 
 pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(300)]
 
-MODEL_NAME = "smollm2"  # transformers serve refuses absolute paths: the folder is named bare, from its parent
-START_TIMEOUT_S = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"transformers serve not healthy after {START_TIMEOUT_S:g}s:\n{log_path.read_text()[-3000:]}")
-
-
-def serve_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "transformers.cli.transformers", "serve", MODEL_NAME,
-            "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-
 
 @pytest.fixture(scope="session")
-def transformers_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def transformers_serve(model_path: Path) -> Iterator[str]:
     """Base URL (``.../v1``) of a transformers serve process serving SmolLM2 on the CPU."""
-    model_dir = ensure_default_model(Path(os.environ.get("COSTAR_CACHE_DIR", Path.home() / ".cache" / "costar")))
-    workdir = tmp_path_factory.mktemp("transformers-serve")
-    (workdir / MODEL_NAME).symlink_to(model_dir, target_is_directory=True)
-    (workdir / "hub").mkdir()  # an empty hub cache: /v1/models scans it and fails when it is missing
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(workdir / "hub"), "OMP_NUM_THREADS": "1"}
-    port = _free_port()
-    log_path = workdir / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(serve_command(port), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_healthy(f"http://127.0.0.1:{port}/health", process, log_path)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+    with serve_smollm2(model_path) as base_url:
+        yield base_url
 
 
 def short_request(model: str = MODEL_NAME) -> GenerationRequest:
