@@ -17,8 +17,7 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -97,22 +96,12 @@ class Metrics:
     def backend_retry(self, kind: str) -> None:
         self.backend_retries.labels(kind).inc()
 
-    @contextmanager
-    def waiting_for_slot(self) -> Iterator[None]:
+    def waiting_for_slot(self) -> AbstractContextManager[None]:
         """Counts the caller in ``costar_queue_depth`` while it waits for the concurrency limit."""
-        self.queue_depth.inc()
-        try:
-            yield
-        finally:
-            self.queue_depth.dec()
+        return self.queue_depth.track_inprogress()
 
-    @contextmanager
-    def generating(self) -> Iterator[None]:
-        self.in_flight.inc()
-        try:
-            yield
-        finally:
-            self.in_flight.dec()
+    def generating(self) -> AbstractContextManager[None]:
+        return self.in_flight.track_inprogress()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
