@@ -37,7 +37,6 @@ __all__ = ["FakeChannel", "FakeDiscord", "FakeGuild", "FakeRole", "FakeUser", "R
 API_PREFIX = "/api/v10"
 EPHEMERAL_FLAG = 1 << 6
 _HEARTBEAT_INTERVAL_MS = 41_250
-_FIRST_SNOWFLAKE = 1_300_000_000_000_000_000
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ANY_ID = r"\d+"
@@ -195,7 +194,8 @@ class FakeDiscord:
     """The fake platform. Attributes a test reads: ``requests``, ``messages_sent`` and friends."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(_FIRST_SNOWFLAKE)
+        # Snowflakes from the current time, so discord.py's created_at reads "now".
+        self._ids = itertools.count(discord.utils.time_snowflake(datetime.now(UTC)))
         self.application_id = self.new_id()
         self.bot_user = FakeUser(self.application_id, "costar-bot", bot=True)
         self.owner = FakeUser(self.new_id(), "owner")
