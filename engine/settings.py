@@ -105,10 +105,10 @@ class DiscordSettings(BaseSettings):
         default_factory=list, description="comma-separated words that address the bot besides a mention (case-insensitive)"
     )
     allowed_channels: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="comma-separated channel ids the bot answers in; empty means all"
+        default_factory=list, description="comma-separated channel ids the bot reads and answers in; empty means all"
     )
     denied_channels: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="comma-separated channel ids the bot never answers in (still stored)"
+        default_factory=list, description="comma-separated channel ids the bot ignores entirely (nothing stored)"
     )
     moderator_roles: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated role names or ids that may /persona switch besides Manage Server"
