@@ -15,10 +15,11 @@ from discord import app_commands
 
 from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
-from bot.discord_events import ChannelRules, to_chat_event
+from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
+from engine.postprocess import PlatformLimits
 from engine.settings import Settings
 
 __all__ = ["CostarDiscordClient", "DiscordAdapter"]
@@ -58,6 +59,8 @@ class DiscordAdapter:
         self.rules = ChannelRules.from_settings(settings)
         self.throttle = ChannelThrottle(settings.discord.edit_interval_s)
         self.fallback_reply = settings.discord.fallback_reply or settings.prompt.fallback_reply
+        # No length cut in the engine: long replies are split into several messages here instead.
+        manager.platform_limits.setdefault(DISCORD, PlatformLimits(max_chars=None, neutralise_mass_mentions=True))
         self.client = CostarDiscordClient(self)
 
     async def start(self) -> None:
@@ -111,7 +114,10 @@ class DiscordAdapter:
             return
         reply = await self.manager.reply(event)
         if reply is not None and reply.text.strip():
-            await writer.send_whole(reply.text)
+            sent = await writer.send_whole(reply.text)
+            if sent and reply.memory_id is not None:
+                # Lets a later reply-to-this-message find the stored line.
+                await self.manager.memory.set_platform_message_id(reply.memory_id, str(sent[0].id))
 
     async def _apologise(self, writer: ReplyWriter) -> None:
         if writer.sent or not self.fallback_reply:

@@ -15,7 +15,7 @@ from discord import app_commands
 
 from bot.discord_events import DISCORD, ChannelRules, is_moderator
 from engine.errors import PersonaNotFound
-from engine.manager import ConversationManager
+from engine.manager import AboutUser, ConversationManager
 
 __all__ = ["build_command_groups", "report_command_error"]
 
@@ -29,8 +29,18 @@ class NotAModerator(app_commands.CheckFailure):
     """The member may not switch personas."""
 
 
-def _persona_names(manager: ConversationManager) -> list[str]:
-    return sorted(manager.personas.names())
+def _persona_choices(manager: ConversationManager) -> list[app_commands.Choice[str]]:
+    """Installed personas as (display name, id) pairs, sorted by id."""
+    return [app_commands.Choice(name=card.name, value=persona_id) for persona_id, card in sorted(manager.personas.cards.items())]
+
+
+def _describe_memory(about: AboutUser) -> str:
+    if about.record is None:
+        return "I don't remember anything about you."
+    record = about.record
+    lines = [f"I know you as **{record.display_name}**: {record.message_count} messages since {record.first_seen:%Y-%m-%d}."]
+    lines += [f"• {note}" for note in about.notes]
+    return "\n".join(lines)
 
 
 def _require_moderator(rules: ChannelRules) -> app_commands.Check:
@@ -82,13 +92,17 @@ def _persona_group(manager: ConversationManager, rules: ChannelRules) -> app_com
 
     @switch.autocomplete("name")
     async def complete_name(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        matches = [name for name in _persona_names(manager) if current.lower() in name.lower()]
-        return [app_commands.Choice(name=name, value=name) for name in matches[:_MAX_CHOICES]]
+        wanted = current.lower()
+        matches = [choice for choice in _persona_choices(manager) if wanted in choice.name.lower() or wanted in choice.value]
+        return matches[:_MAX_CHOICES]
 
     @group.command(name="list", description="The installed personas")
     async def list_personas(interaction: discord.Interaction) -> None:
         current = await manager.persona_for(DISCORD, str(interaction.channel_id), str(interaction.guild_id))
-        lines = [f"• {name}{'  ← here' if name in (current.name, current.persona_id) else ''}" for name in _persona_names(manager)]
+        lines = [
+            f"• **{choice.name}** (`{choice.value}`){'  ← here' if choice.value == current.persona_id else ''}"
+            for choice in _persona_choices(manager)
+        ]
         await interaction.response.send_message(_clip("\n".join(lines) or "No personas installed."), ephemeral=True)
 
     @group.command(name="show", description="Who the co-host is in this channel")
@@ -113,8 +127,8 @@ def _memory_group(manager: ConversationManager) -> app_commands.Group:
 
     @group.command(name="about", description="What the co-host remembers about you (only you see this)")
     async def about(interaction: discord.Interaction) -> None:
-        summary = await manager.about(DISCORD, str(interaction.user.id))
-        await interaction.response.send_message(_clip(str(summary)), ephemeral=True)
+        about = await manager.about(DISCORD, str(interaction.user.id))
+        await interaction.response.send_message(_clip(_describe_memory(about)), ephemeral=True)
 
     return group
 

@@ -40,6 +40,7 @@ _HEARTBEAT_INTERVAL_MS = 41_250
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ANY_ID = r"\d+"
+_JSON_BODY = web.RequestKey("json_body", object)
 
 
 def permission_bits(**flags: bool) -> int:
@@ -296,11 +297,11 @@ class FakeDiscord:
         if request.path.startswith(API_PREFIX):
             body = await request.read()
             payload = json.loads(body) if body and request.content_type == "application/json" else None
-            request["json"] = payload
+            request[_JSON_BODY] = payload
         response = await handler(request)
         if request.path.startswith(API_PREFIX):
             # Recorded once answered, so a test woken by it also sees the fake's state updated.
-            recorded = RecordedRequest(request.method, request.path[len(API_PREFIX) :], dict(request.query), request["json"])
+            recorded = RecordedRequest(request.method, request.path[len(API_PREFIX) :], dict(request.query), request[_JSON_BODY])
             self.requests.append(recorded)
         async with self._changed:
             self._changed.notify_all()
@@ -314,16 +315,16 @@ class FakeDiscord:
     async def wait_for_calls(self, method: str, pattern: str, count: int = 1, timeout: float = 10.0) -> list[RecordedRequest]:
         """Wait until at least ``count`` matching calls arrived; return all of them."""
 
-        def enough() -> bool:
-            return len(self.calls(method, pattern)) >= count
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(enough), timeout)
+        await self.wait_until(lambda: len(self.calls(method, pattern)) >= count, timeout)
         return self.calls(method, pattern)
 
-    async def wait_until_identified(self, connections: int = 1, timeout: float = 10.0) -> None:
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``condition()`` holds; it is re-checked after every REST call and IDENTIFY."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.identify_payloads) >= connections), timeout)
+            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+
+    async def wait_until_identified(self, connections: int = 1, timeout: float = 10.0) -> None:
+        await self.wait_until(lambda: len(self.identify_payloads) >= connections, timeout)
 
     def sent_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
         """Messages the bot created (REST bodies as sent), in order."""
@@ -583,16 +584,16 @@ class FakeDiscord:
         return stored
 
     async def _put_global_commands(self, request: web.Request, application_id: str) -> web.Response:
-        return _json(self._store_commands(request["json"], None))
+        return _json(self._store_commands(request[_JSON_BODY], None))
 
     async def _put_guild_commands(self, request: web.Request, application_id: str, guild_id: str) -> web.Response:
-        return _json(self._store_commands(request["json"], guild_id))
+        return _json(self._store_commands(request[_JSON_BODY], guild_id))
 
     async def _typing(self, request: web.Request, channel_id: str) -> web.Response:
         return web.Response(status=204)
 
     async def _create_message(self, request: web.Request, channel_id: str) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON_BODY] or {}
         message = self._message_payload(int(channel_id), self.bot_user, body.get("content") or "")
         message["guild_id"] = str(self.guild.id)
         reference = body.get("message_reference")
@@ -607,7 +608,7 @@ class FakeDiscord:
         message = self.messages.get(int(message_id))
         if message is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
-        body = request["json"] or {}
+        body = request[_JSON_BODY] or {}
         if "content" in body:
             message["content"] = body["content"]
         message["edited_timestamp"] = _timestamp()
@@ -620,7 +621,7 @@ class FakeDiscord:
         return _json(message)
 
     async def _interaction_callback(self, request: web.Request, interaction_id: str, token: str) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON_BODY] or {}
         data = body.get("data") or {}
         message = None
         if body.get("type") in (4, 5):  # CHANNEL_MESSAGE_WITH_SOURCE / DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
@@ -637,13 +638,13 @@ class FakeDiscord:
         return _json({"interaction": interaction, "resource": resource})
 
     async def _followup(self, request: web.Request, application_id: str, token: str) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON_BODY] or {}
         message = self._message_payload(self.general.id, self.bot_user, body.get("content") or "")
         message["flags"] = body.get("flags", 0)
         message["webhook_id"] = application_id
         return _json(message)
 
     async def _edit_followup(self, request: web.Request, application_id: str, token: str, message_id: str) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON_BODY] or {}
         message = self._message_payload(self.general.id, self.bot_user, body.get("content") or "")
         return _json(message)
