@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.app import build_manager, close_manager
+from bot.app import build_manager, close_manager, configured_adapters
 from bot.discord_adapter import DiscordAdapter
 from bot.discord_delivery import split_message
 from engine.backends.scripted import ScriptedBackend
@@ -144,6 +144,9 @@ async def test_mention_gets_an_in_character_reply(stage: Stage) -> None:
     async with stage.bot():
         asked = await stage.discord.post_message(stage.viewer, stage.mention("hi, who are you?"))
         [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [shown] = stage.discord.bot_messages(stage.discord.general.id)
+        linked = [(shown["id"],)]  # the stored reply knows its Discord message (for reply chains)
+        await eventually(lambda: stage.rows("SELECT platform_message_id FROM messages WHERE is_character = 1") == linked)
     assert sent.json["content"] == "Ahoy Ava, welcome aboard the stream!"
     assert sent.json["message_reference"]["message_id"] == asked
     assert "Pip" in stage.system_prompt(), "the default persona answers"
@@ -432,3 +435,17 @@ async def test_memory_about_answers_privately(stage: Stage) -> None:
     assert response["data"]["flags"] & EPHEMERAL_FLAG
     assert "**ava**" in response["data"]["content"]
     assert "plays on a Steam Deck" in response["data"]["content"]
+
+
+# ---------------------------------------------------------------------------- wiring
+
+
+async def test_costar_runs_the_discord_adapter_when_a_token_is_set(stage: Stage) -> None:
+    manager = await build_manager(stage.settings, backend=stage.backend, counter=stage.counter)
+    try:
+        with_token = configured_adapters(stage.settings, manager)
+        without_token = configured_adapters(make_settings(Path(stage.settings.core.data_dir)), manager)
+    finally:
+        await close_manager(manager)
+    assert [type(adapter) for adapter in with_token] == [DiscordAdapter]
+    assert DiscordAdapter not in [type(adapter) for adapter in without_token]
