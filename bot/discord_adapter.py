@@ -8,6 +8,7 @@ short configurable apology (or silence), never a traceback. ``/persona`` and ``/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -25,6 +26,8 @@ from engine.settings import Settings
 __all__ = ["CostarDiscordClient", "DiscordAdapter"]
 
 log = logging.getLogger(__name__)
+
+_CLOSE_GRACE_S = 5.0
 
 
 class CostarDiscordClient(discord.Client):
@@ -61,6 +64,7 @@ class DiscordAdapter:
         self.fallback_reply = settings.discord.fallback_reply or settings.prompt.fallback_reply
         # No length cut in the engine: long replies are split into several messages here instead.
         manager.platform_limits.setdefault(DISCORD, PlatformLimits(max_chars=None, neutralise_mass_mentions=True))
+        self._in_flight: set[asyncio.Task[object]] = set()
         self.client = CostarDiscordClient(self)
 
     async def start(self) -> None:
@@ -70,6 +74,10 @@ class DiscordAdapter:
         await self.client.start(token.get_secret_value())
 
     async def close(self) -> None:
+        # discord.py does not wait for running event handlers: give replies in flight a moment to
+        # be sent and stored before the HTTP session (and then the caller's memory) closes.
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=_CLOSE_GRACE_S)
         await self.client.close()
 
     async def sync_commands(self, tree: app_commands.CommandTree) -> None:
@@ -85,6 +93,10 @@ class DiscordAdapter:
         log.info("synced %d slash commands to %s", len(synced), guild_id or "every server")
 
     async def on_message(self, message: discord.Message) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._in_flight.add(handler)
+            handler.add_done_callback(self._in_flight.discard)
         bot_user = self.client.user
         if bot_user is None or message.author.id == bot_user.id:
             return  # our own replies are stored by the manager

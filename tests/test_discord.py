@@ -278,7 +278,8 @@ async def test_model_output_cannot_ping_everyone_roles_or_other_users(stage: Sta
     async with stage.bot(stage.with_discord(stream_replies=True)):
         await stage.discord.post_message(stage.viewer, stage.mention("make some noise"))
         await eventually(lambda: len(stage.character_lines()) == 1)
-        await stage.discord.wait_for_calls("POST", MESSAGES)
+        stored = stage.character_lines()[0]
+        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored])
     bodies = stage.discord.sent_messages() + stage.discord.message_edits()
     assert bodies
     for body in bodies:
