@@ -105,7 +105,15 @@ class TwitchSettings(BaseSettings):
     model_config = _section("TWITCH_")
 
     client_id: str | None = Field(None, description="setting it starts the Twitch adapter")
-    client_secret: SecretStr | None = Field(None, description="secret")
+    client_secret: SecretStr | None = Field(None, description="secret; optional for a public (device-code) app")
+    channels: str = Field("", description="comma-separated channel logins to join; empty: the bot account's own")
+    token_file: Path | None = Field(None, description="where `costar twitch auth` keeps the bot's token; default DATA_DIR/twitch_tokens.json")
+    send_limit: int = Field(20, ge=1, description="messages per 30 s where the bot is not a moderator (Twitch locks out above 20)")
+    moderator_send_limit: int = Field(100, ge=1, description="messages per 30 s where the bot is broadcaster or moderator (Twitch: 100)")
+    reply_cooldown_s: float = Field(20.0, ge=0, description="a chatter who was just answered waits this long for the next answer")
+    stale_after_s: float = Field(45.0, gt=0, description="a line not answered within this long is dropped, not answered late")
+    command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
+    chime_in: bool = Field(False, description="also answer lines that do not address the character (when budget allows)")
 
 
 class Settings(BaseModel):
