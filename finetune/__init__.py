@@ -1,0 +1,1 @@
+"""Dialogue data to LoRA / QLoRA / prompt-tuning adapters, and their evaluation."""
