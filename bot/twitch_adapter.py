@@ -25,7 +25,7 @@ from twitchio.eventsub import ChatMessageSubscription
 
 from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
-from bot.twitch_output import twitch_safe
+from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.clock import Clock, MonotonicClock
 from engine.events import ChatEvent, Role
 from engine.ratelimit import SendBudget, SendReservation
@@ -115,6 +115,7 @@ class TwitchAdapter:
             raise ValueError("TWITCH_CLIENT_ID is not set")
         self.settings = settings
         self.manager = manager
+        manager.platform_limits.setdefault(PLATFORM, TWITCH_LIMITS)
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
         self.budgets: dict[str, SendBudget] = {}
@@ -214,7 +215,7 @@ class TwitchAdapter:
         if pattern is None:
             assert self.bot is not None
             card = await self.manager.persona_for(PLATFORM, channel_id)
-            names = {getattr(card, "name", ""), self.bot.login, self.settings.core.bot_name or ""}
+            names = {card.name, card.display_name, self.bot.login, self.settings.core.bot_name or ""}
             alternatives = "|".join(re.escape(n) for n in sorted(names - {""}, key=len, reverse=True))
             pattern = re.compile(rf"(?<!\w)@?(?:{alternatives})(?!\w)", re.IGNORECASE)
             self._name_patterns[channel_id] = pattern
@@ -236,7 +237,11 @@ class TwitchAdapter:
         reply = await self.manager.reply(event)
         if reply is None:
             return False
-        return await self._send(event, reply.text, reservation) is not None
+        sent_id = await self._send(event, reply.text, reservation)
+        if sent_id and reply.memory_id is not None:
+            # Lets later lines that reply to this message find it in memory.
+            await self.manager.memory.set_platform_message_id(reply.memory_id, sent_id)
+        return sent_id is not None
 
     async def _send(self, event: ChatEvent, text: str, reservation: SendReservation | None) -> str | None:
         """Send ``text`` as a reply to ``event``; Twitch's message id, or None if nothing went out."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_MESSAGE_CHARS", "twitch_safe"]
+from engine.postprocess import PlatformLimits, shorten_to
+
+__all__ = ["MAX_MESSAGE_CHARS", "TWITCH_LIMITS", "twitch_safe"]
 
 # Helix Send Chat Message refuses more than 500 characters (FACTS.md).
 MAX_MESSAGE_CHARS = 500
@@ -18,14 +20,19 @@ _COMMAND_PREFIXES = ("/", ".")
 _MAX_MENTIONS = 3
 _MENTION = re.compile(r"@(\w+)")
 
+# Registered on the manager, so the reply it stores is the one Twitch gets.
+TWITCH_LIMITS = PlatformLimits(
+    max_chars=MAX_MESSAGE_CHARS, single_line=True, forbidden_prefixes=_COMMAND_PREFIXES, neutralise_mass_mentions=True
+)
+
 
 def twitch_safe(text: str) -> str | None:
     """One line, no command prefix, few mentions, at most 500 characters; None if nothing is left."""
     line = " ".join(text.split())
     line = _defuse_mass_mentions(line)
-    line = _shorten(line, MAX_MESSAGE_CHARS)
-    while line.startswith(_COMMAND_PREFIXES) or line.startswith(" "):
-        line = line[1:]
+    while line.startswith(_COMMAND_PREFIXES):
+        line = line[1:].lstrip()
+    line = shorten_to(line, MAX_MESSAGE_CHARS)
     return line or None
 
 
@@ -40,11 +47,3 @@ def _defuse_mass_mentions(line: str) -> str:
 
     return _MENTION.sub(keep_or_drop, line)
 
-
-def _shorten(line: str, limit: int) -> str:
-    if len(line) <= limit:
-        return line
-    cut = line[: limit - 1]
-    if " " in cut[limit // 2 :]:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip() + "…"
