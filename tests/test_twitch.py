@@ -110,6 +110,16 @@ async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(tmp_path
     assert subscribe.authorization == f"Bearer {token.access_token}"
 
 
+async def test_public_app_without_a_secret_runs_on_the_bots_user_token(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake, client_secret=None)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["hello"])) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "hi pip")
+        await until(lambda: fake.chat_messages)
+    assert not any(r.query.get("grant_type") == "client_credentials" for r in fake.requests)
+    assert fake.chat_messages[0].message == "hello"
+
+
 async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(tmp_path: Path, fake: FakeTwitch) -> None:
     settings = twitch_settings(tmp_path, fake)
     old = store_bot_token(settings, fake, expires_in=600)  # twitchio refreshes tokens with < 1 h left
