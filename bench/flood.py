@@ -39,7 +39,7 @@ from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.clock import ScaledClock  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
-from engine.ratelimit import SendBudget, SendReservation  # noqa: E402
+from engine.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
 from engine.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 from engine.tokens import ApproxTokenCounter  # noqa: E402
@@ -71,15 +71,6 @@ def load_events(csv_path: Path, address_every: int) -> list[tuple[float, ChatEve
         events.append(((datetime.fromisoformat(row["published_at"]) - start).total_seconds(), event))
     return events
 
-
-def most_in_any_window(stamps: list[float], window_s: float = 30.0) -> int:
-    stamps = sorted(stamps)
-    most, first = 0, 0
-    for last, stamp in enumerate(stamps):
-        while stamp - stamps[first] >= window_s:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -18,7 +18,7 @@ from collections import deque
 
 from engine.clock import Clock, MonotonicClock
 
-__all__ = ["SendBudget", "SendReservation"]
+__all__ = ["SendBudget", "SendReservation", "most_in_any_window"]
 
 
 class SendReservation:
@@ -106,3 +106,14 @@ class SendBudget:
 
     def _release(self) -> None:
         self._in_flight -= 1
+
+
+def most_in_any_window(stamps: list[float], window_s: float = 30.0) -> int:
+    """The most stamps that fall inside any half-open window of ``window_s`` (checks a send log)."""
+    ordered = sorted(stamps)
+    most, first = 0, 0
+    for last, stamp in enumerate(ordered):
+        while stamp - ordered[first] >= window_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -9,7 +9,7 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.events import ChatEvent, Role
-from engine.ratelimit import SendBudget, SendReservation
+from engine.ratelimit import SendBudget, SendReservation, most_in_any_window
 from engine.scheduler import Outcome, Priority, ReplyScheduler, SchedulerConfig, normalise_text, priority_of
 
 pytestmark = pytest.mark.timeout(30)
@@ -81,6 +81,11 @@ async def test_budget_frees_a_slot_a_full_window_after_the_response() -> None:
     assert budget.reserve() is None
     await clock.advance(0.1)
     assert budget.reserve() is not None
+
+
+def test_window_count_finds_the_busiest_30_seconds() -> None:
+    assert most_in_any_window([0, 10, 29.9, 30, 59.9]) == 3
+    assert most_in_any_window([]) == 0
 
 
 def test_cancelled_reservation_does_not_count() -> None:

@@ -24,6 +24,7 @@ from bot.twitch_output import twitch_safe
 from engine.backends.scripted import ScriptedBackend
 from engine.clock import Clock, MonotonicClock, ScaledClock
 from engine.manager import ConversationManager
+from engine.ratelimit import most_in_any_window
 from engine.scheduler import Outcome, normalise_text
 from engine.settings import Settings
 from engine.tokens import ApproxTokenCounter
@@ -313,15 +314,6 @@ async def replay_chat(fake: FakeTwitch, rows: list[dict[str, str]], addressed: s
         message_ids.append(await fake.chat(CHANNEL.id, chatter, text, message_id=f"csv-{index}"))
     return message_ids
 
-
-def most_in_any_window(stamps: list[float], window_s: float = 30.0) -> int:
-    stamps = sorted(stamps)
-    most, first = 0, 0
-    for last, stamp in enumerate(stamps):
-        while stamp - stamps[first] >= window_s:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def stored_platform_ids(db_path: Path) -> set[str]:
