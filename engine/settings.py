@@ -164,10 +164,12 @@ def _check_unknown(env_file: Path | None) -> None:
             raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
 
 
-def _variable_for(section: type[BaseSettings], error: dict[str, Any]) -> str:
+def _describe(section: type[BaseSettings], error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error.get("loc"):
+        return message  # a cross-field check already names its variables
     prefix = section.model_config.get("env_prefix", "")
-    field = str(error["loc"][0]) if error.get("loc") else ""
-    return f"{prefix}{field}".upper() if field else prefix.rstrip("_")
+    return f"{prefix}{error['loc'][0]}".upper() + f": {message}"
 
 
 def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, Any]) -> Settings:
@@ -182,6 +184,6 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
         try:
             values[name] = section(_env_file=env_path, **overrides.get(name, {}))  # type: ignore[call-arg]
         except ValidationError as exc:
-            problems = "; ".join(f"{_variable_for(section, err)}: {err['msg']}" for err in exc.errors())
+            problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
     return Settings(**values)
