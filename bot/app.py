@@ -67,6 +67,10 @@ def configured_adapters(settings: Settings, manager: ConversationManager, *, con
         from bot.discord_adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(settings, manager))
+    if settings.twitch.client_id:
+        from bot.twitch_adapter import TwitchAdapter
+
+        adapters.append(TwitchAdapter(settings, manager))
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 

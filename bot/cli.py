@@ -9,6 +9,7 @@
     costar persona show pip        the card and the system prompt it renders to
     costar persona check card.png  validate a card file without installing it
     costar model prepare           convert the built-in model once (make run does it too)
+    costar twitch auth             log the bot account in to Twitch once (device code)
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.twitch_auth import authorize_device
+
+    asyncio.run(authorize_device(settings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costar", description="An AI co-host for live streamers.")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
@@ -110,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="prepare the embedded model")
     model.add_argument("action", choices=["prepare"])
     model.set_defaults(handler=_cmd_model)
+    twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
+    twitch.add_argument("action", choices=["auth"])
+    twitch.set_defaults(handler=_cmd_twitch)
     return parser
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.backends.base import Backend, ChatMessage, GenerationRequest
+from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
@@ -137,8 +137,9 @@ class ConversationManager:
         async with self._channel_locks[event.channel_key], self._generation_slots:
             built = await self._build_prompt(event, persona)
             request = self._request(persona, built, event)
+            stream = self.backend.stream(request)
             raw = ""
-            async for raw in self._stream_raw(request):
+            async for raw in self._stream_raw(stream, request.stop):
                 snapshot = self._finish(raw, persona, event, request.stop)
                 if snapshot:
                     yield snapshot
@@ -151,24 +152,25 @@ class ConversationManager:
                 text=text,
                 persona_id=persona.persona_id,
                 persona_name=persona.display_name,
+                usage=stream.usage,
                 prompt_tokens=built.prompt_tokens,
                 history_trimmed=built.trimmed,
-                finish_reason="stop",
+                finish_reason=stream.finish_reason,
             )
             memory_id = await self.memory.record_reply(reply)
             yield replace(reply, memory_id=memory_id)
 
-    async def _stream_raw(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
         """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
-        stream = self.backend.stream(request)
         raw = ""
         try:
             async with asyncio.timeout(self.settings.backend.timeout_s):
                 async for chunk in stream:
                     raw += chunk
-                    raw, stopped = cut_at_stops(raw, request.stop)
+                    raw, stopped = cut_at_stops(raw, stops)
                     yield raw
                     if stopped:
+                        stream.finish_reason = "stop"
                         break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
@@ -251,7 +253,9 @@ class ConversationManager:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)
         upto = own_id - 1 if own_id is not None else None
         return await self.memory.recent_messages(
-            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1, after_id=window_start, upto_id=upto
+            # The window start is the oldest line still included, hence the - 1.
+            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1,
+            after_id=window_start - 1, upto_id=upto,
         )
 
     async def _remember_trim(self, event: ChatEvent, persona: PersonaCard, dropped: list[StoredMessage]) -> None:

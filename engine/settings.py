@@ -132,7 +132,15 @@ class TwitchSettings(BaseSettings):
     model_config = _section("TWITCH_")
 
     client_id: str | None = Field(None, description="setting it starts the Twitch adapter")
-    client_secret: SecretStr | None = Field(None, description="secret")
+    client_secret: SecretStr | None = Field(None, description="secret; optional for a public (device-code) app")
+    channels: str = Field("", description="comma-separated channel logins to join; empty: the bot account's own")
+    token_file: Path | None = Field(None, description="where `costar twitch auth` keeps the bot's token; default DATA_DIR/twitch_tokens.json")
+    send_limit: int = Field(20, ge=1, description="messages per 30 s where the bot is not a moderator (Twitch locks out above 20)")
+    moderator_send_limit: int = Field(100, ge=1, description="messages per 30 s where the bot is broadcaster or moderator (Twitch: 100)")
+    reply_cooldown_s: float = Field(20.0, ge=0, description="a chatter who was just answered waits this long for the next answer")
+    stale_after_s: float = Field(45.0, gt=0, description="a line not answered within this long is dropped, not answered late")
+    command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
+    chime_in: bool = Field(False, description="also answer lines that do not address the character (when budget allows)")
 
 
 class Settings(BaseModel):
@@ -183,10 +191,12 @@ def _check_unknown(env_file: Path | None) -> None:
             raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
 
 
-def _variable_for(section: type[BaseSettings], error: dict[str, Any]) -> str:
+def _describe(section: type[BaseSettings], error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error.get("loc"):
+        return message  # a cross-field check already names its variables
     prefix = section.model_config.get("env_prefix", "")
-    field = str(error["loc"][0]) if error.get("loc") else ""
-    return f"{prefix}{field}".upper() if field else prefix.rstrip("_")
+    return f"{prefix}{error['loc'][0]}".upper() + f": {message}"
 
 
 def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, Any]) -> Settings:
@@ -201,6 +211,6 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
         try:
             values[name] = section(_env_file=env_path, **overrides.get(name, {}))  # type: ignore[call-arg]
         except ValidationError as exc:
-            problems = "; ".join(f"{_variable_for(section, err)}: {err['msg']}" for err in exc.errors())
+            problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
     return Settings(**values)
