@@ -102,12 +102,18 @@ class DiscordAdapter:
             return  # our own replies are stored by the manager
         if not self.rules.listens_in(message.channel):
             return
-        event = to_chat_event(message, bot_user, self.rules)
+        event = to_chat_event(message, bot_user, self.rules, await self._character_names(message))
         if not event.text.strip():
             return  # attachments or stickers only: nothing to read
         await self.manager.ingest(event)
         if event.addresses_bot:
             await self._answer(message, event)
+
+    async def _character_names(self, message: discord.Message) -> tuple[str, ...]:
+        """The channel's persona's names: "Pip, what do you think?" addresses the bot too."""
+        server_id = str(message.guild.id) if message.guild else None
+        card = await self.manager.persona_for(DISCORD, str(message.channel.id), server_id)
+        return (card.name, card.display_name)
 
     async def _answer(self, message: discord.Message, event: ChatEvent) -> None:
         writer = ReplyWriter(message, limit=self.settings.discord.message_limit, throttle=self.throttle)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import discord
@@ -46,9 +47,10 @@ class ChannelRules:
             return False
         return not self.allowed_channels or bool(channel_ids & self.allowed_channels)
 
-    def mentions_trigger(self, text: str) -> bool:
+    def mentions_trigger(self, text: str, extra_words: Iterable[str] = ()) -> bool:
         lowered = text.lower()
-        return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", lowered) for word in self.trigger_words)
+        words = {*self.trigger_words, *(word.lower() for word in extra_words if word.strip())}
+        return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", lowered) for word in words)
 
 
 def _channel_and_parent(channel: object) -> frozenset[int]:
@@ -65,7 +67,9 @@ def is_moderator(member: discord.abc.User, permissions: discord.Permissions | No
     return any(role.name.lower() in rules.moderator_roles or str(role.id) in rules.moderator_roles for role in roles)
 
 
-def _addresses_bot(message: discord.Message, bot_user: discord.ClientUser, rules: ChannelRules) -> bool:
+def _addresses_bot(
+    message: discord.Message, bot_user: discord.ClientUser, rules: ChannelRules, character_names: Iterable[str]
+) -> bool:
     if message.guild is None:
         return rules.answer_dms
     if bot_user in message.mentions:
@@ -74,10 +78,13 @@ def _addresses_bot(message: discord.Message, bot_user: discord.ClientUser, rules
     if reference is not None and isinstance(reference.resolved, discord.Message):
         if reference.resolved.author.id == bot_user.id:
             return True
-    return rules.mentions_trigger(message.content)
+    return rules.mentions_trigger(message.content, character_names)
 
 
-def to_chat_event(message: discord.Message, bot_user: discord.ClientUser, rules: ChannelRules) -> ChatEvent:
+def to_chat_event(
+    message: discord.Message, bot_user: discord.ClientUser, rules: ChannelRules, character_names: Iterable[str] = ()
+) -> ChatEvent:
+    """``character_names``: the channel's persona's names, which address the bot like trigger words."""
     author = message.author
     permissions = author.guild_permissions if isinstance(author, discord.Member) else None
     roles = frozenset({Role.ADMIN}) if is_moderator(author, permissions, rules) else frozenset()
@@ -92,6 +99,6 @@ def to_chat_event(message: discord.Message, bot_user: discord.ClientUser, rules:
         roles=roles,
         sent_at=message.created_at,
         reply_to_id=str(message.reference.message_id) if message.reference and message.reference.message_id else None,
-        addresses_bot=not author.bot and _addresses_bot(message, bot_user, rules),
+        addresses_bot=not author.bot and _addresses_bot(message, bot_user, rules, character_names),
         server_id=str(message.guild.id) if message.guild else None,
     )

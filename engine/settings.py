@@ -102,7 +102,7 @@ class DiscordSettings(BaseSettings):
     sync_commands: bool = Field(True, description="register the slash commands with Discord at start-up")
     answer_dms: bool = Field(False, description="answer direct messages (every DM counts as addressed)")
     trigger_words: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated words that address the bot besides a mention (case-insensitive)"
+        default_factory=list, description="comma-separated words that address the bot besides its name, a mention or a reply"
     )
     allowed_channels: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="comma-separated channel ids the bot reads and answers in; empty means all"

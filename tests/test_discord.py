@@ -188,10 +188,19 @@ async def test_reply_to_the_bots_message_addresses_it(stage: Stage) -> None:
 
 
 async def test_trigger_word_addresses_the_bot(stage: Stage) -> None:
-    async with stage.bot(stage.with_discord(trigger_words="pip, cohost")):
-        await stage.discord.post_message(stage.viewer, "Pip, are you watching this?")
+    async with stage.bot(stage.with_discord(trigger_words="co-host, robot")):
+        await stage.discord.post_message(stage.viewer, "hey Co-Host, are you watching this?")
         await stage.discord.wait_for_calls("POST", MESSAGES)
     assert len(stage.backend.requests) == 1
+
+
+async def test_the_characters_name_addresses_the_bot(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, "pipeline talk, not for the bot")
+        await stage.discord.post_message(stage.viewer, "Pip, are you watching this?")
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert len(stage.backend.requests) == 1
+    assert "Pip, are you watching this?" in stage.backend.requests[0].messages[-1].content
 
 
 async def test_other_bots_are_stored_but_never_answered(stage: Stage) -> None:
