@@ -5,7 +5,8 @@ One aiohttp server on 127.0.0.1 speaks both halves of Discord that a bot touches
 * the gateway websocket: HELLO, heartbeats (ACK), IDENTIFY -> READY + GUILD_CREATE, and whatever the
   test dispatches afterwards (MESSAGE_CREATE, INTERACTION_CREATE);
 * the REST routes discord.py calls: login (``/users/@me``, ``/oauth2/applications/@me``), the gateway
-  URL, command sync, typing, create/edit/fetch message, interaction callbacks and webhook follow-ups.
+  URL, command sync, typing, create/edit/fetch/delete message, interaction callbacks and webhook
+  follow-ups.
 
 Every REST call is recorded (``requests``) with its JSON body, so tests assert on exactly what the bot
 sent (``allowed_mentions`` included). Unknown routes are recorded too and answered 404, so a test can
@@ -214,6 +215,7 @@ class FakeDiscord:
         )
         self.members: list[FakeUser] = [self.bot_user, self.owner]
         self.requests: list[RecordedRequest] = []
+        self.unrouted: list[str] = []  # calls to routes the fake does not model (a test should see none)
         self.identify_payloads: list[dict[str, Any]] = []
         self.messages: dict[int, dict[str, Any]] = {}  # every message, by id, as Discord would store it
         self.synced_commands: list[dict[str, Any]] = []
@@ -523,6 +525,7 @@ class FakeDiscord:
             match = re.fullmatch(pattern, path)
             if match and method == request.method:
                 return await handler(request, *match.groups())
+        self.unrouted.append(f"{request.method} {path}")
         return _json({"message": f"fake discord: no route {request.method} {path}", "code": 0}, status=404)
 
     def _routes(self) -> Iterator[tuple[str, str, Callable[..., Any]]]:
@@ -535,6 +538,7 @@ class FakeDiscord:
         yield "POST", r"/channels/(\d+)/messages", self._create_message
         yield "PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message
         yield "GET", r"/channels/(\d+)/messages/(\d+)", self._get_message
+        yield "DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message
         yield "POST", r"/interactions/(\d+)/([^/]+)/callback", self._interaction_callback
         yield "POST", r"/webhooks/(\d+)/([^/]+)", self._followup
         yield "PATCH", r"/webhooks/(\d+)/([^/]+)/messages/([^/]+)", self._edit_followup
@@ -619,6 +623,11 @@ class FakeDiscord:
         if message is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
         return _json(message)
+
+    async def _delete_message(self, request: web.Request, channel_id: str, message_id: str) -> web.Response:
+        if self.messages.pop(int(message_id), None) is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        return web.Response(status=204)
 
     async def _interaction_callback(self, request: web.Request, interaction_id: str, token: str) -> web.Response:
         body = request[_JSON_BODY] or {}

@@ -127,6 +127,7 @@ async def stage(tmp_path: Path, token_counter: TokenCounter) -> AsyncIterator[St
             viewer=discord_server.add_member("ava"),
             moderator=discord_server.add_member("mod-max", roles=(discord_server.moderator_role,)),
         )
+        assert discord_server.unrouted == [], "the bot called routes the fake Discord does not model"
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
