@@ -66,3 +66,12 @@ def test_throttle_allows_one_edit_per_interval_per_channel() -> None:
     assert throttle.ready(2), "another channel has its own budget"
     clock.now += 0.5
     assert throttle.ready(1)
+
+
+def test_five_thousand_character_reply_becomes_three_ordered_messages() -> None:
+    text = " ".join(f"Line {index} of the tale." for index in range(260))
+    assert len(text) > 5000
+    pieces = split_message(text, limit=2000)
+    assert len(pieces) == 3
+    assert all(len(piece) <= 2000 and piece.endswith("tale.") for piece in pieces)
+    assert " ".join(pieces) == text
