@@ -35,7 +35,10 @@ _OUR_PREFIXES = ("COSTAR_", "DISCORD_", "TWITCH_")
 
 def _section(prefix: str) -> SettingsConfigDict:
     # extra="ignore": .env holds every section's keys; unknown ones are caught by _check_unknown.
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: "DISCORD_TEST_GUILD_ID=" in .env means unset, as people expect.
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
 
 class CoreSettings(BaseSettings):
