@@ -67,6 +67,14 @@ async def close_manager(manager: ConversationManager) -> None:
 
 def configured_adapters(settings: Settings, manager: ConversationManager, *, console: bool | None = None) -> list[Adapter]:
     adapters: list[Adapter] = []
+    if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
+        from bot.discord_adapter import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings, manager))
+    if settings.twitch.client_id:
+        from bot.twitch_adapter import TwitchAdapter
+
+        adapters.append(TwitchAdapter(settings, manager))
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 

@@ -11,6 +11,7 @@
     costar model prepare           convert the built-in model once (make run does it too)
     costar vllm-args               the `vllm serve` command for the installed personas' adapters
     costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
+    costar twitch auth             log the bot account in to Twitch once (device code)
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.twitch_auth import authorize_device
+
+    asyncio.run(authorize_device(settings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costar", description="An AI co-host for live streamers.")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
@@ -139,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="command: a readable `vllm serve` command; shell: the arguments on one quoted line")
     vllm.add_argument("--output", help="write to this file instead of stdout")
     vllm.set_defaults(handler=_cmd_vllm_args)
+    twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
+    twitch.add_argument("action", choices=["auth"])
+    twitch.set_defaults(handler=_cmd_twitch)
     return parser
 
 

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
 from engine.adapter_paths import adapter_folder
-from engine.backends.base import Backend, ChatMessage, GenerationRequest
+from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.metrics import Metrics
@@ -126,36 +126,47 @@ class ConversationManager:
 
     async def reply(self, event: ChatEvent) -> Reply | None:
         final: Reply | None = None
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, Reply):
                 final = item
         return final
 
     async def reply_stream(self, event: ChatEvent) -> AsyncIterator[str]:
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, str):
                 yield item
 
-    async def _generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+    async def generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+        """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
+
+        For adapters that stream and still need the Reply (to link the platform's message id).
+        """
         timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         async with self._generation_turn(event.channel_key):
             built = await self._build_prompt(event, persona)
             request = self._request(persona, built, event)
-            raw = ""
-            try:
-                async for raw in self._stream_raw(request):
-                    snapshot = self._finish(raw, persona, event, request.stop)
-                    if snapshot:
-                        timer.first_chunk()
-                        yield snapshot
-            except BackendError as exc:
-                self.metrics.backend_error(exc)
-                self.metrics.drop("backend_error")
-                raise
-            text = self._finish(raw, persona, event, request.stop)
-            if not text:
+            text = ""
+            # A tiny model sometimes says nothing usable (only a speaker label or an end token):
+            # one more sample is cheaper than a silent co-host.
+            for _attempt in range(2):
+                stream = self.backend.stream(request)
+                raw = ""
+                try:
+                    async for raw in self._stream_raw(stream, request.stop):
+                        snapshot = self._finish(raw, persona, event, request.stop)
+                        if snapshot:
+                            timer.first_chunk()
+                            yield snapshot
+                except BackendError as exc:
+                    self.metrics.backend_error(exc)
+                    self.metrics.drop("backend_error")
+                    raise
+                text = self._finish(raw, persona, event, request.stop)
+                if text:
+                    break
                 log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(raw))
+            if not text:
                 self.metrics.drop("empty_reply")
                 return
             reply = Reply(
@@ -163,9 +174,10 @@ class ConversationManager:
                 text=text,
                 persona_id=persona.persona_id,
                 persona_name=persona.display_name,
+                usage=stream.usage,
                 prompt_tokens=built.prompt_tokens,
                 history_trimmed=built.trimmed,
-                finish_reason="stop",
+                finish_reason=stream.finish_reason,
             )
             memory_id = await self.memory.record_reply(reply)
             self.metrics.finish_reply(timer, persona.persona_id)
@@ -181,17 +193,17 @@ class ConversationManager:
             with self.metrics.generating():
                 yield
 
-    async def _stream_raw(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
         """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
-        stream = self.backend.stream(request)
         raw = ""
         try:
             async with asyncio.timeout(self.settings.backend.timeout_s):
                 async for chunk in stream:
                     raw += chunk
-                    raw, stopped = cut_at_stops(raw, request.stop)
+                    raw, stopped = cut_at_stops(raw, stops)
                     yield raw
                     if stopped:
+                        stream.finish_reason = "stop"
                         break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
@@ -244,11 +256,12 @@ class ConversationManager:
         user = await self.memory.get_user(event.platform, event.author_id)
         notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
+        replied_to = await self._replied_line(event, history)
         inputs = PromptInputs(
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
             history=history,
-            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
+            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count, replied_to),
             new_line=ChatMessage("user", f"{speaker_label(event.author_name)}: {event.text}"),
             window_start_id=window_start,
         )
@@ -263,11 +276,20 @@ class ConversationManager:
         self._window_start[key] = built.window_start_id
         return built
 
+    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> StoredMessage | None:
+        """The line this one replies to, when it has scrolled out of the history window."""
+        if not event.reply_to_id:
+            return None
+        line = await self.memory.message_by_platform_id(event.platform, event.reply_to_id)
+        if line is None or any(kept.id == line.id for kept in history):
+            return None
+        return line
+
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)
         upto = own_id - 1 if own_id is not None else None
-        # window_start is the oldest id the window includes; recent_messages' after_id is exclusive.
         return await self.memory.recent_messages(
+            # The window start is the oldest line still included, hence the - 1.
             event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1,
             after_id=window_start - 1, upto_id=upto,
         )

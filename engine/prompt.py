@@ -104,8 +104,9 @@ class PromptBuilder:
         return line if content == line.content else ChatMessage(line.role, content)
 
     def _fit_context(self, parts: Sequence[str], room: int) -> ChatMessage | None:
-        # Context may use at most a quarter of what is left, so history keeps most of the space.
-        allowance = max(0, room // 4 - MESSAGE_OVERHEAD_TOKENS)
+        # Context may use at most half of what is left (lore is bounded by its book's own
+        # token_budget too), so history always keeps the other half.
+        allowance = max(0, room // 2 - MESSAGE_OVERHEAD_TOKENS)
         chosen: list[str] = []
         for part in parts:
             if self.counter.count("\n\n".join([*chosen, part])) <= allowance:

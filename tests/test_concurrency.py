@@ -100,7 +100,7 @@ async def test_one_channel_generates_one_reply_at_a_time(tmp_path: Path, token_c
 async def test_manager_metrics_count_replies_errors_and_drops(tmp_path: Path, token_counter: TokenizerCounter) -> None:
     from engine.backends.scripted import ScriptedBackend
 
-    backend = ScriptedBackend(["Ahoy!", BackendUnavailable("server down"), ""])
+    backend = ScriptedBackend(["Ahoy!", BackendUnavailable("server down"), "", ""])  # empty twice: the manager retries once
     manager = await manager_with(tmp_path, backend, token_counter, limit=2)
     try:
         await manager.handle(chat_line("a"))
