@@ -9,7 +9,10 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
     costar_reply_latency_seconds{platform}            event in -> reply finished
     costar_queue_depth                                replies waiting for a generation slot
     costar_generations_in_flight                      replies generating right now
-    costar_dropped_messages_total{reason}             lines we chose not to answer, or lost
+    costar_dropped_messages_total{reason}             lines not answered: the scheduler's outcomes
+                                                      (stale, duplicate, copypasta, queue_full, ignored,
+                                                      not_sent, failed), the manager's empty_reply and
+                                                      backend_error
     costar_backend_errors_total{kind}                 replies lost to a backend error
     costar_backend_retries_total{kind}                backend errors we retried past
 """
@@ -27,6 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["Metrics", "MetricsServer", "ReplyTimer"]
 
 # Chat replies take from a fraction of a second (vLLM, short reply) to tens of seconds (CPU model).
+# engine.scheduler.Outcome values that are not a drop (it is a StrEnum, so plain strings compare).
+_ANSWERED_OR_WAITING = frozenset({"queued", "replied"})
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
 
@@ -89,6 +94,11 @@ class Metrics:
 
     def drop(self, reason: str) -> None:
         self.dropped.labels(reason).inc()
+
+    def scheduler_outcome(self, event: object, outcome: str) -> None:
+        """An ``engine.scheduler`` outcome listener: every line that ends unanswered counts as dropped."""
+        if outcome not in _ANSWERED_OR_WAITING:
+            self.drop(str(outcome))
 
     def backend_error(self, error: BaseException) -> None:
         self.backend_errors.labels(type(error).__name__).inc()

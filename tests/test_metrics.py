@@ -58,3 +58,15 @@ def test_two_metrics_objects_do_not_collide() -> None:
     first, second = Metrics(), Metrics()
     first.drop("spam")
     assert second.registry.get_sample_value("costar_dropped_messages_total", {"reason": "spam"}) is None
+
+
+def test_scheduler_outcomes_other_than_queued_or_replied_count_as_drops() -> None:
+    from engine.scheduler import Outcome
+
+    metrics = Metrics()
+    for outcome in (Outcome.QUEUED, Outcome.REPLIED, Outcome.STALE, Outcome.COPYPASTA, Outcome.STALE):
+        metrics.scheduler_outcome(None, outcome)
+    sample = metrics.registry.get_sample_value
+    assert sample("costar_dropped_messages_total", {"reason": "stale"}) == 2
+    assert sample("costar_dropped_messages_total", {"reason": "copypasta"}) == 1
+    assert sample("costar_dropped_messages_total", {"reason": "queued"}) is None
