@@ -279,3 +279,20 @@ def test_bot_with_the_remote_backend_never_imports_torch(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["OpenAIBackend", "heavy:", "[]"]
+
+
+async def test_backend_from_settings_checks_the_installed_personas_models(fake: FakeVllm, tmp_path: Path) -> None:
+    from engine.settings import load_settings
+    from personas.card import PersonaCard
+    from personas.registry import PersonaRegistry
+
+    registry = PersonaRegistry()
+    registry.add(PersonaCard(name="Pip"))
+    registry.add(PersonaCard(name="Rex", model={"adapter": {"name": "rex-lora", "path": "/adapters/rex"}}))
+    settings = load_settings(None, core={"data_dir": tmp_path},
+                             backend={"kind": "openai", "base_url": fake.base_url, "model": BASE, "retry_attempts": 1})
+    backend = OpenAIBackend.from_settings(settings, registry)
+    with pytest.raises(AdaptersMissing) as caught:
+        await backend.start()
+    await backend.aclose()
+    assert caught.value.missing == {"rex-lora": "rex"}  # the base model (Pip's) is served

@@ -71,6 +71,22 @@ class _Recovery:
     loaded_adapter: bool = False
 
 
+def _persona_models(
+    personas: PersonaRegistry | None, base_model: str
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """(adapter name -> folder, model name -> a persona id using it), as the manager will request them."""
+    adapters: dict[str, str | None] = {}
+    expected: dict[str, str] = {}
+    for card in personas.cards.values() if personas else ():
+        binding = card.model.adapter
+        if binding is None:
+            expected[card.model.base or base_model] = card.persona_id
+            continue
+        adapters[binding.name] = adapter_folder(card, personas.sources.get(card.persona_id))  # type: ignore[union-attr]
+        expected[binding.name] = card.persona_id
+    return adapters, expected
+
+
 class OpenAIBackend(Backend):
     name = "openai"
 
@@ -116,13 +132,7 @@ class OpenAIBackend(Backend):
         """The backend for COSTAR_BACKEND_*; ``personas`` feed the startup check and runtime loading."""
         backend_settings = settings.backend
         assert backend_settings.base_url is not None  # BackendSettings refuses kind=openai without one
-        adapters: dict[str, str | None] = {}
-        expected: dict[str, str] = {}
-        for card in (personas.cards.values() if personas else ()):
-            binding = card.model.adapter
-            if binding is not None:
-                adapters[binding.name] = adapter_folder(card, personas.sources.get(card.persona_id) if personas else None)
-            expected[binding.name if binding else (card.model.base or backend_settings.model)] = card.persona_id
+        adapters, expected = _persona_models(personas, backend_settings.model)
         return cls(
             backend_settings.base_url,
             default_model=backend_settings.model,
