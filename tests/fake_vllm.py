@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve_on_loopback
+
 __all__ = ["Fault", "FakeVllm", "RecordedRequest", "flat_error", "nested_error"]
 
 
@@ -93,11 +95,7 @@ class FakeVllm:
         return app
 
     async def start(self) -> FakeVllm:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(self.app())
         return self
 
     async def close(self) -> None:
