@@ -11,6 +11,7 @@ from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
 from engine.manager import ConversationManager
+from engine.metrics import Metrics
 from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from engine.tokens import TokenCounter, load_token_counter
@@ -51,8 +52,11 @@ async def build_manager(settings: Settings, backend: Backend | None = None, coun
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
     memory = await MemoryStore.open(settings.db_path)
-    backend = backend or with_resilience(make_backend(settings), settings)
-    manager = ConversationManager(settings=settings, personas=personas, memory=memory, backend=backend, counter=counter)
+    metrics = Metrics()
+    backend = backend or with_resilience(make_backend(settings, personas, metrics), settings)
+    manager = ConversationManager(
+        settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
+    )
     manager.default_persona()  # fail early with a clear message when no persona is usable
     return manager
 
@@ -64,6 +68,14 @@ async def close_manager(manager: ConversationManager) -> None:
 
 def configured_adapters(settings: Settings, manager: ConversationManager, *, console: bool | None = None) -> list[Adapter]:
     adapters: list[Adapter] = []
+    if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
+        from bot.discord_adapter import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings, manager))
+    if settings.twitch.client_id:
+        from bot.twitch_adapter import TwitchAdapter
+
+        adapters.append(TwitchAdapter(settings, manager))
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 
@@ -73,6 +85,10 @@ def configured_adapters(settings: Settings, manager: ConversationManager, *, con
 
 async def run(settings: Settings, *, console: bool | None = None) -> int:
     manager = await build_manager(settings)
+    metrics_server = None
+    if settings.metrics.port is not None:
+        metrics_server = manager.metrics.serve(settings.metrics.port, settings.metrics.host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", settings.metrics.host, metrics_server.port)
     try:
         await manager.backend.start()
         adapters = configured_adapters(settings, manager, console=console)
@@ -84,4 +100,6 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
             log.error("adapter stopped: %s", failure)
         return 1 if failures else 0
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         await close_manager(manager)

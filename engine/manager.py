@@ -12,12 +12,14 @@ import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
+from engine.adapter_paths import adapter_folder
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
+from engine.metrics import Metrics
 from engine.moderation import Moderator, Verdict
 from engine.moderation_rules import Action
 from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
@@ -57,8 +59,10 @@ class ConversationManager:
         memory: MemoryStore,
         backend: Backend,
         counter: TokenCounter,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.personas = personas
         self.memory = memory
         self.backend = backend
@@ -133,35 +137,48 @@ class ConversationManager:
 
     async def reply(self, event: ChatEvent) -> Reply | None:
         final: Reply | None = None
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, Reply):
                 final = item
         return final
 
     async def reply_stream(self, event: ChatEvent) -> AsyncIterator[str]:
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, str):
                 yield item
 
-    async def _generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+    async def generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+        """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
+
+        For adapters that stream and still need the Reply (to link the platform's message id).
+        """
+        timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         heard = await self.input_verdict(event, persona)
         if heard.action is Action.DROP:
             log.info("Not answering %s message %s (%s)", event.channel_key, event.message_id, ", ".join(heard.reasons))
+            self.metrics.drop("moderated_input")
             return
-        async with self._channel_locks[event.channel_key], self._generation_slots:
+        async with self._generation_turn(event.channel_key):
             if heard.action is Action.REPLACE:  # answered with the safe line, no model call
                 text, attempt, built = heard.text, _Attempt(), None
             else:
                 built = await self._build_prompt(event, persona)
                 attempt = _Attempt()
-                async for snapshot in self._moderated_attempts(self._request(persona, built, event), persona, event, attempt):
-                    yield snapshot
+                try:
+                    async for snapshot in self._moderated_attempts(self._request(persona, built, event), persona, event, attempt):
+                        timer.first_chunk()
+                        yield snapshot
+                except BackendError as exc:
+                    self.metrics.backend_error(exc)
+                    self.metrics.drop("backend_error")
+                    raise
                 text = attempt.text
             if text != attempt.shown:
                 yield text  # the final text; "" retracts snapshots already shown
             if not text:
                 log.info("No reply for %s after post-processing and moderation (raw %d chars)", event.channel_key, len(attempt.raw))
+                self.metrics.drop("moderated_reply" if attempt.raw.strip() else "empty_reply")
                 return
             reply = Reply(
                 event=event,
@@ -174,7 +191,32 @@ class ConversationManager:
                 finish_reason=attempt.stream.finish_reason if attempt.stream else "moderation",
             )
             memory_id = await self.memory.record_reply(reply)
+            self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
+                return
+            reply = Reply(
+                event=event,
+                text=text,
+                persona_id=persona.persona_id,
+                persona_name=persona.display_name,
+                usage=attempt.stream.usage if attempt.stream else None,
+                prompt_tokens=built.prompt_tokens if built else 0,
+                history_trimmed=built.trimmed if built else False,
+                finish_reason=attempt.stream.finish_reason if attempt.stream else "moderation",
+            )
+            memory_id = await self.memory.record_reply(reply)
+            self.metrics.finish_reply(timer, persona.persona_id)
+            yield replace(reply, memory_id=memory_id)
+
+    @asynccontextmanager
+    async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:
+        """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
+        async with AsyncExitStack() as held:
+            with self.metrics.waiting_for_slot():
+                await held.enter_async_context(self._channel_locks[channel_key])
+                await held.enter_async_context(self._generation_slots)
+            with self.metrics.generating():
+                yield
 
     # -- moderation -------------------------------------------------------------------------
 
@@ -209,17 +251,23 @@ class ConversationManager:
     async def _moderated_attempts(
         self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt
     ) -> AsyncIterator[str]:
-        """Generate, check, and regenerate once when a rule says so; ``attempt.text`` is the outcome."""
-        async for snapshot in self._attempt(request, persona, event, attempt):
-            yield snapshot
-        verdict = self.moderator.check_output(self._finish(attempt.raw, persona, event, request.stop), persona, event)
-        if verdict.action is Action.REGENERATE:
-            request = _with_retry_hint(request)
+        """Generate and check; ``attempt.text`` is the outcome.
+
+        One more try when the reply came out empty (a tiny model sometimes says nothing usable:
+        only a speaker label or an end token) or when a moderation rule says regenerate.
+        """
+        for try_number in (1, 2):
             async for snapshot in self._attempt(request, persona, event, attempt):
                 yield snapshot
-            final = self._finish(attempt.raw, persona, event, request.stop)
-            verdict = self.moderator.check_output(final, persona, event, may_regenerate=False)
-        attempt.text = verdict.text
+            text = self._finish(attempt.raw, persona, event, request.stop)
+            verdict = self.moderator.check_output(text, persona, event, may_regenerate=try_number == 1)
+            attempt.text = verdict.text
+            if verdict.action is Action.REGENERATE:
+                request = _with_retry_hint(request)
+            elif text:
+                return
+            else:
+                log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(attempt.raw))
 
     async def _attempt(self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt) -> AsyncIterator[str]:
         """One generation; yields post-processed snapshots until one fails moderation."""
@@ -281,14 +329,7 @@ class ConversationManager:
         return replace(request, shorten=lambda: _without_older_half(request))
 
     def _adapter_path(self, persona: PersonaCard) -> str | None:
-        adapter = persona.model.adapter
-        if adapter is None or adapter.path is None:
-            return None
-        path = Path(adapter.path).expanduser()
-        source = self.personas.sources.get(persona.persona_id)
-        if not path.is_absolute() and source is not None:
-            path = source.parent / path
-        return str(path)
+        return adapter_folder(persona, self.personas.sources.get(persona.persona_id))
 
     # -- prompt -----------------------------------------------------------------------------
 
@@ -305,11 +346,12 @@ class ConversationManager:
         user = await self.memory.get_user(event.platform, event.author_id)
         notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
+        replied_to = await self._replied_line(event, history)
         inputs = PromptInputs(
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
             history=history,
-            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
+            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count, replied_to),
             new_line=viewer_message(event.author_name, event.text),
             window_start_id=window_start,
         )
@@ -323,6 +365,15 @@ class ConversationManager:
             built = replace(self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens), trimmed=True)
         self._window_start[key] = built.window_start_id
         return built
+
+    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> StoredMessage | None:
+        """The line this one replies to, when it has scrolled out of the history window."""
+        if not event.reply_to_id:
+            return None
+        line = await self.memory.message_by_platform_id(event.platform, event.reply_to_id)
+        if line is None or any(kept.id == line.id for kept in history):
+            return None
+        return line
 
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)

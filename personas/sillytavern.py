@@ -14,10 +14,10 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from personas.card import ExampleTurn, Lorebook, LoreEntry, PersonaCard
 from personas.errors import PersonaError
@@ -102,8 +102,9 @@ def lorebook_from_character_book(book: dict[str, Any], path: Path | None, where:
         fields["extensions"] = {**raw.get("extensions", {}), **({"st_fields": extras} if extras else {})}
         if raw.get("id") is not None:
             fields["extensions"]["id"] = raw["id"]
-        converted.append(_entry(fields, path, f"{where}.entries[{index}]"))
-    return _lorebook(
+        converted.append(_validated(LoreEntry, fields, path, f"{where}.entries[{index}]"))
+    return _validated(
+        Lorebook,
         {
             "name": book.get("name"),
             "description": book.get("description"),
@@ -136,7 +137,7 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
             "content": raw.get("content") or "",
             "constant": bool(raw.get("constant", False)),
             "selective": bool(raw.get("selective", False)),
-            "insertion_order": int(raw.get("order", 100) or 100),
+            "insertion_order": raw["order"] if raw.get("order") is not None else 100,
             "enabled": not bool(raw.get("disable", False)),
             "position": position,
             "comment": raw.get("comment") or None,
@@ -144,8 +145,8 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
         }
         if fields["constant"] and not fields["keys"]:
             fields["keys"] = ["*"]
-        converted.append(_entry(fields, path, where))
-    return _lorebook({"name": data.get("name") or (path.stem if path else None), "entries": converted}, path, "entries")
+        converted.append(_validated(LoreEntry, fields, path, where))
+    return _validated(Lorebook, {"name": data.get("name") or (path.stem if path else None), "entries": converted}, path, "entries")
 
 
 def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCard:
@@ -190,24 +191,17 @@ def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCar
     }
     if book:
         fields["lorebook"] = lorebook_from_character_book(book, path)
+    return _validated(PersonaCard, fields, path, "data")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(model: type[_Model], fields: dict[str, Any], path: Path | None, where: str) -> _Model:
+    """Build a pydantic model; the first error names the card's field path (``where.loc``)."""
     try:
-        return PersonaCard(**fields)
+        return model(**fields)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise PersonaError(path, first["msg"], field=f"data.{field_path(first['loc'])}") from exc
-
-
-def _entry(fields: dict[str, Any], path: Path | None, where: str) -> LoreEntry:
-    try:
-        return LoreEntry(**fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise PersonaError(path, first["msg"], field=f"{where}.{field_path(first['loc'])}") from exc
-
-
-def _lorebook(fields: dict[str, Any], path: Path | None, where: str) -> Lorebook:
-    try:
-        return Lorebook(**fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise PersonaError(path, first["msg"], field=f"{where}.{field_path(first['loc'])}") from exc
+        location = field_path(first["loc"])
+        raise PersonaError(path, first["msg"], field=f"{where}.{location}" if where else location) from exc

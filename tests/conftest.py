@@ -57,7 +57,9 @@ def embedded_backend(model_path: Path):
 
 def make_settings(tmp_path: Path, **sections: dict) -> Settings:
     core = {"data_dir": tmp_path, **sections.pop("core", {})}
-    return load_settings(None, core=core, **sections)
+    # A loaded CI machine can be slow; tests that want a timeout set their own.
+    backend = {"timeout_s": 600.0, **sections.pop("backend", {})}
+    return load_settings(None, core=core, backend=backend, **sections)
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ async def test_console_slash_commands_switch_persona_and_forget(settings, script
 
 
 def test_costar_run_with_piped_input_prints_a_reply_and_exits_zero(tmp_path: Path, model_path: Path) -> None:
-    env = {**os.environ, "COSTAR_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "COSTAR_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "COSTAR_BACKEND_TIMEOUT_S": "600"}
     env = {key: value for key, value in env.items() if not key.startswith(("DISCORD_", "TWITCH_"))}
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "run"],
