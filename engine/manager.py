@@ -193,20 +193,6 @@ class ConversationManager:
             memory_id = await self.memory.record_reply(reply)
             self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
-                return
-            reply = Reply(
-                event=event,
-                text=text,
-                persona_id=persona.persona_id,
-                persona_name=persona.display_name,
-                usage=attempt.stream.usage if attempt.stream else None,
-                prompt_tokens=built.prompt_tokens if built else 0,
-                history_trimmed=built.trimmed if built else False,
-                finish_reason=attempt.stream.finish_reason if attempt.stream else "moderation",
-            )
-            memory_id = await self.memory.record_reply(reply)
-            self.metrics.finish_reply(timer, persona.persona_id)
-            yield replace(reply, memory_id=memory_id)
 
     @asynccontextmanager
     async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:

@@ -268,7 +268,7 @@ def test_bot_with_the_remote_backend_never_imports_torch(tmp_path: Path) -> None
         "                         backend={'kind': 'openai', 'base_url': 'http://127.0.0.1:9/v1'})\n"
         "async def main():\n"
         "    manager = await build_manager(settings)\n"
-        "    print(type(manager.backend).__name__)\n"
+        "    print(type(getattr(manager.backend, 'inner', manager.backend)).__name__)\n"
         "    await close_manager(manager)\n"
         "asyncio.run(main())\n"
         "heavy = sorted(name for name in ('torch', 'transformers', 'peft') if name in sys.modules)\n"

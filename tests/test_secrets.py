@@ -67,9 +67,12 @@ def test_settings_and_settings_errors_never_show_secrets(secret_env, monkeypatch
 @pytest.mark.parametrize("arguments", [["persona", "list"], ["persona", "show", "pip"], ["run", "--console"]])
 def test_cli_sessions_at_debug_level_never_print_secrets(secret_env: dict[str, str], tmp_path: Path, arguments) -> None:
     env = {**secret_env, "COSTAR_BACKEND_KIND": "scripted"}
+    # With DISCORD_TOKEN set, `run` also starts the Discord adapter, whose login fails here (no
+    # network): a failing platform login with a real token configured is a scenario worth scanning.
     done = subprocess.run([sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), *arguments],
                           input="hello Pip\n/about\n", cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 or arguments[0] == "run", done.stderr
+    assert "DEBUG" in done.stderr or arguments[0] == "persona"
     assert_no_secret(done.stdout + done.stderr)
 
 
