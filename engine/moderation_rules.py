@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "DEFAULT_ACTIONS",
     "Action",
+    "ActionMap",
+    "CommaList",
     "ModerationOverrides",
+    "PatternList",
     "Reason",
     "check_action",
     "check_patterns",
@@ -137,6 +140,12 @@ def check_patterns(patterns: list[str]) -> list[str]:
     return patterns
 
 
+# Field types shared by the settings and the overrides: lists may be written comma-separated.
+CommaList = Annotated[list[str], BeforeValidator(split_list)]
+ActionMap = Annotated[dict[str, str], BeforeValidator(parse_actions)]
+PatternList = Annotated[list[str], AfterValidator(check_patterns)]
+
+
 class ModerationOverrides(BaseModel):
     """Per-persona (card field ``moderation``) or per-channel changes to the moderation settings.
 
@@ -146,23 +155,8 @@ class ModerationOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     enabled: bool | None = Field(None, description="turn moderation off (false) or on for this persona/channel")
-    banned_words: list[str] = Field(default_factory=list, description="extra words or phrases, matched on whole words")
-    banned_patterns: list[str] = Field(default_factory=list, description="extra regular expressions (case-insensitive)")
-    allowed_domains: list[str] = Field(default_factory=list, description="extra link domains allowed (subdomains too)")
-    actions: dict[str, str] = Field(default_factory=dict, description="rule → allow|fix|regenerate|replace|drop")
+    banned_words: CommaList = Field(default_factory=list, description="extra words or phrases, matched on whole words")
+    banned_patterns: PatternList = Field(default_factory=list, description="extra regular expressions (case-insensitive)")
+    allowed_domains: CommaList = Field(default_factory=list, description="extra link domains allowed (subdomains too)")
+    actions: ActionMap = Field(default_factory=dict, description="rule → allow|fix|regenerate|replace|drop")
     safe_line: str | None = Field(None, description="what 'replace' says instead")
-
-    @field_validator("banned_words", "allowed_domains", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return split_list(value)
-
-    @field_validator("actions", mode="before")
-    @classmethod
-    def _actions(cls, value: Any) -> dict[str, str]:
-        return parse_actions(value)
-
-    @field_validator("banned_patterns")
-    @classmethod
-    def _patterns(cls, patterns: list[str]) -> list[str]:
-        return check_patterns(patterns)

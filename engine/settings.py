@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
-from engine.moderation_rules import ModerationOverrides, check_patterns, parse_actions, split_list
+from engine.moderation_rules import ActionMap, CommaList, ModerationOverrides, PatternList
 
 __all__ = [
     "BackendSettings",
@@ -111,12 +111,12 @@ class ModerationSettings(BaseSettings):
     model_config = _section("COSTAR_MODERATION_")
 
     enabled: bool = Field(True, description="check chat lines and replies at all")
-    banned_words: Annotated[list[str], NoDecode] = Field(
+    banned_words: Annotated[CommaList, NoDecode] = Field(
         default_factory=list, description="comma-separated words or phrases, matched on whole words after normalisation")
-    banned_patterns: list[str] = Field(default_factory=list, description="JSON list of regular expressions (case-insensitive)")
-    allowed_domains: Annotated[list[str], NoDecode] = Field(
+    banned_patterns: PatternList = Field(default_factory=list, description="JSON list of regular expressions (case-insensitive)")
+    allowed_domains: Annotated[CommaList, NoDecode] = Field(
         default_factory=list, description="comma-separated link domains allowed in and out (subdomains too)")
-    actions: Annotated[dict[str, str], NoDecode] = Field(
+    actions: Annotated[ActionMap, NoDecode] = Field(
         default_factory=dict, description="rule=action pairs overriding the defaults, e.g. input_caps=allow,output_link=fix")
     safe_line: str = Field("Let's talk about something else!", description="what the 'replace' action says")
     exempt_moderators: bool = Field(True, description="input rules skip broadcasters, moderators and admins")
@@ -128,27 +128,12 @@ class ModerationSettings(BaseSettings):
     copypasta_window_s: float = Field(120.0, gt=0, description="copypasta rule: within this many seconds")
     copypasta_min_chars: int = Field(20, ge=1, description="copypasta rule: only lines at least this long")
     max_mentions: int = Field(3, ge=1, description="replies mentioning more users than this are mass mentions")
-    command_prefix_platforms: Annotated[list[str], NoDecode] = Field(
+    command_prefix_platforms: Annotated[CommaList, NoDecode] = Field(
         default_factory=lambda: ["twitch"], description="platforms where a reply must not start with '/' or '.'")
     leak_words: int = Field(8, ge=3, description="a reply sharing this many words in a row with the hidden instructions leaks them")
     leak_chars: int = Field(32, ge=10, description="... or this many letters and digits in a row, ignoring spacing")
     channels: dict[str, ModerationOverrides] = Field(
         default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/readme/safety.md)')
-
-    @field_validator("banned_words", "allowed_domains", "command_prefix_platforms", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        return split_list(value)
-
-    @field_validator("actions", mode="before")
-    @classmethod
-    def _actions(cls, value: Any) -> dict[str, str]:
-        return parse_actions(value)
-
-    @field_validator("banned_patterns")
-    @classmethod
-    def _patterns(cls, patterns: list[str]) -> list[str]:
-        return check_patterns(patterns)
 
 
 class ResilienceSettings(BaseSettings):

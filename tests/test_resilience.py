@@ -36,6 +36,12 @@ async def ask(backend: ResilientBackend) -> str:
     return await backend.complete(REQUEST)
 
 
+async def fail(backend: ResilientBackend, times: int = 3) -> None:
+    for _ in range(times):
+        with pytest.raises(BackendError):
+            await ask(backend)
+
+
 @pytest.mark.parametrize("fault", ["down", "http500", "slow", "stall", "cut", "malformed"])
 async def test_every_fault_becomes_a_backend_error_and_counts_as_a_failure(fault: str) -> None:
     backend = resilient([fault], FakeClock())
@@ -57,9 +63,7 @@ async def test_timeouts_name_what_was_late() -> None:
 async def test_circuit_opens_after_consecutive_failures_and_then_fails_fast_without_calling_the_backend() -> None:
     clock = FakeClock()
     backend = resilient(["down", "http500", "cut"], clock)
-    for _ in range(3):
-        with pytest.raises(BackendError):
-            await ask(backend)
+    await fail(backend)
     assert backend.breaker.state is BreakerState.OPEN
     for _ in range(5):
         with pytest.raises(BackendUnavailable, match="circuit open"):
@@ -72,9 +76,7 @@ async def test_circuit_opens_after_consecutive_failures_and_then_fails_fast_with
 async def test_after_the_cooldown_one_probe_goes_through_and_success_closes_the_circuit() -> None:
     clock = FakeClock()
     backend = resilient(["down"] * 3, clock)
-    for _ in range(3):
-        with pytest.raises(BackendError):
-            await ask(backend)
+    await fail(backend)
     clock.now += 29.0
     with pytest.raises(BackendUnavailable, match="next try in 1 s"):
         await ask(backend)
@@ -87,9 +89,7 @@ async def test_after_the_cooldown_one_probe_goes_through_and_success_closes_the_
 async def test_a_failed_probe_reopens_the_circuit_for_another_cooldown() -> None:
     clock = FakeClock()
     backend = resilient(["down"] * 4, clock, failures=3)
-    for _ in range(3):
-        with pytest.raises(BackendError):
-            await ask(backend)
+    await fail(backend)
     clock.now += 30.0
     with pytest.raises(BackendError, match="ConnectionRefusedError"):
         await ask(backend)  # the probe, and it fails
@@ -103,9 +103,7 @@ async def test_a_failed_probe_reopens_the_circuit_for_another_cooldown() -> None
 async def test_while_half_open_only_one_probe_reaches_the_backend() -> None:
     clock = FakeClock()
     backend = resilient(["down"] * 3, clock)
-    for _ in range(3):
-        with pytest.raises(BackendError):
-            await ask(backend)
+    await fail(backend)
     clock.now += 30.0
     results = await asyncio.gather(*(ask(backend) for _ in range(4)), return_exceptions=True)
     assert sum(result == "All good here, chat!" for result in results) == 1
@@ -124,9 +122,7 @@ async def test_a_prompt_refused_as_too_long_is_not_held_against_the_server() -> 
 
 async def test_a_reader_that_stops_early_at_a_stop_sequence_counts_as_success() -> None:
     backend = resilient(["down", "down"], FakeClock())
-    for _ in range(2):
-        with pytest.raises(BackendError):
-            await ask(backend)
+    await fail(backend, 2)
     stream = backend.stream(REQUEST)
     async for _chunk in stream:
         break
