@@ -62,7 +62,6 @@ class DiscordAdapter:
         self.manager = manager
         self.rules = ChannelRules.from_settings(settings)
         self.throttle = ChannelThrottle(settings.discord.edit_interval_s)
-        self.fallback_reply = settings.discord.fallback_reply or settings.prompt.fallback_reply
         # No length cut in the engine: long replies are split into several messages here instead.
         manager.platform_limits.setdefault(DISCORD, PlatformLimits(max_chars=None, neutralise_mass_mentions=True))
         self._in_flight: set[asyncio.Task[object]] = set()
@@ -123,7 +122,7 @@ class DiscordAdapter:
                 await self._write_reply(writer, event)
         except EngineError as exc:
             log.warning("no reply in discord channel %s: %s", event.channel_id, exc)
-            await self._apologise(writer)
+            await self._apologise(writer, event)
         except discord.HTTPException as exc:
             log.warning("Discord refused the reply in channel %s: %s", event.channel_id, exc)
 
@@ -148,10 +147,13 @@ class DiscordAdapter:
             # Lets a later reply-to-this-message find the stored line.
             await self.manager.memory.set_platform_message_id(reply.memory_id, str(writer.sent[0].id))
 
-    async def _apologise(self, writer: ReplyWriter) -> None:
-        if writer.sent or not self.fallback_reply:
-            return  # half a reply already shows, or silence was chosen
+    async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
+        if writer.sent:
+            return  # half a reply already shows
+        apology = await self.manager.fallback_reply(event, override=self.settings.discord.fallback_reply)
+        if apology is None:
+            return  # silence was chosen, or an apology went out in this channel moments ago
         try:
-            await writer.send_whole(self.fallback_reply)
+            await writer.send_whole(apology)
         except discord.HTTPException as exc:
             log.warning("could not send the fallback reply: %s", exc)

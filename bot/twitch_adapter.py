@@ -27,6 +27,7 @@ from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.clock import Clock, MonotonicClock
+from engine.errors import EngineError
 from engine.events import ChatEvent, Role
 from engine.ratelimit import SendBudget, SendReservation
 from engine.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
@@ -191,7 +192,8 @@ class TwitchAdapter:
         if self.commands.is_command(event):
             await self._run_command(event)
             return
-        self.scheduler.submit(event)
+        # A blocked line is stored but never answered; the scheduler still sees it for copypasta.
+        self.scheduler.submit(event, moderated=not await self.manager.should_answer(event))
 
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
@@ -235,7 +237,12 @@ class TwitchAdapter:
 
     async def _answer(self, event: ChatEvent, reservation: SendReservation | None) -> bool:
         """The scheduler's handler: generate, check, send. True when Twitch took the message."""
-        reply = await self.manager.reply(event)
+        try:
+            reply = await self.manager.reply(event)
+        except EngineError as exc:
+            logger.warning("no reply in twitch channel %s: %s", event.channel_id, exc)
+            apology = await self.manager.fallback_reply(event)
+            return apology is not None and await self._send(event, apology, reservation) is not None
         if reply is None:
             return False
         sent_id = await self._send(event, reply.text, reservation)

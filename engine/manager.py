@@ -220,11 +220,12 @@ class ConversationManager:
         """False for a line moderation blocked (it is stored, but the character stays quiet)."""
         return (await self.input_verdict(event)).action is not Action.DROP
 
-    async def fallback_reply(self, event: ChatEvent) -> str | None:
-        """COSTAR_PROMPT_FALLBACK_REPLY for an adapter to send after a BackendError, at most once
-        per channel per COSTAR_RESILIENCE_FALLBACK_COOLDOWN_S (a dead backend must not turn the
-        character into a spam bot); None means say nothing. Platform fixes ('/' on Twitch) apply."""
-        fallback = self.settings.prompt.fallback_reply
+    async def fallback_reply(self, event: ChatEvent, override: str | None = None) -> str | None:
+        """COSTAR_PROMPT_FALLBACK_REPLY (or an adapter's own ``override``) to send after a
+        BackendError, at most once per channel per COSTAR_RESILIENCE_FALLBACK_COOLDOWN_S (a dead
+        backend must not turn the character into a spam bot); None means say nothing. Platform
+        fixes ('/' on Twitch) apply."""
+        fallback = override or self.settings.prompt.fallback_reply
         now = self.moderator.clock()
         last = self._last_fallback.get(event.channel_key)
         if not fallback or (last is not None and now - last < self.settings.resilience.fallback_cooldown_s):

@@ -67,6 +67,7 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"
     COPYPASTA = "copypasta"
     IGNORED = "ignored"  # not addressed to the character and answer_unaddressed is off
+    MODERATED = "moderated"  # input moderation blocked the line: stored, never answered
     QUEUE_FULL = "queue_full"
     CLOSED = "closed"
 
@@ -196,8 +197,12 @@ class ReplyScheduler:
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def submit(self, event: ChatEvent) -> Outcome:
-        """Queue ``event`` for an answer or say why not. Never waits."""
+    def submit(self, event: ChatEvent, *, moderated: bool = False) -> Outcome:
+        """Queue ``event`` for an answer or say why not. Never waits.
+
+        A ``moderated`` line is never answered but still counts towards duplicate and copypasta
+        detection, so a wave is recognised however its first lines were judged.
+        """
         if self._closed:
             return self._emit(event, Outcome.CLOSED)
         now = self.clock.now()
@@ -205,6 +210,8 @@ class ReplyScheduler:
         verdict = self._text_verdict(channel, event, now)
         if verdict is not None:
             return self._emit(event, verdict)
+        if moderated:
+            return self._emit(event, Outcome.MODERATED)
         if not event.addresses_bot and not self.config.answer_unaddressed:
             return self._emit(event, Outcome.IGNORED)
         pending = self._pending_for(event, now)
