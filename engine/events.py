@@ -76,3 +76,4 @@ class Reply:
     prompt_tokens: int = 0
     history_trimmed: bool = False
     finish_reason: str | None = None
+    memory_id: int | None = None  # row id in memory, for linking the platform's message id later

@@ -1,43 +1,277 @@
 """ConversationManager: from a stored chat line to a stored, post-processed in-character reply.
 
-(Interface committed first so adapters can be written against it; the implementation follows.)
+Adapters call :meth:`ingest` for every line (it is committed before anything else happens), then
+:meth:`reply` or :meth:`reply_stream` for the lines the character should answer. Replies in one
+channel are generated one at a time so history stays append-only; different channels run
+concurrently up to ``COSTAR_BACKEND_MAX_CONCURRENCY``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
-from memory import ForgetResult, UserRecord
+from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
+from engine.prompt import BuiltPrompt, PromptBuilder, PromptInputs, speaker_label
+from engine.settings import Settings
+from engine.tokens import TokenCounter
+from engine.turn_context import build_turn_context, summarise_dropped
+from memory import ForgetResult, MemoryStore, StoredMessage, UserRecord
 from personas.card import PersonaCard
+from personas.registry import PersonaRegistry
+from personas.render import render_system_prompt
 
-__all__ = ["ConversationManager"]
+__all__ = ["AboutUser", "ConversationManager"]
+
+log = logging.getLogger(__name__)
+
+# OpenAI-compatible servers accept at most 4 stop strings; the rest are applied in post-processing.
+_MAX_REQUEST_STOPS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class AboutUser:
+    record: UserRecord | None
+    notes: list[str]
 
 
 class ConversationManager:
-    async def ingest(self, event: ChatEvent) -> UserRecord:
-        """Commit the line to memory (always, answered or not) and return its author's record."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        personas: PersonaRegistry,
+        memory: MemoryStore,
+        backend: Backend,
+        counter: TokenCounter,
+    ) -> None:
+        self.settings = settings
+        self.personas = personas
+        self.memory = memory
+        self.backend = backend
+        self.builder = PromptBuilder(
+            counter, context_tokens=settings.backend.context_tokens, trim_to=settings.prompt.trim_to
+        )
+        self.platform_limits: dict[str, PlatformLimits] = {}
+        self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
+        self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._window_start: dict[str, int] = {}
+        self._system_prompts: dict[str, str] = {}
 
-    async def reply(self, event: ChatEvent) -> Reply | None:
-        """Generate, post-process and store the reply to an ingested event; None if nothing to say."""
-        raise NotImplementedError
+    # -- personas ---------------------------------------------------------------------------
 
-    def reply_stream(self, event: ChatEvent) -> AsyncIterator[str]:
-        """Yield the post-processed reply so far (cumulative text); stores the final reply."""
-        raise NotImplementedError
-
-    async def handle(self, event: ChatEvent) -> Reply | None:
-        """ingest + reply when ``event.addresses_bot``."""
-        raise NotImplementedError
+    def default_persona(self) -> PersonaCard:
+        card = self.personas.get(self.settings.core.default_persona)
+        if card is not None:
+            return card
+        if not self.personas.cards:
+            raise SettingsError("no persona cards are installed; check COSTAR_PERSONAS_DIR")
+        fallback = self.personas.cards[self.personas.names()[0]]
+        log.warning("COSTAR_DEFAULT_PERSONA=%r is not installed; using %r", self.settings.core.default_persona, fallback.id)
+        return fallback
 
     async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> PersonaCard:
-        raise NotImplementedError
+        chosen = await self.memory.persona_choice(platform, channel_id, server_id)
+        if chosen is not None:
+            card = self.personas.get(chosen)
+            if card is not None:
+                return card
+            log.warning("Persona %r chosen for %s:%s is no longer installed; using the default", chosen, platform, channel_id)
+        return self.default_persona()
 
     async def switch_persona(
         self, platform: str, scope_id: str, name: str, *, scope: str = "channel", set_by: str | None = None
     ) -> PersonaCard:
-        raise NotImplementedError
+        card = self.personas.get(name)
+        if card is None:
+            raise PersonaNotFound(name, self.personas.names())
+        await self.memory.set_persona(platform, scope, scope_id, card.persona_id, set_by)
+        return card
+
+    def system_prompt(self, card: PersonaCard) -> str:
+        # Rendered once per persona: the same bytes every turn keep the server's prefix cache warm.
+        if card.persona_id not in self._system_prompts:
+            self._system_prompts[card.persona_id] = render_system_prompt(card)
+        return self._system_prompts[card.persona_id]
+
+    # -- memory -----------------------------------------------------------------------------
+
+    async def ingest(self, event: ChatEvent) -> UserRecord:
+        return await self.memory.record_message(event)
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
-        raise NotImplementedError
+        return await self.memory.forget_user(platform, user_id)
+
+    async def about(self, platform: str, user_id: str) -> AboutUser:
+        record = await self.memory.get_user(platform, user_id)
+        notes = await self.memory.notes_for(platform, user_id) if record else []
+        return AboutUser(record, notes)
+
+    # -- replying ---------------------------------------------------------------------------
+
+    async def handle(self, event: ChatEvent) -> Reply | None:
+        await self.ingest(event)
+        return await self.reply(event) if event.addresses_bot else None
+
+    async def reply(self, event: ChatEvent) -> Reply | None:
+        final: Reply | None = None
+        async for item in self._generate(event):
+            if isinstance(item, Reply):
+                final = item
+        return final
+
+    async def reply_stream(self, event: ChatEvent) -> AsyncIterator[str]:
+        async for item in self._generate(event):
+            if isinstance(item, str):
+                yield item
+
+    async def _generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+        persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+        async with self._channel_locks[event.channel_key], self._generation_slots:
+            built = await self._build_prompt(event, persona)
+            request = self._request(persona, built, event)
+            stream = self.backend.stream(request)
+            raw = ""
+            async for raw in self._stream_raw(stream, request.stop):
+                snapshot = self._finish(raw, persona, event, request.stop)
+                if snapshot:
+                    yield snapshot
+            text = self._finish(raw, persona, event, request.stop)
+            if not text:
+                log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(raw))
+                return
+            reply = Reply(
+                event=event,
+                text=text,
+                persona_id=persona.persona_id,
+                persona_name=persona.display_name,
+                usage=stream.usage,
+                prompt_tokens=built.prompt_tokens,
+                history_trimmed=built.trimmed,
+                finish_reason=stream.finish_reason,
+            )
+            memory_id = await self.memory.record_reply(reply)
+            yield replace(reply, memory_id=memory_id)
+
+    async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
+        """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
+        raw = ""
+        try:
+            async with asyncio.timeout(self.settings.backend.timeout_s):
+                async for chunk in stream:
+                    raw += chunk
+                    raw, stopped = cut_at_stops(raw, stops)
+                    yield raw
+                    if stopped:
+                        stream.finish_reason = "stop"
+                        break
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
+        except EngineError:
+            raise
+        except Exception as exc:  # a backend bug must not take the adapter down with it
+            raise BackendError(f"{self.backend.name} backend failed: {exc}") from exc
+        finally:
+            await stream.aclose()
+
+    def _finish(self, raw: str, persona: PersonaCard, event: ChatEvent, stops: tuple[str, ...]) -> str:
+        return postprocess(
+            raw,
+            style=persona.style,
+            speaker_names=(persona.name, persona.display_name),
+            stops=stops,
+            limits=self.platform_limits.get(event.platform),
+        )
+
+    def _request(self, persona: PersonaCard, built: BuiltPrompt, event: ChatEvent) -> GenerationRequest:
+        adapter = persona.model.adapter
+        names = [event.author_name, "Viewer", "User", persona.display_name]
+        stops = tuple(dict.fromkeys(f"\n{name}:" for name in names))[:_MAX_REQUEST_STOPS]
+        request = GenerationRequest(
+            messages=built.messages,
+            max_tokens=persona.style.max_reply_tokens,
+            temperature=persona.style.temperature,
+            stop=stops,
+            model=adapter.name if adapter else (persona.model.base or self.settings.backend.model),
+            adapter_path=self._adapter_path(persona),
+            seed=self.settings.backend.seed,
+        )
+        return replace(request, shorten=lambda: _without_older_half(request))
+
+    def _adapter_path(self, persona: PersonaCard) -> str | None:
+        adapter = persona.model.adapter
+        if adapter is None or adapter.path is None:
+            return None
+        path = Path(adapter.path).expanduser()
+        source = self.personas.sources.get(persona.persona_id)
+        if not path.is_absolute() and source is not None:
+            path = source.parent / path
+        return str(path)
+
+    # -- prompt -----------------------------------------------------------------------------
+
+    async def _build_prompt(self, event: ChatEvent, persona: PersonaCard) -> BuiltPrompt:
+        key = event.channel_key
+        window_start = self._window_start.get(key, 0)
+        history = await self._history_before(event, window_start)
+        history_lines = self.settings.prompt.history_lines
+        if len(history) > history_lines:  # too many lines even if they fit: trim by count, same rule
+            keep = max(1, int(history_lines * self.settings.prompt.trim_to))
+            await self._remember_trim(event, persona, history[:-keep])
+            history = history[-keep:]
+            window_start = history[0].id
+        user = await self.memory.get_user(event.platform, event.author_id)
+        notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
+        summary = await self.memory.latest_summary(event.platform, event.channel_id)
+        inputs = PromptInputs(
+            system_prompt=self.system_prompt(persona),
+            stable_memory=summary.text if summary else None,
+            history=history,
+            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
+            new_line=ChatMessage("user", f"{speaker_label(event.author_name)}: {event.text}"),
+            window_start_id=window_start,
+        )
+        built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
+        if built.trimmed:
+            await self._remember_trim(event, persona, list(built.dropped))
+            # The summary just changed the stable part; rebuild once so this prompt already uses it.
+            summary = await self.memory.latest_summary(event.platform, event.channel_id)
+            inputs = replace(inputs, stable_memory=summary.text if summary else None, history=history[len(built.dropped):],
+                             window_start_id=built.window_start_id)
+            built = replace(self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens), trimmed=True)
+        self._window_start[key] = built.window_start_id
+        return built
+
+    async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
+        own_id = await self.memory.message_id_for(event.platform, event.message_id)
+        upto = own_id - 1 if own_id is not None else None
+        return await self.memory.recent_messages(
+            # The window start is the oldest line still included, hence the - 1.
+            event.platform, event.channel_id, limit=self.settings.prompt.history_lines + 1,
+            after_id=window_start - 1, upto_id=upto,
+        )
+
+    async def _remember_trim(self, event: ChatEvent, persona: PersonaCard, dropped: list[StoredMessage]) -> None:
+        if not dropped:
+            return
+        previous = await self.memory.latest_summary(event.platform, event.channel_id)
+        text = summarise_dropped(dropped, persona, previous.text if previous else None)
+        await self.memory.save_summary(event.platform, event.channel_id, text, dropped[-1].id, persona.persona_id)
+
+
+def _without_older_half(request: GenerationRequest) -> GenerationRequest | None:
+    """For a server that says the prompt is too long: the same prompt with half the history."""
+    system, *rest = request.messages
+    tail_size = 2 if len(rest) >= 2 and rest[-2].role == "system" else 1
+    history, tail = rest[:-tail_size], rest[-tail_size:]
+    if not history:
+        return None
+    shorter = replace(request, messages=(system, *history[len(history) // 2 + 1 :], *tail))
+    return replace(shorter, shorten=lambda: _without_older_half(shorter))

@@ -49,6 +49,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX messages_by_channel ON messages (platform, channel_id, id);
         CREATE INDEX messages_by_user ON messages (user_id);
+        CREATE INDEX messages_by_platform_id ON messages (platform, platform_message_id);
         CREATE TABLE notes (
             id INTEGER PRIMARY KEY,
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,

@@ -1,0 +1,169 @@
+"""Replay a recorded chat through the platform-neutral pipeline and measure it under a flood.
+
+Every line goes through what an adapter does with it: ``manager.ingest`` (committed to a real
+SQLite file), then ``ReplyScheduler.submit``; the scheduler answers through the real
+ConversationManager with the scripted backend and a 20-per-30 s send budget.
+
+    python bench/flood.py --csv ../shared/data/live-chat-press-briefing.csv --speed 100000
+    python bench/flood.py --csv chat.csv --speed 600 --clock-speed 30 --address-every 6
+
+``--speed`` is how many times faster than recorded the chat is fed in (real time); a huge value
+feeds every line at once and measures the most the pipeline can take. The bot's own clock
+(cooldowns, staleness, the 30 s send window) runs ``--clock-speed`` times faster than real time,
+so a flood of recorded chat meets Twitch's limits as it would live, in a few seconds. The last
+line is
+``RESULT ingest_msgs_per_s=… p99_decision_ms=… max_sends_per_30s=… stored=…/…``.
+Decision latency is the time ``submit`` takes to queue or drop a stored line; ingest latency
+(arrival to committed) is printed next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.app import build_manager, close_manager  # noqa: E402
+from engine.backends.scripted import ScriptedBackend  # noqa: E402
+from engine.clock import ScaledClock  # noqa: E402
+from engine.events import ChatEvent  # noqa: E402
+from engine.manager import ConversationManager  # noqa: E402
+from engine.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
+from engine.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
+from engine.settings import load_settings  # noqa: E402
+from engine.tokens import ApproxTokenCounter  # noqa: E402
+
+PLATFORM = "bench"
+CHANNEL = "flood"
+
+
+@dataclass
+class Measurements:
+    ingest_ms: list[float] = field(default_factory=list)
+    decision_ms: list[float] = field(default_factory=list)
+    send_times: list[float] = field(default_factory=list)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    last_commit: float = 0.0
+
+
+def load_events(csv_path: Path, address_every: int) -> list[tuple[float, ChatEvent]]:
+    """(seconds after the first line, event) per row; every Nth line is rewritten to name Pip."""
+    with csv_path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    start = datetime.fromisoformat(rows[0]["published_at"])
+    events = []
+    for index, row in enumerate(rows):
+        addressed = address_every > 0 and index % address_every == 0
+        text = f"Pip, {row['message']}" if addressed else row["message"]
+        event = ChatEvent(platform=PLATFORM, channel_id=CHANNEL, author_id=row["author"], author_name=row["author"],
+                          text=text, message_id=f"csv-{index}", addresses_bot=addressed)
+        events.append(((datetime.fromisoformat(row["published_at"]) - start).total_seconds(), event))
+    return events
+
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(share * 1000) - 1]
+
+
+async def take_line(manager: ConversationManager, scheduler: ReplyScheduler, event: ChatEvent, seen: Measurements) -> None:
+    arrived = time.perf_counter()
+    await manager.ingest(event)
+    stored = time.perf_counter()
+    scheduler.submit(event)
+    decided = time.perf_counter()
+    seen.ingest_ms.append((stored - arrived) * 1000)
+    seen.decision_ms.append((decided - stored) * 1000)
+    seen.last_commit = max(seen.last_commit, stored)
+
+
+async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, float, int, int]:
+    settings = load_settings(None, core={"data_dir": db_dir})
+    backend = ScriptedBackend([f"answer {n}" for n in range(100_000)])
+    manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
+    clock = ScaledClock(args.clock_speed)
+    budget = SendBudget(args.limit, clock=clock)
+    seen = Measurements()
+
+    async def answer(event: ChatEvent, reservation: SendReservation | None) -> bool:
+        if await manager.reply(event) is None:
+            return False
+        seen.send_times.append(clock.now())
+        if reservation is not None:
+            reservation.sent()
+        return True
+
+    scheduler = ReplyScheduler(answer, SchedulerConfig(), clock=clock, budget_for=lambda event: budget,
+                               on_outcome=lambda event, outcome: seen.outcomes.update([outcome]))
+    events = load_events(args.csv, args.address_every)
+    await scheduler.start()
+    started = time.perf_counter()
+    tasks = []
+    for due, event in events:
+        wait_s = due / args.speed - (time.perf_counter() - started)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        tasks.append(asyncio.create_task(take_line(manager, scheduler, event, seen)))
+    await asyncio.gather(*tasks)
+    ingest_s = seen.last_commit - started
+    await scheduler.join()
+    await scheduler.close()
+    await close_manager(manager)
+    with sqlite3.connect(settings.db_path) as db:
+        stored = db.execute("SELECT COUNT(*) FROM messages WHERE platform = ? AND is_character = 0", (PLATFORM,)).fetchone()[0]
+    return seen, ingest_s, stored, len(events)
+
+
+def report(seen: Measurements, ingest_s: float, stored: int, total: int) -> None:
+    rate = total / ingest_s if ingest_s > 0 else float("inf")
+    rows = [
+        ("lines replayed", f"{total}"),
+        ("lines stored", f"{stored}"),
+        ("ingest wall time", f"{ingest_s:.3f} s"),
+        ("ingested + committed", f"{rate:,.0f} msg/s"),
+        ("ingest latency p50 / p99", f"{percentile(seen.ingest_ms, 0.5):.2f} / {percentile(seen.ingest_ms, 0.99):.2f} ms"),
+        ("decision latency p50 / p99", f"{percentile(seen.decision_ms, 0.5):.3f} / {percentile(seen.decision_ms, 0.99):.3f} ms"),
+        ("replies sent", f"{len(seen.send_times)}"),
+        ("most sends in any 30 s", f"{most_in_any_window(seen.send_times)}"),
+    ] + [(f"outcome {outcome.value}", f"{count}") for outcome, count in sorted(seen.outcomes.items())]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(
+        f"RESULT ingest_msgs_per_s={rate:.0f} p99_decision_ms={percentile(seen.decision_ms, 0.99):.3f}"
+        f" max_sends_per_30s={most_in_any_window(seen.send_times)} stored={stored}/{total}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, required=True, help="chat CSV with author, message, published_at")
+    parser.add_argument("--speed", type=float, default=100_000, help="replay this many times faster than recorded")
+    parser.add_argument("--clock-speed", type=float, default=30, help="the bot's clock runs this many times faster than real time")
+    parser.add_argument("--limit", type=int, default=20, help="send budget per 30 s")
+    parser.add_argument("--address-every", type=int, default=6, help="rewrite every Nth line to name the character")
+    parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        seen, ingest_s, stored, total = asyncio.run(replay(args, args.db_dir or Path(scratch)))
+    report(seen, ingest_s, stored, total)
+    return 0 if stored == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

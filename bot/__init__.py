@@ -1,0 +1,1 @@
+"""Platform adapters (console, Discord, Twitch) and the ``costar`` command line."""

@@ -1,0 +1,94 @@
+"""Wiring: settings → memory, personas, backend, manager → the adapters that should run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from engine.backends.base import Backend
+from engine.backends.factory import make_backend
+from engine.manager import ConversationManager
+from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+from engine.settings import Settings
+from engine.tokens import TokenCounter, load_token_counter
+from memory import MemoryStore
+from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
+
+__all__ = ["Adapter", "build_manager", "close_manager", "load_personas", "run"]
+
+log = logging.getLogger(__name__)
+
+
+class Adapter(Protocol):
+    async def start(self) -> None: ...  # runs until the platform session ends or close() is called
+    async def close(self) -> None: ...
+
+
+def load_personas(settings: Settings) -> PersonaRegistry:
+    return PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
+
+
+def _tokenizer_source(settings: Settings) -> str | Path | None:
+    if settings.backend.tokenizer:
+        return settings.backend.tokenizer
+    model = settings.backend.model
+    if model in (DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID) and settings.backend.kind == "embedded":
+        from engine.model_store import ensure_default_model
+
+        return ensure_default_model(settings.core.cache_dir)
+    return model if Path(model).expanduser().exists() else None
+
+
+async def build_manager(settings: Settings, backend: Backend | None = None, counter: TokenCounter | None = None) -> ConversationManager:
+    """Open memory, load personas, start the backend; blocking steps run in worker threads."""
+    personas = await asyncio.to_thread(load_personas, settings)
+    for error in personas.errors:
+        log.error("%s", error)
+    if counter is None:
+        source = await asyncio.to_thread(_tokenizer_source, settings)
+        counter = await asyncio.to_thread(load_token_counter, source)
+    memory = await MemoryStore.open(settings.db_path)
+    backend = backend or make_backend(settings)
+    manager = ConversationManager(settings=settings, personas=personas, memory=memory, backend=backend, counter=counter)
+    manager.default_persona()  # fail early with a clear message when no persona is usable
+    return manager
+
+
+async def close_manager(manager: ConversationManager) -> None:
+    await manager.backend.aclose()
+    await manager.memory.close()
+
+
+def configured_adapters(settings: Settings, manager: ConversationManager, *, console: bool | None = None) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
+        from bot.discord_adapter import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings, manager))
+    if settings.twitch.client_id:
+        from bot.twitch_adapter import TwitchAdapter
+
+        adapters.append(TwitchAdapter(settings, manager))
+    if console or (console is None and not adapters):
+        from bot.console import ConsoleAdapter
+
+        adapters.append(ConsoleAdapter(settings, manager))
+    return adapters
+
+
+async def run(settings: Settings, *, console: bool | None = None) -> int:
+    manager = await build_manager(settings)
+    try:
+        await manager.backend.start()
+        adapters = configured_adapters(settings, manager, console=console)
+        results = await asyncio.gather(*(adapter.start() for adapter in adapters), return_exceptions=True)
+        for adapter in adapters:
+            await adapter.close()
+        failures = [result for result in results if isinstance(result, BaseException)]
+        for failure in failures:
+            log.error("adapter stopped: %s", failure)
+        return 1 if failures else 0
+    finally:
+        await close_manager(manager)

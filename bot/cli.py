@@ -1,0 +1,144 @@
+"""The ``costar`` command.
+
+    costar run                     start every configured adapter (console when none is)
+    costar run --console           also chat in this terminal
+    costar replay chat.jsonl       run a transcript through the manager, print replies
+    costar replay chat.jsonl --record out.jsonl
+    costar replay recorded.jsonl --expect --backend scripted
+    costar persona list            installed personas (and cards that failed to load)
+    costar persona show pip        the card and the system prompt it renders to
+    costar persona check card.png  validate a card file without installing it
+    costar model prepare           convert the built-in model once (make run does it too)
+    costar twitch auth             log the bot account in to Twitch once (device code)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.settings import Settings, load_settings
+from personas.errors import PersonaError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run
+
+    return asyncio.run(run(settings, console=True if args.console else None))
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_manager, close_manager
+    from bot.replay import replay
+
+    if args.backend:
+        settings.backend.kind = args.backend
+
+    async def go() -> int:
+        manager = await build_manager(settings)
+        try:
+            result = await replay(manager, Path(args.file), record=Path(args.record) if args.record else None, expect=args.expect)
+        finally:
+            await close_manager(manager)
+        print(f"replayed {result.events} events, {result.replies} replies", file=sys.stderr)
+        for mismatch in result.mismatches:
+            print(f"MISMATCH {mismatch}", file=sys.stderr)
+        return 1 if result.mismatches else 0
+
+    return asyncio.run(go())
+
+
+def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import load_personas
+    from personas.loader import load_card
+    from personas.render import render_system_prompt
+
+    if args.action == "check":
+        card = load_card(args.name)
+        print(f"ok: {card.name} ({card.persona_id}), {card.source_format}, {len(card.lorebook.entries)} lore entries")
+        return 0
+    registry = load_personas(settings)
+    if args.action == "list":
+        for name in registry.names():
+            card = registry.cards[name]
+            marker = "*" if name == settings.core.default_persona else " "
+            print(f"{marker} {name:20} {card.display_name:20} {registry.sources.get(name, '')}")
+        for error in registry.errors:
+            print(f"! {error}")
+        return 0
+    card = registry.get(args.name or settings.core.default_persona)
+    if card is None:
+        print(f"no persona named {args.name!r}; installed: {', '.join(registry.names())}", file=sys.stderr)
+        return 2
+    print(card.model_dump_json(indent=2, exclude_none=True))
+    print("\n--- system prompt ---\n" + render_system_prompt(card))
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.model_store import resolve_model_path
+
+    print(resolve_model_path(settings.backend.model, settings.core.cache_dir))
+    return 0
+
+
+def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.twitch_auth import authorize_device
+
+    asyncio.run(authorize_device(settings))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="costar", description="An AI co-host for live streamers.")
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="start the bot")
+    run.add_argument("--console", action="store_true", help="chat in this terminal too")
+    run.set_defaults(handler=_cmd_run)
+    replay = commands.add_parser("replay", help="run a JSONL transcript through the bot")
+    replay.add_argument("file")
+    replay.add_argument("--record", help="write events and replies to this JSONL file")
+    replay.add_argument("--expect", action="store_true", help="fail unless the recorded replies are reproduced")
+    replay.add_argument("--backend", choices=["embedded", "openai", "scripted"], help="override COSTAR_BACKEND_KIND")
+    replay.set_defaults(handler=_cmd_replay)
+    persona = commands.add_parser("persona", help="list, show or check persona cards")
+    persona.add_argument("action", choices=["list", "show", "check"])
+    persona.add_argument("name", nargs="?", help="persona name (show) or card file (check)")
+    persona.set_defaults(handler=_cmd_persona)
+    model = commands.add_parser("model", help="prepare the embedded model")
+    model.add_argument("action", choices=["prepare"])
+    model.set_defaults(handler=_cmd_model)
+    twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
+    twitch.add_argument("action", choices=["auth"])
+    twitch.set_defaults(handler=_cmd_twitch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = getattr(args, "handler", _cmd_run)
+    if not hasattr(args, "console"):
+        args.console = False
+    try:
+        settings = load_settings(args.env_file)
+        logging.basicConfig(level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        return handler(args, settings)
+    except (EngineError, PersonaError) as exc:
+        print(f"costar: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

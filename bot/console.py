@@ -1,0 +1,124 @@
+"""The local console adapter behind ``make run``: chat with the character in a terminal.
+
+Interactive (a terminal): a prompt, replies streamed as they are generated, slash commands.
+Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from engine.errors import EngineError
+from engine.events import ChatEvent, Role
+from engine.manager import ConversationManager
+from engine.settings import Settings
+
+__all__ = ["ConsoleAdapter"]
+
+PLATFORM = "console"
+CHANNEL = "local"
+HELP = "commands: /persona [NAME] · /personas · /about · /forget · /help · /quit"
+
+
+class ConsoleAdapter:
+    def __init__(self, settings: Settings, manager: ConversationManager, *, stdin: TextIO | None = None,
+                 stdout: TextIO | None = None) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.interactive = self.stdin.isatty()
+        self.user = settings.core.console_user
+        self._closed = False
+
+    def _say(self, text: str, end: str = "\n") -> None:
+        self.stdout.write(text + end)
+        self.stdout.flush()
+
+    async def start(self) -> None:
+        persona = await self.manager.persona_for(PLATFORM, CHANNEL)
+        if self.interactive:
+            self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else HELP)
+            self._say(f"({HELP})")
+        while not self._closed:
+            if self.interactive:
+                self._say(f"{self.user}> ", end="")
+            line = await asyncio.to_thread(self.stdin.readline)
+            if not line:
+                break  # end of input: a piped session is done
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if not await self._command(text):
+                    break
+                continue
+            await self._chat(text)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def _chat(self, text: str) -> None:
+        event = ChatEvent(
+            platform=PLATFORM,
+            channel_id=CHANNEL,
+            author_id=self.user,
+            author_name=self.user,
+            text=text,
+            roles=frozenset({Role.BROADCASTER}),
+            addresses_bot=True,
+        )
+        await self.manager.ingest(event)
+        persona = await self.manager.persona_for(PLATFORM, CHANNEL)
+        try:
+            if self.interactive:
+                await self._stream(event, persona.display_name)
+            else:
+                reply = await self.manager.reply(event)
+                if reply is not None:
+                    self._say(f"{reply.persona_name}: {reply.text}")
+        except EngineError as exc:
+            fallback = self.settings.prompt.fallback_reply
+            if fallback:
+                self._say(f"{persona.display_name}: {fallback}")
+            print(f"[{persona.display_name} could not answer: {exc}]", file=sys.stderr)
+
+    async def _stream(self, event: ChatEvent, name: str) -> None:
+        shown = ""
+        self._say(f"{name}: ", end="")
+        async for snapshot in self.manager.reply_stream(event):
+            if snapshot.startswith(shown):
+                self._say(snapshot[len(shown):], end="")
+            else:  # post-processing rewrote the start (e.g. stripped a speaker label): redraw
+                self._say(f"\r{name}: {snapshot}", end="")
+            shown = snapshot
+        self._say("")
+
+    async def _command(self, text: str) -> bool:
+        command, _, argument = text[1:].partition(" ")
+        argument = argument.strip()
+        if command in ("quit", "exit"):
+            return False
+        if command == "persona" and argument:
+            try:
+                card = await self.manager.switch_persona(PLATFORM, CHANNEL, argument, set_by=self.user)
+                self._say(f"[persona switched to {card.display_name}]")
+            except EngineError as exc:
+                self._say(f"[{exc}]")
+        elif command == "persona":
+            card = await self.manager.persona_for(PLATFORM, CHANNEL)
+            self._say(f"[current persona: {card.display_name} ({card.persona_id})]")
+        elif command == "personas":
+            self._say("[installed: " + ", ".join(self.manager.personas.names()) + "]")
+        elif command == "about":
+            about = await self.manager.about(PLATFORM, self.user)
+            count = about.record.message_count if about.record else 0
+            self._say(f"[{self.user}: {count} messages remembered; notes: {'; '.join(about.notes) or 'none'}]")
+        elif command == "forget":
+            result = await self.manager.forget(PLATFORM, self.user)
+            self._say(f"[forgot {result.messages} messages and {result.notes} notes]")
+        else:
+            self._say(f"[{HELP}]")
+        return True

@@ -1,0 +1,146 @@
+"""The Discord adapter: discord.py events in, ``ChatEvent``s to the manager, replies back out.
+
+It only translates. Every line it may read is stored (``manager.ingest``); lines that address the
+bot are answered with a typing indicator and a streamed or whole reply. Backend failures become a
+short configurable apology (or silence), never a traceback. ``/persona`` and ``/memory`` live in
+``bot.discord_commands``; message splitting and safe mentions in ``bot.discord_delivery``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.discord_commands import build_command_groups, report_command_error
+from bot.discord_delivery import ChannelThrottle, ReplyWriter
+from bot.discord_events import DISCORD, ChannelRules, to_chat_event
+from engine.errors import EngineError, SettingsError
+from engine.events import ChatEvent
+from engine.manager import ConversationManager
+from engine.postprocess import PlatformLimits
+from engine.settings import Settings
+
+__all__ = ["CostarDiscordClient", "DiscordAdapter"]
+
+log = logging.getLogger(__name__)
+
+_CLOSE_GRACE_S = 5.0
+
+
+class CostarDiscordClient(discord.Client):
+    """A discord.Client whose only behaviour is handing events to the adapter."""
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # also to be enabled in the Developer Portal (privileged)
+        # The default for every message, including ones our code forgets to guard: ping nobody.
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        self.adapter = adapter
+        self.tree = app_commands.CommandTree(self)
+        self.tree.error(report_command_error)
+
+    async def setup_hook(self) -> None:
+        for group in build_command_groups(self.adapter.manager, self.adapter.rules):
+            self.tree.add_command(group)
+        await self.adapter.sync_commands(self.tree)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+
+class DiscordAdapter:
+    """``await DiscordAdapter(settings, manager).start()`` runs until ``close()``."""
+
+    name = "discord"
+
+    def __init__(self, settings: Settings, manager: ConversationManager) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.rules = ChannelRules.from_settings(settings)
+        self.throttle = ChannelThrottle(settings.discord.edit_interval_s)
+        self.fallback_reply = settings.discord.fallback_reply or settings.prompt.fallback_reply
+        # No length cut in the engine: long replies are split into several messages here instead.
+        manager.platform_limits.setdefault(DISCORD, PlatformLimits(max_chars=None, neutralise_mass_mentions=True))
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self.client = CostarDiscordClient(self)
+
+    async def start(self) -> None:
+        token = self.settings.discord.token
+        if token is None or not token.get_secret_value().strip():
+            raise SettingsError("DISCORD_TOKEN is not set (see the Discord section of the README)")
+        await self.client.start(token.get_secret_value())
+
+    async def close(self) -> None:
+        # discord.py does not wait for running event handlers: give replies in flight a moment to
+        # be sent and stored before the HTTP session (and then the caller's memory) closes.
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=_CLOSE_GRACE_S)
+        await self.client.close()
+
+    async def sync_commands(self, tree: app_commands.CommandTree) -> None:
+        if not self.settings.discord.sync_commands:
+            return
+        guild_id = self.settings.discord.test_guild_id
+        if guild_id is None:
+            synced = await tree.sync()  # global: can take up to an hour to show up
+        else:
+            guild = discord.Object(id=guild_id)
+            tree.copy_global_to(guild=guild)
+            synced = await tree.sync(guild=guild)
+        log.info("synced %d slash commands to %s", len(synced), guild_id or "every server")
+
+    async def on_message(self, message: discord.Message) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._in_flight.add(handler)
+            handler.add_done_callback(self._in_flight.discard)
+        bot_user = self.client.user
+        if bot_user is None or message.author.id == bot_user.id:
+            return  # our own replies are stored by the manager
+        if not self.rules.listens_in(message.channel):
+            return
+        event = to_chat_event(message, bot_user, self.rules, await self._character_names(message))
+        if not event.text.strip():
+            return  # attachments or stickers only: nothing to read
+        await self.manager.ingest(event)
+        if event.addresses_bot:
+            await self._answer(message, event)
+
+    async def _character_names(self, message: discord.Message) -> tuple[str, ...]:
+        """The channel's persona's names: "Pip, what do you think?" addresses the bot too."""
+        server_id = str(message.guild.id) if message.guild else None
+        card = await self.manager.persona_for(DISCORD, str(message.channel.id), server_id)
+        return (card.name, card.display_name)
+
+    async def _answer(self, message: discord.Message, event: ChatEvent) -> None:
+        writer = ReplyWriter(message, limit=self.settings.discord.message_limit, throttle=self.throttle)
+        try:
+            async with message.channel.typing():
+                await self._write_reply(writer, event)
+        except EngineError as exc:
+            log.warning("no reply in discord channel %s: %s", event.channel_id, exc)
+            await self._apologise(writer)
+        except discord.HTTPException as exc:
+            log.warning("Discord refused the reply in channel %s: %s", event.channel_id, exc)
+
+    async def _write_reply(self, writer: ReplyWriter, event: ChatEvent) -> None:
+        if self.settings.discord.stream_replies:
+            await writer.stream(self.manager.reply_stream(event))
+            return
+        reply = await self.manager.reply(event)
+        if reply is not None and reply.text.strip():
+            sent = await writer.send_whole(reply.text)
+            if sent and reply.memory_id is not None:
+                # Lets a later reply-to-this-message find the stored line.
+                await self.manager.memory.set_platform_message_id(reply.memory_id, str(sent[0].id))
+
+    async def _apologise(self, writer: ReplyWriter) -> None:
+        if writer.sent or not self.fallback_reply:
+            return  # half a reply already shows, or silence was chosen
+        try:
+            await writer.send_whole(self.fallback_reply)
+        except discord.HTTPException as exc:
+            log.warning("could not send the fallback reply: %s", exc)

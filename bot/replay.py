@@ -1,0 +1,69 @@
+"""``costar replay FILE``: run a JSONL transcript through the manager and print each reply.
+
+With ``--record OUT`` the events and the replies given are written as a new transcript; with
+``--expect`` the replies recorded in FILE must be reproduced exactly (use a deterministic backend:
+scripted, or the embedded model with temperature 0 / a fixed seed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bot.transcript import TranscriptLine, event_to_dict, read_transcript
+from engine.errors import EngineError
+from engine.manager import ConversationManager
+
+__all__ = ["ReplayResult", "replay"]
+
+
+@dataclass
+class ReplayResult:
+    events: int = 0
+    replies: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+
+async def replay(
+    manager: ConversationManager,
+    transcript: Path,
+    *,
+    record: Path | None = None,
+    expect: bool = False,
+    out: TextIO | None = None,
+) -> ReplayResult:
+    out = out or sys.stdout
+    result = ReplayResult()
+    recorder = record.open("w", encoding="utf-8") if record else None
+    try:
+        for line in read_transcript(transcript):
+            reply_text = await _one(manager, line, out)
+            result.events += 1
+            result.replies += reply_text is not None
+            if recorder is not None:
+                recorder.write(json.dumps({"event": event_to_dict(line.event), "reply": reply_text}, ensure_ascii=False) + "\n")
+                recorder.flush()  # a transcript cut short by a crash still holds every finished turn
+            if expect and line.has_recorded_reply and reply_text != line.recorded_reply:
+                result.mismatches.append(
+                    f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}"
+                )
+    finally:
+        if recorder is not None:
+            recorder.close()
+    return result
+
+
+async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO) -> str | None:
+    event = line.event
+    try:
+        reply = await manager.handle(event)
+    except EngineError as exc:
+        print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
+        return None
+    if reply is None:
+        return None
+    print(f"[{event.channel_key}] {reply.persona_name}: {reply.text}", file=out, flush=True)
+    return reply.text

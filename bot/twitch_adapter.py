@@ -1,0 +1,269 @@
+"""Twitch chat through twitchio 3: EventSub ``channel.chat.message`` in, Helix Send Chat Message out.
+
+Every line is stored (``manager.ingest``) before anything else happens to it. Commands are run at
+once; everything else goes to the platform-neutral :class:`engine.scheduler.ReplyScheduler`,
+which decides what gets answered under a flood and calls back here to generate and send. Each
+channel has a :class:`engine.ratelimit.SendBudget`: 20 messages per 30 s, raised to 100 once
+Twitch echoes one of our own messages with a moderator or broadcaster badge (and lowered again if
+the badge goes away) — going over locks the bot account out of chat for 30 minutes.
+
+The token comes from ``costar twitch auth`` (see :mod:`bot.twitch_auth`); refreshed tokens are
+written back at once. In tests, ``twitchio.http.Route.BASE``/``ID_BASE`` and
+``twitchio.eventsub.websockets.WSS`` point twitchio at a local fake Twitch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import twitchio
+from twitchio.eventsub import ChatMessageSubscription
+
+from bot.twitch_auth import StoredToken, TokenStore, token_path
+from bot.twitch_commands import ChatCommands
+from bot.twitch_output import TWITCH_LIMITS, twitch_safe
+from engine.clock import Clock, MonotonicClock
+from engine.events import ChatEvent, Role
+from engine.ratelimit import SendBudget, SendReservation
+from engine.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.manager import ConversationManager
+
+__all__ = ["TwitchAdapter", "chat_event_from"]
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "twitch"
+
+
+def roles_from(chatter: Any) -> frozenset[Role]:
+    """Roles from a twitchio ``Chatter``'s badges."""
+    roles = set()
+    if chatter.broadcaster:
+        roles.add(Role.BROADCASTER)
+    elif chatter.moderator:
+        roles.add(Role.MODERATOR)
+    if chatter.subscriber:
+        roles.add(Role.SUBSCRIBER)
+    if chatter.vip:
+        roles.add(Role.VIP)
+    return frozenset(roles)
+
+
+def chat_event_from(message: twitchio.ChatMessage, *, addressed: bool) -> ChatEvent:
+    chatter = message.chatter
+    return ChatEvent(
+        platform=PLATFORM,
+        channel_id=str(message.broadcaster.id),
+        author_id=str(chatter.id),
+        author_name=chatter.display_name or chatter.name or str(chatter.id),
+        text=message.text,
+        message_id=message.id,
+        roles=roles_from(chatter),
+        reply_to_id=message.reply.parent_message_id if message.reply is not None else None,
+        addresses_bot=addressed,
+    )
+
+
+class _TwitchClient(twitchio.Client):
+    """twitchio's client with our token file and our handlers plugged in."""
+
+    def __init__(self, adapter: TwitchAdapter, token: StoredToken) -> None:
+        secret = adapter.settings.twitch.client_secret
+        super().__init__(
+            client_id=adapter.settings.twitch.client_id or "",
+            client_secret=secret.get_secret_value() if secret is not None else None,
+            bot_id=token.user_id,
+            fetch_client_user=False,
+        )
+        self._costar = adapter  # not _adapter: twitchio keeps its web adapter there
+
+    async def load_tokens(self, path: str | None = None) -> None:
+        token = self._costar.token_store.load()
+        await self.add_token(token.access_token, token.refresh_token)
+        self._persist()  # add_token may have refreshed an expiring token
+
+    async def save_tokens(self, path: str | None = None) -> None:
+        self._persist()
+
+    def _persist(self) -> None:
+        current = self.tokens.get(self.bot_id or "")
+        if current is not None:
+            self._costar.token_store.update(current["token"], current["refresh"])
+
+    async def event_token_refreshed(self, payload: Any) -> None:
+        self._persist()
+
+    async def setup_hook(self) -> None:
+        await self._costar._subscribe()
+
+    async def event_message(self, payload: twitchio.ChatMessage) -> None:
+        await self._costar._on_message(payload)
+
+
+class TwitchAdapter:
+    """``await TwitchAdapter(settings, manager).start()`` runs until :meth:`close`."""
+
+    def __init__(self, settings: Settings, manager: ConversationManager, *, clock: Clock | None = None) -> None:
+        if not settings.twitch.client_id:
+            raise ValueError("TWITCH_CLIENT_ID is not set")
+        self.settings = settings
+        self.manager = manager
+        manager.platform_limits.setdefault(PLATFORM, TWITCH_LIMITS)
+        self.clock: Clock = clock or MonotonicClock()
+        self.token_store = TokenStore(token_path(settings))
+        self.budgets: dict[str, SendBudget] = {}
+        self.commands = ChatCommands(manager, clock=self.clock, cooldown_s=settings.twitch.command_cooldown_s)
+        self.scheduler = ReplyScheduler(
+            self._answer,
+            SchedulerConfig(
+                max_in_flight=settings.backend.max_concurrency,
+                user_cooldown_s=settings.twitch.reply_cooldown_s,
+                stale_after_s=settings.twitch.stale_after_s,
+                answer_unaddressed=settings.twitch.chime_in,
+            ),
+            clock=self.clock,
+            budget_for=lambda event: self.budget_for(event.channel_id),
+        )
+        self.ready = asyncio.Event()
+        self.bot: StoredToken | None = None
+        self._client: _TwitchClient | None = None
+        self._name_patterns: dict[str, re.Pattern[str]] = {}
+        self._last_sent: dict[str, str] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.bot = self.token_store.load()
+        self._client = _TwitchClient(self, self.bot)
+        await self.scheduler.start()
+        try:
+            token = None if self.settings.twitch.client_secret else self.bot.access_token
+            await self._client.start(token, with_adapter=False)
+        finally:
+            await self.scheduler.close()
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        if self._client is not None:
+            await self._client.close()
+
+    async def _subscribe(self) -> None:
+        assert self._client is not None and self.bot is not None
+        logins = [c.strip().lower() for c in self.settings.twitch.channels.split(",") if c.strip()] or [self.bot.login]
+        users = await self._client.fetch_users(logins=logins)
+        missing = set(logins) - {u.name for u in users if u.name}
+        if missing:
+            logger.warning("Twitch has no channel named %s", ", ".join(sorted(missing)))
+        for user in users:
+            budget = self.budget_for(str(user.id))
+            if str(user.id) == self.bot.user_id:
+                budget.limit = self.settings.twitch.moderator_send_limit
+            subscription = ChatMessageSubscription(broadcaster_user_id=str(user.id), user_id=self.bot.user_id)
+            await self._client.subscribe_websocket(subscription, token_for=self.bot.user_id)
+            logger.info("reading chat in #%s", user.name)
+        self.ready.set()
+
+    def budget_for(self, channel_id: str) -> SendBudget:
+        budget = self.budgets.get(channel_id)
+        if budget is None:
+            budget = self.budgets[channel_id] = SendBudget(self.settings.twitch.send_limit, clock=self.clock)
+        return budget
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    async def _on_message(self, message: twitchio.ChatMessage) -> None:
+        assert self.bot is not None
+        if str(message.chatter.id) == self.bot.user_id:
+            self._note_own_badges(message)
+            return
+        event = chat_event_from(message, addressed=await self._addresses_bot(message))
+        author = await self.manager.ingest(event)
+        if author.message_count == 1:
+            event = replace(event, is_first_message=True)
+        if self.commands.is_command(event):
+            await self._run_command(event)
+            return
+        self.scheduler.submit(event)
+
+    def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
+        """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
+        moderates = bool(message.chatter.moderator or message.chatter.broadcaster)
+        twitch = self.settings.twitch
+        limit = twitch.moderator_send_limit if moderates else twitch.send_limit
+        budget = self.budget_for(str(message.broadcaster.id))
+        if budget.limit != limit:
+            logger.info("send limit in #%s is now %d per 30 s", message.broadcaster.name, limit)
+            budget.limit = limit
+
+    async def _addresses_bot(self, message: twitchio.ChatMessage) -> bool:
+        assert self.bot is not None
+        if message.reply is not None and str(message.reply.parent_user.id) == self.bot.user_id:
+            return True
+        pattern = await self._names_in(str(message.broadcaster.id))
+        return pattern.search(message.text) is not None
+
+    async def _names_in(self, channel_id: str) -> re.Pattern[str]:
+        """Names the character answers to in this channel: persona, bot login, COSTAR_BOT_NAME."""
+        pattern = self._name_patterns.get(channel_id)
+        if pattern is None:
+            assert self.bot is not None
+            card = await self.manager.persona_for(PLATFORM, channel_id)
+            names = {card.name, card.display_name, self.bot.login, self.settings.core.bot_name or ""}
+            alternatives = "|".join(re.escape(n) for n in sorted(names - {""}, key=len, reverse=True))
+            pattern = re.compile(rf"(?<!\w)@?(?:{alternatives})(?!\w)", re.IGNORECASE)
+            self._name_patterns[channel_id] = pattern
+        return pattern
+
+    async def _run_command(self, event: ChatEvent) -> None:
+        result = await self.commands.handle(event)
+        if result is None:
+            return
+        if result.persona_changed:
+            self._name_patterns.pop(event.channel_id, None)
+        if result.reply:
+            await self._send(event, result.reply, self.budget_for(event.channel_id).reserve())
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    async def _answer(self, event: ChatEvent, reservation: SendReservation | None) -> bool:
+        """The scheduler's handler: generate, check, send. True when Twitch took the message."""
+        reply = await self.manager.reply(event)
+        if reply is None:
+            return False
+        sent_id = await self._send(event, reply.text, reservation)
+        if sent_id and reply.memory_id is not None:
+            # Lets later lines that reply to this message find it in memory.
+            await self.manager.memory.set_platform_message_id(reply.memory_id, sent_id)
+        return sent_id is not None
+
+    async def _send(self, event: ChatEvent, text: str, reservation: SendReservation | None) -> str | None:
+        """Send ``text`` as a reply to ``event``; Twitch's message id, or None if nothing went out."""
+        assert self._client is not None and self.bot is not None
+        safe = twitch_safe(text)
+        if reservation is None:
+            return None  # no room in the send budget: silence beats a 30-minute lockout
+        if safe is None or normalise_text(safe) == self._last_sent.get(event.channel_id):
+            reservation.cancel()  # Twitch drops an identical message within 30 s anyway
+            return None
+        channel = self._client.create_partialuser(event.channel_id)
+        try:
+            sent = await channel.send_message(
+                safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=event.message_id
+            )
+        except twitchio.MessageRejectedError as exc:
+            logger.warning("Twitch dropped our message in %s: %s (%s)", event.channel_id, exc.message, exc.code)
+            return None
+        except twitchio.HTTPException as exc:
+            logger.warning("sending to %s failed: %s", event.channel_id, exc)
+            return None
+        finally:
+            reservation.sent()  # counted even when refused: we cannot know Twitch did not count it
+        self._last_sent[event.channel_id] = normalise_text(safe)
+        return sent.id

@@ -1,0 +1,103 @@
+"""Chat commands: ``!persona`` (show), ``!persona <name>`` (broadcaster and mods), ``!forgetme``.
+
+Commands are answered directly, never queued behind the flood, but each has a cooldown so a
+room full of people typing ``!persona`` costs one message, not fifty. A command on cooldown, or
+a switch asked for by someone who may not switch, is swallowed silently: answering it would
+spend the send budget on exactly the spam the cooldown is there to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.clock import Clock
+from engine.errors import PersonaNotFound
+from engine.events import ChatEvent
+
+__all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
+
+logger = logging.getLogger(__name__)
+
+
+class PersonaManager(Protocol):
+    """The part of ConversationManager the commands use."""
+
+    async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> object: ...
+
+    async def switch_persona(
+        self, platform: str, scope_id: str, name: str, *, scope: str = "channel", set_by: str | None = None
+    ) -> object: ...
+
+    async def forget(self, platform: str, user_id: str) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    reply: str | None = None
+    persona_changed: bool = False
+
+
+class ChatCommands:
+    def __init__(self, manager: PersonaManager, *, clock: Clock, cooldown_s: float, prefix: str = "!") -> None:
+        self.manager = manager
+        self.clock = clock
+        self.cooldown_s = cooldown_s
+        self.prefix = prefix
+        self._last_used: dict[tuple[str, ...], float] = {}
+
+    def is_command(self, event: ChatEvent) -> bool:
+        return self._parse(event.text)[0] in {"persona", "forgetme"}
+
+    async def handle(self, event: ChatEvent) -> CommandResult | None:
+        """Run the command in ``event``; None when the line is not one of ours."""
+        name, argument = self._parse(event.text)
+        if name == "persona" and argument:
+            return await self._switch(event, argument)
+        if name == "persona":
+            return await self._show(event)
+        if name == "forgetme":
+            return await self._forget(event)
+        return None
+
+    def _parse(self, text: str) -> tuple[str, str]:
+        stripped = text.strip()
+        if not stripped.startswith(self.prefix):
+            return "", ""
+        head, _, rest = stripped[len(self.prefix) :].partition(" ")
+        return head.casefold(), rest.strip()
+
+    def _cooling(self, *key: str) -> bool:
+        """True when ``key`` was used within the cooldown; otherwise marks it used now."""
+        now = self.clock.now()
+        if now - self._last_used.get(key, float("-inf")) < self.cooldown_s:
+            return True
+        self._last_used[key] = now
+        return False
+
+    async def _switch(self, event: ChatEvent, wanted: str) -> CommandResult:
+        if not event.is_moderator or self._cooling(event.channel_key, "switch", event.author_id):
+            return CommandResult()
+        try:
+            card = await self.manager.switch_persona(event.platform, event.channel_id, wanted, set_by=event.author_name)
+        except PersonaNotFound as exc:
+            return CommandResult(reply=f"@{event.author_name} {exc}")
+        return CommandResult(reply=f"Now playing {_name(card)}.", persona_changed=True)
+
+    async def _show(self, event: ChatEvent) -> CommandResult:
+        if self._cooling(event.channel_key, "show"):
+            return CommandResult()
+        card = await self.manager.persona_for(event.platform, event.channel_id, event.server_id)
+        return CommandResult(reply=f"Current persona: {_name(card)}.")
+
+    async def _forget(self, event: ChatEvent) -> CommandResult:
+        if self._cooling(event.channel_key, "forget", event.author_id):
+            return CommandResult()
+        await self.manager.forget(event.platform, event.author_id)
+        logger.info("forgot %s on %s at their request", event.author_id, event.platform)
+        return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.")
+
+
+def _name(card: object) -> str:
+    return str(getattr(card, "name", card))

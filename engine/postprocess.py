@@ -1,0 +1,113 @@
+"""Turning raw model output into a line the character can say on a platform.
+
+Order matters: cut at stop sequences first (everything after belongs to another speaker), then
+strip a leading speaker label, then apply the persona's emoji policy and length, then the
+platform's limits (one line, characters, command prefixes, mass mentions).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import emoji
+
+from personas.card import Style
+
+__all__ = ["SPECIAL_TOKENS", "PlatformLimits", "cut_at_stops", "postprocess", "shorten_to"]
+
+SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>")
+_MASS_MENTION = re.compile(r"@+(everyone|here)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformLimits:
+    """What a platform refuses or misreads; registered per platform on the manager."""
+
+    max_chars: int | None = None
+    single_line: bool = False
+    # Twitch reads a message starting with "/" or "." as a chat command (FACTS.md).
+    forbidden_prefixes: tuple[str, ...] = ()
+    neutralise_mass_mentions: bool = True
+
+
+def cut_at_stops(text: str, stops: Iterable[str]) -> tuple[str, bool]:
+    """Text before the earliest stop sequence, and whether one was found."""
+    cut = len(text)
+    for stop in (*stops, *SPECIAL_TOKENS):
+        if stop:
+            index = text.find(stop)
+            if index != -1:
+                cut = min(cut, index)
+    return text[:cut], cut < len(text)
+
+
+def _strip_speaker(text: str, names: Iterable[str]) -> str:
+    text = text.lstrip()
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        pattern = re.compile(rf"^\**{re.escape(name)}\**\s*(?:\([^)]*\))?\s*:\s*", re.IGNORECASE)
+        stripped = pattern.sub("", text, count=1)
+        if stripped != text:
+            return stripped.lstrip()
+    return text
+
+
+def _apply_emoji_policy(text: str, style: Style) -> str:
+    if style.emoji == "keep":
+        return text
+    if style.emoji == "strip" or style.max_emoji == 0:
+        return emoji.replace_emoji(text, replace="")
+    kept = 0
+
+    def keep_first(chars: str, _data: dict) -> str:
+        nonlocal kept
+        kept += 1
+        return chars if kept <= style.max_emoji else ""
+
+    return emoji.replace_emoji(text, replace=keep_first)
+
+
+def shorten_to(text: str, limit: int) -> str:
+    """At most ``limit`` characters, ending at a sentence boundary when one is reasonably close."""
+    if len(text) <= limit:
+        return text
+    window = text[:limit]
+    ends = [match.end() for match in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] >= limit // 2:
+        return window[: ends[-1]].rstrip()
+    space = window.rfind(" ")
+    cut = window[:space] if space >= limit // 2 else window[: limit - 1]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def _apply_platform(text: str, limits: PlatformLimits) -> str:
+    if limits.single_line:
+        text = " ".join(text.split())
+    if limits.neutralise_mass_mentions:
+        text = _MASS_MENTION.sub(lambda match: match.group(1), text)
+    if limits.forbidden_prefixes:
+        while text and text.startswith(limits.forbidden_prefixes):
+            text = text[1:].lstrip()
+    if limits.max_chars is not None:
+        text = shorten_to(text, limits.max_chars)
+    return text
+
+
+def postprocess(
+    raw: str,
+    *,
+    style: Style,
+    speaker_names: Iterable[str] = (),
+    stops: Iterable[str] = (),
+    limits: PlatformLimits | None = None,
+) -> str:
+    text, _ = cut_at_stops(raw, stops)
+    text = _strip_speaker(text, speaker_names)
+    text = _apply_emoji_policy(text, style)
+    text = re.sub(r"[ \t]+\n", "\n", text).strip()
+    text = shorten_to(text, style.max_reply_chars)
+    if limits is not None:
+        text = _apply_platform(text, limits)
+    return text.strip()

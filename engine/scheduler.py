@@ -1,0 +1,390 @@
+"""Which chat lines get an answer when chat runs faster than the model (platform-neutral).
+
+Every line is stored by the adapter before it gets here; the scheduler only decides which ones
+the character answers and when. Rules, in the order they apply:
+
+- lines that repeat the author's own recent line are duplicates; a text many chatters paste
+  within a short window is a copypasta wave: neither is answered;
+- lines that do not address the character are ignored unless ``answer_unaddressed`` is on;
+- the rest wait in a per-channel queue ordered by priority (addressed, then broadcaster and
+  mods, first-time chatters, questions, the rest) and, within a priority, newest first: under a
+  flood a fresh reply beats a stale one, and old lines age out instead of delaying every answer;
+- a chatter who was just answered waits out a cooldown: their lines stay queued, not dropped;
+- a line still queued ``stale_after_s`` after it arrived is dropped as stale;
+- at most ``max_in_flight`` generations run at once, and one starts only when its channel's
+  send budget (:class:`engine.ratelimit.SendBudget`) has room: the handler gets the reservation
+  and settles it on what it actually sends.
+
+``submit`` is synchronous and cheap (a dict lookup and a heap push), so a flood never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import heapq
+import logging
+import math
+import unicodedata
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from engine.clock import Clock, MonotonicClock
+from engine.events import ChatEvent, Role
+from engine.ratelimit import SendBudget, SendReservation
+
+__all__ = [
+    "Outcome",
+    "Priority",
+    "ReplyHandler",
+    "ReplyScheduler",
+    "SchedulerConfig",
+    "normalise_text",
+    "priority_of",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Priority(enum.IntEnum):
+    """Lower goes first. Addressed lines are further ranked by the classes below them."""
+
+    ADDRESSED = 0
+    MODERATOR = 1
+    FIRST_MESSAGE = 2
+    QUESTION = 3
+    OTHER = 4
+
+
+class Outcome(enum.StrEnum):
+    QUEUED = "queued"
+    REPLIED = "replied"
+    NOT_SENT = "not_sent"  # the handler had nothing to send (empty reply, repeat, platform drop)
+    FAILED = "failed"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    COPYPASTA = "copypasta"
+    IGNORED = "ignored"  # not addressed to the character and answer_unaddressed is off
+    QUEUE_FULL = "queue_full"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    max_in_flight: int = 2
+    user_cooldown_s: float = 20.0
+    stale_after_s: float = 45.0
+    duplicate_window_s: float = 30.0
+    copypasta_users: int = 3
+    max_queued_per_channel: int = 500
+    answer_unaddressed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if self.copypasta_users < 2:
+            raise ValueError("copypasta_users must be at least 2")
+        if min(self.user_cooldown_s, self.duplicate_window_s) < 0 or self.stale_after_s <= 0:
+            raise ValueError("cooldowns and windows cannot be negative; stale_after_s must be positive")
+
+
+# The handler generates and sends the reply; True when something was sent.
+ReplyHandler = Callable[[ChatEvent, SendReservation | None], Awaitable[bool]]
+OutcomeListener = Callable[[ChatEvent, Outcome], None]
+BudgetLookup = Callable[[ChatEvent], SendBudget | None]
+
+
+def priority_of(event: ChatEvent) -> Priority:
+    if event.addresses_bot:
+        return Priority.ADDRESSED
+    return _social_rank(event)
+
+
+def _social_rank(event: ChatEvent) -> Priority:
+    if event.roles & {Role.BROADCASTER, Role.MODERATOR, Role.ADMIN}:
+        return Priority.MODERATOR
+    if event.is_first_message:
+        return Priority.FIRST_MESSAGE
+    if "?" in event.text:
+        return Priority.QUESTION
+    return Priority.OTHER
+
+
+def normalise_text(text: str) -> str:
+    """Case, punctuation and spacing do not make a pasted line new; emoji and words do."""
+    kept = "".join(ch for ch in text.casefold() if not unicodedata.category(ch).startswith("P"))
+    return " ".join(kept.split())
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: ChatEvent
+    sort_key: tuple[int, int, int]
+    arrived: float
+    done: bool = False
+
+    def __lt__(self, other: _Pending) -> bool:
+        return self.sort_key < other.sort_key
+
+
+@dataclass(slots=True)
+class _Channel:
+    heap: list[_Pending] = field(default_factory=list)
+    by_arrival: deque[_Pending] = field(default_factory=deque)
+    live: int = 0
+    recent_texts: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
+    last_reply_at: dict[str, float] = field(default_factory=dict)
+    next_text_sweep: float = 0.0
+
+    def seen_text(self, key: str, now: float, window_s: float) -> deque[tuple[float, str]]:
+        seen = self.recent_texts.setdefault(key, deque())
+        while seen and seen[0][0] <= now - window_s:
+            seen.popleft()
+        return seen
+
+    def sweep_texts(self, now: float, window_s: float) -> None:
+        """Forget texts nobody repeated within the window (keeps memory flat over a long stream)."""
+        if now < self.next_text_sweep:
+            return
+        self.next_text_sweep = now + max(window_s, 1.0)
+        self.recent_texts = {k: v for k, v in self.recent_texts.items() if v and v[-1][0] > now - window_s}
+
+    def cooldown_ends(self, author_id: str, cooldown_s: float) -> float:
+        return self.last_reply_at.get(author_id, -math.inf) + cooldown_s
+
+
+class ReplyScheduler:
+    """Decides which chat lines are answered; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        handler: ReplyHandler,
+        config: SchedulerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        budget_for: BudgetLookup | None = None,
+        on_outcome: OutcomeListener | None = None,
+    ) -> None:
+        self.handler = handler
+        self.config = config or SchedulerConfig()
+        self.clock: Clock = clock or MonotonicClock()
+        self.budget_for: BudgetLookup = budget_for or (lambda event: None)
+        self.on_outcome = on_outcome
+        self.stats: Counter[Outcome] = Counter()
+        self._channels: dict[str, _Channel] = {}
+        self._seq = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def submit(self, event: ChatEvent) -> Outcome:
+        """Queue ``event`` for an answer or say why not. Never waits."""
+        if self._closed:
+            return self._emit(event, Outcome.CLOSED)
+        now = self.clock.now()
+        channel = self._channels.setdefault(event.channel_key, _Channel())
+        verdict = self._text_verdict(channel, event, now)
+        if verdict is not None:
+            return self._emit(event, verdict)
+        if not event.addresses_bot and not self.config.answer_unaddressed:
+            return self._emit(event, Outcome.IGNORED)
+        pending = self._pending_for(event, now)
+        if channel.live >= self.config.max_queued_per_channel and not self._evict_worst(channel, pending):
+            return self._emit(event, Outcome.QUEUE_FULL)
+        heapq.heappush(channel.heap, pending)
+        channel.by_arrival.append(pending)
+        channel.live += 1
+        self._idle.clear()
+        self._wake.set()
+        return self._emit(event, Outcome.QUEUED)
+
+    def _text_verdict(self, channel: _Channel, event: ChatEvent, now: float) -> Outcome | None:
+        """Duplicate or copypasta, judged on every line (answered or not) so waves are seen early."""
+        window = self.config.duplicate_window_s
+        channel.sweep_texts(now, window)
+        seen = channel.seen_text(normalise_text(event.text), now, window)
+        repeated_by_author = any(author == event.author_id for _, author in seen)
+        seen.append((now, event.author_id))
+        if repeated_by_author:
+            return Outcome.DUPLICATE
+        if len({author for _, author in seen}) >= self.config.copypasta_users:
+            return Outcome.COPYPASTA
+        return None
+
+    def _pending_for(self, event: ChatEvent, now: float) -> _Pending:
+        self._seq += 1
+        rank = _social_rank(event)
+        # (addressed first, then social rank, then newest first)
+        return _Pending(event, (0 if event.addresses_bot else 1, int(rank), -self._seq), now)
+
+    def _evict_worst(self, channel: _Channel, newcomer: _Pending) -> bool:
+        """Make room by dropping the least urgent queued line, if it ranks below the newcomer."""
+        live = [p for p in channel.heap if not p.done]
+        worst = max(live, key=lambda p: p.sort_key)  # lowest priority, and oldest within it
+        if (worst.sort_key[0], worst.sort_key[1]) < (newcomer.sort_key[0], newcomer.sort_key[1]):
+            return False
+        self._finish(channel, worst, Outcome.QUEUE_FULL)
+        return True
+
+    def _finish(self, channel: _Channel, pending: _Pending, outcome: Outcome) -> None:
+        pending.done = True
+        channel.live -= 1
+        self._emit(pending.event, outcome)
+
+    def _emit(self, event: ChatEvent, outcome: Outcome) -> Outcome:
+        self.stats[outcome] += 1
+        if self.on_outcome is not None:
+            self.on_outcome(event, outcome)
+        return outcome
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._dispatch_loop(), name="reply-scheduler")
+
+    async def close(self) -> None:
+        """Stop: cancel generations in flight and drop what is queued."""
+        self._closed = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        for channel in self._channels.values():
+            for pending in channel.by_arrival:
+                if not pending.done:
+                    self._finish(channel, pending, Outcome.CLOSED)
+        self._idle.set()
+
+    async def join(self) -> None:
+        """Wait until nothing is queued or in flight."""
+        await self._idle.wait()
+
+    @property
+    def queued(self) -> int:
+        return sum(channel.live for channel in self._channels.values())
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            wait_s = self._start_ready_work()
+            if not self._in_flight and self.queued == 0:
+                self._idle.set()
+            await self._wait_for_wake(wait_s)
+
+    async def _wait_for_wake(self, wait_s: float) -> None:
+        if math.isinf(wait_s):
+            await self._wake.wait()
+            return
+        woken = asyncio.ensure_future(self._wake.wait())
+        slept = asyncio.ensure_future(self.clock.sleep(wait_s))
+        try:
+            await asyncio.wait({woken, slept}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            slept.cancel()
+
+    def _start_ready_work(self) -> float:
+        """Start every generation that may start now; return clock seconds until one might."""
+        now = self.clock.now()
+        wait_s = math.inf
+        for channel in self._channels.values():
+            wait_s = min(wait_s, self._expire_stale(channel, now))
+        blocked: set[str] = set()
+        while len(self._in_flight) < self.config.max_in_flight:
+            choice, retry_s = self._best_ready(now, blocked)
+            wait_s = min(wait_s, retry_s)
+            if choice is None:
+                break
+            key, pending = choice
+            budget = self.budget_for(pending.event)
+            reservation = budget.reserve() if budget is not None else None
+            if budget is not None and reservation is None:
+                blocked.add(key)
+                wait_s = min(wait_s, budget.wait_time())
+                continue
+            self._launch(self._channels[key], pending, reservation)
+        return wait_s
+
+    def _expire_stale(self, channel: _Channel, now: float) -> float:
+        arrivals = channel.by_arrival
+        while arrivals and (arrivals[0].done or arrivals[0].arrived <= now - self.config.stale_after_s):
+            pending = arrivals.popleft()
+            if not pending.done:
+                self._finish(channel, pending, Outcome.STALE)
+        if not arrivals:
+            return math.inf
+        return arrivals[0].arrived + self.config.stale_after_s - now
+
+    def _best_ready(self, now: float, blocked: set[str]) -> tuple[tuple[str, _Pending] | None, float]:
+        """The most urgent queued line whose author is off cooldown, across unblocked channels."""
+        best: tuple[str, _Pending] | None = None
+        retry_s = math.inf
+        for key, channel in self._channels.items():
+            if key in blocked:
+                continue
+            candidate, channel_retry = self._channel_best(channel, now)
+            retry_s = min(retry_s, channel_retry)
+            if candidate is not None and (best is None or candidate < best[1]):
+                best = (key, candidate)
+        return best, retry_s
+
+    def _channel_best(self, channel: _Channel, now: float) -> tuple[_Pending | None, float]:
+        cooling: list[_Pending] = []
+        retry_s = math.inf
+        found: _Pending | None = None
+        while channel.heap:
+            top = channel.heap[0]
+            if top.done:
+                heapq.heappop(channel.heap)
+                continue
+            ends = channel.cooldown_ends(top.event.author_id, self._cooldown_for(top.event))
+            if ends <= now:
+                found = top
+                break
+            cooling.append(heapq.heappop(channel.heap))
+            retry_s = min(retry_s, ends - now)
+        for pending in cooling:
+            heapq.heappush(channel.heap, pending)
+        return found, retry_s
+
+    def _cooldown_for(self, event: ChatEvent) -> float:
+        # The broadcaster talks to their co-host; a cooldown there would only get in the way.
+        return 0.0 if Role.BROADCASTER in event.roles else self.config.user_cooldown_s
+
+    def _launch(self, channel: _Channel, pending: _Pending, reservation: SendReservation | None) -> None:
+        pending.done = True
+        channel.live -= 1
+        task = asyncio.create_task(self._answer(channel, pending.event, reservation))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _answer(self, channel: _Channel, event: ChatEvent, reservation: SendReservation | None) -> None:
+        outcome = Outcome.FAILED
+        try:
+            sent = await self.handler(event, reservation)
+            outcome = Outcome.REPLIED if sent else Outcome.NOT_SENT
+        except asyncio.CancelledError:
+            outcome = Outcome.CLOSED
+            raise
+        except Exception:
+            logger.exception("answering %s in %s failed", event.message_id, event.channel_key)
+        finally:
+            if reservation is not None:
+                reservation.cancel()  # no-op when the handler settled it
+            if outcome is Outcome.REPLIED:
+                channel.last_reply_at[event.author_id] = self.clock.now()
+            # Leave the in-flight set before waking the loop, so it can tell when all is idle.
+            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._emit(event, outcome)
+            self._wake.set()

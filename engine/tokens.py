@@ -1,0 +1,62 @@
+"""Counting tokens the way the model will, without importing torch.
+
+The ``tokenizers`` library reads a model folder's ``tokenizer.json`` directly, so the remote
+(vLLM) deployment counts exactly too without transformers installed. Without a tokenizer file we
+fall back to a deliberately pessimistic estimate and say so once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["MESSAGE_OVERHEAD_TOKENS", "ApproxTokenCounter", "TokenCounter", "TokenizerCounter", "load_token_counter"]
+
+log = logging.getLogger(__name__)
+
+# Chat templates wrap each message in role markers (ChatML: "<|im_start|>user\n" ... "<|im_end|>\n",
+# 5 tokens); 8 leaves room for templates with longer headers.
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+class TokenCounter(Protocol):
+    def count(self, text: str) -> int: ...
+
+
+class TokenizerCounter:
+    def __init__(self, tokenizer_json: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.path = tokenizer_json
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        # History lines are counted again every turn; the cache makes that free.
+        self.count = lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
+
+    def _count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count(self, text: str) -> int:  # replaced per instance by the cached version
+        return self._count(text)
+
+
+class ApproxTokenCounter:
+    """About 3 bytes per token: over-counts English (≈4) so budgets hold for unknown tokenizers."""
+
+    def count(self, text: str) -> int:
+        return math.ceil(len(text.encode("utf-8")) / 3)
+
+
+def load_token_counter(tokenizer_path: str | Path | None) -> TokenCounter:
+    if tokenizer_path:
+        candidate = Path(tokenizer_path).expanduser()
+        if candidate.is_dir():
+            candidate = candidate / "tokenizer.json"
+        if candidate.is_file():
+            return TokenizerCounter(candidate)
+        log.warning("No tokenizer.json at %s; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)", tokenizer_path)
+    else:
+        log.warning("No tokenizer configured; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)")
+    return ApproxTokenCounter()

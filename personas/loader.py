@@ -1,0 +1,111 @@
+"""Read one persona file (YAML, SillyTavern JSON or PNG) into a validated PersonaCard.
+
+Every failure is a PersonaError naming the file and the field, so a streamer can fix the card
+without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from personas.card import Lorebook, PersonaCard
+from personas.errors import PersonaError
+from personas.sillytavern import card_from_json, card_json_from_png, lorebook_from_character_book, lorebook_from_world_info
+from personas.validation import field_path
+
+__all__ = ["CARD_SUFFIXES", "load_card", "load_lorebook", "parse_card_bytes"]
+
+CARD_SUFFIXES = (".yaml", ".yml", ".json", ".png")
+_MAX_CARD_BYTES = 32 * 1024 * 1024  # PNG cards with big portraits are a few MB; more is not a card
+
+
+def load_card(path: Path | str) -> PersonaCard:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PersonaError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    card = parse_card_bytes(data, path.suffix.lower(), path)
+    if card.lorebook_files:
+        card = _merge_lorebook_files(card, path)
+    return card
+
+
+def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> PersonaCard:
+    if len(data) > _MAX_CARD_BYTES:
+        raise PersonaError(path, f"file is {len(data) // 1_000_000} MB; cards are at most {_MAX_CARD_BYTES // 1_000_000} MB")
+    if suffix == ".png":
+        return card_from_json(card_json_from_png(data, path), path)
+    text = _decode(data, path)
+    if suffix == ".json":
+        return card_from_json(_json_object(text, path), path)
+    if suffix in (".yaml", ".yml"):
+        return _card_from_yaml(text, path)
+    raise PersonaError(path, f"unsupported card type {suffix!r}; use one of {', '.join(CARD_SUFFIXES)}")
+
+
+def load_lorebook(path: Path | str) -> Lorebook:
+    """A world-info export or a bare character_book JSON file."""
+    path = Path(path)
+    try:
+        data = _json_object(_decode(path.read_bytes(), path), path)
+    except OSError as exc:
+        raise PersonaError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if isinstance(data.get("entries"), dict):
+        return lorebook_from_world_info(data, path)
+    return lorebook_from_character_book(data, path, where="")
+
+
+def _decode(data: bytes, path: Path | None) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PersonaError(path, f"not UTF-8 text (byte {exc.start})") from exc
+
+
+def _json_object(text: str, path: Path | None) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PersonaError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise PersonaError(path, f"the top level must be an object, not {type(data).__name__}")
+    return data
+
+
+def _card_from_yaml(text: str, path: Path | None) -> PersonaCard:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PersonaError(path, f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise PersonaError(path, "a persona card must be a YAML mapping (name: ..., description: ...)")
+    try:
+        return PersonaCard(**{str(key): value for key, value in data.items()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = field_path(first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling against personas/cards/pip.yaml)"
+        raise PersonaError(path, message, field=location) from exc
+    except TypeError as exc:
+        raise PersonaError(path, str(exc)) from exc
+
+
+def _merge_lorebook_files(card: PersonaCard, card_path: Path) -> PersonaCard:
+    entries = list(card.lorebook.entries)
+    for index, name in enumerate(card.lorebook_files):
+        book_path = (card_path.parent / name).resolve()
+        try:
+            entries.extend(load_lorebook(book_path).entries)
+        except PersonaError as exc:
+            raise PersonaError(card_path, f"{exc}", field=f"lorebook_files[{index}]") from exc
+    return card.model_copy(update={"lorebook": card.lorebook.model_copy(update={"entries": entries})})

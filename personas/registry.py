@@ -1,0 +1,79 @@
+"""All installed personas, by id and by name. A bad card is reported and skipped; the rest load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from personas.card import PersonaCard, slugify
+from personas.errors import PersonaError
+from personas.loader import CARD_SUFFIXES, load_card
+
+__all__ = ["BUILTIN_CARDS_DIR", "PersonaRegistry"]
+
+log = logging.getLogger(__name__)
+
+BUILTIN_CARDS_DIR = Path(__file__).parent / "cards"
+
+
+@dataclass
+class PersonaRegistry:
+    cards: dict[str, PersonaCard] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    errors: list[PersonaError] = field(default_factory=list)
+
+    @classmethod
+    def from_dirs(cls, folders: Iterable[Path | None]) -> PersonaRegistry:
+        registry = cls()
+        for folder in folders:
+            if folder is not None:
+                registry.load_dir(Path(folder))
+        return registry
+
+    def load_dir(self, folder: Path) -> None:
+        if not folder.is_dir():
+            self.errors.append(PersonaError(folder, "persona folder does not exist"))
+            return
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in CARD_SUFFIXES and not path.name.startswith("."):
+                self.load_file(path)
+
+    def load_file(self, path: Path) -> PersonaCard | None:
+        try:
+            card = load_card(path)
+        except PersonaError as exc:
+            if "world-info" in exc.problem:
+                return None  # lorebooks live beside cards; cards reference them by file name
+            log.error("Skipping persona card: %s", exc)
+            self.errors.append(exc)
+            return None
+        self.add(card, path)
+        return card
+
+    def add(self, card: PersonaCard, source: Path | None = None) -> None:
+        if card.persona_id in self.cards and source is not None:
+            log.warning("Persona %r from %s replaces the one from %s", card.persona_id, source, self.sources.get(card.persona_id))
+        self.cards[card.persona_id] = card
+        if source is not None:
+            self.sources[card.persona_id] = source
+
+    def get(self, name: str) -> PersonaCard | None:
+        """Look up by id, by name or by nickname, ignoring case and punctuation."""
+        wanted = slugify(name)
+        if wanted in self.cards:
+            return self.cards[wanted]
+        for card in self.cards.values():
+            if wanted in (slugify(card.name), slugify(card.nickname or "")):
+                return card
+        return None
+
+    def names(self) -> list[str]:
+        return sorted(self.cards)
+
+    def __len__(self) -> int:
+        return len(self.cards)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None

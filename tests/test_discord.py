@@ -1,0 +1,462 @@
+"""The Discord adapter end to end: the real discord.py client against a local fake Discord.
+
+Each test starts ``tests.fake_discord.FakeDiscord`` on loopback, runs ``DiscordAdapter`` with the real
+ConversationManager (a SQLite file in ``tmp_path``, a ``ScriptedBackend`` for the model) and asserts on
+what the fake Discord received, on the prompt the backend got, or on rows in the database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.app import build_manager, close_manager, configured_adapters
+from bot.discord_adapter import DiscordAdapter
+from bot.discord_delivery import split_message
+from engine.backends.scripted import ScriptedBackend
+from engine.errors import BackendUnavailable
+from engine.manager import ConversationManager
+from engine.settings import Settings
+from engine.tokens import TokenCounter
+from tests.conftest import make_settings
+from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
+
+pytestmark = pytest.mark.timeout(60)
+
+MESSAGES = r"/channels/\d+/messages"
+EDITS = r"/channels/\d+/messages/\d+"
+
+# A persona allowed long replies, so a 5,000-character model answer survives post-processing mostly intact.
+LONGWIND_CARD = """\
+name: Longwind
+description: A storyteller who never stops talking.
+style:
+  max_reply_chars: 4000
+  max_reply_tokens: 1024
+  emoji: keep
+"""
+
+
+@dataclass
+class Stage:
+    """One fake Discord, one scripted model, one database file; bots come and go (restarts)."""
+
+    discord: FakeDiscord
+    backend: ScriptedBackend
+    settings: Settings
+    counter: TokenCounter
+    viewer: FakeUser
+    moderator: FakeUser
+
+    @asynccontextmanager
+    async def bot(self, settings: Settings | None = None) -> AsyncIterator[ConversationManager]:
+        settings = settings or self.settings
+        manager = await build_manager(settings, backend=self.backend, counter=self.counter)
+        adapter = DiscordAdapter(settings, manager)
+        connections = len(self.discord.identify_payloads) + 1
+        running = asyncio.create_task(adapter.start())
+        try:
+            identified = asyncio.create_task(self.discord.wait_until_identified(connections))
+            await asyncio.wait({identified, running}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                identified.cancel()
+                running.result()  # start() failed: show why
+            await identified
+            yield manager
+        finally:
+            await adapter.close()
+            await running
+            await close_manager(manager)
+
+    def with_discord(self, **overrides: Any) -> Settings:
+        return make_settings(
+            Path(self.settings.core.data_dir),
+            core={"personas_dir": self.settings.core.personas_dir},
+            discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False, **overrides},
+        )
+
+    def mention(self, text: str) -> str:
+        return f"<@{self.discord.bot_user.id}> {text}"
+
+    def rows(self, query: str, *params: object) -> list[tuple]:
+        """Read the SQLite file directly, as a second process would."""
+        with sqlite3.connect(self.settings.db_path) as connection:
+            return connection.execute(query, params).fetchall()
+
+    def lines_by(self, user: FakeUser) -> list[str]:
+        return [
+            text
+            for (text,) in self.rows(
+                "SELECT m.text FROM messages m JOIN users u ON u.id = m.user_id"
+                " WHERE u.platform = 'discord' AND u.platform_user_id = ? ORDER BY m.id",
+                str(user.id),
+            )
+        ]
+
+    def character_lines(self) -> list[str]:
+        return [text for (text,) in self.rows("SELECT text FROM messages WHERE is_character = 1 ORDER BY id")]
+
+    def system_prompt(self) -> str:
+        return self.backend.requests[-1].messages[0].content
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def stage(tmp_path: Path, token_counter: TokenCounter) -> AsyncIterator[Stage]:
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "longwind.yaml").write_text(LONGWIND_CARD)
+    async with FakeDiscord() as discord_server:
+        settings = make_settings(
+            tmp_path,
+            core={"personas_dir": personas},
+            discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False},
+        )
+        yield Stage(
+            discord=discord_server,
+            backend=ScriptedBackend(default="Hello from the script!"),
+            settings=settings,
+            counter=token_counter,
+            viewer=discord_server.add_member("ava"),
+            moderator=discord_server.add_member("mod-max", roles=(discord_server.moderator_role,)),
+        )
+        assert discord_server.unrouted == [], "the bot called routes the fake Discord does not model"
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """For state outside the fake (the database): poll until it holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------- answering
+
+
+async def test_mention_gets_an_in_character_reply(stage: Stage) -> None:
+    stage.backend.enqueue(["Ahoy Ava, welcome aboard the stream!"])
+    async with stage.bot():
+        asked = await stage.discord.post_message(stage.viewer, stage.mention("hi, who are you?"))
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [shown] = stage.discord.bot_messages(stage.discord.general.id)
+        linked = [(shown["id"],)]  # the stored reply knows its Discord message (for reply chains)
+        await eventually(lambda: stage.rows("SELECT platform_message_id FROM messages WHERE is_character = 1") == linked)
+    assert sent.json["content"] == "Ahoy Ava, welcome aboard the stream!"
+    assert sent.json["message_reference"]["message_id"] == asked
+    assert "Pip" in stage.system_prompt(), "the default persona answers"
+    assert "hi, who are you?" in stage.backend.requests[-1].messages[-1].content
+    assert stage.character_lines() == ["Ahoy Ava, welcome aboard the stream!"]
+
+
+async def test_typing_indicator_is_shown_before_the_reply(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, stage.mention("hello"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    paths = [(call.method, call.path) for call in stage.discord.requests]
+    typing = paths.index(("POST", f"/channels/{stage.discord.general.id}/typing"))
+    reply = paths.index(("POST", f"/channels/{stage.discord.general.id}/messages"))
+    assert typing < reply
+
+
+async def test_unaddressed_message_is_stored_but_not_answered(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, "just lurking, great run today")
+        asked = await stage.discord.post_message(stage.viewer, stage.mention("what level is this?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await asyncio.sleep(0.2)  # room for a wrong second answer to show up
+    assert [call.json["message_reference"]["message_id"] for call in stage.discord.calls("POST", MESSAGES)] == [asked]
+    assert len(stage.backend.requests) == 1
+    assert stage.lines_by(stage.viewer) == ["just lurking, great run today", "@costar-bot what level is this?"]
+    assert "just lurking, great run today" in "\n".join(m.content for m in stage.backend.requests[0].messages)
+
+
+async def test_reply_to_the_bots_message_addresses_it(stage: Stage) -> None:
+    stage.backend.enqueue(["First answer.", "Second answer."])
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, stage.mention("tell me something"))
+        [first] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        bot_message = stage.discord.bot_messages(stage.discord.general.id)[0]
+        await stage.discord.post_message(stage.viewer, "and then?", reply_to=int(bot_message["id"]))
+        calls = await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
+    assert [call.json["content"] for call in calls] == ["First answer.", "Second answer."]
+
+
+async def test_trigger_word_addresses_the_bot(stage: Stage) -> None:
+    async with stage.bot(stage.with_discord(trigger_words="co-host, robot")):
+        await stage.discord.post_message(stage.viewer, "hey Co-Host, are you watching this?")
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert len(stage.backend.requests) == 1
+
+
+async def test_the_characters_name_addresses_the_bot(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, "pipeline talk, not for the bot")
+        await stage.discord.post_message(stage.viewer, "Pip, are you watching this?")
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert len(stage.backend.requests) == 1
+    assert "Pip, are you watching this?" in stage.backend.requests[0].messages[-1].content
+
+
+async def test_other_bots_are_stored_but_never_answered(stage: Stage) -> None:
+    other_bot = stage.discord.add_member("statsbot", bot=True)
+    async with stage.bot():
+        await stage.discord.post_message(other_bot, stage.mention("ping"))
+        await stage.discord.post_message(stage.viewer, stage.mention("hello"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await asyncio.sleep(0.2)
+    assert len(stage.discord.calls("POST", MESSAGES)) == 1
+    assert stage.lines_by(other_bot) == ["@costar-bot ping"]
+
+
+async def test_denied_channel_is_ignored_entirely(stage: Stage) -> None:
+    off_topic = stage.discord.guild.channels[1]
+    async with stage.bot(stage.with_discord(denied_channels=str(off_topic.id))):
+        await stage.discord.post_message(stage.viewer, stage.mention("secret"), channel=off_topic)
+        await stage.discord.post_message(stage.viewer, stage.mention("hello"))
+        [reply] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        await asyncio.sleep(0.2)
+    assert stage.discord.calls("POST", MESSAGES) == [reply]
+    assert stage.lines_by(stage.viewer) == ["@costar-bot hello"]
+
+
+async def test_direct_messages_are_ignored_unless_enabled(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_direct_message(stage.viewer, "psst, private question")
+        await stage.discord.post_message(stage.viewer, stage.mention("hello"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert stage.lines_by(stage.viewer) == ["@costar-bot hello"]
+    async with stage.bot(stage.with_discord(answer_dms=True)):
+        await stage.discord.post_direct_message(stage.viewer, "psst, private question")
+        await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
+    assert stage.lines_by(stage.viewer)[-1] == "psst, private question"
+
+
+# ---------------------------------------------------------------------------- replies
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_long_reply_arrives_as_ordered_messages_within_the_limit(stage: Stage, stream: bool) -> None:
+    sentences = [f"Sentence number {index} of a very long story about the stream." for index in range(90)]
+    model_output = " ".join(sentences)
+    assert len(model_output) > 5000
+    stage.backend.enqueue([model_output])
+    stage.backend.chunk_chars = 400
+    async with stage.bot(stage.with_discord(stream_replies=stream)) as manager:
+        await manager.switch_persona("discord", str(stage.discord.general.id), "longwind")
+        await stage.discord.post_message(stage.viewer, stage.mention("tell me everything"))
+        await eventually(lambda: len(stage.character_lines()) == 1)
+        stored = stage.character_lines()[0]
+        expected = split_message(stored, 2000)
+        channel = stage.discord.general.id
+        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(channel)] == expected)
+    assert len(stored) > 3000, "post-processing kept the long answer"
+    assert len(expected) >= 2
+    assert all(len(text) <= 2000 for text in expected)
+    bodies = stage.discord.sent_messages() + stage.discord.message_edits()
+    assert all(len(body["content"]) <= 2000 for body in bodies)
+    shown = [message["content"] for message in stage.discord.bot_messages(channel)]
+    assert " ".join(shown).split() == stored.split(), "every word, in story order"
+    assert stage.discord.sent_messages()[0]["message_reference"] is not None
+    assert all("message_reference" not in body for body in stage.discord.sent_messages()[1:]), "one reply ping"
+
+
+async def test_streamed_reply_is_edited_in_place(stage: Stage) -> None:
+    stage.backend.enqueue(["Well. " * 30 + "That is all."])
+    stage.backend.chunk_chars = 6
+    stage.backend.delay_s = 0.0
+    async with stage.bot(stage.with_discord(stream_replies=True)):
+        await stage.discord.post_message(stage.viewer, stage.mention("say something"))
+        await eventually(lambda: len(stage.character_lines()) == 1)
+        stored = stage.character_lines()[0]
+        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored])
+    assert len(stage.discord.sent_messages()) == 1
+    assert stage.discord.message_edits(), "the first words showed before the reply was complete"
+    assert len(stage.discord.sent_messages()[0]["content"]) < len(stored)
+
+
+async def test_model_output_cannot_ping_everyone_roles_or_other_users(stage: Stage) -> None:
+    bystander = stage.discord.add_member("bystander")
+    role = stage.discord.moderator_role
+    stage.backend.enqueue([f"@everyone look! @here too, <@&{role.id}> and <@{bystander.id}>, hi!"])
+    async with stage.bot(stage.with_discord(stream_replies=True)):
+        await stage.discord.post_message(stage.viewer, stage.mention("make some noise"))
+        await eventually(lambda: len(stage.character_lines()) == 1)
+        stored = stage.character_lines()[0]
+        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored])
+    bodies = stage.discord.sent_messages() + stage.discord.message_edits()
+    assert bodies
+    for body in bodies:
+        assert body["allowed_mentions"] == {"parse": [], "users": [stage.viewer.id], "replied_user": True}
+
+
+async def test_backend_failure_gets_the_configured_apology(stage: Stage) -> None:
+    stage.backend.enqueue([BackendUnavailable("connection refused by 127.0.0.1:8000")])
+    async with stage.bot(stage.with_discord(fallback_reply="Arr, my brain fell overboard. Ask again?")):
+        await stage.discord.post_message(stage.viewer, stage.mention("hello?"))
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert sent.json["content"] == "Arr, my brain fell overboard. Ask again?"
+
+
+async def test_backend_failure_without_fallback_stays_silent(stage: Stage) -> None:
+    stage.backend.enqueue([BackendUnavailable("connection refused"), "I'm back!"])
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, stage.mention("hello?"))
+        await stage.discord.post_message(stage.viewer, stage.mention("hello again?"))
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert sent.json["content"] == "I'm back!"
+    assert len(stage.backend.requests) == 2
+
+
+# ---------------------------------------------------------------------------- /persona
+
+
+async def test_commands_sync_to_the_test_guild(stage: Stage) -> None:
+    async with stage.bot(stage.with_discord(test_guild_id=stage.discord.guild.id)):
+        [sync] = stage.discord.calls("PUT", rf"/applications/\d+/guilds/{stage.discord.guild.id}/commands")
+    assert sorted(command["name"] for command in sync.json) == ["memory", "persona"]
+    assert stage.discord.calls("PUT", r"/applications/\d+/commands") == [], "nothing global while testing"
+
+
+async def test_commands_sync_globally_without_a_test_guild(stage: Stage) -> None:
+    async with stage.bot():
+        [sync] = stage.discord.calls("PUT", r"/applications/\d+/commands")
+    persona = next(command for command in sync.json if command["name"] == "persona")
+    assert sorted(option["name"] for option in persona["options"]) == ["list", "show", "switch"]
+
+
+async def test_member_without_permission_cannot_switch_persona(stage: Stage) -> None:
+    async with stage.bot() as manager:
+        interaction = await stage.discord.run_slash_command(stage.viewer, "persona", "switch", {"name": "captain-brine"})
+        response = await stage.discord.interaction_response(interaction)
+        persona = await manager.persona_for("discord", str(stage.discord.general.id), str(stage.discord.guild.id))
+    assert response["type"] == 4
+    assert response["data"]["flags"] & EPHEMERAL_FLAG
+    assert "Manage Server" in response["data"]["content"]
+    assert persona.persona_id == "pip"
+
+
+async def test_moderator_switch_changes_who_answers_next(stage: Stage) -> None:
+    async with stage.bot():
+        interaction = await stage.discord.run_slash_command(stage.moderator, "persona", "switch", {"name": "captain-brine"})
+        response = await stage.discord.interaction_response(interaction)
+        await stage.discord.post_message(stage.viewer, stage.mention("who's there?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert "Captain Brine" in response["data"]["content"]
+    assert not response["data"].get("flags", 0) & EPHEMERAL_FLAG, "the channel sees the switch"
+    assert "Captain Brine" in stage.system_prompt()
+    assert "Pip" not in stage.system_prompt()
+
+
+async def test_configured_role_may_switch_persona(stage: Stage) -> None:
+    helpers = stage.discord.add_role("Stream Helpers")  # no Manage Server permission
+    helper = stage.discord.add_member("helper-hal", roles=(helpers,))
+    async with stage.bot(stage.with_discord(moderator_roles="stream helpers")) as manager:
+        interaction = await stage.discord.run_slash_command(helper, "persona", "switch", {"name": "Captain Brine"})
+        await stage.discord.interaction_response(interaction)
+        persona = await manager.persona_for("discord", str(stage.discord.general.id), str(stage.discord.guild.id))
+    assert persona.persona_id == "captain-brine"
+
+
+async def test_switch_for_the_whole_server_applies_to_other_channels(stage: Stage) -> None:
+    off_topic = stage.discord.guild.channels[1]
+    async with stage.bot():
+        options = {"name": "captain-brine", "scope": "server"}
+        await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.moderator, "persona", "switch", options))
+        await stage.discord.post_message(stage.viewer, stage.mention("ahoy?"), channel=off_topic)
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert "Captain Brine" in stage.system_prompt()
+
+
+async def test_switch_to_an_unknown_persona_is_refused_privately(stage: Stage) -> None:
+    async with stage.bot():
+        interaction = await stage.discord.run_slash_command(stage.moderator, "persona", "switch", {"name": "gandalf"})
+        response = await stage.discord.interaction_response(interaction)
+    assert response["data"]["flags"] & EPHEMERAL_FLAG
+    assert "captain-brine" in response["data"]["content"]
+
+
+async def test_persona_name_is_autocompleted_from_installed_personas(stage: Stage) -> None:
+    async with stage.bot():
+        interaction = await stage.discord.run_slash_command(
+            stage.viewer, "persona", "switch", {"name": "capt"}, autocomplete="name"
+        )
+        response = await stage.discord.interaction_response(interaction)
+    assert response["type"] == 8  # APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
+    assert response["data"]["choices"] == [{"name": "Captain Brine", "value": "captain-brine"}]
+
+
+async def test_persona_list_and_show_answer_privately(stage: Stage) -> None:
+    async with stage.bot():
+        listing = await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.viewer, "persona", "list"))
+        shown = await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.viewer, "persona", "show"))
+    assert listing["data"]["flags"] & EPHEMERAL_FLAG and shown["data"]["flags"] & EPHEMERAL_FLAG
+    assert "captain-brine" in listing["data"]["content"] and "longwind" in listing["data"]["content"]
+    assert "(`pip`)  ← here" in listing["data"]["content"]
+    assert shown["data"]["content"].startswith("**Pip**")
+
+
+async def test_channel_keeps_its_persona_after_a_restart(stage: Stage) -> None:
+    async with stage.bot():
+        interaction = await stage.discord.run_slash_command(stage.moderator, "persona", "switch", {"name": "captain-brine"})
+        await stage.discord.interaction_response(interaction)
+    async with stage.bot():  # a new manager and client on the same database file
+        await stage.discord.post_message(stage.viewer, stage.mention("still the captain?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert len(stage.discord.identify_payloads) == 2
+    assert "Captain Brine" in stage.system_prompt()
+
+
+# ---------------------------------------------------------------------------- /memory
+
+
+async def test_memory_forget_deletes_the_callers_rows_from_the_database(stage: Stage) -> None:
+    async with stage.bot() as manager:
+        await stage.discord.post_message(stage.viewer, "I love speedruns")
+        await stage.discord.post_message(stage.moderator, "welcome ava")
+        await stage.discord.post_message(stage.viewer, stage.mention("remember me?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await manager.memory.add_note("discord", str(stage.viewer.id), "loves speedruns")
+        assert len(stage.lines_by(stage.viewer)) == 2
+        interaction = await stage.discord.run_slash_command(stage.viewer, "memory", "forget")
+        deferred = await stage.discord.interaction_response(interaction)
+        [followup] = await stage.discord.wait_for_calls("POST", r"/webhooks/\d+/[^/]+")
+    assert deferred["type"] == 5 and deferred["data"]["flags"] & EPHEMERAL_FLAG
+    assert followup.json["flags"] & EPHEMERAL_FLAG
+    assert "forgot 3 messages and 1 notes" in followup.json["content"], "two lines and the reply to them"
+    assert stage.lines_by(stage.viewer) == []
+    assert stage.rows("SELECT count(*) FROM notes") == [(0,)]
+    assert stage.rows("SELECT count(*) FROM users WHERE platform_user_id = ?", str(stage.viewer.id)) == [(0,)]
+    assert stage.lines_by(stage.moderator) == ["welcome ava"], "other people's lines stay"
+
+
+async def test_memory_about_answers_privately(stage: Stage) -> None:
+    async with stage.bot() as manager:
+        await stage.discord.post_message(stage.viewer, "first time here!")
+        await eventually(lambda: len(stage.lines_by(stage.viewer)) == 1)
+        await manager.memory.add_note("discord", str(stage.viewer.id), "plays on a Steam Deck")
+        interaction = await stage.discord.run_slash_command(stage.viewer, "memory", "about")
+        response = await stage.discord.interaction_response(interaction)
+    assert response["data"]["flags"] & EPHEMERAL_FLAG
+    assert "**ava**" in response["data"]["content"]
+    assert "plays on a Steam Deck" in response["data"]["content"]
+
+
+# ---------------------------------------------------------------------------- wiring
+
+
+async def test_costar_runs_the_discord_adapter_when_a_token_is_set(stage: Stage) -> None:
+    manager = await build_manager(stage.settings, backend=stage.backend, counter=stage.counter)
+    try:
+        with_token = configured_adapters(stage.settings, manager)
+        without_token = configured_adapters(make_settings(Path(stage.settings.core.data_dir)), manager)
+    finally:
+        await close_manager(manager)
+    assert [type(adapter) for adapter in with_token] == [DiscordAdapter]
+    assert DiscordAdapter not in [type(adapter) for adapter in without_token]

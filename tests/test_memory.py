@@ -1,0 +1,78 @@
+"""SQLite memory: migrations on open, WAL, every line kept across restarts, forgetting is total."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from engine.events import ChatEvent, Reply
+from memory import MemoryStore
+from memory.migrations import MIGRATIONS
+
+
+def _line(text: str, author: str = "ann", channel: str = "c1", message_id: str | None = None) -> ChatEvent:
+    extra = {"message_id": message_id} if message_id else {}
+    return ChatEvent(platform="twitch", channel_id=channel, author_id=author, author_name=author.title(), text=text, **extra)
+
+
+async def test_open_applies_numbered_migrations_once_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = await MemoryStore.open(path)
+    assert await store.schema_version() == MIGRATIONS[-1].version
+    await store.close()
+    store = await MemoryStore.open(path)  # re-opening must not re-apply anything
+    await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [row[0] for row in raw.execute("SELECT version FROM schema_migrations")]
+    assert versions == [migration.version for migration in MIGRATIONS]
+
+
+async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = await MemoryStore.open(path)
+    records = await asyncio.gather(*(store.record_message(_line(f"line {i}", f"user{i % 7}")) for i in range(200)))
+    await store.close()
+    assert sorted(record.message_count for record in records if record.user_id == "user0") == list(range(1, 30))
+    store = await MemoryStore.open(path)
+    try:
+        assert await store.count_messages("twitch", "c1") == 200
+        user = await store.get_user("twitch", "user3")
+        assert user is not None and user.message_count == 29 and user.first_seen <= user.last_seen
+        lines = await store.recent_messages("twitch", "c1", limit=5)
+        assert [line.text for line in lines] == [f"line {i}" for i in range(195, 200)]
+    finally:
+        await store.close()
+
+
+async def test_first_message_of_a_user_is_marked_new(tmp_path: Path) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        first = await store.record_message(_line("hi", "newbie"))
+        second = await store.record_message(_line("me again", "newbie"))
+    assert first.is_new and not second.is_new
+
+
+async def test_forget_removes_lines_replies_notes_and_the_user(tmp_path: Path) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        asked = _line("remember I like cats", "cat_fan", message_id="m-1")
+        await store.record_message(asked)
+        await store.record_message(_line("unrelated", "bystander"))
+        await store.add_note("twitch", "cat_fan", "likes cats")
+        await store.record_reply(Reply(event=asked, text="Cats, noted!", persona_id="pip", persona_name="Pip"))
+        result = await store.forget_user("twitch", "cat_fan")
+        assert (result.messages, result.notes, result.users) == (2, 1, 1)
+        assert await store.get_user("twitch", "cat_fan") is None
+        assert [line.author_name for line in await store.recent_messages("twitch", "c1", limit=10)] == ["Bystander"]
+    with sqlite3.connect(tmp_path / "m.sqlite3") as raw:
+        dump = "\n".join(raw.iterdump())
+    assert "cat_fan" not in dump and "likes cats" not in dump and "Cats, noted!" not in dump
+
+
+async def test_persona_choice_falls_back_from_channel_to_server(tmp_path: Path) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        await store.set_persona("discord", "server", "guild-1", "captain-brine", "mod")
+        assert await store.persona_choice("discord", "chan-9", "guild-1") == "captain-brine"
+        await store.set_persona("discord", "channel", "chan-9", "pip", "mod")
+        assert await store.persona_choice("discord", "chan-9", "guild-1") == "pip"
+        assert await store.persona_choice("discord", "chan-8", None) is None

@@ -1,0 +1,296 @@
+"""The reply scheduler and the send budget: who gets answered under a flood, and how often we send."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from engine.clock import ManualClock
+from engine.events import ChatEvent, Role
+from engine.ratelimit import SendBudget, SendReservation, most_in_any_window
+from engine.scheduler import Outcome, Priority, ReplyScheduler, SchedulerConfig, normalise_text, priority_of
+
+pytestmark = pytest.mark.timeout(30)
+
+_ids = itertools.count()
+
+
+def line(text: str, author: str = "viewer", *, addressed: bool = True, roles: frozenset[Role] = frozenset(),
+         channel: str = "chan", first: bool = False) -> ChatEvent:
+    return ChatEvent(platform="test", channel_id=channel, author_id=author, author_name=author, text=text,
+                     message_id=f"m{next(_ids)}", roles=roles, addresses_bot=addressed, is_first_message=first)
+
+
+class RecordingHandler:
+    """Answers every line it is given (sending when the budget allows) and records the order."""
+
+    def __init__(self, *, gate: asyncio.Event | None = None, send: bool = True) -> None:
+        self.answered: list[ChatEvent] = []
+        self.gate = gate
+        self.send = send
+        self.running = 0
+        self.most_running = 0
+
+    async def __call__(self, event: ChatEvent, reservation: SendReservation | None) -> bool:
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            self.answered.append(event)
+            if reservation is not None:
+                if self.send:
+                    reservation.sent()
+                else:
+                    reservation.cancel()
+            return self.send
+        finally:
+            self.running -= 1
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+# -- the send budget --------------------------------------------------------------------------
+
+
+def test_budget_refuses_the_send_past_its_limit() -> None:
+    clock = ManualClock()
+    budget = SendBudget(3, clock=clock)
+    reservations = [budget.reserve() for _ in range(3)]
+    assert all(reservations)
+    for reservation in reservations:
+        assert reservation is not None
+        reservation.sent()
+    assert budget.reserve() is None
+    assert budget.wait_time() == pytest.approx(30.0)
+
+
+async def test_budget_frees_a_slot_a_full_window_after_the_response() -> None:
+    clock = ManualClock()
+    budget = SendBudget(1, clock=clock)
+    first = budget.reserve()
+    assert first is not None
+    await clock.advance(5)  # the request took 5 s: the window starts at its response
+    first.sent()
+    await clock.advance(29.9)
+    assert budget.reserve() is None
+    await clock.advance(0.1)
+    assert budget.reserve() is not None
+
+
+def test_window_count_finds_the_busiest_30_seconds() -> None:
+    assert most_in_any_window([0, 10, 29.9, 30, 59.9]) == 3
+    assert most_in_any_window([]) == 0
+
+
+def test_cancelled_reservation_does_not_count() -> None:
+    budget = SendBudget(1, clock=ManualClock())
+    reservation = budget.reserve()
+    assert reservation is not None
+    reservation.cancel()
+    reservation.sent()  # settling twice does nothing
+    assert budget.in_window() == 0
+    assert budget.total_sent == 0
+
+
+def test_sends_in_flight_hold_their_slot() -> None:
+    budget = SendBudget(2, clock=ManualClock())
+    assert budget.reserve() is not None
+    assert budget.reserve() is not None
+    assert budget.reserve() is None
+
+
+def test_raising_the_limit_for_a_moderator_opens_room_at_once() -> None:
+    budget = SendBudget(20, clock=ManualClock())
+    for _ in range(20):
+        reservation = budget.reserve()
+        assert reservation is not None
+        reservation.sent()
+    assert budget.reserve() is None
+    budget.limit = 100
+    assert budget.reserve() is not None
+
+
+# -- deciding what to answer -----------------------------------------------------------------
+
+
+def test_priority_orders_addressed_then_mods_first_timers_questions() -> None:
+    assert priority_of(line("hi pip")) is Priority.ADDRESSED
+    assert priority_of(line("hi", addressed=False, roles=frozenset({Role.MODERATOR}))) is Priority.MODERATOR
+    assert priority_of(line("hi", addressed=False, first=True)) is Priority.FIRST_MESSAGE
+    assert priority_of(line("why?", addressed=False)) is Priority.QUESTION
+    assert priority_of(line("hi", addressed=False)) is Priority.OTHER
+
+
+def test_normalised_text_ignores_case_punctuation_and_spacing_but_keeps_emoji() -> None:
+    assert normalise_text("  Hello,   WORLD!! ") == "hello world"
+    assert normalise_text("👸🏾🤴🏽") != normalise_text("lol")
+
+
+async def test_unaddressed_lines_are_ignored_unless_chiming_in() -> None:
+    quiet = ReplyScheduler(RecordingHandler(), clock=ManualClock())
+    assert quiet.submit(line("just chatting", addressed=False)) is Outcome.IGNORED
+    chatty = ReplyScheduler(RecordingHandler(), SchedulerConfig(answer_unaddressed=True), clock=ManualClock())
+    assert chatty.submit(line("just chatting", addressed=False)) is Outcome.QUEUED
+
+
+async def test_author_repeating_a_line_is_a_duplicate() -> None:
+    scheduler = ReplyScheduler(RecordingHandler(), clock=ManualClock())
+    assert scheduler.submit(line("pip, hello!", "ann")) is Outcome.QUEUED
+    assert scheduler.submit(line("Pip hello", "ann")) is Outcome.DUPLICATE
+    assert scheduler.submit(line("pip, hello!", "bob")) is Outcome.QUEUED
+
+
+async def test_a_line_pasted_by_many_chatters_is_copypasta() -> None:
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
+    outcomes = [scheduler.submit(line("pip is a bot LUL", f"user{i}")) for i in range(5)]
+    assert outcomes == [Outcome.QUEUED, Outcome.QUEUED, Outcome.COPYPASTA, Outcome.COPYPASTA, Outcome.COPYPASTA]
+
+
+async def test_copypasta_memory_ends_with_the_window() -> None:
+    clock = ManualClock()
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=2), clock=clock)
+    scheduler.submit(line("same words", "ann", addressed=False))
+    await clock.advance(31)
+    assert scheduler.submit(line("same words", "bob")) is Outcome.QUEUED
+
+
+# -- answering --------------------------------------------------------------------------------
+
+
+async def test_addressed_lines_are_answered_before_others_and_newest_first() -> None:
+    gate = asyncio.Event()
+    handler = RecordingHandler(gate=gate)
+    scheduler = ReplyScheduler(handler, SchedulerConfig(max_in_flight=1, answer_unaddressed=True), clock=ManualClock())
+    blocker = line("first in", "zed")
+    scheduler.submit(blocker)
+    await scheduler.start()
+    await settle()  # the blocker is now in flight, the rest queue behind it
+    later = [
+        line("lurking", "a", addressed=False),
+        line("question?", "b", addressed=False),
+        line("pip old", "c"),
+        line("mod says", "d", addressed=False, roles=frozenset({Role.MODERATOR})),
+        line("pip new", "e"),
+    ]
+    for event in later:
+        scheduler.submit(event)
+    gate.set()
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert [e.text for e in handler.answered] == ["first in", "pip new", "pip old", "mod says", "question?", "lurking"]
+
+
+async def test_generations_in_flight_are_bounded() -> None:
+    gate = asyncio.Event()
+    handler = RecordingHandler(gate=gate)
+    scheduler = ReplyScheduler(handler, SchedulerConfig(max_in_flight=2), clock=ManualClock())
+    await scheduler.start()
+    for i in range(6):
+        scheduler.submit(line(f"pip {i}", f"user{i}"))
+    await settle()
+    assert handler.running == 2
+    gate.set()
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert handler.most_running == 2
+    assert scheduler.stats[Outcome.REPLIED] == 6
+
+
+async def test_answered_chatter_waits_out_the_cooldown_without_being_dropped() -> None:
+    clock = ManualClock()
+    handler = RecordingHandler()
+    scheduler = ReplyScheduler(handler, SchedulerConfig(user_cooldown_s=20, stale_after_s=60), clock=clock)
+    await scheduler.start()
+    scheduler.submit(line("pip one", "ann"))
+    await settle()
+    scheduler.submit(line("pip two", "ann"))
+    scheduler.submit(line("pip hi", "bob"))
+    await settle()
+    assert [e.text for e in handler.answered] == ["pip one", "pip hi"]
+    await clock.advance(20)
+    await settle()
+    assert [e.text for e in handler.answered] == ["pip one", "pip hi", "pip two"]
+    await scheduler.close()
+
+
+async def test_line_still_queued_after_the_staleness_limit_is_dropped() -> None:
+    clock = ManualClock()
+    outcomes: list[tuple[str, Outcome]] = []
+    handler = RecordingHandler()
+    scheduler = ReplyScheduler(
+        handler, SchedulerConfig(user_cooldown_s=100, stale_after_s=30), clock=clock,
+        on_outcome=lambda event, outcome: outcomes.append((event.text, outcome)),
+    )
+    await scheduler.start()
+    scheduler.submit(line("pip one", "ann"))
+    await settle()
+    scheduler.submit(line("pip two", "ann"))  # ann is cooling down for 100 s; the line goes stale first
+    await clock.advance(31)
+    await settle()
+    assert ("pip two", Outcome.STALE) in outcomes
+    assert [e.text for e in handler.answered] == ["pip one"]
+    await scheduler.close()
+
+
+async def test_generation_waits_for_room_in_the_send_budget() -> None:
+    clock = ManualClock()
+    budget = SendBudget(2, clock=clock)
+    handler = RecordingHandler()
+    scheduler = ReplyScheduler(handler, SchedulerConfig(stale_after_s=600), clock=clock, budget_for=lambda e: budget)
+    await scheduler.start()
+    for i in range(4):
+        scheduler.submit(line(f"pip {i}", f"user{i}"))
+    await settle()
+    assert len(handler.answered) == 2
+    await clock.advance(30)
+    await settle()
+    assert len(handler.answered) == 4
+    await scheduler.close()
+
+
+async def test_nothing_sent_gives_the_budget_slot_back() -> None:
+    clock = ManualClock()
+    budget = SendBudget(1, clock=clock)
+    handler = RecordingHandler(send=False)
+    scheduler = ReplyScheduler(handler, clock=clock, budget_for=lambda e: budget)
+    await scheduler.start()
+    scheduler.submit(line("pip a", "ann"))
+    scheduler.submit(line("pip b", "bob"))
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert len(handler.answered) == 2
+    assert scheduler.stats[Outcome.NOT_SENT] == 2
+    assert budget.total_sent == 0
+
+
+async def test_failing_handler_is_reported_and_the_slot_freed() -> None:
+    budget = SendBudget(1, clock=ManualClock())
+
+    async def broken(event: ChatEvent, reservation: SendReservation | None) -> bool:
+        raise RuntimeError("model fell over")
+
+    scheduler = ReplyScheduler(broken, clock=budget.clock, budget_for=lambda e: budget)
+    await scheduler.start()
+    scheduler.submit(line("pip?", "ann"))
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert scheduler.stats[Outcome.FAILED] == 1
+    assert budget.in_window() == 0
+
+
+async def test_full_queue_drops_the_least_urgent_line() -> None:
+    config = SchedulerConfig(max_queued_per_channel=2, answer_unaddressed=True)
+    scheduler = ReplyScheduler(RecordingHandler(), config, clock=ManualClock())
+    assert scheduler.submit(line("lurk", "a", addressed=False)) is Outcome.QUEUED
+    assert scheduler.submit(line("pip 1", "b")) is Outcome.QUEUED
+    outcomes: list[Outcome] = []
+    scheduler.on_outcome = lambda event, outcome: outcomes.append(outcome)
+    assert scheduler.submit(line("pip 2", "c")) is Outcome.QUEUED
+    assert outcomes[0] is Outcome.QUEUE_FULL  # "lurk" made room
+    assert scheduler.submit(line("more lurking", "d", addressed=False)) is Outcome.QUEUE_FULL

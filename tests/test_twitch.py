@@ -1,0 +1,350 @@
+"""The Twitch adapter: the real twitchio 3 client against a local fake Twitch (tests/fake_twitch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import sqlite3
+import stat
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import twitchio.eventsub.websockets
+import twitchio.http
+
+from bot.app import build_manager, close_manager
+from bot.twitch_adapter import TwitchAdapter
+from bot.twitch_auth import StoredToken, TokenStore, authorize_device
+from bot.twitch_output import twitch_safe
+from engine.backends.scripted import ScriptedBackend
+from engine.clock import Clock, MonotonicClock, ScaledClock
+from engine.manager import ConversationManager
+from engine.ratelimit import most_in_any_window
+from engine.scheduler import Outcome, normalise_text
+from engine.settings import Settings
+from engine.tokens import ApproxTokenCounter
+from tests.conftest import make_settings
+from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
+
+pytestmark = pytest.mark.timeout(120)
+
+CHANNEL = FakeChatUser("2000", "streamer", "Streamer")
+VIEWER = FakeChatUser("3000", "viewer", "Viewer")
+MOD = FakeChatUser("4000", "modperson", "ModPerson")
+
+
+@pytest_asyncio.fixture(loop_scope="function")  # the server must live on the test's own loop
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTwitch]:
+    server = await FakeTwitch(send_limit=20).start()
+    server.add_user(CHANNEL.id, CHANNEL.login, CHANNEL.display_name)
+    # The seams twitchio offers for pointing it somewhere else (FACTS.md); only tests touch them.
+    monkeypatch.setattr(twitchio.http.Route, "BASE", server.helix_url)
+    monkeypatch.setattr(twitchio.http.Route, "ID_BASE", server.id_url)
+    monkeypatch.setattr(twitchio.eventsub.websockets, "WSS", server.ws_url)
+    yield server
+    await server.close()
+
+
+def twitch_settings(tmp_path: Path, fake: FakeTwitch, **twitch: object) -> Settings:
+    values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "channels": CHANNEL.login, **twitch}
+    return make_settings(tmp_path, twitch=values)
+
+
+def store_bot_token(settings: Settings, fake: FakeTwitch, *, expires_in: int = 14_400) -> StoredToken:
+    access, refresh = fake.issue_user_token(expires_in=expires_in)
+    token = StoredToken(fake.bot.id, fake.bot.login, access, refresh)
+    TokenStore(settings.core.data_dir / "twitch_tokens.json").save(token)
+    return token
+
+
+@contextlib.asynccontextmanager
+async def managed(settings: Settings, backend: ScriptedBackend) -> AsyncIterator[ConversationManager]:
+    manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
+    try:
+        yield manager
+    finally:
+        await close_manager(manager)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, manager: ConversationManager, clock: Clock | None = None) -> AsyncIterator[TwitchAdapter]:
+    adapter = TwitchAdapter(settings, manager, clock=clock or MonotonicClock())
+    task = asyncio.create_task(adapter.start())
+    ready = asyncio.create_task(adapter.ready.wait())
+    await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # raises the start-up error
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    token = store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
+        pass
+    paths = [(r.method, r.path) for r in fake.requests]
+    assert ("GET", "/oauth2/validate") in paths
+    users = next(r for r in fake.requests if r.path == "/helix/users")
+    assert users.query == {"login": CHANNEL.login}
+    subscribe = next(r for r in fake.requests if r.path == "/helix/eventsub/subscriptions")
+    assert subscribe.body["type"] == "channel.chat.message"
+    assert subscribe.body["condition"] == {"broadcaster_user_id": CHANNEL.id, "user_id": fake.bot.id}
+    assert subscribe.authorization == f"Bearer {token.access_token}"
+
+
+async def test_public_app_without_a_secret_runs_on_the_bots_user_token(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake, client_secret=None)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["hello"])) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "hi pip")
+        await until(lambda: fake.chat_messages)
+    assert not any(r.query.get("grant_type") == "client_credentials" for r in fake.requests)
+    assert fake.chat_messages[0].message == "hello"
+
+
+async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    old = store_bot_token(settings, fake, expires_in=600)  # twitchio refreshes tokens with < 1 h left
+    async with managed(settings, ScriptedBackend()) as manager:
+        async with running(settings, manager):
+            pass
+        stored = TokenStore(settings.core.data_dir / "twitch_tokens.json").load()
+        assert stored.access_token != old.access_token
+        assert stored.access_token in fake.tokens
+        async with running(settings, manager):  # the restart uses the stored pair
+            pass
+    assert not any(r.path == "/oauth2/device" for r in fake.requests)
+
+
+async def test_device_code_login_stores_a_private_token_file(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    said: list[str] = []
+    token = await authorize_device(settings, announce=said.append)
+    path = settings.core.data_dir / "twitch_tokens.json"
+    assert TokenStore(path).load() == token
+    assert token.user_id == fake.bot.id
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "ABCD-EFGH" in said[0]
+
+
+# -- answering ----------------------------------------------------------------------------------
+
+
+async def test_line_naming_the_character_gets_a_threaded_reply(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["Ahoy there!"])) as manager, running(settings, manager):
+        asked = await fake.chat(CHANNEL.id, VIEWER, "hey Pip, how are you?")
+        await until(lambda: fake.chat_messages)
+    sent = fake.chat_messages[0]
+    assert (sent.message, sent.reply_parent_message_id, sent.sender_id) == ("Ahoy there!", asked, fake.bot.id)
+
+
+async def test_reply_to_the_bots_message_addresses_the_bot(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["first", "second"])) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "pip?")
+        await until(lambda: len(fake.chat_messages) == 1)
+        ours = fake.chat_messages[0]
+        await fake.chat(CHANNEL.id, MOD, "what do you mean", reply_to=(ours.message_id, ours.message, fake.bot))
+        await until(lambda: len(fake.chat_messages) == 2)
+        stored = await manager.memory.message_by_platform_id("twitch", ours.message_id)
+    assert stored is not None and stored.is_character  # our reply is linked to Twitch's id
+
+
+async def test_unaddressed_lines_are_stored_but_not_answered(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    backend = ScriptedBackend()
+    async with managed(settings, backend) as manager, running(settings, manager):
+        for text in ("hello chat", "pipeline is down", "lol"):
+            await fake.chat(CHANNEL.id, VIEWER, text)
+        async with asyncio.timeout(5):
+            while await manager.memory.count_messages("twitch", CHANNEL.id) < 3:
+                await asyncio.sleep(0.01)
+    assert fake.chat_messages == []
+    assert backend.requests == []
+
+
+async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_one(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake, reply_cooldown_s=0)
+    store_bot_token(settings, fake)
+    outputs = ["/ban streamer", ".timeout viewer 600", "./me dances", "  / . /color red", "fine words"]
+    async with managed(settings, ScriptedBackend(outputs)) as manager, running(settings, manager):
+        for number in range(len(outputs)):
+            await fake.chat(CHANNEL.id, VIEWER, f"pip question {number}")
+            await until(lambda: len(fake.chat_messages) > number)
+    sent = [m.message for m in fake.chat_messages]
+    assert sent == ["ban streamer", "timeout viewer 600", "me dances", "color red", "fine words"]
+
+
+def test_output_guard_keeps_one_short_line_without_mass_mentions() -> None:
+    long_text = "word " * 200
+    assert len(twitch_safe(long_text) or "") <= 500
+    assert twitch_safe("line one\nline two") == "line one line two"
+    assert twitch_safe("@a @b @c @d @e hi") == "@a @b @c d e hi"
+    assert twitch_safe(" /// ") is None
+
+
+async def test_identical_consecutive_reply_is_not_sent_again(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake, reply_cooldown_s=0)
+    store_bot_token(settings, fake)
+    backend = ScriptedBackend(["Same answer.", "same answer!", "A new answer."])
+    async with managed(settings, backend) as manager, running(settings, manager) as adapter:
+        for number in range(3):
+            await fake.chat(CHANNEL.id, VIEWER, f"pip {number}")
+            await until(lambda: len(backend.requests) > number)
+        await asyncio.wait_for(adapter.scheduler.join(), 5)
+    assert [m.message for m in fake.chat_messages] == ["Same answer.", "A new answer."]
+    assert adapter.scheduler.stats[Outcome.NOT_SENT] == 1
+
+
+async def test_moderator_badge_on_our_echo_raises_the_send_limit(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    fake.bot_badges[CHANNEL.id] = [badge("moderator")]
+    async with managed(settings, ScriptedBackend(["hi"])) as manager, running(settings, manager) as adapter:
+        assert adapter.budget_for(CHANNEL.id).limit == 20
+        await fake.chat(CHANNEL.id, VIEWER, "pip")
+        await until(lambda: adapter.budget_for(CHANNEL.id).limit == 100)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+async def test_non_moderator_cannot_switch_persona(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "!persona captain-brine")
+        async with asyncio.timeout(5):
+            while await manager.memory.count_messages("twitch", CHANNEL.id) < 1:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        persona = await manager.persona_for("twitch", CHANNEL.id)
+    assert persona.persona_id == "pip"
+    assert fake.chat_messages == []
+
+
+async def test_moderator_switches_persona_and_the_new_name_is_answered(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["Arr!"])) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, MOD, "!persona captain-brine", badges=[badge("moderator")])
+        await until(lambda: len(fake.chat_messages) == 1)
+        assert (await manager.persona_for("twitch", CHANNEL.id)).persona_id == "captain-brine"
+        await fake.chat(CHANNEL.id, VIEWER, "captain brine, where is the treasure?")
+        await until(lambda: len(fake.chat_messages) == 2)
+    assert "Captain Brine" in fake.chat_messages[0].message
+    assert fake.chat_messages[1].message == "Arr!"
+
+
+async def test_persona_command_shows_the_current_one_once_per_cooldown(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        for _ in range(3):
+            await fake.chat(CHANNEL.id, VIEWER, "!persona")
+        await until(lambda: len(fake.chat_messages) == 1)
+        await asyncio.sleep(0.2)
+        assert adapter.scheduler.stats[Outcome.QUEUED] == 0  # commands never reach the reply queue
+    assert [m.message for m in fake.chat_messages] == ["Current persona: Pip."]
+
+
+async def test_forgetme_deletes_what_the_chatter_said(tmp_path: Path, fake: FakeTwitch) -> None:
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "my secret is 42")
+        await fake.chat(CHANNEL.id, VIEWER, "!forgetme")
+        await until(lambda: len(fake.chat_messages) == 1)
+        assert await manager.memory.get_user("twitch", VIEWER.id) is None
+        assert await manager.memory.count_messages("twitch", CHANNEL.id) == 0
+
+
+# -- a recorded chat flood ----------------------------------------------------------------------
+
+CLOCK_SPEED = 30.0  # bot time runs 30x real time: Twitch's 30 s window lasts 1 s of the test
+CHAT_SPEED = 20.0  # the recorded chat is replayed 20x faster than it happened, in bot time
+ADDRESS_EVERY = 6
+
+
+def load_chat(shared_data: Path) -> list[dict[str, str]]:
+    with (shared_data / "live-chat-press-briefing.csv").open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def addressed_rows(rows: list[dict[str, str]]) -> set[int]:
+    """Every Nth line among those nobody else wrote: naming Pip in them cannot make a copypasta."""
+    counts = Counter(normalise_text(row["message"]) for row in rows)
+    unique = [index for index, row in enumerate(rows) if counts[normalise_text(row["message"])] == 1]
+    return set(unique[::ADDRESS_EVERY])
+
+
+async def replay_chat(fake: FakeTwitch, rows: list[dict[str, str]], addressed: set[int], clock: Clock) -> list[str]:
+    start = datetime.fromisoformat(rows[0]["published_at"])
+    chatters: dict[str, FakeChatUser] = {}
+    message_ids = []
+    for index, row in enumerate(rows):
+        due = (datetime.fromisoformat(row["published_at"]) - start).total_seconds() / CHAT_SPEED
+        if due > clock.now():
+            await clock.sleep(due - clock.now())
+        chatter = chatters.setdefault(row["author"], FakeChatUser(f"u{len(chatters) + 1}", f"user{len(chatters) + 1}", row["author"]))
+        text = f"Pip, {row['message']}" if index in addressed else row["message"]
+        message_ids.append(await fake.chat(CHANNEL.id, chatter, text, message_id=f"csv-{index}"))
+    return message_ids
+
+
+
+def stored_platform_ids(db_path: Path) -> set[str]:
+    with sqlite3.connect(db_path) as db:
+        return {row[0] for row in db.execute("SELECT platform_message_id FROM messages WHERE is_character = 0")}
+
+
+@pytest.mark.slow
+async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(tmp_path: Path, fake: FakeTwitch, shared_data: Path) -> None:
+    rows = load_chat(shared_data)
+    addressed = addressed_rows(rows)
+    clock = ScaledClock(CLOCK_SPEED)
+    fake.clock = clock
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    # The model tries Twitch commands now and then; none may reach chat as one.
+    backend = ScriptedBackend([f"{('/', '.', '')[n % 3]}answer {n}" for n in range(len(rows))])
+    final: dict[str, Outcome] = {}
+    async with managed(settings, backend) as manager, running(settings, manager, clock) as adapter:
+        adapter.scheduler.on_outcome = lambda event, outcome: final.__setitem__(event.message_id, outcome)
+        message_ids = await replay_chat(fake, rows, addressed, clock)
+        await until(lambda: len(final) >= len(rows), timeout=60)
+        await asyncio.wait_for(adapter.scheduler.join(), 30)
+    sends = [m.received_at for m in fake.chat_messages]
+    outcomes = Counter(final[f"csv-{index}"] for index in addressed)
+    print(f"\n{len(rows)} lines, {len(addressed)} addressed: {dict(outcomes)}; {len(sends)} sent, "
+          f"most in any 30 s: {most_in_any_window(sends)}; all outcomes: {dict(adapter.scheduler.stats)}")
+    assert most_in_any_window(sends) <= 20
+    assert all(m.is_sent for m in fake.chat_messages)
+    assert set(outcomes) <= {Outcome.REPLIED, Outcome.STALE}
+    assert outcomes[Outcome.REPLIED] > 0
+    assert not any(m.message.startswith(("/", ".")) for m in fake.chat_messages)
+    assert stored_platform_ids(settings.db_path) >= set(message_ids)
+
