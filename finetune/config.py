@@ -52,6 +52,11 @@ class AdapterArguments:
         metadata={"help": "Modules that get LoRA weights: 'all-linear' (recommended) or names such as q_proj v_proj."},
     )
     num_virtual_tokens: int = field(default=20, metadata={"help": "prompt_tuning: number of trained virtual tokens."})
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads for torch (default: torch's choice). On a busy shared machine 1 is often "
+                  "several times faster: OpenMP threads spin-wait on cores other processes hold."},
+    )
     prompt_tuning_init_text: str | None = field(
         default=None,
         metadata={"help": "prompt_tuning: text the virtual tokens start from; default: the persona card's description."},

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from personas.card import PersonaCard
+from personas.loader import load_card as load_persona_card
+from personas.render import render_system_prompt
 
 __all__ = ["DEFAULT_CARD", "load_card", "persona_text", "system_prompt"]
 
@@ -18,20 +20,11 @@ DEFAULT_CARD = Path(__file__).resolve().parent.parent / "personas" / "cards" / "
 
 
 def load_card(path: Path | str) -> PersonaCard:
-    try:
-        from personas.loader import load_card as load_persona_card
-    except ImportError:  # TEMPORARY until the foundation lands
-        import yaml
-
-        return PersonaCard.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    """Load a card (YAML, JSON or PNG) with the bot's own loader; errors name file and field."""
     return load_persona_card(Path(path))
 
 
 def system_prompt(card: PersonaCard) -> str:
-    try:
-        from personas.render import render_system_prompt
-    except ImportError:  # TEMPORARY until the foundation lands
-        return f"You are {card.display_name}. {card.description} {card.personality}".strip()
     return render_system_prompt(card)
 
 

@@ -77,14 +77,17 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     import torch
     from trl import SFTConfig, TrlParser
 
+    args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
+    # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
+    method = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)[0].method
+    if method == "qlora" and not torch.cuda.is_available():
+        raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
     parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))
     bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     parser.set_defaults(**_DEFAULTS, bf16=bf16)
-    adapter_args, data_args, sft_config = parser.parse_args_and_config(_expand_preset(list(argv if argv is not None else sys.argv[1:])))
+    adapter_args, data_args, sft_config = parser.parse_args_and_config(args)
     if adapter_args.method == "prompt_tuning" and sft_config.packing:
         raise ConfigError("packing is not supported with prompt_tuning: the virtual tokens belong to each sequence")
-    if adapter_args.method == "qlora" and not torch.cuda.is_available():
-        raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
     return adapter_args, data_args, sft_config
 
 
@@ -130,8 +133,11 @@ def _losses(log_history: list[dict[str, Any]]) -> tuple[float | None, float | No
 
 
 def train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any) -> TrainResult:
+    import torch
     from trl import SFTTrainer
 
+    if adapter_args.threads:
+        torch.set_num_threads(adapter_args.threads)
     model_path = resolve_base_model(adapter_args.base_model)
     tokenizer = load_tokenizer(model_path)
     card = load_card(data_args.card)

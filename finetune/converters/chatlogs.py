@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.prompt import speaker_label
 from finetune.converters.base import ConvertContext
 from finetune.data import Conversation, Message
 from finetune.errors import DataError
@@ -82,8 +83,8 @@ def _turn(row: dict[str, Any], character: str, options: ChatLogOptions) -> Messa
         if options.approved_only and not _truthy(row.get("approved", False)):
             return None
         return Message(role="assistant", content=text)
-    author = str(row.get("author") or row.get("author_name") or "viewer").strip()
-    return Message(role="user", content=f"{author}: {text}")
+    # The same label the prompt builder gives chat lines at serving time.
+    return Message(role="user", content=f"{speaker_label(str(row.get('author') or row.get('author_name') or ''))}: {text}")
 
 
 def from_chatlog(
