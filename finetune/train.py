@@ -134,10 +134,19 @@ def _losses(log_history: list[dict[str, Any]]) -> tuple[float | None, float | No
 
 def train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any) -> TrainResult:
     import torch
-    from trl import SFTTrainer
 
+    threads_before = torch.get_num_threads()
     if adapter_args.threads:
         torch.set_num_threads(adapter_args.threads)
+    try:
+        return _train(adapter_args, data_args, sft_config)
+    finally:
+        torch.set_num_threads(threads_before)  # the setting is process-wide; leave it as found
+
+
+def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any) -> TrainResult:
+    from trl import SFTTrainer
+
     model_path = resolve_base_model(adapter_args.base_model)
     tokenizer = load_tokenizer(model_path)
     card = load_card(data_args.card)
