@@ -206,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="evaluate on the first N conversations only")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy shared machine)")
     parser.add_argument("--out", type=Path, default=Path("outputs/eval"), help="folder for report.md, report.json, report.png")
     return parser
 
@@ -214,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from finetune.report import write_reports
 
     args = _parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         conversations = _load_conversations(args.data, args.card, args.limit)
         results = evaluate_all(args.base_model, [_adapter_spec(spec) for spec in args.adapter], conversations,

@@ -15,8 +15,8 @@ __all__ = ["METEOR_NOTICE", "bleu", "chrf", "distinct_n", "meteor", "wordnet_ava
 
 METEOR_NOTICE = (
     "METEOR not computed: NLTK's WordNet data is not installed. Install it with "
-    "`python -m nltk.downloader wordnet` where the internet is reachable, or Debian's `wordnet-base` "
-    "package (see docs/readme/finetune.md)."
+    "`python -m nltk.downloader wordnet` where the internet is reachable, or offline with "
+    "`apt-get install wordnet-base && python -m finetune.wordnet`."
 )
 
 _WORDS = re.compile(r"\w+|[^\w\s]")

@@ -168,7 +168,8 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     adapter_dir = Path(sft_config.output_dir)
     result = TrainResult(adapter_dir, adapter_args.method, trainer.state.global_step, first, last, seconds)
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(adapter_dir)
+        # save_embedding_layers=False: we never train embeddings, and "auto" looks the base up on the Hub.
+        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
         save_resolved_config(adapter_dir, adapter_args, data_args, sft_config, result, model_path)
     return result
 

@@ -31,13 +31,19 @@ def test_distinct_n_counts_unique_ngrams_over_all_replies() -> None:
     assert distinct_n([""], 2) == 0.0
 
 
-def test_meteor_is_none_with_a_notice_when_wordnet_is_missing_never_zero() -> None:
-    score = meteor(["hi there"], ["hi there"])
-    if wordnet_available():
-        assert score == pytest.approx(100.0, abs=1.0)
-    else:
-        assert score is None
-        assert "WordNet" in METEOR_NOTICE
+def test_meteor_is_none_with_a_notice_when_wordnet_is_missing_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune.metrics
+
+    monkeypatch.setattr(finetune.metrics, "wordnet_available", lambda: False)
+    assert meteor(["hi there"], ["hi there"]) is None
+    assert "WordNet" in METEOR_NOTICE and "python -m finetune.wordnet" in METEOR_NOTICE
+
+
+def test_meteor_scores_matching_replies_high_when_wordnet_is_installed() -> None:
+    if not wordnet_available():
+        pytest.skip(METEOR_NOTICE)
+    reply = "Peppermint tea is perfect for boss fights and mild panic."
+    assert meteor([reply], [reply]) > 95 > meteor(["Completely unrelated words."], [reply])
 
 
 def test_every_character_turn_becomes_a_reply_item_with_its_context() -> None:
@@ -85,3 +91,19 @@ def test_reports_are_written_as_markdown_json_and_png(tmp_path: Path) -> None:
     assert [row["perplexity"] for row in payload["results"]] == [40.0, 20.0]
     assert payload["meteor_notice"] == METEOR_NOTICE
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_debian_wordnet_is_copied_with_the_files_nltk_also_needs(tmp_path: Path) -> None:
+    from finetune.wordnet import install_wordnet
+
+    source = tmp_path / "debian"
+    source.mkdir()
+    (source / "data.noun").write_text("nouns", encoding="utf-8")
+    (source / "bin").mkdir()
+
+    target = install_wordnet(source, tmp_path / "nltk_data")
+
+    assert (target / "data.noun").read_text(encoding="utf-8") == "nouns" and not (target / "data.noun").is_symlink()
+    lexnames = (target / "lexnames").read_text(encoding="utf-8").splitlines()
+    assert len(lexnames) == 45 and lexnames[0] == "00\tadj.all\t3" and lexnames[3] == "03\tnoun.Tops\t1"
+    assert (target / "index.sense").exists()
