@@ -12,7 +12,7 @@ card when loaded (:func:`with_system_prompt`), so training always sees the promp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,6 @@ __all__ = [
     "Conversation",
     "Message",
     "count_turns",
-    "iter_character_replies",
     "read_jsonl",
     "shipped_split",
     "with_system_prompt",
@@ -133,10 +132,3 @@ def count_turns(conversations: Iterable[Conversation]) -> dict[str, int]:
             counts[message.role] += 1
     return counts
 
-
-def iter_character_replies(conversations: Iterable[Conversation]) -> Iterator[tuple[Conversation, int]]:
-    """Yield (conversation, index) for every assistant turn, index into ``messages``."""
-    for conversation in conversations:
-        for index, message in enumerate(conversation.messages):
-            if message.role == "assistant":
-                yield conversation, index

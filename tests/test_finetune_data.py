@@ -198,3 +198,15 @@ def test_the_shipped_pip_set_has_a_few_hundred_turns_and_a_disjoint_heldout_spli
     assert not train_replies & {m.content for c in heldout for m in c.turns}
     _, report = clean_conversations(train + heldout)
     assert report.dropped == {}  # the shipped set is already clean
+
+
+def test_the_prepare_command_converts_cleans_and_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune.prepare import main
+
+    assert main(["--kind", "personachat_tc", "--source", str(DATA / "personachat_truecased.jsonl"),
+                 "--out", str(tmp_path), "--heldout", "0.5"]) == 0
+
+    train, heldout = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "heldout.jsonl")
+    assert len(train) == len(heldout) == 1
+    assert all(c.system_prompt and c.persona == "pip" for c in train + heldout)  # rendered from the default card
+    assert "kept 2 conversations" in capsys.readouterr().out
