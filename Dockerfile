@@ -1,14 +1,34 @@
 # The bot for a remote (vLLM / OpenAI-compatible) backend: no torch, no transformers.
+# torch is imported only by engine/backends/embedded.py, which COSTAR_BACKEND_KIND=openai never loads
+# (tests/test_openai_backend.py::test_bot_with_the_remote_backend_never_imports_torch).
+#
+#   docker build -t costar .
+#   docker run --rm -e COSTAR_BACKEND_BASE_URL=http://vllm-host:8000/v1 costar vllm-args
 FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
 WORKDIR /app
+# Dependencies first, so code edits do not reinstall them: the core set only (pyproject.toml).
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY engine ./engine
 COPY memory ./memory
 COPY personas ./personas
 COPY finetune ./finetune
-RUN pip install --no-cache-dir .
-ENV COSTAR_DATA_DIR=/data COSTAR_BACKEND_KIND=openai
+RUN pip install . \
+    && python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') else 0)"
+
+RUN useradd --create-home --uid 10001 costar && mkdir -p /data /config && chown costar /data /config
+USER costar
+
+ENV COSTAR_DATA_DIR=/data \
+    COSTAR_BACKEND_KIND=openai \
+    COSTAR_METRICS_HOST=0.0.0.0
 VOLUME ["/data"]
+EXPOSE 9108
 ENTRYPOINT ["costar"]
 CMD ["run"]

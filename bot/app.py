@@ -10,6 +10,7 @@ from typing import Protocol
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.manager import ConversationManager
+from engine.metrics import Metrics
 from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from engine.tokens import TokenCounter, load_token_counter
@@ -50,8 +51,11 @@ async def build_manager(settings: Settings, backend: Backend | None = None, coun
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
     memory = await MemoryStore.open(settings.db_path)
-    backend = backend or make_backend(settings)
-    manager = ConversationManager(settings=settings, personas=personas, memory=memory, backend=backend, counter=counter)
+    metrics = Metrics()
+    backend = backend or make_backend(settings, personas, metrics)
+    manager = ConversationManager(
+        settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
+    )
     manager.default_persona()  # fail early with a clear message when no persona is usable
     return manager
 
@@ -80,6 +84,10 @@ def configured_adapters(settings: Settings, manager: ConversationManager, *, con
 
 async def run(settings: Settings, *, console: bool | None = None) -> int:
     manager = await build_manager(settings)
+    metrics_server = None
+    if settings.metrics.port is not None:
+        metrics_server = manager.metrics.serve(settings.metrics.port, settings.metrics.host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", settings.metrics.host, metrics_server.port)
     try:
         await manager.backend.start()
         adapters = configured_adapters(settings, manager, console=console)
@@ -91,4 +99,6 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
             log.error("adapter stopped: %s", failure)
         return 1 if failures else 0
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         await close_manager(manager)

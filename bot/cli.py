@@ -9,6 +9,8 @@
     costar persona show pip        the card and the system prompt it renders to
     costar persona check card.png  validate a card file without installing it
     costar model prepare           convert the built-in model once (make run does it too)
+    costar vllm-args               the `vllm serve` command for the installed personas' adapters
+    costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
     costar twitch auth             log the bot account in to Twitch once (device code)
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +94,24 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import load_personas
+    from engine.vllm_args import plan_from_settings
+
+    plan = plan_from_settings(
+        settings, load_personas(settings), weights=args.model, max_loras=args.max_loras, server_adapter_dir=args.server_dir
+    )
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    text = plan.command() if args.format == "command" else shlex.join(plan.args())
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
 def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
     from bot.twitch_auth import authorize_device
 
@@ -118,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="prepare the embedded model")
     model.add_argument("action", choices=["prepare"])
     model.set_defaults(handler=_cmd_model)
+    vllm = commands.add_parser("vllm-args", help="print `vllm serve` arguments for the installed personas")
+    vllm.add_argument("--model", help="weights vLLM loads (hub id or server folder); default: COSTAR_BACKEND_MODEL")
+    vllm.add_argument("--max-loras", type=int, help="adapters active at once (default: COSTAR_BACKEND_MAX_LORAS)")
+    vllm.add_argument("--server-dir", help="the adapters folder as the server sees it (default: COSTAR_BACKEND_SERVER_ADAPTER_DIR)")
+    vllm.add_argument("--format", choices=["command", "shell"], default="command",
+                      help="command: a readable `vllm serve` command; shell: the arguments on one quoted line")
+    vllm.add_argument("--output", help="write to this file instead of stdout")
+    vllm.set_defaults(handler=_cmd_vllm_args)
     twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
     twitch.add_argument("action", choices=["auth"])
     twitch.set_defaults(handler=_cmd_twitch)

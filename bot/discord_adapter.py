@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import discord
 from discord import app_commands
@@ -18,7 +19,7 @@ from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from engine.errors import EngineError, SettingsError
-from engine.events import ChatEvent
+from engine.events import ChatEvent, Reply
 from engine.manager import ConversationManager
 from engine.postprocess import PlatformLimits
 from engine.settings import Settings
@@ -128,14 +129,24 @@ class DiscordAdapter:
 
     async def _write_reply(self, writer: ReplyWriter, event: ChatEvent) -> None:
         if self.settings.discord.stream_replies:
-            await writer.stream(self.manager.reply_stream(event))
-            return
-        reply = await self.manager.reply(event)
-        if reply is not None and reply.text.strip():
-            sent = await writer.send_whole(reply.text)
-            if sent and reply.memory_id is not None:
-                # Lets a later reply-to-this-message find the stored line.
-                await self.manager.memory.set_platform_message_id(reply.memory_id, str(sent[0].id))
+            finished: list[Reply] = []
+
+            async def snapshots() -> AsyncIterator[str]:
+                async for item in self.manager.generate(event):
+                    if isinstance(item, Reply):
+                        finished.append(item)
+                    else:
+                        yield item
+
+            await writer.stream(snapshots())
+            reply = finished[0] if finished else None
+        else:
+            reply = await self.manager.reply(event)
+            if reply is not None and reply.text.strip():
+                await writer.send_whole(reply.text)
+        if reply is not None and reply.memory_id is not None and writer.sent:
+            # Lets a later reply-to-this-message find the stored line.
+            await self.manager.memory.set_platform_message_id(reply.memory_id, str(writer.sent[0].id))
 
     async def _apologise(self, writer: ReplyWriter) -> None:
         if writer.sent or not self.fallback_reply:

@@ -130,6 +130,7 @@ class TwitchAdapter:
             ),
             clock=self.clock,
             budget_for=lambda event: self.budget_for(event.channel_id),
+            on_outcome=manager.metrics.scheduler_outcome,  # dropped lines by reason in /metrics
         )
         self.ready = asyncio.Event()
         self.bot: StoredToken | None = None

@@ -12,12 +12,14 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
+from engine.adapter_paths import adapter_folder
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, EngineError, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
+from engine.metrics import Metrics
 from engine.postprocess import PlatformLimits, cut_at_stops, postprocess
 from engine.prompt import BuiltPrompt, PromptBuilder, PromptInputs, speaker_label
 from engine.settings import Settings
@@ -51,8 +53,10 @@ class ConversationManager:
         memory: MemoryStore,
         backend: Backend,
         counter: TokenCounter,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.personas = personas
         self.memory = memory
         self.backend = backend
@@ -122,30 +126,48 @@ class ConversationManager:
 
     async def reply(self, event: ChatEvent) -> Reply | None:
         final: Reply | None = None
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, Reply):
                 final = item
         return final
 
     async def reply_stream(self, event: ChatEvent) -> AsyncIterator[str]:
-        async for item in self._generate(event):
+        async for item in self.generate(event):
             if isinstance(item, str):
                 yield item
 
-    async def _generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+    async def generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+        """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
+
+        For adapters that stream and still need the Reply (to link the platform's message id).
+        """
+        timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
-        async with self._channel_locks[event.channel_key], self._generation_slots:
+        async with self._generation_turn(event.channel_key):
             built = await self._build_prompt(event, persona)
             request = self._request(persona, built, event)
-            stream = self.backend.stream(request)
-            raw = ""
-            async for raw in self._stream_raw(stream, request.stop):
-                snapshot = self._finish(raw, persona, event, request.stop)
-                if snapshot:
-                    yield snapshot
-            text = self._finish(raw, persona, event, request.stop)
-            if not text:
+            text = ""
+            # A tiny model sometimes says nothing usable (only a speaker label or an end token):
+            # one more sample is cheaper than a silent co-host.
+            for _attempt in range(2):
+                stream = self.backend.stream(request)
+                raw = ""
+                try:
+                    async for raw in self._stream_raw(stream, request.stop):
+                        snapshot = self._finish(raw, persona, event, request.stop)
+                        if snapshot:
+                            timer.first_chunk()
+                            yield snapshot
+                except BackendError as exc:
+                    self.metrics.backend_error(exc)
+                    self.metrics.drop("backend_error")
+                    raise
+                text = self._finish(raw, persona, event, request.stop)
+                if text:
+                    break
                 log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(raw))
+            if not text:
+                self.metrics.drop("empty_reply")
                 return
             reply = Reply(
                 event=event,
@@ -158,7 +180,18 @@ class ConversationManager:
                 finish_reason=stream.finish_reason,
             )
             memory_id = await self.memory.record_reply(reply)
+            self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
+
+    @asynccontextmanager
+    async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:
+        """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
+        async with AsyncExitStack() as held:
+            with self.metrics.waiting_for_slot():
+                await held.enter_async_context(self._channel_locks[channel_key])
+                await held.enter_async_context(self._generation_slots)
+            with self.metrics.generating():
+                yield
 
     async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
         """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
@@ -206,14 +239,7 @@ class ConversationManager:
         return replace(request, shorten=lambda: _without_older_half(request))
 
     def _adapter_path(self, persona: PersonaCard) -> str | None:
-        adapter = persona.model.adapter
-        if adapter is None or adapter.path is None:
-            return None
-        path = Path(adapter.path).expanduser()
-        source = self.personas.sources.get(persona.persona_id)
-        if not path.is_absolute() and source is not None:
-            path = source.parent / path
-        return str(path)
+        return adapter_folder(persona, self.personas.sources.get(persona.persona_id))
 
     # -- prompt -----------------------------------------------------------------------------
 
@@ -230,11 +256,12 @@ class ConversationManager:
         user = await self.memory.get_user(event.platform, event.author_id)
         notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
+        replied_to = await self._replied_line(event, history)
         inputs = PromptInputs(
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
             history=history,
-            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
+            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count, replied_to),
             new_line=ChatMessage("user", f"{speaker_label(event.author_name)}: {event.text}"),
             window_start_id=window_start,
         )
@@ -248,6 +275,15 @@ class ConversationManager:
             built = replace(self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens), trimmed=True)
         self._window_start[key] = built.window_start_id
         return built
+
+    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> StoredMessage | None:
+        """The line this one replies to, when it has scrolled out of the history window."""
+        if not event.reply_to_id:
+            return None
+        line = await self.memory.message_by_platform_id(event.platform, event.reply_to_id)
+        if line is None or any(kept.id == line.id for kept in history):
+            return None
+        return line
 
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)

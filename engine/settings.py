@@ -35,7 +35,10 @@ _OUR_PREFIXES = ("COSTAR_", "DISCORD_", "TWITCH_")
 
 def _section(prefix: str) -> SettingsConfigDict:
     # extra="ignore": .env holds every section's keys; unknown ones are caught by _check_unknown.
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: "DISCORD_TEST_GUILD_ID=" in .env means unset, as people expect.
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
 
 class CoreSettings(BaseSettings):
@@ -65,6 +68,11 @@ class BackendSettings(BaseSettings):
     base_url: str | None = Field(None, description="openai: the server's /v1 URL, e.g. http://localhost:8000/v1")
     api_key: SecretStr | None = Field(None, description="openai: the server's API key (vLLM --api-key); secret")
     runtime_lora_loading: bool = Field(False, description="openai: load unknown adapters via /v1/load_lora_adapter")
+    retry_attempts: int = Field(4, ge=1, description="openai: tries in all while the server is unreachable or 503")
+    retry_backoff_s: float = Field(0.5, gt=0, description="openai: first wait between those tries; doubles each time")
+    max_loras: int | None = Field(None, ge=1, description="vllm-args: adapters active at once (default: min(personas with adapters, MAX_CONCURRENCY))")
+    server_adapter_dir: str | None = Field(None, description="openai/vllm-args: the adapters folder as the vLLM server sees it (docker), e.g. /adapters")
+    check_models: bool = Field(True, description="openai: at start, check GET /v1/models lists every persona's adapter")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> BackendSettings:
@@ -91,7 +99,7 @@ class MetricsSettings(BaseSettings):
     model_config = _section("COSTAR_METRICS_")
 
     port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus /metrics on this port")
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="address /metrics listens on; 0.0.0.0 inside a container")
 
 
 class DiscordSettings(BaseSettings):

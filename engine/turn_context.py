@@ -37,9 +37,13 @@ def build_turn_context(
     notes: Sequence[str],
     history: Sequence[StoredMessage],
     count_tokens: Callable[[str], int],
+    replied_to: StoredMessage | None = None,
 ) -> list[str]:
     """Context parts, most important first (the prompt builder drops from the end when short)."""
     parts = [_speaker_memory(event, user, notes)]
+    if replied_to is not None:
+        speaker = persona.display_name if replied_to.is_character else replied_to.author_name
+        parts.append(f'{event.author_name} is replying to this earlier line by {speaker}: "{replied_to.text[:300]}"')
     if persona.post_history_instructions:
         parts.append(substitute_macros(persona.post_history_instructions, persona.display_name, event.author_name))
     recent = [line.text for line in history] + [event.text]

@@ -101,3 +101,22 @@ async def test_replies_in_one_channel_use_the_persona_chosen_there(manager, scri
     assert scripted.requests[-1].messages[0].content.startswith("You are Captain Brine")
     other = await manager.handle(_event("and you?", channel="other"))
     assert other is not None and other.persona_id == "pip"
+
+
+async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(tmp_path: Path, token_counter) -> None:
+    settings = make_settings(tmp_path, prompt={"history_lines": 10})
+    backend = ScriptedBackend(default="Sure!")
+    manager = await build_manager(settings, backend=backend, counter=token_counter)
+    try:
+        old = ChatEvent(platform="discord", channel_id="c", author_id="ann", author_name="ann",
+                        text="my cat is called Biscuit", message_id="old-1")
+        await manager.ingest(old)
+        for index in range(30):
+            await manager.ingest(ChatEvent(platform="discord", channel_id="c", author_id="x", author_name="x", text=f"spam {index}"))
+        answer = ChatEvent(platform="discord", channel_id="c", author_id="bo", author_name="bo", text="what was it called?",
+                           reply_to_id="old-1", addresses_bot=True)
+        await manager.handle(answer)
+        context = backend.requests[-1].messages[-2].content
+        assert 'bo is replying to this earlier line by ann: "my cat is called Biscuit"' in context
+    finally:
+        await close_manager(manager)

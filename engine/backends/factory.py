@@ -1,14 +1,24 @@
-"""Build the configured backend. Heavy imports happen only for the backend that is chosen."""
+"""Build the configured backend. Heavy imports happen only for the backend that is chosen.
+
+torch and transformers are imported by ``engine.backends.embedded`` alone, so a bot pointed at a
+remote server (``COSTAR_BACKEND_KIND=openai``) runs without them (the Dockerfile installs neither).
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from engine.backends.base import Backend
 from engine.settings import Settings
 
+if TYPE_CHECKING:
+    from engine.metrics import Metrics
+    from personas.registry import PersonaRegistry
+
 __all__ = ["make_backend"]
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, personas: PersonaRegistry | None = None, metrics: Metrics | None = None) -> Backend:
     kind = settings.backend.kind
     if kind == "embedded":
         from engine.backends.embedded import EmbeddedBackend
@@ -19,6 +29,10 @@ def make_backend(settings: Settings) -> Backend:
             device=settings.backend.device,
             threads=settings.backend.threads,
         )
+    if kind == "openai":
+        from engine.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend.from_settings(settings, personas, metrics=metrics)
     if kind == "scripted":
         from engine.backends.scripted import ScriptedBackend
 

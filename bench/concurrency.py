@@ -1,0 +1,137 @@
+"""Do conversations in different channels generate concurrently? K channels at once vs one.
+
+Each round sends one addressed line to each of K fresh channels at once through the real
+ConversationManager and the OpenAI-compatible backend, and compares the wall time with one line
+in one channel: ratio = time(K concurrent) / time(one). A manager that serialised channels would
+show ratio ~= K; the target against a server with a fixed per-request delay (tests/fake_vllm.py,
+which like vLLM handles requests in parallel) is <= 1.25 for K <= COSTAR_BACKEND_MAX_CONCURRENCY.
+
+The same is measured against `transformers serve` with SmolLM2 on the CPU for reference: that
+server generates one request at a time (no continuous batching by default), so its ratio shows
+the server, not the bot. On a shared 2-core machine one reply there takes tens of seconds, so that
+part runs one round with --cpu-k channels and replies capped at --cpu-max-tokens.
+
+    python bench/concurrency.py                     # K=4, 1.0 s delay, then transformers serve (K=2)
+    python bench/concurrency.py -k 8 --delay 0.5 --skip-transformers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bot.app import build_manager, close_manager  # noqa: E402
+from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
+from engine.events import ChatEvent  # noqa: E402
+from engine.manager import ConversationManager  # noqa: E402
+from engine.model_store import ensure_default_model  # noqa: E402
+from engine.settings import CoreSettings, load_settings  # noqa: E402
+from engine.tokens import TokenizerCounter  # noqa: E402
+from tests.fake_vllm import FakeVllm  # noqa: E402
+from tests.transformers_serve import MODEL_NAME, serve_smollm2  # noqa: E402
+
+
+class CappedReplies(Backend):
+    """Passes requests on with max_tokens capped: CPU replies of 120 tokens would take minutes."""
+
+    def __init__(self, inner: Backend, max_tokens: int) -> None:
+        self.inner = inner
+        self.max_tokens = max_tokens
+        self.name = inner.name
+
+    def stream(self, request: GenerationRequest) -> TextStream:
+        return self.inner.stream(dataclasses.replace(request, max_tokens=min(request.max_tokens, self.max_tokens)))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def line_for(channel: str) -> ChatEvent:
+    return ChatEvent(platform="twitch", channel_id=channel, author_id=f"viewer-{channel}", author_name="viewer",
+                     text="hey pip, what's your favourite game?", addresses_bot=True)
+
+
+async def timed_round(manager: ConversationManager, channels: list[str]) -> float:
+    started = time.perf_counter()
+    replies = await asyncio.gather(*(manager.handle(line_for(channel)) for channel in channels))
+    elapsed = time.perf_counter() - started
+    if any(reply is None for reply in replies):
+        raise SystemExit("a channel got no reply; the measurement would be meaningless")
+    return elapsed
+
+
+async def measure(
+    base_url: str, k: int, rounds: int, counter: TokenizerCounter, max_tokens: int | None, *, in_turn: bool = True
+) -> dict[str, float]:
+    """Median seconds for one channel, K channels at once, and (``in_turn``) K channels one after another."""
+    with tempfile.TemporaryDirectory(prefix="costar-bench-") as data_dir:
+        settings = load_settings(None, core={"data_dir": data_dir}, backend={
+            "kind": "openai", "base_url": base_url, "model": MODEL_NAME, "max_concurrency": k, "timeout_s": 300})
+        manager = await build_manager(settings, counter=counter)
+        if max_tokens is not None:
+            manager.backend = CappedReplies(manager.backend, max_tokens)
+        try:
+            await timed_round(manager, ["warm-up"])  # first connection, first prompt render
+            one, together, sequential = [], [], []
+            for r in range(rounds):
+                one.append(await timed_round(manager, [f"one-{r}"]))
+                together.append(await timed_round(manager, [f"k-{r}-{i}" for i in range(k)]))
+                if in_turn:
+                    sequential.append(sum([await timed_round(manager, [f"seq-{r}-{i}"]) for i in range(k)]))
+        finally:
+            await close_manager(manager)
+    medians = {"one": statistics.median(one), "together": statistics.median(together)}
+    return medians | ({"in_turn": statistics.median(sequential)} if sequential else {})
+
+
+async def against_fake(k: int, rounds: int, delay_s: float, counter: TokenizerCounter) -> dict[str, float]:
+    async with FakeVllm(MODEL_NAME, delay_s=delay_s) as fake:
+        return await measure(fake.base_url, k, rounds, counter, None)
+
+
+def against_transformers(k: int, rounds: int, max_tokens: int, model_dir: Path, counter: TokenizerCounter) -> dict[str, float]:
+    with serve_smollm2(model_dir) as base_url:
+        return asyncio.run(measure(base_url, k, rounds, counter, max_tokens, in_turn=False))
+
+
+def print_row(server: str, k: int, r: dict[str, float]) -> None:
+    in_turn = f"{r['in_turn']:>10.2f}" if "in_turn" in r else f"{'-':>10}"
+    print(f"{server:<34} {k:>2} {r['one']:>8.2f} {r['together']:>10.2f} {in_turn} {r['together'] / r['one']:>7.2f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-k", type=int, default=4, help="channels at once (default 4 = COSTAR_BACKEND_MAX_CONCURRENCY)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server; medians are reported")
+    parser.add_argument("--delay", type=float, default=1.0, help="the fake server's fixed seconds per request")
+    parser.add_argument("--cpu-k", type=int, default=2, help="channels at once against transformers serve (default 2)")
+    parser.add_argument("--cpu-max-tokens", type=int, default=16, help="reply cap against transformers serve")
+    parser.add_argument("--skip-transformers", action="store_true", help="only the fixed-delay server")
+    args = parser.parse_args(argv)
+
+    model_dir = ensure_default_model(CoreSettings().cache_dir)
+    counter = TokenizerCounter(model_dir / "tokenizer.json")
+    # A plain SIGTERM (e.g. from `timeout`) must still run the finally blocks that stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    fake = asyncio.run(against_fake(args.k, args.rounds, args.delay, counter))
+    print(f"{'server':<34} {'K':>2} {'one (s)':>8} {'K at once':>10} {'K in turn':>10} {'ratio':>7}", flush=True)
+    print_row(f"fixed delay {args.delay:g} s (fake vLLM)", args.k, fake)
+    if not args.skip_transformers:
+        cpu = against_transformers(args.cpu_k, 1, args.cpu_max_tokens, model_dir, counter)
+        print_row(f"transformers serve, CPU, {args.cpu_max_tokens} tok", args.cpu_k, cpu)
+    print(f"RESULT ratio={fake['together'] / fake['one']:.3f} k={args.k} delay_s={args.delay:g} target=1.25")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Prometheus metrics for the bot, served on ``/metrics`` when COSTAR_METRICS_PORT is set.
+
+Each :class:`Metrics` owns its registry, so tests and several managers in one process never
+collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
+``vllm:num_requests_waiting``): ours measure what a viewer sees, theirs what the GPU does.
+
+    costar_replies_total{platform,persona}            replies sent
+    costar_time_to_first_chunk_seconds{platform}      event in -> first text chunk out
+    costar_reply_latency_seconds{platform}            event in -> reply finished
+    costar_queue_depth                                replies waiting for a generation slot
+    costar_generations_in_flight                      replies generating right now
+    costar_dropped_messages_total{reason}             lines not answered: the scheduler's outcomes
+                                                      (stale, duplicate, copypasta, queue_full, ignored,
+                                                      not_sent, failed), the manager's empty_reply and
+                                                      backend_error
+    costar_backend_errors_total{kind}                 replies lost to a backend error
+    costar_backend_retries_total{kind}                backend errors we retried past
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+__all__ = ["Metrics", "MetricsServer", "ReplyTimer"]
+
+# Chat replies take from a fraction of a second (vLLM, short reply) to tens of seconds (CPU model).
+# engine.scheduler.Outcome values that are not a drop (it is a StrEnum, so plain strings compare).
+_ANSWERED_OR_WAITING = frozenset({"queued", "replied"})
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(slots=True)
+class ReplyTimer:
+    """Times one reply from the moment its event arrived; feed it to :meth:`Metrics.finish_reply`."""
+
+    platform: str
+    started: float = field(default_factory=time.perf_counter)
+    first_chunk_at: float | None = None
+
+    def first_chunk(self) -> None:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.perf_counter()
+
+
+@dataclass(slots=True)
+class MetricsServer:
+    server: WSGIServer
+    thread: Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        reg = self.registry
+        self.replies = Counter("costar_replies", "Replies sent", ["platform", "persona"], registry=reg)
+        self.time_to_first_chunk = Histogram(
+            "costar_time_to_first_chunk_seconds", "Event received to first reply text",
+            ["platform"], buckets=_LATENCY_BUCKETS, registry=reg,
+        )
+        self.reply_latency = Histogram(
+            "costar_reply_latency_seconds", "Event received to reply finished",
+            ["platform"], buckets=_LATENCY_BUCKETS, registry=reg,
+        )
+        self.queue_depth = Gauge("costar_queue_depth", "Replies waiting for a generation slot", registry=reg)
+        self.in_flight = Gauge("costar_generations_in_flight", "Replies generating now", registry=reg)
+        self.dropped = Counter("costar_dropped_messages", "Lines not answered, by reason", ["reason"], registry=reg)
+        self.backend_errors = Counter("costar_backend_errors", "Replies lost to backend errors", ["kind"], registry=reg)
+        self.backend_retries = Counter("costar_backend_retries", "Backend errors retried past", ["kind"], registry=reg)
+
+    def start_reply(self, platform: str) -> ReplyTimer:
+        return ReplyTimer(platform=platform)
+
+    def finish_reply(self, timer: ReplyTimer, persona: str) -> None:
+        now = time.perf_counter()
+        self.replies.labels(timer.platform, persona).inc()
+        self.reply_latency.labels(timer.platform).observe(now - timer.started)
+        if timer.first_chunk_at is not None:
+            self.time_to_first_chunk.labels(timer.platform).observe(timer.first_chunk_at - timer.started)
+
+    def drop(self, reason: str) -> None:
+        self.dropped.labels(reason).inc()
+
+    def scheduler_outcome(self, event: object, outcome: str) -> None:
+        """An ``engine.scheduler`` outcome listener: every line that ends unanswered counts as dropped."""
+        if outcome not in _ANSWERED_OR_WAITING:
+            self.drop(str(outcome))
+
+    def backend_error(self, error: BaseException) -> None:
+        self.backend_errors.labels(type(error).__name__).inc()
+
+    def backend_retry(self, kind: str) -> None:
+        self.backend_retries.labels(kind).inc()
+
+    def waiting_for_slot(self) -> AbstractContextManager[None]:
+        """Counts the caller in ``costar_queue_depth`` while it waits for the concurrency limit."""
+        return self.queue_depth.track_inprogress()
+
+    def generating(self) -> AbstractContextManager[None]:
+        return self.in_flight.track_inprogress()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve ``/metrics`` from a daemon thread (prometheus_client's own server); port 0 picks one."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        return MetricsServer(server=server, thread=thread)
