@@ -1,0 +1,217 @@
+"""Train a LoRA, QLoRA or prompt-tuning adapter for one persona with trl's SFTTrainer + peft.
+
+Loss is computed on the character's turns only (see :mod:`finetune.tokenize`). The adapter is
+saved as ``adapter_config.json`` + ``adapter_model.safetensors`` in ``--output_dir``, checked
+for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
+(``costar_finetune.yaml``).
+
+    # the recommended default (all linear layers, r=16) on the shipped Pip set, CPU-sized
+    python -m finetune.train --preset recommended --output_dir outputs/adapters/pip-lora \\
+        --max_steps 60 --per_device_train_batch_size 4 --max_length 512
+
+    # the seed projects' settings
+    python -m finetune.train --preset lora_seed --output_dir outputs/adapters/pip-lora-seed
+    python -m finetune.train --preset prompt_tuning_seed --output_dir outputs/adapters/pip-pt
+    python -m finetune.train --preset qlora --base_model meta-llama/Llama-3.1-8B-Instruct  # CUDA + bitsandbytes
+
+    # any YAML, overridden by flags; several GPUs through accelerate
+    python -m finetune.train --config my.yaml --learning_rate 1e-4 --packing true
+    accelerate launch --num_processes 2 -m finetune.train --preset recommended --output_dir outputs/adapters/pip
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import AdapterArguments, DataArguments, build_peft_config, build_quantization_config, preset_path
+from finetune.data import Conversation, read_jsonl, with_system_prompt
+from finetune.errors import ConfigError, FinetuneError
+from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
+from finetune.persona import load_card, persona_text, system_prompt
+from finetune.tokenize import IGNORE_INDEX, tokenize_conversation
+
+__all__ = ["RESOLVED_CONFIG_NAME", "TrainResult", "build_dataset", "load_base_model", "main", "parse_args", "train"]
+
+RESOLVED_CONFIG_NAME = "costar_finetune.yaml"
+
+# Defaults that differ from trl's, chosen for a small model on a shared CPU. A preset or flag wins.
+_DEFAULTS: dict[str, Any] = {
+    "output_dir": "outputs/adapters/pip",
+    "gradient_checkpointing": False,  # trl turns it on; on a 135M model it only costs time
+    "save_strategy": "no",  # the adapter is saved once at the end, without checkpoints beside it
+    "report_to": "none",
+    "logging_steps": 5,
+    "max_length": 512,
+    "learning_rate": 2e-4,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    adapter_dir: Path
+    method: str
+    steps: int
+    first_loss: float | None
+    last_loss: float | None
+    train_seconds: float
+
+
+def _expand_preset(argv: list[str]) -> list[str]:
+    if "--preset" not in argv:
+        return argv
+    index = argv.index("--preset")
+    if index + 1 >= len(argv):
+        raise ConfigError("--preset needs a name, e.g. --preset recommended")
+    name = argv[index + 1]
+    return [*argv[:index], "--config", str(preset_path(name)), *argv[index + 2 :]]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, DataArguments, Any]:
+    import torch
+    from trl import SFTConfig, TrlParser
+
+    args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
+    # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
+    method = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)[0].method
+    if method == "qlora" and not torch.cuda.is_available():
+        raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
+    parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))
+    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    parser.set_defaults(**_DEFAULTS, bf16=bf16)
+    adapter_args, data_args, sft_config = parser.parse_args_and_config(args)
+    if adapter_args.method == "prompt_tuning" and sft_config.packing:
+        raise ConfigError("packing is not supported with prompt_tuning: the virtual tokens belong to each sequence")
+    return adapter_args, data_args, sft_config
+
+
+def _conversations(path: str, card_prompt: str, limit: int | None = None) -> list[Conversation]:
+    conversations = read_jsonl(path)[:limit]
+    return [c if c.system_prompt is not None else with_system_prompt(c, card_prompt) for c in conversations]
+
+
+def build_dataset(conversations: list[Conversation], tokenizer: Any, max_length: int | None) -> Any:
+    """A ``datasets.Dataset`` of ``input_ids`` + ``labels``; trl trains on it as pre-tokenized."""
+    from datasets import Dataset
+
+    rows = []
+    for conversation in conversations:
+        tokens = tokenize_conversation(tokenizer, conversation.chat(), max_length)
+        if any(label != IGNORE_INDEX for label in tokens.labels):
+            rows.append({"input_ids": tokens.input_ids, "labels": tokens.labels})
+    if not rows:
+        raise ConfigError("no conversation has a character turn within max_length")
+    return Dataset.from_list(rows)
+
+
+def load_base_model(model_path: str, method: str, sft_config: Any) -> Any:
+    import torch
+
+    if method != "qlora":
+        return load_causal_lm(model_path, dtype=torch.bfloat16 if sft_config.bf16 else torch.float32)
+    # Only this branch needs bitsandbytes, which exists on GPU machines alone.
+    from peft import prepare_model_for_kbit_training
+
+    model = load_causal_lm(
+        model_path,
+        dtype=torch.bfloat16,
+        quantization_config=build_quantization_config(),
+        device_map={"": sft_config.local_process_index},
+    )
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=sft_config.gradient_checkpointing)
+
+
+def _losses(log_history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return (losses[0], losses[-1]) if losses else (None, None)
+
+
+def train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any) -> TrainResult:
+    import torch
+
+    threads_before = torch.get_num_threads()
+    if adapter_args.threads:
+        torch.set_num_threads(adapter_args.threads)
+    try:
+        return _train(adapter_args, data_args, sft_config)
+    finally:
+        torch.set_num_threads(threads_before)  # the setting is process-wide; leave it as found
+
+
+def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any) -> TrainResult:
+    from trl import SFTTrainer
+
+    model_path = resolve_base_model(adapter_args.base_model)
+    tokenizer = load_tokenizer(model_path)
+    card = load_card(data_args.card)
+    prompt = system_prompt(card)
+    train_set = build_dataset(_conversations(data_args.train_file, prompt, data_args.max_train_conversations), tokenizer, sft_config.max_length)
+    eval_set = build_dataset(_conversations(data_args.eval_file, prompt), tokenizer, sft_config.max_length) if data_args.eval_file else None
+    trainer = SFTTrainer(
+        model=load_base_model(model_path, adapter_args.method, sft_config),
+        args=sft_config,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=build_peft_config(adapter_args, model_path, persona_text(card)),
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    first, last = _losses(trainer.state.log_history)
+    adapter_dir = Path(sft_config.output_dir)
+    result = TrainResult(adapter_dir, adapter_args.method, trainer.state.global_step, first, last, seconds)
+    if trainer.is_world_process_zero():
+        # save_embedding_layers=False: we never train embeddings, and "auto" looks the base up on the Hub.
+        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        save_resolved_config(adapter_dir, adapter_args, data_args, sft_config, result, model_path)
+    return result
+
+
+def save_resolved_config(
+    adapter_dir: Path, adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any, result: TrainResult, model_path: str
+) -> Path:
+    import yaml
+
+    resolved = {
+        "adapter": asdict(adapter_args),
+        "data": asdict(data_args),
+        "base_model_path": model_path,
+        "training": {key: value for key, value in sft_config.to_dict().items() if _plain(value)},
+        "result": {"steps": result.steps, "first_loss": result.first_loss, "last_loss": result.last_loss,
+                   "train_seconds": round(result.train_seconds, 2)},
+    }
+    path = adapter_dir / RESOLVED_CONFIG_NAME
+    path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, (list, dict)) and all(_plain(item) for item in (value.values() if isinstance(value, dict) else value))
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from finetune.adapters import inspect_adapter
+
+    try:
+        adapter_args, data_args, sft_config = parse_args(argv)
+        result = train(adapter_args, data_args, sft_config)
+    except FinetuneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"trained {result.method} for {result.steps} steps in {result.train_seconds:.1f}s: "
+          f"loss {result.first_loss} → {result.last_loss}; adapter in {result.adapter_dir}")
+    report = inspect_adapter(result.adapter_dir)
+    print(report.verdict())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

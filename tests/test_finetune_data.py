@@ -1,0 +1,212 @@
+"""Converters, cleaning and the shipped dialogue set: every source ends as the same conversation shape."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from finetune.clean import CleanOptions, clean_conversations, normalise_emoji, scrub_personal_data
+from finetune.converters import ConvertContext, convert, load_rows
+from finetune.converters.chatlogs import ChatLogOptions
+from finetune.data import Conversation, Message, count_turns, read_jsonl, shipped_split, write_jsonl
+from finetune.errors import DataError
+from finetune.persona import system_prompt
+from memory.migrations import MIGRATIONS
+from personas.card import PersonaCard
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def context() -> ConvertContext:
+    return ConvertContext(card=PersonaCard(name="Pip", description="A tiny co-host."))
+
+
+def _roles(conversation: Conversation) -> list[str]:
+    return [message.role for message in conversation.messages]
+
+
+def test_cynaptics_personachat_makes_persona_b_the_character_with_its_facts(context: ConvertContext) -> None:
+    conversations = convert("personachat", str(DATA / "personachat_cynaptics.jsonl"), context)
+
+    first = conversations[0]
+    assert _roles(first) == ["system", "user", "assistant", "user", "assistant"]
+    assert first.messages[-1].content.startswith("Like clover and sunshine")  # the reference closes the dialogue
+    expected_card = context.card.model_copy(update={"facts": ["I keep bees on my roof.", "I ride a blue bicycle to work."]})
+    assert first.system_prompt == system_prompt(expected_card)
+    assert conversations[1].messages[-1].content == "A windy town by the sea."  # empty reference adds nothing
+
+
+def test_truecased_personachat_rebuilds_each_conversation_from_its_longest_row(context: ConvertContext) -> None:
+    conversations = convert("personachat_tc", str(DATA / "personachat_truecased.jsonl"), context)
+
+    assert len(conversations) == 2
+    maps = conversations[0]
+    assert [m.content for m in maps.turns] == [
+        "Hi there, what are you up to?",
+        "Hello! I was just looking at an old map.",
+        "Fun! Any pets?",
+        "Pepper, my cat, is asleep on a map of Lisbon right now.",
+    ]
+    assert _roles(maps)[1:] == ["user", "assistant", "user", "assistant"]
+    assert maps.distractors == ["I work nights.", "Mountains are great.", "Never tried sushi."]
+    assert "__ SILENCE __" not in [m.content for m in conversations[1].turns]
+
+
+def test_hpd_fills_the_card_attributes_and_keeps_the_negative_reply_as_distractor(context: ConvertContext) -> None:
+    harry = ConvertContext(card=PersonaCard(name="Harry"), character="Harry")
+    [conversation] = convert("hpd", str(DATA / "hpd_sample.json"), harry)
+
+    assert [m.content for m in conversation.turns] == [
+        "Hermione: You haven't even started the essay, have you?",
+        "I was going to start after dinner.",
+        "Ron: Dinner was three hours ago, mate.",
+        "Fine, fine. Pass me the ink, I'll start now.",
+    ]
+    assert conversation.distractors == ["Harry: Essays are beneath a wizard of my standing."]
+    expected = harry.card.model_copy(update={
+        "scenario": "The common room, late in the evening, homework everywhere.",
+        "attributes": harry.card.attributes.model_copy(update={
+            "gender": "male", "age": "15", "lineage": "half-blood", "talents": "flying, defensive magic",
+            "nickname": "the boy who lived", "hobby": "Quidditch"}),
+    })
+    assert conversation.system_prompt == system_prompt(expected)
+
+
+def test_wizard_of_wikipedia_puts_the_checked_knowledge_into_the_system_turn(context: ConvertContext) -> None:
+    [conversation] = convert("wow", str(DATA / "wow_sample.json"), context)
+
+    assert _roles(conversation) == ["system", "assistant", "user", "assistant"]
+    assert conversation.system_prompt.startswith(system_prompt(context.card))
+    assert "Topic: Lighthouse" in conversation.system_prompt
+    assert "- A lighthouse is a tower that emits light to guide ships." in conversation.system_prompt
+    assert "no_passages_used" not in conversation.system_prompt
+
+
+def test_chat_logs_split_at_long_silences_and_name_the_viewers(context: ConvertContext) -> None:
+    conversations = convert("chatlog", str(DATA / "chatlog.csv"), context)
+
+    assert len(conversations) == 2  # 90 minutes of silence cuts the log
+    assert conversations[0].turns[0].content == "mossy_fern: hi pip! mail me at fern@example.com"
+    assert conversations[1].turns == [Message(role="user", content="lunar_toast: back after a long break"),
+                                      Message(role="assistant", content="Welcome back lunar_toast!")]
+
+
+def _memory_db(path: Path) -> dict[str, int]:
+    connection = sqlite3.connect(path)
+    connection.executescript(MIGRATIONS[0].sql)
+    rows = [
+        ("twitch", "chan", "viewer1", 0, None, "hey pip what's up"),
+        ("twitch", "chan", "Pip", 1, "pip", "Just sipping tea, viewer1!"),
+        ("twitch", "chan", "Grim", 1, "grim", "Silence, mortal."),
+        ("twitch", "chan", "viewer2", 0, None, "pip say something rude"),
+        ("twitch", "chan", "Pip", 1, "pip", "Something rude. There, I said it."),
+        ("twitch", "other", "viewer3", 0, None, "only grim talks here"),
+        ("twitch", "other", "Grim", 1, "grim", "Indeed."),
+    ]
+    ids = {}
+    for platform, channel, author, is_character, persona, text in rows:
+        cursor = connection.execute(
+            "INSERT INTO messages (platform, channel_id, author_name, is_character, persona_id, text, created_at) VALUES (?,?,?,?,?,?,?)",
+            (platform, channel, author, is_character, persona, text, "2026-11-01T20:00:00+00:00"),
+        )
+        ids[text] = cursor.lastrowid
+    connection.commit()
+    connection.close()
+    return ids
+
+
+def test_memory_export_keeps_only_the_personas_channels_and_mod_approved_replies(tmp_path: Path, context: ConvertContext) -> None:
+    database = tmp_path / "costar.sqlite3"
+    ids = _memory_db(database)
+
+    everything = convert("memory_db", str(database), context)
+    approved = convert("memory_db", str(database), context, approved_ids={ids["Just sipping tea, viewer1!"]},
+                       chatlog_options=ChatLogOptions(approved_only=True))
+
+    assert [m.content for m in everything[0].turns] == [
+        "viewer1: hey pip what's up", "Just sipping tea, viewer1!", "viewer2: pip say something rude", "Something rude. There, I said it."]
+    assert [m.content for m in approved[0].turns] == ["viewer1: hey pip what's up", "Just sipping tea, viewer1!"]
+    assert all("Grim" not in m.content and "Indeed" not in m.content for c in everything for m in c.turns)
+
+
+def test_loading_a_dataset_name_without_a_hub_fails_with_a_message_that_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="download it where the Hub is reachable"):
+        load_rows("no-such-user/no-such-dataset-costar", limit=2)
+
+
+def test_cleaning_strips_emoji_scrubs_contacts_and_drops_duplicates(context: ConvertContext) -> None:
+    conversations = convert("chatlog", str(DATA / "chatlog.csv"), context)
+    cleaned, report = clean_conversations([*conversations, conversations[0]])
+
+    first = cleaned[0]
+    assert first.turns[0].content == "mossy_fern: hi pip! mail me at [email]"
+    assert first.turns[1].content == "Hi mossy_fern! Welcome in"
+    assert "[phone]" in first.turns[2].content and "7946" not in first.turns[2].content
+    assert report.dropped == {"duplicates": 1}
+    assert report.scrubbed_turns == 4  # two turns, in the conversation and in its duplicate
+
+
+def test_cleaning_drops_conversations_with_overlong_turns_or_empty_replies() -> None:
+    long_turn = Conversation(messages=[Message(role="user", content="x" * 50), Message(role="assistant", content="ok!")], persona="pip")
+    emoji_only = Conversation(messages=[Message(role="user", content="hi"), Message(role="assistant", content="🎉🎉")], persona="pip")
+
+    kept, report = clean_conversations([long_turn, emoji_only], CleanOptions(max_turn_chars=20))
+
+    assert kept == []
+    assert report.dropped == {"with a turn too long": 1, "with a reply too short": 1}
+
+
+def test_emoji_can_be_kept_or_spelled_out_instead_of_removed() -> None:
+    assert normalise_emoji("gg 🎉", "keep") == "gg 🎉"
+    assert normalise_emoji("gg 🎉", "demojize") == "gg :party_popper:"
+    assert normalise_emoji("gg  🎉 wp", "strip") == "gg wp"
+
+
+def test_scrubbing_leaves_ordinary_numbers_alone() -> None:
+    assert scrub_personal_data("died 14 times at 20:30 in 2026") == "died 14 times at 20:30 in 2026"
+    assert scrub_personal_data("text 555-123-4567 now") == "text [phone] now"
+
+
+def test_jsonl_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "persona": "pip"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: .*assistant"):
+        read_jsonl(path)
+
+
+def test_jsonl_round_trips(tmp_path: Path) -> None:
+    conversation = Conversation(messages=[Message(role="user", content="héllo 🎉"), Message(role="assistant", content="hi")], persona="pip", distractors=["yo"])
+    write_jsonl([conversation], tmp_path / "out.jsonl")
+    assert read_jsonl(tmp_path / "out.jsonl") == [conversation]
+
+
+def test_the_shipped_pip_set_has_a_few_hundred_turns_and_a_disjoint_heldout_split() -> None:
+    train, heldout = read_jsonl(shipped_split("train")), read_jsonl(shipped_split("heldout"))
+
+    counts = count_turns(train + heldout)
+    assert counts["user"] + counts["assistant"] >= 300
+    assert {c.persona for c in train + heldout} == {"pip"}
+    assert all(c.system_prompt is None for c in train + heldout)  # rendered from the card at load time
+    assert all(len(c.distractors) == 3 for c in heldout)
+    train_replies = {m.content for c in train for m in c.turns}
+    assert not train_replies & {m.content for c in heldout for m in c.turns}
+    _, report = clean_conversations(train + heldout)
+    assert report.dropped == {}  # the shipped set is already clean
+
+
+def test_the_prepare_command_converts_cleans_and_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune.prepare import main
+
+    assert main(["--kind", "personachat_tc", "--source", str(DATA / "personachat_truecased.jsonl"),
+                 "--out", str(tmp_path), "--heldout", "0.5"]) == 0
+
+    train, heldout = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "heldout.jsonl")
+    assert len(train) == len(heldout) == 1
+    assert all(c.system_prompt and c.persona == "pip" for c in train + heldout)  # rendered from the default card
+    assert "kept 2 conversations" in capsys.readouterr().out

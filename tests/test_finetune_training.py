@@ -1,0 +1,94 @@
+"""Real training on the CPU: SmolLM2-135M-Instruct, the shipped Pip set, a few dozen steps.
+
+The short test card keeps each conversation near 180 tokens so the whole module stays within a
+few minutes on two shared cores (one torch thread: OpenMP threads spin on a busy machine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finetune.adapters import inspect_adapter
+from finetune.data import read_jsonl, shipped_split, with_system_prompt
+from finetune.evaluate import main as evaluate_main
+from finetune.evaluate import perplexity
+from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
+from finetune.persona import load_card, system_prompt
+from finetune.train import RESOLVED_CONFIG_NAME, TrainResult, parse_args, train
+
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
+SMALL_CARD = Path(__file__).parent / "data" / "pip_small_card.yaml"
+COMMON = ["--card", str(SMALL_CARD), "--max_length", "256", "--eval_file", "none", "--threads", "1", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    out = tmp_path_factory.mktemp("lora") / "pip-lora"
+    return train(*parse_args(["--preset", "recommended", *COMMON, "--output_dir", str(out), "--max_steps", "24",
+                              "--per_device_train_batch_size", "2", "--learning_rate", "2e-3", "--logging_steps", "4",
+                              "--warmup_steps", "0"]))
+
+
+@pytest.fixture(scope="module")
+def heldout() -> list:
+    prompt = system_prompt(load_card(SMALL_CARD))
+    return [with_system_prompt(c, prompt) for c in read_jsonl(shipped_split("heldout"))]
+
+
+def test_lora_training_lowers_the_training_loss(lora_run: TrainResult) -> None:
+    assert lora_run.steps == 24
+    assert lora_run.last_loss < lora_run.first_loss
+
+
+def test_the_lora_adapter_is_saved_for_vllm_with_its_resolved_config(lora_run: TrainResult) -> None:
+    report = inspect_adapter(lora_run.adapter_dir)
+    assert report.vllm_loadable, report.reasons
+    assert report.rank == 16 and report.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    resolved = (lora_run.adapter_dir / RESOLVED_CONFIG_NAME).read_text(encoding="utf-8")
+    assert "learning_rate: 0.002" in resolved and "lora_r: 16" in resolved and "last_loss:" in resolved
+    assert not list(lora_run.adapter_dir.glob("tokenizer*"))  # the base vocabulary, untouched
+
+
+def test_the_reloaded_adapter_has_lower_heldout_perplexity_than_the_base(lora_run: TrainResult, heldout: list) -> None:
+    from peft import PeftModel
+
+    model_path = resolve_base_model("smollm2")
+    tokenizer = load_tokenizer(model_path)
+    base = perplexity(load_causal_lm(model_path).eval(), tokenizer, heldout, 256)
+    tuned = perplexity(PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval(), tokenizer, heldout, 256)
+    assert tuned < base
+
+
+def test_the_evaluate_command_prints_the_papers_table(lora_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evaluate_main(["--adapter", f"lora={lora_run.adapter_dir}", "--card", str(SMALL_CARD), "--limit", "2",
+                   "--max-new-tokens", "6", "--out", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy |" in out
+    assert "\n| base |" in out and "\n| lora |" in out
+    assert {path.name for path in tmp_path.iterdir()} == {"report.md", "report.json", "report.png"}
+
+
+def test_prompt_tuning_trains_and_saves_virtual_tokens_moved_from_the_persona_text(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    out = tmp_path / "pip-pt"
+    result = train(*parse_args(["--preset", "prompt_tuning_seed", *COMMON, "--output_dir", str(out), "--max_steps", "4",
+                                "--per_device_train_batch_size", "2", "--learning_rate", "3e-2", "--logging_steps", "1"]))
+
+    assert result.steps == 4 and result.last_loss == result.last_loss  # trained, finite
+    report = inspect_adapter(out)
+    assert report.peft_type == "PROMPT_TUNING" and not report.vllm_loadable  # served by the embedded backend only
+    [prompt] = load_file(str(out / "adapter_model.safetensors")).values()
+    assert prompt.shape == (20, 576)
+
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(str(out))
+    tokenizer = load_tokenizer(resolve_base_model("smollm2"))
+    init_ids = tokenizer(config.prompt_tuning_init_text)["input_ids"][:20]
+    embeddings = load_causal_lm(resolve_base_model("smollm2")).get_input_embeddings().weight[init_ids].detach()
+    assert not prompt[: len(init_ids)].allclose(embeddings)  # training moved them away from the initial text
