@@ -9,6 +9,7 @@ safetensors folder under the cache dir; later loads read that folder directly.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -41,7 +42,10 @@ def find_smollm2_gguf() -> Path:
 
 
 def _is_complete(folder: Path) -> bool:
-    return all((folder / name).exists() for name in _CACHED_FILES)
+    if not all((folder / name).exists() for name in _CACHED_FILES):
+        return False
+    # Early caches kept the GGUF quantization_config, which makes Trainer refuse the model.
+    return "quantization_config" not in json.loads((folder / "config.json").read_text())
 
 
 def ensure_default_model(cache_dir: Path) -> Path:
@@ -76,6 +80,10 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     # metadata attached, so later loads skip the de-quantisation entirely.
     config = loaded.config
     config.name_or_path = DEFAULT_MODEL_HUB_ID
+    # The weights are plain float tensors now; a leftover "gguf" quantization_config would make
+    # transformers treat the folder as quantised (Trainer then refuses to fine-tune it).
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     model = LlamaForCausalLM(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config

@@ -37,9 +37,10 @@ def load_tokenizer(model_path: str) -> Any:
 def load_causal_lm(model_path: str, dtype: Any = None, **kwargs: Any) -> Any:
     """Load a causal LM; a GGUF-converted folder is loaded as the plain weights it holds.
 
-    The folder converted from SmolLM2's GGUF still carries ``quantization_config: gguf`` in its
-    config.json although its weights are de-quantised float32; transformers then marks the
-    model as quantised and the Trainer refuses to train it. Dropping that entry is exact.
+    A folder converted from a GGUF by transformers (older costar caches, other tools) can still
+    carry ``quantization_config: gguf`` in its config.json although its weights are de-quantised
+    float32; transformers then marks the model as quantised and the Trainer refuses to train it.
+    Dropping that entry is exact.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
