@@ -58,7 +58,17 @@ async def build_manager(settings: Settings, backend: Backend | None = None, coun
         settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
     )
     manager.default_persona()  # fail early with a clear message when no persona is usable
+    _export_component_counts(manager)
     return manager
+
+
+def _export_component_counts(manager: ConversationManager) -> None:
+    manager.metrics.watch_counts(
+        "costar_moderation_actions", "Moderation findings acted on", ["rule", "action"], lambda: manager.moderator.counts
+    )
+    breaker = getattr(manager.backend, "breaker", None)
+    if breaker is not None:
+        manager.metrics.watch_counts("costar_circuit_events", "Backend circuit breaker events", ["event"], lambda: breaker.counts)
 
 
 async def close_manager(manager: ConversationManager) -> None:

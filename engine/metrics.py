@@ -15,6 +15,9 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
                                                       backend_error
     costar_backend_errors_total{kind}                 replies lost to a backend error
     costar_backend_retries_total{kind}                backend errors we retried past
+    costar_moderation_actions_total{rule,action}      moderation findings acted on (engine.moderation)
+    costar_circuit_events_total{event}                the backend circuit breaker's opened / closed /
+                                                      failures / rejected / probes
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from dataclasses import dataclass, field
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "MetricsServer", "ReplyTimer"]
 
@@ -46,6 +53,20 @@ class ReplyTimer:
     def first_chunk(self) -> None:
         if self.first_chunk_at is None:
             self.first_chunk_at = time.perf_counter()
+
+
+class _CountsView(Collector):
+    """Exports a counter another component keeps (a ``collections.Counter``) at scrape time, so
+    that component needs no Prometheus code of its own."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping]) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in sorted(self.read().items()):
+            family.add_metric([str(part) for part in (key if isinstance(key, tuple) else (key,))], value)
+        yield family
 
 
 @dataclass(slots=True)
@@ -112,6 +133,10 @@ class Metrics:
 
     def generating(self) -> AbstractContextManager[None]:
         return self.in_flight.track_inprogress()
+
+    def watch_counts(self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping]) -> None:
+        """Export ``read()`` (keys are label values, or tuples of them) as counter ``name``."""
+        self.registry.register(_CountsView(name, documentation, labels, read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
+
 from engine.metrics import Metrics
 
 
@@ -70,3 +72,31 @@ def test_scheduler_outcomes_other_than_queued_or_replied_count_as_drops() -> Non
     assert sample("costar_dropped_messages_total", {"reason": "stale"}) == 2
     assert sample("costar_dropped_messages_total", {"reason": "copypasta"}) == 1
     assert sample("costar_dropped_messages_total", {"reason": "queued"}) is None
+
+
+async def test_moderation_and_circuit_breaker_counts_are_exported(tmp_path) -> None:
+    from bot.app import build_manager, close_manager
+    from engine.backends.resilience import with_resilience
+    from engine.backends.scripted import ScriptedBackend
+    from engine.errors import EngineError
+    from engine.events import ChatEvent
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    backend = with_resilience(ScriptedBackend([RuntimeError("down")] * 5), settings)
+    manager = await build_manager(settings, backend=backend)
+    try:
+        shouting = ChatEvent(platform="twitch", channel_id="c", author_id="a", author_name="a",
+                             text="PIP ANSWER ME NOW RIGHT NOW!!!!!!!!", addresses_bot=True)
+        await manager.ingest(shouting)
+        await manager.reply(shouting)
+        for _ in range(3):
+            polite = ChatEvent(platform="twitch", channel_id="c", author_id="b", author_name="b", text="hi Pip", addresses_bot=True)
+            await manager.ingest(polite)
+            with pytest.raises(EngineError):  # failures, then the open breaker failing fast
+                await manager.reply(polite)
+        text = manager.metrics.render().decode()
+    finally:
+        await close_manager(manager)
+    assert any(line.startswith("costar_moderation_actions_total{") for line in text.splitlines()), text
+    assert 'costar_circuit_events_total{event="opened"} 1.0' in text
