@@ -338,8 +338,8 @@ class ConversationManager:
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
             history=history,
-            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count, replied_to),
-            new_line=viewer_message(event.author_name, event.text),
+            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
+            new_line=viewer_message(event.author_name, event.text, replied_to),
             window_start_id=window_start,
         )
         built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
@@ -353,14 +353,14 @@ class ConversationManager:
         self._window_start[key] = built.window_start_id
         return built
 
-    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> StoredMessage | None:
-        """The line this one replies to, when it has scrolled out of the history window."""
+    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> tuple[str, str] | None:
+        """(speaker, text) of the line this one replies to, when it has left the history window."""
         if not event.reply_to_id:
             return None
         line = await self.memory.message_by_platform_id(event.platform, event.reply_to_id)
         if line is None or any(kept.id == line.id for kept in history):
             return None
-        return line
+        return (line.author_name, line.text)  # a character's line is stored under its display name
 
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)

@@ -49,9 +49,17 @@ def speaker_label(name: str) -> str:
     return " ".join(defuse_control_tokens(name).replace(":", " ").split())[:40] or "viewer"
 
 
-def viewer_message(author_name: str, text: str) -> ChatMessage:
-    """A viewer's line as the model sees it: always a user message, labelled with the author."""
-    return ChatMessage("user", f"{speaker_label(author_name)}: {defuse_control_tokens(text)}")
+def viewer_message(author_name: str, text: str, replying_to: tuple[str, str] | None = None) -> ChatMessage:
+    """A viewer's line as the model sees it: always a user message, labelled with the author.
+
+    ``replying_to`` (speaker, text) quotes the line it answers; the quote is viewer text too, so it
+    rides in this user message rather than in any system message.
+    """
+    label = speaker_label(author_name)
+    if replying_to is not None:
+        speaker, quoted = replying_to
+        label += f' (replying to {speaker_label(speaker)}: "{defuse_control_tokens(quoted[:300])}")'
+    return ChatMessage("user", f"{label}: {defuse_control_tokens(text)}")
 
 
 def render_history_line(line: StoredMessage) -> ChatMessage:

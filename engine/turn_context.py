@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from engine.events import ChatEvent
-from engine.prompt import defuse_control_tokens, speaker_label
+from engine.prompt import speaker_label
 from memory.records import StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.lorebook import active_entries
@@ -38,14 +38,9 @@ def build_turn_context(
     notes: Sequence[str],
     history: Sequence[StoredMessage],
     count_tokens: Callable[[str], int],
-    replied_to: StoredMessage | None = None,
 ) -> list[str]:
     """Context parts, most important first (the prompt builder drops from the end when short)."""
     parts = [_speaker_memory(event, user, notes)]
-    if replied_to is not None:
-        speaker = persona.display_name if replied_to.is_character else speaker_label(replied_to.author_name)
-        quoted = defuse_control_tokens(replied_to.text[:300])
-        parts.append(f'{speaker_label(event.author_name)} is replying to this earlier line by {speaker}: "{quoted}"')
     if persona.post_history_instructions:
         parts.append(substitute_macros(persona.post_history_instructions, persona.display_name, speaker_label(event.author_name)))
     recent = [line.text for line in history] + [event.text]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_manager, close_manager
+from bot.app import build_manager
 from bot.console import ConsoleAdapter
 from engine.settings import Settings
 from tests.conftest import make_settings

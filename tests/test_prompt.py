@@ -116,7 +116,9 @@ async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(tmp_path:
         answer = ChatEvent(platform="discord", channel_id="c", author_id="bo", author_name="bo", text="what was it called?",
                            reply_to_id="old-1", addresses_bot=True)
         await manager.handle(answer)
-        context = backend.requests[-1].messages[-2].content
-        assert 'bo is replying to this earlier line by ann: "my cat is called Biscuit"' in context
+        system, *_middle, new_line = backend.requests[-1].messages
+        assert new_line.role == "user"
+        assert new_line.content == 'bo (replying to ann: "my cat is called Biscuit"): what was it called?'
+        assert "Biscuit" not in system.content
     finally:
         await close_manager(manager)
