@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -137,7 +137,7 @@ class ConversationManager:
 
     async def reply(self, event: ChatEvent) -> Reply | None:
         final: Reply | None = None
-        async for item in self.generate(event):
+        async for item in self.generate(event, snapshots=False):
             if isinstance(item, Reply):
                 final = item
         return final
@@ -147,10 +147,12 @@ class ConversationManager:
             if isinstance(item, str):
                 yield item
 
-    async def generate(self, event: ChatEvent) -> AsyncIterator[str | Reply]:
+    async def generate(self, event: ChatEvent, *, snapshots: bool = True) -> AsyncIterator[str | Reply]:
         """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
 
         For adapters that stream and still need the Reply (to link the platform's message id).
+        ``snapshots=False`` skips post-processing and checking every chunk (work that grows with the
+        square of the reply length) when nobody shows the text before it is finished.
         """
         timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
@@ -164,10 +166,9 @@ class ConversationManager:
                 text, attempt, built = heard.text, _Attempt(), None
             else:
                 built = await self._build_prompt(event, persona)
-                attempt = _Attempt()
+                attempt = _Attempt(on_first_chunk=timer.first_chunk)
                 try:
-                    async for snapshot in self._moderated_attempts(self._request(persona, built, event), persona, event, attempt):
-                        timer.first_chunk()
+                    async for snapshot in self._moderated_attempts(self._request(persona, built, event), persona, event, attempt, snapshots):
                         yield snapshot
                 except BackendError as exc:
                     self.metrics.backend_error(exc)
@@ -236,7 +237,7 @@ class ConversationManager:
         return self.moderator.check_output(text, persona, event, final=False).text or None
 
     async def _moderated_attempts(
-        self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt
+        self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt, snapshots: bool
     ) -> AsyncIterator[str]:
         """Generate and check; ``attempt.text`` is the outcome.
 
@@ -244,7 +245,7 @@ class ConversationManager:
         only a speaker label or an end token) or when a moderation rule says regenerate.
         """
         for try_number in (1, 2):
-            async for snapshot in self._attempt(request, persona, event, attempt):
+            async for snapshot in self._attempt(request, persona, event, attempt, snapshots):
                 yield snapshot
             text = self._finish(attempt.raw, persona, event, request.stop)
             verdict = self.moderator.check_output(text, persona, event, may_regenerate=try_number == 1)
@@ -256,11 +257,16 @@ class ConversationManager:
             else:
                 log.info("Empty reply for %s after post-processing (raw %d chars)", event.channel_key, len(attempt.raw))
 
-    async def _attempt(self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt) -> AsyncIterator[str]:
+    async def _attempt(
+        self, request: GenerationRequest, persona: PersonaCard, event: ChatEvent, attempt: _Attempt, snapshots: bool
+    ) -> AsyncIterator[str]:
         """One generation; yields post-processed snapshots until one fails moderation."""
         attempt.stream = self.backend.stream(request)
         attempt.raw, withheld = "", False
         async for attempt.raw in self._stream_raw(attempt.stream, request.stop):
+            attempt.on_first_chunk()
+            if not snapshots:
+                continue  # only the finished text is checked and kept
             snapshot = self._finish(attempt.raw, persona, event, request.stop)
             if not snapshot or withheld:
                 continue
@@ -387,6 +393,7 @@ class _Attempt:
     raw: str = ""
     shown: str = ""
     text: str = ""
+    on_first_chunk: Callable[[], None] = lambda: None  # time to first chunk, streamed or not
 
 
 def _with_retry_hint(request: GenerationRequest) -> GenerationRequest:
