@@ -74,6 +74,7 @@ class ConversationManager:
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._window_start: dict[str, int] = {}
         self._system_prompts: dict[str, str] = {}
+        self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[str | None]] = {}
         self.moderator = Moderator(settings.moderation)
         self._input_verdicts: OrderedDict[tuple[str, str], Verdict] = OrderedDict()
         self._last_fallback: dict[str, float] = {}
@@ -91,7 +92,17 @@ class ConversationManager:
         return fallback
 
     async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> PersonaCard:
-        chosen = await self.memory.persona_choice(platform, channel_id, server_id)
+        # Asked for every chat line (moderation, addressing): remembered until a switch, which
+        # only this manager makes, instead of one database round trip per line.
+        # One shared lookup per key, so a flood of lines arriving together asks the database once.
+        key = (platform, channel_id, server_id)
+        if key not in self._persona_choices:
+            self._persona_choices[key] = asyncio.ensure_future(self.memory.persona_choice(platform, channel_id, server_id))
+        try:
+            chosen = await asyncio.shield(self._persona_choices[key])
+        except Exception:
+            self._persona_choices.pop(key, None)  # a failed lookup is retried next time
+            raise
         if chosen is not None:
             card = self.personas.get(chosen)
             if card is not None:
@@ -106,6 +117,7 @@ class ConversationManager:
         if card is None:
             raise PersonaNotFound(name, self.personas.names())
         await self.memory.set_persona(platform, scope, scope_id, card.persona_id, set_by)
+        self._persona_choices.clear()  # a server-wide choice changes many channels' answers
         return card
 
     def system_prompt(self, card: PersonaCard) -> str:

@@ -101,16 +101,26 @@ class Policy:
 @dataclass
 class _Copypasta:
     seen: defaultdict[str, deque[tuple[float, str]]] = field(default_factory=lambda: defaultdict(deque))
+    # Running counts of what ``seen`` holds, so a flood costs O(1) per line instead of a scan.
+    counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     def count_recent(self, channel: str, fingerprint: str, now: float, window_s: float) -> int:
-        lines = self.seen[channel]
+        lines, counts = self.seen[channel], self.counts[channel]
         while lines and now - lines[0][0] > window_s:
-            lines.popleft()
-        earlier = sum(1 for _, seen in lines if seen == fingerprint)
+            self._forget_oldest(lines, counts)
+        earlier = counts[fingerprint]
         lines.append((now, fingerprint))
+        counts[fingerprint] += 1
         if len(lines) > _COPYPASTA_MEMORY:
-            lines.popleft()
+            self._forget_oldest(lines, counts)
         return earlier + 1
+
+    @staticmethod
+    def _forget_oldest(lines: deque[tuple[float, str]], counts: Counter[str]) -> None:
+        _, oldest = lines.popleft()
+        counts[oldest] -= 1
+        if counts[oldest] <= 0:
+            del counts[oldest]
 
 
 class Moderator:

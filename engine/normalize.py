@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["fold_leet", "matching_words", "normalize_for_matching", "squash", "word_sequence"]
 
@@ -54,13 +55,26 @@ def _char_for_matching(char: str) -> str:
     return char
 
 
+class _MatchingTable(dict[int, str]):
+    """str.translate table for :func:`_char_for_matching`, filled lazily per code point: every
+    chat line passes through here, and translate() runs in C once a character is cached."""
+
+    def __missing__(self, codepoint: int) -> str:
+        replacement = self[codepoint] = _char_for_matching(chr(codepoint))
+        return replacement
+
+
+_MATCHING_TABLE = _MatchingTable()
+
+
 def _one_pass(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
-    visible = "".join(_char_for_matching(char) for char in decomposed)
+    visible = decomposed.translate(_MATCHING_TABLE)
     folded = visible.casefold().translate(_CONFUSABLES)
     return " ".join(unicodedata.normalize("NFKC", folded).split())
 
 
+@lru_cache(maxsize=4096)  # several rules normalise the same line; copypasta repeats it
 def normalize_for_matching(text: str) -> str:
     """NFKC, case-folded, invisible characters and accents removed, look-alikes folded to Latin.
 
@@ -99,9 +113,14 @@ def _join_spelled_out(words: list[str]) -> list[str]:
 
 def word_sequence(text: str, *, numbers_too: bool = False) -> list[str]:
     """The normalised, leet-folded words of ``text`` in order."""
+    return list(_word_tuple(text, numbers_too))
+
+
+@lru_cache(maxsize=4096)  # input and output rules ask for the same line's words several times
+def _word_tuple(text: str, numbers_too: bool) -> tuple[str, ...]:
     tokens = _TOKEN.findall(normalize_for_matching(text))
-    words = [fold_leet(token, numbers_too=numbers_too).strip("_") for token in tokens]
-    return [word for word in words if word]
+    words = (fold_leet(token, numbers_too=numbers_too).strip("_") for token in tokens)
+    return tuple(word for word in words if word)
 
 
 def matching_words(text: str) -> list[str]:
@@ -115,5 +134,5 @@ def squash(text: str, *, leet: bool = False) -> str:
 
     With ``leet`` digits count as the letters they imitate (both sides of a comparison must agree).
     """
-    squashed = "".join(char for char in normalize_for_matching(text) if char.isalnum())
+    squashed = "".join(filter(str.isalnum, normalize_for_matching(text)))
     return fold_leet(squashed, numbers_too=True) if leet else squashed
