@@ -85,7 +85,7 @@ async def take_line(manager: ConversationManager, scheduler: ReplyScheduler, eve
     arrived = time.perf_counter()
     await manager.ingest(event)
     stored = time.perf_counter()
-    scheduler.submit(event)
+    scheduler.submit(event, moderated=not await manager.should_answer(event))
     decided = time.perf_counter()
     seen.ingest_ms.append((stored - arrived) * 1000)
     seen.decision_ms.append((decided - stored) * 1000)

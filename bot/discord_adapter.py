@@ -106,7 +106,8 @@ class DiscordAdapter:
         if not event.text.strip():
             return  # attachments or stickers only: nothing to read
         await self.manager.ingest(event)
-        if event.addresses_bot:
+        # Judged even when not addressed: a copypasta wave is counted on every line.
+        if await self.manager.should_answer(event) and event.addresses_bot:
             await self._answer(message, event)
 
     async def _character_names(self, message: discord.Message) -> tuple[str, ...]:

@@ -65,7 +65,8 @@ async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, 
         await manager.ingest(event)
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
-        reply = await manager.reply(event) if event.addresses_bot else None
+        may_answer = await manager.should_answer(event)  # every line, as the adapters judge them
+        reply = await manager.reply(event) if event.addresses_bot and may_answer else None
     except EngineError as exc:
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
         return None

@@ -1,7 +1,9 @@
 """ConversationManager: from a stored chat line to a stored, post-processed in-character reply.
 
 Adapters call :meth:`ingest` for every line (it is committed before anything else happens), then
-:meth:`reply` or :meth:`reply_stream` for the lines the character should answer. Replies in one
+:meth:`should_answer` for every line (input moderation; rules that count lines, such as copypasta
+waves, must see all of them), then :meth:`reply` or :meth:`reply_stream` for the lines the
+character should answer. :meth:`handle` does all three. Replies in one
 channel are generated one at a time so history stays append-only; different channels run
 concurrently up to ``COSTAR_BACKEND_MAX_CONCURRENCY``.
 """
@@ -74,7 +76,7 @@ class ConversationManager:
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._window_start: dict[str, int] = {}
         self._system_prompts: dict[str, str] = {}
-        self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[str | None]] = {}
+        self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = {}
         self.moderator = Moderator(settings.moderation)
         self._input_verdicts: OrderedDict[tuple[str, str], Verdict] = OrderedDict()
         self._last_fallback: dict[str, float] = {}
@@ -96,13 +98,23 @@ class ConversationManager:
         # only this manager makes, instead of one database round trip per line.
         # One shared lookup per key, so a flood of lines arriving together asks the database once.
         key = (platform, channel_id, server_id)
-        if key not in self._persona_choices:
-            self._persona_choices[key] = asyncio.ensure_future(self.memory.persona_choice(platform, channel_id, server_id))
+        lookup = self._persona_lookup(key)
+        if lookup.done() and not lookup.cancelled() and lookup.exception() is None:
+            return lookup.result()
         try:
-            chosen = await asyncio.shield(self._persona_choices[key])
-        except Exception:
-            self._persona_choices.pop(key, None)  # a failed lookup is retried next time
+            return await asyncio.shield(lookup)  # one caller giving up must not cancel the others' lookup
+        except BaseException:
+            if lookup.done():
+                self._persona_choices.pop(key, None)  # a failed lookup is retried next time
             raise
+
+    def _persona_lookup(self, key: tuple[str, str, str | None]) -> asyncio.Future[PersonaCard]:
+        if key not in self._persona_choices:
+            self._persona_choices[key] = asyncio.ensure_future(self._chosen_card(*key))
+        return self._persona_choices[key]
+
+    async def _chosen_card(self, platform: str, channel_id: str, server_id: str | None) -> PersonaCard:
+        chosen = await self.memory.persona_choice(platform, channel_id, server_id)
         if chosen is not None:
             card = self.personas.get(chosen)
             if card is not None:
@@ -129,8 +141,15 @@ class ConversationManager:
     # -- memory -----------------------------------------------------------------------------
 
     async def ingest(self, event: ChatEvent) -> UserRecord:
-        record = await self.memory.record_message(event)  # stored whatever moderation says
-        await self.input_verdict(event)
+        """Commit a viewer's line, whatever moderation will say of it.
+
+        Judging is left to :meth:`should_answer`, so a flood is committed at the database's pace
+        and moderation counts as deciding time. The channel's persona is looked up alongside the
+        commit (once per channel), so judging the line next never waits on the database.
+        """
+        self._persona_lookup((event.platform, event.channel_id, event.server_id))
+        record = await self.memory.record_message(event)
+        await self.persona_for(event.platform, event.channel_id, event.server_id)
         return record
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
@@ -144,8 +163,11 @@ class ConversationManager:
     # -- replying ---------------------------------------------------------------------------
 
     async def handle(self, event: ChatEvent) -> Reply | None:
+        """Store, judge and, if the line addresses the character and may be answered, reply."""
         await self.ingest(event)
-        return await self.reply(event) if event.addresses_bot else None
+        if not await self.should_answer(event) or not event.addresses_bot:
+            return None
+        return await self.reply(event)
 
     async def reply(self, event: ChatEvent) -> Reply | None:
         final: Reply | None = None
@@ -220,7 +242,11 @@ class ConversationManager:
     # -- moderation -------------------------------------------------------------------------
 
     async def input_verdict(self, event: ChatEvent, persona: PersonaCard | None = None) -> Verdict:
-        """The moderation verdict on a chat line, decided once (at ingest) and remembered."""
+        """The moderation verdict on a chat line, decided once and remembered.
+
+        Synchronous in effect once :meth:`ingest` has run: the persona is already known, so
+        nothing here waits and a flood's lines are judged in arrival order.
+        """
         key = (event.platform, event.message_id)
         if key not in self._input_verdicts:
             persona = persona or await self.persona_for(event.platform, event.channel_id, event.server_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,10 @@ _URL = re.compile(
 )
 # "evil dot com", "evil[.]com", "evil (dot) com": only before a known TLD, so "the dot" stays prose.
 _OBFUSCATED_DOT = re.compile(rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_TLDS})\b)", re.IGNORECASE)
+# Necessary for a match of the patterns above (each needs "://", a dot before a host character,
+# or a spelled-out dot), and far cheaper to look for.
+_LINK_HINT = re.compile(r"://|\.[^\s/?#:]")
+_DOT_HINT = re.compile(r"dot|[\[(]", re.IGNORECASE)
 _MENTION = re.compile(r"<@[!&]?\d+>|(?<![\w@])@\w+")
 _EVERYONE = re.compile(r"@+\s*(everyone|here)\b", re.IGNORECASE)
 
@@ -74,9 +79,14 @@ def _slur_hashes() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+_STRETCHED = re.compile(r"(.)\1{2,}")
+
+
 def _word_variants(word: str) -> set[str]:
     # "niiiice" style stretching: runs of three or more letters collapsed to one and to two.
-    return {word, re.sub(r"(.)\1{2,}", r"\1", word), re.sub(r"(.)\1{2,}", r"\1\1", word)}
+    if not _STRETCHED.search(word):
+        return {word}
+    return {word, _STRETCHED.sub(r"\1", word), _STRETCHED.sub(r"\1\1", word)}
 
 
 @lru_cache(maxsize=65536)  # chat reuses its words constantly; three hashes per word add up in a flood
@@ -86,20 +96,24 @@ def is_slur(word: str) -> bool:
 
 
 def slur_in(text: str) -> bool:
-    return any(is_slur(word) for word in matching_words(text))
+    return any(map(is_slur, matching_words(text)))
 
 
 # -- links ------------------------------------------------------------------------------------
 
 
 def _link_text(text: str) -> str:
-    return _OBFUSCATED_DOT.sub(r"\1.\2", normalize_for_matching(text))
+    normal = normalize_for_matching(text)
+    return _OBFUSCATED_DOT.sub(r"\1.\2", normal) if _DOT_HINT.search(normal) else normal
 
 
 def find_links(text: str) -> list[str]:
     """Host names of the links in ``text``, including look-alike letters and "dot" spellings."""
+    link_text = _link_text(text)
+    if not _LINK_HINT.search(link_text):  # most chat lines: no full _URL scan from every word
+        return []
     hosts = []
-    for match in _URL.finditer(_link_text(text)):
+    for match in _URL.finditer(link_text):
         host = (match.group("host") or match.group("bare") or "").lower().strip(".")
         if host:
             hosts.append(host)
@@ -124,10 +138,19 @@ def remove_links(text: str, allowed: Sequence[str]) -> str:
 # -- spam signals -----------------------------------------------------------------------------
 
 
+_ASCII_UPPER = string.ascii_uppercase.encode()
+_ASCII_LOWER = string.ascii_lowercase.encode()
+
+
 def caps_shouting(text: str, *, min_letters: int, ratio: float) -> bool:
     # Cased letters only (a character is upper or lower only if it has case); map() keeps the
     # per-character work in C, since every chat line passes through here.
-    upper, lower = sum(map(str.isupper, text)), sum(map(str.islower, text))
+    if text.isascii():  # bytes.translate counts ASCII letters without a call per character
+        raw = text.encode()
+        upper = len(raw) - len(raw.translate(None, _ASCII_UPPER))
+        lower = len(raw) - len(raw.translate(None, _ASCII_LOWER))
+    else:
+        upper, lower = sum(map(str.isupper, text)), sum(map(str.islower, text))
     letters = upper + lower
     if letters < min_letters:
         return False
@@ -135,16 +158,13 @@ def caps_shouting(text: str, *, min_letters: int, ratio: float) -> bool:
 
 
 def repeated(text: str, *, max_chars: int, max_words: int) -> bool:
-    normal = normalize_for_matching(text)
-    if re.search(rf"(.)\1{{{max_chars - 1},}}", normal):
-        return True
-    words = normal.split()
-    run = 1
-    for previous, word in zip(words, words[1:], strict=False):
-        run = run + 1 if word == previous else 1
-        if run >= max_words:
-            return True
-    return False
+    return _repeat_pattern(max_chars, max_words).search(normalize_for_matching(text)) is not None
+
+
+@lru_cache(maxsize=8)
+def _repeat_pattern(max_chars: int, max_words: int) -> re.Pattern[str]:
+    # Normalised text has single spaces between words, so a whole word repeated is "w w w".
+    return re.compile(rf"(.)\1{{{max_chars - 1},}}|(?<!\S)(\S+)(?: \2(?!\S)){{{max_words - 1}}}")
 
 
 # -- output shape -----------------------------------------------------------------------------

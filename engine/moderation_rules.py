@@ -69,9 +69,10 @@ class Action(enum.StrEnum):
 
     @property
     def severity(self) -> int:
-        return list(Action).index(self)
+        return _SEVERITY[self]
 
 
+_SEVERITY = {action: rank for rank, action in enumerate(Action)}  # declaration order, mildest first
 _FIXABLE = frozenset({Reason.OUTPUT_LINK, Reason.OUTPUT_MASS_MENTION, Reason.OUTPUT_COMMAND_PREFIX})
 
 DEFAULT_ACTIONS: dict[Reason, Action] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 
 __all__ = ["fold_leet", "matching_words", "normalize_for_matching", "squash", "word_sequence"]
@@ -41,6 +42,8 @@ _MAX_PASSES = 4
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
 _TOKEN = re.compile(r"[\w@$!|+€]+")
+_SPELLED_OUT = re.compile(r"(?<!\S)\S(?: \S){2,}(?!\S)")  # words never contain spaces
+_ASCII_NON_ALNUM = re.compile(r"[^a-z0-9]+")  # normalised text is lower case
 
 
 def _char_for_matching(char: str) -> str:
@@ -74,6 +77,10 @@ def _one_pass(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", folded).split())
 
 
+# Plain ASCII (most chat) needs none of the Unicode work: only control characters become spaces.
+_ASCII_CONTROLS = str.maketrans({code: " " for code in [*range(0x20), 0x7F]})
+
+
 @lru_cache(maxsize=4096)  # several rules normalise the same line; copypasta repeats it
 def normalize_for_matching(text: str) -> str:
     """NFKC, case-folded, invisible characters and accents removed, look-alikes folded to Latin.
@@ -81,6 +88,12 @@ def normalize_for_matching(text: str) -> str:
     One pass is not always a fixed point (case folding can produce characters NFKC changes
     again), so passes repeat until nothing changes; real text settles after one or two.
     """
+    if text.isascii():  # what the passes do to ASCII, in one step
+        return " ".join(text.translate(_ASCII_CONTROLS).lower().split())
+    return _unicode_passes(text)
+
+
+def _unicode_passes(text: str) -> str:
     current = text
     for _ in range(_MAX_PASSES):
         following = _one_pass(current)
@@ -92,23 +105,17 @@ def normalize_for_matching(text: str) -> str:
 
 def fold_leet(word: str, *, numbers_too: bool = False) -> str:
     """``n00b`` → ``noob``; words without any letter (``2024``) are left alone unless ``numbers_too``."""
-    if not numbers_too and not any(char.isalpha() for char in word):
-        return word
-    return word.translate(_LEET)
+    folded = word.translate(_LEET)
+    if folded == word or numbers_too or any(map(str.isalpha, word)):
+        return folded
+    return word
 
 
-def _join_spelled_out(words: list[str]) -> list[str]:
+def _join_spelled_out(words: Sequence[str]) -> list[str]:
     """Runs of three or more one-letter words (``i g n o r e``) also count as the joined word."""
-    joined: list[str] = []
-    run: list[str] = []
-    for word in [*words, ""]:
-        if len(word) == 1:
-            run.append(word)
-            continue
-        if len(run) >= 3:
-            joined.append("".join(run))
-        run = []
-    return joined
+    if len(words) < 3:
+        return []
+    return [run.replace(" ", "") for run in _SPELLED_OUT.findall(" ".join(words))]
 
 
 def word_sequence(text: str, *, numbers_too: bool = False) -> list[str]:
@@ -118,15 +125,21 @@ def word_sequence(text: str, *, numbers_too: bool = False) -> list[str]:
 
 @lru_cache(maxsize=4096)  # input and output rules ask for the same line's words several times
 def _word_tuple(text: str, numbers_too: bool) -> tuple[str, ...]:
-    tokens = _TOKEN.findall(normalize_for_matching(text))
-    words = (fold_leet(token, numbers_too=numbers_too).strip("_") for token in tokens)
-    return tuple(word for word in words if word)
+    normal = normalize_for_matching(text)
+    tokens = _TOKEN.findall(normal)
+    # Most lines have no leet characters and no underscores: skip the per-word work then.
+    if normal.translate(_LEET) != normal:
+        tokens = [fold_leet(token, numbers_too=numbers_too) for token in tokens]
+    if "_" in normal:
+        tokens = [word for word in (token.strip("_") for token in tokens) if word]
+    return tuple(tokens)
 
 
-def matching_words(text: str) -> list[str]:
+@lru_cache(maxsize=4096)  # the slur list and banned words both ask, for every line
+def matching_words(text: str) -> tuple[str, ...]:
     """The words a word rule is matched against: :func:`word_sequence` plus spelled-out words joined."""
-    words = word_sequence(text)
-    return words + _join_spelled_out(words)
+    words = _word_tuple(text, False)
+    return words + tuple(_join_spelled_out(words))
 
 
 def squash(text: str, *, leet: bool = False) -> str:
@@ -134,5 +147,7 @@ def squash(text: str, *, leet: bool = False) -> str:
 
     With ``leet`` digits count as the letters they imitate (both sides of a comparison must agree).
     """
-    squashed = "".join(filter(str.isalnum, normalize_for_matching(text)))
+    normal = normalize_for_matching(text)
+    # For ASCII (what normalised chat mostly is), a regex does in C what the filter does per character.
+    squashed = _ASCII_NON_ALNUM.sub("", normal) if normal.isascii() else "".join(filter(str.isalnum, normal))
     return fold_leet(squashed, numbers_too=True) if leet else squashed

@@ -138,7 +138,7 @@ class MemoryStore:
         self._pending.append((event, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_pending())
-        return await asyncio.shield(future)
+        return await future  # a caller that gives up cancels only its own line's wait
 
     async def _drain_pending(self) -> None:
         while self._pending:

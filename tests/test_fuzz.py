@@ -20,7 +20,8 @@ from PIL.PngImagePlugin import PngInfo
 from engine.backends.base import ChatMessage
 from engine.events import ChatEvent
 from engine.moderation import Moderator
-from engine.normalize import matching_words, normalize_for_matching, squash
+from engine.moderation_checks import caps_shouting, repeated
+from engine.normalize import _unicode_passes, fold_leet, matching_words, normalize_for_matching, squash, word_sequence
 from engine.prompt import PromptBuilder, PromptInputs, viewer_message
 from engine.settings import ModerationSettings
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS
@@ -102,6 +103,53 @@ def test_normalisation_is_idempotent_and_never_crashes(text: str) -> None:
     assert normalize_for_matching(once) == once
     matching_words(text)
     squash(text, leet=True)
+
+
+# The per-line hot path takes shortcuts (ASCII fast paths, regexes instead of loops); each must
+# agree with the plain definition it replaces, written out here.
+ascii_text = st.text(st.characters(max_codepoint=127), max_size=200)
+chat_like = st.lists(st.sampled_from(["a", "b", "aa", "spam", "I", "x", "!!", "ｉ", "ünd", "1gn0r3"]), max_size=14).map(" ".join)
+
+
+def _repeated_by_definition(normal: str, max_chars: int, max_words: int) -> bool:
+    if any(normal[i : i + max_chars] == normal[i] * max_chars for i in range(len(normal))):
+        return True
+    words, run = normal.split(), 1
+    for previous, word in zip(words, words[1:], strict=False):
+        run = run + 1 if word == previous else 1
+        if run >= max_words:
+            return True
+    return False
+
+
+def _spelled_out_by_definition(words: tuple[str, ...]) -> list[str]:
+    joined, run = [], []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        if len(run) >= 3:
+            joined.append("".join(run))
+        run = []
+    return joined
+
+
+@settings(max_examples=300, deadline=None)
+@given(ascii_text | chat_like)
+def test_hot_path_shortcuts_agree_with_their_definitions(text: str) -> None:
+    if text.isascii():
+        assert normalize_for_matching(text) == _unicode_passes(text)
+        assert caps_shouting(text, min_letters=1, ratio=0.5) == (
+            sum(map(str.isupper, text)) >= max(1, sum(map(str.isupper, text)) + sum(map(str.islower, text))) * 0.5)
+    normal = normalize_for_matching(text)
+    for max_chars, max_words in ((3, 2), (10, 6)):
+        assert repeated(text, max_chars=max_chars, max_words=max_words) == _repeated_by_definition(normal, max_chars, max_words)
+    words = word_sequence(text)
+    assert matching_words(text) == (*words, *_spelled_out_by_definition(tuple(words)))
+    assert squash(text) == "".join(filter(str.isalnum, normal))
+    for word in words:
+        assert fold_leet(word) == (word.translate(str.maketrans("0134578@$!|+9€", "oieastbasilt" + "ge"))
+                                   if any(char.isalpha() for char in word) else word)
 
 
 @FUZZ

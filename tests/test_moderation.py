@@ -39,10 +39,10 @@ async def make_manager(tmp_path: Path, token_counter) -> AsyncIterator[MakeManag
 
 
 def chat(text: str, *, platform: str = "twitch", author: str = "ann", roles: frozenset[Role] = frozenset(),
-         number: list[int] = [0]) -> ChatEvent:  # noqa: B006 - a counter shared on purpose
+         addressed: bool = True, number: list[int] = [0]) -> ChatEvent:  # noqa: B006 - a counter shared on purpose
     number[0] += 1
     return ChatEvent(platform=platform, channel_id="stream", author_id=author, author_name=author, text=text,
-                     message_id=f"msg-{number[0]}", roles=roles, addresses_bot=True)
+                     message_id=f"msg-{number[0]}", roles=roles, addresses_bot=addressed)
 
 
 # -- normalisation -----------------------------------------------------------------------------
@@ -109,6 +109,16 @@ async def test_copypasta_is_answered_until_it_becomes_a_wave(make_manager: MakeM
     answered = [await manager.handle(chat(pasta, author=name)) is not None for name in ("a", "b", "c", "d")]
     assert answered == [True, True, False, False]
     assert manager.moderator.counts[("input_copypasta", "drop")] == 2
+
+
+async def test_unaddressed_lines_count_towards_a_copypasta_wave(make_manager: MakeManager) -> None:
+    manager = await make_manager(ScriptedBackend(default="ok!"))
+    pasta = "this stream is the best stream on the whole platform, copy this!"
+    for name in ("a", "b"):
+        assert await manager.handle(chat(pasta, author=name, addressed=False)) is None
+    assert await manager.handle(chat(f"Pip, {pasta}", author="c")) is not None  # a new text
+    assert await manager.handle(chat(pasta, author="d")) is None
+    assert manager.moderator.counts[("input_copypasta", "drop")] == 1
 
 
 async def test_input_replace_answers_with_the_safe_line_without_asking_the_model(make_manager: MakeManager) -> None:
