@@ -1,8 +1,9 @@
 """Replay a recorded chat through the platform-neutral pipeline and measure it under a flood.
 
-Every line goes through what an adapter does with it: ``manager.ingest`` (committed to a real
-SQLite file), then ``ReplyScheduler.submit``; the scheduler answers through the real
-ConversationManager with the scripted backend and a 20-per-30 s send budget.
+Every line goes through what the Twitch adapter does with it: ``manager.ingest`` (committed to a
+real SQLite file), ``manager.should_answer`` (input moderation), then ``ReplyScheduler.submit``;
+the scheduler answers through the real ConversationManager with the scripted backend and a
+20-per-30 s send budget. Start-up is ``bot.app.build_manager``, as in the bot.
 
     python bench/flood.py --csv ../shared/data/live-chat-press-briefing.csv --speed 100000
     python bench/flood.py --csv chat.csv --speed 600 --clock-speed 30 --address-every 6
@@ -13,8 +14,9 @@ feeds every line at once and measures the most the pipeline can take. The bot's 
 so a flood of recorded chat meets Twitch's limits as it would live, in a few seconds. The last
 line is
 ``RESULT ingest_msgs_per_s=… p99_decision_ms=… max_sends_per_30s=… stored=…/…``.
-Decision latency is the time ``submit`` takes to queue or drop a stored line; ingest latency
-(arrival to committed) is printed next to it.
+Decision latency is the time judging a stored line and ``submit`` take to queue or drop it;
+ingest latency (arrival to committed) is printed next to it. One event loop does all of it, so
+the ingest rate also pays for every decision and every reply made meanwhile.
 """
 
 from __future__ import annotations
