@@ -3,7 +3,7 @@
 Every line goes through what the Twitch adapter does with it: ``manager.ingest`` (committed to a
 real SQLite file), ``manager.should_answer`` (input moderation), then ``ReplyScheduler.submit``;
 the scheduler answers through the real ConversationManager with the scripted backend and a
-20-per-30 s send budget. Start-up is ``bot.app.build_manager``, as in the bot.
+20-per-30 s send budget. Start-up is the bot's own (``bot.app.build_manager``).
 
     python bench/flood.py --csv ../shared/data/live-chat-press-briefing.csv --speed 100000
     python bench/flood.py --csv chat.csv --speed 600 --clock-speed 30 --address-every 6
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_manager, close_manager  # noqa: E402
+from bot.app import build_manager, close_manager, freeze_startup_heap  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.clock import ScaledClock  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
@@ -98,6 +98,7 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
     settings = load_settings(None, core={"data_dir": db_dir})
     backend = ScriptedBackend([f"answer {n}" for n in range(100_000)])
     manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
+    freeze_startup_heap()  # as the bot does once its backend is up
     clock = ScaledClock(args.clock_speed)
     budget = SendBudget(args.limit, clock=clock)
     seen = Measurements()

@@ -60,11 +60,17 @@ async def build_manager(settings: Settings, backend: Backend | None = None, coun
     )
     manager.default_persona()  # fail early with a clear message when no persona is usable
     _export_component_counts(manager)
-    # What start-up built (modules, settings, cards, tokenizer) lives as long as the process:
-    # frozen, the collector stops re-walking it, which cut full collections in a chat flood from
-    # tens of milliseconds each (bench/flood.py) to a few.
-    gc.freeze()
     return manager
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what start-up built (modules, settings, cards, the model) from garbage collection.
+
+    It lives as long as the process; left in the collector's care, every full collection during
+    a chat flood walks all of it again (the embedded model makes that the bulk of the heap).
+    """
+    gc.collect()  # what is already garbage must not be frozen with the rest
+    gc.freeze()
 
 
 def _export_component_counts(manager: ConversationManager) -> None:
@@ -106,6 +112,7 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
         log.info("Prometheus metrics on http://%s:%d/metrics", settings.metrics.host, metrics_server.port)
     try:
         await manager.backend.start()
+        freeze_startup_heap()
         adapters = configured_adapters(settings, manager, console=console)
         results = await asyncio.gather(*(adapter.start() for adapter in adapters), return_exceptions=True)
         for adapter in adapters:

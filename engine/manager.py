@@ -244,8 +244,8 @@ class ConversationManager:
     async def input_verdict(self, event: ChatEvent, persona: PersonaCard | None = None) -> Verdict:
         """The moderation verdict on a chat line, decided once and remembered.
 
-        Synchronous in effect once :meth:`ingest` has run: the persona is already known, so
-        nothing here waits and a flood's lines are judged in arrival order.
+        Synchronous in effect once :meth:`ingest` has run for the line: the channel's persona is
+        already known, so nothing here waits.
         """
         key = (event.platform, event.message_id)
         if key not in self._input_verdicts:

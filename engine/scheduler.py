@@ -141,11 +141,17 @@ class _Pending:
     def __lt__(self, other: _Pending) -> bool:
         return self.sort_key < other.sort_key
 
+    @property
+    def priority_class(self) -> tuple[int, int]:
+        return self.sort_key[0], self.sort_key[1]
+
 
 @dataclass(slots=True)
 class _Channel:
     heap: list[_Pending] = field(default_factory=list)
     by_arrival: deque[_Pending] = field(default_factory=deque)
+    # The same lines per priority class, oldest first: the line to evict is found without a scan.
+    by_class: dict[tuple[int, int], deque[_Pending]] = field(default_factory=dict)
     live: int = 0
     recent_texts: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
     last_reply_at: dict[str, float] = field(default_factory=dict)
@@ -166,6 +172,28 @@ class _Channel:
 
     def cooldown_ends(self, author_id: str, cooldown_s: float) -> float:
         return self.last_reply_at.get(author_id, -math.inf) + cooldown_s
+
+    def add(self, pending: _Pending) -> None:
+        heapq.heappush(self.heap, pending)
+        self.by_arrival.append(pending)
+        lines = self.by_class.setdefault(pending.priority_class, deque())
+        _drop_finished(lines)  # lines finish oldest first at the latest when stale: this stays short
+        lines.append(pending)
+        self.live += 1
+
+    def least_urgent(self) -> _Pending | None:
+        """The oldest live line of the lowest class queued."""
+        for priority_class in sorted(self.by_class, reverse=True):
+            lines = self.by_class[priority_class]
+            _drop_finished(lines)
+            if lines:
+                return lines[0]
+        return None
+
+
+def _drop_finished(lines: deque[_Pending]) -> None:
+    while lines and lines[0].done:
+        lines.popleft()
 
 
 class ReplyScheduler:
@@ -217,9 +245,7 @@ class ReplyScheduler:
         pending = self._pending_for(event, now)
         if channel.live >= self.config.max_queued_per_channel and not self._evict_worst(channel, pending):
             return self._emit(event, Outcome.QUEUE_FULL)
-        heapq.heappush(channel.heap, pending)
-        channel.by_arrival.append(pending)
-        channel.live += 1
+        channel.add(pending)
         self._idle.clear()
         self._wake.set()
         return self._emit(event, Outcome.QUEUED)
@@ -245,9 +271,8 @@ class ReplyScheduler:
 
     def _evict_worst(self, channel: _Channel, newcomer: _Pending) -> bool:
         """Make room by dropping the least urgent queued line, if it ranks below the newcomer."""
-        live = [p for p in channel.heap if not p.done]
-        worst = max(live, key=lambda p: p.sort_key)  # lowest priority, and oldest within it
-        if (worst.sort_key[0], worst.sort_key[1]) < (newcomer.sort_key[0], newcomer.sort_key[1]):
+        worst = channel.least_urgent()
+        if worst is None or worst.priority_class < newcomer.priority_class:
             return False
         self._finish(channel, worst, Outcome.QUEUE_FULL)
         return True

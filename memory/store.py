@@ -157,6 +157,7 @@ class MemoryStore:
                     future.set_result(record)
 
     async def _write_batch(self, events: list[ChatEvent]) -> list[UserRecord]:
+        sent = [_iso(e.sent_at) for e in events]
         await self._db.execute("BEGIN IMMEDIATE")
         try:
             await self._db.executemany(
@@ -165,7 +166,7 @@ class MemoryStore:
                 " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
                 " display_name = excluded.display_name, last_seen = excluded.last_seen,"
                 " message_count = message_count + 1",
-                [(e.platform, e.author_id, e.author_name, _iso(e.sent_at), _iso(e.sent_at)) for e in events],
+                [(e.platform, e.author_id, e.author_name, at, at) for e, at in zip(events, sent, strict=True)],
             )
             await self._db.executemany(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
@@ -174,8 +175,8 @@ class MemoryStore:
                 " ?, 0, ?, ?, ?, ?)",
                 [
                     (e.platform, e.channel_id, e.server_id, e.message_id, e.platform, e.author_id,
-                     e.author_name, e.text, _iso(e.sent_at), e.reply_to_id, int(e.addresses_bot))
-                    for e in events
+                     e.author_name, e.text, at, e.reply_to_id, int(e.addresses_bot))
+                    for e, at in zip(events, sent, strict=True)
                 ],
             )
             users = await self._users_after_batch(events)

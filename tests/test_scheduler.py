@@ -294,3 +294,14 @@ async def test_full_queue_drops_the_least_urgent_line() -> None:
     assert scheduler.submit(line("pip 2", "c")) is Outcome.QUEUED
     assert outcomes[0] is Outcome.QUEUE_FULL  # "lurk" made room
     assert scheduler.submit(line("more lurking", "d", addressed=False)) is Outcome.QUEUE_FULL
+
+
+async def test_a_full_queue_of_equals_drops_the_oldest_first() -> None:
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(max_queued_per_channel=3), clock=ManualClock())
+    dropped: list[str] = []
+    scheduler.on_outcome = lambda event, outcome: dropped.append(event.text) if outcome is Outcome.QUEUE_FULL else None
+    scheduler.submit(line("pip, a question?", "asker"))  # a higher class than the rest: kept
+    for number in range(5):
+        scheduler.submit(line(f"pip {number}", f"viewer{number}"))
+    assert dropped == ["pip 0", "pip 1", "pip 2"]
+    assert scheduler.queued == 3
