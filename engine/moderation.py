@@ -148,10 +148,15 @@ class Moderator:
 
     # -- input ------------------------------------------------------------------------------
 
-    def check_input(self, event: ChatEvent, persona: PersonaCard) -> Verdict:
-        """Once per chat line (the copypasta rule remembers lines): may the character answer it?"""
+    def check_input(self, event: ChatEvent, persona: PersonaCard, *, repeats: int | None = None) -> Verdict:
+        """Once per chat line: may the character answer it?
+
+        ``repeats`` is what :meth:`count_repeats` said when the line arrived; without it the line
+        is counted now (the copypasta rule remembers lines, so count each line once).
+        """
         policy = self.policy(persona, event.channel_key)
-        repeats = self._copypasta_count(event)
+        if repeats is None:
+            repeats = self.count_repeats(event)
         if not policy.enabled or (self.settings.exempt_moderators and event.is_moderator):
             return Verdict(Action.ALLOW, event.text)
         found = self._input_findings(event.text, policy)
@@ -173,7 +178,8 @@ class Moderator:
             found.append((Reason.INPUT_REPEAT, ""))
         return found
 
-    def _copypasta_count(self, event: ChatEvent) -> int:
+    def count_repeats(self, event: ChatEvent) -> int:
+        """Count a line towards copypasta waves; how often its text was seen in the window."""
         fingerprint = squash(event.text)
         if len(fingerprint) < self.settings.copypasta_min_chars:
             return 0

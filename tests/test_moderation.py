@@ -111,6 +111,18 @@ async def test_copypasta_is_answered_until_it_becomes_a_wave(make_manager: MakeM
     assert manager.moderator.counts[("input_copypasta", "drop")] == 2
 
 
+async def test_a_line_nobody_asked_the_character_about_is_judged_only_if_answered(make_manager: MakeManager) -> None:
+    backend = ScriptedBackend(default="sure!")
+    manager = await make_manager(backend)
+    shouting = chat("WHY IS THE STREAMER SO BAD AT THIS GAME", addressed=False)
+    await manager.ingest(shouting)
+    assert await manager.should_answer(shouting)  # counted for copypasta waves, nothing else yet
+    assert manager.moderator.counts == {}
+    assert await manager.reply(shouting) is None  # chiming in on it anyway: judged first
+    assert backend.requests == []
+    assert manager.moderator.counts == {("input_caps", "drop"): 1}
+
+
 async def test_unaddressed_lines_count_towards_a_copypasta_wave(make_manager: MakeManager) -> None:
     manager = await make_manager(ScriptedBackend(default="ok!"))
     pasta = "this stream is the best stream on the whole platform, copy this!"
