@@ -112,7 +112,7 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
         return True
 
     scheduler = ReplyScheduler(answer, SchedulerConfig(), clock=clock, budget_for=lambda event: budget,
-                               on_outcome=lambda event, outcome: seen.outcomes.update([outcome]))
+                               on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)))
     events = load_events(args.csv, args.address_every)
     await scheduler.start()
     started = time.perf_counter()
