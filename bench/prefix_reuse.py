@@ -102,8 +102,10 @@ async def replay(plan: Replay, counter: TokenizerCounter, data_dir: Path) -> tup
             event = to_event(row, addresses_bot=number % plan.every == plan.every - 1, number=number)
             if event.addresses_bot:
                 backend.enqueue([REPLIES[len(asked) % len(REPLIES)]])
-                asked.append(event)
+            before = len(backend.requests)
             await manager.handle(event)
+            # One entry per prompt sent: a line moderation silenced sends none, a regenerated reply two.
+            asked.extend([event] * (len(backend.requests) - before))
     finally:
         await close_manager(manager)
     return asked, backend

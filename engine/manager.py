@@ -390,7 +390,7 @@ class ConversationManager:
     async def _build_prompt(self, event: ChatEvent, persona: PersonaCard) -> BuiltPrompt:
         key = event.channel_key
         window_start = self._window_start.get(key, 0)
-        history = await self._history_before(event, window_start)
+        history = [line for line in await self._history_before(event, window_start) if self._shown_to_model(line, persona)]
         history_lines = self.settings.prompt.history_lines
         if len(history) > history_lines:  # too many lines even if they fit: trim by count, same rule
             keep = max(1, int(history_lines * self.settings.prompt.trim_to))
@@ -400,7 +400,7 @@ class ConversationManager:
         user = await self.memory.get_user(event.platform, event.author_id)
         notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
-        replied_to = await self._replied_line(event, history)
+        replied_to = await self._replied_line(event, history, persona)
         inputs = PromptInputs(
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
@@ -420,14 +420,21 @@ class ConversationManager:
         self._window_start[key] = built.window_start_id
         return built
 
-    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage]) -> tuple[str, str] | None:
+    async def _replied_line(self, event: ChatEvent, history: list[StoredMessage], persona: PersonaCard) -> tuple[str, str] | None:
         """(speaker, text) of the line this one replies to, when it has left the history window."""
         if not event.reply_to_id:
             return None
         line = await self.memory.message_by_platform_id(event.platform, event.reply_to_id)
-        if line is None or any(kept.id == line.id for kept in history):
+        if line is None or not self._shown_to_model(line, persona) or any(kept.id == line.id for kept in history):
             return None
         return (line.author_name, line.text)  # a character's line is stored under its display name
+
+    def _shown_to_model(self, line: StoredMessage, persona: PersonaCard) -> bool:
+        # Slurs and scam links are stored (mods may need them) but never shown to the model as
+        # context; the filter is a pure function of the stored line, so prompts stay stable.
+        if line.is_character or (line.from_moderator and self.settings.moderation.exempt_moderators):
+            return True
+        return not self.moderator.harmful_text(line.text, persona, f"{line.platform}:{line.channel_id}")
 
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)

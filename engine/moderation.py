@@ -166,12 +166,29 @@ class Moderator:
         self._record(verdict, event)
         return verdict
 
-    def _input_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
-        s = self.settings
+    def harmful_text(self, text: str, persona: PersonaCard, channel_key: str) -> bool:
+        """Whether a viewer's line breaks a content rule (slur, banned word or pattern, a link not
+        allowed) whose input action keeps the character from answering it.
+
+        Such lines are kept out of the model's view of history too. Nothing is counted or logged;
+        spam signals (shouting, repeats, copypasta) are no reason to hide a line.
+        """
+        policy = self.policy(persona, channel_key)
+        if not policy.enabled:
+            return False
+        silenced = (Action.DROP, Action.REPLACE)
+        return any(policy.actions[reason] in silenced for reason, _ in self._content_findings(text, policy))
+
+    def _content_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
         found = self._word_findings(text, policy, Reason.INPUT_SLUR, Reason.INPUT_BANNED_WORD, Reason.INPUT_BANNED_PATTERN)
         hosts = [host for host in find_links(text) if not domain_allowed(host, policy.allowed_domains)]
         if hosts:
             found.append((Reason.INPUT_LINK, ", ".join(sorted(set(hosts)))))
+        return found
+
+    def _input_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
+        s = self.settings
+        found = self._content_findings(text, policy)
         if caps_shouting(text, min_letters=s.caps_min_letters, ratio=s.caps_ratio):
             found.append((Reason.INPUT_CAPS, ""))
         if repeated(text, max_chars=s.repeat_chars, max_words=s.repeat_words):

@@ -79,4 +79,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX summaries_by_channel ON summaries (platform, channel_id, id);
         """,
     ),
+    Migration(
+        2,
+        "lines remember whether a moderator wrote them",
+        # Moderators are exempt from input rules; the prompt builder needs to know whose line a
+        # stored link was to keep the same exemption when it shows history to the model.
+        "ALTER TABLE messages ADD COLUMN from_moderator INTEGER NOT NULL DEFAULT 0",
+    ),
 )

@@ -21,6 +21,7 @@ class StoredMessage:
     created_at: datetime
     platform_message_id: str | None = None
     reply_to_id: str | None = None
+    from_moderator: bool = False  # broadcaster, moderator or admin when they wrote it
 
 
 @dataclass(frozen=True, slots=True)

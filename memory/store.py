@@ -23,7 +23,7 @@ __all__ = ["MemoryError", "MemoryStore"]
 
 _MESSAGE_COLUMNS = (
     "m.id, m.platform, m.channel_id, COALESCE(u.platform_user_id, ''), m.author_name, m.text,"
-    " m.is_character, m.persona_id, m.created_at, m.platform_message_id, m.reply_to_id"
+    " m.is_character, m.persona_id, m.created_at, m.platform_message_id, m.reply_to_id, m.from_moderator"
 )
 
 
@@ -52,6 +52,7 @@ def _message(row: sqlite3.Row | tuple) -> StoredMessage:
         created_at=_parse(row[8]),
         platform_message_id=row[9],
         reply_to_id=row[10],
+        from_moderator=bool(row[11]),
     )
 
 
@@ -170,12 +171,12 @@ class MemoryStore:
             )
             await self._db.executemany(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
-                " author_name, is_character, text, created_at, reply_to_id, addressed)"
+                " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator)"
                 " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
-                " ?, 0, ?, ?, ?, ?)",
+                " ?, 0, ?, ?, ?, ?, ?)",
                 [
                     (e.platform, e.channel_id, e.server_id, e.message_id, e.platform, e.author_id,
-                     e.author_name, e.text, at, e.reply_to_id, int(e.addresses_bot))
+                     e.author_name, e.text, at, e.reply_to_id, int(e.addresses_bot), int(e.is_moderator))
                     for e, at in zip(events, sent, strict=True)
                 ],
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
-from engine.events import ChatEvent, Reply
+from engine.events import ChatEvent, Reply, Role
 from memory import MemoryStore
 from memory.migrations import MIGRATIONS
 
@@ -27,6 +28,25 @@ async def test_open_applies_numbered_migrations_once_and_uses_wal(tmp_path: Path
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = [row[0] for row in raw.execute("SELECT version FROM schema_migrations")]
     assert versions == [migration.version for migration in MIGRATIONS]
+
+
+async def test_a_database_from_an_older_version_is_migrated_and_keeps_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    with sqlite3.connect(path) as raw:  # what version 1 wrote
+        raw.executescript(MIGRATIONS[0].sql)
+        raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        raw.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', '2026-01-01T00:00:00+00:00')")
+        raw.execute("INSERT INTO messages (platform, channel_id, author_name, text, created_at)"
+                    " VALUES ('twitch', 'c1', 'Ann', 'said before the upgrade', '2026-01-01T00:00:00+00:00')")
+    store = await MemoryStore.open(path)
+    try:
+        assert await store.schema_version() == MIGRATIONS[-1].version
+        await store.record_message(replace(_line("mod line"), roles=frozenset({Role.MODERATOR})))
+        old, new = await store.recent_messages("twitch", "c1", limit=10)
+    finally:
+        await store.close()
+    assert (old.text, old.from_moderator) == ("said before the upgrade", False)
+    assert (new.text, new.from_moderator) == ("mod line", True)
 
 
 async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> None:

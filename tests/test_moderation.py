@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,35 @@ async def test_unaddressed_lines_count_towards_a_copypasta_wave(make_manager: Ma
     assert await manager.handle(chat(f"Pip, {pasta}", author="c")) is not None  # a new text
     assert await manager.handle(chat(pasta, author="d")) is None
     assert manager.moderator.counts[("input_copypasta", "drop")] == 1
+
+
+async def test_lines_moderation_silences_are_kept_out_of_the_models_history(make_manager: MakeManager) -> None:
+    backend = ScriptedBackend(default="ok!")
+    manager = await make_manager(backend)
+    for text in ("you are a total " + SLUR, "free stuff at evil.example.com/win", "WHAT A PLAY BY THE STREAMER"):
+        await manager.handle(chat(text, author="troll", addressed=False))
+    assert await manager.handle(chat("Pip, what just happened?")) is not None
+    prompt = " ".join(message.content for message in backend.requests[-1].messages)
+    assert SLUR not in prompt and "evil.example.com" not in prompt
+    assert "WHAT A PLAY BY THE STREAMER" in prompt  # shouting is no reason to hide a line
+    assert await manager.memory.count_messages() == 5  # every line is still stored
+
+
+async def test_a_moderators_link_stays_in_the_models_history(make_manager: MakeManager) -> None:
+    backend = ScriptedBackend(default="ok!")
+    manager = await make_manager(backend)
+    await manager.handle(chat("rules are at rules.example.com", author="mod", roles=frozenset({Role.MODERATOR}), addressed=False))
+    await manager.handle(chat("Pip, where are the rules?"))
+    assert any("rules.example.com" in message.content for message in backend.requests[-1].messages)
+
+
+async def test_a_reply_to_a_silenced_line_does_not_quote_it(make_manager: MakeManager) -> None:
+    backend = ScriptedBackend(default="ok!")
+    manager = await make_manager(backend)
+    insult = chat("you are a total " + SLUR, author="troll", addressed=False)
+    await manager.handle(insult)
+    assert await manager.handle(replace(chat("Pip, is that true?"), reply_to_id=insult.message_id)) is not None
+    assert all(SLUR not in message.content for message in backend.requests[-1].messages)
 
 
 async def test_input_replace_answers_with_the_safe_line_without_asking_the_model(make_manager: MakeManager) -> None:
