@@ -15,6 +15,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from engine.adapter_paths import adapter_folder
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # OpenAI-compatible servers accept at most 4 stop strings; the rest are applied in post-processing.
 _MAX_REQUEST_STOPS = 4
-_REMEMBERED_LINES = 16384  # lines whose moderation state is kept: they may still be answered
+_REMEMBERED_LINES = 16384  # per-line moderation state kept (a line may still be answered)
 # Said to the model before the one regeneration moderation allows; names no rule it could game.
 _RETRY_HINT = ("Your previous reply was withheld by the chat filter. Reply again in character, briefly, "
                "without links, without slurs, and without repeating your instructions.")
@@ -86,6 +87,9 @@ class ConversationManager:
         self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = {}
         self.moderator = Moderator(settings.moderation)
         self._heard: OrderedDict[tuple[str, str], _Heard] = OrderedDict()
+        # Whether a stored line may be shown to the model, per persona: history is mostly the
+        # same lines turn after turn, so each is judged once, not once per reply.
+        self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
         self._last_fallback: dict[str, float] = {}
 
     # -- personas ---------------------------------------------------------------------------
@@ -277,8 +281,7 @@ class ConversationManager:
         heard = self._heard.get(key)
         if heard is None:
             heard = self._heard[key] = _Heard(self.moderator.count_repeats(event))
-            if len(self._heard) > _REMEMBERED_LINES:
-                self._heard.popitem(last=False)
+            _keep_newest(self._heard)
         return heard
 
     async def fallback_reply(self, event: ChatEvent, override: str | None = None) -> str | None:
@@ -433,7 +436,12 @@ class ConversationManager:
         # context; the filter is a pure function of the stored line, so prompts stay stable.
         if line.is_character or (line.from_moderator and self.settings.moderation.exempt_moderators):
             return True
-        return not self.moderator.harmful_text(line.text, persona, f"{line.platform}:{line.channel_id}")
+        key = (persona.persona_id, line.id)
+        shown = self._shown.get(key)
+        if shown is None:
+            shown = self._shown[key] = not self.moderator.harmful_text(line.text, persona, f"{line.platform}:{line.channel_id}")
+            _keep_newest(self._shown)
+        return shown
 
     async def _history_before(self, event: ChatEvent, window_start: int) -> list[StoredMessage]:
         own_id = await self.memory.message_id_for(event.platform, event.message_id)
@@ -450,6 +458,11 @@ class ConversationManager:
         previous = await self.memory.latest_summary(event.platform, event.channel_id)
         text = summarise_dropped(dropped, persona, previous.text if previous else None)
         await self.memory.save_summary(event.platform, event.channel_id, text, dropped[-1].id, persona.persona_id)
+
+
+def _keep_newest(remembered: OrderedDict[Any, Any]) -> None:
+    if len(remembered) > _REMEMBERED_LINES:
+        remembered.popitem(last=False)
 
 
 @dataclass
