@@ -1,7 +1,7 @@
 """Replay a recorded chat through the platform-neutral pipeline and measure it under a flood.
 
-Every line goes through what the Twitch adapter does with it: ``manager.ingest`` (committed to a
-real SQLite file), ``manager.should_answer`` (input moderation), then ``ReplyScheduler.submit``;
+Every line goes through what the Twitch adapter does with it: ``manager.hear`` (committed to a
+real SQLite file, then input moderation), then ``ReplyScheduler.submit`` with what it heard;
 the scheduler answers through the real ConversationManager with the scripted backend and a
 20-per-30 s send budget. Start-up is the bot's own (``bot.app.build_manager``).
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.app import build_manager, close_manager, freeze_startup_heap  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
-from engine.clock import ScaledClock  # noqa: E402
+from engine.flow.clock import ScaledClock  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
-from engine.manager import ConversationManager  # noqa: E402
-from engine.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
-from engine.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
+from engine.manager import ConversationManager, HeardLine  # noqa: E402
+from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
+from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
-from engine.tokens import ApproxTokenCounter  # noqa: E402
+from memory.export import count_viewer_lines  # noqa: E402
+from engine.prompting.tokens import ApproxTokenCounter  # noqa: E402
 
 PLATFORM = "bench"
 CHANNEL = "flood"
@@ -85,13 +85,13 @@ def percentile(values: list[float], share: float) -> float:
 
 async def take_line(manager: ConversationManager, scheduler: ReplyScheduler, event: ChatEvent, seen: Measurements) -> None:
     arrived = time.perf_counter()
-    await manager.ingest(event)
-    stored = time.perf_counter()
-    scheduler.submit(event, moderated=not await manager.should_answer(event))
+    heard = await manager.hear(event)
+    scheduler.submit(heard)
     decided = time.perf_counter()
-    seen.ingest_ms.append((stored - arrived) * 1000)
-    seen.decision_ms.append((decided - stored) * 1000)
-    seen.last_commit = max(seen.last_commit, stored)
+    # Judging happens inside hear(), after the commit: the figures split there, as before.
+    seen.ingest_ms.append((heard.stored_at - arrived) * 1000)
+    seen.decision_ms.append((decided - heard.stored_at) * 1000)
+    seen.last_commit = max(seen.last_commit, heard.stored_at)
 
 
 async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, float, int, int]:
@@ -103,8 +103,8 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
     budget = SendBudget(args.limit, clock=clock)
     seen = Measurements()
 
-    async def answer(event: ChatEvent, reservation: SendReservation | None) -> bool:
-        if await manager.reply(event) is None:
+    async def answer(heard: HeardLine, reservation: SendReservation | None) -> bool:
+        if await manager.reply(heard) is None:
             return False
         seen.send_times.append(clock.now())
         if reservation is not None:
@@ -127,8 +127,7 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
     await scheduler.join()
     await scheduler.close()
     await close_manager(manager)
-    with sqlite3.connect(settings.db_path) as db:
-        stored = db.execute("SELECT COUNT(*) FROM messages WHERE platform = ? AND is_character = 0", (PLATFORM,)).fetchone()[0]
+    stored = count_viewer_lines(settings.db_path, PLATFORM)
     return seen, ingest_s, stored, len(events)
 
 

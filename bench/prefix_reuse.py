@@ -35,9 +35,9 @@ from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import ChatMessage  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
-from engine.model_store import ensure_default_model  # noqa: E402
+from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, PromptSettings, load_settings  # noqa: E402
-from engine.tokens import TokenizerCounter  # noqa: E402
+from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "live-chat-press-briefing.csv"
 REPLIES = ("Ha, chat is on fire today!", "Good question, let's see what they say.", "Stay kind, crew of chat!")

@@ -12,10 +12,10 @@ from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
 from engine.manager import ConversationManager
-from engine.metrics import Metrics
-from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+from engine.observability.metrics import Metrics
+from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
-from engine.tokens import TokenCounter, load_token_counter
+from engine.prompting.tokens import TokenCounter, load_token_counter
 from memory import MemoryStore
 from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
 
@@ -38,7 +38,7 @@ def _tokenizer_source(settings: Settings) -> str | Path | None:
         return settings.backend.tokenizer
     model = settings.backend.model
     if model in (DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID) and settings.backend.kind == "embedded":
-        from engine.model_store import ensure_default_model
+        from engine.serving.model_store import ensure_default_model
 
         return ensure_default_model(settings.core.cache_dir)
     return model if Path(model).expanduser().exists() else None
@@ -84,7 +84,7 @@ def _export_component_counts(manager: ConversationManager) -> None:
 
 async def close_manager(manager: ConversationManager) -> None:
     await manager.backend.aclose()
-    await manager.memory.close()
+    await manager.close()
 
 
 def configured_adapters(settings: Settings, manager: ConversationManager, *, console: bool | None = None) -> list[Adapter]:

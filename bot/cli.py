@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import EngineError
-from engine.redact import install_secret_redaction
+from engine.observability.redact import install_secret_redaction
 from engine.settings import Settings, load_settings
 from personas.errors import PersonaError
 
@@ -90,7 +90,7 @@ def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.model_store import resolve_model_path
+    from engine.serving.model_store import resolve_model_path
 
     print(resolve_model_path(settings.backend.model, settings.core.cache_dir))
     return 0
@@ -98,7 +98,7 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import load_personas
-    from engine.vllm_args import plan_from_settings
+    from engine.serving.vllm_args import plan_from_settings
 
     plan = plan_from_settings(
         settings, load_personas(settings), weights=args.model, max_loras=args.max_loras, server_adapter_dir=args.server_dir

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
-from engine.manager import ConversationManager
+from engine.manager import ConversationManager, HeardLine
 from engine.settings import Settings
 
 __all__ = ["ConsoleAdapter"]
@@ -70,13 +70,15 @@ class ConsoleAdapter:
             roles=frozenset({Role.BROADCASTER}),
             addresses_bot=True,
         )
-        await self.manager.ingest(event)
+        heard = await self.manager.hear(event)
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         try:
+            if heard.blocked:
+                return  # stored, but the character stays quiet
             if self.interactive:
-                await self._stream(event, persona.display_name)
+                await self._stream(heard, persona.display_name)
             else:
-                reply = await self.manager.reply(event)
+                reply = await self.manager.reply(heard)
                 if reply is not None:
                     self._say(f"{reply.persona_name}: {reply.text}")
         except EngineError as exc:
@@ -85,10 +87,10 @@ class ConsoleAdapter:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {exc}]", file=sys.stderr)
 
-    async def _stream(self, event: ChatEvent, name: str) -> None:
+    async def _stream(self, heard: HeardLine, name: str) -> None:
         shown = ""
         self._say(f"{name}: ", end="")
-        async for snapshot in self.manager.reply_stream(event):
+        async for snapshot in self.manager.reply_stream(heard):
             if snapshot.startswith(shown):
                 self._say(snapshot[len(shown):], end="")
             else:  # post-processing rewrote the start (e.g. stripped a speaker label): redraw

@@ -1,6 +1,6 @@
 """The Discord adapter: discord.py events in, ``ChatEvent``s to the manager, replies back out.
 
-It only translates. Every line it may read is stored (``manager.ingest``); lines that address the
+It only translates. Every line it may read is stored and judged (``manager.hear``); lines that address the
 bot are answered with a typing indicator and a streamed or whole reply. Backend failures become a
 short configurable apology (or silence), never a traceback. ``/persona`` and ``/memory`` live in
 ``bot.discord_commands``; message splitting and safe mentions in ``bot.discord_delivery``.
@@ -20,8 +20,8 @@ from bot.discord_delivery import ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
-from engine.manager import ConversationManager
-from engine.postprocess import PlatformLimits
+from engine.manager import ConversationManager, HeardLine
+from engine.output.postprocess import PlatformLimits
 from engine.settings import Settings
 
 __all__ = ["CostarDiscordClient", "DiscordAdapter"]
@@ -105,10 +105,10 @@ class DiscordAdapter:
         event = to_chat_event(message, bot_user, self.rules, await self._character_names(message))
         if not event.text.strip():
             return  # attachments or stickers only: nothing to read
-        await self.manager.ingest(event)
-        # Judged even when not addressed: a copypasta wave is counted on every line.
-        if await self.manager.should_answer(event) and event.addresses_bot:
-            await self._answer(message, event)
+        # Heard even when not addressed: a copypasta wave is counted on every line.
+        heard = await self.manager.hear(event)
+        if event.addresses_bot and not heard.blocked:
+            await self._answer(message, heard)
 
     async def _character_names(self, message: discord.Message) -> tuple[str, ...]:
         """The channel's persona's names: "Pip, what do you think?" addresses the bot too."""
@@ -116,23 +116,24 @@ class DiscordAdapter:
         card = await self.manager.persona_for(DISCORD, str(message.channel.id), server_id)
         return (card.name, card.display_name)
 
-    async def _answer(self, message: discord.Message, event: ChatEvent) -> None:
+    async def _answer(self, message: discord.Message, heard: HeardLine) -> None:
+        event = heard.event
         writer = ReplyWriter(message, limit=self.settings.discord.message_limit, throttle=self.throttle)
         try:
             async with message.channel.typing():
-                await self._write_reply(writer, event)
+                await self._write_reply(writer, heard)
         except EngineError as exc:
             log.warning("no reply in discord channel %s: %s", event.channel_id, exc)
             await self._apologise(writer, event)
         except discord.HTTPException as exc:
             log.warning("Discord refused the reply in channel %s: %s", event.channel_id, exc)
 
-    async def _write_reply(self, writer: ReplyWriter, event: ChatEvent) -> None:
+    async def _write_reply(self, writer: ReplyWriter, heard: HeardLine) -> None:
         if self.settings.discord.stream_replies:
             finished: list[Reply] = []
 
             async def snapshots() -> AsyncIterator[str]:
-                async for item in self.manager.generate(event):
+                async for item in self.manager.generate(heard):
                     if isinstance(item, Reply):
                         finished.append(item)
                     else:
@@ -141,12 +142,12 @@ class DiscordAdapter:
             await writer.stream(snapshots())
             reply = finished[0] if finished else None
         else:
-            reply = await self.manager.reply(event)
+            reply = await self.manager.reply(heard)
             if reply is not None and reply.text.strip():
                 await writer.send_whole(reply.text)
-        if reply is not None and reply.memory_id is not None and writer.sent:
+        if reply is not None and writer.sent:
             # Lets a later reply-to-this-message find the stored line.
-            await self.manager.memory.set_platform_message_id(reply.memory_id, str(writer.sent[0].id))
+            await self.manager.link_sent(reply, str(writer.sent[0].id))
 
     async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
         if writer.sent:

@@ -62,11 +62,10 @@ async def replay(
 async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, *, ack: bool = False) -> str | None:
     event = line.event
     try:
-        await manager.ingest(event)
+        heard = await manager.hear(event)
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
-        may_answer = await manager.should_answer(event)  # every line, as the adapters judge them
-        reply = await manager.reply(event) if event.addresses_bot and may_answer else None
+        reply = await manager.reply(heard) if event.addresses_bot and not heard.blocked else None
     except EngineError as exc:
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
         return None

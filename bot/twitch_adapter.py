@@ -1,9 +1,9 @@
 """Twitch chat through twitchio 3: EventSub ``channel.chat.message`` in, Helix Send Chat Message out.
 
-Every line is stored (``manager.ingest``) before anything else happens to it. Commands are run at
-once; everything else goes to the platform-neutral :class:`engine.scheduler.ReplyScheduler`,
+Every line is stored and judged (``manager.hear``) before anything else happens to it. Commands are run at
+once; everything else goes to the platform-neutral :class:`engine.flow.scheduler.ReplyScheduler`,
 which decides what gets answered under a flood and calls back here to generate and send. Each
-channel has a :class:`engine.ratelimit.SendBudget`: 20 messages per 30 s, raised to 100 once
+channel has a :class:`engine.flow.ratelimit.SendBudget`: 20 messages per 30 s, raised to 100 once
 Twitch echoes one of our own messages with a moderator or broadcaster badge (and lowered again if
 the badge goes away) — going over locks the bot account out of chat for 30 minutes.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import twitchio
@@ -26,15 +25,15 @@ from twitchio.eventsub import ChatMessageSubscription
 from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
-from engine.clock import Clock, MonotonicClock
+from engine.flow.clock import Clock, MonotonicClock
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
-from engine.ratelimit import SendBudget, SendReservation
-from engine.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
+from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
 from engine.settings import Settings
 
 if TYPE_CHECKING:
-    from engine.manager import ConversationManager
+    from engine.manager import ConversationManager, HeardLine
 
 __all__ = ["TwitchAdapter", "chat_event_from"]
 
@@ -186,14 +185,12 @@ class TwitchAdapter:
             self._note_own_badges(message)
             return
         event = chat_event_from(message, addressed=await self._addresses_bot(message))
-        author = await self.manager.ingest(event)
-        if author.message_count == 1:
-            event = replace(event, is_first_message=True)
-        if self.commands.is_command(event):
-            await self._run_command(event)
+        heard = await self.manager.hear(event)
+        if self.commands.is_command(heard.event):
+            await self._run_command(heard.event)
             return
         # A blocked line is stored but never answered; the scheduler still sees it for copypasta.
-        self.scheduler.submit(event, moderated=not await self.manager.should_answer(event))
+        self.scheduler.submit(heard)
 
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
@@ -235,10 +232,11 @@ class TwitchAdapter:
 
     # -- outgoing ---------------------------------------------------------------------------
 
-    async def _answer(self, event: ChatEvent, reservation: SendReservation | None) -> bool:
+    async def _answer(self, heard: HeardLine, reservation: SendReservation | None) -> bool:
         """The scheduler's handler: generate, check, send. True when Twitch took the message."""
+        event = heard.event
         try:
-            reply = await self.manager.reply(event)
+            reply = await self.manager.reply(heard)
         except EngineError as exc:
             logger.warning("no reply in twitch channel %s: %s", event.channel_id, exc)
             apology = await self.manager.fallback_reply(event)
@@ -246,9 +244,8 @@ class TwitchAdapter:
         if reply is None:
             return False
         sent_id = await self._send(event, reply.text, reservation)
-        if sent_id and reply.memory_id is not None:
-            # Lets later lines that reply to this message find it in memory.
-            await self.manager.memory.set_platform_message_id(reply.memory_id, sent_id)
+        if sent_id:
+            await self.manager.link_sent(reply, sent_id)
         return sent_id is not None
 
     async def _send(self, event: ChatEvent, text: str, reservation: SendReservation | None) -> str | None:

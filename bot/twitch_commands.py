@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.clock import Clock
+from engine.flow.clock import Clock
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
 

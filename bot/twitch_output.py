@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from engine.postprocess import PlatformLimits, shorten_to
+from engine.output.postprocess import PlatformLimits, shorten_to
 
 __all__ = ["MAX_MESSAGE_CHARS", "TWITCH_LIMITS", "twitch_safe"]
 

@@ -3,6 +3,7 @@
     EngineError
     ├── SettingsError          a setting is missing or malformed (names the variable)
     ├── PersonaNotFound        no installed persona by that name
+    ├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
     └── BackendError           the language model could not produce a reply
         ├── BackendUnavailable connection refused, 503, circuit open, timeout
         ├── ContextTooLong     the server refused the prompt as too long
@@ -16,6 +17,7 @@ __all__ = [
     "BackendUnavailable",
     "ContextTooLong",
     "EngineError",
+    "MemoryUnavailable",
     "ModelNotFound",
     "PersonaNotFound",
     "SettingsError",
@@ -36,6 +38,10 @@ class PersonaNotFound(EngineError):
         self.available = available
         listing = ", ".join(available) or "none installed"
         super().__init__(f"no persona named {name!r} (available: {listing})")
+
+
+class MemoryUnavailable(EngineError):
+    """A :class:`memory.MemoryStoreError` at the engine's boundary; the message says why."""
 
 
 class BackendError(EngineError):

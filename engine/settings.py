@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
-from engine.moderation_rules import ActionMap, CommaList, ModerationOverrides, PatternList
+from personas.moderation_rules import ActionMap, CommaList, ModerationOverrides, PatternList
 
 __all__ = [
     "BackendSettings",

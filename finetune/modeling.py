@@ -9,14 +9,14 @@ __all__ = ["load_causal_lm", "load_tokenizer", "resolve_base_model"]
 
 def resolve_base_model(base_model: str) -> str:
     """'smollm2' (built in), a local folder, or a Hub id → something ``from_pretrained`` takes."""
-    from engine.model_store import resolve_model_path
+    from engine.serving.model_store import resolve_model_path
     from engine.settings import CoreSettings
 
     return resolve_model_path(base_model, CoreSettings().cache_dir)
 
 
 def _hub_id(model_path: str) -> str:
-    from engine.model_store import DEFAULT_MODEL_HUB_ID, ensure_default_model
+    from engine.serving.model_store import DEFAULT_MODEL_HUB_ID, ensure_default_model
     from engine.settings import CoreSettings
 
     try:

@@ -1,8 +1,23 @@
-"""costar's memory: every chat line, replies, users, notes, persona choices, summaries (SQLite)."""
+"""costar's memory: every chat line, replies, users, notes, persona choices, summaries (SQLite).
+
+Only this package writes SQL. It imports nothing from the engine: what it stores of a chat line
+is the :class:`~memory.records.IncomingLine` protocol, which the engine's events satisfy.
+"""
 
 from __future__ import annotations
 
-from memory.records import ForgetResult, StoredMessage, Summary, UserRecord
-from memory.store import MemoryError, MemoryStore
+from memory.errors import DatabaseBusy, DatabaseUnavailable, MemoryStoreError
+from memory.records import ForgetResult, IncomingLine, StoredMessage, Summary, UserRecord
+from memory.store import MemoryStore
 
-__all__ = ["ForgetResult", "MemoryError", "MemoryStore", "StoredMessage", "Summary", "UserRecord"]
+__all__ = [
+    "DatabaseBusy",
+    "DatabaseUnavailable",
+    "ForgetResult",
+    "IncomingLine",
+    "MemoryStore",
+    "MemoryStoreError",
+    "StoredMessage",
+    "Summary",
+    "UserRecord",
+]

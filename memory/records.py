@@ -4,8 +4,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-__all__ = ["ForgetResult", "StoredMessage", "Summary", "UserRecord"]
+__all__ = ["ForgetResult", "IncomingLine", "StoredMessage", "Summary", "UserRecord"]
+
+
+class IncomingLine(Protocol):
+    """What memory stores of a viewer's chat line.
+
+    A protocol rather than a class of its own: the engine's ``ChatEvent`` has these attributes,
+    so a flood of lines is stored without a conversion per line, and memory imports nothing
+    from the engine.
+    """
+
+    @property
+    def platform(self) -> str: ...
+    @property
+    def channel_id(self) -> str: ...
+    @property
+    def server_id(self) -> str | None: ...
+    @property
+    def author_id(self) -> str: ...
+    @property
+    def author_name(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def sent_at(self) -> datetime: ...
+    @property
+    def reply_to_id(self) -> str | None: ...
+    @property
+    def addresses_bot(self) -> bool: ...
+    @property
+    def is_moderator(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +68,11 @@ class UserRecord:
 
     @property
     def is_new(self) -> bool:
+        """A first-time chatter: the line just stored is the first costar has seen from them.
+
+        The one definition: the Twitch greeting, the scheduler's priority and the turn context
+        all ask this.
+        """
         return self.message_count <= 1
 
 

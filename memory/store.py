@@ -15,20 +15,16 @@ from pathlib import Path
 
 import aiosqlite
 
-from engine.events import ChatEvent, Reply
+from memory.errors import DatabaseUnavailable, MemoryStoreError, translate
 from memory.migrations import MIGRATIONS, Migration
-from memory.records import ForgetResult, StoredMessage, Summary, UserRecord
+from memory.records import ForgetResult, IncomingLine, StoredMessage, Summary, UserRecord
 
-__all__ = ["MemoryError", "MemoryStore"]
+__all__ = ["MemoryStore"]
 
 _MESSAGE_COLUMNS = (
     "m.id, m.platform, m.channel_id, COALESCE(u.platform_user_id, ''), m.author_name, m.text,"
     " m.is_character, m.persona_id, m.created_at, m.platform_message_id, m.reply_to_id, m.from_moderator"
 )
-
-
-class MemoryError(Exception):
-    """The database could not be opened, migrated or written."""
 
 
 def _iso(moment: datetime) -> str:
@@ -64,13 +60,16 @@ class MemoryStore:
         self.path = path
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
-        self._pending: list[tuple[ChatEvent, asyncio.Future[UserRecord]]] = []
+        self._pending: list[tuple[IncomingLine, asyncio.Future[UserRecord]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> MemoryStore:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot create the folder for the memory database {path}: {exc.strerror}") from exc
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute("PRAGMA journal_mode=WAL")
@@ -82,7 +81,7 @@ class MemoryStore:
             store = cls(connection, path)
             await store._migrate(MIGRATIONS)
         except sqlite3.DatabaseError as exc:
-            raise MemoryError(f"cannot open the memory database {path}: {exc}") from exc
+            raise DatabaseUnavailable(f"cannot open the memory database {path}: {exc}") from exc
         return store
 
     async def close(self) -> None:
@@ -129,7 +128,7 @@ class MemoryStore:
 
     # -- writing a turn ---------------------------------------------------------------------
 
-    async def record_message(self, event: ChatEvent) -> UserRecord:
+    async def record_message(self, event: IncomingLine) -> UserRecord:
         """Store a viewer's line and count it for its author; returns once it is committed.
 
         Lines arriving together are committed together (group commit): a chat flood costs a
@@ -148,7 +147,8 @@ class MemoryStore:
                 async with self._write_lock:
                     records = await self._write_batch([event for event, _ in batch])
             except Exception as exc:  # every waiter learns why its line was not stored
-                error = MemoryError(f"could not store chat lines: {exc}")
+                error = translate("could not store chat lines", exc) if isinstance(exc, sqlite3.Error) else MemoryStoreError(
+                    f"could not store chat lines: {exc}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -157,7 +157,7 @@ class MemoryStore:
                 if not future.done():
                     future.set_result(record)
 
-    async def _write_batch(self, events: list[ChatEvent]) -> list[UserRecord]:
+    async def _write_batch(self, events: list[IncomingLine]) -> list[UserRecord]:
         sent = [_iso(e.sent_at) for e in events]
         await self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -187,7 +187,7 @@ class MemoryStore:
             raise
         return _records_per_event(events, users)
 
-    async def _users_after_batch(self, events: list[ChatEvent]) -> dict[tuple[str, str], tuple]:
+    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple]:
         keys = sorted({(e.platform, e.author_id) for e in events})
         users: dict[tuple[str, str], tuple] = {}
         # SQLite caps bound parameters; 400 pairs stays well under the limit.
@@ -204,9 +204,12 @@ class MemoryStore:
                     users[(row[0], row[1])] = tuple(row[2:])
         return users
 
-    async def record_reply(self, reply: Reply, platform_message_id: str | None = None) -> int:
-        """Store what the character said; returns the row id."""
-        event = reply.event
+    async def record_reply(
+        self, answered: IncomingLine, *, persona_id: str, persona_name: str, text: str,
+        platform_message_id: str | None = None,
+    ) -> int:
+        """Store what the character said in answer to ``answered``; returns the row id."""
+        event = answered
         async with self._write_lock:
             cursor = await self._db.execute(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id, author_name,"
@@ -216,9 +219,9 @@ class MemoryStore:
                     event.channel_id,
                     event.server_id,
                     platform_message_id,
-                    reply.persona_name,
-                    reply.persona_id,
-                    reply.text,
+                    persona_name,
+                    persona_id,
+                    text,
                     _iso(datetime.now(UTC)),
                     event.message_id,
                 ),
@@ -293,7 +296,7 @@ class MemoryStore:
                 (persona_id, text, _iso(datetime.now(UTC)), platform, user_id),
             )
             if cursor.rowcount == 0:
-                raise MemoryError(f"no user {user_id!r} on {platform} to attach a note to")
+                raise MemoryStoreError(f"no user {user_id!r} on {platform} to attach a note to")
 
     async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[str]:
         async with self._db.execute(
@@ -382,7 +385,7 @@ class MemoryStore:
         return str(row[0]) if row else "no answer"
 
 
-def _records_per_event(events: list[ChatEvent], users: dict[tuple[str, str], tuple]) -> list[UserRecord]:
+def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple]) -> list[UserRecord]:
     """Each line's view of its author: the count as it stood right after that line."""
     remaining = {}
     for event in events:

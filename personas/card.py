@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.moderation_rules import ModerationOverrides
+from personas.moderation_rules import ModerationOverrides
 
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
 

@@ -10,7 +10,7 @@ import pytest
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
 from engine.settings import CoreSettings, Settings, load_settings
-from engine.tokens import TokenizerCounter
+from engine.prompting.tokens import TokenizerCounter
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -35,7 +35,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     """The real SmolLM2-135M-Instruct, converted from the packaged GGUF once per machine."""
-    from engine.model_store import ensure_default_model
+    from engine.serving.model_store import ensure_default_model
 
     return ensure_default_model(CoreSettings().cache_dir)
 

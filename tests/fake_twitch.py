@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from engine.clock import Clock, MonotonicClock
+from engine.flow.clock import Clock, MonotonicClock
 
 __all__ = ["FakeChatUser", "FakeTwitch", "ReceivedChat", "ReceivedRequest", "badge"]
 

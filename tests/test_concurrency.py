@@ -17,7 +17,7 @@ from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.errors import BackendUnavailable
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
-from engine.tokens import TokenizerCounter
+from engine.prompting.tokens import TokenizerCounter
 from tests.conftest import make_settings
 
 GATE_TIMEOUT_S = 10.0

@@ -25,7 +25,7 @@ from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
 from engine.settings import Settings
-from engine.tokens import TokenCounter
+from engine.prompting.tokens import TokenCounter
 from tests.conftest import make_settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
 

@@ -19,7 +19,7 @@ MODEL_DIR = Path("/root/.cache/costar/models/smollm2")
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from engine.model_store import ensure_default_model
+    from engine.serving.model_store import ensure_default_model
     from engine.settings import CoreSettings
 
     return AutoTokenizer.from_pretrained(ensure_default_model(CoreSettings().cache_dir))

@@ -19,12 +19,12 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine.backends.base import ChatMessage
 from engine.events import ChatEvent
-from engine.moderation import Moderator
-from engine.moderation_checks import caps_shouting, repeated
-from engine.normalize import _unicode_passes, fold_leet, matching_words, normalize_for_matching, squash, word_sequence
-from engine.prompt import PromptBuilder, PromptInputs, viewer_message
+from engine.moderation.moderator import Moderator
+from engine.moderation.checks import caps_shouting, repeated
+from engine.moderation.normalize import _unicode_passes, fold_leet, matching_words, normalize_for_matching, squash, word_sequence
+from engine.prompting.builder import PromptBuilder, PromptInputs, viewer_message
 from engine.settings import ModerationSettings
-from engine.tokens import MESSAGE_OVERHEAD_TOKENS
+from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS
 from memory.records import StoredMessage
 from personas.card import PersonaCard
 from personas.errors import PersonaError

@@ -29,8 +29,8 @@ from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
-from engine.prompt import speaker_label
-from engine.prompt_leaks import hidden_instructions
+from engine.prompting.lines import speaker_label
+from engine.moderation.prompt_leaks import hidden_instructions
 from tests.conftest import make_settings
 
 CORPUS = [json.loads(line) for line in (Path(__file__).parent / "injection_corpus.jsonl").read_text().splitlines() if line]
@@ -134,9 +134,9 @@ async def test_an_obedient_model_never_gets_the_instructions_past_the_filter(tmp
     try:
         for index, row in enumerate(CORPUS):
             event = event_for(index, row["text"])
-            await manager.ingest(event)
+            heard = await manager.hear(event)
             before = len(backend.requests)
-            snapshots = [snapshot async for snapshot in manager.reply_stream(event)]
+            snapshots = [snapshot async for snapshot in manager.reply_stream(heard)]
             for request in backend.requests[before:before + 1]:
                 assert_viewer_text_is_labelled_user_content(manager, request, event)
             disguises = ["plain", *(name for name, _ in backend.produced[before:])]
@@ -175,8 +175,7 @@ async def test_the_real_model_does_not_leak_its_instructions_past_the_filter(tmp
     try:
         for index, row in enumerate(subset):
             event = event_for(index * 7, row["text"])  # index*7 keeps the author "ann"
-            await manager.ingest(event)
-            reply = await manager.reply(event)
+            reply = await manager.reply(await manager.hear(event))
             if reply is not None:
                 replies += 1
                 leaked += [name for name in DISGUISES if shares_run(reply.text, hidden, name)]

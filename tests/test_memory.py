@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from engine.events import ChatEvent, Reply, Role
+from engine.events import ChatEvent, Role
 from memory import MemoryStore
 from memory.migrations import MIGRATIONS
 
@@ -79,7 +79,7 @@ async def test_forget_removes_lines_replies_notes_and_the_user(tmp_path: Path) -
         await store.record_message(asked)
         await store.record_message(_line("unrelated", "bystander"))
         await store.add_note("twitch", "cat_fan", "likes cats")
-        await store.record_reply(Reply(event=asked, text="Cats, noted!", persona_id="pip", persona_name="Pip"))
+        await store.record_reply(asked, text="Cats, noted!", persona_id="pip", persona_name="Pip")
         result = await store.forget_user("twitch", "cat_fan")
         assert (result.messages, result.notes, result.users) == (2, 1, 1)
         assert await store.get_user("twitch", "cat_fan") is None

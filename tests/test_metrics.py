@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from engine.metrics import Metrics
+from engine.observability.metrics import Metrics
 
 
 def test_reply_timer_feeds_replies_and_both_latency_histograms() -> None:
@@ -63,7 +63,7 @@ def test_two_metrics_objects_do_not_collide() -> None:
 
 
 def test_scheduler_outcomes_other_than_queued_or_replied_count_as_drops() -> None:
-    from engine.scheduler import Outcome
+    from engine.flow.scheduler import Outcome
 
     metrics = Metrics()
     for outcome in (Outcome.QUEUED, Outcome.REPLIED, Outcome.STALE, Outcome.COPYPASTA, Outcome.STALE):
@@ -88,13 +88,12 @@ async def test_moderation_and_circuit_breaker_counts_are_exported(tmp_path) -> N
     try:
         shouting = ChatEvent(platform="twitch", channel_id="c", author_id="a", author_name="a",
                              text="PIP ANSWER ME NOW RIGHT NOW!!!!!!!!", addresses_bot=True)
-        await manager.ingest(shouting)
-        await manager.reply(shouting)
+        await manager.reply(await manager.hear(shouting))
         for _ in range(3):
             polite = ChatEvent(platform="twitch", channel_id="c", author_id="b", author_name="b", text="hi Pip", addresses_bot=True)
-            await manager.ingest(polite)
+            heard = await manager.hear(polite)
             with pytest.raises(EngineError):  # failures, then the open breaker failing fast
-                await manager.reply(polite)
+                await manager.reply(heard)
         text = manager.metrics.render().decode()
     finally:
         await close_manager(manager)

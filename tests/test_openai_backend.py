@@ -16,7 +16,7 @@ from engine.backends.base import ChatMessage, GenerationRequest
 from engine.backends.openai_backend import OpenAIBackend, RetryPolicy
 from engine.backends.vllm_errors import AdaptersMissing, ErrorKind, classify, parse_error_body
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
-from engine.metrics import Metrics
+from engine.observability.metrics import Metrics
 from tests.fake_vllm import FakeVllm, Fault, flat_error, nested_error
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.postprocess import PlatformLimits, postprocess, shorten_to
+from engine.output.postprocess import PlatformLimits, postprocess, shorten_to
 from personas.card import Style
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from engine.tokens import TokenizerCounter
+from engine.prompting.tokens import TokenizerCounter
 from tests.conftest import make_settings
 
 

@@ -30,10 +30,9 @@ async def test_prompt_never_exceeds_the_context_budget_with_long_chat(tmp_path: 
     try:
         for turn in range(40):
             for filler in range(3):
-                await manager.ingest(_event(f"filler {turn}-{filler} " + "blah " * (turn * 7), f"lurker{filler}", addressed=False))
+                await manager.hear(_event(f"filler {turn}-{filler} " + "blah " * (turn * 7), f"lurker{filler}", addressed=False))
             event = _event(f"question {turn}: " + "why? " * (turn * 11))
-            await manager.ingest(event)
-            await manager.reply(event)
+            await manager.reply(await manager.hear(event))
             reply_tokens = manager.default_persona().style.max_reply_tokens
             assert _rendered_tokens(tokenizer, backend.requests[-1]) <= 512 - reply_tokens
     finally:
@@ -47,10 +46,9 @@ async def test_next_prompt_starts_with_the_previous_prompt_up_to_the_trim_point(
     trims = appends = 0
     try:
         for turn in range(60):
-            await manager.ingest(_event(f"side chatter number {turn}", "lurker", addressed=False))
+            await manager.hear(_event(f"side chatter number {turn}", "lurker", addressed=False))
             event = _event(f"Pip, what about level {turn}?", f"fan{turn % 3}")
-            await manager.ingest(event)
-            reply = await manager.reply(event)
+            reply = await manager.reply(await manager.hear(event))
             if turn == 0:
                 continue
             previous, current = backend.requests[-2].messages, backend.requests[-1].messages
@@ -110,9 +108,9 @@ async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(tmp_path:
     try:
         old = ChatEvent(platform="discord", channel_id="c", author_id="ann", author_name="ann",
                         text="my cat is called Biscuit", message_id="old-1")
-        await manager.ingest(old)
+        await manager.hear(old)
         for index in range(30):
-            await manager.ingest(ChatEvent(platform="discord", channel_id="c", author_id="x", author_name="x", text=f"spam {index}"))
+            await manager.hear(ChatEvent(platform="discord", channel_id="c", author_id="x", author_name="x", text=f"spam {index}"))
         answer = ChatEvent(platform="discord", channel_id="c", author_id="bo", author_name="bo", text="what was it called?",
                            reply_to_id="old-1", addresses_bot=True)
         await manager.handle(answer)

@@ -144,9 +144,9 @@ async def test_the_bot_keeps_every_line_through_an_outage_and_recovers_by_itself
         for number in range(1, 6):
             if number == 5:
                 clock.now += 30.0
-            await manager.ingest(_line(number))
+            heard = await manager.hear(_line(number))
             try:
-                outcomes.append((await manager.reply(_line(number))).text)  # type: ignore[union-attr]
+                outcomes.append((await manager.reply(heard)).text)  # type: ignore[union-attr]
             except BackendError as exc:
                 outcomes.append(type(exc).__name__)
         assert outcomes == ["BackendError", "BackendError", "BackendUnavailable", "BackendUnavailable", "All good here, chat!"]

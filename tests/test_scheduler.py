@@ -7,10 +7,11 @@ import itertools
 
 import pytest
 
-from engine.clock import ManualClock
+from engine.flow.clock import ManualClock
 from engine.events import ChatEvent, Role
-from engine.ratelimit import SendBudget, SendReservation, most_in_any_window
-from engine.scheduler import Outcome, Priority, ReplyScheduler, SchedulerConfig, normalise_text, priority_of
+from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
+from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig, normalise_text
+from engine.heard import HeardLine, Priority
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -18,9 +19,10 @@ _ids = itertools.count()
 
 
 def line(text: str, author: str = "viewer", *, addressed: bool = True, roles: frozenset[Role] = frozenset(),
-         channel: str = "chan", first: bool = False) -> ChatEvent:
-    return ChatEvent(platform="test", channel_id=channel, author_id=author, author_name=author, text=text,
-                     message_id=f"m{next(_ids)}", roles=roles, addresses_bot=addressed, is_first_message=first)
+         channel: str = "chan", first: bool = False) -> HeardLine:
+    """A line as the manager hands it on after hearing it (not blocked by moderation)."""
+    return HeardLine(ChatEvent(platform="test", channel_id=channel, author_id=author, author_name=author, text=text,
+                               message_id=f"m{next(_ids)}", roles=roles, addresses_bot=addressed, is_first_message=first))
 
 
 class RecordingHandler:
@@ -33,13 +35,13 @@ class RecordingHandler:
         self.running = 0
         self.most_running = 0
 
-    async def __call__(self, event: ChatEvent, reservation: SendReservation | None) -> bool:
+    async def __call__(self, heard: HeardLine, reservation: SendReservation | None) -> bool:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
             if self.gate is not None:
                 await self.gate.wait()
-            self.answered.append(event)
+            self.answered.append(heard.event)
             if reservation is not None:
                 if self.send:
                     reservation.sent()
@@ -120,11 +122,11 @@ def test_raising_the_limit_for_a_moderator_opens_room_at_once() -> None:
 
 
 def test_priority_orders_addressed_then_mods_first_timers_questions() -> None:
-    assert priority_of(line("hi pip")) is Priority.ADDRESSED
-    assert priority_of(line("hi", addressed=False, roles=frozenset({Role.MODERATOR}))) is Priority.MODERATOR
-    assert priority_of(line("hi", addressed=False, first=True)) is Priority.FIRST_MESSAGE
-    assert priority_of(line("why?", addressed=False)) is Priority.QUESTION
-    assert priority_of(line("hi", addressed=False)) is Priority.OTHER
+    assert line("hi pip").priority is Priority.ADDRESSED
+    assert line("hi", addressed=False, roles=frozenset({Role.MODERATOR})).priority is Priority.MODERATOR
+    assert line("hi", addressed=False, first=True).priority is Priority.FIRST_MESSAGE
+    assert line("why?", addressed=False).priority is Priority.QUESTION
+    assert line("hi", addressed=False).priority is Priority.OTHER
 
 
 def test_normalised_text_ignores_case_punctuation_and_spacing_but_keeps_emoji() -> None:

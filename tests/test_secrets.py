@@ -16,7 +16,7 @@ from bot.console import ConsoleAdapter
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.resilience import with_resilience
 from engine.errors import SettingsError
-from engine.redact import REDACTED, install_secret_redaction
+from engine.observability.redact import REDACTED, install_secret_redaction
 from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

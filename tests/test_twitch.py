@@ -22,12 +22,12 @@ from bot.twitch_adapter import TwitchAdapter
 from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from bot.twitch_output import twitch_safe
 from engine.backends.scripted import ScriptedBackend
-from engine.clock import Clock, MonotonicClock, ScaledClock
+from engine.flow.clock import Clock, MonotonicClock, ScaledClock
 from engine.manager import ConversationManager
-from engine.ratelimit import most_in_any_window
-from engine.scheduler import Outcome, normalise_text
+from engine.flow.ratelimit import most_in_any_window
+from engine.flow.scheduler import Outcome, normalise_text
 from engine.settings import Settings
-from engine.tokens import ApproxTokenCounter
+from engine.prompting.tokens import ApproxTokenCounter
 from tests.conftest import make_settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.vllm_args import plan_vllm, round_up_rank
+from engine.serving.vllm_args import plan_vllm, round_up_rank
 from personas.card import PersonaCard
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"

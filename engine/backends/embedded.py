@@ -21,7 +21,7 @@ from typing import Any
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.errors import BackendError, SettingsError
 from engine.events import Usage
-from engine.model_store import resolve_model_path
+from engine.serving.model_store import resolve_model_path
 
 __all__ = ["EmbeddedBackend"]
 

@@ -12,7 +12,7 @@ from engine.backends.base import Backend
 from engine.settings import Settings
 
 if TYPE_CHECKING:
-    from engine.metrics import Metrics
+    from engine.observability.metrics import Metrics
     from personas.registry import PersonaRegistry
 
 __all__ = ["make_backend"]

@@ -26,7 +26,7 @@ from typing import Any
 import httpx2
 import openai
 
-from engine.adapter_paths import adapter_folder
+from engine.serving.adapter_paths import adapter_folder
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
@@ -37,7 +37,7 @@ from engine.backends.vllm_errors import (
 )
 from engine.errors import BackendError, BackendUnavailable, ModelNotFound
 from engine.events import Usage
-from engine.metrics import Metrics
+from engine.observability.metrics import Metrics
 from engine.settings import Settings
 from personas.registry import PersonaRegistry
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
-from engine.redact import SecretRedactor, secret_values
+from engine.observability.redact import SecretRedactor, secret_values
 from engine.settings import Settings
 
 __all__ = ["BreakerState", "CircuitBreaker", "ResilientBackend", "with_resilience"]

@@ -13,17 +13,18 @@ unapproved replies are dropped, never rewritten.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.prompt import speaker_label
+from engine.prompting.lines import viewer_line
 from finetune.converters.base import ConvertContext
 from finetune.data import Conversation, Message
 from finetune.errors import DataError
+from memory.errors import MemoryStoreError
+from memory.export import persona_channel_lines
 
 __all__ = ["ChatLogOptions", "from_chatlog", "memory_db_rows"]
 
@@ -83,8 +84,8 @@ def _turn(row: dict[str, Any], character: str, options: ChatLogOptions) -> Messa
         if options.approved_only and not _truthy(row.get("approved", False)):
             return None
         return Message(role="assistant", content=text)
-    # The same label the prompt builder gives chat lines at serving time.
-    return Message(role="user", content=f"{speaker_label(str(row.get('author') or row.get('author_name') or ''))}: {text}")
+    # The same format the prompt builder gives chat lines at serving time.
+    return Message(role="user", content=viewer_line(str(row.get("author") or row.get("author_name") or ""), text))
 
 
 def from_chatlog(
@@ -104,36 +105,21 @@ def memory_db_rows(
 ) -> list[dict[str, Any]]:
     """Chat-log rows from costar's memory database: the channels where ``persona_id`` spoke.
 
-    Opened read-only (``mode=ro``): exporting never touches a live bot's database. Lines of other
-    personas are left out; ``approved_ids`` marks the character lines a moderator approved.
+    Read through memory's read-only export, so exporting never touches a live bot's database.
+    ``approved_ids`` marks the character lines a moderator approved.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "no such memory database")
-    query = (
-        "SELECT id, platform, channel_id, author_name, is_character, persona_id, text, created_at FROM messages "
-        "WHERE (platform, channel_id) IN (SELECT DISTINCT platform, channel_id FROM messages WHERE is_character = 1 AND persona_id = ?)"
-        + (" AND platform = ?" if platform else "")
-        + " ORDER BY platform, channel_id, id"
-    )
-    parameters = (persona_id, platform) if platform else (persona_id,)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            records = connection.execute(query, parameters).fetchall()
-    except sqlite3.Error as exc:
-        raise DataError(path, f"cannot read the messages table: {exc}") from exc
-    rows = []
-    for row_id, row_platform, channel, author, is_character, row_persona, text, created_at in records:
-        if is_character and row_persona != persona_id:
-            continue
-        rows.append(
-            {
-                "channel": f"{row_platform}:{channel}",
-                "author": author,
-                "is_character": bool(is_character),
-                "text": text,
-                "created_at": created_at,
-                "approved": approved_ids is not None and row_id in approved_ids,
-            }
-        )
-    return rows
+        lines = persona_channel_lines(path, persona_id, platform)
+    except MemoryStoreError as exc:
+        raise DataError(path, str(exc).removeprefix(f"{path}: ")) from exc
+    return [
+        {
+            "channel": f"{line.platform}:{line.channel_id}",
+            "author": line.author_name,
+            "is_character": line.is_character,
+            "text": line.text,
+            "created_at": line.created_at,
+            "approved": approved_ids is not None and line.id in approved_ids,
+        }
+        for line in lines
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.clock import Clock, MonotonicClock
+from engine.flow.clock import Clock, MonotonicClock
 
 __all__ = ["SendBudget", "SendReservation", "most_in_any_window"]
 

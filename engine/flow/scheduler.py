@@ -12,7 +12,7 @@ the character answers and when. Rules, in the order they apply:
 - a chatter who was just answered waits out a cooldown: their lines stay queued, not dropped;
 - a line still queued ``stale_after_s`` after it arrived is dropped as stale;
 - at most ``max_in_flight`` generations run at once, and one starts only when its channel's
-  send budget (:class:`engine.ratelimit.SendBudget`) has room: the handler gets the reservation
+  send budget (:class:`engine.flow.ratelimit.SendBudget`) has room: the handler gets the reservation
   and settles it on what it actually sends.
 
 ``submit`` is synchronous and cheap (a dict lookup and a heap push), so a flood never waits on it.
@@ -31,9 +31,10 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.clock import Clock, MonotonicClock
+from engine.flow.clock import Clock, MonotonicClock
 from engine.events import ChatEvent, Role
-from engine.ratelimit import SendBudget, SendReservation
+from engine.heard import HeardLine, Priority, priority_of
+from engine.flow.ratelimit import SendBudget, SendReservation
 
 __all__ = [
     "Outcome",
@@ -46,16 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Priority(enum.IntEnum):
-    """Lower goes first. Addressed lines are further ranked by the classes below them."""
-
-    ADDRESSED = 0
-    MODERATOR = 1
-    FIRST_MESSAGE = 2
-    QUESTION = 3
-    OTHER = 4
 
 
 class Outcome(enum.StrEnum):
@@ -92,25 +83,9 @@ class SchedulerConfig:
 
 
 # The handler generates and sends the reply; True when something was sent.
-ReplyHandler = Callable[[ChatEvent, SendReservation | None], Awaitable[bool]]
+ReplyHandler = Callable[[HeardLine, SendReservation | None], Awaitable[bool]]
 OutcomeListener = Callable[[ChatEvent, Outcome], None]
 BudgetLookup = Callable[[ChatEvent], SendBudget | None]
-
-
-def priority_of(event: ChatEvent) -> Priority:
-    if event.addresses_bot:
-        return Priority.ADDRESSED
-    return _social_rank(event)
-
-
-def _social_rank(event: ChatEvent) -> Priority:
-    if event.roles & {Role.BROADCASTER, Role.MODERATOR, Role.ADMIN}:
-        return Priority.MODERATOR
-    if event.is_first_message:
-        return Priority.FIRST_MESSAGE
-    if "?" in event.text:
-        return Priority.QUESTION
-    return Priority.OTHER
 
 
 class _PunctuationTable(dict[int, int | None]):
@@ -133,13 +108,17 @@ def normalise_text(text: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    event: ChatEvent
+    heard: HeardLine
     sort_key: tuple[int, int, int]
     arrived: float
     done: bool = False
 
     def __lt__(self, other: _Pending) -> bool:
         return self.sort_key < other.sort_key
+
+    @property
+    def event(self) -> ChatEvent:
+        return self.heard.event
 
     @property
     def priority_class(self) -> tuple[int, int]:
@@ -225,12 +204,13 @@ class ReplyScheduler:
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def submit(self, event: ChatEvent, *, moderated: bool = False) -> Outcome:
-        """Queue ``event`` for an answer or say why not. Never waits.
+    def submit(self, heard: HeardLine) -> Outcome:
+        """Queue a line the manager heard for an answer, or say why not. Never waits.
 
-        A ``moderated`` line is never answered but still counts towards duplicate and copypasta
-        detection, so a wave is recognised however its first lines were judged.
+        A line moderation blocked is never answered but still counts towards duplicate and
+        copypasta detection, so a wave is recognised however its first lines were judged.
         """
+        event = heard.event
         if self._closed:
             return self._emit(event, Outcome.CLOSED)
         now = self.clock.now()
@@ -238,11 +218,11 @@ class ReplyScheduler:
         verdict = self._text_verdict(channel, event, now)
         if verdict is not None:
             return self._emit(event, verdict)
-        if moderated:
+        if heard.blocked:
             return self._emit(event, Outcome.MODERATED)
         if not event.addresses_bot and not self.config.answer_unaddressed:
             return self._emit(event, Outcome.IGNORED)
-        pending = self._pending_for(event, now)
+        pending = self._pending_for(heard, now)
         if channel.live >= self.config.max_queued_per_channel and not self._evict_worst(channel, pending):
             return self._emit(event, Outcome.QUEUE_FULL)
         channel.add(pending)
@@ -263,11 +243,11 @@ class ReplyScheduler:
             return Outcome.COPYPASTA
         return None
 
-    def _pending_for(self, event: ChatEvent, now: float) -> _Pending:
+    def _pending_for(self, heard: HeardLine, now: float) -> _Pending:
         self._seq += 1
-        rank = _social_rank(event)
+        addressing, rank = heard.urgency
         # (addressed first, then social rank, then newest first)
-        return _Pending(event, (0 if event.addresses_bot else 1, int(rank), -self._seq), now)
+        return _Pending(heard, (addressing, rank, -self._seq), now)
 
     def _evict_worst(self, channel: _Channel, newcomer: _Pending) -> bool:
         """Make room by dropping the least urgent queued line, if it ranks below the newcomer."""
@@ -409,14 +389,15 @@ class ReplyScheduler:
     def _launch(self, channel: _Channel, pending: _Pending, reservation: SendReservation | None) -> None:
         pending.done = True
         channel.live -= 1
-        task = asyncio.create_task(self._answer(channel, pending.event, reservation))
+        task = asyncio.create_task(self._answer(channel, pending.heard, reservation))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, channel: _Channel, event: ChatEvent, reservation: SendReservation | None) -> None:
+    async def _answer(self, channel: _Channel, heard: HeardLine, reservation: SendReservation | None) -> None:
+        event = heard.event
         outcome = Outcome.FAILED
         try:
-            sent = await self.handler(event, reservation)
+            sent = await self.handler(heard, reservation)
             outcome = Outcome.REPLIED if sent else Outcome.NOT_SENT
         except asyncio.CancelledError:
             outcome = Outcome.CLOSED

@@ -15,7 +15,7 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
                                                       backend_error
     costar_backend_errors_total{kind}                 replies lost to a backend error
     costar_backend_retries_total{kind}                backend errors we retried past
-    costar_moderation_actions_total{rule,action}      moderation findings acted on (engine.moderation)
+    costar_moderation_actions_total{rule,action}      moderation findings acted on (engine.moderation.moderator)
     costar_circuit_events_total{event}                the backend circuit breaker's opened / closed /
                                                       failures / rejected / probes
 """
@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 __all__ = ["Metrics", "MetricsServer", "ReplyTimer"]
 
 # Chat replies take from a fraction of a second (vLLM, short reply) to tens of seconds (CPU model).
-# engine.scheduler.Outcome values that are not a drop (it is a StrEnum, so plain strings compare).
+# engine.flow.scheduler.Outcome values that are not a drop (it is a StrEnum, so plain strings compare).
 _ANSWERED_OR_WAITING = frozenset({"queued", "replied"})
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
@@ -117,7 +117,7 @@ class Metrics:
         self.dropped.labels(reason).inc()
 
     def scheduler_outcome(self, event: object, outcome: str) -> None:
-        """An ``engine.scheduler`` outcome listener: every line that ends unanswered counts as dropped."""
+        """An ``engine.flow.scheduler`` outcome listener: every line that ends unanswered counts as dropped."""
         if outcome not in _ANSWERED_OR_WAITING:
             self.drop(str(outcome))
 

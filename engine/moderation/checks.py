@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from engine.normalize import matching_words, normalize_for_matching
+from engine.moderation.normalize import matching_words, normalize_for_matching
 
 __all__ = [
     "COMMAND_PREFIXES",

@@ -3,7 +3,7 @@
 The manager asks :meth:`Moderator.check_input` once per chat line at ingest (the line is stored
 either way; a blocked line is not answered) and :meth:`Moderator.check_output` on every reply
 (and, without counting, on every streamed snapshot). Rules and their actions are in
-:mod:`engine.moderation_rules`; the settings are ``COSTAR_MODERATION_*`` with per-persona (card
+:mod:`personas.moderation_rules`; the settings are ``COSTAR_MODERATION_*`` with per-persona (card
 field ``moderation``) and per-channel (``COSTAR_MODERATION_CHANNELS``) overrides.
 
 Every action is counted in :attr:`Moderator.counts`, keyed ``(reason, action)`` — e.g.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.events import ChatEvent
-from engine.moderation_checks import (
+from engine.moderation.checks import (
     WordList,
     caps_shouting,
     defuse_mentions,
@@ -33,9 +33,9 @@ from engine.moderation_checks import (
     slur_in,
     strip_command_prefix,
 )
-from engine.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
-from engine.normalize import normalize_for_matching, squash
-from engine.prompt_leaks import LeakDetector, hidden_instructions
+from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
+from engine.moderation.normalize import normalize_for_matching, squash
+from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
 from engine.settings import ModerationSettings
 from personas.card import PersonaCard
 

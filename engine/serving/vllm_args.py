@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from engine.adapter_paths import adapter_folder
-from engine.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+from engine.serving.adapter_paths import adapter_folder
+from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from personas.card import VLLM_LORA_RANKS, PersonaCard
 from personas.registry import PersonaRegistry

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from engine.events import ChatEvent
-from engine.prompt import speaker_label
+from engine.prompting.lines import speaker_label
 from memory.records import StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.lorebook import active_entries

@@ -5,7 +5,7 @@
     [system]    this turn's context: fired lore, what the character knows about the speaker
     [user]      the new line
 
-Serving engines cache by exact leading tokens (FACTS.md), so between two turns of a channel the
+Serving engines cache by exact leading tokens (docs/serving.md), so between two turns of a channel the
 only change before the context block is what was appended. When history outgrows its budget the
 window start jumps forward far enough (to ``trim_to`` of the budget) that trims stay rare, and a
 rolling summary of what was dropped becomes the new stable memory.
@@ -13,53 +13,32 @@ rolling summary of what was dropped becomes the new stable memory.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.backends.base import ChatMessage
-from engine.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from engine.prompting.lines import viewer_line
+from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
 from memory.records import StoredMessage
 
 __all__ = [
     "BuiltPrompt",
     "PromptBuilder",
     "PromptInputs",
-    "defuse_control_tokens",
     "render_history_line",
-    "speaker_label",
     "viewer_message",
 ]
 
 _GENERATION_PROMPT_TOKENS = 8  # "<|im_start|>assistant\n" and the like
 
 
-# Tokenizers read "<|im_start|>" and friends as the real control tokens even inside a user
-# message, so a viewer could open a fake system turn; their look-alikes mean nothing to a model.
-_CONTROL_TOKEN = re.compile(r"<\||\|>|</?s>|\[/?INST\]", re.IGNORECASE)
-_DEFUSED = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
-
-
-def defuse_control_tokens(text: str) -> str:
-    return _CONTROL_TOKEN.sub(lambda match: match.group(0).translate(_DEFUSED), text)
-
-
-def speaker_label(name: str) -> str:
-    # A display name must not be able to fake a second speaker or a role label.
-    return " ".join(defuse_control_tokens(name).replace(":", " ").split())[:40] or "viewer"
-
-
 def viewer_message(author_name: str, text: str, replying_to: tuple[str, str] | None = None) -> ChatMessage:
     """A viewer's line as the model sees it: always a user message, labelled with the author.
 
-    ``replying_to`` (speaker, text) quotes the line it answers; the quote is viewer text too, so it
-    rides in this user message rather than in any system message.
+    A quoted replied-to line is viewer text too, so it rides in this user message rather than in
+    any system message.
     """
-    label = speaker_label(author_name)
-    if replying_to is not None:
-        speaker, quoted = replying_to
-        label += f' (replying to {speaker_label(speaker)}: "{defuse_control_tokens(quoted[:300])}")'
-    return ChatMessage("user", f"{label}: {defuse_control_tokens(text)}")
+    return ChatMessage("user", viewer_line(author_name, text, replying_to))
 
 
 def render_history_line(line: StoredMessage) -> ChatMessage:

@@ -18,7 +18,7 @@ import codecs
 import re
 from collections.abc import Iterator
 
-from engine.normalize import squash, word_sequence
+from engine.moderation.normalize import squash, word_sequence
 from personas.card import Attributes, PersonaCard
 from personas.render import CHAT_AUDIENCE, render_system_prompt, substitute_macros
 

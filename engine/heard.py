@@ -1,0 +1,75 @@
+"""What the manager made of one chat line, and how urgently it may be answered.
+
+:meth:`engine.manager.ConversationManager.hear` returns a :class:`HeardLine` for every line it
+stores; callers pass that value on unchanged — to the reply scheduler, or straight back to the
+manager to answer it — so the verdict travels with the line instead of being looked up again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from engine.events import MODERATING_ROLES, ChatEvent
+from engine.moderation.moderator import Verdict
+from personas.moderation_rules import Action
+
+__all__ = ["HeardLine", "Priority", "priority_of", "social_rank"]
+
+
+class Priority(enum.IntEnum):
+    """Lower goes first. Addressed lines are further ranked by the classes below them."""
+
+    ADDRESSED = 0
+    MODERATOR = 1
+    FIRST_MESSAGE = 2
+    QUESTION = 3
+    OTHER = 4
+
+
+def priority_of(event: ChatEvent) -> Priority:
+    if event.addresses_bot:
+        return Priority.ADDRESSED
+    return social_rank(event)
+
+
+def social_rank(event: ChatEvent) -> Priority:
+    """Who is speaking and how: the rank among lines of the same addressing."""
+    if event.roles & MODERATING_ROLES:
+        return Priority.MODERATOR
+    if event.is_first_message:
+        return Priority.FIRST_MESSAGE
+    if "?" in event.text:
+        return Priority.QUESTION
+    return Priority.OTHER
+
+
+@dataclass(slots=True)
+class HeardLine:
+    """A stored chat line with input moderation's view of it.
+
+    ``event`` is the line as stored, with ``is_first_message`` set for a first-time chatter.
+    ``verdict`` is decided when the line arrives if it addresses the character; a line the
+    character chimes in on unasked is judged when it is answered, with the copypasta count
+    (``repeats``) from when it arrived. ``stored_at`` lets latency figures tell storing from
+    judging.
+    """
+
+    event: ChatEvent
+    repeats: int = 0
+    verdict: Verdict | None = None
+    stored_at: float = 0.0  # time.perf_counter() when the commit returned: splits latency figures
+
+    @property
+    def blocked(self) -> bool:
+        """Moderation said never answer it (it is stored all the same)."""
+        return self.verdict is not None and self.verdict.action is Action.DROP
+
+    @property
+    def priority(self) -> Priority:
+        return priority_of(self.event)
+
+    @property
+    def urgency(self) -> tuple[int, int]:
+        """Sorts most urgent first: addressed lines, then by :func:`social_rank`."""
+        return (0 if self.event.addresses_bot else 1, int(social_rank(self.event)))
