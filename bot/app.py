@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from bot.errors import USER_ERRORS, one_line
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
@@ -119,7 +120,8 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
             await adapter.close()
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
-            log.error("adapter stopped: %s", failure)
+            # Costar's own errors already say what to fix; anything else keeps its traceback.
+            log.error("adapter stopped: %s", one_line(failure), exc_info=None if isinstance(failure, USER_ERRORS) else failure)
         return 1 if failures else 0
     finally:
         if metrics_server is not None:

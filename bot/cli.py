@@ -24,10 +24,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import EngineError
+from bot.errors import USER_ERRORS, one_line
 from engine.observability.redact import install_secret_redaction
 from engine.settings import Settings, load_settings
-from personas.errors import PersonaError
 
 __all__ = ["main"]
 
@@ -166,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         install_secret_redaction(settings)
         return handler(args, settings)
-    except (EngineError, PersonaError) as exc:
-        print(f"costar: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"costar: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

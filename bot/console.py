@@ -10,6 +10,7 @@ import asyncio
 import sys
 from typing import TextIO
 
+from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
 from engine.manager import ConversationManager, HeardLine
@@ -52,8 +53,11 @@ class ConsoleAdapter:
             if not text:
                 continue
             if text.startswith("/"):
-                if not await self._command(text):
-                    break
+                try:
+                    if not await self._command(text):
+                        break
+                except EngineError as exc:
+                    self._say(f"[{one_line(exc)}]")
                 continue
             await self._chat(text)
 
@@ -70,9 +74,9 @@ class ConsoleAdapter:
             roles=frozenset({Role.BROADCASTER}),
             addresses_bot=True,
         )
-        heard = await self.manager.hear(event)
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         try:
+            heard = await self.manager.hear(event)
             if heard.blocked:
                 return  # stored, but the character stays quiet
             if self.interactive:
@@ -85,7 +89,7 @@ class ConsoleAdapter:
             fallback = await self.manager.fallback_reply(event)
             if fallback:
                 self._say(f"{persona.display_name}: {fallback}")
-            print(f"[{persona.display_name} could not answer: {exc}]", file=sys.stderr)
+            print(f"[{persona.display_name} could not answer: {one_line(exc)}]", file=sys.stderr)
 
     async def _stream(self, heard: HeardLine, name: str) -> None:
         shown = ""

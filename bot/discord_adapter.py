@@ -17,6 +17,7 @@ from discord import app_commands
 
 from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
+from bot.errors import one_line
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
@@ -70,7 +71,7 @@ class DiscordAdapter:
     async def start(self) -> None:
         token = self.settings.discord.token
         if token is None or not token.get_secret_value().strip():
-            raise SettingsError("DISCORD_TOKEN is not set (see the Discord section of the README)")
+            raise SettingsError("DISCORD_TOKEN is not set (see docs/discord.md)")
         await self.client.start(token.get_secret_value())
 
     async def close(self) -> None:
@@ -106,7 +107,11 @@ class DiscordAdapter:
         if not event.text.strip():
             return  # attachments or stickers only: nothing to read
         # Heard even when not addressed: a copypasta wave is counted on every line.
-        heard = await self.manager.hear(event)
+        try:
+            heard = await self.manager.hear(event)
+        except EngineError as exc:  # the database is locked or gone: say so, keep reading
+            log.error("could not take a line in discord channel %s: %s", event.channel_id, one_line(exc))
+            return
         if event.addresses_bot and not heard.blocked:
             await self._answer(message, heard)
 

@@ -26,6 +26,7 @@ from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.flow.clock import Clock, MonotonicClock
+from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
 from engine.flow.ratelimit import SendBudget, SendReservation
@@ -185,7 +186,11 @@ class TwitchAdapter:
             self._note_own_badges(message)
             return
         event = chat_event_from(message, addressed=await self._addresses_bot(message))
-        heard = await self.manager.hear(event)
+        try:
+            heard = await self.manager.hear(event)
+        except EngineError as exc:  # the database is locked or gone: say so once per line, keep reading
+            logger.error("could not take a line in twitch channel %s: %s", event.channel_id, one_line(exc))
+            return
         if self.commands.is_command(heard.event):
             await self._run_command(heard.event)
             return

@@ -8,10 +8,12 @@ which is the trade a chat bot wants.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -25,6 +27,23 @@ _MESSAGE_COLUMNS = (
     "m.id, m.platform, m.channel_id, COALESCE(u.platform_user_id, ''), m.author_name, m.text,"
     " m.is_character, m.persona_id, m.created_at, m.platform_message_id, m.reply_to_id, m.from_moderator"
 )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """SQLite errors leave memory as :class:`MemoryStoreError`, naming what was being done."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise translate(method.__name__.replace("_", " "), exc) from exc
+
+    return wrapper
 
 
 def _iso(moment: datetime) -> str:
@@ -204,6 +223,7 @@ class MemoryStore:
                     users[(row[0], row[1])] = tuple(row[2:])
         return users
 
+    @_translated
     async def record_reply(
         self, answered: IncomingLine, *, persona_id: str, persona_name: str, text: str,
         platform_message_id: str | None = None,
@@ -228,12 +248,14 @@ class MemoryStore:
             )
             return int(cursor.lastrowid or 0)
 
+    @_translated
     async def set_platform_message_id(self, row_id: int, platform_message_id: str) -> None:
         async with self._write_lock:
             await self._db.execute("UPDATE messages SET platform_message_id = ? WHERE id = ?", (platform_message_id, row_id))
 
     # -- reading ----------------------------------------------------------------------------
 
+    @_translated
     async def recent_messages(
         self, platform: str, channel_id: str, *, limit: int, after_id: int = 0, upto_id: int | None = None
     ) -> list[StoredMessage]:
@@ -248,6 +270,7 @@ class MemoryStore:
             rows = await cursor.fetchall()
         return [_message(row) for row in reversed(list(rows))]
 
+    @_translated
     async def message_id_for(self, platform: str, platform_message_id: str) -> int | None:
         async with self._db.execute(
             "SELECT id FROM messages WHERE platform = ? AND platform_message_id = ? ORDER BY id DESC LIMIT 1",
@@ -256,6 +279,7 @@ class MemoryStore:
             row = await cursor.fetchone()
         return int(row[0]) if row else None
 
+    @_translated
     async def message_by_platform_id(self, platform: str, platform_message_id: str) -> StoredMessage | None:
         async with self._db.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id"
@@ -265,6 +289,7 @@ class MemoryStore:
             row = await cursor.fetchone()
         return _message(row) if row else None
 
+    @_translated
     async def count_messages(self, platform: str | None = None, channel_id: str | None = None) -> int:
         query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", []
         if platform is not None:
@@ -275,6 +300,7 @@ class MemoryStore:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    @_translated
     async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
         async with self._db.execute(
             "SELECT display_name, first_seen, last_seen, message_count FROM users"
@@ -288,6 +314,7 @@ class MemoryStore:
 
     # -- notes ------------------------------------------------------------------------------
 
+    @_translated
     async def add_note(self, platform: str, user_id: str, text: str, persona_id: str | None = None) -> None:
         async with self._write_lock:
             cursor = await self._db.execute(
@@ -298,6 +325,7 @@ class MemoryStore:
             if cursor.rowcount == 0:
                 raise MemoryStoreError(f"no user {user_id!r} on {platform} to attach a note to")
 
+    @_translated
     async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[str]:
         async with self._db.execute(
             "SELECT n.text FROM notes n JOIN users u ON u.id = n.user_id"
@@ -309,6 +337,7 @@ class MemoryStore:
 
     # -- forgetting -------------------------------------------------------------------------
 
+    @_translated
     async def forget_user(self, platform: str, user_id: str) -> ForgetResult:
         """Delete a user's lines, the character's replies to them, their notes and their record."""
         async with self._write_lock:
@@ -340,6 +369,7 @@ class MemoryStore:
 
     # -- persona per channel ----------------------------------------------------------------
 
+    @_translated
     async def set_persona(self, platform: str, scope: str, scope_id: str, persona_id: str, set_by: str | None) -> None:
         async with self._write_lock:
             await self._db.execute(
@@ -349,6 +379,7 @@ class MemoryStore:
                 (platform, scope, scope_id, persona_id, set_by, _iso(datetime.now(UTC))),
             )
 
+    @_translated
     async def persona_choice(self, platform: str, channel_id: str, server_id: str | None = None) -> str | None:
         """The channel's persona, else its server's, else None."""
         async with self._db.execute(
@@ -362,6 +393,7 @@ class MemoryStore:
 
     # -- summaries --------------------------------------------------------------------------
 
+    @_translated
     async def save_summary(self, platform: str, channel_id: str, text: str, upto_message_id: int, persona_id: str | None) -> None:
         async with self._write_lock:
             await self._db.execute(
@@ -370,6 +402,7 @@ class MemoryStore:
                 (platform, channel_id, persona_id, text, upto_message_id, _iso(datetime.now(UTC))),
             )
 
+    @_translated
     async def latest_summary(self, platform: str, channel_id: str) -> Summary | None:
         async with self._db.execute(
             "SELECT text, upto_message_id, created_at FROM summaries WHERE platform = ? AND channel_id = ?"

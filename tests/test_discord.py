@@ -28,6 +28,7 @@ from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
 from tests.conftest import make_settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
+from tests.one_way_in import record_one_way_in
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,6 +154,21 @@ async def test_mention_gets_an_in_character_reply(stage: Stage) -> None:
     assert "Pip" in stage.system_prompt(), "the default persona answers"
     assert "hi, who are you?" in stage.backend.requests[-1].messages[-1].content
     assert stage.character_lines() == ["Ahoy Ava, welcome aboard the stream!"]
+
+
+async def test_every_message_goes_in_through_hear_and_the_sent_reply_is_linked(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_one_way_in(monkeypatch)
+    stage.backend.enqueue(["Ahoy Ava!"])
+    async with stage.bot():
+        lurking = await stage.discord.post_message(stage.viewer, "just watching")
+        asked = await stage.discord.post_message(stage.viewer, stage.mention("hi, who are you?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await eventually(lambda: bool(calls.linked))
+        [shown] = stage.discord.bot_messages(stage.discord.general.id)
+    assert calls.heard == [str(lurking), str(asked)]
+    assert calls.linked == [str(shown["id"])]
 
 
 async def test_typing_indicator_is_shown_before_the_reply(stage: Stage) -> None:

@@ -30,6 +30,7 @@ from engine.settings import Settings
 from engine.prompting.tokens import ApproxTokenCounter
 from tests.conftest import make_settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
+from tests.one_way_in import record_one_way_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -157,6 +158,20 @@ async def test_line_naming_the_character_gets_a_threaded_reply(tmp_path: Path, f
         await until(lambda: fake.chat_messages)
     sent = fake.chat_messages[0]
     assert (sent.message, sent.reply_parent_message_id, sent.sender_id) == ("Ahoy there!", asked, fake.bot.id)
+
+
+async def test_every_line_goes_in_through_hear_and_the_sent_reply_is_linked(
+    tmp_path: Path, fake: FakeTwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_one_way_in(monkeypatch)
+    settings = twitch_settings(tmp_path, fake)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["Ahoy there!"])) as manager, running(settings, manager):
+        lurking = await fake.chat(CHANNEL.id, VIEWER, "just watching")
+        asked = await fake.chat(CHANNEL.id, VIEWER, "hey Pip, how are you?")
+        await until(lambda: calls.linked)
+    assert calls.heard == [lurking, asked]
+    assert calls.linked == [fake.chat_messages[0].message_id]
 
 
 async def test_reply_to_the_bots_message_addresses_the_bot(tmp_path: Path, fake: FakeTwitch) -> None:
