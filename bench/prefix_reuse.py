@@ -4,7 +4,7 @@ Replays a recorded live chat (CSV: video_id, author, message, published_at) thro
 ConversationManager and prompt builder (scripted replies, a temporary SQLite file), renders every
 prompt with the model's chat template, tokenises it, and measures the leading tokens it shares
 with the previous prompt of the same channel, as a share of the new prompt's tokens. vLLM's prefix
-cache can skip exactly that share of prefill (in full blocks, FACTS.md). Target: mean >= 0.90.
+cache can skip exactly that share of prefill (in full blocks, see docs/serving.md). Target: mean >= 0.90.
 
 The share depends on the window: each turn appends the lines since the last reply, and each trim
 (history cut to COSTAR_PROMPT_TRIM_TO of its budget, a new summary in the system message) rewrites

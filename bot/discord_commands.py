@@ -2,7 +2,7 @@
 
 ``/persona switch`` is guarded by a check (Manage Server or a configured role), not by
 ``default_permissions``: those cannot be set per subcommand and server admins can override them
-(FACTS.md), so the check is what actually keeps viewers from switching the character.
+(see docs/discord.md), so the check is what actually keeps viewers from switching the character.
 """
 
 from __future__ import annotations

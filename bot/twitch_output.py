@@ -13,9 +13,9 @@ from engine.output.postprocess import PlatformLimits, shorten_to
 
 __all__ = ["MAX_MESSAGE_CHARS", "TWITCH_LIMITS", "twitch_safe"]
 
-# Helix Send Chat Message refuses more than 500 characters (FACTS.md).
+# Helix Send Chat Message refuses more than 500 characters (see docs/twitch.md).
 MAX_MESSAGE_CHARS = 500
-# Twitch reads a message starting with "/" or "." as a chat command (FACTS.md).
+# Twitch reads a message starting with "/" or "." as a chat command (see docs/twitch.md).
 _COMMAND_PREFIXES = ("/", ".")
 _MAX_MENTIONS = 3
 _MENTION = re.compile(r"@(\w+)")

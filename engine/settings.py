@@ -133,7 +133,7 @@ class ModerationSettings(BaseSettings):
     leak_words: int = Field(8, ge=3, description="a reply sharing this many words in a row with the hidden instructions leaks them")
     leak_chars: int = Field(32, ge=10, description="... or this many letters and digits in a row, ignoring spacing")
     channels: dict[str, ModerationOverrides] = Field(
-        default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/readme/safety.md)')
+        default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/safety.md)')
 
 
 class ResilienceSettings(BaseSettings):

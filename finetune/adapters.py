@@ -2,7 +2,7 @@
 
 vLLM (``--enable-lora``) loads ``adapter_config.json`` + ``adapter_model.safetensors`` of a
 plain LoRA: it refuses ``modules_to_save`` (trained embeddings or lm_head), DoRA, added tokens,
-and ranks outside ``--max-lora-rank``'s set (see FACTS.md). Prompt-tuning adapters are not
+and ranks outside ``--max-lora-rank``'s set (see docs/serving.md). Prompt-tuning adapters are not
 LoRA: the embedded backend (peft) serves them, vLLM does not.
 
 The safetensors header is read directly (8-byte length + JSON) so checking needs no torch.

@@ -17,7 +17,7 @@ from personas.moderation_rules import ModerationOverrides
 
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
 
-# vLLM only accepts these LoRA ranks for --max-lora-rank (see FACTS.md).
+# vLLM only accepts these LoRA ranks for --max-lora-rank (see docs/serving.md).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 

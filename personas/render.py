@@ -1,7 +1,7 @@
 """Render a persona card into the system prompt the model sees.
 
 The output is a pure function of the card, byte-identical on every call, because serving engines
-cache prompt prefixes by exact tokens (FACTS.md: keep the persona system prompt first and stable).
+cache prompt prefixes by exact tokens: it stays first and stable (see docs/serving.md).
 ``creator``, ``creator_notes`` and ``character_version`` are never rendered.
 """
 

@@ -1,6 +1,6 @@
 """A small aiohttp fake of vLLM's OpenAI-compatible LoRA surface, for tests and benchmarks.
 
-It serves what costar uses, in vLLM's shapes (FACTS.md): ``GET /v1/models`` (base card plus
+It serves what costar uses, in vLLM's shapes (see docs/serving.md): ``GET /v1/models`` (base card plus
 adapter cards with ``parent``/``root``), ``POST /v1/chat/completions`` streamed (SSE, role chunk,
 content chunks, usage-only chunk, ``[DONE]``) or not, ``POST /v1/load_lora_adapter`` and
 ``GET /health``. Unknown models get vLLM's nested 404; prompts over ``max_prompt_chars`` get the

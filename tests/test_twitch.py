@@ -43,7 +43,7 @@ MOD = FakeChatUser("4000", "modperson", "ModPerson")
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTwitch]:
     server = await FakeTwitch(send_limit=20).start()
     server.add_user(CHANNEL.id, CHANNEL.login, CHANNEL.display_name)
-    # The seams twitchio offers for pointing it somewhere else (FACTS.md); only tests touch them.
+    # The seams twitchio offers for pointing it somewhere else (see docs/twitch.md); only tests touch them.
     monkeypatch.setattr(twitchio.http.Route, "BASE", server.helix_url)
     monkeypatch.setattr(twitchio.http.Route, "ID_BASE", server.id_url)
     monkeypatch.setattr(twitchio.eventsub.websockets, "WSS", server.ws_url)

@@ -1,6 +1,6 @@
 """Reading vLLM's error replies and turning them into the engine's error tree.
 
-vLLM has answered errors in two JSON shapes over its history (see FACTS.md):
+vLLM has answered errors in two JSON shapes over its history (see docs/serving.md):
 
     nested (current):  {"error": {"message": ..., "type": ..., "param": ..., "code": 404}}
     flat (older):      {"object": "error", "message": ..., "type": ..., "param": ..., "code": 404}

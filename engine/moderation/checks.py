@@ -33,7 +33,7 @@ __all__ = [
 _SLUR_FILE = Path(__file__).parent / "data" / "slurs.sha256"
 _SLUR_SALT = "costar-slur:"
 
-# Twitch reads a message starting with "/" or "." as a chat command (FACTS.md).
+# Twitch reads a message starting with "/" or "." as a chat command (see docs/twitch.md).
 COMMAND_PREFIXES = ("/", ".")
 
 _TLDS = ("com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"

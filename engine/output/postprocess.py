@@ -28,7 +28,7 @@ class PlatformLimits:
 
     max_chars: int | None = None
     single_line: bool = False
-    # Twitch reads a message starting with "/" or "." as a chat command (FACTS.md).
+    # Twitch reads a message starting with "/" or "." as a chat command (see docs/twitch.md).
     forbidden_prefixes: tuple[str, ...] = ()
     neutralise_mass_mentions: bool = True
 

@@ -1,6 +1,6 @@
 """`vllm serve` arguments derived from the installed personas (``costar vllm-args``).
 
-One base model, one LoRA adapter per persona (FACTS.md, vLLM section):
+One base model, one LoRA adapter per persona (see docs/serving.md):
 
     --enable-lora                   adapters are served at all
     --lora-modules {json} ...       every persona's adapter, JSON form with base_model_name so
@@ -126,7 +126,7 @@ def real_rank(config: dict[str, Any]) -> int | None:
 
 
 def refusal_reason(config: dict[str, Any]) -> str | None:
-    """Why vLLM would refuse this adapter (FACTS.md), or None."""
+    """Why vLLM would refuse this adapter (see docs/serving.md), or None."""
     if config.get("use_dora"):
         return "it is a DoRA adapter"
     if config.get("modules_to_save"):
@@ -149,7 +149,7 @@ def _adapter_for(
     folder = adapter_folder(card, source)
     who = f"persona {card.persona_id} (adapter {binding.name})"
     if card.model.base and card.model.base not in base_names:
-        # vLLM may load it silently and produce nonsense (FACTS.md).
+        # vLLM may load it silently and produce nonsense (see docs/serving.md).
         return None, [f"{who}: left out, trained for {card.model.base}, the server runs {base_names[0]}"]
     if folder is None:
         return None, [f"{who}: left out, its card gives no adapter path"]
