@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.transcript import TranscriptLine, event_to_dict, read_transcript
-from engine.errors import EngineError
+from engine.errors import BackendError
 from engine.manager import ConversationManager
 
 __all__ = ["ReplayResult", "replay"]
@@ -66,7 +66,7 @@ async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, 
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
         reply = await manager.reply(heard) if event.addresses_bot and not heard.blocked else None
-    except EngineError as exc:
+    except BackendError as exc:  # the model failed this line; a memory failure stops the replay
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
         return None
     if reply is None:

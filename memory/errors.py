@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 __all__ = ["DatabaseBusy", "DatabaseUnavailable", "MemoryStoreError", "translate"]
 
@@ -24,8 +25,8 @@ class DatabaseBusy(MemoryStoreError):
     pass
 
 
-def translate(doing: str, exc: sqlite3.Error) -> MemoryStoreError:
-    """The memory error for an SQLite error met while ``doing`` something."""
+def translate(doing: str, exc: sqlite3.Error, path: Path) -> MemoryStoreError:
+    """The memory error for an SQLite error met while ``doing`` something with the file at ``path``."""
     if "locked" in str(exc) or "busy" in str(exc):
-        return DatabaseBusy(f"{doing}: the database is locked by another program ({exc})")
-    return MemoryStoreError(f"{doing}: {exc}")
+        return DatabaseBusy(f"{doing}: {path} is locked by another program ({exc})")
+    return MemoryStoreError(f"{doing} in {path}: {exc}")

@@ -41,7 +41,9 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await method(*args, **kwargs)
         except sqlite3.Error as exc:
-            raise translate(method.__name__.replace("_", " "), exc) from exc
+            store = args[0]
+            assert isinstance(store, MemoryStore)
+            raise translate(method.__name__.replace("_", " "), exc, store.path) from exc
 
     return wrapper
 
@@ -166,7 +168,7 @@ class MemoryStore:
                 async with self._write_lock:
                     records = await self._write_batch([event for event, _ in batch])
             except Exception as exc:  # every waiter learns why its line was not stored
-                error = translate("could not store chat lines", exc) if isinstance(exc, sqlite3.Error) else MemoryStoreError(
+                error = translate("could not store chat lines", exc, self.path) if isinstance(exc, sqlite3.Error) else MemoryStoreError(
                     f"could not store chat lines: {exc}")
                 for _, future in batch:
                     if not future.done():

@@ -1,0 +1,78 @@
+"""Bad input to the ``costar`` command gets one clear line and exit status 2, never a traceback,
+and nothing already stored is lost."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _transcript(path: Path, *texts: str) -> Path:
+    rows = [{"platform": "twitch", "channel_id": "c", "author_name": "ann", "text": text} for text in texts]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("costar: ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _replay(transcript: Path, data_dir: Path) -> int:
+    return main(["--env-file", "/nonexistent", "replay", str(transcript), "--backend", "scripted"])
+
+
+def test_a_data_folder_that_is_a_file_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("oops")
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(not_a_folder))
+    assert _replay(_transcript(tmp_path / "chat.jsonl", "hi Pip"), not_a_folder) == 2
+    error = _one_error_line(capsys)
+    assert str(not_a_folder) in error and "Traceback" not in error
+
+
+def test_a_database_locked_by_another_program_is_said_in_one_line_and_keeps_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    transcript = _transcript(tmp_path / "chat.jsonl", "first line")
+    assert _replay(transcript, tmp_path) == 0
+    database = tmp_path / "costar.sqlite3"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the write lock past the busy timeout
+    try:
+        assert _replay(transcript, tmp_path) == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    error = _one_error_line(capsys)
+    assert "locked" in error and str(database) in error
+    with sqlite3.connect(database) as check:
+        assert check.execute("SELECT text FROM messages WHERE is_character = 0").fetchall() == [("first line",)]
+
+
+def test_a_broken_card_is_named_with_its_file_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = tmp_path / "broken.yaml"
+    card.write_text("name: [unclosed\n", encoding="utf-8")
+    assert main(["--env-file", "/nonexistent", "persona", "check", str(card)]) == 2
+    assert str(card) in _one_error_line(capsys)
+
+
+def test_a_bad_transcript_line_is_named_by_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    transcript = tmp_path / "chat.jsonl"
+    transcript.write_text('{"platform": "twitch"}\nnot json\n', encoding="utf-8")
+    assert _replay(transcript, tmp_path) == 2
+    assert f"{transcript}:1" in _one_error_line(capsys)
