@@ -22,7 +22,7 @@ from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.manager import ConversationManager, HeardLine
-from engine.output.postprocess import PlatformLimits
+from engine.output.limits import DISCORD_LIMITS
 from engine.settings import Settings
 
 __all__ = ["CostarDiscordClient", "DiscordAdapter"]
@@ -64,7 +64,7 @@ class DiscordAdapter:
         self.rules = ChannelRules.from_settings(settings)
         self.throttle = ChannelThrottle(settings.discord.edit_interval_s)
         # No length cut in the engine: long replies are split into several messages here instead.
-        manager.platform_limits.setdefault(DISCORD, PlatformLimits(max_chars=None, neutralise_mass_mentions=True))
+        manager.platform_limits.setdefault(DISCORD, DISCORD_LIMITS)
         self._in_flight: set[asyncio.Task[object]] = set()
         self.client = CostarDiscordClient(self)
 

@@ -9,13 +9,13 @@ user's ``<@id>``) stays inert text. Streamed replies edit the message in place, 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import discord
+
+from engine.flow.clock import Clock, MonotonicClock
 
 __all__ = ["ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]
 
@@ -66,20 +66,20 @@ class ChannelThrottle:
     """At most one message edit per channel per ``interval_s`` (shared by every reply in the channel)."""
 
     interval_s: float
-    clock: Callable[[], float] = time.monotonic
+    clock: Clock = field(default_factory=MonotonicClock)
     _last_edit: dict[int, float] = field(default_factory=dict)
 
     def ready(self, channel_id: int) -> bool:
         last = self._last_edit.get(channel_id)
-        return last is None or self.clock() - last >= self.interval_s
+        return last is None or self.clock.now() - last >= self.interval_s
 
     def mark(self, channel_id: int) -> None:
-        self._last_edit[channel_id] = self.clock()
+        self._last_edit[channel_id] = self.clock.now()
 
     async def wait_turn(self, channel_id: int) -> None:
         last = self._last_edit.get(channel_id)
         if last is not None:
-            await asyncio.sleep(max(0.0, self.interval_s - (self.clock() - last)))
+            await self.clock.sleep(max(0.0, self.interval_s - (self.clock.now() - last)))
         self.mark(channel_id)
 
 

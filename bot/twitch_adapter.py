@@ -27,10 +27,11 @@ from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.flow.clock import Clock, MonotonicClock
 from bot.errors import one_line
-from engine.errors import EngineError
+from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
 from engine.flow.ratelimit import SendBudget, SendReservation
-from engine.flow.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
+from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
+from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class TwitchAdapter:
 
     def __init__(self, settings: Settings, manager: ConversationManager, *, clock: Clock | None = None) -> None:
         if not settings.twitch.client_id:
-            raise ValueError("TWITCH_CLIENT_ID is not set")
+            raise SettingsError("TWITCH_CLIENT_ID is not set")
         self.settings = settings
         self.manager = manager
         manager.platform_limits.setdefault(PLATFORM, TWITCH_LIMITS)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.flow.clock import Clock
+from engine.flow.cooldown import Cooldown
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
 
@@ -45,7 +46,7 @@ class ChatCommands:
         self.clock = clock
         self.cooldown_s = cooldown_s
         self.prefix = prefix
-        self._last_used: dict[tuple[str, ...], float] = {}
+        self._cooldown: Cooldown[tuple[str, ...]] = Cooldown(cooldown_s, clock=clock)
 
     def is_command(self, event: ChatEvent) -> bool:
         return self._parse(event.text)[0] in {"persona", "forgetme"}
@@ -70,11 +71,7 @@ class ChatCommands:
 
     def _cooling(self, *key: str) -> bool:
         """True when ``key`` was used within the cooldown; otherwise marks it used now."""
-        now = self.clock.now()
-        if now - self._last_used.get(key, float("-inf")) < self.cooldown_s:
-            return True
-        self._last_used[key] = now
-        return False
+        return not self._cooldown.try_use(key)
 
     async def _switch(self, event: ChatEvent, wanted: str) -> CommandResult:
         if not event.is_moderator or self._cooling(event.channel_key, "switch", event.author_id):

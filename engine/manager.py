@@ -25,14 +25,18 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from engine.serving.adapter_paths import adapter_folder
+from engine.serving.model_names import served_model_name
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.errors import BackendError, BackendUnavailable, EngineError, MemoryUnavailable, PersonaNotFound, SettingsError
 from engine.events import ChatEvent, Reply
+from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.cooldown import Cooldown
 from engine.heard import HeardLine
 from engine.observability.metrics import Metrics
 from engine.moderation.moderator import Moderator
 from personas.moderation_rules import Action
-from engine.output.postprocess import PlatformLimits, cut_at_stops, postprocess
+from engine.output.limits import PlatformLimits
+from engine.output.postprocess import cut_at_stops, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
@@ -71,8 +75,10 @@ class ConversationManager:
         backend: Backend,
         counter: TokenCounter,
         metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.clock: Clock = clock or MonotonicClock()
         self.metrics = metrics or Metrics()
         self.personas = personas
         self.memory = memory
@@ -86,11 +92,12 @@ class ConversationManager:
         self._window_start: dict[str, int] = {}
         self._system_prompts: dict[str, str] = {}
         self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = {}
-        self.moderator = Moderator(settings.moderation)
+        self.moderator = Moderator(settings.moderation, clock=self.clock)
         # Whether a stored line may be shown to the model, per persona: history is mostly the
         # same lines turn after turn, so each is judged once, not once per reply.
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
-        self._last_fallback: dict[str, float] = {}
+        # One fallback line per channel per cooldown: a dead backend must not make a spam bot.
+        self._fallback_cooldown: Cooldown[str] = Cooldown(settings.resilience.fallback_cooldown_s, clock=self.clock)
 
     # -- personas ---------------------------------------------------------------------------
 
@@ -288,11 +295,8 @@ class ConversationManager:
         backend must not turn the character into a spam bot); None means say nothing. Platform
         fixes ('/' on Twitch) apply."""
         fallback = override or self.settings.prompt.fallback_reply
-        now = self.moderator.clock()
-        last = self._last_fallback.get(event.channel_key)
-        if not fallback or (last is not None and now - last < self.settings.resilience.fallback_cooldown_s):
+        if not fallback or not self._fallback_cooldown.try_use(event.channel_key):
             return None
-        self._last_fallback[event.channel_key] = now
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         text = postprocess(fallback, style=persona.style, limits=self.platform_limits.get(event.platform))
         return self.moderator.check_output(text, persona, event, final=False).text or None
@@ -368,7 +372,6 @@ class ConversationManager:
         )
 
     def _request(self, persona: PersonaCard, built: BuiltPrompt, event: ChatEvent) -> GenerationRequest:
-        adapter = persona.model.adapter
         names = [event.author_name, "Viewer", "User", persona.display_name]
         stops = tuple(dict.fromkeys(f"\n{name}:" for name in names))[:_MAX_REQUEST_STOPS]
         request = GenerationRequest(
@@ -376,7 +379,7 @@ class ConversationManager:
             max_tokens=persona.style.max_reply_tokens,
             temperature=persona.style.temperature,
             stop=stops,
-            model=adapter.name if adapter else (persona.model.base or self.settings.backend.model),
+            model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),
             seed=self.settings.backend.seed,
         )

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.discord_delivery import ChannelThrottle, split_message
+from engine.flow.clock import ManualClock
 
 
 def _words(text: str) -> list[str]:
@@ -48,23 +49,16 @@ def test_every_piece_fits_and_nothing_is_lost_or_reordered(text: str, limit: int
     assert re.sub(r"\s", "", "".join(pieces)) == re.sub(r"\s", "", text)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_throttle_allows_one_edit_per_interval_per_channel() -> None:
-    clock = _Clock()
+async def test_throttle_allows_one_edit_per_interval_per_channel() -> None:
+    clock = ManualClock(100.0)
     throttle = ChannelThrottle(interval_s=1.0, clock=clock)
     assert throttle.ready(1)
     throttle.mark(1)
-    clock.now += 0.5
+    await clock.advance(0.5)
     assert not throttle.ready(1)
     assert throttle.ready(2), "another channel has its own budget"
-    clock.now += 0.5
+    await clock.advance(0.5)
     assert throttle.ready(1)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.output.postprocess import PlatformLimits, postprocess, shorten_to
+from engine.output.limits import PlatformLimits
+from engine.output.postprocess import postprocess, shorten_to
 from personas.card import Style
 
 

@@ -13,21 +13,15 @@ from engine.backends.base import GenerationRequest
 from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBackend
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong
 from engine.events import ChatEvent
+from engine.flow.clock import ManualClock
 from tests.conftest import make_settings
 from tests.fault_backends import FaultyBackend
 
 REQUEST = GenerationRequest(messages=(), max_tokens=16)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def resilient(faults: list[str], clock: FakeClock, *, failures: int = 3, cooldown_s: float = 30.0) -> ResilientBackend:
+def resilient(faults: list[str], clock: ManualClock, *, failures: int = 3, cooldown_s: float = 30.0) -> ResilientBackend:
     breaker = CircuitBreaker(failure_threshold=failures, cooldown_s=cooldown_s, clock=clock)
     return ResilientBackend(FaultyBackend(faults, slow_s=5.0), breaker=breaker, first_chunk_timeout_s=0.05, idle_timeout_s=0.05)
 
@@ -44,7 +38,7 @@ async def fail(backend: ResilientBackend, times: int = 3) -> None:
 
 @pytest.mark.parametrize("fault", ["down", "http500", "slow", "stall", "cut", "malformed"])
 async def test_every_fault_becomes_a_backend_error_and_counts_as_a_failure(fault: str) -> None:
-    backend = resilient([fault], FakeClock())
+    backend = resilient([fault], ManualClock(1000.0))
     with pytest.raises(BackendError):
         await ask(backend)
     assert backend.breaker.counts["failures"] == 1
@@ -53,7 +47,7 @@ async def test_every_fault_becomes_a_backend_error_and_counts_as_a_failure(fault
 
 
 async def test_timeouts_name_what_was_late() -> None:
-    backend = resilient(["slow", "stall"], FakeClock())
+    backend = resilient(["slow", "stall"], ManualClock(1000.0))
     with pytest.raises(BackendUnavailable, match="no first text from the faulty backend within 0.05 s"):
         await ask(backend)
     with pytest.raises(BackendUnavailable, match="no more text"):
@@ -61,7 +55,7 @@ async def test_timeouts_name_what_was_late() -> None:
 
 
 async def test_circuit_opens_after_consecutive_failures_and_then_fails_fast_without_calling_the_backend() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     backend = resilient(["down", "http500", "cut"], clock)
     await fail(backend)
     assert backend.breaker.state is BreakerState.OPEN
@@ -74,37 +68,37 @@ async def test_circuit_opens_after_consecutive_failures_and_then_fails_fast_with
 
 
 async def test_after_the_cooldown_one_probe_goes_through_and_success_closes_the_circuit() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     backend = resilient(["down"] * 3, clock)
     await fail(backend)
-    clock.now += 29.0
+    await clock.advance(29.0)
     with pytest.raises(BackendUnavailable, match="next try in 1 s"):
         await ask(backend)
-    clock.now += 1.0
+    await clock.advance(1.0)
     assert backend.breaker.state is BreakerState.HALF_OPEN
     assert await ask(backend) == "All good here, chat!"
     assert backend.breaker.state is BreakerState.CLOSED and backend.breaker.counts["closed"] == 1
 
 
 async def test_a_failed_probe_reopens_the_circuit_for_another_cooldown() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     backend = resilient(["down"] * 4, clock, failures=3)
     await fail(backend)
-    clock.now += 30.0
+    await clock.advance(30.0)
     with pytest.raises(BackendError, match="ConnectionRefusedError"):
         await ask(backend)  # the probe, and it fails
     assert backend.breaker.state is BreakerState.OPEN
     with pytest.raises(BackendUnavailable, match="circuit open"):
         await ask(backend)
-    clock.now += 30.0
+    await clock.advance(30.0)
     assert await ask(backend) == "All good here, chat!"
 
 
 async def test_while_half_open_only_one_probe_reaches_the_backend() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     backend = resilient(["down"] * 3, clock)
     await fail(backend)
-    clock.now += 30.0
+    await clock.advance(30.0)
     results = await asyncio.gather(*(ask(backend) for _ in range(4)), return_exceptions=True)
     assert sum(result == "All good here, chat!" for result in results) == 1
     assert sum(isinstance(result, BackendUnavailable) for result in results) == 3
@@ -113,7 +107,7 @@ async def test_while_half_open_only_one_probe_reaches_the_backend() -> None:
 
 
 async def test_a_prompt_refused_as_too_long_is_not_held_against_the_server() -> None:
-    backend = resilient(["too_long"] * 5, FakeClock(), failures=2)
+    backend = resilient(["too_long"] * 5, ManualClock(1000.0), failures=2)
     for _ in range(5):
         with pytest.raises(ContextTooLong):
             await ask(backend)
@@ -121,7 +115,7 @@ async def test_a_prompt_refused_as_too_long_is_not_held_against_the_server() -> 
 
 
 async def test_a_reader_that_stops_early_at_a_stop_sequence_counts_as_success() -> None:
-    backend = resilient(["down", "down"], FakeClock())
+    backend = resilient(["down", "down"], ManualClock(1000.0))
     await fail(backend, 2)
     stream = backend.stream(REQUEST)
     async for _chunk in stream:
@@ -136,14 +130,14 @@ def _line(number: int) -> ChatEvent:
 
 
 async def test_the_bot_keeps_every_line_through_an_outage_and_recovers_by_itself(tmp_path, token_counter) -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     backend = resilient(["down", "cut", "http500"], clock)
     manager = await build_manager(make_settings(tmp_path), backend=backend, counter=token_counter)
     try:
         outcomes = []
         for number in range(1, 6):
             if number == 5:
-                clock.now += 30.0
+                await clock.advance(30.0)
             heard = await manager.hear(_line(number))
             try:
                 outcomes.append((await manager.reply(heard)).text)  # type: ignore[union-attr]
@@ -162,7 +156,7 @@ class _Pipe(io.StringIO):
 
 async def test_console_stays_up_and_says_the_fallback_once_while_the_backend_is_down(tmp_path, token_counter, capsys) -> None:
     settings = make_settings(tmp_path, prompt={"fallback_reply": "/me lagged, ask again?"})
-    backend = resilient(["down"] * 10, FakeClock())
+    backend = resilient(["down"] * 10, ManualClock(1000.0))
     manager = await build_manager(settings, backend=backend, counter=token_counter)
     out = _Pipe()
     try:

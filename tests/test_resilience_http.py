@@ -10,6 +10,7 @@ from engine.backends.base import ChatMessage, GenerationRequest
 from engine.backends.openai_backend import OpenAIBackend, RetryPolicy
 from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBackend
 from engine.errors import BackendError, BackendUnavailable
+from engine.flow.clock import ManualClock
 from tests.fake_vllm import FakeVllm, Fault
 
 BASE = "base-model"
@@ -17,14 +18,8 @@ REQUEST = GenerationRequest(messages=(ChatMessage("user", "ann: hi"),), max_toke
 NO_RETRY = RetryPolicy(attempts=1, backoff_s=0.01, max_backoff_s=0.01)
 
 
-class FakeClock:
-    now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def guarded(base_url: str, clock: FakeClock, *, first_chunk_timeout_s: float = 5.0) -> ResilientBackend:
+def guarded(base_url: str, clock: ManualClock, *, first_chunk_timeout_s: float = 5.0) -> ResilientBackend:
     inner = OpenAIBackend(base_url, default_model=BASE, retry=NO_RETRY, timeout_s=10)
     breaker = CircuitBreaker(failure_threshold=2, cooldown_s=30.0, clock=clock)
     return ResilientBackend(inner, breaker=breaker, first_chunk_timeout_s=first_chunk_timeout_s, idle_timeout_s=5.0)
@@ -37,7 +32,7 @@ def closed_port() -> int:
 
 
 async def test_a_server_that_is_down_opens_the_circuit_and_is_not_hammered() -> None:
-    backend = guarded(f"http://127.0.0.1:{closed_port()}/v1", FakeClock())
+    backend = guarded(f"http://127.0.0.1:{closed_port()}/v1", ManualClock(1000.0))
     try:
         for _ in range(2):
             with pytest.raises(BackendError):
@@ -60,7 +55,7 @@ async def test_a_server_that_is_down_opens_the_circuit_and_is_not_hammered() -> 
     ids=["http-500", "http-503", "cut-mid-stream", "malformed-sse"],
 )
 async def test_http_faults_fail_the_reply_and_the_circuit_recovers_by_itself(fault: Fault) -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     async with FakeVllm(BASE) as server:
         backend = guarded(server.base_url, clock)
         try:
@@ -73,7 +68,7 @@ async def test_http_faults_fail_the_reply_and_the_circuit_recovers_by_itself(fau
             with pytest.raises(BackendUnavailable):
                 await backend.complete(REQUEST)
             assert len(server.completions()) == calls  # failing fast: no request reached the server
-            clock.now += 30.0
+            await clock.advance(30.0)
             assert await backend.complete(REQUEST) == "Hello there, friend of the stream!"
             assert backend.breaker.state is BreakerState.CLOSED
         finally:
@@ -82,7 +77,7 @@ async def test_http_faults_fail_the_reply_and_the_circuit_recovers_by_itself(fau
 
 async def test_a_server_slower_than_the_first_chunk_timeout_is_a_failure() -> None:
     async with FakeVllm(BASE, delay_s=3.0) as server:
-        backend = guarded(server.base_url, FakeClock(), first_chunk_timeout_s=0.2)
+        backend = guarded(server.base_url, ManualClock(1000.0), first_chunk_timeout_s=0.2)
         try:
             with pytest.raises(BackendUnavailable, match="no first text"):
                 await backend.complete(REQUEST)

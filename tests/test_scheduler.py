@@ -10,7 +10,8 @@ import pytest
 from engine.flow.clock import ManualClock
 from engine.events import ChatEvent, Role
 from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
-from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig, normalise_text
+from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
+from engine.moderation.normalize import normalise_text
 from engine.heard import HeardLine, Priority
 
 pytestmark = pytest.mark.timeout(30)

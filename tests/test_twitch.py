@@ -25,7 +25,8 @@ from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, MonotonicClock, ScaledClock
 from engine.manager import ConversationManager
 from engine.flow.ratelimit import most_in_any_window
-from engine.flow.scheduler import Outcome, normalise_text
+from engine.flow.scheduler import Outcome
+from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
 from engine.prompting.tokens import ApproxTokenCounter
 from tests.conftest import make_settings

@@ -27,6 +27,7 @@ import httpx2
 import openai
 
 from engine.serving.adapter_paths import adapter_folder
+from engine.serving.model_names import served_model_name
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
@@ -79,11 +80,9 @@ def _persona_models(
     expected: dict[str, str] = {}
     for card in personas.cards.values() if personas else ():
         binding = card.model.adapter
-        if binding is None:
-            expected[card.model.base or base_model] = card.persona_id
-            continue
-        adapters[binding.name] = adapter_folder(card, personas.sources.get(card.persona_id))  # type: ignore[union-attr]
-        expected[binding.name] = card.persona_id
+        if binding is not None:
+            adapters[binding.name] = adapter_folder(card, personas.sources.get(card.persona_id))  # type: ignore[union-attr]
+        expected[served_model_name(card, base_model)] = card.persona_id
     return adapters, expected
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
+from engine.flow.clock import Clock, MonotonicClock
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
 from engine.observability.redact import SecretRedactor, secret_values
 from engine.settings import Settings
@@ -41,10 +41,10 @@ class BreakerState(enum.StrEnum):
 class CircuitBreaker:
     """Counts consecutive failures; ``counts`` holds opened / closed / failures / rejected / probes."""
 
-    def __init__(self, *, failure_threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, failure_threshold: int, cooldown_s: float, clock: Clock | None = None) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
-        self.clock = clock
+        self.clock: Clock = clock or MonotonicClock()
         self.counts: Counter[str] = Counter()
         self.consecutive_failures = 0
         self._opened_at: float | None = None
@@ -54,7 +54,7 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         if self._opened_at is None:
             return BreakerState.CLOSED
-        if self.clock() - self._opened_at >= self.cooldown_s:
+        if self.clock.now() - self._opened_at >= self.cooldown_s:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
@@ -69,7 +69,7 @@ class CircuitBreaker:
             return
         self.counts["rejected"] += 1
         assert self._opened_at is not None
-        wait = max(0.0, self.cooldown_s - (self.clock() - self._opened_at))
+        wait = max(0.0, self.cooldown_s - (self.clock.now() - self._opened_at))
         raise BackendUnavailable(f"the model backend is failing; circuit open, next try in {wait:.0f} s")
 
     def record_success(self) -> None:
@@ -86,7 +86,7 @@ class CircuitBreaker:
         probe_failed = self._probe_in_flight
         self._probe_in_flight = False
         if probe_failed or (self._opened_at is None and self.consecutive_failures >= self.failure_threshold):
-            self._opened_at = self.clock()
+            self._opened_at = self.clock.now()
             self.counts["opened"] += 1
             log.warning(
                 "Model backend failed %d times in a row; circuit open, failing fast for %g s",

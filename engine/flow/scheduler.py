@@ -26,15 +26,17 @@ import enum
 import heapq
 import logging
 import math
-import unicodedata
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.flow.clock import Clock, MonotonicClock
 from engine.events import ChatEvent, Role
-from engine.heard import HeardLine, Priority, priority_of
+from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.heard import HeardLine, Priority, priority_of
+from engine.moderation.copypasta import RepeatWindow
+from engine.moderation.normalize import normalise_text
 
 __all__ = [
     "Outcome",
@@ -42,7 +44,6 @@ __all__ = [
     "ReplyHandler",
     "ReplyScheduler",
     "SchedulerConfig",
-    "normalise_text",
     "priority_of",
 ]
 
@@ -88,24 +89,6 @@ OutcomeListener = Callable[[ChatEvent, Outcome], None]
 BudgetLookup = Callable[[ChatEvent], SendBudget | None]
 
 
-class _PunctuationTable(dict[int, int | None]):
-    """str.translate table that deletes Unicode punctuation, filled lazily per code point."""
-
-    def __missing__(self, codepoint: int) -> int | None:
-        kept = None if unicodedata.category(chr(codepoint)).startswith("P") else codepoint
-        self[codepoint] = kept
-        return kept
-
-
-_STRIP_PUNCTUATION = _PunctuationTable()
-
-
-def normalise_text(text: str) -> str:
-    """Case, punctuation and spacing do not make a pasted line new; emoji and words do."""
-    # translate() runs in C once a code point is cached: this is on the per-message hot path.
-    return " ".join(text.casefold().translate(_STRIP_PUNCTUATION).split())
-
-
 @dataclass(slots=True)
 class _Pending:
     heard: HeardLine
@@ -132,25 +115,8 @@ class _Channel:
     # The same lines per priority class, oldest first: the line to evict is found without a scan.
     by_class: dict[tuple[int, int], deque[_Pending]] = field(default_factory=dict)
     live: int = 0
-    recent_texts: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
-    last_reply_at: dict[str, float] = field(default_factory=dict)
-    next_text_sweep: float = 0.0
-
-    def seen_text(self, key: str, now: float, window_s: float) -> deque[tuple[float, str]]:
-        seen = self.recent_texts.setdefault(key, deque())
-        while seen and seen[0][0] <= now - window_s:
-            seen.popleft()
-        return seen
-
-    def sweep_texts(self, now: float, window_s: float) -> None:
-        """Forget texts nobody repeated within the window (keeps memory flat over a long stream)."""
-        if now < self.next_text_sweep:
-            return
-        self.next_text_sweep = now + max(window_s, 1.0)
-        self.recent_texts = {k: v for k, v in self.recent_texts.items() if v and v[-1][0] > now - window_s}
-
-    def cooldown_ends(self, author_id: str, cooldown_s: float) -> float:
-        return self.last_reply_at.get(author_id, -math.inf) + cooldown_s
+    # Per author: answered lately, so their next line waits (the broadcaster never does).
+    answered: Cooldown[str] | None = None
 
     def add(self, pending: _Pending) -> None:
         heapq.heappush(self.heap, pending)
@@ -194,6 +160,8 @@ class ReplyScheduler:
         self.on_outcome = on_outcome
         self.stats: Counter[Outcome] = Counter()
         self._channels: dict[str, _Channel] = {}
+        # Every line's normalised text, per channel: duplicates by one author, waves by many.
+        self._texts = RepeatWindow(self.config.duplicate_window_s, keep_edge=False)
         self._seq = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -214,8 +182,10 @@ class ReplyScheduler:
         if self._closed:
             return self._emit(event, Outcome.CLOSED)
         now = self.clock.now()
-        channel = self._channels.setdefault(event.channel_key, _Channel())
-        verdict = self._text_verdict(channel, event, now)
+        channel = self._channels.get(event.channel_key)
+        if channel is None:
+            channel = self._channels[event.channel_key] = _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
+        verdict = self._text_verdict(event, now)
         if verdict is not None:
             return self._emit(event, verdict)
         if heard.blocked:
@@ -230,16 +200,12 @@ class ReplyScheduler:
         self._wake.set()
         return self._emit(event, Outcome.QUEUED)
 
-    def _text_verdict(self, channel: _Channel, event: ChatEvent, now: float) -> Outcome | None:
+    def _text_verdict(self, event: ChatEvent, now: float) -> Outcome | None:
         """Duplicate or copypasta, judged on every line (answered or not) so waves are seen early."""
-        window = self.config.duplicate_window_s
-        channel.sweep_texts(now, window)
-        seen = channel.seen_text(normalise_text(event.text), now, window)
-        repeated_by_author = any(author == event.author_id for _, author in seen)
-        seen.append((now, event.author_id))
-        if repeated_by_author:
+        seen = self._texts.see(event.channel_key, normalise_text(event.text), now, event.author_id)
+        if seen.repeated_by_author:
             return Outcome.DUPLICATE
-        if len({author for _, author in seen}) >= self.config.copypasta_users:
+        if seen.authors >= self.config.copypasta_users:
             return Outcome.COPYPASTA
         return None
 
@@ -372,7 +338,7 @@ class ReplyScheduler:
             if top.done:
                 heapq.heappop(channel.heap)
                 continue
-            ends = channel.cooldown_ends(top.event.author_id, self._cooldown_for(top.event))
+            ends = self._cooldown_ends(channel, top.event)
             if ends <= now:
                 found = top
                 break
@@ -382,9 +348,12 @@ class ReplyScheduler:
             heapq.heappush(channel.heap, pending)
         return found, retry_s
 
-    def _cooldown_for(self, event: ChatEvent) -> float:
+    @staticmethod
+    def _cooldown_ends(channel: _Channel, event: ChatEvent) -> float:
         # The broadcaster talks to their co-host; a cooldown there would only get in the way.
-        return 0.0 if Role.BROADCASTER in event.roles else self.config.user_cooldown_s
+        if Role.BROADCASTER in event.roles or channel.answered is None:
+            return -math.inf
+        return channel.answered.ends_at(event.author_id)
 
     def _launch(self, channel: _Channel, pending: _Pending, reservation: SendReservation | None) -> None:
         pending.done = True
@@ -408,7 +377,8 @@ class ReplyScheduler:
             if reservation is not None:
                 reservation.cancel()  # no-op when the handler settled it
             if outcome is Outcome.REPLIED:
-                channel.last_reply_at[event.author_id] = self.clock.now()
+                if channel.answered is not None:
+                    channel.answered.trigger(event.author_id)
             # Leave the in-flight set before waking the loop, so it can tell when all is idle.
             self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
             self._emit(event, outcome)

@@ -1,5 +1,8 @@
 """Pure detectors the moderator combines: words, slurs, links, spam signals, mentions, prefixes.
 
+The command-prefix and mass-mention rules themselves live in :mod:`engine.output.limits`
+(re-exported here for the moderator); this module only adds the "too many mentions" count.
+
 Each takes text (and the rule's parameters) and returns what it found, or nothing; none keeps
 state and none decides what to do about a finding.
 """
@@ -14,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.moderation.normalize import matching_words, normalize_for_matching
+from engine.output.limits import COMMAND_PREFIXES, has_mass_mention, neutralise_mass_mentions, starts_with_command, strip_command_prefix
 
 __all__ = [
     "COMMAND_PREFIXES",
@@ -27,14 +31,12 @@ __all__ = [
     "remove_links",
     "repeated",
     "slur_in",
+    "starts_with_command",
     "strip_command_prefix",
 ]
 
 _SLUR_FILE = Path(__file__).parent / "data" / "slurs.sha256"
 _SLUR_SALT = "costar-slur:"
-
-# Twitch reads a message starting with "/" or "." as a chat command (see docs/twitch.md).
-COMMAND_PREFIXES = ("/", ".")
 
 _TLDS = ("com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"
          "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov")
@@ -50,7 +52,6 @@ _OBFUSCATED_DOT = re.compile(rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s
 _LINK_HINT = re.compile(r"://|\.[^\s/?#:]")
 _DOT_HINT = re.compile(r"dot|[\[(]", re.IGNORECASE)
 _MENTION = re.compile(r"<@[!&]?\d+>|(?<![\w@])@\w+")
-_EVERYONE = re.compile(r"@+\s*(everyone|here)\b", re.IGNORECASE)
 
 
 # -- words and slurs -------------------------------------------------------------------------
@@ -171,18 +172,12 @@ def _repeat_pattern(max_chars: int, max_words: int) -> re.Pattern[str]:
 
 
 def mass_mention(text: str, *, max_mentions: int) -> bool:
-    return bool(_EVERYONE.search(text)) or len(_MENTION.findall(text)) > max_mentions
+    return has_mass_mention(text) or len(_MENTION.findall(text)) > max_mentions
 
 
 def defuse_mentions(text: str) -> str:
     """@everyone/@here become plain words, user mentions lose their '@' (Discord ids are removed)."""
-    text = _EVERYONE.sub(lambda match: match.group(1), text)
+    text = neutralise_mass_mentions(text)
     text = re.sub(r"<@[!&]?\d+>", "", text)
     return " ".join(re.sub(r"(?<![\w@])@(\w)", r"\1", text).split())
 
-
-def strip_command_prefix(text: str) -> str:
-    stripped = text.lstrip()
-    while stripped.startswith(COMMAND_PREFIXES):
-        stripped = stripped[1:].lstrip()
-    return stripped

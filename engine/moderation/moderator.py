@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine.events import ChatEvent
+from engine.flow.clock import Clock, MonotonicClock
 from engine.moderation.checks import (
     WordList,
     caps_shouting,
@@ -31,8 +31,10 @@ from engine.moderation.checks import (
     remove_links,
     repeated,
     slur_in,
+    starts_with_command,
     strip_command_prefix,
 )
+from engine.moderation.copypasta import RepeatWindow
 from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 from engine.moderation.normalize import normalize_for_matching, squash
 from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
@@ -98,39 +100,15 @@ class Policy:
                    actions, safe_line)
 
 
-@dataclass
-class _Copypasta:
-    seen: defaultdict[str, deque[tuple[float, str]]] = field(default_factory=lambda: defaultdict(deque))
-    # Running counts of what ``seen`` holds, so a flood costs O(1) per line instead of a scan.
-    counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-
-    def count_recent(self, channel: str, fingerprint: str, now: float, window_s: float) -> int:
-        lines, counts = self.seen[channel], self.counts[channel]
-        while lines and now - lines[0][0] > window_s:
-            self._forget_oldest(lines, counts)
-        earlier = counts[fingerprint]
-        lines.append((now, fingerprint))
-        counts[fingerprint] += 1
-        if len(lines) > _COPYPASTA_MEMORY:
-            self._forget_oldest(lines, counts)
-        return earlier + 1
-
-    @staticmethod
-    def _forget_oldest(lines: deque[tuple[float, str]], counts: Counter[str]) -> None:
-        _, oldest = lines.popleft()
-        counts[oldest] -= 1
-        if counts[oldest] <= 0:
-            del counts[oldest]
-
-
 class Moderator:
-    def __init__(self, settings: ModerationSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: ModerationSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = clock or MonotonicClock()
         self.counts: Counter[tuple[str, str]] = Counter()
         self._policies: dict[tuple[str, str], Policy] = {}
         self._leak_detectors: dict[str, LeakDetector] = {}
-        self._copypasta = _Copypasta()
+        # Copies of a squashed line per channel, within the window and the last lines remembered.
+        self._copypasta = RepeatWindow(settings.copypasta_window_s, max_lines=_COPYPASTA_MEMORY, keep_edge=True)
 
     def policy(self, persona: PersonaCard, channel_key: str) -> Policy:
         key = (persona.persona_id, channel_key)
@@ -200,7 +178,7 @@ class Moderator:
         fingerprint = squash(event.text)
         if len(fingerprint) < self.settings.copypasta_min_chars:
             return 0
-        return self._copypasta.count_recent(event.channel_key, fingerprint, self.clock(), self.settings.copypasta_window_s)
+        return self._copypasta.see(event.channel_key, fingerprint, self.clock.now()).copies
 
     # -- output -----------------------------------------------------------------------------
 
@@ -217,7 +195,7 @@ class Moderator:
             found.append((Reason.OUTPUT_LINK, ", ".join(sorted(set(hosts)))))
         if mass_mention(text, max_mentions=self.settings.max_mentions):
             found.append((Reason.OUTPUT_MASS_MENTION, ""))
-        if event.platform in self.settings.command_prefix_platforms and text.lstrip().startswith(("/", ".")):
+        if event.platform in self.settings.command_prefix_platforms and starts_with_command(text):
             found.append((Reason.OUTPUT_COMMAND_PREFIX, event.platform))
         leak = self.leak_detector(persona).leak_form(text)
         if leak:

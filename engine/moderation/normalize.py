@@ -11,6 +11,9 @@ Tricks viewers use to slip words past a filter, and what undoes them here:
 
 :func:`normalize_for_matching` is idempotent (the fuzz tests check it), so normalising twice
 never changes what a rule matches.
+
+:func:`normalise_text` is the lighter fold the reply scheduler uses to spot a line repeated or
+pasted by many chatters (case, punctuation and spacing only: emoji and words still count).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
-__all__ = ["fold_leet", "matching_words", "normalize_for_matching", "squash", "word_sequence"]
+__all__ = ["fold_leet", "matching_words", "normalise_text", "normalize_for_matching", "squash", "word_sequence"]
 
 # Look-alikes that NFKC leaves alone (it only folds compatibility forms). Lower case only: the
 # text is case-folded first. A small hand-picked table, not the full Unicode confusables list.
@@ -151,3 +154,24 @@ def squash(text: str, *, leet: bool = False) -> str:
     # For ASCII (what normalised chat mostly is), a regex does in C what the filter does per character.
     squashed = _ASCII_NON_ALNUM.sub("", normal) if normal.isascii() else "".join(filter(str.isalnum, normal))
     return fold_leet(squashed, numbers_too=True) if leet else squashed
+
+
+# -- duplicate detection -----------------------------------------------------------------------
+
+
+class _PunctuationTable(dict[int, int | None]):
+    """str.translate table that deletes Unicode punctuation, filled lazily per code point."""
+
+    def __missing__(self, codepoint: int) -> int | None:
+        kept = None if unicodedata.category(chr(codepoint)).startswith("P") else codepoint
+        self[codepoint] = kept
+        return kept
+
+
+_STRIP_PUNCTUATION = _PunctuationTable()
+
+
+def normalise_text(text: str) -> str:
+    """Case, punctuation and spacing do not make a pasted line new; emoji and words do."""
+    # translate() runs in C once a code point is cached: this is on the per-message hot path.
+    return " ".join(text.casefold().translate(_STRIP_PUNCTUATION).split())

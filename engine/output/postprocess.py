@@ -2,35 +2,23 @@
 
 Order matters: cut at stop sequences first (everything after belongs to another speaker), then
 strip a leading speaker label, then apply the persona's emoji policy and length, then the
-platform's limits (one line, characters, command prefixes, mass mentions).
+platform's limits (one line, characters, command prefixes, mass mentions), whose rules live in
+:mod:`engine.output.limits`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-
 import emoji
 
+from engine.output.limits import PlatformLimits, neutralise_mass_mentions, strip_command_prefix
 from personas.card import Style
 
-__all__ = ["SPECIAL_TOKENS", "PlatformLimits", "cut_at_stops", "postprocess", "shorten_to"]
+__all__ = ["SPECIAL_TOKENS", "cut_at_stops", "postprocess", "shorten_to"]
 
 SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>")
-_MASS_MENTION = re.compile(r"@+(everyone|here)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?…](?=\s|$)|\n")
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformLimits:
-    """What a platform refuses or misreads; registered per platform on the manager."""
-
-    max_chars: int | None = None
-    single_line: bool = False
-    # Twitch reads a message starting with "/" or "." as a chat command (see docs/twitch.md).
-    forbidden_prefixes: tuple[str, ...] = ()
-    neutralise_mass_mentions: bool = True
 
 
 def cut_at_stops(text: str, stops: Iterable[str]) -> tuple[str, bool]:
@@ -86,10 +74,9 @@ def _apply_platform(text: str, limits: PlatformLimits) -> str:
     if limits.single_line:
         text = " ".join(text.split())
     if limits.neutralise_mass_mentions:
-        text = _MASS_MENTION.sub(lambda match: match.group(1), text)
+        text = neutralise_mass_mentions(text)
     if limits.forbidden_prefixes:
-        while text and text.startswith(limits.forbidden_prefixes):
-            text = text[1:].lstrip()
+        text = strip_command_prefix(text, limits.forbidden_prefixes)
     if limits.max_chars is not None:
         text = shorten_to(text, limits.max_chars)
     return text

@@ -21,7 +21,8 @@ __all__ = ["build_turn_context", "summarise_dropped"]
 
 def _speaker_memory(event: ChatEvent, user: UserRecord | None, notes: Sequence[str]) -> str:
     name = speaker_label(event.author_name)  # viewer-chosen text going into a system message
-    if user is None or user.message_count <= 1:
+    # The one definition of a first-time chatter (hear() copies it into event.is_first_message).
+    if user is None or user.is_new:
         about = f"{name} is chatting here for the first time: welcome them."
     else:
         since = user.first_seen.strftime("%Y-%m-%d")

@@ -1,0 +1,107 @@
+"""The one home of what each platform refuses or misreads in a message the bot sends.
+
+Owns :class:`PlatformLimits`, the per-platform instances (:data:`TWITCH_LIMITS`,
+:data:`DISCORD_LIMITS`) and the two rules that used to be written in several places:
+
+- the command-prefix rule: Twitch runs a message that starts with "/" or "." as a chat command
+  (:func:`starts_with_command`, :func:`strip_command_prefix`);
+- the mass-mention rule: "@everyone" / "@here" ping a whole room
+  (:func:`has_mass_mention`, :func:`neutralise_mass_mentions`).
+
+Post-processing (:mod:`engine.output.postprocess`), the output moderation checks
+(:mod:`engine.moderation.checks`) and the Twitch send guard (``bot.twitch_output``) all call these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "COMMAND_PREFIXES",
+    "DISCORD_LIMITS",
+    "PlatformLimits",
+    "TWITCH_LIMITS",
+    "TWITCH_MAX_MENTIONS",
+    "TWITCH_MAX_MESSAGE_CHARS",
+    "cap_mentions",
+    "has_mass_mention",
+    "neutralise_mass_mentions",
+    "starts_with_command",
+    "strip_command_prefix",
+]
+
+# Twitch chat runs a message starting with "/" or "." as a chat command ("/ban", ".timeout"):
+# https://help.twitch.tv/s/article/chat-commands (the "." form is the legacy IRC spelling).
+COMMAND_PREFIXES: tuple[str, ...] = ("/", ".")
+# Helix "Send Chat Message" refuses messages longer than 500 characters:
+# https://dev.twitch.tv/docs/api/reference/#send-chat-message
+TWITCH_MAX_MESSAGE_CHARS = 500
+# More @mentions than this in one bot message pings people in bulk; later ones lose their "@".
+TWITCH_MAX_MENTIONS = 3
+
+# "@everyone", "@here", also "@@here" and "@ everyone" (some clients still highlight those).
+_MASS_MENTION = re.compile(r"@+\s*(everyone|here)\b", re.IGNORECASE)
+_PLAIN_MENTION = re.compile(r"@(\w+)")
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformLimits:
+    """What a platform refuses or misreads; registered per platform on the manager."""
+
+    max_chars: int | None = None
+    single_line: bool = False
+    forbidden_prefixes: tuple[str, ...] = ()
+    neutralise_mass_mentions: bool = True
+
+
+# Registered on the manager by the Twitch adapter, so the reply it stores is the one Twitch gets.
+TWITCH_LIMITS = PlatformLimits(
+    max_chars=TWITCH_MAX_MESSAGE_CHARS,
+    single_line=True,
+    forbidden_prefixes=COMMAND_PREFIXES,
+    neutralise_mass_mentions=True,
+)
+# Discord splits long replies itself (bot.discord_delivery), so no character limit here.
+DISCORD_LIMITS = PlatformLimits(max_chars=None, neutralise_mass_mentions=True)
+
+
+# -- the command-prefix rule ------------------------------------------------------------------
+
+
+def starts_with_command(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> bool:
+    """Whether the platform would read ``text`` as a chat command (leading spaces are ignored)."""
+    return text.lstrip().startswith(prefixes)
+
+
+def strip_command_prefix(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> str:
+    """``text`` without leading spaces and command prefixes ("/ /me hi" becomes "me hi")."""
+    stripped = text.lstrip()
+    while stripped.startswith(prefixes):
+        stripped = stripped[1:].lstrip()
+    return stripped
+
+
+# -- the mass-mention rule --------------------------------------------------------------------
+
+
+def has_mass_mention(text: str) -> bool:
+    """Whether ``text`` pings a whole room (@everyone / @here)."""
+    return _MASS_MENTION.search(text) is not None
+
+
+def neutralise_mass_mentions(text: str) -> str:
+    """@everyone / @here become the plain words "everyone" / "here"."""
+    return _MASS_MENTION.sub(lambda match: match.group(1), text)
+
+
+def cap_mentions(text: str, keep: int = TWITCH_MAX_MENTIONS) -> str:
+    """Keep the first ``keep`` @mentions; later ones lose their "@" so nobody is pinged in bulk."""
+    seen = 0
+
+    def keep_or_drop(match: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return match.group(0) if seen <= keep else match.group(1)
+
+    return _PLAIN_MENTION.sub(keep_or_drop, text)

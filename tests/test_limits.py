@@ -1,0 +1,61 @@
+"""Platform output limits: the one command-prefix rule and the one mass-mention rule."""
+
+from __future__ import annotations
+
+from engine.moderation import checks
+from engine.output.limits import (
+    COMMAND_PREFIXES,
+    DISCORD_LIMITS,
+    TWITCH_LIMITS,
+    TWITCH_MAX_MESSAGE_CHARS,
+    cap_mentions,
+    has_mass_mention,
+    neutralise_mass_mentions,
+    starts_with_command,
+    strip_command_prefix,
+)
+from engine.output.postprocess import postprocess
+from personas.card import Style
+
+
+def test_a_message_starting_with_slash_or_dot_is_a_twitch_command() -> None:
+    assert starts_with_command("/ban someone")
+    assert starts_with_command("  .timeout someone 600")
+    assert not starts_with_command("well /ban is a command")
+    assert not starts_with_command("hello.")
+
+
+def test_stripping_the_prefix_removes_every_leading_prefix_and_space() -> None:
+    assert strip_command_prefix("/me waves") == "me waves"
+    assert strip_command_prefix(" / . /ban x") == "ban x"
+    assert strip_command_prefix("plain text") == "plain text"
+    assert strip_command_prefix("//") == ""
+    assert strip_command_prefix("#x", ("#",)) == "x", "a platform may name its own prefixes"
+
+
+def test_everyone_and_here_are_mass_mentions_and_become_plain_words() -> None:
+    for text in ("hi @everyone", "@here look", "@@Everyone", "@ here"):
+        assert has_mass_mention(text), text
+    assert not has_mass_mention("hi @alice, here we go, everyone")
+    assert neutralise_mass_mentions("hey @everyone and @@here!") == "hey everyone and here!"
+
+
+def test_only_the_first_few_mentions_keep_their_at_sign() -> None:
+    assert cap_mentions("@a @b @c @d @e", keep=3) == "@a @b @c d e"
+
+
+def test_twitch_and_discord_limits_are_defined_once() -> None:
+    assert TWITCH_LIMITS.max_chars == TWITCH_MAX_MESSAGE_CHARS == 500
+    assert TWITCH_LIMITS.single_line and TWITCH_LIMITS.forbidden_prefixes == COMMAND_PREFIXES
+    assert DISCORD_LIMITS.max_chars is None and not DISCORD_LIMITS.forbidden_prefixes
+    assert DISCORD_LIMITS.neutralise_mass_mentions and TWITCH_LIMITS.neutralise_mass_mentions
+
+
+def test_postprocess_moderation_and_the_twitch_guard_apply_the_same_rules() -> None:
+    from bot.twitch_output import twitch_safe
+
+    raw = "/ @everyone hello"
+    assert postprocess(raw, style=Style(), limits=TWITCH_LIMITS) == "everyone hello"
+    assert twitch_safe(raw) == "everyone hello"
+    assert checks.mass_mention(raw, max_mentions=3)
+    assert checks.strip_command_prefix(checks.defuse_mentions(raw)) == "everyone hello"
