@@ -1,18 +1,33 @@
-"""Shared fixtures: isolated settings, a real SQLite file, the real SmolLM2 model loaded once."""
+"""Shared fixtures: isolated settings, a real SQLite file, a model-free manager by default.
+
+Most tests talk to a ``ConversationManager`` with the scripted backend and the pessimistic
+``ApproxTokenCounter``: nothing needs the SmolLM2 files. Tests about the real model or its exact
+token counts ask for ``model_path``, ``token_counter`` or ``embedded_backend`` (the model is
+converted once per machine and loaded once per session); any test that does is marked ``model``
+automatically, so ``pytest -m "not model"`` runs without the model cache.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
+from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerCounter
 from engine.settings import CoreSettings, Settings, load_settings
-from engine.prompting.tokens import TokenizerCounter
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MODEL_FIXTURES = frozenset({"model_path", "token_counter", "embedded_backend"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that touches the real model is a model test, whether or not its author said so.
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +47,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# -- the real model (tests using these are marked ``model``) ------------------------------------
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     """The real SmolLM2-135M-Instruct, converted from the packaged GGUF once per machine."""
@@ -42,6 +60,7 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def token_counter(model_path: Path) -> TokenizerCounter:
+    """Exact counts from the real tokenizer, for tests about token budgets and special tokens."""
     return TokenizerCounter(model_path / "tokenizer.json")
 
 
@@ -55,16 +74,34 @@ def embedded_backend(model_path: Path):
     return backend
 
 
-def make_settings(tmp_path: Path, **sections: dict) -> Settings:
-    core = {"data_dir": tmp_path, **sections.pop("core", {})}
-    # A loaded CI machine can be slow; tests that want a timeout set their own.
-    backend = {"timeout_s": 600.0, **sections.pop("backend", {})}
-    return load_settings(None, core=core, backend=backend, **sections)
+# -- model-free defaults ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def counter() -> TokenCounter:
+    """The counter a deployment without a tokenizer uses: about 3 bytes a token, never under-counting."""
+    return ApproxTokenCounter()
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """``make_settings(**sections)``: settings keeping every file in this test's tmp_path.
+
+    ``make_settings(other_dir, **sections)`` puts the data somewhere else (a second bot, a restart).
+    """
+
+    def make(data_dir: Path | None = None, /, **sections: dict) -> Settings:
+        core = {"data_dir": data_dir if data_dir is not None else tmp_path, **sections.pop("core", {})}
+        # A loaded CI machine can be slow; tests that want a timeout set their own.
+        backend = {"timeout_s": 600.0, **sections.pop("backend", {})}
+        return load_settings(None, core=core, backend=backend, **sections)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture
@@ -73,9 +110,10 @@ def scripted() -> ScriptedBackend:
 
 
 @pytest.fixture
-async def manager(settings: Settings, scripted: ScriptedBackend, token_counter: TokenizerCounter) -> AsyncIterator[ConversationManager]:
+async def manager(settings: Settings, scripted: ScriptedBackend, counter: TokenCounter) -> AsyncIterator[ConversationManager]:
+    """A whole bot on a fresh database, answered by the script, counting tokens approximately."""
     from bot.app import build_manager, close_manager
 
-    built = await build_manager(settings, backend=scripted, counter=token_counter)
+    built = await build_manager(settings, backend=scripted, counter=counter)
     yield built
     await close_manager(built)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.errors import BackendUnavailable
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
-from engine.prompting.tokens import TokenizerCounter
-from tests.conftest import make_settings
+from engine.prompting.tokens import TokenCounter
 
 GATE_TIMEOUT_S = 10.0
 
@@ -58,14 +56,14 @@ def chat_line(channel: str, text: str = "hey pip, how are you?") -> ChatEvent:
                      text=text, addresses_bot=True)
 
 
-async def manager_with(tmp_path: Path, backend: Backend, counter: TokenizerCounter, limit: int) -> ConversationManager:
-    settings = make_settings(tmp_path, backend={"kind": "scripted", "max_concurrency": limit})
+async def manager_with(make_settings, backend: Backend, counter: TokenCounter, limit: int) -> ConversationManager:
+    settings = make_settings(backend={"kind": "scripted", "max_concurrency": limit})
     return await build_manager(settings, backend=backend, counter=counter)
 
 
-async def test_different_channels_generate_at_the_same_time(tmp_path: Path, token_counter: TokenizerCounter) -> None:
+async def test_different_channels_generate_at_the_same_time(make_settings, counter: TokenCounter) -> None:
     backend = GateBackend(opens_at=3)
-    manager = await manager_with(tmp_path, backend, token_counter, limit=3)
+    manager = await manager_with(make_settings, backend, counter, limit=3)
     try:
         replies = await asyncio.gather(*(manager.handle(chat_line(f"chan{i}")) for i in range(3)))
     finally:
@@ -74,9 +72,9 @@ async def test_different_channels_generate_at_the_same_time(tmp_path: Path, toke
     assert backend.peak == 3
 
 
-async def test_concurrency_limit_caps_generations_in_flight(tmp_path: Path, token_counter: TokenizerCounter) -> None:
+async def test_concurrency_limit_caps_generations_in_flight(make_settings, counter: TokenCounter) -> None:
     backend = GateBackend(opens_at=2)
-    manager = await manager_with(tmp_path, backend, token_counter, limit=2)
+    manager = await manager_with(make_settings, backend, counter, limit=2)
     try:
         await asyncio.gather(*(manager.handle(chat_line(f"chan{i}")) for i in range(5)))
     finally:
@@ -85,9 +83,9 @@ async def test_concurrency_limit_caps_generations_in_flight(tmp_path: Path, toke
     assert len(backend.requests) == 5
 
 
-async def test_one_channel_generates_one_reply_at_a_time(tmp_path: Path, token_counter: TokenizerCounter) -> None:
+async def test_one_channel_generates_one_reply_at_a_time(make_settings, counter: TokenCounter) -> None:
     backend = GateBackend(opens_at=1)
-    manager = await manager_with(tmp_path, backend, token_counter, limit=4)
+    manager = await manager_with(make_settings, backend, counter, limit=4)
     try:
         await asyncio.gather(*(manager.handle(chat_line("same", f"line {i}")) for i in range(3)))
     finally:
@@ -97,11 +95,11 @@ async def test_one_channel_generates_one_reply_at_a_time(tmp_path: Path, token_c
     assert [len(r.messages) for r in backend.requests] == sorted(len(r.messages) for r in backend.requests)
 
 
-async def test_manager_metrics_count_replies_errors_and_drops(tmp_path: Path, token_counter: TokenizerCounter) -> None:
+async def test_manager_metrics_count_replies_errors_and_drops(make_settings, counter: TokenCounter) -> None:
     from engine.backends.scripted import ScriptedBackend
 
     backend = ScriptedBackend(["Ahoy!", BackendUnavailable("server down"), "", ""])  # empty twice: the manager retries once
-    manager = await manager_with(tmp_path, backend, token_counter, limit=2)
+    manager = await manager_with(make_settings, backend, counter, limit=2)
     try:
         await manager.handle(chat_line("a"))
         with pytest.raises(BackendUnavailable):

@@ -13,7 +13,6 @@ import pytest
 from bot.app import build_manager
 from bot.console import ConsoleAdapter
 from engine.settings import Settings
-from tests.conftest import make_settings
 
 pytestmark = pytest.mark.model
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +33,8 @@ async def _console_session(settings: Settings, backend, lines: str) -> str:
     return out.getvalue()
 
 
-async def test_piped_console_answers_each_line_in_the_default_characters_voice(tmp_path, embedded_backend) -> None:
-    settings = make_settings(tmp_path, backend={"seed": 7})  # sampling, but the same every run
+async def test_piped_console_answers_each_line_in_the_default_characters_voice(make_settings, embedded_backend) -> None:
+    settings = make_settings(backend={"seed": 7})  # sampling, but the same every run
     output = await _console_session(settings, embedded_backend, "hi! who are you?\nwhat game is this?\n")
     replies = output.strip().splitlines()
     assert len(replies) == 2

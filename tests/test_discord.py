@@ -26,7 +26,6 @@ from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
-from tests.conftest import make_settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
 from tests.one_way_in import record_one_way_in
 
@@ -53,6 +52,7 @@ class Stage:
     discord: FakeDiscord
     backend: ScriptedBackend
     settings: Settings
+    make_settings: Callable[..., Settings]
     counter: TokenCounter
     viewer: FakeUser
     moderator: FakeUser
@@ -78,8 +78,7 @@ class Stage:
             await close_manager(manager)
 
     def with_discord(self, **overrides: Any) -> Settings:
-        return make_settings(
-            Path(self.settings.core.data_dir),
+        return self.make_settings(
             core={"personas_dir": self.settings.core.personas_dir},
             discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False, **overrides},
         )
@@ -110,13 +109,12 @@ class Stage:
 
 
 @pytest_asyncio.fixture(loop_scope="function")
-async def stage(tmp_path: Path, token_counter: TokenCounter) -> AsyncIterator[Stage]:
+async def stage(tmp_path: Path, make_settings: Callable[..., Settings], counter: TokenCounter) -> AsyncIterator[Stage]:
     personas = tmp_path / "personas"
     personas.mkdir()
     (personas / "longwind.yaml").write_text(LONGWIND_CARD)
     async with FakeDiscord() as discord_server:
         settings = make_settings(
-            tmp_path,
             core={"personas_dir": personas},
             discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False},
         )
@@ -124,7 +122,8 @@ async def stage(tmp_path: Path, token_counter: TokenCounter) -> AsyncIterator[St
             discord=discord_server,
             backend=ScriptedBackend(default="Hello from the script!"),
             settings=settings,
-            counter=token_counter,
+            make_settings=make_settings,
+            counter=counter,
             viewer=discord_server.add_member("ava"),
             moderator=discord_server.add_member("mod-max", roles=(discord_server.moderator_role,)),
         )
@@ -471,7 +470,7 @@ async def test_costar_runs_the_discord_adapter_when_a_token_is_set(stage: Stage)
     manager = await build_manager(stage.settings, backend=stage.backend, counter=stage.counter)
     try:
         with_token = configured_adapters(stage.settings, manager)
-        without_token = configured_adapters(make_settings(Path(stage.settings.core.data_dir)), manager)
+        without_token = configured_adapters(stage.make_settings(), manager)
     finally:
         await close_manager(manager)
     assert [type(adapter) for adapter in with_token] == [DiscordAdapter]

@@ -14,7 +14,6 @@ from pathlib import Path
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from tests.conftest import make_settings
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 5
@@ -93,9 +92,9 @@ def _event(author: str, text: str, number: int) -> ChatEvent:
                      message_id=f"f{number}", addresses_bot=True)
 
 
-async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path: Path, token_counter) -> None:
-    settings = make_settings(tmp_path, prompt={"history_lines": 6})  # trims early, so summaries quote the user
-    manager = await build_manager(settings, backend=ScriptedBackend(echo=True), counter=token_counter)
+async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path: Path, make_settings, counter) -> None:
+    settings = make_settings(prompt={"history_lines": 6})  # trims early, so summaries quote the user
+    manager = await build_manager(settings, backend=ScriptedBackend(echo=True), counter=counter)
     try:
         for number in range(40):
             author, text = ("zyxwalice", f"my secret is quokka{number}marmalade") if number % 3 == 0 else ("bob", f"bob line {number}")

@@ -16,13 +16,10 @@ MODEL_DIR = Path("/root/.cache/costar/models/smollm2")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(model_path: Path):  # the real chat template: tests using it are model tests
     from transformers import AutoTokenizer
 
-    from engine.serving.model_store import ensure_default_model
-    from engine.settings import CoreSettings
-
-    return AutoTokenizer.from_pretrained(ensure_default_model(CoreSettings().cache_dir))
+    return AutoTokenizer.from_pretrained(model_path)
 
 
 CHAT = [
@@ -142,6 +139,7 @@ def test_qlora_is_refused_without_cuda_with_a_hint(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.gpu
+@pytest.mark.model
 @pytest.mark.slow
 def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
     import torch

@@ -28,7 +28,8 @@ from bot.replay import replay
 from bot.transcript import read_transcript
 from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
-from tests.conftest import make_settings
+from engine.prompting.tokens import TokenCounter
+from engine.settings import Settings
 
 REPLAYS = Path(__file__).parent / "replays"
 GOLDEN = sorted(REPLAYS.glob("*.jsonl"))
@@ -53,23 +54,23 @@ def replies_of(path: Path) -> dict[str, str | None]:
 
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=[path.stem for path in GOLDEN])
-async def test_a_golden_transcript_reproduces_its_replies(golden: Path, tmp_path: Path, token_counter) -> None:
-    manager = await build_manager(make_settings(tmp_path), backend=DigestBackend(), counter=token_counter)
+async def test_a_golden_transcript_reproduces_its_replies(golden: Path, tmp_path: Path, make_settings, counter) -> None:
+    manager = await build_manager(make_settings(), backend=DigestBackend(), counter=counter)
     try:
         if UPDATE:
             recorded = tmp_path / golden.name
             await replay(manager, golden, record=recorded, out=io.StringIO())
             shutil.copy(recorded, golden)
-        result = await replay(manager if not UPDATE else await _fresh(tmp_path, token_counter), golden, expect=True,
-                              out=io.StringIO())
+        checked = manager if not UPDATE else await _fresh(make_settings(tmp_path / "check"), counter)
+        result = await replay(checked, golden, expect=True, out=io.StringIO())
     finally:
         await close_manager(manager)
     assert all(line.has_recorded_reply for line in read_transcript(golden)), "re-record with UPDATE_GOLDEN=1"
     assert result.mismatches == []
 
 
-async def _fresh(tmp_path: Path, token_counter):  # a second database for the check after re-recording
-    return await build_manager(make_settings(tmp_path / "check"), backend=DigestBackend(), counter=token_counter)
+async def _fresh(settings: Settings, counter: TokenCounter):  # a second database for the check after re-recording
+    return await build_manager(settings, backend=DigestBackend(), counter=counter)
 
 
 def test_twitch_golden_answers_only_addressed_lines_that_pass_moderation() -> None:

@@ -74,17 +74,16 @@ def test_scheduler_outcomes_other_than_queued_or_replied_count_as_drops() -> Non
     assert sample("costar_dropped_messages_total", {"reason": "queued"}) is None
 
 
-async def test_moderation_and_circuit_breaker_counts_are_exported(tmp_path) -> None:
+async def test_moderation_and_circuit_breaker_counts_are_exported(make_settings, counter) -> None:
     from bot.app import build_manager, close_manager
     from engine.backends.resilience import with_resilience
     from engine.backends.scripted import ScriptedBackend
     from engine.errors import EngineError
     from engine.events import ChatEvent
-    from tests.conftest import make_settings
 
-    settings = make_settings(tmp_path)
+    settings = make_settings()
     backend = with_resilience(ScriptedBackend([RuntimeError("down")] * 5), settings)
-    manager = await build_manager(settings, backend=backend)
+    manager = await build_manager(settings, backend=backend, counter=counter)
     try:
         shouting = ChatEvent(platform="twitch", channel_id="c", author_id="a", author_name="a",
                              text="PIP ANSWER ME NOW RIGHT NOW!!!!!!!!", addresses_bot=True)

@@ -6,7 +6,6 @@ import codecs
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from personas.moderation_rules import ModerationOverrides
 from engine.moderation.normalize import matching_words, normalize_for_matching
 from personas.card import PersonaCard
 from personas.render import render_system_prompt
-from tests.conftest import make_settings
 
 MakeManager = Callable[..., Awaitable[ConversationManager]]
 # A slur from the hashed list, spelled here in ROT13 so the test file is no slur list either.
@@ -26,11 +24,11 @@ SLUR = codecs.decode("snttbg", "rot13")
 
 
 @pytest.fixture
-async def make_manager(tmp_path: Path, token_counter) -> AsyncIterator[MakeManager]:
+async def make_manager(make_settings, counter) -> AsyncIterator[MakeManager]:
     built: list[ConversationManager] = []
 
     async def make(backend: ScriptedBackend, **sections: dict) -> ConversationManager:
-        manager = await build_manager(make_settings(tmp_path, **sections), backend=backend, counter=token_counter)
+        manager = await build_manager(make_settings(**sections), backend=backend, counter=counter)
         built.append(manager)
         return manager
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from engine.prompting.tokens import TokenizerCounter
-from tests.conftest import make_settings
+from engine.prompting.tokens import TokenCounter
 
 
 def chat_line(number: int, addresses_bot: bool) -> ChatEvent:
@@ -17,10 +15,10 @@ def chat_line(number: int, addresses_bot: bool) -> ChatEvent:
                      message_id=f"m{number}", addresses_bot=addresses_bot)
 
 
-async def test_prompt_after_a_trim_keeps_the_trimmed_window(tmp_path: Path, token_counter: TokenizerCounter) -> None:
+async def test_prompt_after_a_trim_keeps_the_trimmed_window(make_settings, counter: TokenCounter) -> None:
     backend = ScriptedBackend(default="Wild indeed!")
-    settings = make_settings(tmp_path, backend={"kind": "scripted", "context_tokens": 1024})
-    manager = await build_manager(settings, backend=backend, counter=token_counter)
+    settings = make_settings(backend={"kind": "scripted", "context_tokens": 1024})
+    manager = await build_manager(settings, backend=backend, counter=counter)
     try:
         for number in range(120):
             await manager.handle(chat_line(number, addresses_bot=number % 4 == 3))

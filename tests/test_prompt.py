@@ -10,7 +10,6 @@ from transformers import AutoTokenizer
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from tests.conftest import make_settings
 
 
 def _event(text: str, author: str = "viewer1", channel: str = "general", addressed: bool = True) -> ChatEvent:
@@ -22,8 +21,8 @@ def _rendered_tokens(tokenizer, request) -> int:
     return len(tokenizer.apply_chat_template([m.as_dict() for m in request.messages], add_generation_prompt=True))
 
 
-async def test_prompt_never_exceeds_the_context_budget_with_long_chat(tmp_path: Path, token_counter, model_path) -> None:
-    settings = make_settings(tmp_path, backend={"context_tokens": 512})
+async def test_prompt_never_exceeds_the_context_budget_with_long_chat(make_settings, token_counter, model_path) -> None:
+    settings = make_settings(backend={"context_tokens": 512})
     backend = ScriptedBackend(default="ok")
     manager = await build_manager(settings, backend=backend, counter=token_counter)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -39,8 +38,8 @@ async def test_prompt_never_exceeds_the_context_budget_with_long_chat(tmp_path: 
         await close_manager(manager)
 
 
-async def test_next_prompt_starts_with_the_previous_prompt_up_to_the_trim_point(tmp_path: Path, token_counter) -> None:
-    settings = make_settings(tmp_path, backend={"context_tokens": 1536})
+async def test_next_prompt_starts_with_the_previous_prompt_up_to_the_trim_point(make_settings, token_counter) -> None:
+    settings = make_settings(backend={"context_tokens": 1536})
     backend = ScriptedBackend(default="Nice one, chat!")
     manager = await build_manager(settings, backend=backend, counter=token_counter)
     trims = appends = 0
@@ -67,11 +66,12 @@ async def test_next_prompt_starts_with_the_previous_prompt_up_to_the_trim_point(
     assert appends > trims * 3, "trims must be rare: history is cut in large steps"
 
 
-async def test_lorebook_entry_is_injected_only_when_its_keyword_appears(tmp_path: Path, shared_data: Path, token_counter) -> None:
+async def test_lorebook_entry_is_injected_only_when_its_keyword_appears(tmp_path: Path, make_settings, shared_data: Path,
+                                                                        token_counter) -> None:
     cards = tmp_path / "cards"
     cards.mkdir()
     shutil.copy(shared_data / "card-v2-seraphina.png", cards / "seraphina.png")
-    settings = make_settings(tmp_path, core={"personas_dir": cards, "default_persona": "seraphina"})
+    settings = make_settings(core={"personas_dir": cards, "default_persona": "seraphina"})
     backend = ScriptedBackend(default="*smiles*")
     manager = await build_manager(settings, backend=backend, counter=token_counter)
     try:
@@ -101,10 +101,10 @@ async def test_replies_in_one_channel_use_the_persona_chosen_there(manager, scri
     assert other is not None and other.persona_id == "pip"
 
 
-async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(tmp_path: Path, token_counter) -> None:
-    settings = make_settings(tmp_path, prompt={"history_lines": 10})
+async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(make_settings, counter) -> None:
+    settings = make_settings(prompt={"history_lines": 10})
     backend = ScriptedBackend(default="Sure!")
-    manager = await build_manager(settings, backend=backend, counter=token_counter)
+    manager = await build_manager(settings, backend=backend, counter=counter)
     try:
         old = ChatEvent(platform="discord", channel_id="c", author_id="ann", author_name="ann",
                         text="my cat is called Biscuit", message_id="old-1")

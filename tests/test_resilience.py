@@ -14,7 +14,6 @@ from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBa
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong
 from engine.events import ChatEvent
 from engine.flow.clock import ManualClock
-from tests.conftest import make_settings
 from tests.fault_backends import FaultyBackend
 
 REQUEST = GenerationRequest(messages=(), max_tokens=16)
@@ -129,10 +128,10 @@ def _line(number: int) -> ChatEvent:
                      text=f"Pip, question number {number}?", message_id=f"m{number}", addresses_bot=True)
 
 
-async def test_the_bot_keeps_every_line_through_an_outage_and_recovers_by_itself(tmp_path, token_counter) -> None:
+async def test_the_bot_keeps_every_line_through_an_outage_and_recovers_by_itself(make_settings, counter) -> None:
     clock = ManualClock(1000.0)
     backend = resilient(["down", "cut", "http500"], clock)
-    manager = await build_manager(make_settings(tmp_path), backend=backend, counter=token_counter)
+    manager = await build_manager(make_settings(), backend=backend, counter=counter)
     try:
         outcomes = []
         for number in range(1, 6):
@@ -154,10 +153,10 @@ class _Pipe(io.StringIO):
         return False
 
 
-async def test_console_stays_up_and_says_the_fallback_once_while_the_backend_is_down(tmp_path, token_counter, capsys) -> None:
-    settings = make_settings(tmp_path, prompt={"fallback_reply": "/me lagged, ask again?"})
+async def test_console_stays_up_and_says_the_fallback_once_while_the_backend_is_down(make_settings, counter, capsys) -> None:
+    settings = make_settings(prompt={"fallback_reply": "/me lagged, ask again?"})
     backend = resilient(["down"] * 10, ManualClock(1000.0))
-    manager = await build_manager(settings, backend=backend, counter=token_counter)
+    manager = await build_manager(settings, backend=backend, counter=counter)
     out = _Pipe()
     try:
         await ConsoleAdapter(settings, manager, stdin=_Pipe("one\ntwo\nthree\nfour\n"), stdout=out).start()

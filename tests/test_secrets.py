@@ -84,7 +84,7 @@ def test_a_settings_error_from_the_cli_never_prints_secrets(secret_env: dict[str
     assert_no_secret(done.stdout + done.stderr)
 
 
-async def test_a_backend_error_quoting_the_key_is_redacted_in_logs_and_console(secret_env, token_counter, capsys) -> None:
+async def test_a_backend_error_quoting_the_key_is_redacted_in_logs_and_console(secret_env, counter, capsys) -> None:
     settings = load_settings(None, prompt={"fallback_reply": "brb"})
     log_output = io.StringIO()
     handler = logging.StreamHandler(log_output)
@@ -93,7 +93,7 @@ async def test_a_backend_error_quoting_the_key_is_redacted_in_logs_and_console(s
     previous_level = root.level
     root.setLevel(logging.DEBUG)
     redactor = install_secret_redaction(settings)
-    manager = await build_manager(settings, backend=with_resilience(KeyEchoingBackend(), settings), counter=token_counter)
+    manager = await build_manager(settings, backend=with_resilience(KeyEchoingBackend(), settings), counter=counter)
     try:
         stdin, stdout = io.StringIO("hi\nhello again\n"), io.StringIO()
         stdin.isatty = lambda: False  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ import csv
 import sqlite3
 import stat
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from engine.flow.scheduler import Outcome
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
 from engine.prompting.tokens import ApproxTokenCounter
-from tests.conftest import make_settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
 from tests.one_way_in import record_one_way_in
 
@@ -38,6 +37,7 @@ pytestmark = pytest.mark.timeout(120)
 CHANNEL = FakeChatUser("2000", "streamer", "Streamer")
 VIEWER = FakeChatUser("3000", "viewer", "Viewer")
 MOD = FakeChatUser("4000", "modperson", "ModPerson")
+TwitchSettings = Callable[..., Settings]
 
 
 @pytest_asyncio.fixture(loop_scope="function")  # the server must live on the test's own loop
@@ -52,9 +52,15 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTwitch]:
     await server.close()
 
 
-def twitch_settings(tmp_path: Path, fake: FakeTwitch, **twitch: object) -> Settings:
-    values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "channels": CHANNEL.login, **twitch}
-    return make_settings(tmp_path, twitch=values)
+@pytest.fixture
+def twitch_settings(make_settings: Callable[..., Settings], fake: FakeTwitch) -> TwitchSettings:
+    """``twitch_settings(**twitch)``: the fake's app credentials and the streamer's channel, plus overrides."""
+
+    def make(**twitch: object) -> Settings:
+        values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "channels": CHANNEL.login, **twitch}
+        return make_settings(twitch=values)
+
+    return make
 
 
 def store_bot_token(settings: Settings, fake: FakeTwitch, *, expires_in: int = 14_400) -> StoredToken:
@@ -98,8 +104,8 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
 # -- connecting ---------------------------------------------------------------------------------
 
 
-async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     token = store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
         pass
@@ -113,8 +119,8 @@ async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(tmp_path
     assert subscribe.authorization == f"Bearer {token.access_token}"
 
 
-async def test_public_app_without_a_secret_runs_on_the_bots_user_token(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake, client_secret=None)
+async def test_public_app_without_a_secret_runs_on_the_bots_user_token(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings(client_secret=None)
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["hello"])) as manager, running(settings, manager):
         await fake.chat(CHANNEL.id, VIEWER, "hi pip")
@@ -123,8 +129,8 @@ async def test_public_app_without_a_secret_runs_on_the_bots_user_token(tmp_path:
     assert fake.chat_messages[0].message == "hello"
 
 
-async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     old = store_bot_token(settings, fake, expires_in=600)  # twitchio refreshes tokens with < 1 h left
     async with managed(settings, ScriptedBackend()) as manager:
         async with running(settings, manager):
@@ -137,8 +143,8 @@ async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_logi
     assert not any(r.path == "/oauth2/device" for r in fake.requests)
 
 
-async def test_device_code_login_stores_a_private_token_file(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_device_code_login_stores_a_private_token_file(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     said: list[str] = []
     token = await authorize_device(settings, announce=said.append)
     path = settings.core.data_dir / "twitch_tokens.json"
@@ -151,8 +157,8 @@ async def test_device_code_login_stores_a_private_token_file(tmp_path: Path, fak
 # -- answering ----------------------------------------------------------------------------------
 
 
-async def test_line_naming_the_character_gets_a_threaded_reply(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_line_naming_the_character_gets_a_threaded_reply(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["Ahoy there!"])) as manager, running(settings, manager):
         asked = await fake.chat(CHANNEL.id, VIEWER, "hey Pip, how are you?")
@@ -162,10 +168,10 @@ async def test_line_naming_the_character_gets_a_threaded_reply(tmp_path: Path, f
 
 
 async def test_every_line_goes_in_through_hear_and_the_sent_reply_is_linked(
-    tmp_path: Path, fake: FakeTwitch, monkeypatch: pytest.MonkeyPatch
+    fake: FakeTwitch, twitch_settings: TwitchSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = record_one_way_in(monkeypatch)
-    settings = twitch_settings(tmp_path, fake)
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["Ahoy there!"])) as manager, running(settings, manager):
         lurking = await fake.chat(CHANNEL.id, VIEWER, "just watching")
@@ -175,8 +181,8 @@ async def test_every_line_goes_in_through_hear_and_the_sent_reply_is_linked(
     assert calls.linked == [fake.chat_messages[0].message_id]
 
 
-async def test_reply_to_the_bots_message_addresses_the_bot(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_reply_to_the_bots_message_addresses_the_bot(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["first", "second"])) as manager, running(settings, manager):
         await fake.chat(CHANNEL.id, VIEWER, "pip?")
@@ -188,8 +194,8 @@ async def test_reply_to_the_bots_message_addresses_the_bot(tmp_path: Path, fake:
     assert stored is not None and stored.is_character  # our reply is linked to Twitch's id
 
 
-async def test_unaddressed_lines_are_stored_but_not_answered(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_unaddressed_lines_are_stored_but_not_answered(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     backend = ScriptedBackend()
     async with managed(settings, backend) as manager, running(settings, manager):
@@ -202,8 +208,8 @@ async def test_unaddressed_lines_are_stored_but_not_answered(tmp_path: Path, fak
     assert backend.requests == []
 
 
-async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_one(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake, reply_cooldown_s=0)
+async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_one(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings(reply_cooldown_s=0)
     store_bot_token(settings, fake)
     outputs = ["/ban streamer", ".timeout viewer 600", "./me dances", "  / . /color red", "fine words"]
     async with managed(settings, ScriptedBackend(outputs)) as manager, running(settings, manager):
@@ -222,8 +228,8 @@ def test_output_guard_keeps_one_short_line_without_mass_mentions() -> None:
     assert twitch_safe(" /// ") is None
 
 
-async def test_identical_consecutive_reply_is_not_sent_again(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake, reply_cooldown_s=0)
+async def test_identical_consecutive_reply_is_not_sent_again(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings(reply_cooldown_s=0)
     store_bot_token(settings, fake)
     backend = ScriptedBackend(["Same answer.", "same answer!", "A new answer."])
     async with managed(settings, backend) as manager, running(settings, manager) as adapter:
@@ -235,8 +241,8 @@ async def test_identical_consecutive_reply_is_not_sent_again(tmp_path: Path, fak
     assert adapter.scheduler.stats[Outcome.NOT_SENT] == 1
 
 
-async def test_moderator_badge_on_our_echo_raises_the_send_limit(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_moderator_badge_on_our_echo_raises_the_send_limit(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     fake.bot_badges[CHANNEL.id] = [badge("moderator")]
     async with managed(settings, ScriptedBackend(["hi"])) as manager, running(settings, manager) as adapter:
@@ -248,8 +254,8 @@ async def test_moderator_badge_on_our_echo_raises_the_send_limit(tmp_path: Path,
 # -- commands -----------------------------------------------------------------------------------
 
 
-async def test_non_moderator_cannot_switch_persona(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_non_moderator_cannot_switch_persona(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
         await fake.chat(CHANNEL.id, VIEWER, "!persona captain-brine")
@@ -262,8 +268,8 @@ async def test_non_moderator_cannot_switch_persona(tmp_path: Path, fake: FakeTwi
     assert fake.chat_messages == []
 
 
-async def test_moderator_switches_persona_and_the_new_name_is_answered(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_moderator_switches_persona_and_the_new_name_is_answered(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["Arr!"])) as manager, running(settings, manager):
         await fake.chat(CHANNEL.id, MOD, "!persona captain-brine", badges=[badge("moderator")])
@@ -275,8 +281,8 @@ async def test_moderator_switches_persona_and_the_new_name_is_answered(tmp_path:
     assert fake.chat_messages[1].message == "Arr!"
 
 
-async def test_persona_command_shows_the_current_one_once_per_cooldown(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_persona_command_shows_the_current_one_once_per_cooldown(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         for _ in range(3):
@@ -287,8 +293,8 @@ async def test_persona_command_shows_the_current_one_once_per_cooldown(tmp_path:
     assert [m.message for m in fake.chat_messages] == ["Current persona: Pip."]
 
 
-async def test_forgetme_deletes_what_the_chatter_said(tmp_path: Path, fake: FakeTwitch) -> None:
-    settings = twitch_settings(tmp_path, fake)
+async def test_forgetme_deletes_what_the_chatter_said(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
         await fake.chat(CHANNEL.id, VIEWER, "my secret is 42")
@@ -338,12 +344,12 @@ def stored_platform_ids(db_path: Path) -> set[str]:
 
 
 @pytest.mark.slow
-async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(tmp_path: Path, fake: FakeTwitch, shared_data: Path) -> None:
+async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(fake: FakeTwitch, twitch_settings: TwitchSettings, shared_data: Path) -> None:
     rows = load_chat(shared_data)
     addressed = addressed_rows(rows)
     clock = ScaledClock(CLOCK_SPEED)
     fake.clock = clock
-    settings = twitch_settings(tmp_path, fake)
+    settings = twitch_settings()
     store_bot_token(settings, fake)
     # The model tries Twitch commands now and then; none may reach chat as one.
     backend = ScriptedBackend([f"{('/', '.', '')[n % 3]}answer {n}" for n in range(len(rows))])
