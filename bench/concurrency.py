@@ -34,9 +34,9 @@ from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
+from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, load_settings  # noqa: E402
-from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from tests.fake_vllm import FakeVllm  # noqa: E402
 from tests.transformers_serve import MODEL_NAME, serve_smollm2  # noqa: E402
 

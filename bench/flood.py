@@ -35,16 +35,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_manager, close_manager, freeze_startup_heap  # noqa: E402
-from engine.backends.scripted import ScriptedBackend  # noqa: E402
-from engine.flow.clock import ScaledClock  # noqa: E402
-from engine.events import ChatEvent  # noqa: E402
-from engine.manager import ConversationManager, HeardLine  # noqa: E402
-from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
-from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
-from engine.settings import load_settings  # noqa: E402
-from memory.export import count_viewer_lines  # noqa: E402
-from engine.prompting.tokens import ApproxTokenCounter  # noqa: E402
+from bot.app import build_manager, close_manager, freeze_startup_heap
+from engine.backends.scripted import ScriptedBackend
+from engine.events import ChatEvent
+from engine.flow.clock import ScaledClock
+from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
+from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
+from engine.manager import ConversationManager, HeardLine
+from engine.prompting.tokens import ApproxTokenCounter
+from engine.settings import load_settings
+from memory.export import count_viewer_lines
 
 PLATFORM = "bench"
 CHANNEL = "flood"

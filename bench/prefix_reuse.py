@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,9 +36,9 @@ from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import ChatMessage  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
+from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, PromptSettings, load_settings  # noqa: E402
-from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "live-chat-press-briefing.csv"
 REPLIES = ("Ha, chat is on fire today!", "Good question, let's see what they say.", "Stay kind, crew of chat!")
@@ -60,7 +61,7 @@ def read_chat(path: Path, limit: int | None) -> Iterator[dict[str, str]]:
 
 def to_event(row: dict[str, str], addresses_bot: bool, number: int) -> ChatEvent:
     sent_at = datetime.fromisoformat(row["published_at"]) if row.get("published_at") else None
-    extra = {"sent_at": sent_at} if sent_at else {}
+    extra: dict[str, Any] = {"sent_at": sent_at} if sent_at else {}
     return ChatEvent(platform="youtube", channel_id=row.get("video_id") or "chat", author_id=row["author"],
                      author_name=row["author"], text=row["message"], message_id=f"m{number}",
                      addresses_bot=addresses_bot, **extra)
@@ -75,7 +76,7 @@ def chat_template(model_dir: Path):  # -> jinja2 Template
 
 def shared_prefix(previous: Sequence[int], current: Sequence[int]) -> int:
     shared = 0
-    for old, new in zip(previous, current):
+    for old, new in zip(previous, current, strict=False):
         if old != new:
             break
         shared += 1
@@ -117,7 +118,7 @@ def measure(asked: list[ChatEvent], prompts: list[tuple[ChatMessage, ...]], mode
     tokenizer = counter._tokenizer  # the same tokenizer.json the builder counted with
     last: dict[str, list[int]] = {}
     rows: list[tuple[str, int, int]] = []
-    for event, messages in zip(asked, prompts):
+    for event, messages in zip(asked, prompts, strict=True):
         text = template.render(messages=[m.as_dict() for m in messages], add_generation_prompt=True)
         tokens = tokenizer.encode(text, add_special_tokens=False).ids
         previous = last.get(event.channel_key)

@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from finetune.config import AdapterArguments, build_peft_config  # noqa: E402
-from finetune.data import read_jsonl, shipped_split, with_system_prompt  # noqa: E402
-from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model  # noqa: E402
-from finetune.persona import DEFAULT_CARD, load_card, persona_text, system_prompt  # noqa: E402
-from finetune.train import build_dataset  # noqa: E402
+from finetune.config import AdapterArguments, build_peft_config
+from finetune.data import read_jsonl, shipped_split, with_system_prompt
+from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
+from finetune.persona import DEFAULT_CARD, load_card, persona_text, system_prompt
+from finetune.train import build_dataset
 
 
 @dataclass

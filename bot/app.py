@@ -13,9 +13,9 @@ from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
+from engine.prompting.tokens import TokenCounter, load_token_counter
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
-from engine.prompting.tokens import TokenCounter, load_token_counter
 from memory import MemoryStore
 from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
 

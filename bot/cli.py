@@ -80,12 +80,12 @@ def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
         for error in registry.errors:
             print(f"! {error}")
         return 0
-    card = registry.get(args.name or settings.core.default_persona)
-    if card is None:
+    chosen = registry.get(args.name or settings.core.default_persona)
+    if chosen is None:
         print(f"no persona named {args.name!r}; installed: {', '.join(registry.names())}", file=sys.stderr)
         return 2
-    print(card.model_dump_json(indent=2, exclude_none=True))
-    print("\n--- system prompt ---\n" + render_system_prompt(card))
+    print(chosen.model_dump_json(indent=2, exclude_none=True))
+    print("\n--- system prompt ---\n" + render_system_prompt(chosen))
     return 0
 
 

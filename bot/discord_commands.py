@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import discord
 from discord import app_commands
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 _EPHEMERAL_LIMIT = 2000
+_T = TypeVar("_T")
 
 
 class NotAModerator(app_commands.CheckFailure):
@@ -43,7 +45,7 @@ def _describe_memory(about: AboutUser) -> str:
     return "\n".join(lines)
 
 
-def _require_moderator(rules: ChannelRules) -> app_commands.Check:
+def _require_moderator(rules: ChannelRules) -> Callable[[_T], _T]:
     def predicate(interaction: discord.Interaction) -> bool:
         if is_moderator(interaction.user, interaction.permissions, rules):
             return True

@@ -25,9 +25,9 @@ from twitchio.eventsub import ChatMessageSubscription
 from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
-from engine.flow.clock import Clock, MonotonicClock
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
+from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.ratelimit import SendBudget, SendReservation
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig, normalise_text
 from engine.settings import Settings

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.flow.clock import Clock
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
+from engine.flow.clock import Clock
 
 __all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
 

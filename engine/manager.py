@@ -24,21 +24,28 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from engine.serving.adapter_paths import adapter_folder
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
-from engine.errors import BackendError, BackendUnavailable, EngineError, MemoryUnavailable, PersonaNotFound, SettingsError
+from engine.errors import (
+    BackendError,
+    BackendUnavailable,
+    EngineError,
+    MemoryUnavailable,
+    PersonaNotFound,
+    SettingsError,
+)
 from engine.events import ChatEvent, Reply
 from engine.heard import HeardLine
-from engine.observability.metrics import Metrics
 from engine.moderation.moderator import Moderator
-from personas.moderation_rules import Action
+from engine.observability.metrics import Metrics
 from engine.output.postprocess import PlatformLimits, cut_at_stops, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
-from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
+from engine.serving.adapter_paths import adapter_folder
+from engine.settings import Settings
 from memory import ForgetResult, MemoryStore, MemoryStoreError, StoredMessage, UserRecord
 from personas.card import PersonaCard
+from personas.moderation_rules import Action
 from personas.registry import PersonaRegistry
 from personas.render import render_system_prompt
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -222,7 +223,7 @@ _SECTIONS: dict[str, type[BaseSettings]] = {
 
 
 def _known_variables() -> set[str]:
-    known = set()
+    known: set[str] = set()
     for section in _SECTIONS.values():
         prefix = section.model_config.get("env_prefix", "")
         known.update(f"{prefix}{field}".upper() for field in section.model_fields)
@@ -247,7 +248,7 @@ def _check_unknown(env_file: Path | None) -> None:
             raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
 
 
-def _describe(section: type[BaseSettings], error: dict[str, Any]) -> str:
+def _describe(section: type[BaseSettings], error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error.get("loc"):
         return message  # a cross-field check already names its variables
@@ -265,7 +266,7 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
     values: dict[str, BaseSettings] = {}
     for name, section in _SECTIONS.items():
         try:
-            values[name] = section(_env_file=env_path, **overrides.get(name, {}))  # type: ignore[call-arg]
+            values[name] = section(_env_file=env_path, **overrides.get(name, {}))
         except ValidationError as exc:
             problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -35,7 +36,7 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-def _message(row: sqlite3.Row | tuple) -> StoredMessage:
+def _message(row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         id=row[0],
         platform=row[1],
@@ -187,9 +188,9 @@ class MemoryStore:
             raise
         return _records_per_event(events, users)
 
-    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple]:
+    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
         keys = sorted({(e.platform, e.author_id) for e in events})
-        users: dict[tuple[str, str], tuple] = {}
+        users: dict[tuple[str, str], tuple[Any, ...]] = {}
         # SQLite caps bound parameters; 400 pairs stays well under the limit.
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
@@ -266,7 +267,7 @@ class MemoryStore:
         return _message(row) if row else None
 
     async def count_messages(self, platform: str | None = None, channel_id: str | None = None) -> int:
-        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", []
+        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", list[str]()
         if platform is not None:
             query, params = query + " AND platform = ?", [*params, platform]
         if channel_id is not None:
@@ -385,16 +386,16 @@ class MemoryStore:
         return str(row[0]) if row else "no answer"
 
 
-def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple]) -> list[UserRecord]:
+def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]]) -> list[UserRecord]:
     """Each line's view of its author: the count as it stood right after that line."""
-    remaining = {}
+    remaining: dict[tuple[str, str], int] = {}
     for event in events:
         key = (event.platform, event.author_id)
         remaining[key] = remaining.get(key, 0) + 1
     records = []
     for event in events:
         key = (event.platform, event.author_id)
-        name, first_seen, last_seen, final_count = users[key]
+        _name, first_seen, last_seen, final_count = users[key]
         remaining[key] -= 1
         records.append(
             UserRecord(event.platform, event.author_id, event.author_name, _parse(first_seen),

@@ -15,7 +15,12 @@ from pydantic import ValidationError
 
 from personas.card import Lorebook, PersonaCard
 from personas.errors import PersonaError
-from personas.sillytavern import card_from_json, card_json_from_png, lorebook_from_character_book, lorebook_from_world_info
+from personas.sillytavern import (
+    card_from_json,
+    card_json_from_png,
+    lorebook_from_character_book,
+    lorebook_from_world_info,
+)
 from personas.validation import field_path
 
 __all__ = ["CARD_SUFFIXES", "load_card", "load_lorebook", "parse_card_bytes"]

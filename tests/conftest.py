@@ -9,8 +9,8 @@ import pytest
 
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
-from engine.settings import CoreSettings, Settings, load_settings
 from engine.prompting.tokens import TokenizerCounter
+from engine.settings import CoreSettings, Settings, load_settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -41,7 +41,7 @@ _HEARTBEAT_INTERVAL_MS = 41_250
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ANY_ID = r"\d+"
-_JSON_BODY = web.RequestKey("json_body", object)
+_JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)
 
 
 def permission_bits(**flags: bool) -> int:

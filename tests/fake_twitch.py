@@ -22,9 +22,9 @@ import contextlib
 import itertools
 import json
 import uuid
-from http import HTTPStatus
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -124,7 +124,7 @@ class FakeTwitch:
         self._subscribed = asyncio.Event()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self._keepalive_tasks: set[asyncio.Task[None]] = set()
+        self._keepalive_tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
 
     # -- set-up -----------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class FakeTwitch:
             self._device_polls += 1
             if self._device_polls <= self.device_polls_before_grant:
                 return _error(400, "authorization_pending")
-            access, refresh = self.issue_user_token()
+            access, _refresh = self.issue_user_token()
             return self._token_body(self.tokens[access])
         return _error(400, f"unsupported grant {grant!r}")
 

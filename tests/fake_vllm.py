@@ -26,7 +26,7 @@ from aiohttp import web
 
 from tests.loopback import serve_on_loopback
 
-__all__ = ["Fault", "FakeVllm", "RecordedRequest", "flat_error", "nested_error"]
+__all__ = ["FakeVllm", "Fault", "RecordedRequest", "flat_error", "nested_error"]
 
 
 def nested_error(message: str, type_: str, code: int, param: str | None = None) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class FakeVllm:
         body = await self._record(request) or {}
         if not self.runtime_loading:  # the route only exists with VLLM_ALLOW_RUNTIME_LORA_UPDATING
             return web.json_response({"detail": "Not Found"}, status=404)
-        name, path = body.get("lora_name"), body.get("lora_path")
+        name, path = body.get("lora_name", ""), body.get("lora_path", "")
         if name in self.adapters:
             message = f"The lora adapter '{name}' has already been loaded."
             return web.json_response(nested_error(message, "InvalidUserInput", 400), status=400)

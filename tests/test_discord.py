@@ -24,8 +24,8 @@ from bot.discord_delivery import split_message
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
-from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
+from engine.settings import Settings
 from tests.conftest import make_settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
 
@@ -181,7 +181,7 @@ async def test_reply_to_the_bots_message_addresses_it(stage: Stage) -> None:
     stage.backend.enqueue(["First answer.", "Second answer."])
     async with stage.bot():
         await stage.discord.post_message(stage.viewer, stage.mention("tell me something"))
-        [first] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [_first] = await stage.discord.wait_for_calls("POST", MESSAGES)
         bot_message = stage.discord.bot_messages(stage.discord.general.id)[0]
         await stage.discord.post_message(stage.viewer, "and then?", reply_to=int(bot_message["id"]))
         calls = await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
@@ -199,7 +199,7 @@ async def test_the_characters_name_addresses_the_bot(stage: Stage) -> None:
     async with stage.bot():
         await stage.discord.post_message(stage.viewer, "pipeline talk, not for the bot")
         await stage.discord.post_message(stage.viewer, "Pip, are you watching this?")
-        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [_sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
     assert len(stage.backend.requests) == 1
     assert "Pip, are you watching this?" in stage.backend.requests[0].messages[-1].content
 

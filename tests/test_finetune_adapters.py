@@ -79,8 +79,9 @@ def test_registering_appends_the_binding_and_keeps_every_other_field_and_comment
     register_adapter(folder, card, name="pip-lora")
 
     loaded = load_card(card)
-    assert loaded.model.adapter.name == "pip-lora"
-    assert loaded.model.adapter.path == str(folder.resolve()) and loaded.model.adapter.rank == 16
+    adapter = loaded.model.adapter
+    assert adapter is not None and adapter.name == "pip-lora"
+    assert adapter.path == str(folder.resolve()) and adapter.rank == 16
     assert loaded.facts == ["I live in the overlay."] and loaded.style.max_reply_chars == 200
     assert card.read_text(encoding="utf-8").startswith("# Pip, our co-host\n")
 

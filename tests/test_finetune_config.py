@@ -35,7 +35,7 @@ CHAT = [
 
 
 def _trained_text(tokenizer, tokens) -> str:
-    return tokenizer.decode([t for t, label in zip(tokens.input_ids, tokens.labels) if label != IGNORE_INDEX])
+    return tokenizer.decode([t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX])
 
 
 def test_the_loss_covers_the_characters_turns_and_their_end_of_turn_token_only(tokenizer) -> None:
@@ -99,7 +99,7 @@ def test_prompt_tuning_refuses_packing() -> None:
 
 
 def test_an_unknown_preset_lists_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match="available: .*recommended"):
+    with pytest.raises(ConfigError, match=r"available: .*recommended"):
         parse_args(["--preset", "nope"])
 
 
@@ -156,5 +156,6 @@ def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
                        "--output_dir", str(tmp_path / "qlora"), "--max_steps", "8", "--max_length", "256",
                        "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--eval_file", "none"])
     result = train(*args)
+    assert result.last_loss is not None and result.first_loss is not None
     assert result.last_loss < result.first_loss
     assert inspect_adapter(result.adapter_dir).vllm_loadable

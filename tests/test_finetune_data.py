@@ -80,6 +80,7 @@ def test_wizard_of_wikipedia_puts_the_checked_knowledge_into_the_system_turn(con
     [conversation] = convert("wow", str(DATA / "wow_sample.json"), context)
 
     assert _roles(conversation) == ["system", "assistant", "user", "assistant"]
+    assert conversation.system_prompt is not None
     assert conversation.system_prompt.startswith(system_prompt(context.card))
     assert "Topic: Lighthouse" in conversation.system_prompt
     assert "- A lighthouse is a tower that emits light to guide ships." in conversation.system_prompt
@@ -113,6 +114,7 @@ def _memory_db(path: Path) -> dict[str, int]:
             "INSERT INTO messages (platform, channel_id, author_name, is_character, persona_id, text, created_at) VALUES (?,?,?,?,?,?,?)",
             (platform, channel, author, is_character, persona, text, "2026-11-01T20:00:00+00:00"),
         )
+        assert cursor.lastrowid is not None
         ids[text] = cursor.lastrowid
     connection.commit()
     connection.close()

@@ -43,7 +43,9 @@ def test_meteor_scores_matching_replies_high_when_wordnet_is_installed() -> None
     if not wordnet_available():
         pytest.skip(METEOR_NOTICE)
     reply = "Peppermint tea is perfect for boss fights and mild panic."
-    assert meteor([reply], [reply]) > 95 > meteor(["Completely unrelated words."], [reply])
+    same, unrelated = meteor([reply], [reply]), meteor(["Completely unrelated words."], [reply])
+    assert same is not None and unrelated is not None
+    assert same > 95 > unrelated
 
 
 def test_every_character_turn_becomes_a_reply_item_with_its_context() -> None:
@@ -76,7 +78,7 @@ def _scores(config: str, perplexity: float, meteor_score: float | None = None) -
 
 def test_the_table_follows_the_hp_papers_columns_then_ours() -> None:
     table = markdown_table([_scores("base", 113.47), _scores("+LoRA", 26.46, 12.0)])
-    header, rule, base, lora = table.splitlines()
+    header, _rule, base, lora = table.splitlines()
     assert header == "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy | chrF | distinct-1 | distinct-2 |"
     assert base == "| base | 1.50 | n/a | 113.47 | 25.0% | 20.00 | 0.500 | 0.800 |"
     assert lora.startswith("| +LoRA | 1.50 | 12.00 | 26.46 |")

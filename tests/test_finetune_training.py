@@ -40,6 +40,7 @@ def heldout() -> list:
 
 def test_lora_training_lowers_the_training_loss(lora_run: TrainResult) -> None:
     assert lora_run.steps == 24
+    assert lora_run.last_loss is not None and lora_run.first_loss is not None
     assert lora_run.last_loss < lora_run.first_loss
 
 

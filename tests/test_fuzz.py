@@ -6,7 +6,9 @@ Bounded (max_examples, no deadline) so the suite stays quick on two CPU cores.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -19,12 +21,19 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine.backends.base import ChatMessage
 from engine.events import ChatEvent
-from engine.moderation.moderator import Moderator
 from engine.moderation.checks import caps_shouting, repeated
-from engine.moderation.normalize import _unicode_passes, fold_leet, matching_words, normalize_for_matching, squash, word_sequence
+from engine.moderation.moderator import Moderator
+from engine.moderation.normalize import (
+    _unicode_passes,
+    fold_leet,
+    matching_words,
+    normalize_for_matching,
+    squash,
+    word_sequence,
+)
 from engine.prompting.builder import PromptBuilder, PromptInputs, viewer_message
-from engine.settings import ModerationSettings
 from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS
+from engine.settings import ModerationSettings
 from memory.records import StoredMessage
 from personas.card import PersonaCard
 from personas.errors import PersonaError
@@ -41,14 +50,12 @@ json_values = st.recursive(
     max_leaves=25,
 )
 card_like = st.dictionaries(st.sampled_from(CARD_FIELDS), json_values, max_size=8)
-unicode_text = st.text(st.characters(codec=None, exclude_categories=("Cs",)), max_size=200)
+unicode_text = st.text(st.characters(codec=None, exclude_categories=("Cs",)), max_size=200)  # type: ignore[arg-type]
 
 
 def _parse_only_raises_persona_error(data: bytes, suffix: str) -> None:
-    try:
+    with contextlib.suppress(PersonaError):
         parse_card_bytes(data, suffix)
-    except PersonaError:
-        pass
 
 
 # -- persona cards -----------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def _repeated_by_definition(normal: str, max_chars: int, max_words: int) -> bool
     if any(normal[i : i + max_chars] == normal[i] * max_chars for i in range(len(normal))):
         return True
     words, run = normal.split(), 1
-    for previous, word in zip(words, words[1:], strict=False):
+    for previous, word in itertools.pairwise(words):
         run = run + 1 if word == previous else 1
         if run >= max_words:
             return True
@@ -155,7 +162,7 @@ def test_hot_path_shortcuts_agree_with_their_definitions(text: str) -> None:
 @FUZZ
 @given(unicode_text, unicode_text, st.sampled_from(["twitch", "discord", "console"]))
 def test_moderation_never_crashes_on_any_text(text: str, name: str, platform: str) -> None:
-    moderator = Moderator(ModerationSettings(_env_file=None))  # type: ignore[call-arg]
+    moderator = Moderator(ModerationSettings(_env_file=None))
     persona = PersonaCard(name="Pip", system_prompt=name or None)
     event = ChatEvent(platform=platform, channel_id="c", author_id="a", author_name=name, text=text)
     moderator.check_input(event, persona)

@@ -29,8 +29,8 @@ from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
-from engine.prompting.lines import speaker_label
 from engine.moderation.prompt_leaks import hidden_instructions
+from engine.prompting.lines import speaker_label
 from tests.conftest import make_settings
 
 CORPUS = [json.loads(line) for line in (Path(__file__).parent / "injection_corpus.jsonl").read_text().splitlines() if line]

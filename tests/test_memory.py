@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from engine.events import ChatEvent, Role
 from memory import MemoryStore
@@ -13,7 +14,7 @@ from memory.migrations import MIGRATIONS
 
 
 def _line(text: str, author: str = "ann", channel: str = "c1", message_id: str | None = None) -> ChatEvent:
-    extra = {"message_id": message_id} if message_id else {}
+    extra: dict[str, Any] = {"message_id": message_id} if message_id else {}
     return ChatEvent(platform="twitch", channel_id=channel, author_id=author, author_name=author.title(), text=text, **extra)
 
 

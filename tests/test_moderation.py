@@ -14,9 +14,9 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.manager import ConversationManager
-from personas.moderation_rules import ModerationOverrides
 from engine.moderation.normalize import matching_words, normalize_for_matching
 from personas.card import PersonaCard
+from personas.moderation_rules import ModerationOverrides
 from personas.render import render_system_prompt
 from tests.conftest import make_settings
 

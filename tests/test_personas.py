@@ -179,5 +179,5 @@ def test_a_bad_card_is_skipped_and_reported_while_the_others_load(tmp_path: Path
     (tmp_path / "bad.yaml").write_text("name: Bad\nstyle: {emoji: sometimes}\n")
     registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, tmp_path])
     assert "good-bot" in registry.names() and "pip" in registry.names()
-    assert [error.path.name for error in registry.errors] == ["bad.yaml"]
+    assert [error.path.name if error.path else None for error in registry.errors] == ["bad.yaml"]
     assert registry.errors[0].field == "style.emoji"

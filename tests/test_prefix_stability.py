@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from bot.app import build_manager, close_manager
@@ -27,7 +28,7 @@ async def test_prompt_after_a_trim_keeps_the_trimmed_window(tmp_path: Path, toke
     finally:
         await close_manager(manager)
 
-    pairs = list(zip(backend.requests, backend.requests[1:]))
+    pairs = list(itertools.pairwise(backend.requests))
     unchanged_system = [(old, new) for old, new in pairs if old.messages[0] == new.messages[0]]
     trims = len(pairs) - len(unchanged_system)
     assert trims >= 3, "the replay should cross several trims"

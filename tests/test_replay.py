@@ -12,12 +12,12 @@ from bot.replay import replay
 from bot.transcript import TranscriptError, read_transcript
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
-EVENTS = [
+EVENTS: list[dict[str, object]] = [
     {"platform": "twitch", "channel_id": "stream", "author_name": "ann", "text": "hi Pip!", "addresses_bot": True},
     {"platform": "twitch", "channel_id": "stream", "author_name": "bob", "text": "lol", "addresses_bot": False},
     {"platform": "discord", "channel_id": "general", "server_id": "g1", "author_name": "cy", "text": "@Pip hello",

@@ -75,7 +75,7 @@ async def test_http_faults_fail_the_reply_and_the_circuit_recovers_by_itself(fau
             assert len(server.completions()) == calls  # failing fast: no request reached the server
             clock.now += 30.0
             assert await backend.complete(REQUEST) == "Hello there, friend of the stream!"
-            assert backend.breaker.state is BreakerState.CLOSED
+            assert backend.breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]  # changed by the await
         finally:
             await backend.aclose()
 

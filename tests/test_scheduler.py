@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from engine.flow.clock import ManualClock
 from engine.events import ChatEvent, Role
+from engine.flow.clock import ManualClock
 from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
 from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig, normalise_text
 from engine.heard import HeardLine, Priority
@@ -274,7 +274,7 @@ async def test_nothing_sent_gives_the_budget_slot_back() -> None:
 async def test_failing_handler_is_reported_and_the_slot_freed() -> None:
     budget = SendBudget(1, clock=ManualClock())
 
-    async def broken(event: ChatEvent, reservation: SendReservation | None) -> bool:
+    async def broken(event: HeardLine, reservation: SendReservation | None) -> bool:
         raise RuntimeError("model fell over")
 
     scheduler = ReplyScheduler(broken, clock=budget.clock, budget_for=lambda e: budget)

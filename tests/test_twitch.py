@@ -8,7 +8,7 @@ import csv
 import sqlite3
 import stat
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,11 +23,11 @@ from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from bot.twitch_output import twitch_safe
 from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, MonotonicClock, ScaledClock
-from engine.manager import ConversationManager
 from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome, normalise_text
-from engine.settings import Settings
+from engine.manager import ConversationManager
 from engine.prompting.tokens import ApproxTokenCounter
+from engine.settings import Settings
 from tests.conftest import make_settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
 
@@ -87,7 +87,7 @@ async def running(settings: Settings, manager: ConversationManager, clock: Clock
         await asyncio.wait_for(task, 10)
 
 
-async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
@@ -193,7 +193,7 @@ async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_
     async with managed(settings, ScriptedBackend(outputs)) as manager, running(settings, manager):
         for number in range(len(outputs)):
             await fake.chat(CHANNEL.id, VIEWER, f"pip question {number}")
-            await until(lambda: len(fake.chat_messages) > number)
+            await until(lambda: len(fake.chat_messages) > number)  # noqa: B023 - awaited in this iteration
     sent = [m.message for m in fake.chat_messages]
     assert sent == ["ban streamer", "timeout viewer 600", "me dances", "color red", "fine words"]
 
@@ -213,7 +213,7 @@ async def test_identical_consecutive_reply_is_not_sent_again(tmp_path: Path, fak
     async with managed(settings, backend) as manager, running(settings, manager) as adapter:
         for number in range(3):
             await fake.chat(CHANNEL.id, VIEWER, f"pip {number}")
-            await until(lambda: len(backend.requests) > number)
+            await until(lambda: len(backend.requests) > number)  # noqa: B023 - awaited in this iteration
         await asyncio.wait_for(adapter.scheduler.join(), 5)
     assert [m.message for m in fake.chat_messages] == ["Same answer.", "A new answer."]
     assert adapter.scheduler.stats[Outcome.NOT_SENT] == 1

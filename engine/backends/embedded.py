@@ -90,7 +90,7 @@ class EmbeddedBackend(Backend):
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise SettingsError(f"cannot load model {self.model_setting!r} (COSTAR_BACKEND_MODEL): {exc}") from exc
         self.model = model.to(device).eval()

@@ -26,7 +26,6 @@ from typing import Any
 import httpx2
 import openai
 
-from engine.serving.adapter_paths import adapter_folder
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
@@ -38,6 +37,7 @@ from engine.backends.vllm_errors import (
 from engine.errors import BackendError, BackendUnavailable, ModelNotFound
 from engine.events import Usage
 from engine.observability.metrics import Metrics
+from engine.serving.adapter_paths import adapter_folder
 from engine.settings import Settings
 from personas.registry import PersonaRegistry
 
@@ -59,7 +59,7 @@ class RetryPolicy:
     max_backoff_s: float = 8.0
 
     def delay(self, failures: int) -> float:
-        return min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
+        return min(self.backoff_s * 2.0 ** (failures - 1), self.max_backoff_s)
 
 
 @dataclass(slots=True)

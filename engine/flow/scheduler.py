@@ -31,10 +31,10 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.flow.clock import Clock, MonotonicClock
 from engine.events import ChatEvent, Role
-from engine.heard import HeardLine, Priority, priority_of
+from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.heard import HeardLine, Priority, priority_of
 
 __all__ = [
     "Outcome",
@@ -410,6 +410,6 @@ class ReplyScheduler:
             if outcome is Outcome.REPLIED:
                 channel.last_reply_at[event.author_id] = self.clock.now()
             # Leave the in-flight set before waking the loop, so it can tell when all is idle.
-            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._in_flight.discard(asyncio.current_task())
             self._emit(event, outcome)
             self._wake.set()

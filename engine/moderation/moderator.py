@@ -33,11 +33,11 @@ from engine.moderation.checks import (
     slur_in,
     strip_command_prefix,
 )
-from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 from engine.moderation.normalize import normalize_for_matching, squash
 from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
 from engine.settings import ModerationSettings
 from personas.card import PersonaCard
+from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 
 __all__ = ["Finding", "Moderator", "Policy", "Verdict"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import emoji
 
@@ -61,7 +62,7 @@ def _apply_emoji_policy(text: str, style: Style) -> str:
         return emoji.replace_emoji(text, replace="")
     kept = 0
 
-    def keep_first(chars: str, _data: dict) -> str:
+    def keep_first(chars: str, _data: dict[str, Any]) -> str:
         nonlocal kept
         kept += 1
         return chars if kept <= style.max_emoji else ""

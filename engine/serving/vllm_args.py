@@ -113,7 +113,8 @@ def adapter_config(path: str | Path) -> dict[str, Any] | None:
     """The adapter's adapter_config.json, or None when the folder is not readable here."""
     config_path = Path(path) / "adapter_config.json"
     try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        return config
     except (OSError, ValueError):
         return None
 
@@ -182,7 +183,7 @@ def plan_vllm(
     differs from the weights vLLM loads (``--served-model-name``). ``sources`` maps persona id to
     its card file, against which relative adapter paths resolve.
     """
-    base_names = (base_model,) if served_name in (None, base_model) else (base_model, served_name)
+    base_names = (base_model,) if served_name is None or served_name == base_model else (base_model, served_name)
     by_name: dict[str, AdapterSpec] = {}
     warnings: list[str] = []
     for card in personas:
