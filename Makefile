@@ -1,5 +1,5 @@
 # make run   set up .venv (first time) and chat with the default character in this terminal
-# make test  set up .venv (first time) and run the whole test suite
+# make test  set up .venv (first time), run the gates (ruff check, ruff format --check, mypy), then the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -28,7 +28,10 @@ run: model
 	@$(BIN)/costar run
 
 test: model
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

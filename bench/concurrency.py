@@ -34,9 +34,9 @@ from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
+from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, load_settings  # noqa: E402
-from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from tests.fake_vllm import FakeVllm  # noqa: E402
 from tests.transformers_serve import MODEL_NAME, serve_smollm2  # noqa: E402
 
@@ -57,8 +57,14 @@ class CappedReplies(Backend):
 
 
 def line_for(channel: str) -> ChatEvent:
-    return ChatEvent(platform="twitch", channel_id=channel, author_id=f"viewer-{channel}", author_name="viewer",
-                     text="hey pip, what's your favourite game?", addresses_bot=True)
+    return ChatEvent(
+        platform="twitch",
+        channel_id=channel,
+        author_id=f"viewer-{channel}",
+        author_name="viewer",
+        text="hey pip, what's your favourite game?",
+        addresses_bot=True,
+    )
 
 
 async def timed_round(manager: ConversationManager, channels: list[str]) -> float:
@@ -75,8 +81,17 @@ async def measure(
 ) -> dict[str, float]:
     """Median seconds for one channel, K channels at once, and (``in_turn``) K channels one after another."""
     with tempfile.TemporaryDirectory(prefix="costar-bench-") as data_dir:
-        settings = load_settings(None, core={"data_dir": data_dir}, backend={
-            "kind": "openai", "base_url": base_url, "model": MODEL_NAME, "max_concurrency": k, "timeout_s": 300})
+        settings = load_settings(
+            None,
+            core={"data_dir": data_dir},
+            backend={
+                "kind": "openai",
+                "base_url": base_url,
+                "model": MODEL_NAME,
+                "max_concurrency": k,
+                "timeout_s": 300,
+            },
+        )
         manager = await build_manager(settings, counter=counter)
         if max_tokens is not None:
             manager.backend = CappedReplies(manager.backend, max_tokens)
@@ -99,14 +114,19 @@ async def against_fake(k: int, rounds: int, delay_s: float, counter: TokenizerCo
         return await measure(fake.base_url, k, rounds, counter, None)
 
 
-def against_transformers(k: int, rounds: int, max_tokens: int, model_dir: Path, counter: TokenizerCounter) -> dict[str, float]:
+def against_transformers(
+    k: int, rounds: int, max_tokens: int, model_dir: Path, counter: TokenizerCounter
+) -> dict[str, float]:
     with serve_smollm2(model_dir) as base_url:
         return asyncio.run(measure(base_url, k, rounds, counter, max_tokens, in_turn=False))
 
 
 def print_row(server: str, k: int, r: dict[str, float]) -> None:
     in_turn = f"{r['in_turn']:>10.2f}" if "in_turn" in r else f"{'-':>10}"
-    print(f"{server:<34} {k:>2} {r['one']:>8.2f} {r['together']:>10.2f} {in_turn} {r['together'] / r['one']:>7.2f}", flush=True)
+    print(
+        f"{server:<34} {k:>2} {r['one']:>8.2f} {r['together']:>10.2f} {in_turn} {r['together'] / r['one']:>7.2f}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,16 +35,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_manager, close_manager, freeze_startup_heap  # noqa: E402
-from engine.backends.scripted import ScriptedBackend  # noqa: E402
-from engine.flow.clock import ScaledClock  # noqa: E402
-from engine.events import ChatEvent  # noqa: E402
-from engine.manager import ConversationManager, HeardLine  # noqa: E402
-from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window  # noqa: E402
-from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig  # noqa: E402
-from engine.settings import load_settings  # noqa: E402
-from memory.export import count_viewer_lines  # noqa: E402
-from engine.prompting.tokens import ApproxTokenCounter  # noqa: E402
+from bot.app import build_manager, close_manager, freeze_startup_heap
+from engine.backends.scripted import ScriptedBackend
+from engine.events import ChatEvent
+from engine.flow.clock import ScaledClock
+from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
+from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
+from engine.manager import ConversationManager, HeardLine
+from engine.prompting.tokens import ApproxTokenCounter
+from engine.settings import load_settings
+from memory.export import count_viewer_lines
 
 PLATFORM = "bench"
 CHANNEL = "flood"
@@ -68,11 +68,17 @@ def load_events(csv_path: Path, address_every: int) -> list[tuple[float, ChatEve
     for index, row in enumerate(rows):
         addressed = address_every > 0 and index % address_every == 0
         text = f"Pip, {row['message']}" if addressed else row["message"]
-        event = ChatEvent(platform=PLATFORM, channel_id=CHANNEL, author_id=row["author"], author_name=row["author"],
-                          text=text, message_id=f"csv-{index}", addresses_bot=addressed)
+        event = ChatEvent(
+            platform=PLATFORM,
+            channel_id=CHANNEL,
+            author_id=row["author"],
+            author_name=row["author"],
+            text=text,
+            message_id=f"csv-{index}",
+            addresses_bot=addressed,
+        )
         events.append(((datetime.fromisoformat(row["published_at"]) - start).total_seconds(), event))
     return events
-
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -83,7 +89,9 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(share * 1000) - 1]
 
 
-async def take_line(manager: ConversationManager, scheduler: ReplyScheduler, event: ChatEvent, seen: Measurements) -> None:
+async def take_line(
+    manager: ConversationManager, scheduler: ReplyScheduler, event: ChatEvent, seen: Measurements
+) -> None:
     arrived = time.perf_counter()
     heard = await manager.hear(event)
     scheduler.submit(heard)
@@ -111,8 +119,13 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
             reservation.sent()
         return True
 
-    scheduler = ReplyScheduler(answer, SchedulerConfig(), clock=clock, budget_for=lambda event: budget,
-                               on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)))
+    scheduler = ReplyScheduler(
+        answer,
+        SchedulerConfig(),
+        clock=clock,
+        budget_for=lambda event: budget,
+        on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)),
+    )
     events = load_events(args.csv, args.address_every)
     await scheduler.start()
     started = time.perf_counter()
@@ -138,8 +151,14 @@ def report(seen: Measurements, ingest_s: float, stored: int, total: int) -> None
         ("lines stored", f"{stored}"),
         ("ingest wall time", f"{ingest_s:.3f} s"),
         ("ingested + committed", f"{rate:,.0f} msg/s"),
-        ("ingest latency p50 / p99", f"{percentile(seen.ingest_ms, 0.5):.2f} / {percentile(seen.ingest_ms, 0.99):.2f} ms"),
-        ("decision latency p50 / p99", f"{percentile(seen.decision_ms, 0.5):.3f} / {percentile(seen.decision_ms, 0.99):.3f} ms"),
+        (
+            "ingest latency p50 / p99",
+            f"{percentile(seen.ingest_ms, 0.5):.2f} / {percentile(seen.ingest_ms, 0.99):.2f} ms",
+        ),
+        (
+            "decision latency p50 / p99",
+            f"{percentile(seen.decision_ms, 0.5):.3f} / {percentile(seen.decision_ms, 0.99):.3f} ms",
+        ),
         ("replies sent", f"{len(seen.send_times)}"),
         ("most sends in any 30 s", f"{most_in_any_window(seen.send_times)}"),
     ] + [(f"outcome {outcome.value}", f"{count}") for outcome, count in sorted(seen.outcomes.items())]
@@ -156,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, required=True, help="chat CSV with author, message, published_at")
     parser.add_argument("--speed", type=float, default=100_000, help="replay this many times faster than recorded")
-    parser.add_argument("--clock-speed", type=float, default=30, help="the bot's clock runs this many times faster than real time")
+    parser.add_argument(
+        "--clock-speed", type=float, default=30, help="the bot's clock runs this many times faster than real time"
+    )
     parser.add_argument("--limit", type=int, default=20, help="send budget per 30 s")
     parser.add_argument("--address-every", type=int, default=6, help="rewrite every Nth line to name the character")
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")

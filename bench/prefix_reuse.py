@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,9 +36,9 @@ from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import ChatMessage  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
+from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, PromptSettings, load_settings  # noqa: E402
-from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "live-chat-press-briefing.csv"
 REPLIES = ("Ha, chat is on fire today!", "Good question, let's see what they say.", "Stay kind, crew of chat!")
@@ -60,10 +61,17 @@ def read_chat(path: Path, limit: int | None) -> Iterator[dict[str, str]]:
 
 def to_event(row: dict[str, str], addresses_bot: bool, number: int) -> ChatEvent:
     sent_at = datetime.fromisoformat(row["published_at"]) if row.get("published_at") else None
-    extra = {"sent_at": sent_at} if sent_at else {}
-    return ChatEvent(platform="youtube", channel_id=row.get("video_id") or "chat", author_id=row["author"],
-                     author_name=row["author"], text=row["message"], message_id=f"m{number}",
-                     addresses_bot=addresses_bot, **extra)
+    extra: dict[str, Any] = {"sent_at": sent_at} if sent_at else {}
+    return ChatEvent(
+        platform="youtube",
+        channel_id=row.get("video_id") or "chat",
+        author_id=row["author"],
+        author_name=row["author"],
+        text=row["message"],
+        message_id=f"m{number}",
+        addresses_bot=addresses_bot,
+        **extra,
+    )
 
 
 def chat_template(model_dir: Path):  # -> jinja2 Template
@@ -75,7 +83,7 @@ def chat_template(model_dir: Path):  # -> jinja2 Template
 
 def shared_prefix(previous: Sequence[int], current: Sequence[int]) -> int:
     shared = 0
-    for old, new in zip(previous, current):
+    for old, new in zip(previous, current, strict=False):
         if old != new:
             break
         shared += 1
@@ -93,8 +101,12 @@ class Replay:
 
 async def replay(plan: Replay, counter: TokenizerCounter, data_dir: Path) -> tuple[list[ChatEvent], ScriptedBackend]:
     backend = ScriptedBackend(default=None)
-    settings = load_settings(None, core={"data_dir": data_dir}, backend={"kind": "scripted", "context_tokens": plan.context_tokens},
-                             prompt={"trim_to": plan.trim_to})
+    settings = load_settings(
+        None,
+        core={"data_dir": data_dir},
+        backend={"kind": "scripted", "context_tokens": plan.context_tokens},
+        prompt={"trim_to": plan.trim_to},
+    )
     manager = await build_manager(settings, backend=backend, counter=counter)
     asked: list[ChatEvent] = []
     try:
@@ -111,13 +123,15 @@ async def replay(plan: Replay, counter: TokenizerCounter, data_dir: Path) -> tup
     return asked, backend
 
 
-def measure(asked: list[ChatEvent], prompts: list[tuple[ChatMessage, ...]], model_dir: Path, counter: TokenizerCounter) -> list[tuple[str, int, int]]:
+def measure(
+    asked: list[ChatEvent], prompts: list[tuple[ChatMessage, ...]], model_dir: Path, counter: TokenizerCounter
+) -> list[tuple[str, int, int]]:
     """(channel, shared leading tokens, prompt tokens) for every turn after a channel's first."""
     template = chat_template(model_dir)
     tokenizer = counter._tokenizer  # the same tokenizer.json the builder counted with
     last: dict[str, list[int]] = {}
     rows: list[tuple[str, int, int]] = []
-    for event, messages in zip(asked, prompts):
+    for event, messages in zip(asked, prompts, strict=True):
         text = template.render(messages=[m.as_dict() for m in messages], add_generation_prompt=True)
         tokens = tokenizer.encode(text, add_special_tokens=False).ids
         previous = last.get(event.channel_key)
@@ -141,13 +155,19 @@ def summarise(rows: list[tuple[str, int, int]]) -> dict[str, float]:
 
 
 def print_table(results: dict[int, dict[str, float]]) -> None:
-    print(f"{'context':>8} {'turns':>6} {'mean':>6} {'median':>7} {'p10':>6} {'min':>6} {'<0.5':>5} {'prompt tokens':>14}")
+    print(
+        f"{'context':>8} {'turns':>6} {'mean':>6} {'median':>7} {'p10':>6} {'min':>6} {'<0.5':>5} {'prompt tokens':>14}"
+    )
     for context, r in results.items():
-        print(f"{context:>8} {r['turns']:>6.0f} {r['mean']:>6.3f} {r['median']:>7.3f} {r['p10']:>6.3f} {r['min']:>6.3f} "
-              f"{r['trims']:>5.0f} {r['tokens']:>14.0f}")
+        print(
+            f"{context:>8} {r['turns']:>6.0f} {r['mean']:>6.3f} {r['median']:>7.3f} {r['p10']:>6.3f} {r['min']:>6.3f} "
+            f"{r['trims']:>5.0f} {r['tokens']:>14.0f}"
+        )
 
 
-def run_one(args: argparse.Namespace, context_tokens: int, model_dir: Path, counter: TokenizerCounter) -> dict[str, float]:
+def run_one(
+    args: argparse.Namespace, context_tokens: int, model_dir: Path, counter: TokenizerCounter
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="costar-bench-") as data_dir:
         plan = Replay(args.csv, args.every, args.limit, context_tokens, args.trim_to)
         asked, backend = asyncio.run(replay(plan, counter, Path(data_dir)))
@@ -159,12 +179,19 @@ def run_one(args: argparse.Namespace, context_tokens: int, model_dir: Path, coun
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="chat CSV (video_id, author, message, published_at)")
+    parser.add_argument(
+        "--csv", type=Path, default=DEFAULT_CSV, help="chat CSV (video_id, author, message, published_at)"
+    )
     parser.add_argument("--every", type=int, default=8, help="every Nth line addresses the bot (default 8)")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many lines")
-    parser.add_argument("--context-tokens", type=int, nargs="+", default=[8192, 2048],
-                        help="COSTAR_BACKEND_CONTEXT_TOKENS values to replay with; the first is the RESULT "
-                             "(default 8192, the window docker-compose.yml gives vLLM, then 2048, the CPU default)")
+    parser.add_argument(
+        "--context-tokens",
+        type=int,
+        nargs="+",
+        default=[8192, 2048],
+        help="COSTAR_BACKEND_CONTEXT_TOKENS values to replay with; the first is the RESULT "
+        "(default 8192, the window docker-compose.yml gives vLLM, then 2048, the CPU default)",
+    )
     parser.add_argument("--trim-to", type=float, default=PromptSettings().trim_to, help="COSTAR_PROMPT_TRIM_TO")
     args = parser.parse_args(argv)
     if not args.csv.is_file():
@@ -172,13 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = ensure_default_model(CoreSettings().cache_dir)
     counter = TokenizerCounter(model_dir / "tokenizer.json")
     results = {context: run_one(args, context, model_dir, counter) for context in args.context_tokens}
-    print(f"{args.csv.name}: every {args.every}th line to the bot, trim to {args.trim_to}, "
-          "SmolLM2 tokenizer + chat template; share = leading tokens shared with the channel's previous prompt")
+    print(
+        f"{args.csv.name}: every {args.every}th line to the bot, trim to {args.trim_to}, "
+        "SmolLM2 tokenizer + chat template; share = leading tokens shared with the channel's previous prompt"
+    )
     print_table(results)
     first, *others = args.context_tokens
     extra = " ".join(f"prefix_reuse_at_{context}={results[context]['mean']:.3f}" for context in others)
-    print(f"RESULT prefix_reuse={results[first]['mean']:.3f} turns={results[first]['turns']:.0f} "
-          f"context={first} {extra} target=0.90".rstrip())
+    print(
+        f"RESULT prefix_reuse={results[first]['mean']:.3f} turns={results[first]['turns']:.0f} "
+        f"context={first} {extra} target=0.90".rstrip()
+    )
     return 0
 
 

@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from finetune.config import AdapterArguments, build_peft_config  # noqa: E402
-from finetune.data import read_jsonl, shipped_split, with_system_prompt  # noqa: E402
-from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model  # noqa: E402
-from finetune.persona import DEFAULT_CARD, load_card, persona_text, system_prompt  # noqa: E402
-from finetune.train import build_dataset  # noqa: E402
+from finetune.config import AdapterArguments, build_peft_config
+from finetune.data import read_jsonl, shipped_split, with_system_prompt
+from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
+from finetune.persona import DEFAULT_CARD, load_card, persona_text, system_prompt
+from finetune.train import build_dataset
 
 
 @dataclass
@@ -71,9 +71,18 @@ def _tiny_random_model(tokenizer: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -84,12 +93,27 @@ def measure(mode: str, args: argparse.Namespace, model_path: str, tokenizer: Any
     model = _tiny_random_model(tokenizer) if args.model == "tiny-random" else load_causal_lm(model_path)
     with tempfile.TemporaryDirectory() as scratch:
         config = SFTConfig(
-            output_dir=scratch, max_steps=args.steps, per_device_train_batch_size=args.batch, max_length=args.max_length,
-            packing=mode == "packed", learning_rate=2e-4, gradient_checkpointing=False, save_strategy="no",
-            report_to="none", logging_steps=args.steps, bf16=args.bf16, disable_tqdm=True, seed=0,
+            output_dir=scratch,
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch,
+            max_length=args.max_length,
+            packing=mode == "packed",
+            learning_rate=2e-4,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=args.steps,
+            bf16=args.bf16,
+            disable_tqdm=True,
+            seed=0,
         )
-        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=build_peft_config(AdapterArguments(), model_path, card_text))
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=build_peft_config(AdapterArguments(), model_path, card_text),
+        )
         trainer.data_collator = CountingCollator(trainer.data_collator, tokenizer.pad_token_id, run)
         started = time.perf_counter()
         trainer.train()
@@ -100,7 +124,9 @@ def measure(mode: str, args: argparse.Namespace, model_path: str, tokenizer: Any
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2", help="'smollm2', a folder/Hub id, or 'tiny-random' (a 2-layer Llama)")
+    parser.add_argument(
+        "--model", default="smollm2", help="'smollm2', a folder/Hub id, or 'tiny-random' (a 2-layer Llama)"
+    )
     parser.add_argument("--card", default=str(DEFAULT_CARD), help="persona card rendered into the system turn")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4)
@@ -127,10 +153,14 @@ def main() -> None:
     print(f"model={args.model} device={device} {args.device_note} batch={args.batch} max_length={args.max_length}")
     print(f"{'mode':<10}{'steps':>6}{'real tokens':>13}{'positions':>11}{'padding':>9}{'seconds':>9}{'tokens/s':>10}")
     for run in runs:
-        print(f"{run.mode:<10}{run.steps:>6}{run.real_tokens:>13}{run.positions:>11}{run.padding_share:>9.3f}{run.seconds:>9.1f}{run.tokens_per_s:>10.1f}")
+        print(
+            f"{run.mode:<10}{run.steps:>6}{run.real_tokens:>13}{run.positions:>11}{run.padding_share:>9.3f}{run.seconds:>9.1f}{run.tokens_per_s:>10.1f}"
+        )
     unpacked, packed = runs
-    print(f"RESULT tokens_per_s={packed.tokens_per_s:.1f} tokens_per_s_unpacked={unpacked.tokens_per_s:.1f} "
-          f"padding_share_unpacked={unpacked.padding_share:.3f} padding_share_packed={packed.padding_share:.3f}")
+    print(
+        f"RESULT tokens_per_s={packed.tokens_per_s:.1f} tokens_per_s_unpacked={unpacked.tokens_per_s:.1f} "
+        f"padding_share_unpacked={unpacked.padding_share:.3f} padding_share_packed={packed.padding_share:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
+from engine.prompting.tokens import TokenCounter, load_token_counter
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
-from engine.prompting.tokens import TokenCounter, load_token_counter
 from memory import MemoryStore
 from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
 
@@ -45,7 +45,9 @@ def _tokenizer_source(settings: Settings) -> str | Path | None:
     return model if Path(model).expanduser().exists() else None
 
 
-async def build_manager(settings: Settings, backend: Backend | None = None, counter: TokenCounter | None = None) -> ConversationManager:
+async def build_manager(
+    settings: Settings, backend: Backend | None = None, counter: TokenCounter | None = None
+) -> ConversationManager:
     """Open memory, load personas, start the backend; blocking steps run in worker threads."""
     personas = await asyncio.to_thread(load_personas, settings)
     for error in personas.errors:
@@ -76,11 +78,16 @@ def freeze_startup_heap() -> None:
 
 def _export_component_counts(manager: ConversationManager) -> None:
     manager.metrics.watch_counts(
-        "costar_moderation_actions", "Moderation findings acted on", ["rule", "action"], lambda: manager.moderator.counts
+        "costar_moderation_actions",
+        "Moderation findings acted on",
+        ["rule", "action"],
+        lambda: manager.moderator.counts,
     )
     breaker = getattr(manager.backend, "breaker", None)
     if breaker is not None:
-        manager.metrics.watch_counts("costar_circuit_events", "Backend circuit breaker events", ["event"], lambda: breaker.counts)
+        manager.metrics.watch_counts(
+            "costar_circuit_events", "Backend circuit breaker events", ["event"], lambda: breaker.counts
+        )
 
 
 async def close_manager(manager: ConversationManager) -> None:
@@ -88,7 +95,9 @@ async def close_manager(manager: ConversationManager) -> None:
     await manager.close()
 
 
-def configured_adapters(settings: Settings, manager: ConversationManager, *, console: bool | None = None) -> list[Adapter]:
+def configured_adapters(
+    settings: Settings, manager: ConversationManager, *, console: bool | None = None
+) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
         from bot.discord_adapter import DiscordAdapter
@@ -121,7 +130,9 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
             # Costar's own errors already say what to fix; anything else keeps its traceback.
-            log.error("adapter stopped: %s", one_line(failure), exc_info=None if isinstance(failure, USER_ERRORS) else failure)
+            log.error(
+                "adapter stopped: %s", one_line(failure), exc_info=None if isinstance(failure, USER_ERRORS) else failure
+            )
         return 1 if failures else 0
     finally:
         if metrics_server is not None:

@@ -1,17 +1,17 @@
 """The ``costar`` command.
 
-    costar run                     start every configured adapter (console when none is)
-    costar run --console           also chat in this terminal
-    costar replay chat.jsonl       run a transcript through the manager, print replies
-    costar replay chat.jsonl --record out.jsonl
-    costar replay recorded.jsonl --expect --backend scripted
-    costar persona list            installed personas (and cards that failed to load)
-    costar persona show pip        the card and the system prompt it renders to
-    costar persona check card.png  validate a card file without installing it
-    costar model prepare           convert the built-in model once (make run does it too)
-    costar vllm-args               the `vllm serve` command for the installed personas' adapters
-    costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
-    costar twitch auth             log the bot account in to Twitch once (device code)
+costar run                     start every configured adapter (console when none is)
+costar run --console           also chat in this terminal
+costar replay chat.jsonl       run a transcript through the manager, print replies
+costar replay chat.jsonl --record out.jsonl
+costar replay recorded.jsonl --expect --backend scripted
+costar persona list            installed personas (and cards that failed to load)
+costar persona show pip        the card and the system prompt it renders to
+costar persona check card.png  validate a card file without installing it
+costar model prepare           convert the built-in model once (make run does it too)
+costar vllm-args               the `vllm serve` command for the installed personas' adapters
+costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
+costar twitch auth             log the bot account in to Twitch once (device code)
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         manager = await build_manager(settings)
         try:
-            result = await replay(manager, Path(args.file), record=Path(args.record) if args.record else None,
-                                  expect=args.expect, ack=args.ack)
+            result = await replay(
+                manager,
+                Path(args.file),
+                record=Path(args.record) if args.record else None,
+                expect=args.expect,
+                ack=args.ack,
+            )
         finally:
             await close_manager(manager)
         print(f"replayed {result.events} events, {result.replies} replies", file=sys.stderr)
@@ -79,12 +84,12 @@ def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
         for error in registry.errors:
             print(f"! {error}")
         return 0
-    card = registry.get(args.name or settings.core.default_persona)
-    if card is None:
+    chosen = registry.get(args.name or settings.core.default_persona)
+    if chosen is None:
         print(f"no persona named {args.name!r}; installed: {', '.join(registry.names())}", file=sys.stderr)
         return 2
-    print(card.model_dump_json(indent=2, exclude_none=True))
-    print("\n--- system prompt ---\n" + render_system_prompt(card))
+    print(chosen.model_dump_json(indent=2, exclude_none=True))
+    print("\n--- system prompt ---\n" + render_system_prompt(chosen))
     return 0
 
 
@@ -100,7 +105,11 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     from engine.serving.vllm_args import plan_from_settings
 
     plan = plan_from_settings(
-        settings, load_personas(settings), weights=args.model, max_loras=args.max_loras, server_adapter_dir=args.server_dir
+        settings,
+        load_personas(settings),
+        weights=args.model,
+        max_loras=args.max_loras,
+        server_adapter_dir=args.server_dir,
     )
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -144,9 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     vllm = commands.add_parser("vllm-args", help="print `vllm serve` arguments for the installed personas")
     vllm.add_argument("--model", help="weights vLLM loads (hub id or server folder); default: COSTAR_BACKEND_MODEL")
     vllm.add_argument("--max-loras", type=int, help="adapters active at once (default: COSTAR_BACKEND_MAX_LORAS)")
-    vllm.add_argument("--server-dir", help="the adapters folder as the server sees it (default: COSTAR_BACKEND_SERVER_ADAPTER_DIR)")
-    vllm.add_argument("--format", choices=["command", "shell"], default="command",
-                      help="command: a readable `vllm serve` command; shell: the arguments on one quoted line")
+    vllm.add_argument(
+        "--server-dir", help="the adapters folder as the server sees it (default: COSTAR_BACKEND_SERVER_ADAPTER_DIR)"
+    )
+    vllm.add_argument(
+        "--format",
+        choices=["command", "shell"],
+        default="command",
+        help="command: a readable `vllm serve` command; shell: the arguments on one quoted line",
+    )
     vllm.add_argument("--output", help="write to this file instead of stdout")
     vllm.set_defaults(handler=_cmd_vllm_args)
     twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
@@ -162,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         args.console = False
     try:
         settings = load_settings(args.env_file)
-        logging.basicConfig(level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.basicConfig(
+            level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
         install_secret_redaction(settings)
         return handler(args, settings)
     except USER_ERRORS as exc:

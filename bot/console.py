@@ -24,8 +24,14 @@ HELP = "commands: /persona [NAME] · /personas · /about · /forget · /help · 
 
 
 class ConsoleAdapter:
-    def __init__(self, settings: Settings, manager: ConversationManager, *, stdin: TextIO | None = None,
-                 stdout: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ConversationManager,
+        *,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
         self.settings = settings
         self.manager = manager
         self.stdin = stdin or sys.stdin
@@ -96,7 +102,7 @@ class ConsoleAdapter:
         self._say(f"{name}: ", end="")
         async for snapshot in self.manager.reply_stream(heard):
             if snapshot.startswith(shown):
-                self._say(snapshot[len(shown):], end="")
+                self._say(snapshot[len(shown) :], end="")
             else:  # post-processing rewrote the start (e.g. stripped a speaker label): redraw
                 self._say(f"\r{name}: {snapshot}", end="")
             shown = snapshot

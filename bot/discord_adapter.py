@@ -17,8 +17,8 @@ from discord import app_commands
 
 from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
-from bot.errors import one_line
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
+from bot.errors import one_line
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.manager import ConversationManager, HeardLine

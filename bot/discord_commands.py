@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import discord
 from discord import app_commands
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 _EPHEMERAL_LIMIT = 2000
+_T = TypeVar("_T")
 
 
 class NotAModerator(app_commands.CheckFailure):
@@ -31,19 +33,24 @@ class NotAModerator(app_commands.CheckFailure):
 
 def _persona_choices(manager: ConversationManager) -> list[app_commands.Choice[str]]:
     """Installed personas as (display name, id) pairs, sorted by id."""
-    return [app_commands.Choice(name=card.name, value=persona_id) for persona_id, card in sorted(manager.personas.cards.items())]
+    return [
+        app_commands.Choice(name=card.name, value=persona_id)
+        for persona_id, card in sorted(manager.personas.cards.items())
+    ]
 
 
 def _describe_memory(about: AboutUser) -> str:
     if about.record is None:
         return "I don't remember anything about you."
     record = about.record
-    lines = [f"I know you as **{record.display_name}**: {record.message_count} messages since {record.first_seen:%Y-%m-%d}."]
+    lines = [
+        f"I know you as **{record.display_name}**: {record.message_count} messages since {record.first_seen:%Y-%m-%d}."
+    ]
     lines += [f"• {note}" for note in about.notes]
     return "\n".join(lines)
 
 
-def _require_moderator(rules: ChannelRules) -> app_commands.Check:
+def _require_moderator(rules: ChannelRules) -> Callable[[_T], _T]:
     def predicate(interaction: discord.Interaction) -> bool:
         if is_moderator(interaction.user, interaction.permissions, rules):
             return True
@@ -82,10 +89,14 @@ def _persona_group(manager: ConversationManager, rules: ChannelRules) -> app_com
     ) -> None:
         scope_id = interaction.channel_id if scope == "channel" else interaction.guild_id
         try:
-            card = await manager.switch_persona(DISCORD, str(scope_id), name, scope=scope, set_by=str(interaction.user.id))
+            card = await manager.switch_persona(
+                DISCORD, str(scope_id), name, scope=scope, set_by=str(interaction.user.id)
+            )
         except PersonaNotFound as exc:
             available = ", ".join(exc.available) or "none installed"
-            await interaction.response.send_message(f"No persona called {name!r}. Installed: {available}.", ephemeral=True)
+            await interaction.response.send_message(
+                f"No persona called {name!r}. Installed: {available}.", ephemeral=True
+            )
             return
         where = "this channel" if scope == "channel" else "this server"
         await interaction.response.send_message(f"**{card.display_name}** is now the co-host in {where}.")
@@ -93,7 +104,9 @@ def _persona_group(manager: ConversationManager, rules: ChannelRules) -> app_com
     @switch.autocomplete("name")
     async def complete_name(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         wanted = current.lower()
-        matches = [choice for choice in _persona_choices(manager) if wanted in choice.name.lower() or wanted in choice.value]
+        matches = [
+            choice for choice in _persona_choices(manager) if wanted in choice.name.lower() or wanted in choice.value
+        ]
         return matches[:_MAX_CHOICES]
 
     @group.command(name="list", description="The installed personas")
@@ -135,4 +148,3 @@ def _memory_group(manager: ConversationManager) -> app_commands.Group:
 
 def build_command_groups(manager: ConversationManager, rules: ChannelRules) -> list[app_commands.Group]:
     return [_persona_group(manager, rules), _memory_group(manager)]
-

@@ -75,9 +75,12 @@ def _addresses_bot(
     if bot_user in message.mentions:
         return True
     reference = message.reference
-    if reference is not None and isinstance(reference.resolved, discord.Message):
-        if reference.resolved.author.id == bot_user.id:
-            return True
+    if (
+        reference is not None
+        and isinstance(reference.resolved, discord.Message)
+        and reference.resolved.author.id == bot_user.id
+    ):
+        return True
     return rules.mentions_trigger(message.content, character_names)
 
 

@@ -47,12 +47,12 @@ async def replay(
             result.events += 1
             result.replies += reply_text is not None
             if recorder is not None:
-                recorder.write(json.dumps({"event": event_to_dict(line.event), "reply": reply_text}, ensure_ascii=False) + "\n")
+                recorder.write(
+                    json.dumps({"event": event_to_dict(line.event), "reply": reply_text}, ensure_ascii=False) + "\n"
+                )
                 recorder.flush()  # a transcript cut short by a crash still holds every finished turn
             if expect and line.has_recorded_reply and reply_text != line.recorded_reply:
-                result.mismatches.append(
-                    f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}"
-                )
+                result.mismatches.append(f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}")
     finally:
         if recorder is not None:
             recorder.close()

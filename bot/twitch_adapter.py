@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import twitchio
 from twitchio.eventsub import ChatMessageSubscription
 
+from bot.errors import one_line
 from bot.twitch_auth import StoredToken, TokenStore, token_path
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
-from engine.flow.clock import Clock, MonotonicClock
-from bot.errors import one_line
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
+from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.ratelimit import SendBudget, SendReservation
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text

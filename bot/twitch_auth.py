@@ -54,7 +54,9 @@ class TokenStore:
         except FileNotFoundError as exc:
             raise SettingsError(f"no Twitch token at {self.path}: run `costar twitch auth` once") from exc
         except (ValueError, TypeError) as exc:
-            raise SettingsError(f"{self.path} is not a costar Twitch token file: run `costar twitch auth` again") from exc
+            raise SettingsError(
+                f"{self.path} is not a costar Twitch token file: run `costar twitch auth` again"
+            ) from exc
 
     def save(self, token: StoredToken) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.flow.clock import Clock
-from engine.flow.cooldown import Cooldown
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
+from engine.flow.clock import Clock
+from engine.flow.cooldown import Cooldown
 
 __all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
 

@@ -1,13 +1,13 @@
 """The engine's exception tree. Adapters turn these into words a viewer sees; nothing else does.
 
-    EngineError
-    ├── SettingsError          a setting is missing or malformed (names the variable)
-    ├── PersonaNotFound        no installed persona by that name
-    ├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
-    └── BackendError           the language model could not produce a reply
-        ├── BackendUnavailable connection refused, 503, circuit open, timeout
-        ├── ContextTooLong     the server refused the prompt as too long
-        └── ModelNotFound      the server does not know the model / adapter name
+EngineError
+├── SettingsError          a setting is missing or malformed (names the variable)
+├── PersonaNotFound        no installed persona by that name
+├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
+└── BackendError           the language model could not produce a reply
+    ├── BackendUnavailable connection refused, 503, circuit open, timeout
+    ├── ContextTooLong     the server refused the prompt as too long
+    └── ModelNotFound      the server does not know the model / adapter name
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,7 +50,9 @@ class CoreSettings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="where the SQLite database and tokens live")
     cache_dir: Path = Field(Path.home() / ".cache" / "costar", description="converted models are cached here")
-    personas_dir: Path | None = Field(None, description="extra persona cards (YAML, JSON, PNG) besides the built-in ones")
+    personas_dir: Path | None = Field(
+        None, description="extra persona cards (YAML, JSON, PNG) besides the built-in ones"
+    )
     default_persona: str = Field("pip", description="persona used where no moderator chose one")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     console_user: str = Field("you", description="the name the console adapter chats under")
@@ -60,11 +63,16 @@ class BackendSettings(BaseSettings):
     model_config = _section("COSTAR_BACKEND_")
 
     kind: Literal["embedded", "openai", "scripted"] = Field("embedded", description="which LLM backend answers")
-    model: str = Field("smollm2", description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name")
+    model: str = Field(
+        "smollm2",
+        description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name",
+    )
     device: str = Field("cpu", description="embedded: cpu, cuda, cuda:0, or auto")
     threads: int | None = Field(None, ge=1, description="embedded: torch CPU threads (default: torch's choice)")
     context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
-    tokenizer: str | None = Field(None, description="tokenizer.json or model folder for counting tokens; default: the model's")
+    tokenizer: str | None = Field(
+        None, description="tokenizer.json or model folder for counting tokens; default: the model's"
+    )
     max_concurrency: int = Field(4, ge=1, description="generations in flight at once (across channels)")
     timeout_s: float = Field(60.0, gt=0, description="give up on a reply after this long")
     seed: int | None = Field(None, description="fixes sampling for reproducible replies")
@@ -73,8 +81,14 @@ class BackendSettings(BaseSettings):
     runtime_lora_loading: bool = Field(False, description="openai: load unknown adapters via /v1/load_lora_adapter")
     retry_attempts: int = Field(4, ge=1, description="openai: tries in all while the server is unreachable or 503")
     retry_backoff_s: float = Field(0.5, gt=0, description="openai: first wait between those tries; doubles each time")
-    max_loras: int | None = Field(None, ge=1, description="vllm-args: adapters active at once (default: min(personas with adapters, MAX_CONCURRENCY))")
-    server_adapter_dir: str | None = Field(None, description="openai/vllm-args: the adapters folder as the vLLM server sees it (docker), e.g. /adapters")
+    max_loras: int | None = Field(
+        None,
+        ge=1,
+        description="vllm-args: adapters active at once (default: min(personas with adapters, MAX_CONCURRENCY))",
+    )
+    server_adapter_dir: str | None = Field(
+        None, description="openai/vllm-args: the adapters folder as the vLLM server sees it (docker), e.g. /adapters"
+    )
     check_models: bool = Field(True, description="openai: at start, check GET /v1/models lists every persona's adapter")
 
     @model_validator(mode="after")
@@ -88,7 +102,9 @@ class PromptSettings(BaseSettings):
     model_config = _section("COSTAR_PROMPT_")
 
     history_lines: int = Field(300, ge=1, description="most chat lines ever loaded for one prompt")
-    trim_to: float = Field(0.5, gt=0.05, lt=1.0, description="when history overflows, cut it to this share of its budget")
+    trim_to: float = Field(
+        0.5, gt=0.05, lt=1.0, description="when history overflows, cut it to this share of its budget"
+    )
     fallback_reply: str | None = Field(None, description="said when the model fails; unset means stay silent")
 
 
@@ -112,16 +128,24 @@ class ModerationSettings(BaseSettings):
 
     enabled: bool = Field(True, description="check chat lines and replies at all")
     banned_words: Annotated[CommaList, NoDecode] = Field(
-        default_factory=list, description="comma-separated words or phrases, matched on whole words after normalisation")
-    banned_patterns: PatternList = Field(default_factory=list, description="JSON list of regular expressions (case-insensitive)")
+        default_factory=list, description="comma-separated words or phrases, matched on whole words after normalisation"
+    )
+    banned_patterns: PatternList = Field(
+        default_factory=list, description="JSON list of regular expressions (case-insensitive)"
+    )
     allowed_domains: Annotated[CommaList, NoDecode] = Field(
-        default_factory=list, description="comma-separated link domains allowed in and out (subdomains too)")
+        default_factory=list, description="comma-separated link domains allowed in and out (subdomains too)"
+    )
     actions: Annotated[ActionMap, NoDecode] = Field(
-        default_factory=dict, description="rule=action pairs overriding the defaults, e.g. input_caps=allow,output_link=fix")
+        default_factory=dict,
+        description="rule=action pairs overriding the defaults, e.g. input_caps=allow,output_link=fix",
+    )
     safe_line: str = Field("Let's talk about something else!", description="what the 'replace' action says")
     exempt_moderators: bool = Field(True, description="input rules skip broadcasters, moderators and admins")
     caps_min_letters: int = Field(20, ge=1, description="caps rule: only lines with at least this many letters")
-    caps_ratio: float = Field(0.8, gt=0, le=1, description="caps rule: share of upper-case letters that counts as shouting")
+    caps_ratio: float = Field(
+        0.8, gt=0, le=1, description="caps rule: share of upper-case letters that counts as shouting"
+    )
     repeat_chars: int = Field(10, ge=3, description="repeat rule: this many identical characters in a row")
     repeat_words: int = Field(6, ge=2, description="repeat rule: the same word this many times in a row")
     copypasta_count: int = Field(3, ge=2, description="copypasta rule: the same line this many times in a channel")
@@ -129,11 +153,15 @@ class ModerationSettings(BaseSettings):
     copypasta_min_chars: int = Field(20, ge=1, description="copypasta rule: only lines at least this long")
     max_mentions: int = Field(3, ge=1, description="replies mentioning more users than this are mass mentions")
     command_prefix_platforms: Annotated[CommaList, NoDecode] = Field(
-        default_factory=lambda: ["twitch"], description="platforms where a reply must not start with '/' or '.'")
-    leak_words: int = Field(8, ge=3, description="a reply sharing this many words in a row with the hidden instructions leaks them")
+        default_factory=lambda: ["twitch"], description="platforms where a reply must not start with '/' or '.'"
+    )
+    leak_words: int = Field(
+        8, ge=3, description="a reply sharing this many words in a row with the hidden instructions leaks them"
+    )
     leak_chars: int = Field(32, ge=10, description="... or this many letters and digits in a row, ignoring spacing")
     channels: dict[str, ModerationOverrides] = Field(
-        default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/safety.md)')
+        default_factory=dict, description='JSON: {"twitch:channel": {overrides}} per channel (see docs/safety.md)'
+    )
 
 
 class ResilienceSettings(BaseSettings):
@@ -142,21 +170,30 @@ class ResilienceSettings(BaseSettings):
     model_config = _section("COSTAR_RESILIENCE_")
 
     breaker_failures: int = Field(3, ge=1, description="consecutive backend failures that open the circuit breaker")
-    breaker_cooldown_s: float = Field(30.0, gt=0, description="while open, fail fast for this long, then let one probe through")
-    first_chunk_timeout_s: float = Field(45.0, gt=0, description="a reply whose first text takes longer counts as a failure")
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="while open, fail fast for this long, then let one probe through"
+    )
+    first_chunk_timeout_s: float = Field(
+        45.0, gt=0, description="a reply whose first text takes longer counts as a failure"
+    )
     idle_timeout_s: float = Field(20.0, gt=0, description="a stream silent for longer than this counts as a failure")
-    fallback_cooldown_s: float = Field(30.0, ge=0, description="say COSTAR_PROMPT_FALLBACK_REPLY at most once per channel per this long")
+    fallback_cooldown_s: float = Field(
+        30.0, ge=0, description="say COSTAR_PROMPT_FALLBACK_REPLY at most once per channel per this long"
+    )
 
 
 class DiscordSettings(BaseSettings):
     model_config = _section("DISCORD_")
 
     token: SecretStr | None = Field(None, description="bot token; setting it starts the Discord adapter; secret")
-    test_guild_id: int | None = Field(None, description="sync slash commands to this guild instantly (else globally, up to an hour)")
+    test_guild_id: int | None = Field(
+        None, description="sync slash commands to this guild instantly (else globally, up to an hour)"
+    )
     sync_commands: bool = Field(True, description="register the slash commands with Discord at start-up")
     answer_dms: bool = Field(False, description="answer direct messages (every DM counts as addressed)")
     trigger_words: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated words that address the bot besides its name, a mention or a reply"
+        default_factory=list,
+        description="comma-separated words that address the bot besides its name, a mention or a reply",
     )
     allowed_channels: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="comma-separated channel ids the bot reads and answers in; empty means all"
@@ -165,10 +202,13 @@ class DiscordSettings(BaseSettings):
         default_factory=list, description="comma-separated channel ids the bot ignores entirely (nothing stored)"
     )
     moderator_roles: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated role names or ids that may /persona switch besides Manage Server"
+        default_factory=list,
+        description="comma-separated role names or ids that may /persona switch besides Manage Server",
     )
     stream_replies: bool = Field(True, description="show the reply as it is generated by editing the message")
-    edit_interval_s: float = Field(1.0, ge=0.0, description="streaming: at most one message edit per channel this often")
+    edit_interval_s: float = Field(
+        1.0, ge=0.0, description="streaming: at most one message edit per channel this often"
+    )
     message_limit: int = Field(2000, ge=100, le=4000, description="longest message sent; longer replies are split")
     fallback_reply: str | None = Field(
         None, description="said when the model fails; default COSTAR_PROMPT_FALLBACK_REPLY; unset means stay silent"
@@ -188,13 +228,25 @@ class TwitchSettings(BaseSettings):
     client_id: str | None = Field(None, description="setting it starts the Twitch adapter")
     client_secret: SecretStr | None = Field(None, description="secret; optional for a public (device-code) app")
     channels: str = Field("", description="comma-separated channel logins to join; empty: the bot account's own")
-    token_file: Path | None = Field(None, description="where `costar twitch auth` keeps the bot's token; default DATA_DIR/twitch_tokens.json")
-    send_limit: int = Field(20, ge=1, description="messages per 30 s where the bot is not a moderator (Twitch locks out above 20)")
-    moderator_send_limit: int = Field(100, ge=1, description="messages per 30 s where the bot is broadcaster or moderator (Twitch: 100)")
-    reply_cooldown_s: float = Field(20.0, ge=0, description="a chatter who was just answered waits this long for the next answer")
-    stale_after_s: float = Field(45.0, gt=0, description="a line not answered within this long is dropped, not answered late")
+    token_file: Path | None = Field(
+        None, description="where `costar twitch auth` keeps the bot's token; default DATA_DIR/twitch_tokens.json"
+    )
+    send_limit: int = Field(
+        20, ge=1, description="messages per 30 s where the bot is not a moderator (Twitch locks out above 20)"
+    )
+    moderator_send_limit: int = Field(
+        100, ge=1, description="messages per 30 s where the bot is broadcaster or moderator (Twitch: 100)"
+    )
+    reply_cooldown_s: float = Field(
+        20.0, ge=0, description="a chatter who was just answered waits this long for the next answer"
+    )
+    stale_after_s: float = Field(
+        45.0, gt=0, description="a line not answered within this long is dropped, not answered late"
+    )
     command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
-    chime_in: bool = Field(False, description="also answer lines that do not address the character (when budget allows)")
+    chime_in: bool = Field(
+        False, description="also answer lines that do not address the character (when budget allows)"
+    )
 
 
 class Settings(BaseModel):
@@ -222,7 +274,7 @@ _SECTIONS: dict[str, type[BaseSettings]] = {
 
 
 def _known_variables() -> set[str]:
-    known = set()
+    known: set[str] = set()
     for section in _SECTIONS.values():
         prefix = section.model_config.get("env_prefix", "")
         known.update(f"{prefix}{field}".upper() for field in section.model_fields)
@@ -247,7 +299,7 @@ def _check_unknown(env_file: Path | None) -> None:
             raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
 
 
-def _describe(section: type[BaseSettings], error: dict[str, Any]) -> str:
+def _describe(section: type[BaseSettings], error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error.get("loc"):
         return message  # a cross-field check already names its variables
@@ -265,7 +317,7 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
     values: dict[str, BaseSettings] = {}
     for name, section in _SECTIONS.items():
         try:
-            values[name] = section(_env_file=env_path, **overrides.get(name, {}))  # type: ignore[call-arg]
+            values[name] = section(_env_file=env_path, **overrides.get(name, {}))
         except ValidationError as exc:
             problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc

@@ -40,7 +40,9 @@ class AdapterReport:
     def verdict(self) -> str:
         if self.vllm_loadable:
             return f"OK: {self.path} is a LoRA adapter vLLM can serve (rank {self.rank}, base {self.base_model})"
-        return f"REFUSED: {self.path} cannot be served by vLLM:\n" + "\n".join(f"  - {reason}" for reason in self.reasons)
+        return f"REFUSED: {self.path} cannot be served by vLLM:\n" + "\n".join(
+            f"  - {reason}" for reason in self.reasons
+        )
 
 
 def safetensors_keys(path: Path) -> list[str]:
@@ -54,8 +56,10 @@ def _config_reasons(config: dict[str, Any]) -> list[str]:
     reasons = []
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type != "LORA":
-        reasons.append(f"peft_type is {peft_type or 'missing'}: vLLM serves LoRA adapters only "
-                       "(a prompt-tuning adapter still works with the embedded backend)")
+        reasons.append(
+            f"peft_type is {peft_type or 'missing'}: vLLM serves LoRA adapters only "
+            "(a prompt-tuning adapter still works with the embedded backend)"
+        )
         return reasons
     rank = config.get("r")
     if rank not in VLLM_LORA_RANKS:
@@ -64,8 +68,10 @@ def _config_reasons(config: dict[str, Any]) -> list[str]:
     if odd_ranks:
         reasons.append(f"rank_pattern uses ranks {odd_ranks} outside {VLLM_LORA_RANKS}")
     if config.get("modules_to_save"):
-        reasons.append(f"modules_to_save={config['modules_to_save']}: vLLM refuses adapters that replace whole modules; "
-                       "train without modules_to_save")
+        reasons.append(
+            f"modules_to_save={config['modules_to_save']}: vLLM refuses adapters that replace whole modules; "
+            "train without modules_to_save"
+        )
     if config.get("use_dora"):
         reasons.append("use_dora=true: vLLM does not serve DoRA adapters")
     if config.get("trainable_token_indices"):
@@ -82,7 +88,9 @@ def _folder_reasons(folder: Path) -> list[str]:
         found = "adapter_model.bin found instead" if (folder / "adapter_model.bin").exists() else "missing"
         reasons.append(f"{ADAPTER_WEIGHTS} {found}: save with safe_serialization (peft's default)")
         return reasons
-    embedding_keys = [key for key in safetensors_keys(weights) if any(name in key for name in _EMBEDDING_NAMES) and "lora_" not in key]
+    embedding_keys = [
+        key for key in safetensors_keys(weights) if any(name in key for name in _EMBEDDING_NAMES) and "lora_" not in key
+    ]
     if embedding_keys:
         reasons.append(f"the weights hold full embedding/lm_head tensors ({embedding_keys[0]}, …): vLLM refuses them")
     return reasons

@@ -1,6 +1,6 @@
 """Check that an adapter folder is one vLLM can serve; exit 1 with every reason when it is not.
 
-    python -m finetune.check outputs/adapters/pip
+python -m finetune.check outputs/adapters/pip
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapter", nargs="+", help="adapter folder(s) with adapter_config.json + adapter_model.safetensors")
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "adapter", nargs="+", help="adapter folder(s) with adapter_config.json + adapter_model.safetensors"
+    )
     args = parser.parse_args(argv)
     reports = [inspect_adapter(path) for path in args.adapter]
     for report in reports:

@@ -42,7 +42,10 @@ class AdapterArguments:
     )
     method: str = field(
         default="lora",
-        metadata={"help": "What to train: 'lora', 'qlora' (4-bit NF4 base, CUDA only) or 'prompt_tuning'.", "choices": list(METHODS)},
+        metadata={
+            "help": "What to train: 'lora', 'qlora' (4-bit NF4 base, CUDA only) or 'prompt_tuning'.",
+            "choices": list(METHODS),
+        },
     )
     lora_r: int = field(default=16, metadata={"help": f"LoRA rank; vLLM serves only {VLLM_LORA_RANKS}."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha/r)."})
@@ -54,12 +57,16 @@ class AdapterArguments:
     num_virtual_tokens: int = field(default=20, metadata={"help": "prompt_tuning: number of trained virtual tokens."})
     threads: int | None = field(
         default=None,
-        metadata={"help": "CPU threads for torch (default: torch's choice). On a busy shared machine 1 is often "
-                  "several times faster: OpenMP threads spin-wait on cores other processes hold."},
+        metadata={
+            "help": "CPU threads for torch (default: torch's choice). On a busy shared machine 1 is often "
+            "several times faster: OpenMP threads spin-wait on cores other processes hold."
+        },
     )
     prompt_tuning_init_text: str | None = field(
         default=None,
-        metadata={"help": "prompt_tuning: text the virtual tokens start from; default: the persona card's description."},
+        metadata={
+            "help": "prompt_tuning: text the virtual tokens start from; default: the persona card's description."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -111,7 +118,9 @@ def build_peft_config(args: AdapterArguments, tokenizer_path: str, init_text: st
             prompt_tuning_init_text=args.prompt_tuning_init_text or init_text,
             tokenizer_name_or_path=tokenizer_path,
         )
-    targets: str | list[str] = "all-linear" if args.lora_target_modules == ["all-linear"] else list(args.lora_target_modules)
+    targets: str | list[str] = (
+        "all-linear" if args.lora_target_modules == ["all-linear"] else list(args.lora_target_modules)
+    )
     # modules_to_save stays None and no tokens are added: vLLM refuses adapters with either.
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,

@@ -131,4 +131,3 @@ def count_turns(conversations: Iterable[Conversation]) -> dict[str, int]:
         for message in conversation.turns:
             counts[message.role] += 1
     return counts
-

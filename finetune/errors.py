@@ -1,9 +1,9 @@
 """Errors of the fine-tuning tools; each says what to fix.
 
-    FinetuneError
-    ├── DataError         a dataset file or row is malformed (names the file and line or field)
-    ├── AdapterRejected   an adapter vLLM would refuse (carries every reason)
-    └── ConfigError       contradictory training options
+FinetuneError
+├── DataError         a dataset file or row is malformed (names the file and line or field)
+├── AdapterRejected   an adapter vLLM would refuse (carries every reason)
+└── ConfigError       contradictory training options
 """
 
 from __future__ import annotations

@@ -77,11 +77,17 @@ def mc_items(conversations: Sequence[Conversation], seed: int = 0, choices: int 
         distractors = list(conversation.distractors[: choices - 1])
         if len(distractors) < choices - 1:  # persona-chat style: borrow other conversations' replies
             others = [c for c in conversations if c is not conversation]
-            pool = [c.turns[-1].content for c in others if c.persona != conversation.persona] or [c.turns[-1].content for c in others]
+            pool = [c.turns[-1].content for c in others if c.persona != conversation.persona] or [
+                c.turns[-1].content for c in others
+            ]
             pool = [text for text in dict.fromkeys(pool) if text != chat[-1]["content"] and text not in distractors]
             distractors += rng.sample(pool, min(len(pool), choices - 1 - len(distractors)))
         if distractors:
-            items.append(EvalItem(context=chat[:-1], reference=chat[-1]["content"], candidates=(chat[-1]["content"], *distractors)))
+            items.append(
+                EvalItem(
+                    context=chat[:-1], reference=chat[-1]["content"], candidates=(chat[-1]["content"], *distractors)
+                )
+            )
     return items
 
 
@@ -114,7 +120,12 @@ def mc_accuracy(model: Any, tokenizer: Any, items: Sequence[EvalItem], max_lengt
     correct = 0
     for item in items:
         scores = [
-            -_mean_nll(model, tokenize_conversation(tokenizer, [*item.context, {"role": "assistant", "content": c}], max_length, last_turn_only=True))[0]
+            -_mean_nll(
+                model,
+                tokenize_conversation(
+                    tokenizer, [*item.context, {"role": "assistant", "content": c}], max_length, last_turn_only=True
+                ),
+            )[0]
             for c in item.candidates
         ]
         correct += max(range(len(scores)), key=scores.__getitem__) == 0
@@ -128,20 +139,32 @@ def generate_reply(model: Any, tokenizer: Any, context: list[dict[str, str]], ma
     input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
     with torch.inference_mode():
         output = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-            do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
         )
     return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def evaluate_model(
-    config: str, model: Any, tokenizer: Any, conversations: Sequence[Conversation], max_new_tokens: int = 48, max_length: int = 1024, seed: int = 0
+    config: str,
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Conversation],
+    max_new_tokens: int = 48,
+    max_length: int = 1024,
+    seed: int = 0,
 ) -> ModelScores:
     from tqdm.auto import tqdm
 
     model.eval()
     items = reply_items(conversations)
-    replies = [generate_reply(model, tokenizer, item.context, max_new_tokens) for item in tqdm(items, desc=f"{config}: replies")]
+    replies = [
+        generate_reply(model, tokenizer, item.context, max_new_tokens)
+        for item in tqdm(items, desc=f"{config}: replies")
+    ]
     references = [item.reference for item in items]
     choice_items = mc_items(conversations, seed)
     return ModelScores(
@@ -155,7 +178,10 @@ def evaluate_model(
         mc_accuracy=mc_accuracy(model, tokenizer, choice_items, max_length),
         replies=len(replies),
         mc_items=len(choice_items),
-        samples=[{"context": item.context[-1]["content"], "reference": item.reference, "reply": reply} for item, reply in zip(items, replies, strict=True)][:5],
+        samples=[
+            {"context": item.context[-1]["content"], "reference": item.reference, "reply": reply}
+            for item, reply in zip(items, replies, strict=True)
+        ][:5],
     )
 
 
@@ -176,8 +202,14 @@ def _adapter_spec(spec: str) -> tuple[str, str]:
     return name, path
 
 
-def evaluate_all(base_model: str, adapters: list[tuple[str, str]], conversations: list[Conversation], include_base: bool = True,
-                 max_new_tokens: int = 48, max_length: int = 1024) -> list[ModelScores]:
+def evaluate_all(
+    base_model: str,
+    adapters: list[tuple[str, str]],
+    conversations: list[Conversation],
+    include_base: bool = True,
+    max_new_tokens: int = 48,
+    max_length: int = 1024,
+) -> list[ModelScores]:
     from peft import PeftModel
 
     from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
@@ -186,7 +218,9 @@ def evaluate_all(base_model: str, adapters: list[tuple[str, str]], conversations
     tokenizer = load_tokenizer(model_path)
     results = []
     if include_base:
-        results.append(evaluate_model("base", load_causal_lm(model_path), tokenizer, conversations, max_new_tokens, max_length))
+        results.append(
+            evaluate_model("base", load_causal_lm(model_path), tokenizer, conversations, max_new_tokens, max_length)
+        )
     for name, path in adapters:
         # A fresh base per adapter: prompt-tuning and LoRA adapters cannot share one PeftModel.
         model = PeftModel.from_pretrained(load_causal_lm(model_path), path)
@@ -197,17 +231,25 @@ def evaluate_all(base_model: str, adapters: list[tuple[str, str]], conversations
 def _parser() -> argparse.ArgumentParser:
     from finetune.persona import DEFAULT_CARD
 
-    parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", action="append", default=[], help="NAME=PATH of an adapter to evaluate (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--adapter", action="append", default=[], help="NAME=PATH of an adapter to evaluate (repeatable)"
+    )
     parser.add_argument("--base-model", default="smollm2", help="base model: 'smollm2', a folder or a Hub id")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's row")
     parser.add_argument("--data", default=str(shipped_split("heldout")), help="held-out conversational JSONL")
-    parser.add_argument("--card", default=str(DEFAULT_CARD), help="card rendered into conversations without a system turn")
+    parser.add_argument(
+        "--card", default=str(DEFAULT_CARD), help="card rendered into conversations without a system turn"
+    )
     parser.add_argument("--limit", type=int, help="evaluate on the first N conversations only")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy shared machine)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/eval"), help="folder for report.md, report.json, report.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/eval"), help="folder for report.md, report.json, report.png"
+    )
     return parser
 
 
@@ -221,8 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         conversations = _load_conversations(args.data, args.card, args.limit)
-        results = evaluate_all(args.base_model, [_adapter_spec(spec) for spec in args.adapter], conversations,
-                               include_base=not args.no_base, max_new_tokens=args.max_new_tokens, max_length=args.max_length)
+        results = evaluate_all(
+            args.base_model,
+            [_adapter_spec(spec) for spec in args.adapter],
+            conversations,
+            include_base=not args.no_base,
+            max_new_tokens=args.max_new_tokens,
+            max_length=args.max_length,
+        )
     except FinetuneError as exc:
         raise SystemExit(f"error: {exc}") from None
     markdown = write_reports(results, args.out, dataset=args.data)

@@ -26,7 +26,9 @@ from finetune.persona import DEFAULT_CARD, load_card
 __all__ = ["main", "split_heldout"]
 
 
-def split_heldout(conversations: list[Conversation], share: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def split_heldout(
+    conversations: list[Conversation], share: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
     shuffled = list(conversations)
     random.Random(seed).shuffle(shuffled)
     held = max(1, round(len(shuffled) * share)) if share > 0 and len(shuffled) > 1 else 0
@@ -34,9 +36,13 @@ def split_heldout(conversations: list[Conversation], share: float, seed: int) ->
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m finetune.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kind", required=True, choices=[*CONVERTERS, "memory_db"], help="the source's format")
-    parser.add_argument("--source", required=True, help="a local file (.jsonl .json .csv .parquet .sqlite3) or a Hub dataset name")
+    parser.add_argument(
+        "--source", required=True, help="a local file (.jsonl .json .csv .parquet .sqlite3) or a Hub dataset name"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for train.jsonl and heldout.jsonl")
     parser.add_argument("--card", type=Path, default=DEFAULT_CARD, help="persona card the system turn is rendered from")
     parser.add_argument("--character", help="the speaker who becomes the assistant (HPD, chat logs)")
@@ -45,8 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout", type=float, default=0.1, help="share of conversations held out for evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--emoji", choices=["strip", "demojize", "keep"], default="strip", help="emoji policy")
-    parser.add_argument("--keep-personal-data", action="store_true", help="do not scrub e-mail addresses and phone numbers")
-    parser.add_argument("--approved-ids", type=Path, help="memory_db/chatlog: file of approved message ids; other character lines are dropped")
+    parser.add_argument(
+        "--keep-personal-data", action="store_true", help="do not scrub e-mail addresses and phone numbers"
+    )
+    parser.add_argument(
+        "--approved-ids",
+        type=Path,
+        help="memory_db/chatlog: file of approved message ids; other character lines are dropped",
+    )
     return parser
 
 
@@ -62,8 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = ConvertContext(card=load_card(args.card), character=args.character)
         approved = _approved(args.approved_ids)
         conversations = convert(
-            args.kind, args.source, context, split=args.split, limit=args.limit,
-            chatlog_options=ChatLogOptions(approved_only=approved is not None), approved_ids=approved,
+            args.kind,
+            args.source,
+            context,
+            split=args.split,
+            limit=args.limit,
+            chatlog_options=ChatLogOptions(approved_only=approved is not None),
+            approved_ids=approved,
         )
     except FinetuneError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -33,7 +33,9 @@ def _binding(adapter_dir: Path, name: str, rank: int | None) -> dict[str, Any]:
     return binding
 
 
-def register_adapter(adapter_dir: Path | str, card_path: Path | str, name: str | None = None, embedded_only: bool = False) -> dict[str, Any]:
+def register_adapter(
+    adapter_dir: Path | str, card_path: Path | str, name: str | None = None, embedded_only: bool = False
+) -> dict[str, Any]:
     """Write the adapter binding into the card file; returns the binding. Raises AdapterRejected."""
     adapter_dir, card_path = Path(adapter_dir), Path(card_path)
     report = inspect_adapter(adapter_dir)
@@ -49,7 +51,9 @@ def register_adapter(adapter_dir: Path | str, card_path: Path | str, name: str |
     try:
         PersonaCard.model_validate(updated)
     except ValidationError as exc:
-        raise FinetuneError(f"{card_path}: the card would not validate with this binding: {exc.errors()[0]['msg']}") from exc
+        raise FinetuneError(
+            f"{card_path}: the card would not validate with this binding: {exc.errors()[0]['msg']}"
+        ) from exc
     if "model" not in data:
         block = yaml.safe_dump({"model": model}, sort_keys=False, allow_unicode=True)
         card_path.write_text(text.rstrip("\n") + "\n" + block, encoding="utf-8")
@@ -60,11 +64,17 @@ def register_adapter(adapter_dir: Path | str, card_path: Path | str, name: str |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.register", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.register", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("adapter", type=Path, help="adapter folder")
     parser.add_argument("--card", type=Path, required=True, help="persona card YAML to bind the adapter to")
     parser.add_argument("--name", help="name vLLM serves the adapter under (default: the folder's name)")
-    parser.add_argument("--embedded-only", action="store_true", help="bind an adapter vLLM cannot serve (prompt tuning) for the embedded backend")
+    parser.add_argument(
+        "--embedded-only",
+        action="store_true",
+        help="bind an adapter vLLM cannot serve (prompt tuning) for the embedded backend",
+    )
     args = parser.parse_args(argv)
     try:
         binding = register_adapter(args.adapter, args.card, args.name, args.embedded_only)

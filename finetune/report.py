@@ -31,7 +31,9 @@ def _cell(value: Any, fmt: str) -> str:
 def markdown_table(results: Sequence[Any]) -> str:
     header = "| Model config | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(COLUMNS)
-    rows = [f"| {r.config} | " + " | ".join(_cell(getattr(r, key), fmt) for key, _, fmt in COLUMNS) + " |" for r in results]
+    rows = [
+        f"| {r.config} | " + " | ".join(_cell(getattr(r, key), fmt) for key, _, fmt in COLUMNS) + " |" for r in results
+    ]
     return "\n".join([header, rule, *rows])
 
 
@@ -65,7 +67,11 @@ def write_reports(results: Sequence[Any], out_dir: Path, dataset: str = "") -> s
         notes.append(f"n/a: {METEOR_NOTICE}")
     markdown = "\n\n".join([table, *notes])
     (out_dir / "report.md").write_text(markdown + "\n", encoding="utf-8")
-    payload = {"dataset": dataset, "results": [asdict(r) for r in results], "meteor_notice": METEOR_NOTICE if any(r.meteor is None for r in results) else None}
+    payload = {
+        "dataset": dataset,
+        "results": [asdict(r) for r in results],
+        "meteor_notice": METEOR_NOTICE if any(r.meteor is None for r in results) else None,
+    }
     (out_dir / "report.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     write_chart(results, out_dir / "report.png")
     return markdown

@@ -47,8 +47,11 @@ def character_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str
         before = _render(tokenizer, messages[:index], generation_prompt=True) if index else ""
         through = _render(tokenizer, messages[: index + 1], generation_prompt=False).rstrip()
         if not full.startswith(before) or not full.startswith(through):
-            raise DataError("chat template", "renders earlier turns differently once later turns are added; "
-                            "cannot locate the character's turns for the loss mask")
+            raise DataError(
+                "chat template",
+                "renders earlier turns differently once later turns are added; "
+                "cannot locate the character's turns for the loss mask",
+            )
         spans.append((len(before), len(through)))
     return full, spans
 

@@ -79,10 +79,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
 
     args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
     # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
-    method = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)[0].method
+    method = (
+        TrlParser((AdapterArguments,))
+        .parse_args_and_config(  # type: ignore[arg-type]
+            list(args), return_remaining_strings=True
+        )[0]
+        .method
+    )
     if method == "qlora" and not torch.cuda.is_available():
         raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
-    parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))
+    parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))  # type: ignore[arg-type]
     bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     parser.set_defaults(**_DEFAULTS, bf16=bf16)
     adapter_args, data_args, sft_config = parser.parse_args_and_config(args)
@@ -151,8 +157,16 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     tokenizer = load_tokenizer(model_path)
     card = load_card(data_args.card)
     prompt = system_prompt(card)
-    train_set = build_dataset(_conversations(data_args.train_file, prompt, data_args.max_train_conversations), tokenizer, sft_config.max_length)
-    eval_set = build_dataset(_conversations(data_args.eval_file, prompt), tokenizer, sft_config.max_length) if data_args.eval_file else None
+    train_set = build_dataset(
+        _conversations(data_args.train_file, prompt, data_args.max_train_conversations),
+        tokenizer,
+        sft_config.max_length,
+    )
+    eval_set = (
+        build_dataset(_conversations(data_args.eval_file, prompt), tokenizer, sft_config.max_length)
+        if data_args.eval_file
+        else None
+    )
     trainer = SFTTrainer(
         model=load_base_model(model_path, adapter_args.method, sft_config),
         args=sft_config,
@@ -169,13 +183,18 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     result = TrainResult(adapter_dir, adapter_args.method, trainer.state.global_step, first, last, seconds)
     if trainer.is_world_process_zero():
         # save_embedding_layers=False: we never train embeddings, and "auto" looks the base up on the Hub.
-        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)  # type: ignore[union-attr,operator]
         save_resolved_config(adapter_dir, adapter_args, data_args, sft_config, result, model_path)
     return result
 
 
 def save_resolved_config(
-    adapter_dir: Path, adapter_args: AdapterArguments, data_args: DataArguments, sft_config: Any, result: TrainResult, model_path: str
+    adapter_dir: Path,
+    adapter_args: AdapterArguments,
+    data_args: DataArguments,
+    sft_config: Any,
+    result: TrainResult,
+    model_path: str,
 ) -> Path:
     import yaml
 
@@ -184,8 +203,12 @@ def save_resolved_config(
         "data": asdict(data_args),
         "base_model_path": model_path,
         "training": {key: value for key, value in sft_config.to_dict().items() if _plain(value)},
-        "result": {"steps": result.steps, "first_loss": result.first_loss, "last_loss": result.last_loss,
-                   "train_seconds": round(result.train_seconds, 2)},
+        "result": {
+            "steps": result.steps,
+            "first_loss": result.first_loss,
+            "last_loss": result.last_loss,
+            "train_seconds": round(result.train_seconds, 2),
+        },
     }
     path = adapter_dir / RESOLVED_CONFIG_NAME
     path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
@@ -193,8 +216,13 @@ def save_resolved_config(
 
 
 def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool)) or (
-        isinstance(value, (list, dict)) and all(_plain(item) for item in (value.values() if isinstance(value, dict) else value))
+    return (
+        value is None
+        or isinstance(value, (str, int, float, bool))
+        or (
+            isinstance(value, (list, dict))
+            and all(_plain(item) for item in (value.values() if isinstance(value, dict) else value))
+        )
     )
 
 
@@ -206,8 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(adapter_args, data_args, sft_config)
     except FinetuneError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"trained {result.method} for {result.steps} steps in {result.train_seconds:.1f}s: "
-          f"loss {result.first_loss} → {result.last_loss}; adapter in {result.adapter_dir}")
+    print(
+        f"trained {result.method} for {result.steps} steps in {result.train_seconds:.1f}s: "
+        f"loss {result.first_loss} → {result.last_loss}; adapter in {result.adapter_dir}"
+    )
     report = inspect_adapter(result.adapter_dir)
     print(report.verdict())
     return 0

@@ -18,18 +18,59 @@ from pathlib import Path
 __all__ = ["LEXNAMES", "install_wordnet", "main"]
 
 # WordNet 3.0's lexicographer files in number order; the syntactic category is 1 noun, 2 verb, 3 adj, 4 adv.
-LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
-    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object noun.person "
-    "noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
-    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication verb.competition "
-    "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
-    "verb.social verb.stative verb.weather adj.ppl"
-).split()
+LEXNAMES = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
+]
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
-def install_wordnet(source: Path = Path("/usr/share/wordnet"), nltk_data: Path = Path.home() / "nltk_data") -> Path:
+def install_wordnet(source: Path = Path("/usr/share/wordnet"), nltk_data: Path | None = None) -> Path:
+    """Copy Debian's WordNet into ``nltk_data`` (default ``~/nltk_data``)."""
+    nltk_data = nltk_data if nltk_data is not None else Path.home() / "nltk_data"
     if not (source / "data.noun").exists():
         raise SystemExit(f"no WordNet database in {source}: install Debian's wordnet-base package first")
     target = nltk_data / "corpora" / "wordnet"
@@ -44,7 +85,9 @@ def install_wordnet(source: Path = Path("/usr/share/wordnet"), nltk_data: Path =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.wordnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.wordnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source", type=Path, default=Path("/usr/share/wordnet"))
     parser.add_argument("--nltk-data", type=Path, default=Path.home() / "nltk_data")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """Memory's exception tree; the engine translates these at its boundary.
 
-    MemoryStoreError
-    ├── DatabaseUnavailable  the file cannot be opened, created or migrated (names the path)
-    └── DatabaseBusy         another process holds the database's write lock past the busy timeout
+MemoryStoreError
+├── DatabaseUnavailable  the file cannot be opened, created or migrated (names the path)
+└── DatabaseBusy         another process holds the database's write lock past the busy timeout
 """
 
 from __future__ import annotations

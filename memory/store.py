@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -56,7 +56,7 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-def _message(row: sqlite3.Row | tuple) -> StoredMessage:
+def _message(row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         id=row[0],
         platform=row[1],
@@ -90,7 +90,9 @@ class MemoryStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseUnavailable(f"cannot create the folder for the memory database {path}: {exc.strerror}") from exc
+            raise DatabaseUnavailable(
+                f"cannot create the folder for the memory database {path}: {exc.strerror}"
+            ) from exc
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute("PRAGMA journal_mode=WAL")
@@ -168,8 +170,11 @@ class MemoryStore:
                 async with self._write_lock:
                     records = await self._write_batch([event for event, _ in batch])
             except Exception as exc:  # every waiter learns why its line was not stored
-                error = translate("could not store chat lines", exc, self.path) if isinstance(exc, sqlite3.Error) else MemoryStoreError(
-                    f"could not store chat lines: {exc}")
+                error = (
+                    translate("could not store chat lines", exc, self.path)
+                    if isinstance(exc, sqlite3.Error)
+                    else MemoryStoreError(f"could not store chat lines: {exc}")
+                )
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -196,8 +201,20 @@ class MemoryStore:
                 " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
                 " ?, 0, ?, ?, ?, ?, ?)",
                 [
-                    (e.platform, e.channel_id, e.server_id, e.message_id, e.platform, e.author_id,
-                     e.author_name, e.text, at, e.reply_to_id, int(e.addresses_bot), int(e.is_moderator))
+                    (
+                        e.platform,
+                        e.channel_id,
+                        e.server_id,
+                        e.message_id,
+                        e.platform,
+                        e.author_id,
+                        e.author_name,
+                        e.text,
+                        at,
+                        e.reply_to_id,
+                        int(e.addresses_bot),
+                        int(e.is_moderator),
+                    )
                     for e, at in zip(events, sent, strict=True)
                 ],
             )
@@ -208,9 +225,9 @@ class MemoryStore:
             raise
         return _records_per_event(events, users)
 
-    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple]:
+    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
         keys = sorted({(e.platform, e.author_id) for e in events})
-        users: dict[tuple[str, str], tuple] = {}
+        users: dict[tuple[str, str], tuple[Any, ...]] = {}
         # SQLite caps bound parameters; 400 pairs stays well under the limit.
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
@@ -227,7 +244,12 @@ class MemoryStore:
 
     @_translated
     async def record_reply(
-        self, answered: IncomingLine, *, persona_id: str, persona_name: str, text: str,
+        self,
+        answered: IncomingLine,
+        *,
+        persona_id: str,
+        persona_name: str,
+        text: str,
         platform_message_id: str | None = None,
     ) -> int:
         """Store what the character said in answer to ``answered``; returns the row id."""
@@ -253,7 +275,9 @@ class MemoryStore:
     @_translated
     async def set_platform_message_id(self, row_id: int, platform_message_id: str) -> None:
         async with self._write_lock:
-            await self._db.execute("UPDATE messages SET platform_message_id = ? WHERE id = ?", (platform_message_id, row_id))
+            await self._db.execute(
+                "UPDATE messages SET platform_message_id = ? WHERE id = ?", (platform_message_id, row_id)
+            )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -293,7 +317,7 @@ class MemoryStore:
 
     @_translated
     async def count_messages(self, platform: str | None = None, channel_id: str | None = None) -> int:
-        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", []
+        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", list[str]()
         if platform is not None:
             query, params = query + " AND platform = ?", [*params, platform]
         if channel_id is not None:
@@ -396,7 +420,9 @@ class MemoryStore:
     # -- summaries --------------------------------------------------------------------------
 
     @_translated
-    async def save_summary(self, platform: str, channel_id: str, text: str, upto_message_id: int, persona_id: str | None) -> None:
+    async def save_summary(
+        self, platform: str, channel_id: str, text: str, upto_message_id: int, persona_id: str | None
+    ) -> None:
         async with self._write_lock:
             await self._db.execute(
                 "INSERT INTO summaries (platform, channel_id, persona_id, text, upto_message_id, created_at)"
@@ -420,20 +446,26 @@ class MemoryStore:
         return str(row[0]) if row else "no answer"
 
 
-def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple]) -> list[UserRecord]:
+def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]]) -> list[UserRecord]:
     """Each line's view of its author: the count as it stood right after that line."""
-    remaining = {}
+    remaining: dict[tuple[str, str], int] = {}
     for event in events:
         key = (event.platform, event.author_id)
         remaining[key] = remaining.get(key, 0) + 1
     records = []
     for event in events:
         key = (event.platform, event.author_id)
-        name, first_seen, last_seen, final_count = users[key]
+        _name, first_seen, last_seen, final_count = users[key]
         remaining[key] -= 1
         records.append(
-            UserRecord(event.platform, event.author_id, event.author_name, _parse(first_seen),
-                       _parse(last_seen), final_count - remaining[key])
+            UserRecord(
+                event.platform,
+                event.author_id,
+                event.author_name,
+                _parse(first_seen),
+                _parse(last_seen),
+                final_count - remaining[key],
+            )
         )
     return records
 

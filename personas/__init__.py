@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from personas.card import Attributes, LoreEntry, Lorebook, ModelBinding, PersonaCard, Style
+from personas.card import Attributes, Lorebook, LoreEntry, ModelBinding, PersonaCard, Style
 from personas.errors import PersonaError
 
 __all__ = ["Attributes", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "PersonaError", "Style"]

@@ -140,7 +140,9 @@ class PersonaCard(_Strict):
     facts: list[str] = Field(default_factory=list, description="persona-chat style first-person facts")
     style: Style = Field(default_factory=Style)
     lorebook: Lorebook = Field(default_factory=Lorebook)
-    lorebook_files: list[str] = Field(default_factory=list, description="extra world-info JSON files, relative to the card")
+    lorebook_files: list[str] = Field(
+        default_factory=list, description="extra world-info JSON files, relative to the card"
+    )
     model: ModelBinding = Field(default_factory=ModelBinding)
     system_prompt: str | None = Field(None, description="replaces the default system prompt; {{original}} inserts it")
     post_history_instructions: str | None = None

@@ -15,7 +15,12 @@ from pydantic import ValidationError
 
 from personas.card import Lorebook, PersonaCard
 from personas.errors import PersonaError
-from personas.sillytavern import card_from_json, card_json_from_png, lorebook_from_character_book, lorebook_from_world_info
+from personas.sillytavern import (
+    card_from_json,
+    card_json_from_png,
+    lorebook_from_character_book,
+    lorebook_from_world_info,
+)
 from personas.validation import field_path
 
 __all__ = ["CARD_SUFFIXES", "load_card", "load_lorebook", "parse_card_bytes"]
@@ -38,7 +43,9 @@ def load_card(path: Path | str) -> PersonaCard:
 
 def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> PersonaCard:
     if len(data) > _MAX_CARD_BYTES:
-        raise PersonaError(path, f"file is {len(data) // 1_000_000} MB; cards are at most {_MAX_CARD_BYTES // 1_000_000} MB")
+        raise PersonaError(
+            path, f"file is {len(data) // 1_000_000} MB; cards are at most {_MAX_CARD_BYTES // 1_000_000} MB"
+        )
     try:
         if suffix == ".png":
             return card_from_json(card_json_from_png(data, path), path)

@@ -157,7 +157,9 @@ class ModerationOverrides(BaseModel):
 
     enabled: bool | None = Field(None, description="turn moderation off (false) or on for this persona/channel")
     banned_words: CommaList = Field(default_factory=list, description="extra words or phrases, matched on whole words")
-    banned_patterns: PatternList = Field(default_factory=list, description="extra regular expressions (case-insensitive)")
+    banned_patterns: PatternList = Field(
+        default_factory=list, description="extra regular expressions (case-insensitive)"
+    )
     allowed_domains: CommaList = Field(default_factory=list, description="extra link domains allowed (subdomains too)")
     actions: ActionMap = Field(default_factory=dict, description="rule → allow|fix|regenerate|replace|drop")
     safe_line: str | None = Field(None, description="what 'replace' says instead")

@@ -54,7 +54,12 @@ class PersonaRegistry:
 
     def add(self, card: PersonaCard, source: Path | None = None) -> None:
         if card.persona_id in self.cards and source is not None:
-            log.warning("Persona %r from %s replaces the one from %s", card.persona_id, source, self.sources.get(card.persona_id))
+            log.warning(
+                "Persona %r from %s replaces the one from %s",
+                card.persona_id,
+                source,
+                self.sources.get(card.persona_id),
+            )
         self.cards[card.persona_id] = card
         if source is not None:
             self.sources[card.persona_id] = source

@@ -47,7 +47,10 @@ def _style_lines(card: PersonaCard) -> list[str]:
 def render_example_dialogues(card: PersonaCard, dialogues: list[list[ExampleTurn]] | None = None) -> str:
     blocks = []
     for dialogue in dialogues if dialogues is not None else card.example_dialogues:
-        lines = [f"Viewer: {turn.user}" if turn.user is not None else f"{card.display_name}: {turn.char}" for turn in dialogue]
+        lines = [
+            f"Viewer: {turn.user}" if turn.user is not None else f"{card.display_name}: {turn.char}"
+            for turn in dialogue
+        ]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

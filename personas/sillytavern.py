@@ -43,7 +43,9 @@ def card_json_from_png(data: bytes, path: Path | None = None) -> dict[str, Any]:
     try:
         decoded = json.loads(base64.b64decode(chunks[chunk_name], validate=False).decode("utf-8"))
     except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII chunk; covers bad UTF-8 and JSON too
-        raise PersonaError(path, f"the '{chunk_name}' chunk is not base64 of UTF-8 JSON ({exc})", field=chunk_name) from exc
+        raise PersonaError(
+            path, f"the '{chunk_name}' chunk is not base64 of UTF-8 JSON ({exc})", field=chunk_name
+        ) from exc
     if not isinstance(decoded, dict):
         raise PersonaError(path, "the card JSON must be an object", field=chunk_name)
     return decoded
@@ -79,14 +81,16 @@ def parse_example_dialogues(mes_example: str) -> list[list[ExampleTurn]]:
                 speaker = "user" if match.group(1).lower() in ("{{user}}", "<user>") else "char"
                 turns.append({speaker: match.group(2).strip()})
             elif turns and line.strip():
-                (speaker, said), = turns[-1].items()
+                ((speaker, said),) = turns[-1].items()
                 turns[-1][speaker] = f"{said}\n{line.strip()}"
         if turns:
             dialogues.append([ExampleTurn(**turn) for turn in turns])
     return dialogues
 
 
-def lorebook_from_character_book(book: dict[str, Any], path: Path | None, where: str = "data.character_book") -> Lorebook:
+def lorebook_from_character_book(
+    book: dict[str, Any], path: Path | None, where: str = "data.character_book"
+) -> Lorebook:
     if not isinstance(book, dict):
         raise PersonaError(path, "must be an object", field=where)
     entries = book.get("entries") or []
@@ -130,7 +134,18 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
         if not isinstance(raw, dict):
             raise PersonaError(path, "must be an object", field=where)
         position = "before_char" if raw.get("position", 0) == 0 else "after_char"
-        known = {"uid", "key", "keysecondary", "content", "constant", "selective", "order", "position", "disable", "comment"}
+        known = {
+            "uid",
+            "key",
+            "keysecondary",
+            "content",
+            "constant",
+            "selective",
+            "order",
+            "position",
+            "disable",
+            "comment",
+        }
         fields = {
             "keys": raw.get("key") or [],
             "secondary_keys": raw.get("keysecondary") or [],
@@ -146,16 +161,22 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
         if fields["constant"] and not fields["keys"]:
             fields["keys"] = ["*"]
         converted.append(_validated(LoreEntry, fields, path, where))
-    return _validated(Lorebook, {"name": data.get("name") or (path.stem if path else None), "entries": converted}, path, "entries")
+    return _validated(
+        Lorebook, {"name": data.get("name") or (path.stem if path else None), "entries": converted}, path, "entries"
+    )
 
 
 def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCard:
     """A V2 or V3 card dict → PersonaCard. V1 (flat) cards are read from the top level."""
     spec = data.get("spec")
     if spec is not None and (not isinstance(spec, str) or spec not in _SPECS):
-        raise PersonaError(path, f"unknown card spec {spec!r}; costar reads chara_card_v2 and chara_card_v3", field="spec")
+        raise PersonaError(
+            path, f"unknown card spec {spec!r}; costar reads chara_card_v2 and chara_card_v3", field="spec"
+        )
     if "entries" in data and "name" not in data and "data" not in data:
-        raise PersonaError(path, "this is a world-info (lorebook) file, not a character card; list it in a card's lorebook_files")
+        raise PersonaError(
+            path, "this is a world-info (lorebook) file, not a character card; list it in a card's lorebook_files"
+        )
     body = data.get("data") if spec else data
     if not isinstance(body, dict):
         raise PersonaError(path, "must be an object holding the character", field="data")
@@ -167,8 +188,18 @@ def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCar
     if not isinstance(extensions, dict):
         raise PersonaError(path, f"must be an object, got {type(extensions).__name__}", field="data.extensions")
     extensions = dict(extensions)
-    v3_only = {key: body[key] for key in ("assets", "source", "group_only_greetings", "creator_notes_multilingual",
-                                          "creation_date", "modification_date") if key in body}
+    v3_only = {
+        key: body[key]
+        for key in (
+            "assets",
+            "source",
+            "group_only_greetings",
+            "creator_notes_multilingual",
+            "creation_date",
+            "modification_date",
+        )
+        if key in body
+    }
     if v3_only:
         extensions["chara_card_v3"] = v3_only
     fields: dict[str, Any] = {

@@ -110,7 +110,9 @@ def scripted() -> ScriptedBackend:
 
 
 @pytest.fixture
-async def manager(settings: Settings, scripted: ScriptedBackend, counter: TokenCounter) -> AsyncIterator[ConversationManager]:
+async def manager(
+    settings: Settings, scripted: ScriptedBackend, counter: TokenCounter
+) -> AsyncIterator[ConversationManager]:
     """A whole bot on a fresh database, answered by the script, counting tokens approximately."""
     from bot.app import build_manager, close_manager
 

@@ -41,7 +41,7 @@ _HEARTBEAT_INTERVAL_MS = 41_250
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ANY_ID = r"\d+"
-_JSON_BODY = web.RequestKey("json_body", object)
+_JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)
 
 
 def permission_bits(**flags: bool) -> int:
@@ -208,7 +208,11 @@ class FakeDiscord:
             name="Stream Server",
             owner_id=self.owner.id,
             roles=[
-                FakeRole(guild_id, "@everyone", permission_bits(view_channel=True, send_messages=True, use_application_commands=True)),
+                FakeRole(
+                    guild_id,
+                    "@everyone",
+                    permission_bits(view_channel=True, send_messages=True, use_application_commands=True),
+                ),
                 self.moderator_role,
             ],
             channels=[FakeChannel(self.new_id(), "general"), FakeChannel(self.new_id(), "off-topic")],
@@ -303,7 +307,9 @@ class FakeDiscord:
         response = await handler(request)
         if request.path.startswith(API_PREFIX):
             # Recorded once answered, so a test woken by it also sees the fake's state updated.
-            recorded = RecordedRequest(request.method, request.path[len(API_PREFIX) :], dict(request.query), request[_JSON_BODY])
+            recorded = RecordedRequest(
+                request.method, request.path[len(API_PREFIX) :], dict(request.query), request[_JSON_BODY]
+            )
             self.requests.append(recorded)
         async with self._changed:
             self._changed.notify_all()
@@ -314,7 +320,9 @@ class FakeDiscord:
         compiled = re.compile(pattern)
         return [r for r in self.requests if r.method == method and compiled.fullmatch(r.path)]
 
-    async def wait_for_calls(self, method: str, pattern: str, count: int = 1, timeout: float = 10.0) -> list[RecordedRequest]:
+    async def wait_for_calls(
+        self, method: str, pattern: str, count: int = 1, timeout: float = 10.0
+    ) -> list[RecordedRequest]:
         """Wait until at least ``count`` matching calls arrived; return all of them."""
 
         await self.wait_until(lambda: len(self.calls(method, pattern)) >= count, timeout)
@@ -411,7 +419,11 @@ class FakeDiscord:
         message["mention_roles"] = _ROLE_MENTION.findall(content)
         if reply_to is not None:
             message["type"] = 19  # REPLY
-            message["message_reference"] = {"message_id": str(reply_to), "channel_id": str(channel.id), "guild_id": str(self.guild.id)}
+            message["message_reference"] = {
+                "message_id": str(reply_to),
+                "channel_id": str(channel.id),
+                "guild_id": str(self.guild.id),
+            }
             message["referenced_message"] = self.messages.get(reply_to)
         self.messages[int(message["id"])] = message
         await self.dispatch("MESSAGE_CREATE", message)
@@ -428,7 +440,9 @@ class FakeDiscord:
         user = next(member for member in self.members if member.id == user_id)
         return user.payload() | {"member": self.guild.member_payload(user, with_user=False)}
 
-    def _message_payload(self, channel_id: int, author: FakeUser, content: str, *, guild: bool = True) -> dict[str, Any]:
+    def _message_payload(
+        self, channel_id: int, author: FakeUser, content: str, *, guild: bool = True
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "id": str(self.new_id()),
             "channel_id": str(channel_id),
@@ -479,14 +493,18 @@ class FakeDiscord:
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         interaction_id = self.new_id()
-        await self.dispatch("INTERACTION_CREATE", self._interaction_payload(interaction_id, user, channel, data, autocomplete))
+        await self.dispatch(
+            "INTERACTION_CREATE", self._interaction_payload(interaction_id, user, channel, data, autocomplete)
+        )
         return interaction_id
 
     def _synced_command(self, name: str) -> dict[str, Any]:
         for command in reversed(self.synced_commands):
             if command["name"] == name:
                 return command
-        raise LookupError(f"the bot never synced a /{name} command (synced: {[c['name'] for c in self.synced_commands]})")
+        raise LookupError(
+            f"the bot never synced a /{name} command (synced: {[c['name'] for c in self.synced_commands]})"
+        )
 
     def _interaction_payload(
         self, interaction_id: int, user: FakeUser, channel: FakeChannel, data: dict[str, Any], autocomplete: str | None
@@ -653,7 +671,9 @@ class FakeDiscord:
         message["webhook_id"] = application_id
         return _json(message)
 
-    async def _edit_followup(self, request: web.Request, application_id: str, token: str, message_id: str) -> web.Response:
+    async def _edit_followup(
+        self, request: web.Request, application_id: str, token: str, message_id: str
+    ) -> web.Response:
         body = request[_JSON_BODY] or {}
         message = self._message_payload(self.general.id, self.bot_user, body.get("content") or "")
         return _json(message)

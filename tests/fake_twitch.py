@@ -22,9 +22,9 @@ import contextlib
 import itertools
 import json
 import uuid
-from http import HTTPStatus
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -124,7 +124,7 @@ class FakeTwitch:
         self._subscribed = asyncio.Event()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self._keepalive_tasks: set[asyncio.Task[None]] = set()
+        self._keepalive_tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
 
     # -- set-up -----------------------------------------------------------------------------
@@ -136,8 +136,9 @@ class FakeTwitch:
 
     def issue_user_token(self, user: FakeChatUser | None = None, *, expires_in: int = 14_400) -> tuple[str, str]:
         """A token pair as if the user had authorised the app; returns (access, refresh)."""
-        token = _Token(f"user-{uuid.uuid4().hex}", f"refresh-{uuid.uuid4().hex}", user or self.bot,
-                       list(CHAT_SCOPES), expires_in)
+        token = _Token(
+            f"user-{uuid.uuid4().hex}", f"refresh-{uuid.uuid4().hex}", user or self.bot, list(CHAT_SCOPES), expires_in
+        )
         self.tokens[token.access] = token
         return token.access, token.refresh
 
@@ -195,7 +196,9 @@ class FakeTwitch:
         if request.can_read_body and request.content_type == "application/json":
             body = await request.json()
         self.requests.append(
-            ReceivedRequest(request.method, request.path, dict(request.query), body, request.headers.get("Authorization"))
+            ReceivedRequest(
+                request.method, request.path, dict(request.query), body, request.headers.get("Authorization")
+            )
         )
         return await handler(request)
 
@@ -223,7 +226,7 @@ class FakeTwitch:
             self._device_polls += 1
             if self._device_polls <= self.device_polls_before_grant:
                 return _error(400, "authorization_pending")
-            access, refresh = self.issue_user_token()
+            access, _refresh = self.issue_user_token()
             return self._token_body(self.tokens[access])
         return _error(400, f"unsupported grant {grant!r}")
 
@@ -238,16 +241,26 @@ class FakeTwitch:
 
     @staticmethod
     def _token_body(token: _Token) -> web.Response:
-        return web.json_response({
-            "access_token": token.access, "refresh_token": token.refresh, "expires_in": token.expires_in,
-            "scope": token.scopes, "token_type": "bearer",
-        })
+        return web.json_response(
+            {
+                "access_token": token.access,
+                "refresh_token": token.refresh,
+                "expires_in": token.expires_in,
+                "scope": token.scopes,
+                "token_type": "bearer",
+            }
+        )
 
     async def _oauth_device(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "device_code": "fake-device-code", "expires_in": 1800, "interval": 1,
-            "user_code": "ABCD-EFGH", "verification_uri": f"{self.base_url}/activate?device-code=ABCD-EFGH",
-        })
+        return web.json_response(
+            {
+                "device_code": "fake-device-code",
+                "expires_in": 1800,
+                "interval": 1,
+                "user_code": "ABCD-EFGH",
+                "verification_uri": f"{self.base_url}/activate?device-code=ABCD-EFGH",
+            }
+        )
 
     async def _oauth_validate(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
@@ -272,9 +285,16 @@ class FakeTwitch:
     @staticmethod
     def _user_body(user: FakeChatUser) -> dict[str, Any]:
         return {
-            "id": user.id, "login": user.login, "display_name": user.display_name, "type": "",
-            "broadcaster_type": "", "description": "", "profile_image_url": "", "offline_image_url": "",
-            "view_count": 0, "created_at": "2020-01-01T00:00:00Z",
+            "id": user.id,
+            "login": user.login,
+            "display_name": user.display_name,
+            "type": "",
+            "broadcaster_type": "",
+            "description": "",
+            "profile_image_url": "",
+            "offline_image_url": "",
+            "view_count": 0,
+            "created_at": "2020-01-01T00:00:00Z",
         }
 
     async def _create_subscription(self, request: web.Request) -> web.Response:
@@ -291,8 +311,12 @@ class FakeTwitch:
         self.subscriptions[subscription.id] = subscription
         self._subscribed.set()
         return web.json_response(
-            {"data": [self._subscription_body(subscription)], "total": len(self.subscriptions), "total_cost": 0,
-             "max_total_cost": 10},
+            {
+                "data": [self._subscription_body(subscription)],
+                "total": len(self.subscriptions),
+                "total_cost": 0,
+                "max_total_cost": 10,
+            },
             status=202,
         )
 
@@ -300,16 +324,25 @@ class FakeTwitch:
         if self._bearer(request) is None:
             return _error(401, "Invalid OAuth token")
         data = [self._subscription_body(s) for s in self.subscriptions.values()]
-        return web.json_response({"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10,
-                                  "pagination": {}})
+        return web.json_response(
+            {"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10, "pagination": {}}
+        )
 
     @staticmethod
     def _subscription_body(subscription: _Subscription) -> dict[str, Any]:
         return {
-            "id": subscription.id, "status": "enabled", "type": subscription.type, "version": subscription.version,
-            "condition": subscription.condition, "created_at": subscription.created_at, "cost": 0,
-            "transport": {"method": "websocket", "session_id": subscription.session_id,
-                          "connected_at": subscription.created_at},
+            "id": subscription.id,
+            "status": "enabled",
+            "type": subscription.type,
+            "version": subscription.version,
+            "condition": subscription.condition,
+            "created_at": subscription.created_at,
+            "cost": 0,
+            "transport": {
+                "method": "websocket",
+                "session_id": subscription.session_id,
+                "connected_at": subscription.created_at,
+            },
         }
 
     async def _send_chat(self, request: web.Request) -> web.Response:
@@ -327,14 +360,33 @@ class FakeTwitch:
         if len(message) > 500:
             return _error(400, "The message is too long.")
         dropped = self._rate_limited(received_at)
-        record = ReceivedChat(received_at, str(body["broadcaster_id"]), sender_id, message,
-                              body.get("reply_parent_message_id"), not dropped, uuid.uuid4().hex)
+        record = ReceivedChat(
+            received_at,
+            str(body["broadcaster_id"]),
+            sender_id,
+            message,
+            body.get("reply_parent_message_id"),
+            not dropped,
+            uuid.uuid4().hex,
+        )
         self.chat_messages.append(record)
-        drop_reason = {"code": "msg_ratelimit", "message": "Your message was not sent because you are sending messages too quickly."}
+        drop_reason = {
+            "code": "msg_ratelimit",
+            "message": "Your message was not sent because you are sending messages too quickly.",
+        }
         if not dropped:
             asyncio.get_running_loop().call_soon(self._echo, record)
-        return web.json_response({"data": [{"message_id": record.message_id if not dropped else "",
-                                            "is_sent": not dropped, "drop_reason": drop_reason if dropped else None}]})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "message_id": record.message_id if not dropped else "",
+                        "is_sent": not dropped,
+                        "drop_reason": drop_reason if dropped else None,
+                    }
+                ]
+            }
+        )
 
     def _rate_limited(self, now: float) -> bool:
         if self.send_limit is None:
@@ -345,8 +397,9 @@ class FakeTwitch:
     def _echo(self, sent: ReceivedChat) -> None:
         sender = self.users.get(sent.sender_id, self.bot)
         badges = self.bot_badges.get(sent.broadcaster_id, [])
-        task = asyncio.ensure_future(self.chat(sent.broadcaster_id, sender, sent.message, badges=badges,
-                                               message_id=sent.message_id))
+        task = asyncio.ensure_future(
+            self.chat(sent.broadcaster_id, sender, sent.message, badges=badges, message_id=sent.message_id)
+        )
         self._keepalive_tasks.add(task)
         task.add_done_callback(self._keepalive_tasks.discard)
 
@@ -357,11 +410,21 @@ class FakeTwitch:
         await socket.prepare(request)
         session_id = f"session-{next(self._ids)}"
         self._sockets[session_id] = socket
-        await socket.send_json(self._envelope("session_welcome", {"session": {
-            "id": session_id, "status": "connected", "connected_at": _stamp(),
-            "keepalive_timeout_seconds": int(request.query.get("keepalive_timeout_seconds", 10)),
-            "reconnect_url": None, "recovery_url": None,
-        }}))
+        await socket.send_json(
+            self._envelope(
+                "session_welcome",
+                {
+                    "session": {
+                        "id": session_id,
+                        "status": "connected",
+                        "connected_at": _stamp(),
+                        "keepalive_timeout_seconds": int(request.query.get("keepalive_timeout_seconds", 10)),
+                        "reconnect_url": None,
+                        "recovery_url": None,
+                    }
+                },
+            )
+        )
         keepalive = asyncio.create_task(self._keep_alive(socket))
         self._keepalive_tasks.add(keepalive)
         keepalive.add_done_callback(self._keepalive_tasks.discard)
@@ -382,8 +445,12 @@ class FakeTwitch:
 
     def _envelope(self, message_type: str, payload: dict[str, Any], **metadata: str) -> dict[str, Any]:
         return {
-            "metadata": {"message_id": uuid.uuid4().hex, "message_type": message_type,
-                         "message_timestamp": _stamp(), **metadata},
+            "metadata": {
+                "message_id": uuid.uuid4().hex,
+                "message_type": message_type,
+                "message_timestamp": _stamp(),
+                **metadata,
+            },
             "payload": payload,
         }
 
@@ -412,35 +479,62 @@ class FakeTwitch:
             if socket is None or socket.closed:
                 continue
             envelope = self._envelope(
-                "notification", {"subscription": self._subscription_body(subscription), "event": event},
-                subscription_type="channel.chat.message", subscription_version="1",
+                "notification",
+                {"subscription": self._subscription_body(subscription), "event": event},
+                subscription_type="channel.chat.message",
+                subscription_version="1",
             )
             await socket.send_str(json.dumps(envelope))
         return message_id
 
-    def _chat_event(self, broadcaster_id: str, chatter: FakeChatUser, text: str, badges: list[dict[str, str]],
-                    message_id: str, reply_to: tuple[str, str, FakeChatUser] | None) -> dict[str, Any]:
+    def _chat_event(
+        self,
+        broadcaster_id: str,
+        chatter: FakeChatUser,
+        text: str,
+        badges: list[dict[str, str]],
+        message_id: str,
+        reply_to: tuple[str, str, FakeChatUser] | None,
+    ) -> dict[str, Any]:
         broadcaster = self.users[broadcaster_id]
         reply = None
         if reply_to is not None:
             parent_id, parent_text, parent = reply_to
             reply = {
-                "parent_message_id": parent_id, "parent_message_body": parent_text, "parent_user_id": parent.id,
-                "parent_user_login": parent.login, "parent_user_name": parent.display_name,
-                "thread_message_id": parent_id, "thread_user_id": parent.id, "thread_user_login": parent.login,
+                "parent_message_id": parent_id,
+                "parent_message_body": parent_text,
+                "parent_user_id": parent.id,
+                "parent_user_login": parent.login,
+                "parent_user_name": parent.display_name,
+                "thread_message_id": parent_id,
+                "thread_user_id": parent.id,
+                "thread_user_login": parent.login,
                 "thread_user_name": parent.display_name,
             }
         return {
-            "broadcaster_user_id": broadcaster.id, "broadcaster_user_login": broadcaster.login,
-            "broadcaster_user_name": broadcaster.display_name, "chatter_user_id": chatter.id,
-            "chatter_user_login": chatter.login, "chatter_user_name": chatter.display_name,
+            "broadcaster_user_id": broadcaster.id,
+            "broadcaster_user_login": broadcaster.login,
+            "broadcaster_user_name": broadcaster.display_name,
+            "chatter_user_id": chatter.id,
+            "chatter_user_login": chatter.login,
+            "chatter_user_name": chatter.display_name,
             "message_id": message_id,
-            "message": {"text": text, "fragments": [
-                {"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}]},
-            "color": "#1E90FF", "badges": badges, "message_type": "text", "cheer": None, "reply": reply,
-            "channel_points_custom_reward_id": None, "channel_points_animation_id": None,
-            "source_broadcaster_user_id": None, "source_broadcaster_user_login": None,
-            "source_broadcaster_user_name": None, "source_message_id": None, "source_badges": None,
+            "message": {
+                "text": text,
+                "fragments": [{"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}],
+            },
+            "color": "#1E90FF",
+            "badges": badges,
+            "message_type": "text",
+            "cheer": None,
+            "reply": reply,
+            "channel_points_custom_reward_id": None,
+            "channel_points_animation_id": None,
+            "source_broadcaster_user_id": None,
+            "source_broadcaster_user_login": None,
+            "source_broadcaster_user_name": None,
+            "source_message_id": None,
+            "source_badges": None,
             "is_source_only": None,
         }
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from tests.loopback import serve_on_loopback
 
-__all__ = ["Fault", "FakeVllm", "RecordedRequest", "flat_error", "nested_error"]
+__all__ = ["FakeVllm", "Fault", "RecordedRequest", "flat_error", "nested_error"]
 
 
 def nested_error(message: str, type_: str, code: int, param: str | None = None) -> dict[str, Any]:
@@ -134,18 +134,34 @@ class FakeVllm:
     async def _models(self, request: web.Request) -> web.Response:
         await self._record(request)
         created = int(time.time())
-        base = {"id": self.base_model, "object": "model", "created": created, "owned_by": "vllm",
-                "root": self.base_model, "parent": None, "max_model_len": self.max_model_len}
-        cards = [{"id": name, "object": "model", "created": created, "owned_by": "vllm",
-                  "root": path, "parent": self.base_model, "max_model_len": None}
-                 for name, path in self.adapters.items()]
+        base = {
+            "id": self.base_model,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": self.base_model,
+            "parent": None,
+            "max_model_len": self.max_model_len,
+        }
+        cards = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": path,
+                "parent": self.base_model,
+                "max_model_len": None,
+            }
+            for name, path in self.adapters.items()
+        ]
         return web.json_response({"object": "list", "data": [base, *cards]})
 
     async def _load_adapter(self, request: web.Request) -> web.Response:
         body = await self._record(request) or {}
         if not self.runtime_loading:  # the route only exists with VLLM_ALLOW_RUNTIME_LORA_UPDATING
             return web.json_response({"detail": "Not Found"}, status=404)
-        name, path = body.get("lora_name"), body.get("lora_path")
+        name, path = body.get("lora_name", ""), body.get("lora_path", "")
         if name in self.adapters:
             message = f"The lora adapter '{name}' has already been loaded."
             return web.json_response(nested_error(message, "InvalidUserInput", 400), status=400)
@@ -170,8 +186,10 @@ class FakeVllm:
     def _error_response(self, fault: Fault) -> web.Response:
         if isinstance(fault.body, str):
             return web.Response(status=fault.status, text=fault.body)
-        return web.json_response(fault.body or nested_error("Service Unavailable", "ServiceUnavailableError", fault.status),
-                                 status=fault.status)
+        return web.json_response(
+            fault.body or nested_error("Service Unavailable", "ServiceUnavailableError", fault.status),
+            status=fault.status,
+        )
 
     def _refusal(self, body: dict[str, Any]) -> web.Response | None:
         model = body.get("model")
@@ -180,8 +198,10 @@ class FakeVllm:
             return web.json_response(error, status=404)
         prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
         if self.max_prompt_chars is not None and prompt_chars > self.max_prompt_chars:
-            message = (f"This model's maximum context length is {self.max_model_len} tokens. However, you "
-                       f"requested {prompt_chars} tokens in the messages. Please reduce the length of the messages.")
+            message = (
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you "
+                f"requested {prompt_chars} tokens in the messages. Please reduce the length of the messages."
+            )
             return web.json_response(nested_error(message, "BadRequestError", 400, "input_tokens"), status=400)
         if not isinstance(body.get("max_tokens"), int):
             return web.json_response(nested_error("max_tokens is required here", "BadRequestError", 400), status=400)
@@ -194,11 +214,18 @@ class FakeVllm:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": body["model"], "usage": self._usage(body, text),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "usage": self._usage(body, text),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], text: str, fault: Fault | None) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], text: str, fault: Fault | None
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -208,8 +235,13 @@ class FakeVllm:
             await response.write(f"data: {data}\n\n".encode())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": body["model"],
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         await send(chunk({"role": "assistant", "content": ""}))
         words = text.split(" ")
@@ -221,8 +253,16 @@ class FakeVllm:
             await send(chunk({"content": word if index == 0 else f" {word}"}))
         await send(chunk({}, finish="stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await send({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                        "model": body["model"], "choices": [], "usage": self._usage(body, text)})
+            await send(
+                {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": body["model"],
+                    "choices": [],
+                    "usage": self._usage(body, text),
+                }
+            )
         await send("[DONE]")
         await response.write_eof()
         return response

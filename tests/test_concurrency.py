@@ -52,8 +52,14 @@ class GateBackend(Backend):
 
 
 def chat_line(channel: str, text: str = "hey pip, how are you?") -> ChatEvent:
-    return ChatEvent(platform="twitch", channel_id=channel, author_id=f"u-{channel}", author_name="viewer",
-                     text=text, addresses_bot=True)
+    return ChatEvent(
+        platform="twitch",
+        channel_id=channel,
+        author_id=f"u-{channel}",
+        author_name="viewer",
+        text=text,
+        addresses_bot=True,
+    )
 
 
 async def manager_with(make_settings, backend: Backend, counter: TokenCounter, limit: int) -> ConversationManager:
@@ -98,7 +104,9 @@ async def test_one_channel_generates_one_reply_at_a_time(make_settings, counter:
 async def test_manager_metrics_count_replies_errors_and_drops(make_settings, counter: TokenCounter) -> None:
     from engine.backends.scripted import ScriptedBackend
 
-    backend = ScriptedBackend(["Ahoy!", BackendUnavailable("server down"), "", ""])  # empty twice: the manager retries once
+    backend = ScriptedBackend(
+        ["Ahoy!", BackendUnavailable("server down"), "", ""]
+    )  # empty twice: the manager retries once
     manager = await manager_with(make_settings, backend, counter, limit=2)
     try:
         await manager.handle(chat_line("a"))

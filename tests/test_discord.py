@@ -24,8 +24,8 @@ from bot.discord_delivery import split_message
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
-from engine.settings import Settings
 from engine.prompting.tokens import TokenCounter
+from engine.settings import Settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
 from tests.one_way_in import record_one_way_in
 
@@ -147,7 +147,9 @@ async def test_mention_gets_an_in_character_reply(stage: Stage) -> None:
         [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
         [shown] = stage.discord.bot_messages(stage.discord.general.id)
         linked = [(shown["id"],)]  # the stored reply knows its Discord message (for reply chains)
-        await eventually(lambda: stage.rows("SELECT platform_message_id FROM messages WHERE is_character = 1") == linked)
+        await eventually(
+            lambda: stage.rows("SELECT platform_message_id FROM messages WHERE is_character = 1") == linked
+        )
     assert sent.json["content"] == "Ahoy Ava, welcome aboard the stream!"
     assert sent.json["message_reference"]["message_id"] == asked
     assert "Pip" in stage.system_prompt(), "the default persona answers"
@@ -196,7 +198,7 @@ async def test_reply_to_the_bots_message_addresses_it(stage: Stage) -> None:
     stage.backend.enqueue(["First answer.", "Second answer."])
     async with stage.bot():
         await stage.discord.post_message(stage.viewer, stage.mention("tell me something"))
-        [first] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [_first] = await stage.discord.wait_for_calls("POST", MESSAGES)
         bot_message = stage.discord.bot_messages(stage.discord.general.id)[0]
         await stage.discord.post_message(stage.viewer, "and then?", reply_to=int(bot_message["id"]))
         calls = await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
@@ -214,7 +216,7 @@ async def test_the_characters_name_addresses_the_bot(stage: Stage) -> None:
     async with stage.bot():
         await stage.discord.post_message(stage.viewer, "pipeline talk, not for the bot")
         await stage.discord.post_message(stage.viewer, "Pip, are you watching this?")
-        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+        [_sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
     assert len(stage.backend.requests) == 1
     assert "Pip, are you watching this?" in stage.backend.requests[0].messages[-1].content
 
@@ -290,7 +292,9 @@ async def test_streamed_reply_is_edited_in_place(stage: Stage) -> None:
         await stage.discord.post_message(stage.viewer, stage.mention("say something"))
         await eventually(lambda: len(stage.character_lines()) == 1)
         stored = stage.character_lines()[0]
-        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored])
+        await stage.discord.wait_until(
+            lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored]
+        )
     assert len(stage.discord.sent_messages()) == 1
     assert stage.discord.message_edits(), "the first words showed before the reply was complete"
     assert len(stage.discord.sent_messages()[0]["content"]) < len(stored)
@@ -304,7 +308,9 @@ async def test_model_output_cannot_ping_everyone_roles_or_other_users(stage: Sta
         await stage.discord.post_message(stage.viewer, stage.mention("make some noise"))
         await eventually(lambda: len(stage.character_lines()) == 1)
         stored = stage.character_lines()[0]
-        await stage.discord.wait_until(lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored])
+        await stage.discord.wait_until(
+            lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored]
+        )
     bodies = stage.discord.sent_messages() + stage.discord.message_edits()
     assert bodies
     for body in bodies:
@@ -348,7 +354,9 @@ async def test_commands_sync_globally_without_a_test_guild(stage: Stage) -> None
 
 async def test_member_without_permission_cannot_switch_persona(stage: Stage) -> None:
     async with stage.bot() as manager:
-        interaction = await stage.discord.run_slash_command(stage.viewer, "persona", "switch", {"name": "captain-brine"})
+        interaction = await stage.discord.run_slash_command(
+            stage.viewer, "persona", "switch", {"name": "captain-brine"}
+        )
         response = await stage.discord.interaction_response(interaction)
         persona = await manager.persona_for("discord", str(stage.discord.general.id), str(stage.discord.guild.id))
     assert response["type"] == 4
@@ -359,7 +367,9 @@ async def test_member_without_permission_cannot_switch_persona(stage: Stage) -> 
 
 async def test_moderator_switch_changes_who_answers_next(stage: Stage) -> None:
     async with stage.bot():
-        interaction = await stage.discord.run_slash_command(stage.moderator, "persona", "switch", {"name": "captain-brine"})
+        interaction = await stage.discord.run_slash_command(
+            stage.moderator, "persona", "switch", {"name": "captain-brine"}
+        )
         response = await stage.discord.interaction_response(interaction)
         await stage.discord.post_message(stage.viewer, stage.mention("who's there?"))
         await stage.discord.wait_for_calls("POST", MESSAGES)
@@ -383,7 +393,9 @@ async def test_switch_for_the_whole_server_applies_to_other_channels(stage: Stag
     off_topic = stage.discord.guild.channels[1]
     async with stage.bot():
         options = {"name": "captain-brine", "scope": "server"}
-        await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.moderator, "persona", "switch", options))
+        await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.moderator, "persona", "switch", options)
+        )
         await stage.discord.post_message(stage.viewer, stage.mention("ahoy?"), channel=off_topic)
         await stage.discord.wait_for_calls("POST", MESSAGES)
     assert "Captain Brine" in stage.system_prompt()
@@ -409,8 +421,12 @@ async def test_persona_name_is_autocompleted_from_installed_personas(stage: Stag
 
 async def test_persona_list_and_show_answer_privately(stage: Stage) -> None:
     async with stage.bot():
-        listing = await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.viewer, "persona", "list"))
-        shown = await stage.discord.interaction_response(await stage.discord.run_slash_command(stage.viewer, "persona", "show"))
+        listing = await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.viewer, "persona", "list")
+        )
+        shown = await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.viewer, "persona", "show")
+        )
     assert listing["data"]["flags"] & EPHEMERAL_FLAG and shown["data"]["flags"] & EPHEMERAL_FLAG
     assert "captain-brine" in listing["data"]["content"] and "longwind" in listing["data"]["content"]
     assert "(`pip`)  ← here" in listing["data"]["content"]
@@ -419,7 +435,9 @@ async def test_persona_list_and_show_answer_privately(stage: Stage) -> None:
 
 async def test_channel_keeps_its_persona_after_a_restart(stage: Stage) -> None:
     async with stage.bot():
-        interaction = await stage.discord.run_slash_command(stage.moderator, "persona", "switch", {"name": "captain-brine"})
+        interaction = await stage.discord.run_slash_command(
+            stage.moderator, "persona", "switch", {"name": "captain-brine"}
+        )
         await stage.discord.interaction_response(interaction)
     async with stage.bot():  # a new manager and client on the same database file
         await stage.discord.post_message(stage.viewer, stage.mention("still the captain?"))

@@ -49,7 +49,6 @@ def test_every_piece_fits_and_nothing_is_lost_or_reordered(text: str, limit: int
     assert re.sub(r"\s", "", "".join(pieces)) == re.sub(r"\s", "", text)
 
 
-
 async def test_throttle_allows_one_edit_per_interval_per_channel() -> None:
     clock = ManualClock(100.0)
     throttle = ChannelThrottle(interval_s=1.0, clock=clock)

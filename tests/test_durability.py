@@ -23,22 +23,37 @@ LINES_PER_RUN = 3000
 def _transcript(path: Path, run: int) -> Path:
     rows = []
     for number in range(LINES_PER_RUN):
-        rows.append({
-            "platform": "twitch", "channel_id": "stream", "author_id": f"viewer{number % 37}",
-            "author_name": f"viewer{number % 37}", "text": f"line {number} of run {run}, hello Pip",
-            "message_id": f"run{run}-{number}", "addresses_bot": number % 5 == 0,
-        })
+        rows.append(
+            {
+                "platform": "twitch",
+                "channel_id": "stream",
+                "author_id": f"viewer{number % 37}",
+                "author_name": f"viewer{number % 37}",
+                "text": f"line {number} of run {run}, hello Pip",
+                "message_id": f"run{run}-{number}",
+                "addresses_bot": number % 5 == 0,
+            }
+        )
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
 def _replay_until_killed(tmp_path: Path, transcript: Path, kill_after_acks: int) -> tuple[set[str], set[str]]:
     """Run ``costar replay --ack`` and SIGKILL it after that many acknowledgements."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COSTAR_BACKEND_KIND": "scripted", "COSTAR_DATA_DIR": str(tmp_path),
-           "COSTAR_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "COSTAR_BACKEND_KIND": "scripted",
+        "COSTAR_DATA_DIR": str(tmp_path),
+        "COSTAR_LOG_LEVEL": "WARNING",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "replay", str(transcript), "--ack"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     lines: set[str] = set()
     replies: set[str] = set()
@@ -64,19 +79,26 @@ def test_kill_9_loses_no_acknowledged_line_or_reply(tmp_path: Path, capsys) -> N
     acked_lines: set[str] = set()
     acked_replies: set[str] = set()
     for run in range(KILLS):
-        lines, replies = _replay_until_killed(tmp_path, _transcript(tmp_path / f"run{run}.jsonl", run),
-                                              chooser.randint(1, LINES_PER_RUN - 500))
+        lines, replies = _replay_until_killed(
+            tmp_path, _transcript(tmp_path / f"run{run}.jsonl", run), chooser.randint(1, LINES_PER_RUN - 500)
+        )
         acked_lines |= lines
         acked_replies |= replies
         with sqlite3.connect(tmp_path / "costar.sqlite3") as database:
             assert database.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            stored = {row[0] for row in database.execute("SELECT platform_message_id FROM messages WHERE is_character = 0")}
+            stored = {
+                row[0] for row in database.execute("SELECT platform_message_id FROM messages WHERE is_character = 0")
+            }
             answered = {row[0] for row in database.execute("SELECT reply_to_id FROM messages WHERE is_character = 1")}
         assert acked_lines <= stored, f"lost {len(acked_lines - stored)} acknowledged lines after kill {run + 1}"
-        assert acked_replies <= answered, f"lost {len(acked_replies - answered)} acknowledged replies after kill {run + 1}"
+        assert acked_replies <= answered, (
+            f"lost {len(acked_replies - answered)} acknowledged replies after kill {run + 1}"
+        )
     with capsys.disabled():
-        print(f"\ndurability: {KILLS} kill -9s, {len(acked_lines)} lines and {len(acked_replies)} replies acknowledged, "
-              f"{len(stored)} lines stored, 0 acknowledged lost, integrity ok")
+        print(
+            f"\ndurability: {KILLS} kill -9s, {len(acked_lines)} lines and {len(acked_replies)} replies acknowledged, "
+            f"{len(stored)} lines stored, 0 acknowledged lost, integrity ok"
+        )
     assert len(stored) >= len(acked_lines) > 0
 
 
@@ -88,8 +110,15 @@ def _assert_no_trace(folder: Path) -> None:
 
 
 def _event(author: str, text: str, number: int) -> ChatEvent:
-    return ChatEvent(platform="twitch", channel_id="stream", author_id=f"id-{author}", author_name=author, text=text,
-                     message_id=f"f{number}", addresses_bot=True)
+    return ChatEvent(
+        platform="twitch",
+        channel_id="stream",
+        author_id=f"id-{author}",
+        author_name=author,
+        text=text,
+        message_id=f"f{number}",
+        addresses_bot=True,
+    )
 
 
 async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path: Path, make_settings, counter) -> None:
@@ -97,7 +126,11 @@ async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path
     manager = await build_manager(settings, backend=ScriptedBackend(echo=True), counter=counter)
     try:
         for number in range(40):
-            author, text = ("zyxwalice", f"my secret is quokka{number}marmalade") if number % 3 == 0 else ("bob", f"bob line {number}")
+            author, text = (
+                ("zyxwalice", f"my secret is quokka{number}marmalade")
+                if number % 3 == 0
+                else ("bob", f"bob line {number}")
+            )
             await manager.handle(_event(author, text, number))
         await manager.memory.add_note("twitch", "id-zyxwalice", "likes quokkanotes")
         summary = await manager.memory.latest_summary("twitch", "stream")

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.model
 
 def _request(max_tokens: int = 24) -> GenerationRequest:
     return GenerationRequest(
-        messages=(ChatMessage("system", "You are Pip, a cheerful co-host."), ChatMessage("user", "ann: hi Pip, how are you?")),
+        messages=(
+            ChatMessage("system", "You are Pip, a cheerful co-host."),
+            ChatMessage("user", "ann: hi Pip, how are you?"),
+        ),
         max_tokens=max_tokens,
         temperature=0.0,
     )

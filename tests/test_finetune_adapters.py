@@ -15,7 +15,10 @@ from finetune.errors import AdapterRejected
 from finetune.register import register_adapter
 from personas.loader import load_card
 
-LORA_KEYS = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
+LORA_KEYS = (
+    "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+    "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+)
 
 
 def _adapter(folder: Path, keys: tuple[str, ...] = LORA_KEYS, **config: Any) -> Path:
@@ -23,8 +26,15 @@ def _adapter(folder: Path, keys: tuple[str, ...] = LORA_KEYS, **config: Any) -> 
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": ["q_proj"], "modules_to_save": None,
-            "use_dora": False, "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    base = {
+        "peft_type": "LORA",
+        "r": 16,
+        "lora_alpha": 32,
+        "target_modules": ["q_proj"],
+        "modules_to_save": None,
+        "use_dora": False,
+        "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    }
     (folder / "adapter_config.json").write_text(json.dumps({**base, **config}), encoding="utf-8")
     save_file({key: torch.zeros(2, 2) for key in keys}, str(folder / "adapter_model.safetensors"))
     return folder
@@ -46,7 +56,9 @@ def test_a_plain_lora_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ({"rank_pattern": {"q_proj": 24}}, "rank_pattern uses ranks [24]"),
     ],
 )
-def test_the_check_refuses_what_vllm_refuses_and_says_why(tmp_path: Path, config: dict[str, Any], reason: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_check_refuses_what_vllm_refuses_and_says_why(
+    tmp_path: Path, config: dict[str, Any], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = _adapter(tmp_path / "bad", **config)
     assert check_main([str(folder)]) == 1
     out = capsys.readouterr().out
@@ -73,24 +85,33 @@ def _card(tmp_path: Path, text: str) -> Path:
 
 
 def test_registering_appends_the_binding_and_keeps_every_other_field_and_comment(tmp_path: Path) -> None:
-    card = _card(tmp_path, "# Pip, our co-host\nname: Pip\nfacts: [I live in the overlay.]\nstyle:\n  max_reply_chars: 200\n")
+    card = _card(
+        tmp_path, "# Pip, our co-host\nname: Pip\nfacts: [I live in the overlay.]\nstyle:\n  max_reply_chars: 200\n"
+    )
     folder = _adapter(tmp_path / "pip-lora")
 
     register_adapter(folder, card, name="pip-lora")
 
     loaded = load_card(card)
-    assert loaded.model.adapter.name == "pip-lora"
-    assert loaded.model.adapter.path == str(folder.resolve()) and loaded.model.adapter.rank == 16
+    adapter = loaded.model.adapter
+    assert adapter is not None and adapter.name == "pip-lora"
+    assert adapter.path == str(folder.resolve()) and adapter.rank == 16
     assert loaded.facts == ["I live in the overlay."] and loaded.style.max_reply_chars == 200
     assert card.read_text(encoding="utf-8").startswith("# Pip, our co-host\n")
 
 
 def test_registering_replaces_an_existing_binding_and_keeps_the_base_model(tmp_path: Path) -> None:
-    card = _card(tmp_path, "name: Pip\nmodel:\n  base: HuggingFaceTB/SmolLM2-135M-Instruct\n  adapter: {name: old, path: /old, rank: 8}\ntags: [default]\n")
+    card = _card(
+        tmp_path,
+        "name: Pip\nmodel:\n  base: HuggingFaceTB/SmolLM2-135M-Instruct\n  adapter: {name: old, path: /old, rank: 8}\ntags: [default]\n",
+    )
     register_adapter(_adapter(tmp_path / "new"), card)
 
     data = yaml.safe_load(card.read_text(encoding="utf-8"))
-    assert data["model"] == {"base": "HuggingFaceTB/SmolLM2-135M-Instruct", "adapter": {"name": "new", "path": str((tmp_path / "new").resolve()), "rank": 16}}
+    assert data["model"] == {
+        "base": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "adapter": {"name": "new", "path": str((tmp_path / "new").resolve()), "rank": 16},
+    }
     assert data["tags"] == ["default"]
 
 

@@ -32,14 +32,18 @@ CHAT = [
 
 
 def _trained_text(tokenizer, tokens) -> str:
-    return tokenizer.decode([t for t, label in zip(tokens.input_ids, tokens.labels) if label != IGNORE_INDEX])
+    return tokenizer.decode(
+        [t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX]
+    )
 
 
 def test_the_loss_covers_the_characters_turns_and_their_end_of_turn_token_only(tokenizer) -> None:
     tokens = tokenize_conversation(tokenizer, CHAT)
 
     assert _trained_text(tokenizer, tokens) == "Hi hi, welcome in!<|im_end|>Peppermint, always.<|im_end|>"
-    assert tokenizer.decode(tokens.input_ids) == tokenizer.apply_chat_template(CHAT, tokenize=False)  # serving's template, unchanged
+    assert tokenizer.decode(tokens.input_ids) == tokenizer.apply_chat_template(
+        CHAT, tokenize=False
+    )  # serving's template, unchanged
 
 
 def test_the_multiple_choice_score_can_cover_the_last_reply_alone(tokenizer) -> None:
@@ -78,11 +82,20 @@ def test_every_cpu_preset_parses(preset: str) -> None:
 def test_the_seed_presets_hold_the_seed_projects_settings() -> None:
     _, _, pt = parse_args(["--preset", "prompt_tuning_seed"])
     adapter, _, _ = parse_args(["--preset", "prompt_tuning_seed"])
-    assert (adapter.num_virtual_tokens, pt.learning_rate, pt.per_device_train_batch_size, pt.weight_decay) == (20, 1e-3, 32, 0.01)
+    assert (adapter.num_virtual_tokens, pt.learning_rate, pt.per_device_train_batch_size, pt.weight_decay) == (
+        20,
+        1e-3,
+        32,
+        0.01,
+    )
     recommended, _, _ = parse_args(["--preset", "recommended"])
     assert (recommended.lora_r, recommended.lora_target_modules) == (16, ["all-linear"])
     r_eq_alpha, _, one_epoch = parse_args(["--preset", "lora_r_equals_alpha"])
-    assert r_eq_alpha.lora_r == r_eq_alpha.lora_alpha and one_epoch.num_train_epochs == 1 and one_epoch.learning_rate == 2e-4
+    assert (
+        r_eq_alpha.lora_r == r_eq_alpha.lora_alpha
+        and one_epoch.num_train_epochs == 1
+        and one_epoch.learning_rate == 2e-4
+    )
 
 
 def test_a_rank_vllm_cannot_serve_is_refused_before_training() -> None:
@@ -96,7 +109,7 @@ def test_prompt_tuning_refuses_packing() -> None:
 
 
 def test_an_unknown_preset_lists_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match="available: .*recommended"):
+    with pytest.raises(ConfigError, match=r"available: .*recommended"):
         parse_args(["--preset", "nope"])
 
 
@@ -123,7 +136,11 @@ def test_qlora_preset_is_4bit_nf4_double_quant_bf16_compute_paged_adamw_cosine()
 
     preset = yaml.safe_load((PRESETS_DIR / "qlora.yaml").read_text(encoding="utf-8"))
     assert (preset["lora_r"], preset["lora_alpha"], preset["lora_dropout"]) == (64, 16, 0.1)
-    assert (preset["optim"], preset["lr_scheduler_type"], preset["learning_rate"]) == ("paged_adamw_32bit", "cosine", 2e-4)
+    assert (preset["optim"], preset["lr_scheduler_type"], preset["learning_rate"]) == (
+        "paged_adamw_32bit",
+        "cosine",
+        2e-4,
+    )
     adapter = AdapterArguments(method="qlora", lora_r=64, lora_alpha=16, lora_dropout=0.1)
     peft_config = build_peft_config(adapter, str(MODEL_DIR), "Pip")
     assert (peft_config.r, peft_config.lora_alpha, peft_config.lora_dropout) == (64, 16, 0.1)
@@ -150,9 +167,27 @@ def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
     from finetune.adapters import inspect_adapter
     from finetune.train import train
 
-    args = parse_args(["--preset", "qlora", "--card", str(Path(__file__).parent / "data" / "pip_small_card.yaml"),
-                       "--output_dir", str(tmp_path / "qlora"), "--max_steps", "8", "--max_length", "256",
-                       "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--eval_file", "none"])
+    args = parse_args(
+        [
+            "--preset",
+            "qlora",
+            "--card",
+            str(Path(__file__).parent / "data" / "pip_small_card.yaml"),
+            "--output_dir",
+            str(tmp_path / "qlora"),
+            "--max_steps",
+            "8",
+            "--max_length",
+            "256",
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "1",
+            "--eval_file",
+            "none",
+        ]
+    )
     result = train(*args)
+    assert result.last_loss is not None and result.first_loss is not None
     assert result.last_loss < result.first_loss
     assert inspect_adapter(result.adapter_dir).vllm_loadable

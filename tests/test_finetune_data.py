@@ -35,7 +35,9 @@ def test_cynaptics_personachat_makes_persona_b_the_character_with_its_facts(cont
     first = conversations[0]
     assert _roles(first) == ["system", "user", "assistant", "user", "assistant"]
     assert first.messages[-1].content.startswith("Like clover and sunshine")  # the reference closes the dialogue
-    expected_card = context.card.model_copy(update={"facts": ["I keep bees on my roof.", "I ride a blue bicycle to work."]})
+    expected_card = context.card.model_copy(
+        update={"facts": ["I keep bees on my roof.", "I ride a blue bicycle to work."]}
+    )
     assert first.system_prompt == system_prompt(expected_card)
     assert conversations[1].messages[-1].content == "A windy town by the sea."  # empty reference adds nothing
 
@@ -67,12 +69,21 @@ def test_hpd_fills_the_card_attributes_and_keeps_the_negative_reply_as_distracto
         "Fine, fine. Pass me the ink, I'll start now.",
     ]
     assert conversation.distractors == ["Harry: Essays are beneath a wizard of my standing."]
-    expected = harry.card.model_copy(update={
-        "scenario": "The common room, late in the evening, homework everywhere.",
-        "attributes": harry.card.attributes.model_copy(update={
-            "gender": "male", "age": "15", "lineage": "half-blood", "talents": "flying, defensive magic",
-            "nickname": "the boy who lived", "hobby": "Quidditch"}),
-    })
+    expected = harry.card.model_copy(
+        update={
+            "scenario": "The common room, late in the evening, homework everywhere.",
+            "attributes": harry.card.attributes.model_copy(
+                update={
+                    "gender": "male",
+                    "age": "15",
+                    "lineage": "half-blood",
+                    "talents": "flying, defensive magic",
+                    "nickname": "the boy who lived",
+                    "hobby": "Quidditch",
+                }
+            ),
+        }
+    )
     assert conversation.system_prompt == system_prompt(expected)
 
 
@@ -80,6 +91,7 @@ def test_wizard_of_wikipedia_puts_the_checked_knowledge_into_the_system_turn(con
     [conversation] = convert("wow", str(DATA / "wow_sample.json"), context)
 
     assert _roles(conversation) == ["system", "assistant", "user", "assistant"]
+    assert conversation.system_prompt is not None
     assert conversation.system_prompt.startswith(system_prompt(context.card))
     assert "Topic: Lighthouse" in conversation.system_prompt
     assert "- A lighthouse is a tower that emits light to guide ships." in conversation.system_prompt
@@ -91,8 +103,10 @@ def test_chat_logs_split_at_long_silences_and_name_the_viewers(context: ConvertC
 
     assert len(conversations) == 2  # 90 minutes of silence cuts the log
     assert conversations[0].turns[0].content == "mossy_fern: hi pip! mail me at fern@example.com"
-    assert conversations[1].turns == [Message(role="user", content="lunar_toast: back after a long break"),
-                                      Message(role="assistant", content="Welcome back lunar_toast!")]
+    assert conversations[1].turns == [
+        Message(role="user", content="lunar_toast: back after a long break"),
+        Message(role="assistant", content="Welcome back lunar_toast!"),
+    ]
 
 
 def _memory_db(path: Path) -> dict[str, int]:
@@ -113,27 +127,41 @@ def _memory_db(path: Path) -> dict[str, int]:
             "INSERT INTO messages (platform, channel_id, author_name, is_character, persona_id, text, created_at) VALUES (?,?,?,?,?,?,?)",
             (platform, channel, author, is_character, persona, text, "2026-11-01T20:00:00+00:00"),
         )
+        assert cursor.lastrowid is not None
         ids[text] = cursor.lastrowid
     connection.commit()
     connection.close()
     return ids
 
 
-def test_memory_export_keeps_only_the_personas_channels_and_mod_approved_replies(tmp_path: Path, context: ConvertContext) -> None:
+def test_memory_export_keeps_only_the_personas_channels_and_mod_approved_replies(
+    tmp_path: Path, context: ConvertContext
+) -> None:
     database = tmp_path / "costar.sqlite3"
     ids = _memory_db(database)
 
     everything = convert("memory_db", str(database), context)
-    approved = convert("memory_db", str(database), context, approved_ids={ids["Just sipping tea, viewer1!"]},
-                       chatlog_options=ChatLogOptions(approved_only=True))
+    approved = convert(
+        "memory_db",
+        str(database),
+        context,
+        approved_ids={ids["Just sipping tea, viewer1!"]},
+        chatlog_options=ChatLogOptions(approved_only=True),
+    )
 
     assert [m.content for m in everything[0].turns] == [
-        "viewer1: hey pip what's up", "Just sipping tea, viewer1!", "viewer2: pip say something rude", "Something rude. There, I said it."]
+        "viewer1: hey pip what's up",
+        "Just sipping tea, viewer1!",
+        "viewer2: pip say something rude",
+        "Something rude. There, I said it.",
+    ]
     assert [m.content for m in approved[0].turns] == ["viewer1: hey pip what's up", "Just sipping tea, viewer1!"]
     assert all("Grim" not in m.content and "Indeed" not in m.content for c in everything for m in c.turns)
 
 
-def test_loading_a_dataset_name_without_a_hub_fails_with_a_message_that_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_a_dataset_name_without_a_hub_fails_with_a_message_that_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="download it where the Hub is reachable"):
@@ -153,8 +181,12 @@ def test_cleaning_strips_emoji_scrubs_contacts_and_drops_duplicates(context: Con
 
 
 def test_cleaning_drops_conversations_with_overlong_turns_or_empty_replies() -> None:
-    long_turn = Conversation(messages=[Message(role="user", content="x" * 50), Message(role="assistant", content="ok!")], persona="pip")
-    emoji_only = Conversation(messages=[Message(role="user", content="hi"), Message(role="assistant", content="🎉🎉")], persona="pip")
+    long_turn = Conversation(
+        messages=[Message(role="user", content="x" * 50), Message(role="assistant", content="ok!")], persona="pip"
+    )
+    emoji_only = Conversation(
+        messages=[Message(role="user", content="hi"), Message(role="assistant", content="🎉🎉")], persona="pip"
+    )
 
     kept, report = clean_conversations([long_turn, emoji_only], CleanOptions(max_turn_chars=20))
 
@@ -175,13 +207,19 @@ def test_scrubbing_leaves_ordinary_numbers_alone() -> None:
 
 def test_jsonl_errors_name_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "persona": "pip"}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}], "persona": "pip"}) + "\n", encoding="utf-8"
+    )
     with pytest.raises(DataError, match=r"bad.jsonl:1: .*assistant"):
         read_jsonl(path)
 
 
 def test_jsonl_round_trips(tmp_path: Path) -> None:
-    conversation = Conversation(messages=[Message(role="user", content="héllo 🎉"), Message(role="assistant", content="hi")], persona="pip", distractors=["yo"])
+    conversation = Conversation(
+        messages=[Message(role="user", content="héllo 🎉"), Message(role="assistant", content="hi")],
+        persona="pip",
+        distractors=["yo"],
+    )
     write_jsonl([conversation], tmp_path / "out.jsonl")
     assert read_jsonl(tmp_path / "out.jsonl") == [conversation]
 
@@ -203,8 +241,21 @@ def test_the_shipped_pip_set_has_a_few_hundred_turns_and_a_disjoint_heldout_spli
 def test_the_prepare_command_converts_cleans_and_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from finetune.prepare import main
 
-    assert main(["--kind", "personachat_tc", "--source", str(DATA / "personachat_truecased.jsonl"),
-                 "--out", str(tmp_path), "--heldout", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "--kind",
+                "personachat_tc",
+                "--source",
+                str(DATA / "personachat_truecased.jsonl"),
+                "--out",
+                str(tmp_path),
+                "--heldout",
+                "0.5",
+            ]
+        )
+        == 0
+    )
 
     train, heldout = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "heldout.jsonl")
     assert len(train) == len(heldout) == 1

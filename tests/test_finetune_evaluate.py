@@ -14,8 +14,15 @@ from finetune.report import markdown_table, write_reports
 
 
 def _conversation(persona: str, user: str, reply: str, distractors: list[str] | None = None) -> Conversation:
-    return Conversation(messages=[Message(role="system", content=f"You are {persona}."), Message(role="user", content=user),
-                                  Message(role="assistant", content=reply)], persona=persona, distractors=distractors or [])
+    return Conversation(
+        messages=[
+            Message(role="system", content=f"You are {persona}."),
+            Message(role="user", content=user),
+            Message(role="assistant", content=reply),
+        ],
+        persona=persona,
+        distractors=distractors or [],
+    )
 
 
 def test_identical_replies_score_full_bleu_and_chrf() -> None:
@@ -43,13 +50,22 @@ def test_meteor_scores_matching_replies_high_when_wordnet_is_installed() -> None
     if not wordnet_available():
         pytest.skip(METEOR_NOTICE)
     reply = "Peppermint tea is perfect for boss fights and mild panic."
-    assert meteor([reply], [reply]) > 95 > meteor(["Completely unrelated words."], [reply])
+    same, unrelated = meteor([reply], [reply]), meteor(["Completely unrelated words."], [reply])
+    assert same is not None and unrelated is not None
+    assert same > 95 > unrelated
 
 
 def test_every_character_turn_becomes_a_reply_item_with_its_context() -> None:
-    conversation = Conversation(messages=[Message(role="system", content="S"), Message(role="user", content="u1"),
-                                          Message(role="assistant", content="a1"), Message(role="user", content="u2"),
-                                          Message(role="assistant", content="a2")], persona="pip")
+    conversation = Conversation(
+        messages=[
+            Message(role="system", content="S"),
+            Message(role="user", content="u1"),
+            Message(role="assistant", content="a1"),
+            Message(role="user", content="u2"),
+            Message(role="assistant", content="a2"),
+        ],
+        persona="pip",
+    )
     items = reply_items([conversation])
     assert [(len(item.context), item.reference) for item in items] == [(2, "a1"), (4, "a2")]
 
@@ -61,22 +77,36 @@ def test_multiple_choice_uses_the_conversations_distractors_first() -> None:
 
 
 def test_multiple_choice_borrows_other_characters_replies_when_a_conversation_has_none() -> None:
-    conversations = [_conversation("pip", "hi", "Hi hi!"), _conversation("grim", "hi", "Begone."),
-                     _conversation("brine", "hi", "Ahoy!"), _conversation("bot", "hi", "Hello, user."),
-                     _conversation("pip", "tea?", "Peppermint!")]
+    conversations = [
+        _conversation("pip", "hi", "Hi hi!"),
+        _conversation("grim", "hi", "Begone."),
+        _conversation("brine", "hi", "Ahoy!"),
+        _conversation("bot", "hi", "Hello, user."),
+        _conversation("pip", "tea?", "Peppermint!"),
+    ]
     item = mc_items(conversations, seed=1)[0]
     assert item.candidates[0] == "Hi hi!"
     assert set(item.candidates[1:]) == {"Begone.", "Ahoy!", "Hello, user."}  # other personas before Pip's own lines
 
 
 def _scores(config: str, perplexity: float, meteor_score: float | None = None) -> ModelScores:
-    return ModelScores(config=config, perplexity=perplexity, bleu=1.5, chrf=20.0, meteor=meteor_score, distinct_1=0.5,
-                       distinct_2=0.8, mc_accuracy=0.25, replies=10, mc_items=4)
+    return ModelScores(
+        config=config,
+        perplexity=perplexity,
+        bleu=1.5,
+        chrf=20.0,
+        meteor=meteor_score,
+        distinct_1=0.5,
+        distinct_2=0.8,
+        mc_accuracy=0.25,
+        replies=10,
+        mc_items=4,
+    )
 
 
 def test_the_table_follows_the_hp_papers_columns_then_ours() -> None:
     table = markdown_table([_scores("base", 113.47), _scores("+LoRA", 26.46, 12.0)])
-    header, rule, base, lora = table.splitlines()
+    header, _rule, base, lora = table.splitlines()
     assert header == "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy | chrF | distinct-1 | distinct-2 |"
     assert base == "| base | 1.50 | n/a | 113.47 | 25.0% | 20.00 | 0.500 | 0.800 |"
     assert lora.startswith("| +LoRA | 1.50 | 12.00 | 26.46 |")

@@ -21,15 +21,44 @@ from finetune.train import RESOLVED_CONFIG_NAME, TrainResult, parse_args, train
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 SMALL_CARD = Path(__file__).parent / "data" / "pip_small_card.yaml"
-COMMON = ["--card", str(SMALL_CARD), "--max_length", "256", "--eval_file", "none", "--threads", "1", "--disable_tqdm", "true"]
+COMMON = [
+    "--card",
+    str(SMALL_CARD),
+    "--max_length",
+    "256",
+    "--eval_file",
+    "none",
+    "--threads",
+    "1",
+    "--disable_tqdm",
+    "true",
+]
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     out = tmp_path_factory.mktemp("lora") / "pip-lora"
-    return train(*parse_args(["--preset", "recommended", *COMMON, "--output_dir", str(out), "--max_steps", "24",
-                              "--per_device_train_batch_size", "2", "--learning_rate", "2e-3", "--logging_steps", "4",
-                              "--warmup_steps", "0"]))
+    return train(
+        *parse_args(
+            [
+                "--preset",
+                "recommended",
+                *COMMON,
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "24",
+                "--per_device_train_batch_size",
+                "2",
+                "--learning_rate",
+                "2e-3",
+                "--logging_steps",
+                "4",
+                "--warmup_steps",
+                "0",
+            ]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +69,7 @@ def heldout() -> list:
 
 def test_lora_training_lowers_the_training_loss(lora_run: TrainResult) -> None:
     assert lora_run.steps == 24
+    assert lora_run.last_loss is not None and lora_run.first_loss is not None
     assert lora_run.last_loss < lora_run.first_loss
 
 
@@ -58,13 +88,29 @@ def test_the_reloaded_adapter_has_lower_heldout_perplexity_than_the_base(lora_ru
     model_path = resolve_base_model("smollm2")
     tokenizer = load_tokenizer(model_path)
     base = perplexity(load_causal_lm(model_path).eval(), tokenizer, heldout, 256)
-    tuned = perplexity(PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval(), tokenizer, heldout, 256)
+    tuned = perplexity(
+        PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval(), tokenizer, heldout, 256
+    )
     assert tuned < base
 
 
-def test_the_evaluate_command_prints_the_papers_table(lora_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    evaluate_main(["--adapter", f"lora={lora_run.adapter_dir}", "--card", str(SMALL_CARD), "--limit", "2",
-                   "--max-new-tokens", "6", "--out", str(tmp_path)])
+def test_the_evaluate_command_prints_the_papers_table(
+    lora_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evaluate_main(
+        [
+            "--adapter",
+            f"lora={lora_run.adapter_dir}",
+            "--card",
+            str(SMALL_CARD),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--out",
+            str(tmp_path),
+        ]
+    )
 
     out = capsys.readouterr().out
     assert "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy |" in out
@@ -76,8 +122,25 @@ def test_prompt_tuning_trains_and_saves_virtual_tokens_moved_from_the_persona_te
     from safetensors.torch import load_file
 
     out = tmp_path / "pip-pt"
-    result = train(*parse_args(["--preset", "prompt_tuning_seed", *COMMON, "--output_dir", str(out), "--max_steps", "4",
-                                "--per_device_train_batch_size", "2", "--learning_rate", "3e-2", "--logging_steps", "1"]))
+    result = train(
+        *parse_args(
+            [
+                "--preset",
+                "prompt_tuning_seed",
+                *COMMON,
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "4",
+                "--per_device_train_batch_size",
+                "2",
+                "--learning_rate",
+                "3e-2",
+                "--logging_steps",
+                "1",
+            ]
+        )
+    )
 
     assert result.steps == 4 and result.last_loss == result.last_loss  # trained, finite
     report = inspect_adapter(out)

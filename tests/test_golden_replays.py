@@ -92,10 +92,22 @@ def test_the_cli_replays_a_recorded_console_session_with_expect(tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(REPO), "COSTAR_DATA_DIR": str(tmp_path), "COSTAR_LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "replay"]
     if UPDATE:
-        subprocess.run([*command, str(REPLAYS / "console_session.jsonl"), "--backend", "scripted", "--record",
-                        str(CLI_GOLDEN)], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*command, str(REPLAYS / "console_session.jsonl"), "--backend", "scripted", "--record", str(CLI_GOLDEN)],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         env["COSTAR_DATA_DIR"] = str(tmp_path / "check")
-    done = subprocess.run([*command, str(CLI_GOLDEN), "--expect", "--backend", "scripted"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, str(CLI_GOLDEN), "--expect", "--backend", "scripted"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "replayed 4 events, 4 replies" in done.stderr

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from engine.events import ChatEvent, Role
 from memory import MemoryStore
@@ -13,8 +14,10 @@ from memory.migrations import MIGRATIONS
 
 
 def _line(text: str, author: str = "ann", channel: str = "c1", message_id: str | None = None) -> ChatEvent:
-    extra = {"message_id": message_id} if message_id else {}
-    return ChatEvent(platform="twitch", channel_id=channel, author_id=author, author_name=author.title(), text=text, **extra)
+    extra: dict[str, Any] = {"message_id": message_id} if message_id else {}
+    return ChatEvent(
+        platform="twitch", channel_id=channel, author_id=author, author_name=author.title(), text=text, **extra
+    )
 
 
 async def test_open_applies_numbered_migrations_once_and_uses_wal(tmp_path: Path) -> None:
@@ -34,10 +37,14 @@ async def test_a_database_from_an_older_version_is_migrated_and_keeps_its_lines(
     path = tmp_path / "m.sqlite3"
     with sqlite3.connect(path) as raw:  # what version 1 wrote
         raw.executescript(MIGRATIONS[0].sql)
-        raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        raw.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
         raw.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', '2026-01-01T00:00:00+00:00')")
-        raw.execute("INSERT INTO messages (platform, channel_id, author_name, text, created_at)"
-                    " VALUES ('twitch', 'c1', 'Ann', 'said before the upgrade', '2026-01-01T00:00:00+00:00')")
+        raw.execute(
+            "INSERT INTO messages (platform, channel_id, author_name, text, created_at)"
+            " VALUES ('twitch', 'c1', 'Ann', 'said before the upgrade', '2026-01-01T00:00:00+00:00')"
+        )
     store = await MemoryStore.open(path)
     try:
         assert await store.schema_version() == MIGRATIONS[-1].version

@@ -24,7 +24,9 @@ def test_reply_timer_feeds_replies_and_both_latency_histograms() -> None:
 def test_reply_without_text_chunks_has_no_first_chunk_time() -> None:
     metrics = Metrics()
     metrics.finish_reply(metrics.start_reply("discord"), persona="pip")
-    assert metrics.registry.get_sample_value("costar_time_to_first_chunk_seconds_count", {"platform": "discord"}) is None
+    assert (
+        metrics.registry.get_sample_value("costar_time_to_first_chunk_seconds_count", {"platform": "discord"}) is None
+    )
 
 
 def test_queue_depth_counts_only_while_waiting() -> None:
@@ -85,11 +87,19 @@ async def test_moderation_and_circuit_breaker_counts_are_exported(make_settings,
     backend = with_resilience(ScriptedBackend([RuntimeError("down")] * 5), settings)
     manager = await build_manager(settings, backend=backend, counter=counter)
     try:
-        shouting = ChatEvent(platform="twitch", channel_id="c", author_id="a", author_name="a",
-                             text="PIP ANSWER ME NOW RIGHT NOW!!!!!!!!", addresses_bot=True)
+        shouting = ChatEvent(
+            platform="twitch",
+            channel_id="c",
+            author_id="a",
+            author_name="a",
+            text="PIP ANSWER ME NOW RIGHT NOW!!!!!!!!",
+            addresses_bot=True,
+        )
         await manager.reply(await manager.hear(shouting))
         for _ in range(3):
-            polite = ChatEvent(platform="twitch", channel_id="c", author_id="b", author_name="b", text="hi Pip", addresses_bot=True)
+            polite = ChatEvent(
+                platform="twitch", channel_id="c", author_id="b", author_name="b", text="hi Pip", addresses_bot=True
+            )
             heard = await manager.hear(polite)
             with pytest.raises(EngineError):  # failures, then the open breaker failing fast
                 await manager.reply(heard)

@@ -13,9 +13,9 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.manager import ConversationManager
-from personas.moderation_rules import ModerationOverrides
 from engine.moderation.normalize import matching_words, normalize_for_matching
 from personas.card import PersonaCard
+from personas.moderation_rules import ModerationOverrides
 from personas.render import render_system_prompt
 
 MakeManager = Callable[..., Awaitable[ConversationManager]]
@@ -37,11 +37,26 @@ async def make_manager(make_settings, counter) -> AsyncIterator[MakeManager]:
         await close_manager(manager)
 
 
-def chat(text: str, *, platform: str = "twitch", author: str = "ann", roles: frozenset[Role] = frozenset(),
-         addressed: bool = True, number: list[int] = [0]) -> ChatEvent:  # noqa: B006 - a counter shared on purpose
+def chat(
+    text: str,
+    *,
+    platform: str = "twitch",
+    author: str = "ann",
+    roles: frozenset[Role] = frozenset(),
+    addressed: bool = True,
+    number: list[int] = [0],
+) -> ChatEvent:  # noqa: B006 - a counter shared on purpose
     number[0] += 1
-    return ChatEvent(platform=platform, channel_id="stream", author_id=author, author_name=author, text=text,
-                     message_id=f"msg-{number[0]}", roles=roles, addresses_bot=addressed)
+    return ChatEvent(
+        platform=platform,
+        channel_id="stream",
+        author_id=author,
+        author_name=author,
+        text=text,
+        message_id=f"msg-{number[0]}",
+        roles=roles,
+        addresses_bot=addressed,
+    )
 
 
 # -- normalisation -----------------------------------------------------------------------------
@@ -88,8 +103,10 @@ async def test_a_blocked_line_is_stored_but_not_answered(make_manager: MakeManag
 
 
 async def test_allowed_domains_and_banned_words_come_from_settings(make_manager: MakeManager) -> None:
-    manager = await make_manager(ScriptedBackend(default="ok!"), moderation={
-        "allowed_domains": "twitch.tv", "banned_words": "crypto giveaway, spoiler"})
+    manager = await make_manager(
+        ScriptedBackend(default="ok!"),
+        moderation={"allowed_domains": "twitch.tv", "banned_words": "crypto giveaway, spoiler"},
+    )
     assert await manager.handle(chat("clip: https://clips.twitch.tv/abc")) is not None
     assert await manager.handle(chat("join the CRYPT0 GIVEAWAY")) is None
     assert await manager.handle(chat("sp0iler: the king dies")) is None
@@ -146,7 +163,9 @@ async def test_lines_moderation_silences_are_kept_out_of_the_models_history(make
 async def test_a_moderators_link_stays_in_the_models_history(make_manager: MakeManager) -> None:
     backend = ScriptedBackend(default="ok!")
     manager = await make_manager(backend)
-    await manager.handle(chat("rules are at rules.example.com", author="mod", roles=frozenset({Role.MODERATOR}), addressed=False))
+    await manager.handle(
+        chat("rules are at rules.example.com", author="mod", roles=frozenset({Role.MODERATOR}), addressed=False)
+    )
     await manager.handle(chat("Pip, where are the rules?"))
     assert any("rules.example.com" in message.content for message in backend.requests[-1].messages)
 
@@ -162,7 +181,9 @@ async def test_a_reply_to_a_silenced_line_does_not_quote_it(make_manager: MakeMa
 
 async def test_input_replace_answers_with_the_safe_line_without_asking_the_model(make_manager: MakeManager) -> None:
     backend = ScriptedBackend(default="model reply")
-    manager = await make_manager(backend, moderation={"actions": "input_link=replace", "safe_line": "No links, friend!"})
+    manager = await make_manager(
+        backend, moderation={"actions": "input_link=replace", "safe_line": "No links, friend!"}
+    )
     reply = await manager.handle(chat("look: evil.com"))
     assert reply is not None and reply.text == "No links, friend!" and backend.requests == []
 
@@ -200,7 +221,9 @@ async def test_a_reply_that_fails_twice_is_dropped_and_not_stored(make_manager: 
         ("discord", "<@1> <@2> <@3> <@4> hi all", "hi all"),
     ],
 )
-async def test_command_prefixes_and_mass_mentions_are_fixed(make_manager: MakeManager, platform: str, raw: str, said: str) -> None:
+async def test_command_prefixes_and_mass_mentions_are_fixed(
+    make_manager: MakeManager, platform: str, raw: str, said: str
+) -> None:
     manager = await make_manager(ScriptedBackend([raw]))
     reply = await manager.handle(chat("pip!", platform=platform))
     assert reply is not None and reply.text == said
@@ -227,8 +250,11 @@ async def test_a_prompt_leak_is_caught_and_logged_without_the_hidden_text(make_m
 
 
 async def test_describing_itself_in_its_own_words_is_not_a_leak(make_manager: MakeManager) -> None:
-    manager = await make_manager(ScriptedBackend(["Pip is a small, bright-green pixel sprite who lives in the corner "
-                                                  "of the stream overlay. That's me!"]))
+    manager = await make_manager(
+        ScriptedBackend(
+            ["Pip is a small, bright-green pixel sprite who lives in the corner of the stream overlay. That's me!"]
+        )
+    )
     reply = await manager.handle(chat("who are you?"))
     assert reply is not None and manager.moderator.counts == {}
 
@@ -247,8 +273,10 @@ async def test_streamed_snapshots_stop_before_a_leak_and_are_retracted(make_mana
 
 
 async def test_persona_and_channel_overrides_apply_only_where_set(make_manager: MakeManager) -> None:
-    manager = await make_manager(ScriptedBackend(default="ok!"), moderation={
-        "channels": {"discord:stream": {"allowed_domains": ["example.com"]}}})
+    manager = await make_manager(
+        ScriptedBackend(default="ok!"),
+        moderation={"channels": {"discord:stream": {"allowed_domains": ["example.com"]}}},
+    )
     strict = PersonaCard(name="Strict", moderation=ModerationOverrides(banned_words=["pineapple"]))
     manager.personas.cards[strict.persona_id] = strict
     assert await manager.handle(chat("pineapple pizza?")) is not None

@@ -40,13 +40,22 @@ async def test_console_lines_go_in_through_hear(settings: Settings, monkeypatch:
     assert out.getvalue().count("Pip: Hi!") == 2
 
 
-async def test_replayed_lines_go_in_through_hear(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+async def test_replayed_lines_go_in_through_hear(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls = record_one_way_in(monkeypatch)
     transcript = tmp_path / "chat.jsonl"
-    events = [{"platform": "twitch", "channel_id": "c", "author_name": name, "text": text, "message_id": f"m{n}",
-               "addresses_bot": addressed}
-              for n, (name, text, addressed) in enumerate([("ann", "hi Pip", True), ("bob", "lol", False)])]
+    events = [
+        {
+            "platform": "twitch",
+            "channel_id": "c",
+            "author_name": name,
+            "text": text,
+            "message_id": f"m{n}",
+            "addresses_bot": addressed,
+        }
+        for n, (name, text, addressed) in enumerate([("ann", "hi Pip", True), ("bob", "lol", False)])
+    ]
     transcript.write_text("".join(json.dumps(event) + "\n" for event in events))
     manager = await build_manager(settings, backend=ScriptedBackend(default="Hi!"), counter=ApproxTokenCounter())
     try:
@@ -57,8 +66,9 @@ async def test_replayed_lines_go_in_through_hear(settings: Settings, monkeypatch
     assert result.replies == 1
 
 
-def test_the_flood_bench_takes_lines_in_through_hear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_flood_bench_takes_lines_in_through_hear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     calls = record_one_way_in(monkeypatch)
     chat = tmp_path / "chat.csv"
     with chat.open("w", newline="", encoding="utf-8") as handle:

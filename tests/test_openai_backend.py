@@ -26,16 +26,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def chat_request(model: str | None = "pip-lora", *, history: int = 1, **fields: object) -> GenerationRequest:
     lines = tuple(ChatMessage("user", f"viewer line {i}: what game is this?") for i in range(history))
-    return GenerationRequest(messages=(ChatMessage("system", "You are Pip."), *lines),
-                             max_tokens=32, model=model, **fields)  # type: ignore[arg-type]
+    return GenerationRequest(
+        messages=(ChatMessage("system", "You are Pip."), *lines), max_tokens=32, model=model, **fields
+    )  # type: ignore[arg-type]
 
 
 def shortenable(request: GenerationRequest, keep: int) -> GenerationRequest:
     """A request whose shorten() keeps the system line and the last ``keep`` lines, like the prompt builder."""
-    shorter = GenerationRequest(messages=(request.messages[0], *request.messages[-keep:]),
-                                max_tokens=request.max_tokens, model=request.model)
-    return GenerationRequest(messages=request.messages, max_tokens=request.max_tokens, model=request.model,
-                             shorten=lambda: shorter)
+    shorter = GenerationRequest(
+        messages=(request.messages[0], *request.messages[-keep:]), max_tokens=request.max_tokens, model=request.model
+    )
+    return GenerationRequest(
+        messages=request.messages, max_tokens=request.max_tokens, model=request.model, shorten=lambda: shorter
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -113,8 +116,9 @@ async def test_startup_check_names_missing_adapter_and_how_to_fix_it(fake: FakeV
 
 async def test_startup_check_loads_missing_adapters_when_runtime_loading_is_on(fake: FakeVllm) -> None:
     fake.runtime_loading = True
-    backend = backend_for(fake, expected_models={"rex-lora": "rex"}, adapters={"rex-lora": "/adapters/rex"},
-                          runtime_lora_loading=True)
+    backend = backend_for(
+        fake, expected_models={"rex-lora": "rex"}, adapters={"rex-lora": "/adapters/rex"}, runtime_lora_loading=True
+    )
     await backend.start()
     await backend.aclose()
     assert fake.adapters["rex-lora"] == "/adapters/rex"
@@ -252,7 +256,12 @@ def test_both_vllm_error_shapes_are_classified(body: object, status: int, kind: 
 def test_parsed_error_keeps_message_param_and_code() -> None:
     parsed = parse_error_body(flat_error("nope", "NotFoundError", 404, "model"))
     assert (parsed.message, parsed.type, parsed.param, parsed.code, parsed.status) == (
-        "nope", "NotFoundError", "model", "404", 404)
+        "nope",
+        "NotFoundError",
+        "model",
+        "404",
+        404,
+    )
 
 
 # -- deployment -------------------------------------------------------------------------------
@@ -275,8 +284,14 @@ def test_bot_with_the_remote_backend_never_imports_torch(tmp_path: Path) -> None
         "print('heavy:', heavy)\n"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("COSTAR_")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["OpenAIBackend", "heavy:", "[]"]
 
@@ -289,8 +304,11 @@ async def test_backend_from_settings_checks_the_installed_personas_models(fake: 
     registry = PersonaRegistry()
     registry.add(PersonaCard(name="Pip"))
     registry.add(PersonaCard(name="Rex", model={"adapter": {"name": "rex-lora", "path": "/adapters/rex"}}))
-    settings = load_settings(None, core={"data_dir": tmp_path},
-                             backend={"kind": "openai", "base_url": fake.base_url, "model": BASE, "retry_attempts": 1})
+    settings = load_settings(
+        None,
+        core={"data_dir": tmp_path},
+        backend={"kind": "openai", "base_url": fake.base_url, "model": BASE, "retry_attempts": 1},
+    )
     backend = OpenAIBackend.from_settings(settings, registry)
     with pytest.raises(AdaptersMissing) as caught:
         await backend.start()

@@ -51,8 +51,14 @@ def _v3_card(name: str = "Nova") -> dict:
             "assets": [{"type": "icon", "uri": "ccdefault:", "name": "main", "ext": "png"}],
             "character_book": {
                 "entries": [
-                    {"keys": ["tail"], "content": "{{char}}'s tail is made of ice.", "enabled": True,
-                     "insertion_order": 10, "use_regex": False, "extensions": {}},
+                    {
+                        "keys": ["tail"],
+                        "content": "{{char}}'s tail is made of ice.",
+                        "enabled": True,
+                        "insertion_order": 10,
+                        "use_regex": False,
+                        "extensions": {},
+                    },
                 ],
                 "extensions": {},
             },
@@ -120,15 +126,36 @@ def test_yaml_card_pulls_in_world_info_files(tmp_path: Path, shared_data: Path) 
         ("typo.yaml", "name: A\npersonalty: shy\n", "personalty", "unknown field"),
         ("badtype.yaml", "name: A\nstyle:\n  max_reply_chars: lots\n", "style.max_reply_chars", "integer"),
         ("noname.yaml", "description: nobody\n", "name", "Field required"),
-        ("badexample.yaml", "name: A\nexample_dialogues: [[{user: hi, char: yo}]]\n", "example_dialogues[0][0]", "exactly one"),
+        (
+            "badexample.yaml",
+            "name: A\nexample_dialogues: [[{user: hi, char: yo}]]\n",
+            "example_dialogues[0][0]",
+            "exactly one",
+        ),
         ("badrank.yaml", "name: A\nmodel: {adapter: {name: a, rank: 12}}\n", "model.adapter.rank", "vLLM accepts"),
-        ("v2noname.json", json.dumps({"spec": "chara_card_v2", "data": {"description": "x"}}), "data.name", "needs a name"),
-        ("badlore.json", json.dumps({"spec": "chara_card_v2", "data": {"name": "A", "character_book": {"entries": [{"keys": [], "content": "x"}]}}}),
-         "data.character_book.entries[0].keys", "List should have at least 1 item"),
+        (
+            "v2noname.json",
+            json.dumps({"spec": "chara_card_v2", "data": {"description": "x"}}),
+            "data.name",
+            "needs a name",
+        ),
+        (
+            "badlore.json",
+            json.dumps(
+                {
+                    "spec": "chara_card_v2",
+                    "data": {"name": "A", "character_book": {"entries": [{"keys": [], "content": "x"}]}},
+                }
+            ),
+            "data.character_book.entries[0].keys",
+            "List should have at least 1 item",
+        ),
         ("wrongspec.json", json.dumps({"spec": "chara_card_v9", "data": {"name": "A"}}), "spec", "unknown card spec"),
     ],
 )
-def test_malformed_cards_are_refused_naming_file_and_field(tmp_path: Path, filename: str, content: str, field: str, problem: str) -> None:
+def test_malformed_cards_are_refused_naming_file_and_field(
+    tmp_path: Path, filename: str, content: str, field: str, problem: str
+) -> None:
     path = tmp_path / filename
     path.write_text(content)
     with pytest.raises(PersonaError) as caught:
@@ -179,5 +206,5 @@ def test_a_bad_card_is_skipped_and_reported_while_the_others_load(tmp_path: Path
     (tmp_path / "bad.yaml").write_text("name: Bad\nstyle: {emoji: sometimes}\n")
     registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, tmp_path])
     assert "good-bot" in registry.names() and "pip" in registry.names()
-    assert [error.path.name for error in registry.errors] == ["bad.yaml"]
+    assert [error.path.name if error.path else None for error in registry.errors] == ["bad.yaml"]
     assert registry.errors[0].field == "style.emoji"

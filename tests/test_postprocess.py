@@ -28,7 +28,10 @@ def test_emoji_policies() -> None:
 
 def test_length_is_cut_at_a_sentence_boundary() -> None:
     text = "First sentence here. Second one is longer and keeps going. " + "word " * 100
-    assert postprocess(text, style=Style(max_reply_chars=70)) == "First sentence here. Second one is longer and keeps going."
+    assert (
+        postprocess(text, style=Style(max_reply_chars=70))
+        == "First sentence here. Second one is longer and keeps going."
+    )
     assert len(shorten_to("x" * 500, 100)) <= 100
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
@@ -10,9 +11,15 @@ from engine.prompting.tokens import TokenCounter
 
 
 def chat_line(number: int, addresses_bot: bool) -> ChatEvent:
-    return ChatEvent(platform="twitch", channel_id="stream", author_id=f"u{number % 7}", author_name=f"viewer{number % 7}",
-                     text=f"line {number}: that play was wild, what do you think happens next?",
-                     message_id=f"m{number}", addresses_bot=addresses_bot)
+    return ChatEvent(
+        platform="twitch",
+        channel_id="stream",
+        author_id=f"u{number % 7}",
+        author_name=f"viewer{number % 7}",
+        text=f"line {number}: that play was wild, what do you think happens next?",
+        message_id=f"m{number}",
+        addresses_bot=addresses_bot,
+    )
 
 
 async def test_prompt_after_a_trim_keeps_the_trimmed_window(make_settings, counter: TokenCounter) -> None:
@@ -25,7 +32,7 @@ async def test_prompt_after_a_trim_keeps_the_trimmed_window(make_settings, count
     finally:
         await close_manager(manager)
 
-    pairs = list(zip(backend.requests, backend.requests[1:]))
+    pairs = list(itertools.pairwise(backend.requests))
     unchanged_system = [(old, new) for old, new in pairs if old.messages[0] == new.messages[0]]
     trims = len(pairs) - len(unchanged_system)
     assert trims >= 3, "the replay should cross several trims"

@@ -13,8 +13,14 @@ from engine.events import ChatEvent
 
 
 def _event(text: str, author: str = "viewer1", channel: str = "general", addressed: bool = True) -> ChatEvent:
-    return ChatEvent(platform="twitch", channel_id=channel, author_id=author.lower(), author_name=author,
-                     text=text, addresses_bot=addressed)
+    return ChatEvent(
+        platform="twitch",
+        channel_id=channel,
+        author_id=author.lower(),
+        author_name=author,
+        text=text,
+        addresses_bot=addressed,
+    )
 
 
 def _rendered_tokens(tokenizer, request) -> int:
@@ -29,7 +35,9 @@ async def test_prompt_never_exceeds_the_context_budget_with_long_chat(make_setti
     try:
         for turn in range(40):
             for filler in range(3):
-                await manager.hear(_event(f"filler {turn}-{filler} " + "blah " * (turn * 7), f"lurker{filler}", addressed=False))
+                await manager.hear(
+                    _event(f"filler {turn}-{filler} " + "blah " * (turn * 7), f"lurker{filler}", addressed=False)
+                )
             event = _event(f"question {turn}: " + "why? " * (turn * 11))
             await manager.reply(await manager.hear(event))
             reply_tokens = manager.default_persona().style.max_reply_tokens
@@ -66,8 +74,9 @@ async def test_next_prompt_starts_with_the_previous_prompt_up_to_the_trim_point(
     assert appends > trims * 3, "trims must be rare: history is cut in large steps"
 
 
-async def test_lorebook_entry_is_injected_only_when_its_keyword_appears(tmp_path: Path, make_settings, shared_data: Path,
-                                                                        token_counter) -> None:
+async def test_lorebook_entry_is_injected_only_when_its_keyword_appears(
+    tmp_path: Path, make_settings, shared_data: Path, token_counter
+) -> None:
     cards = tmp_path / "cards"
     cards.mkdir()
     shutil.copy(shared_data / "card-v2-seraphina.png", cards / "seraphina.png")
@@ -106,13 +115,28 @@ async def test_a_reply_to_an_old_line_brings_that_line_back_as_context(make_sett
     backend = ScriptedBackend(default="Sure!")
     manager = await build_manager(settings, backend=backend, counter=counter)
     try:
-        old = ChatEvent(platform="discord", channel_id="c", author_id="ann", author_name="ann",
-                        text="my cat is called Biscuit", message_id="old-1")
+        old = ChatEvent(
+            platform="discord",
+            channel_id="c",
+            author_id="ann",
+            author_name="ann",
+            text="my cat is called Biscuit",
+            message_id="old-1",
+        )
         await manager.hear(old)
         for index in range(30):
-            await manager.hear(ChatEvent(platform="discord", channel_id="c", author_id="x", author_name="x", text=f"spam {index}"))
-        answer = ChatEvent(platform="discord", channel_id="c", author_id="bo", author_name="bo", text="what was it called?",
-                           reply_to_id="old-1", addresses_bot=True)
+            await manager.hear(
+                ChatEvent(platform="discord", channel_id="c", author_id="x", author_name="x", text=f"spam {index}")
+            )
+        answer = ChatEvent(
+            platform="discord",
+            channel_id="c",
+            author_id="bo",
+            author_name="bo",
+            text="what was it called?",
+            reply_to_id="old-1",
+            addresses_bot=True,
+        )
         await manager.handle(answer)
         system, *_middle, new_line = backend.requests[-1].messages
         assert new_line.role == "user"

@@ -12,16 +12,22 @@ from bot.replay import replay
 from bot.transcript import TranscriptError, read_transcript
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
-EVENTS = [
+EVENTS: list[dict[str, object]] = [
     {"platform": "twitch", "channel_id": "stream", "author_name": "ann", "text": "hi Pip!", "addresses_bot": True},
     {"platform": "twitch", "channel_id": "stream", "author_name": "bob", "text": "lol", "addresses_bot": False},
-    {"platform": "discord", "channel_id": "general", "server_id": "g1", "author_name": "cy", "text": "@Pip hello",
-     "roles": ["moderator"]},
+    {
+        "platform": "discord",
+        "channel_id": "general",
+        "server_id": "g1",
+        "author_name": "cy",
+        "text": "@Pip hello",
+        "roles": ["moderator"],
+    },
 ]
 
 
@@ -38,7 +44,9 @@ async def test_replay_prints_replies_and_records_a_transcript(manager, scripted,
 
 
 async def test_replaying_a_recording_with_expect_reports_mismatches(manager, scripted, tmp_path: Path) -> None:
-    recording = _write_jsonl(tmp_path / "rec.jsonl", [{"event": EVENTS[0], "reply": "Hi Ann!"}, {"event": EVENTS[2], "reply": "Hello Cy!"}])
+    recording = _write_jsonl(
+        tmp_path / "rec.jsonl", [{"event": EVENTS[0], "reply": "Hi Ann!"}, {"event": EVENTS[2], "reply": "Hello Cy!"}]
+    )
     scripted.enqueue(["Hi Ann!", "Something else"])
     result = await replay(manager, recording, expect=True, out=io.StringIO())
     assert result.mismatches == ["line 2: expected 'Hello Cy!', got 'Something else'"]

@@ -18,7 +18,6 @@ REQUEST = GenerationRequest(messages=(ChatMessage("user", "ann: hi"),), max_toke
 NO_RETRY = RetryPolicy(attempts=1, backoff_s=0.01, max_backoff_s=0.01)
 
 
-
 def guarded(base_url: str, clock: ManualClock, *, first_chunk_timeout_s: float = 5.0) -> ResilientBackend:
     inner = OpenAIBackend(base_url, default_model=BASE, retry=NO_RETRY, timeout_s=10)
     breaker = CircuitBreaker(failure_threshold=2, cooldown_s=30.0, clock=clock)
@@ -70,7 +69,7 @@ async def test_http_faults_fail_the_reply_and_the_circuit_recovers_by_itself(fau
             assert len(server.completions()) == calls  # failing fast: no request reached the server
             await clock.advance(30.0)
             assert await backend.complete(REQUEST) == "Hello there, friend of the stream!"
-            assert backend.breaker.state is BreakerState.CLOSED
+            assert backend.breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]  # changed by the await
         finally:
             await backend.aclose()
 

@@ -7,23 +7,41 @@ import itertools
 
 import pytest
 
-from engine.flow.clock import ManualClock
 from engine.events import ChatEvent, Role
+from engine.flow.clock import ManualClock
 from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
 from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
-from engine.moderation.normalize import normalise_text
 from engine.heard import HeardLine, Priority
+from engine.moderation.normalize import normalise_text
 
 pytestmark = pytest.mark.timeout(30)
 
 _ids = itertools.count()
 
 
-def line(text: str, author: str = "viewer", *, addressed: bool = True, roles: frozenset[Role] = frozenset(),
-         channel: str = "chan", first: bool = False) -> HeardLine:
+def line(
+    text: str,
+    author: str = "viewer",
+    *,
+    addressed: bool = True,
+    roles: frozenset[Role] = frozenset(),
+    channel: str = "chan",
+    first: bool = False,
+) -> HeardLine:
     """A line as the manager hands it on after hearing it (not blocked by moderation)."""
-    return HeardLine(ChatEvent(platform="test", channel_id=channel, author_id=author, author_name=author, text=text,
-                               message_id=f"m{next(_ids)}", roles=roles, addresses_bot=addressed, is_first_message=first))
+    return HeardLine(
+        ChatEvent(
+            platform="test",
+            channel_id=channel,
+            author_id=author,
+            author_name=author,
+            text=text,
+            message_id=f"m{next(_ids)}",
+            roles=roles,
+            addresses_bot=addressed,
+            is_first_message=first,
+        )
+    )
 
 
 class RecordingHandler:
@@ -227,7 +245,9 @@ async def test_line_still_queued_after_the_staleness_limit_is_dropped() -> None:
     outcomes: list[tuple[str, Outcome]] = []
     handler = RecordingHandler()
     scheduler = ReplyScheduler(
-        handler, SchedulerConfig(user_cooldown_s=100, stale_after_s=30), clock=clock,
+        handler,
+        SchedulerConfig(user_cooldown_s=100, stale_after_s=30),
+        clock=clock,
         on_outcome=lambda event, outcome: outcomes.append((event.text, outcome)),
     )
     await scheduler.start()
@@ -275,7 +295,7 @@ async def test_nothing_sent_gives_the_budget_slot_back() -> None:
 async def test_failing_handler_is_reported_and_the_slot_freed() -> None:
     budget = SendBudget(1, clock=ManualClock())
 
-    async def broken(event: ChatEvent, reservation: SendReservation | None) -> bool:
+    async def broken(event: HeardLine, reservation: SendReservation | None) -> bool:
         raise RuntimeError("model fell over")
 
     scheduler = ReplyScheduler(broken, clock=budget.clock, budget_for=lambda e: budget)

@@ -48,7 +48,9 @@ class KeyEchoingBackend(Backend):
 
     def stream(self, request: GenerationRequest) -> TextStream:
         async def chunks():
-            raise ConnectionError(f"401 Unauthorized; sent headers: Authorization: Bearer {SECRETS['COSTAR_BACKEND_API_KEY']}")
+            raise ConnectionError(
+                f"401 Unauthorized; sent headers: Authorization: Bearer {SECRETS['COSTAR_BACKEND_API_KEY']}"
+            )
             yield ""
 
         return TextStream().attach(chunks())
@@ -69,8 +71,15 @@ def test_cli_sessions_at_debug_level_never_print_secrets(secret_env: dict[str, s
     env = {**secret_env, "COSTAR_BACKEND_KIND": "scripted"}
     # With DISCORD_TOKEN set, `run` also starts the Discord adapter, whose login fails here (no
     # network): a failing platform login with a real token configured is a scenario worth scanning.
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), *arguments],
-                          input="hello Pip\n/about\n", cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), *arguments],
+        input="hello Pip\n/about\n",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 or arguments[0] == "run", done.stderr
     assert "DEBUG" in done.stderr or arguments[0] == "persona"
     assert_no_secret(done.stdout + done.stderr)
@@ -78,8 +87,14 @@ def test_cli_sessions_at_debug_level_never_print_secrets(secret_env: dict[str, s
 
 def test_a_settings_error_from_the_cli_never_prints_secrets(secret_env: dict[str, str], tmp_path: Path) -> None:
     env = {**secret_env, "COSTAR_BACKEND_KIND": "openai"}  # no base URL: refused
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "persona", "list"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "persona", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "COSTAR_BACKEND_BASE_URL" in done.stderr
     assert_no_secret(done.stdout + done.stderr)
 
@@ -98,7 +113,9 @@ async def test_a_backend_error_quoting_the_key_is_redacted_in_logs_and_console(s
         stdin, stdout = io.StringIO("hi\nhello again\n"), io.StringIO()
         stdin.isatty = lambda: False  # type: ignore[method-assign]
         await ConsoleAdapter(settings, manager, stdin=stdin, stdout=stdout).start()
-        logging.getLogger("costar.test").error("upstream said %s", SECRETS["DISCORD_TOKEN"], exc_info=ValueError(SECRETS["TWITCH_CLIENT_SECRET"]))
+        logging.getLogger("costar.test").error(
+            "upstream said %s", SECRETS["DISCORD_TOKEN"], exc_info=ValueError(SECRETS["TWITCH_CLIENT_SECRET"])
+        )
     finally:
         await close_manager(manager)
         root.removeHandler(handler)

@@ -34,7 +34,9 @@ def test_malformed_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
 def test_misspelt_variable_in_env_file_is_refused_with_a_suggestion(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("COSTAR_DEFAULT_PERSONNA=pip\n")
-    with pytest.raises(SettingsError, match="unknown setting COSTAR_DEFAULT_PERSONNA; did you mean COSTAR_DEFAULT_PERSONA"):
+    with pytest.raises(
+        SettingsError, match="unknown setting COSTAR_DEFAULT_PERSONNA; did you mean COSTAR_DEFAULT_PERSONA"
+    ):
         load_settings(env_file)
 
 

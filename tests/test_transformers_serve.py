@@ -31,13 +31,17 @@ def transformers_serve(model_path: Path) -> Iterator[str]:
 
 
 def short_request(model: str = MODEL_NAME) -> GenerationRequest:
-    messages = (ChatMessage("system", "You are Pip, a cheerful co-host. Answer in one short sentence."),
-                ChatMessage("user", "Say hi to the stream!"))
+    messages = (
+        ChatMessage("system", "You are Pip, a cheerful co-host. Answer in one short sentence."),
+        ChatMessage("user", "Say hi to the stream!"),
+    )
     return GenerationRequest(messages=messages, max_tokens=8, temperature=0.0, model=model)
 
 
 def backend_for(base_url: str) -> OpenAIBackend:
-    return OpenAIBackend(base_url, default_model=MODEL_NAME, timeout_s=120, retry=RetryPolicy(attempts=2, backoff_s=0.1))
+    return OpenAIBackend(
+        base_url, default_model=MODEL_NAME, timeout_s=120, retry=RetryPolicy(attempts=2, backoff_s=0.1)
+    )
 
 
 async def test_streamed_reply_arrives_in_chunks_with_usage(transformers_serve: str) -> None:

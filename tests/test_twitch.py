@@ -23,12 +23,12 @@ from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from bot.twitch_output import twitch_safe
 from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, MonotonicClock, ScaledClock
-from engine.manager import ConversationManager
 from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome
+from engine.manager import ConversationManager
 from engine.moderation.normalize import normalise_text
-from engine.settings import Settings
 from engine.prompting.tokens import ApproxTokenCounter
+from engine.settings import Settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
 from tests.one_way_in import record_one_way_in
 
@@ -80,7 +80,9 @@ async def managed(settings: Settings, backend: ScriptedBackend) -> AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, manager: ConversationManager, clock: Clock | None = None) -> AsyncIterator[TwitchAdapter]:
+async def running(
+    settings: Settings, manager: ConversationManager, clock: Clock | None = None
+) -> AsyncIterator[TwitchAdapter]:
     adapter = TwitchAdapter(settings, manager, clock=clock or MonotonicClock())
     task = asyncio.create_task(adapter.start())
     ready = asyncio.create_task(adapter.ready.wait())
@@ -95,7 +97,7 @@ async def running(settings: Settings, manager: ConversationManager, clock: Clock
         await asyncio.wait_for(task, 10)
 
 
-async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
@@ -104,7 +106,9 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
 # -- connecting ---------------------------------------------------------------------------------
 
 
-async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     token = store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
@@ -119,7 +123,9 @@ async def test_bot_validates_its_token_and_subscribes_to_chat_as_itself(fake: Fa
     assert subscribe.authorization == f"Bearer {token.access_token}"
 
 
-async def test_public_app_without_a_secret_runs_on_the_bots_user_token(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_public_app_without_a_secret_runs_on_the_bots_user_token(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings(client_secret=None)
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["hello"])) as manager, running(settings, manager):
@@ -129,7 +135,9 @@ async def test_public_app_without_a_secret_runs_on_the_bots_user_token(fake: Fak
     assert fake.chat_messages[0].message == "hello"
 
 
-async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_expiring_token_is_refreshed_and_stored_so_a_restart_needs_no_login(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     old = store_bot_token(settings, fake, expires_in=600)  # twitchio refreshes tokens with < 1 h left
     async with managed(settings, ScriptedBackend()) as manager:
@@ -157,7 +165,9 @@ async def test_device_code_login_stores_a_private_token_file(fake: FakeTwitch, t
 # -- answering ----------------------------------------------------------------------------------
 
 
-async def test_line_naming_the_character_gets_a_threaded_reply(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_line_naming_the_character_gets_a_threaded_reply(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["Ahoy there!"])) as manager, running(settings, manager):
@@ -208,14 +218,16 @@ async def test_unaddressed_lines_are_stored_but_not_answered(fake: FakeTwitch, t
     assert backend.requests == []
 
 
-async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_one(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_no_reply_starts_with_a_command_prefix_even_when_the_model_writes_one(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings(reply_cooldown_s=0)
     store_bot_token(settings, fake)
     outputs = ["/ban streamer", ".timeout viewer 600", "./me dances", "  / . /color red", "fine words"]
     async with managed(settings, ScriptedBackend(outputs)) as manager, running(settings, manager):
         for number in range(len(outputs)):
             await fake.chat(CHANNEL.id, VIEWER, f"pip question {number}")
-            await until(lambda: len(fake.chat_messages) > number)
+            await until(lambda: len(fake.chat_messages) > number)  # noqa: B023 - awaited in this iteration
     sent = [m.message for m in fake.chat_messages]
     assert sent == ["ban streamer", "timeout viewer 600", "me dances", "color red", "fine words"]
 
@@ -235,13 +247,15 @@ async def test_identical_consecutive_reply_is_not_sent_again(fake: FakeTwitch, t
     async with managed(settings, backend) as manager, running(settings, manager) as adapter:
         for number in range(3):
             await fake.chat(CHANNEL.id, VIEWER, f"pip {number}")
-            await until(lambda: len(backend.requests) > number)
+            await until(lambda: len(backend.requests) > number)  # noqa: B023 - awaited in this iteration
         await asyncio.wait_for(adapter.scheduler.join(), 5)
     assert [m.message for m in fake.chat_messages] == ["Same answer.", "A new answer."]
     assert adapter.scheduler.stats[Outcome.NOT_SENT] == 1
 
 
-async def test_moderator_badge_on_our_echo_raises_the_send_limit(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_moderator_badge_on_our_echo_raises_the_send_limit(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
     fake.bot_badges[CHANNEL.id] = [badge("moderator")]
@@ -268,7 +282,9 @@ async def test_non_moderator_cannot_switch_persona(fake: FakeTwitch, twitch_sett
     assert fake.chat_messages == []
 
 
-async def test_moderator_switches_persona_and_the_new_name_is_answered(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_moderator_switches_persona_and_the_new_name_is_answered(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(["Arr!"])) as manager, running(settings, manager):
@@ -281,7 +297,9 @@ async def test_moderator_switches_persona_and_the_new_name_is_answered(fake: Fak
     assert fake.chat_messages[1].message == "Arr!"
 
 
-async def test_persona_command_shows_the_current_one_once_per_cooldown(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+async def test_persona_command_shows_the_current_one_once_per_cooldown(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
@@ -331,11 +349,12 @@ async def replay_chat(fake: FakeTwitch, rows: list[dict[str, str]], addressed: s
         due = (datetime.fromisoformat(row["published_at"]) - start).total_seconds() / CHAT_SPEED
         if due > clock.now():
             await clock.sleep(due - clock.now())
-        chatter = chatters.setdefault(row["author"], FakeChatUser(f"u{len(chatters) + 1}", f"user{len(chatters) + 1}", row["author"]))
+        chatter = chatters.setdefault(
+            row["author"], FakeChatUser(f"u{len(chatters) + 1}", f"user{len(chatters) + 1}", row["author"])
+        )
         text = f"Pip, {row['message']}" if index in addressed else row["message"]
         message_ids.append(await fake.chat(CHANNEL.id, chatter, text, message_id=f"csv-{index}"))
     return message_ids
-
 
 
 def stored_platform_ids(db_path: Path) -> set[str]:
@@ -344,7 +363,9 @@ def stored_platform_ids(db_path: Path) -> set[str]:
 
 
 @pytest.mark.slow
-async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(fake: FakeTwitch, twitch_settings: TwitchSettings, shared_data: Path) -> None:
+async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, shared_data: Path
+) -> None:
     rows = load_chat(shared_data)
     addressed = addressed_rows(rows)
     clock = ScaledClock(CLOCK_SPEED)
@@ -361,8 +382,10 @@ async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(fake: FakeTw
         await asyncio.wait_for(adapter.scheduler.join(), 30)
     sends = [m.received_at for m in fake.chat_messages]
     outcomes = Counter(final[f"csv-{index}"] for index in addressed)
-    print(f"\n{len(rows)} lines, {len(addressed)} addressed: {dict(outcomes)}; {len(sends)} sent, "
-          f"most in any 30 s: {most_in_any_window(sends)}; all outcomes: {dict(adapter.scheduler.stats)}")
+    print(
+        f"\n{len(rows)} lines, {len(addressed)} addressed: {dict(outcomes)}; {len(sends)} sent, "
+        f"most in any 30 s: {most_in_any_window(sends)}; all outcomes: {dict(adapter.scheduler.stats)}"
+    )
     assert most_in_any_window(sends) <= 20
     assert all(m.is_sent for m in fake.chat_messages)
     # moderated: lines input moderation blocked (shouting, repeats): stored, not answered
@@ -370,4 +393,3 @@ async def test_recorded_flood_keeps_twitch_limits_and_loses_no_line(fake: FakeTw
     assert outcomes[Outcome.REPLIED] > 0
     assert not any(m.message.startswith(("/", ".")) for m in fake.chat_messages)
     assert stored_platform_ids(settings.db_path) >= set(message_ids)
-

@@ -116,8 +116,9 @@ def test_rank_above_vllms_largest_is_refused() -> None:
 
 
 def test_served_name_differing_from_the_weights_is_passed_and_used_as_adapter_parent(tmp_path: Path) -> None:
-    plan = plan_vllm([persona("Pip", "pip-lora", write_adapter(tmp_path / "pip"), base="smollm2")], BASE,
-                     served_name="smollm2")
+    plan = plan_vllm(
+        [persona("Pip", "pip-lora", write_adapter(tmp_path / "pip"), base="smollm2")], BASE, served_name="smollm2"
+    )
     args = plan.args()
     assert option(args, "--served-model-name") == "smollm2"
     assert lora_modules(args)[0]["base_model_name"] == "smollm2"
@@ -142,7 +143,10 @@ def test_cli_prints_the_command_for_installed_personas(
     monkeypatch.setenv("COSTAR_PERSONAS_DIR", str(cards))
     monkeypatch.setenv("COSTAR_BACKEND_MODEL", BASE)
 
-    assert main(["--env-file", str(tmp_path / "none.env"), "vllm-args", "--format", "shell", "--server-dir", "/adapters"]) == 0
+    assert (
+        main(["--env-file", str(tmp_path / "none.env"), "vllm-args", "--format", "shell", "--server-dir", "/adapters"])
+        == 0
+    )
     args = shlex.split(capsys.readouterr().out)
     assert args[0] == BASE
     assert "--served-model-name" not in args

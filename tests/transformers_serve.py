@@ -54,8 +54,22 @@ def serve_smollm2(model_dir: Path, *, extra_args: tuple[str, ...] = ()) -> Itera
         (workdir / "hub").mkdir()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(workdir / "hub")}
         port = _free_port()
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", MODEL_NAME, "--device", "cpu",
-                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra_args]
+        command = [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            MODEL_NAME,
+            "--device",
+            "cpu",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra_args,
+        ]
         log_path = workdir / "serve.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

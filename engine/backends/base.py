@@ -83,10 +83,10 @@ class Backend(abc.ABC):
     def stream(self, request: GenerationRequest) -> TextStream:
         """Start generating; iterate the result for text chunks. Raises BackendError subclasses."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Load models or check the server; called once before the first request."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release models, sessions and threads."""
 
     async def complete(self, request: GenerationRequest) -> str:

@@ -90,7 +90,7 @@ class EmbeddedBackend(Backend):
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise SettingsError(f"cannot load model {self.model_setting!r} (COSTAR_BACKEND_MODEL): {exc}") from exc
         self.model = model.to(device).eval()
@@ -142,7 +142,9 @@ class EmbeddedBackend(Backend):
                 return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
         messages = [message.as_dict() for message in request.messages]
-        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         input_ids = encoded["input_ids"].to(self.model.device)
         sampling = request.temperature > 0
         options: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": request.max_tokens}

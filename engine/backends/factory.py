@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["make_backend"]
 
 
-def make_backend(settings: Settings, personas: PersonaRegistry | None = None, metrics: Metrics | None = None) -> Backend:
+def make_backend(
+    settings: Settings, personas: PersonaRegistry | None = None, metrics: Metrics | None = None
+) -> Backend:
     kind = settings.backend.kind
     if kind == "embedded":
         from engine.backends.embedded import EmbeddedBackend

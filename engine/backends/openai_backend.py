@@ -26,8 +26,6 @@ from typing import Any
 import httpx2
 import openai
 
-from engine.serving.adapter_paths import adapter_folder
-from engine.serving.model_names import served_model_name
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
@@ -39,6 +37,8 @@ from engine.backends.vllm_errors import (
 from engine.errors import BackendError, BackendUnavailable, ModelNotFound
 from engine.events import Usage
 from engine.observability.metrics import Metrics
+from engine.serving.adapter_paths import adapter_folder
+from engine.serving.model_names import served_model_name
 from engine.settings import Settings
 from personas.registry import PersonaRegistry
 
@@ -60,7 +60,7 @@ class RetryPolicy:
     max_backoff_s: float = 8.0
 
     def delay(self, failures: int) -> float:
-        return min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
+        return min(self.backoff_s * 2.0 ** (failures - 1), self.max_backoff_s)
 
 
 @dataclass(slots=True)
@@ -72,9 +72,7 @@ class _Recovery:
     loaded_adapter: bool = False
 
 
-def _persona_models(
-    personas: PersonaRegistry | None, base_model: str
-) -> tuple[dict[str, str | None], dict[str, str]]:
+def _persona_models(personas: PersonaRegistry | None, base_model: str) -> tuple[dict[str, str | None], dict[str, str]]:
     """(adapter name -> folder, model name -> a persona id using it), as the manager will request them."""
     adapters: dict[str, str | None] = {}
     expected: dict[str, str] = {}
@@ -194,9 +192,7 @@ class OpenAIBackend(Backend):
         lock = self._load_locks.setdefault(name, asyncio.Lock())
         async with lock:  # two channels missing the same adapter load it once
             try:
-                await self._client.post(
-                    "load_lora_adapter", body={"lora_name": name, "lora_path": path}, cast_to=str
-                )
+                await self._client.post("load_lora_adapter", body={"lora_name": name, "lora_path": path}, cast_to=str)
             except openai.APIStatusError as exc:
                 error = parse_error_body(exc.response.text, status=exc.status_code)
                 if exc.status_code == 400 and "already" in error.message.lower():

@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
-from engine.flow.clock import Clock, MonotonicClock
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
+from engine.flow.clock import Clock, MonotonicClock
 from engine.observability.redact import SecretRedactor, secret_values
 from engine.settings import Settings
 
@@ -90,7 +90,8 @@ class CircuitBreaker:
             self.counts["opened"] += 1
             log.warning(
                 "Model backend failed %d times in a row; circuit open, failing fast for %g s",
-                self.consecutive_failures, self.cooldown_s,
+                self.consecutive_failures,
+                self.cooldown_s,
             )
 
     def record_neutral(self) -> None:
@@ -169,7 +170,9 @@ class ResilientBackend(Backend):
                 what = "first text" if first else "more text"
                 raise BackendUnavailable(f"no {what} from the {self.name} backend within {timeout:g} s") from exc
             if not isinstance(chunk, str):
-                raise BackendError(f"malformed stream from the {self.name} backend: got {type(chunk).__name__}, not text")
+                raise BackendError(
+                    f"malformed stream from the {self.name} backend: got {type(chunk).__name__}, not text"
+                )
             first, timeout = False, self.idle_timeout_s
             yield chunk
 

@@ -184,7 +184,9 @@ class ReplyScheduler:
         now = self.clock.now()
         channel = self._channels.get(event.channel_key)
         if channel is None:
-            channel = self._channels[event.channel_key] = _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
+            channel = self._channels[event.channel_key] = _Channel(
+                answered=Cooldown(self.config.user_cooldown_s, clock=self.clock)
+            )
         verdict = self._text_verdict(event, now)
         if verdict is not None:
             return self._emit(event, verdict)
@@ -376,10 +378,9 @@ class ReplyScheduler:
         finally:
             if reservation is not None:
                 reservation.cancel()  # no-op when the handler settled it
-            if outcome is Outcome.REPLIED:
-                if channel.answered is not None:
-                    channel.answered.trigger(event.author_id)
+            if outcome is Outcome.REPLIED and channel.answered is not None:
+                channel.answered.trigger(event.author_id)
             # Leave the in-flight set before waking the loop, so it can tell when all is idle.
-            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._in_flight.discard(asyncio.current_task())
             self._emit(event, outcome)
             self._wake.set()

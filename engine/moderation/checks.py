@@ -17,7 +17,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.moderation.normalize import matching_words, normalize_for_matching
-from engine.output.limits import COMMAND_PREFIXES, has_mass_mention, neutralise_mass_mentions, starts_with_command, strip_command_prefix
+from engine.output.limits import (
+    COMMAND_PREFIXES,
+    has_mass_mention,
+    neutralise_mass_mentions,
+    starts_with_command,
+    strip_command_prefix,
+)
 
 __all__ = [
     "COMMAND_PREFIXES",
@@ -38,15 +44,19 @@ __all__ = [
 _SLUR_FILE = Path(__file__).parent / "data" / "slurs.sha256"
 _SLUR_SALT = "costar-slur:"
 
-_TLDS = ("com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"
-         "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov")
+_TLDS = (
+    "com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"
+    "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov"
+)
 _URL = re.compile(
     r"(?:(?:https?|ftp)://|www\.)(?P<host>[^\s/?#:]+)[^\s]*"
     rf"|\b(?P<bare>(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS}))\b(?:[/:?#][^\s]*)?",
     re.IGNORECASE,
 )
 # "evil dot com", "evil[.]com", "evil (dot) com": only before a known TLD, so "the dot" stays prose.
-_OBFUSCATED_DOT = re.compile(rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_TLDS})\b)", re.IGNORECASE)
+_OBFUSCATED_DOT = re.compile(
+    rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_TLDS})\b)", re.IGNORECASE
+)
 # Necessary for a match of the patterns above (each needs "://", a dot before a host character,
 # or a spelled-out dot), and far cheaper to look for.
 _LINK_HINT = re.compile(r"://|\.[^\s/?#:]")
@@ -93,7 +103,9 @@ def _word_variants(word: str) -> set[str]:
 @lru_cache(maxsize=65536)  # chat reuses its words constantly; three hashes per word add up in a flood
 def is_slur(word: str) -> bool:
     hashes = _slur_hashes()
-    return any(hashlib.sha256((_SLUR_SALT + variant).encode()).hexdigest() in hashes for variant in _word_variants(word))
+    return any(
+        hashlib.sha256((_SLUR_SALT + variant).encode()).hexdigest() in hashes for variant in _word_variants(word)
+    )
 
 
 def slur_in(text: str) -> bool:
@@ -180,4 +192,3 @@ def defuse_mentions(text: str) -> str:
     text = neutralise_mass_mentions(text)
     text = re.sub(r"<@[!&]?\d+>", "", text)
     return " ".join(re.sub(r"(?<![\w@])@(\w)", r"\1", text).split())
-

@@ -35,11 +35,11 @@ from engine.moderation.checks import (
     strip_command_prefix,
 )
 from engine.moderation.copypasta import RepeatWindow
-from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 from engine.moderation.normalize import normalize_for_matching, squash
 from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
 from engine.settings import ModerationSettings
 from personas.card import PersonaCard
+from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 
 __all__ = ["Finding", "Moderator", "Policy", "Verdict"]
 
@@ -87,7 +87,11 @@ class Policy:
     @classmethod
     def merge(cls, settings: ModerationSettings, *layers: ModerationOverrides | None) -> Policy:
         enabled, safe_line = settings.enabled, settings.safe_line
-        words, patterns, domains = list(settings.banned_words), list(settings.banned_patterns), list(settings.allowed_domains)
+        words, patterns, domains = (
+            list(settings.banned_words),
+            list(settings.banned_patterns),
+            list(settings.allowed_domains),
+        )
         actions = {**DEFAULT_ACTIONS, **{Reason(k): Action(v) for k, v in settings.actions.items()}}
         for layer in (layer for layer in layers if layer is not None):
             enabled = layer.enabled if layer.enabled is not None else enabled
@@ -96,8 +100,14 @@ class Policy:
             patterns += layer.banned_patterns
             domains += layer.allowed_domains
             actions.update({Reason(k): Action(v) for k, v in layer.actions.items()})
-        return cls(enabled, WordList(words), tuple(re.compile(p, re.IGNORECASE) for p in patterns), tuple(domains),
-                   actions, safe_line)
+        return cls(
+            enabled,
+            WordList(words),
+            tuple(re.compile(p, re.IGNORECASE) for p in patterns),
+            tuple(domains),
+            actions,
+            safe_line,
+        )
 
 
 class Moderator:
@@ -158,7 +168,9 @@ class Moderator:
         return any(policy.actions[reason] in silenced for reason, _ in self._content_findings(text, policy))
 
     def _content_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
-        found = self._word_findings(text, policy, Reason.INPUT_SLUR, Reason.INPUT_BANNED_WORD, Reason.INPUT_BANNED_PATTERN)
+        found = self._word_findings(
+            text, policy, Reason.INPUT_SLUR, Reason.INPUT_BANNED_WORD, Reason.INPUT_BANNED_PATTERN
+        )
         hosts = [host for host in find_links(text) if not domain_allowed(host, policy.allowed_domains)]
         if hosts:
             found.append((Reason.INPUT_LINK, ", ".join(sorted(set(hosts)))))
@@ -189,7 +201,9 @@ class Moderator:
         policy = self.policy(persona, event.channel_key)
         if not policy.enabled or not text:
             return Verdict(Action.ALLOW, text)
-        found = self._word_findings(text, policy, Reason.OUTPUT_SLUR, Reason.OUTPUT_BANNED_WORD, Reason.OUTPUT_BANNED_PATTERN)
+        found = self._word_findings(
+            text, policy, Reason.OUTPUT_SLUR, Reason.OUTPUT_BANNED_WORD, Reason.OUTPUT_BANNED_PATTERN
+        )
         hosts = [host for host in find_links(text) if not domain_allowed(host, policy.allowed_domains)]
         if hosts:
             found.append((Reason.OUTPUT_LINK, ", ".join(sorted(set(hosts)))))
@@ -213,7 +227,9 @@ class Moderator:
     # -- shared -----------------------------------------------------------------------------
 
     @staticmethod
-    def _word_findings(text: str, policy: Policy, slur: Reason, word: Reason, pattern: Reason) -> list[tuple[Reason, str]]:
+    def _word_findings(
+        text: str, policy: Policy, slur: Reason, word: Reason, pattern: Reason
+    ) -> list[tuple[Reason, str]]:
         found: list[tuple[Reason, str]] = []
         if slur_in(text):
             found.append((slur, "slur list"))  # the word itself is never logged
@@ -232,7 +248,10 @@ class Moderator:
             self.counts[(finding.reason.value, finding.action.value)] += 1
             log.info(
                 "moderation: %s -> %s on %s message %s%s",
-                finding.reason.value, finding.action.value, event.channel_key, event.message_id,
+                finding.reason.value,
+                finding.action.value,
+                event.channel_key,
+                event.message_id,
                 f" ({finding.detail})" if finding.detail else "",
             )
 

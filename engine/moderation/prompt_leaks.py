@@ -29,10 +29,16 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 
 def hidden_instructions(card: PersonaCard) -> str:
     """The instruction parts of the persona's prompt: its system prompt without the character sheet."""
-    bare = card.model_copy(update={
-        "description": "", "personality": "", "scenario": "", "attributes": Attributes(), "facts": [],
-        "example_dialogues": [],
-    })
+    bare = card.model_copy(
+        update={
+            "description": "",
+            "personality": "",
+            "scenario": "",
+            "attributes": Attributes(),
+            "facts": [],
+            "example_dialogues": [],
+        }
+    )
     parts = [render_system_prompt(bare)]
     if card.post_history_instructions:
         parts.append(substitute_macros(card.post_history_instructions, card.display_name, CHAT_AUDIENCE))
@@ -69,7 +75,9 @@ class LeakDetector:
         self._char_grams = _grams(squash(hidden_text, leet=True), chars)
 
     def _overlaps(self, text: str) -> bool:
-        if self._word_shingles and not self._word_shingles.isdisjoint(_shingles(word_sequence(text, numbers_too=True), self.words)):
+        if self._word_shingles and not self._word_shingles.isdisjoint(
+            _shingles(word_sequence(text, numbers_too=True), self.words)
+        ):
             return True
         return bool(self._char_grams) and not self._char_grams.isdisjoint(_grams(squash(text, leet=True), self.chars))
 

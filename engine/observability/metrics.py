@@ -23,12 +23,12 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from threading import Thread
+from typing import Any
 from wsgiref.simple_server import WSGIServer
-
-from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -59,7 +59,9 @@ class _CountsView(Collector):
     """Exports a counter another component keeps (a ``collections.Counter``) at scrape time, so
     that component needs no Prometheus code of its own."""
 
-    def __init__(self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping[Any, float]]
+    ) -> None:
         self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -90,12 +92,18 @@ class Metrics:
         reg = self.registry
         self.replies = Counter("costar_replies", "Replies sent", ["platform", "persona"], registry=reg)
         self.time_to_first_chunk = Histogram(
-            "costar_time_to_first_chunk_seconds", "Event received to first reply text",
-            ["platform"], buckets=_LATENCY_BUCKETS, registry=reg,
+            "costar_time_to_first_chunk_seconds",
+            "Event received to first reply text",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
         )
         self.reply_latency = Histogram(
-            "costar_reply_latency_seconds", "Event received to reply finished",
-            ["platform"], buckets=_LATENCY_BUCKETS, registry=reg,
+            "costar_reply_latency_seconds",
+            "Event received to reply finished",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
         )
         self.queue_depth = Gauge("costar_queue_depth", "Replies waiting for a generation slot", registry=reg)
         self.in_flight = Gauge("costar_generations_in_flight", "Replies generating now", registry=reg)
@@ -134,7 +142,9 @@ class Metrics:
     def generating(self) -> AbstractContextManager[None]:
         return self.in_flight.track_inprogress()
 
-    def watch_counts(self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping]) -> None:
+    def watch_counts(
+        self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping[Any, float]]
+    ) -> None:
         """Export ``read()`` (keys are label values, or tuples of them) as counter ``name``."""
         self.registry.register(_CountsView(name, documentation, labels, read))
 

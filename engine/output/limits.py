@@ -20,10 +20,10 @@ from dataclasses import dataclass
 __all__ = [
     "COMMAND_PREFIXES",
     "DISCORD_LIMITS",
-    "PlatformLimits",
     "TWITCH_LIMITS",
     "TWITCH_MAX_MENTIONS",
     "TWITCH_MAX_MESSAGE_CHARS",
+    "PlatformLimits",
     "cap_mentions",
     "has_mass_mention",
     "neutralise_mass_mentions",

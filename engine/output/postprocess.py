@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
+
 import emoji
 
 from engine.output.limits import PlatformLimits, neutralise_mass_mentions, strip_command_prefix
@@ -49,7 +51,7 @@ def _apply_emoji_policy(text: str, style: Style) -> str:
         return emoji.replace_emoji(text, replace="")
     kept = 0
 
-    def keep_first(chars: str, _data: dict) -> str:
+    def keep_first(chars: str, _data: dict[str, Any]) -> str:
         nonlocal kept
         kept += 1
         return chars if kept <= style.max_emoji else ""

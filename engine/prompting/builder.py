@@ -124,9 +124,7 @@ class PromptBuilder:
                 chosen.append(part)
         return ChatMessage("system", "\n\n".join(chosen)) if chosen else None
 
-    def _fit_history(
-        self, inputs: PromptInputs, room: int
-    ) -> tuple[list[ChatMessage], int, list[StoredMessage]]:
+    def _fit_history(self, inputs: PromptInputs, room: int) -> tuple[list[ChatMessage], int, list[StoredMessage]]:
         lines = list(inputs.history)
         rendered = [render_history_line(line) for line in lines]
         costs = [self.tokens_of(message) for message in rendered]
@@ -138,5 +136,7 @@ class PromptBuilder:
         while start > 0 and kept_cost + costs[start - 1] <= target:
             start -= 1
             kept_cost += costs[start]
-        new_start_id = lines[start].id if start < len(lines) else (lines[-1].id + 1 if lines else inputs.window_start_id)
+        new_start_id = (
+            lines[start].id if start < len(lines) else (lines[-1].id + 1 if lines else inputs.window_start_id)
+        )
         return rendered[start:], new_start_id, lines[:start]

@@ -56,7 +56,9 @@ def load_token_counter(tokenizer_path: str | Path | None) -> TokenCounter:
             candidate = candidate / "tokenizer.json"
         if candidate.is_file():
             return TokenizerCounter(candidate)
-        log.warning("No tokenizer.json at %s; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)", tokenizer_path)
+        log.warning(
+            "No tokenizer.json at %s; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)", tokenizer_path
+        )
     else:
         log.warning("No tokenizer configured; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)")
     return ApproxTokenCounter()

@@ -43,10 +43,14 @@ def build_turn_context(
     """Context parts, most important first (the prompt builder drops from the end when short)."""
     parts = [_speaker_memory(event, user, notes)]
     if persona.post_history_instructions:
-        parts.append(substitute_macros(persona.post_history_instructions, persona.display_name, speaker_label(event.author_name)))
+        parts.append(
+            substitute_macros(persona.post_history_instructions, persona.display_name, speaker_label(event.author_name))
+        )
     recent = [line.text for line in history] + [event.text]
     for entry in active_entries(persona.lorebook, recent, count_tokens):
-        parts.append("Lore: " + substitute_macros(entry.content, persona.display_name, speaker_label(event.author_name)))
+        parts.append(
+            "Lore: " + substitute_macros(entry.content, persona.display_name, speaker_label(event.author_name))
+        )
     return parts
 
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from engine.errors import SettingsError
 
@@ -78,7 +79,7 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
     # A plain Llama rebuilt from config + weights saves as ordinary safetensors with no GGUF
     # metadata attached, so later loads skip the de-quantisation entirely.
-    config = loaded.config
+    config: Any = loaded.config  # a LlamaConfig for the Llama-architecture GGUF models we convert
     config.name_or_path = DEFAULT_MODEL_HUB_ID
     # The weights are plain float tensors now; a leftover "gguf" quantization_config would make
     # transformers treat the folder as quantised (Trainer then refuses to fine-tune it).

@@ -84,10 +84,14 @@ class VllmPlan:
         return [
             *args,
             "--enable-lora",
-            "--max-lora-rank", str(self.max_lora_rank),
-            "--max-loras", str(self.max_loras),
-            "--max-cpu-loras", str(self.max_cpu_loras),
-            "--lora-modules", *modules,
+            "--max-lora-rank",
+            str(self.max_lora_rank),
+            "--max-loras",
+            str(self.max_loras),
+            "--max-cpu-loras",
+            str(self.max_cpu_loras),
+            "--lora-modules",
+            *modules,
         ]
 
     def command(self) -> str:
@@ -113,7 +117,8 @@ def adapter_config(path: str | Path) -> dict[str, Any] | None:
     """The adapter's adapter_config.json, or None when the folder is not readable here."""
     config_path = Path(path) / "adapter_config.json"
     try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        return config
     except (OSError, ValueError):
         return None
 
@@ -182,7 +187,7 @@ def plan_vllm(
     differs from the weights vLLM loads (``--served-model-name``). ``sources`` maps persona id to
     its card file, against which relative adapter paths resolve.
     """
-    base_names = (base_model,) if served_name in (None, base_model) else (base_model, served_name)
+    base_names = (base_model,) if served_name is None or served_name == base_model else (base_model, served_name)
     by_name: dict[str, AdapterSpec] = {}
     warnings: list[str] = []
     for card in personas:
@@ -192,11 +197,15 @@ def plan_vllm(
             continue
         known = by_name.get(spec.name)
         if known is not None and known.path != spec.path:
-            warnings.append(f"adapter {spec.name}: personas {known.persona_ids} and {card.persona_id} "
-                            f"give different paths; keeping {known.path}")
+            warnings.append(
+                f"adapter {spec.name}: personas {known.persona_ids} and {card.persona_id} "
+                f"give different paths; keeping {known.path}"
+            )
             continue
         if known is not None:
-            spec = AdapterSpec(known.name, known.path, max(known.rank, spec.rank), (*known.persona_ids, *spec.persona_ids))
+            spec = AdapterSpec(
+                known.name, known.path, max(known.rank, spec.rank), (*known.persona_ids, *spec.persona_ids)
+            )
         by_name[spec.name] = spec
     adapters = tuple(by_name.values())
     active = max_loras if max_loras is not None else min(len(adapters), max_concurrency)

@@ -66,7 +66,9 @@ def _windows(rows: Iterable[dict[str, Any]], options: ChatLogOptions) -> Iterato
     last_time: datetime | None = None
     for row in rows:
         channel, moment = row.get("channel") or row.get("channel_id"), _when(row)
-        silence = moment is not None and last_time is not None and moment - last_time > timedelta(minutes=options.gap_minutes)
+        silence = (
+            moment is not None and last_time is not None and moment - last_time > timedelta(minutes=options.gap_minutes)
+        )
         if window and (channel != last_channel or silence or len(window) >= options.max_turns):
             yield window
             window = []

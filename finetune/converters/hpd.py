@@ -88,7 +88,9 @@ def from_hpd(rows: Iterable[dict[str, Any]], context: ConvertContext) -> Iterato
         turns = _turns([str(line) for line in record.get("dialogue") or []], character)
         positive = _text(record.get("positive_response"))
         if positive:
-            turns.append(Message(role="assistant", content=_split_line(positive)[1] if ":" in positive[:40] else positive))
+            turns.append(
+                Message(role="assistant", content=_split_line(positive)[1] if ":" in positive[:40] else positive)
+            )
         negative = record.get("negative_response")
         distractors = [_text(item) for item in (negative if isinstance(negative, list) else [negative]) if _text(item)]
         conversation = context.conversation(card, turns, source="hpd", distractors=distractors)

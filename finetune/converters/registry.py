@@ -70,10 +70,7 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
 def load_rows(source: str, split: str = "train", limit: int | None = None) -> list[dict[str, Any]]:
     """Rows from a local file, or from the Hub through ``datasets`` when ``source`` is no file."""
     path = Path(source).expanduser()
-    if path.exists():
-        rows = _read_local(path)
-    else:
-        rows = _load_hub(source, split, limit)
+    rows = _read_local(path) if path.exists() else _load_hub(source, split, limit)
     return rows[:limit] if limit else rows
 
 
@@ -84,8 +81,11 @@ def _load_hub(name: str, split: str, limit: int | None) -> list[dict[str, Any]]:
     try:
         dataset = load_dataset(name, split=selection)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, HfHubHTTPError)
-        raise DataError(name, f"not a local file, and loading it from the Hub failed ({type(exc).__name__}: {exc}); "
-                        "download it where the Hub is reachable and pass the file") from exc
+        raise DataError(
+            name,
+            f"not a local file, and loading it from the Hub failed ({type(exc).__name__}: {exc}); "
+            "download it where the Hub is reachable and pass the file",
+        ) from exc
     return list(dataset)
 
 

@@ -44,7 +44,10 @@ def from_wow(rows: Iterable[dict[str, Any]], context: ConvertContext) -> Iterato
     for record in rows:
         dialog = record.get("dialog") or []
         turns = [
-            Message(role="assistant" if "wizard" in str(turn.get("speaker", "")).lower() else "user", content=str(turn.get("text", "")))
+            Message(
+                role="assistant" if "wizard" in str(turn.get("speaker", "")).lower() else "user",
+                content=str(turn.get("text", "")),
+            )
             for turn in dialog
         ]
         conversation = context.conversation(context.card, turns, source="wow")
@@ -52,6 +55,8 @@ def from_wow(rows: Iterable[dict[str, Any]], context: ConvertContext) -> Iterato
             continue
         knowledge = knowledge_block(record)
         if knowledge:
-            system = conversation.messages[0].model_copy(update={"content": f"{conversation.messages[0].content}\n\n{knowledge}"})
+            system = conversation.messages[0].model_copy(
+                update={"content": f"{conversation.messages[0].content}\n\n{knowledge}"}
+            )
             conversation = conversation.model_copy(update={"messages": [system, *conversation.messages[1:]]})
         yield conversation
