@@ -80,10 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
     # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
     method = (
-        TrlParser((AdapterArguments,))
-        .parse_args_and_config(  # type: ignore[arg-type]
-            list(args), return_remaining_strings=True
-        )[0]
+        TrlParser((AdapterArguments,))  # type: ignore[arg-type]
+        .parse_args_and_config(list(args), return_remaining_strings=True)[0]
         .method
     )
     if method == "qlora" and not torch.cuda.is_available():

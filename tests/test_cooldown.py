@@ -45,7 +45,7 @@ async def test_keys_cool_down_independently_and_any_hashable_key_works() -> None
 
 async def test_a_zero_cooldown_never_blocks_and_reset_frees_a_key() -> None:
     clock = ManualClock()
-    assert all(Cooldown(0, clock=clock).try_use("k") for _ in range(3))
+    assert all(Cooldown[str](0, clock=clock).try_use("k") for _ in range(3))
     cooldown: Cooldown[str] = Cooldown(10, clock=clock)
     cooldown.trigger("alice")
     cooldown.reset("alice")

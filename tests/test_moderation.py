@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -37,6 +38,9 @@ async def make_manager(make_settings, counter) -> AsyncIterator[MakeManager]:
         await close_manager(manager)
 
 
+_line_numbers = itertools.count(1)
+
+
 def chat(
     text: str,
     *,
@@ -44,16 +48,15 @@ def chat(
     author: str = "ann",
     roles: frozenset[Role] = frozenset(),
     addressed: bool = True,
-    number: list[int] = [0],
-) -> ChatEvent:  # noqa: B006 - a counter shared on purpose
-    number[0] += 1
+) -> ChatEvent:
+    number = next(_line_numbers)
     return ChatEvent(
         platform=platform,
         channel_id="stream",
         author_id=author,
         author_name=author,
         text=text,
-        message_id=f"msg-{number[0]}",
+        message_id=f"msg-{number}",
         roles=roles,
         addresses_bot=addressed,
     )

@@ -27,8 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 def chat_request(model: str | None = "pip-lora", *, history: int = 1, **fields: object) -> GenerationRequest:
     lines = tuple(ChatMessage("user", f"viewer line {i}: what game is this?") for i in range(history))
     return GenerationRequest(
-        messages=(ChatMessage("system", "You are Pip."), *lines), max_tokens=32, model=model, **fields
-    )  # type: ignore[arg-type]
+        messages=(ChatMessage("system", "You are Pip."), *lines),
+        max_tokens=32,
+        model=model,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def shortenable(request: GenerationRequest, keep: int) -> GenerationRequest:
