@@ -20,7 +20,7 @@ __all__ = ["ConsoleAdapter"]
 
 PLATFORM = "console"
 CHANNEL = "local"
-HELP = "commands: /persona [NAME] · /personas · /about · /forget · /help · /quit"
+HELP = "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /help · /quit"
 
 
 class ConsoleAdapter:
@@ -127,7 +127,11 @@ class ConsoleAdapter:
         elif command == "about":
             about = await self.manager.about(PLATFORM, self.user)
             count = about.record.message_count if about.record else 0
-            self._say(f"[{self.user}: {count} messages remembered; notes: {'; '.join(about.notes) or 'none'}]")
+            notes = "; ".join(f"#{note.id} {note.text}" for note in about.notes) or "none"
+            self._say(f"[{self.user}: {count} messages remembered; notes: {notes}]")
+        elif command == "unnote" and argument.isdigit():
+            deleted = await self.manager.delete_note(PLATFORM, int(argument))
+            self._say(f"[deleted note #{argument}]" if deleted else f"[no note #{argument}]")
         elif command == "forget":
             result = await self.manager.forget(PLATFORM, self.user)
             self._say(f"[forgot {result.messages} messages and {result.notes} notes]")

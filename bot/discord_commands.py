@@ -39,14 +39,16 @@ def _persona_choices(manager: ConversationManager) -> list[app_commands.Choice[s
     ]
 
 
-def _describe_memory(about: AboutUser) -> str:
+def _describe_memory(about: AboutUser, *, whom: str = "you") -> str:
     if about.record is None:
-        return "I don't remember anything about you."
+        return f"I don't remember anything about {whom}."
     record = about.record
     lines = [
-        f"I know you as **{record.display_name}**: {record.message_count} messages since {record.first_seen:%Y-%m-%d}."
+        f"I know {whom} as **{record.display_name}**: {record.message_count} messages"
+        f" since {record.first_seen:%Y-%m-%d}."
     ]
-    lines += [f"• {note}" for note in about.notes]
+    # Numbered so a moderator can delete one with /memory unnote.
+    lines += [f"• `#{note.id}` {discord.utils.escape_markdown(note.text)}" for note in about.notes]
     return "\n".join(lines)
 
 
@@ -54,7 +56,7 @@ def _require_moderator(rules: ChannelRules) -> Callable[[_T], _T]:
     def predicate(interaction: discord.Interaction) -> bool:
         if is_moderator(interaction.user, interaction.permissions, rules):
             return True
-        raise NotAModerator("only moderators can switch the persona")
+        raise NotAModerator("only moderators can do that")
 
     return app_commands.check(predicate)
 
@@ -66,7 +68,7 @@ def _clip(text: str, limit: int = _EPHEMERAL_LIMIT) -> str:
 async def report_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
     """The tree's error handler: a short private answer, never a traceback in the channel."""
     if isinstance(error, NotAModerator):
-        text = "Only members with Manage Server (or a moderator role) can switch the persona."
+        text = "Only members with Manage Server (or a moderator role) can do that."
     elif isinstance(error, app_commands.CheckFailure):
         text = "You can't use this command here."
     else:
@@ -127,7 +129,7 @@ def _persona_group(manager: ConversationManager, rules: ChannelRules) -> app_com
     return group
 
 
-def _memory_group(manager: ConversationManager) -> app_commands.Group:
+def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_commands.Group:
     group = app_commands.Group(name="memory", description="What the co-host remembers about you")
 
     @group.command(name="forget", description="Delete everything the co-host stored about you, on every server")
@@ -139,12 +141,28 @@ def _memory_group(manager: ConversationManager) -> app_commands.Group:
         )
 
     @group.command(name="about", description="What the co-host remembers about you (only you see this)")
-    async def about(interaction: discord.Interaction) -> None:
-        about = await manager.about(DISCORD, str(interaction.user.id))
-        await interaction.response.send_message(_clip(_describe_memory(about)), ephemeral=True)
+    @app_commands.describe(viewer="moderators: someone else")
+    async def about(interaction: discord.Interaction, viewer: discord.User | None = None) -> None:
+        whom = viewer or interaction.user
+        if whom.id != interaction.user.id and not is_moderator(interaction.user, interaction.permissions, rules):
+            await interaction.response.send_message(
+                "Only moderators can look at someone else's memory.", ephemeral=True
+            )
+            return
+        about = await manager.about(DISCORD, str(whom.id))
+        text = _describe_memory(about, whom="you" if whom.id == interaction.user.id else whom.mention)
+        await interaction.response.send_message(_clip(text), ephemeral=True)
+
+    @group.command(name="unnote", description="Delete one thing the co-host remembers (see /memory about)")
+    @app_commands.describe(note="the note's number, as /memory about shows it")
+    @_require_moderator(rules)
+    async def unnote(interaction: discord.Interaction, note: int) -> None:
+        deleted = await manager.delete_note(DISCORD, note)
+        text = f"Deleted note #{note}." if deleted else f"There is no note #{note}."
+        await interaction.response.send_message(text, ephemeral=True)
 
     return group
 
 
 def build_command_groups(manager: ConversationManager, rules: ChannelRules) -> list[app_commands.Group]:
-    return [_persona_group(manager, rules), _memory_group(manager)]
+    return [_persona_group(manager, rules), _memory_group(manager, rules)]

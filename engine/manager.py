@@ -44,10 +44,11 @@ from engine.output.postprocess import cut_at_stops, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
+from engine.recall.recaller import Recaller
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
-from memory import ForgetResult, MemoryStore, MemoryStoreError, StoredMessage, UserRecord
+from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.moderation_rules import Action
 from personas.registry import PersonaRegistry
@@ -71,7 +72,7 @@ _RETRY_HINT = (
 @dataclass(frozen=True, slots=True)
 class AboutUser:
     record: UserRecord | None
-    notes: list[str]
+    notes: list[Note]
 
 
 class ConversationManager:
@@ -95,6 +96,7 @@ class ConversationManager:
         self.builder = PromptBuilder(
             counter, context_tokens=settings.backend.context_tokens, trim_to=settings.prompt.trim_to
         )
+        self.recaller = Recaller(memory, settings.memory, counter.count)
         self.platform_limits: dict[str, PlatformLimits] = {}
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -189,7 +191,11 @@ class ConversationManager:
         heard = HeardLine(event, repeats=self.moderator.count_repeats(event), stored_at=stored_at)
         if event.addresses_bot:
             heard.verdict = self.moderator.check_input(event, persona, repeats=heard.repeats)
+        await self._remember(self.recaller.note_disclosures(event, persona, self._harmful_in(event, persona)))
         return heard
+
+    def _harmful_in(self, event: ChatEvent, persona: PersonaCard) -> Callable[[str], bool]:
+        return lambda text: self.moderator.harmful_text(text, persona, event.channel_key)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""
@@ -210,6 +216,10 @@ class ConversationManager:
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
         return await self._remember(self.memory.forget_user(platform, user_id))
+
+    async def delete_note(self, platform: str, note_id: int) -> bool:
+        """A moderator removes one note; False when there is no such note on that platform."""
+        return await self._remember(self.memory.delete_note(platform, note_id))
 
     async def about(self, platform: str, user_id: str) -> AboutUser:
         record = await self._remember(self.memory.get_user(platform, user_id))
@@ -426,15 +436,23 @@ class ConversationManager:
             history = history[-keep:]
             window_start = history[0].id
         user = await self.memory.get_user(event.platform, event.author_id)
-        notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id) if user else []
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
         replied_to = await self._replied_line(event, history, persona)
+        # Recalled from before the window only: what the model already sees needs no reminder.
+        oldest_shown = history[0].id if history else window_start
+        remembered = await self.recaller.block_for(
+            event,
+            persona,
+            before_id=max(window_start, oldest_shown),
+            shown=self._shown_to_model,
+            quoted=replied_to[1] if replied_to else None,
+        )
         inputs = PromptInputs(
             system_prompt=self.system_prompt(persona),
             stable_memory=summary.text if summary else None,
             history=history,
-            turn_context=build_turn_context(persona, event, user, notes, history, self.builder.counter.count),
-            new_line=viewer_message(event.author_name, event.text, replied_to),
+            turn_context=build_turn_context(persona, event, user, history, self.builder.counter.count),
+            new_line=viewer_message(event.author_name, event.text, replied_to, remembered),
             window_start_id=window_start,
         )
         built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
@@ -463,7 +481,7 @@ class ConversationManager:
             return None
         return (line.author_name, line.text)  # a character's line is stored under its display name
 
-    def _shown_to_model(self, line: StoredMessage, persona: PersonaCard) -> bool:
+    def _shown_to_model(self, line: StoredMessage | RecalledLine, persona: PersonaCard) -> bool:
         # Slurs and scam links are stored (mods may need them) but never shown to the model as
         # context; the filter is a pure function of the stored line, so prompts stay stable.
         if line.is_character or (line.from_moderator and self.settings.moderation.exempt_moderators):

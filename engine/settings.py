@@ -112,6 +112,24 @@ class MemorySettings(BaseSettings):
     model_config = _section("COSTAR_MEMORY_")
 
     db_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/costar.sqlite3")
+    recall_lines: int = Field(
+        3, ge=0, le=20, description="past lines recalled per reply, of the speaker's own and of the channel's; 0 = off"
+    )
+    recall_tokens: int = Field(
+        160, ge=0, le=2000, description="most tokens recalled lines and notes may take in one prompt"
+    )
+    notes_from_disclosures: bool = Field(
+        True, description='write a note when viewers say things about themselves ("my name is", "I\'m from")'
+    )
+    note_languages: str = Field("en", description="comma-separated languages whose self-disclosures are noticed")
+    notes_per_viewer: int = Field(20, ge=1, le=500, description="automatic notes kept per viewer (oldest go first)")
+    reflect: bool = Field(
+        False, description="when the model is idle, ask it for durable facts about viewers and for channel summaries"
+    )
+    reflect_after_lines: int = Field(
+        12, ge=1, description="a viewer is reflected on after saying this many lines since the last time"
+    )
+    reflect_max_facts: int = Field(3, ge=1, le=10, description="most facts one reflection may add about a viewer")
 
 
 class MetricsSettings(BaseSettings):

@@ -7,7 +7,7 @@ is the :class:`~memory.records.IncomingLine` protocol, which the engine's events
 from __future__ import annotations
 
 from memory.errors import DatabaseBusy, DatabaseUnavailable, MemoryStoreError
-from memory.records import ForgetResult, IncomingLine, StoredMessage, Summary, UserRecord
+from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 from memory.store import MemoryStore
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "IncomingLine",
     "MemoryStore",
     "MemoryStoreError",
+    "Note",
+    "RecalledLine",
     "StoredMessage",
     "Summary",
     "UserRecord",

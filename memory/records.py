@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["ForgetResult", "IncomingLine", "StoredMessage", "Summary", "UserRecord"]
+__all__ = ["ForgetResult", "IncomingLine", "Note", "RecalledLine", "StoredMessage", "Summary", "UserRecord"]
 
 
 class IncomingLine(Protocol):
@@ -94,3 +94,33 @@ class ForgetResult:
     @property
     def total(self) -> int:
         return self.messages + self.notes + self.users
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the character remembers about a viewer.
+
+    ``kind`` says where it came from: ``disclosure`` (the viewer said it about themselves),
+    ``reflection`` (the model distilled it) or ``manual``; ``source_message_id`` is the line.
+    """
+
+    id: int
+    text: str
+    created_at: datetime
+    kind: str = "manual"
+    source_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecalledLine:
+    """A viewer's past line found by full-text search; ``own`` when the asker said it."""
+
+    id: int
+    platform: str
+    channel_id: str
+    author_name: str
+    text: str
+    created_at: datetime
+    own: bool
+    from_moderator: bool = False
+    is_character: bool = False  # only viewers' lines are indexed for recall

@@ -19,7 +19,7 @@ import aiosqlite
 
 from memory.errors import DatabaseUnavailable, MemoryStoreError, translate
 from memory.migrations import MIGRATIONS, Migration
-from memory.records import ForgetResult, IncomingLine, StoredMessage, Summary, UserRecord
+from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 
 __all__ = ["MemoryStore"]
 
@@ -341,25 +341,127 @@ class MemoryStore:
     # -- notes ------------------------------------------------------------------------------
 
     @_translated
-    async def add_note(self, platform: str, user_id: str, text: str, persona_id: str | None = None) -> None:
+    async def add_note(
+        self,
+        platform: str,
+        user_id: str,
+        text: str,
+        persona_id: str | None = None,
+        *,
+        kind: str = "manual",
+        source_message_id: int | None = None,
+        keep_at_most: int | None = None,
+    ) -> bool:
+        """Remember ``text`` about a viewer; False when the same note is already there.
+
+        With ``keep_at_most``, the oldest notes of the same kind go once there are more.
+        """
         async with self._write_lock:
-            cursor = await self._db.execute(
-                "INSERT INTO notes (user_id, persona_id, text, created_at)"
-                " SELECT id, ?, ?, ? FROM users WHERE platform = ? AND platform_user_id = ?",
-                (persona_id, text, _iso(datetime.now(UTC)), platform, user_id),
-            )
-            if cursor.rowcount == 0:
-                raise MemoryStoreError(f"no user {user_id!r} on {platform} to attach a note to")
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                added = await self._insert_note(platform, user_id, text, persona_id, kind, source_message_id)
+                if added and keep_at_most is not None:
+                    await self._db.execute(
+                        "DELETE FROM notes WHERE kind = ? AND user_id = (SELECT user_id FROM notes WHERE id = ?)"
+                        " AND id NOT IN (SELECT id FROM notes WHERE kind = ? AND user_id ="
+                        " (SELECT user_id FROM notes WHERE id = ?) ORDER BY id DESC LIMIT ?)",
+                        (kind, added, kind, added, keep_at_most),
+                    )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return added is not None
+
+    async def _insert_note(
+        self, platform: str, user_id: str, text: str, persona_id: str | None, kind: str, source: int | None
+    ) -> int | None:
+        async with self._db.execute(
+            "SELECT u.id, EXISTS (SELECT 1 FROM notes n WHERE n.user_id = u.id AND lower(n.text) = lower(?))"
+            " FROM users u WHERE u.platform = ? AND u.platform_user_id = ?",
+            (text, platform, user_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise MemoryStoreError(f"no user {user_id!r} on {platform} to attach a note to")
+        if row[1]:
+            return None
+        cursor = await self._db.execute(
+            "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (row[0], persona_id, text, _iso(datetime.now(UTC)), kind, source),
+        )
+        return cursor.lastrowid
 
     @_translated
-    async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[str]:
+    async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[Note]:
+        """A viewer's notes, oldest first: every persona's shared notes and ``persona_id``'s own."""
         async with self._db.execute(
-            "SELECT n.text FROM notes n JOIN users u ON u.id = n.user_id"
-            " WHERE u.platform = ? AND u.platform_user_id = ? AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?)"
-            " ORDER BY n.id",
+            "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id FROM notes n"
+            " JOIN users u ON u.id = n.user_id WHERE u.platform = ? AND u.platform_user_id = ?"
+            " AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?) ORDER BY n.id",
             (platform, user_id, persona_id, persona_id),
         ) as cursor:
-            return [row[0] async for row in cursor]
+            return [Note(row[0], row[1], _parse(row[2]), row[3], row[4]) async for row in cursor]
+
+    @_translated
+    async def delete_note(self, platform: str, note_id: int) -> bool:
+        """Delete one note (a moderator's call); False when there is no such note on ``platform``."""
+        async with self._write_lock:
+            cursor = await self._db.execute(
+                "DELETE FROM notes WHERE id = ? AND user_id IN (SELECT id FROM users WHERE platform = ?)",
+                (note_id, platform),
+            )
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cursor.rowcount > 0
+
+    # -- recall -----------------------------------------------------------------------------
+
+    @_translated
+    async def recall(
+        self,
+        platform: str,
+        channel_id: str,
+        user_id: str,
+        terms: list[str],
+        *,
+        before_id: int,
+        limit: int,
+    ) -> list[RecalledLine]:
+        """Viewers' lines older than ``before_id`` that best match any of ``terms`` (BM25).
+
+        The speaker's own lines from anywhere on the platform come first, then other viewers'
+        lines in this channel; at most ``limit`` of each.
+        """
+        if not terms or limit <= 0:
+            return []
+        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        async with self._db.execute(
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        own = await self._recall_own(row[0], match, before_id, limit) if row else []
+        others = await self._recall_channel(platform, channel_id, row[0] if row else None, match, before_id, limit)
+        return own + others
+
+    async def _recall_own(self, user_row: int, match: str, before_id: int, limit: int) -> list[RecalledLine]:
+        async with self._db.execute(
+            f"SELECT {_RECALL_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+            " WHERE messages_fts MATCH ? AND f.rowid < ? ORDER BY f.rank LIMIT ?",
+            (f"user_id : {user_row} AND text : ({match})", before_id, limit),
+        ) as cursor:
+            return [_recalled(row, own=True) async for row in cursor]
+
+    async def _recall_channel(
+        self, platform: str, channel_id: str, user_row: int | None, match: str, before_id: int, limit: int
+    ) -> list[RecalledLine]:
+        async with self._db.execute(
+            f"SELECT {_RECALL_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+            " WHERE messages_fts MATCH ? AND f.rowid < ? AND m.platform = ? AND m.channel_id = ?"
+            " AND m.user_id IS NOT ? ORDER BY f.rank LIMIT ?",
+            (f"text : ({match})", before_id, platform, channel_id, user_row, limit),
+        ) as cursor:
+            return [_recalled(row, own=False) async for row in cursor]
 
     # -- forgetting -------------------------------------------------------------------------
 
@@ -385,6 +487,9 @@ class MemoryStore:
                 lines = await self._db.execute(f"DELETE FROM messages WHERE user_id IN ({user_clause})", params)
                 notes = await self._db.execute(f"DELETE FROM notes WHERE user_id IN ({user_clause})", params)
                 users = await self._db.execute("DELETE FROM users WHERE platform = ? AND platform_user_id = ?", params)
+                # FTS5 before 3.44 deletes by adding markers; merging every segment into one drops
+                # the deleted lines' terms from the index pages (secure_delete then zeroes them).
+                await self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
                 await self._db.execute("COMMIT")
             except BaseException:
                 await self._db.execute("ROLLBACK")
@@ -446,6 +551,13 @@ class MemoryStore:
         return str(row[0]) if row else "no answer"
 
 
+_RECALL_COLUMNS = "m.id, m.platform, m.channel_id, m.author_name, m.text, m.created_at, m.from_moderator"
+
+
+def _recalled(row: sqlite3.Row | tuple[Any, ...], *, own: bool) -> RecalledLine:
+    return RecalledLine(row[0], row[1], row[2], row[3], row[4], _parse(row[5]), own, bool(row[6]))
+
+
 def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]]) -> list[UserRecord]:
     """Each line's view of its author: the count as it stood right after that line."""
     remaining: dict[tuple[str, str], int] = {}
@@ -471,4 +583,12 @@ def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], 
 
 
 def _split_sql(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
+    """Whole statements, so a trigger body's own semicolons stay inside its statement."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

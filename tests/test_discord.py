@@ -455,14 +455,15 @@ async def test_memory_forget_deletes_the_callers_rows_from_the_database(stage: S
         await stage.discord.post_message(stage.moderator, "welcome ava")
         await stage.discord.post_message(stage.viewer, stage.mention("remember me?"))
         await stage.discord.wait_for_calls("POST", MESSAGES)
-        await manager.memory.add_note("discord", str(stage.viewer.id), "loves speedruns")
+        await manager.memory.add_note("discord", str(stage.viewer.id), "plays on a Steam Deck")
         assert len(stage.lines_by(stage.viewer)) == 2
         interaction = await stage.discord.run_slash_command(stage.viewer, "memory", "forget")
         deferred = await stage.discord.interaction_response(interaction)
         [followup] = await stage.discord.wait_for_calls("POST", r"/webhooks/\d+/[^/]+")
     assert deferred["type"] == 5 and deferred["data"]["flags"] & EPHEMERAL_FLAG
     assert followup.json["flags"] & EPHEMERAL_FLAG
-    assert "forgot 3 messages and 1 notes" in followup.json["content"], "two lines and the reply to them"
+    # Two lines and the reply to them; the note noticed in "I love speedruns" and the one added.
+    assert "forgot 3 messages and 2 notes" in followup.json["content"]
     assert stage.lines_by(stage.viewer) == []
     assert stage.rows("SELECT count(*) FROM notes") == [(0,)]
     assert stage.rows("SELECT count(*) FROM users WHERE platform_user_id = ?", str(stage.viewer.id)) == [(0,)]

@@ -130,7 +130,9 @@ def assert_viewer_text_is_labelled_user_content(
     label = speaker_label(event.author_name)
     assert ":" not in label and "\n" not in label and "<|" not in label
     last = rest[-1]
-    assert last.role == "user" and last.content.startswith(f"{label}: ")
+    # The new line comes last in its user message, after what the character remembers, if anything.
+    remembered, _, _ = last.content.rpartition(f"]\n{label}: ")
+    assert last.role == "user" and (last.content.startswith(f"{label}: ") or remembered.startswith("[What "))
     for message in rest:
         for earlier in CORPUS:
             if len(earlier["text"]) > 20 and earlier["text"] in message.content:

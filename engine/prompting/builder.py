@@ -32,13 +32,17 @@ __all__ = [
 _GENERATION_PROMPT_TOKENS = 8  # "<|im_start|>assistant\n" and the like
 
 
-def viewer_message(author_name: str, text: str, replying_to: tuple[str, str] | None = None) -> ChatMessage:
+def viewer_message(
+    author_name: str, text: str, replying_to: tuple[str, str] | None = None, remembered: str | None = None
+) -> ChatMessage:
     """A viewer's line as the model sees it: always a user message, labelled with the author.
 
-    A quoted replied-to line is viewer text too, so it rides in this user message rather than in
-    any system message.
+    A quoted replied-to line and the block of what the character remembers (notes, recalled
+    lines) are viewer text too, so they ride in this user message rather than in any system
+    message; the remembered block goes first, the new line last, where the model answers it.
     """
-    return ChatMessage("user", viewer_line(author_name, text, replying_to))
+    line = viewer_line(author_name, text, replying_to)
+    return ChatMessage("user", f"{remembered}\n{line}" if remembered else line)
 
 
 def render_history_line(line: StoredMessage) -> ChatMessage:

@@ -19,7 +19,7 @@ from personas.render import substitute_macros
 __all__ = ["build_turn_context", "summarise_dropped"]
 
 
-def _speaker_memory(event: ChatEvent, user: UserRecord | None, notes: Sequence[str]) -> str:
+def _speaker_memory(event: ChatEvent, user: UserRecord | None) -> str:
     name = speaker_label(event.author_name)  # viewer-chosen text going into a system message
     # The one definition of a first-time chatter (hear() copies it into event.is_first_message).
     if user is None or user.is_new:
@@ -27,8 +27,8 @@ def _speaker_memory(event: ChatEvent, user: UserRecord | None, notes: Sequence[s
     else:
         since = user.first_seen.strftime("%Y-%m-%d")
         about = f"{name} is a regular: {user.message_count} messages since {since}."
-    if notes:
-        about += f" You remember about {name}: " + "; ".join(notes[-5:])
+    # Notes about the speaker are viewer text: they ride in the viewer's own message
+    # (engine.recall.block), never in this system message.
     return about
 
 
@@ -36,12 +36,11 @@ def build_turn_context(
     persona: PersonaCard,
     event: ChatEvent,
     user: UserRecord | None,
-    notes: Sequence[str],
     history: Sequence[StoredMessage],
     count_tokens: Callable[[str], int],
 ) -> list[str]:
     """Context parts, most important first (the prompt builder drops from the end when short)."""
-    parts = [_speaker_memory(event, user, notes)]
+    parts = [_speaker_memory(event, user)]
     if persona.post_history_instructions:
         parts.append(
             substitute_macros(persona.post_history_instructions, persona.display_name, speaker_label(event.author_name))

@@ -1,0 +1,108 @@
+"""Self-disclosures: what viewers say about themselves, noticed without a model call.
+
+"my name is Sam", "I'm from Lisbon", "my dog is called Rex", "I love speedruns", "I work as a
+nurse", "my birthday is May 3rd" each become a note in the viewer's own words. Patterns live in
+one table per language, so another language is one more entry in :data:`PATTERNS`. A note is the
+clause the viewer wrote, cut at the end of its sentence: it is shown to the model quoted, as data,
+never as an instruction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["PATTERNS", "Disclosure", "find_disclosures"]
+
+_MAX_NOTE_CHARS = 100
+_SENTENCE_END = re.compile(r"[.!?;]|\s+(?:but|and then|lol|lmao)\s", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    kind: str  # name, origin, home, pet, family, likes, dislikes, job, birthday, age, favourite
+    text: str  # the viewer's own words, from the pattern's start to the end of the clause
+
+
+@dataclass(frozen=True, slots=True)
+class _Language:
+    hint: re.Pattern[str]  # cheap test that a line may hold a disclosure at all
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+
+
+def _patterns(*pairs: tuple[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in pairs)
+
+
+_EN_SUBJECT = r"\b(?:i'?m|i am|im)\b"
+PATTERNS: dict[str, _Language] = {
+    "en": _Language(
+        hint=re.compile(r"\b(?:my|i'?m|i am|im|i|call me)\b", re.IGNORECASE),
+        patterns=_patterns(
+            ("name", r"\bmy name(?:'s| is)\s+\S+"),
+            ("name", r"\bcall me\s+\S+"),
+            ("origin", _EN_SUBJECT + r"\s+(?:originally\s+)?from\s+\S+"),
+            ("home", r"\bi (?:live|grew up) in\s+\S+"),
+            (
+                "pet",
+                r"\bmy (?:\w+ )?(?:cat|dog|puppy|kitten|bird|parrot|rabbit|bunny|hamster|fish|snake|lizard|"
+                r"turtle|horse|pet)s? (?:is |are )?(?:called|named)\s+\S+",
+            ),
+            (
+                "pet",
+                r"\bi have (?:a|an|one|two|three|four|\d+) [\w ]{0,20}?(?:cats?|dogs?|rabbits?|bunnies|"
+                r"hamsters?|birds?|parrots?|fish|snakes?|lizards?|turtles?|horses?|pets?|kids?|sons?|daughters?)\b"
+                r"(?: (?:called|named)\s+\S+)?",
+            ),
+            (
+                "family",
+                r"\bmy (?:wife|husband|partner|girlfriend|boyfriend|son|daughter|brother|sister|mom|mum|"
+                r"dad|kid)(?:'s name)? (?:is )?(?:called |named )?[A-Z]\w+",
+            ),
+            ("job", r"\bi work (?:as|at|for|in)\s+\S+"),
+            (
+                "job",
+                _EN_SUBJECT + r"\s+an? (?:\w+ )?(?:nurse|teacher|developer|programmer|engineer|doctor|student|"
+                r"artist|chef|cook|driver|designer|writer|streamer|lawyer|mechanic|farmer|scientist)\b",
+            ),
+            ("birthday", r"\bmy birthday(?:'s| is)\s+\S+"),
+            ("age", _EN_SUBJECT + r"\s+\d{1,2}\s*(?:years? old|yo|y/o)\b"),
+            ("likes", r"\bi (?:really |absolutely )?(?:love|adore|like|enjoy)\s+(?!you\b|it\b|this\b|that\b)\S+"),
+            (
+                "dislikes",
+                r"\bi (?:really |absolutely )?(?:hate|can'?t stand|dislike)\s+(?!you\b|it\b|this\b|that\b)\S+",
+            ),
+            ("favourite", r"\bmy fav(?:ou?rite)? \w+ (?:is|are)\s+\S+"),
+        ),
+    ),
+}
+
+
+def find_disclosures(text: str, languages: tuple[str, ...] = ("en",)) -> list[Disclosure]:
+    """Each self-disclosure in ``text``, in order; most lines have none and cost one regex search."""
+    found: list[Disclosure] = []
+    for code in languages:
+        language = PATTERNS.get(code)
+        if language is None or not language.hint.search(text):
+            continue
+        for kind, pattern in language.patterns:
+            match = pattern.search(text)
+            if match is not None:
+                found.append(Disclosure(kind, _clause(text, match.start())))
+    return _without_overlaps(found)
+
+
+def _clause(text: str, start: int) -> str:
+    rest = text[start:]
+    end = _SENTENCE_END.search(rest)
+    clause = rest[: end.start()] if end else rest
+    return " ".join(clause.split())[:_MAX_NOTE_CHARS].rstrip(" ,")
+
+
+def _without_overlaps(found: list[Disclosure]) -> list[Disclosure]:
+    """One note per clause: "I have a cat called Miso" matches two patterns but says one thing."""
+    kept: list[Disclosure] = []
+    for disclosure in found:
+        if not any(disclosure.text in other.text or other.text in disclosure.text for other in kept):
+            kept.append(disclosure)
+    return kept

@@ -1,0 +1,99 @@
+"""What the character remembers for one reply, and the notes a chat line leaves behind.
+
+:class:`Recaller` is the engine's single caller of memory's recall and note verbs: the manager
+asks it for a note when a line is heard and for the remembered block when a prompt is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from engine.errors import MemoryUnavailable
+from engine.events import ChatEvent
+from engine.recall.block import rank_notes, remembered_block
+from engine.recall.disclosures import find_disclosures
+from engine.recall.terms import query_terms
+from engine.settings import MemorySettings
+from memory import MemoryStore, MemoryStoreError, RecalledLine, StoredMessage
+from personas.card import PersonaCard
+
+__all__ = ["Recaller", "ShownFilter"]
+
+log = logging.getLogger(__name__)
+
+# Whether a stored or recalled line may be shown to the model (content rules); the manager's.
+ShownFilter = Callable[[StoredMessage | RecalledLine, PersonaCard], bool]
+
+
+class Recaller:
+    def __init__(self, memory: MemoryStore, settings: MemorySettings, count_tokens: Callable[[str], int]) -> None:
+        self.memory = memory
+        self.settings = settings
+        self.count_tokens = count_tokens
+        self.languages = tuple(code.strip() for code in settings.note_languages.split(",") if code.strip())
+
+    async def note_disclosures(self, event: ChatEvent, persona: PersonaCard, harmful: Callable[[str], bool]) -> int:
+        """Notes from what the viewer just said about themselves; how many were new.
+
+        Most lines hold no disclosure and cost one regex search. A line that breaks a content rule
+        leaves no note: notes reach the prompt, and such lines never do.
+        """
+        if not self.settings.notes_from_disclosures or (event.is_moderator and event.text.startswith("!")):
+            return 0
+        disclosures = find_disclosures(event.text, self.languages)
+        if not disclosures or harmful(event.text):
+            return 0
+        source = await self.memory.message_id_for(event.platform, event.message_id)
+        added = 0
+        for disclosure in disclosures:
+            added += await self.memory.add_note(
+                event.platform,
+                event.author_id,
+                disclosure.text,
+                kind="disclosure",
+                source_message_id=source,
+                keep_at_most=self.settings.notes_per_viewer,
+            )
+        return added
+
+    async def block_for(
+        self,
+        event: ChatEvent,
+        persona: PersonaCard,
+        *,
+        before_id: int,
+        shown: ShownFilter,
+        quoted: str | None = None,
+    ) -> str | None:
+        """Notes about the speaker and past lines from outside the history window, within budget.
+
+        ``quoted`` is the text of a replied-to line already quoted in the viewer's message.
+        """
+        budget = self.settings.recall_tokens
+        if budget <= 0:
+            return None
+        terms = query_terms(event.text, ignore=(persona.name, persona.display_name))
+        try:
+            notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id)
+            lines = await self.memory.recall(
+                event.platform,
+                event.channel_id,
+                event.author_id,
+                terms,
+                before_id=before_id,
+                limit=self.settings.recall_lines,
+            )
+        except MemoryStoreError as exc:
+            raise MemoryUnavailable(str(exc)) from exc
+        lines = [line for line in lines if line.text != quoted and shown(line, persona)]
+        return remembered_block(
+            persona.display_name,
+            event.author_name,
+            rank_notes(notes, terms),
+            lines,
+            now=datetime.now(UTC),
+            count_tokens=self.count_tokens,
+            budget_tokens=budget,
+        )
