@@ -351,15 +351,18 @@ class MemoryStore:
         kind: str = "manual",
         source_message_id: int | None = None,
         keep_at_most: int | None = None,
+        noted_at: datetime | None = None,
     ) -> bool:
         """Remember ``text`` about a viewer; False when the same note is already there.
 
-        With ``keep_at_most``, the oldest notes of the same kind go once there are more.
+        ``noted_at`` is when it was said (default now). With ``keep_at_most``, the oldest notes of
+        the same kind go once there are more.
         """
+        when = _iso(noted_at or datetime.now(UTC))
         async with self._write_lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                added = await self._insert_note(platform, user_id, text, persona_id, kind, source_message_id)
+                added = await self._insert_note(platform, user_id, text, persona_id, kind, source_message_id, when)
                 if added and keep_at_most is not None:
                     await self._db.execute(
                         "DELETE FROM notes WHERE kind = ? AND user_id = (SELECT user_id FROM notes WHERE id = ?)"
@@ -374,7 +377,7 @@ class MemoryStore:
         return added is not None
 
     async def _insert_note(
-        self, platform: str, user_id: str, text: str, persona_id: str | None, kind: str, source: int | None
+        self, platform: str, user_id: str, text: str, persona_id: str | None, kind: str, source: int | None, when: str
     ) -> int | None:
         async with self._db.execute(
             "SELECT u.id, EXISTS (SELECT 1 FROM notes n WHERE n.user_id = u.id AND lower(n.text) = lower(?))"
@@ -389,7 +392,7 @@ class MemoryStore:
         cursor = await self._db.execute(
             "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (row[0], persona_id, text, _iso(datetime.now(UTC)), kind, source),
+            (row[0], persona_id, text, when, kind, source),
         )
         return cursor.lastrowid
 

@@ -132,7 +132,9 @@ async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path
                 else ("bob", f"bob line {number}")
             )
             await manager.handle(_event(author, text, number))
+        await manager.handle(_event("zyxwalice", "my cat is called quokkacat", 40))  # noticed as a note
         await manager.memory.add_note("twitch", "id-zyxwalice", "likes quokkanotes")
+        assert len(await manager.memory.notes_for("twitch", "id-zyxwalice")) == 2
         summary = await manager.memory.latest_summary("twitch", "stream")
         assert summary is not None and "zyxwalice" in summary.text
         result = await manager.forget("twitch", "id-zyxwalice")
@@ -145,3 +147,8 @@ async def test_forget_leaves_no_trace_of_the_user_in_the_database_files(tmp_path
     with sqlite3.connect(tmp_path / "costar.sqlite3") as database:
         dump = "\n".join(database.iterdump())
     assert "zyxwalice" not in dump and "quokka" not in dump and "bob line 1" in dump
+    with sqlite3.connect(tmp_path / "costar.sqlite3") as database:
+        database.execute("CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, messages_fts, 'row')")
+        assert database.execute("SELECT term FROM temp.terms WHERE term LIKE 'quokka%'").fetchall() == []
+        assert database.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'bob'").fetchone()[0] > 0
+        assert database.execute("SELECT count(*) FROM notes").fetchone()[0] == 0

@@ -55,6 +55,7 @@ class Recaller:
                 kind="disclosure",
                 source_message_id=source,
                 keep_at_most=self.settings.notes_per_viewer,
+                noted_at=event.sent_at,
             )
         return added
 
