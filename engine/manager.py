@@ -34,6 +34,7 @@ from engine.errors import (
     SettingsError,
 )
 from engine.events import ChatEvent, Reply
+from engine.flow.activity import ReplyActivity
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
 from engine.heard import HeardLine
@@ -42,9 +43,11 @@ from engine.observability.metrics import Metrics
 from engine.output.limits import PlatformLimits
 from engine.output.postprocess import cut_at_stops, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
+from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
 from engine.recall.recaller import Recaller
+from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
@@ -97,6 +100,8 @@ class ConversationManager:
             counter, context_tokens=settings.backend.context_tokens, trim_to=settings.prompt.trim_to
         )
         self.recaller = Recaller(memory, settings.memory, counter.count)
+        self.activity = ReplyActivity()
+        self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         self.platform_limits: dict[str, PlatformLimits] = {}
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -192,6 +197,8 @@ class ConversationManager:
         if event.addresses_bot:
             heard.verdict = self.moderator.check_input(event, persona, repeats=heard.repeats)
         await self._remember(self.recaller.note_disclosures(event, persona, self._harmful_in(event, persona)))
+        if self.reflector is not None:
+            self.reflector.heard(event, persona)
         return heard
 
     def _harmful_in(self, event: ChatEvent, persona: PersonaCard) -> Callable[[str], bool]:
@@ -203,7 +210,9 @@ class ConversationManager:
             await self._remember(self.memory.set_platform_message_id(reply.memory_id, platform_message_id))
 
     async def close(self) -> None:
-        """Flush and close memory; the backend belongs to whoever built it."""
+        """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""
+        if self.reflector is not None:
+            await self.reflector.close()
         await self.memory.close()
 
     @staticmethod
@@ -314,6 +323,7 @@ class ConversationManager:
     async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:
         """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
         async with AsyncExitStack() as held:
+            held.enter_context(self.activity.reply())  # idle-time reflection yields at once
             with self.metrics.waiting_for_slot():
                 await held.enter_async_context(self._channel_locks[channel_key])
                 await held.enter_async_context(self._generation_slots)
@@ -513,6 +523,11 @@ class ConversationManager:
         previous = await self.memory.latest_summary(event.platform, event.channel_id)
         text = summarise_dropped(dropped, persona, previous.text if previous else None)
         await self.memory.save_summary(event.platform, event.channel_id, text, dropped[-1].id, persona.persona_id)
+        if self.reflector is not None:  # the model rewrites it later, when nobody waits for a reply
+            lines = [
+                viewer_line(line.author_name, line.text) for line in dropped if self._shown_to_model(line, persona)
+            ]
+            self.reflector.trimmed(event.platform, event.channel_id, persona, lines, dropped[-1].id)
 
 
 def _keep_newest(remembered: OrderedDict[Any, Any]) -> None:

@@ -408,6 +408,16 @@ class MemoryStore:
             return [Note(row[0], row[1], _parse(row[2]), row[3], row[4]) async for row in cursor]
 
     @_translated
+    async def lines_by_user(self, platform: str, user_id: str, *, limit: int) -> list[str]:
+        """A viewer's newest lines, oldest first (for reflection)."""
+        async with self._db.execute(
+            "SELECT text FROM (SELECT m.id, m.text FROM messages m JOIN users u ON u.id = m.user_id"
+            " WHERE u.platform = ? AND u.platform_user_id = ? ORDER BY m.id DESC LIMIT ?) ORDER BY id",
+            (platform, user_id, limit),
+        ) as cursor:
+            return [row[0] async for row in cursor]
+
+    @_translated
     async def delete_note(self, platform: str, note_id: int) -> bool:
         """Delete one note (a moderator's call); False when there is no such note on ``platform``."""
         async with self._write_lock:
