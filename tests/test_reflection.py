@@ -22,7 +22,7 @@ class OneAtATime(ScriptedBackend):
     """Like the embedded model: one generation at a time, each taking ``delay_s``."""
 
     def __init__(self, delay_s: float) -> None:
-        super().__init__([self._answer] * 20, default=None, delay_s=delay_s)
+        super().__init__(default=None, delay_s=delay_s)
         self._busy = asyncio.Lock()
         self.started: list[tuple[str, float]] = []
 
@@ -33,7 +33,7 @@ class OneAtATime(ScriptedBackend):
             return "facts"
         return "summary" if instructions.startswith("Summarise this stretch") else "reply"
 
-    def _answer(self, request: GenerationRequest) -> str:
+    def _next_text(self, request: GenerationRequest) -> str:
         return {"facts": FACTS, "summary": "Chat compared tortoises; bob asked about the speech."}.get(
             self.kind(request), "Hi there!"
         )
