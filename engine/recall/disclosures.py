@@ -37,7 +37,11 @@ def _patterns(*pairs: tuple[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...
 _EN_SUBJECT = r"\b(?:i'?m|i am|im)\b"
 PATTERNS: dict[str, _Language] = {
     "en": _Language(
-        hint=re.compile(r"\b(?:my|i'?m|i am|im|i|call me)\b", re.IGNORECASE),
+        hint=re.compile(
+            r"\b(?:my|i'?m|i am|call me|i (?:live|grew|have|work|love|adore|like|enjoy|hate|can'?t|dislike|really|"
+            r"absolutely))\b",
+            re.IGNORECASE,
+        ),
         patterns=_patterns(
             ("name", r"\bmy name(?:'s| is)\s+\S+"),
             ("name", r"\bcall me\s+\S+"),
@@ -57,7 +61,7 @@ PATTERNS: dict[str, _Language] = {
             (
                 "family",
                 r"\bmy (?:wife|husband|partner|girlfriend|boyfriend|son|daughter|brother|sister|mom|mum|"
-                r"dad|kid)(?:'s name)? (?:is )?(?:called |named )?[A-Z]\w+",
+                r"dad|kid)(?:'s name is| is called| is named| named| called)\s+\S+",
             ),
             ("job", r"\bi work (?:as|at|for|in)\s+\S+"),
             (
@@ -67,10 +71,13 @@ PATTERNS: dict[str, _Language] = {
             ),
             ("birthday", r"\bmy birthday(?:'s| is)\s+\S+"),
             ("age", _EN_SUBJECT + r"\s+\d{1,2}\s*(?:years? old|yo|y/o)\b"),
-            ("likes", r"\bi (?:really |absolutely )?(?:love|adore|like|enjoy)\s+(?!you\b|it\b|this\b|that\b)\S+"),
+            (
+                "likes",
+                r"\bi (?:really |absolutely )?(?:love|adore|like|enjoy)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
+            ),
             (
                 "dislikes",
-                r"\bi (?:really |absolutely )?(?:hate|can'?t stand|dislike)\s+(?!you\b|it\b|this\b|that\b)\S+",
+                r"\bi (?:really |absolutely )?(?:hate|can'?t stand|dislike)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
             ),
             ("favourite", r"\bmy fav(?:ou?rite)? \w+ (?:is|are)\s+\S+"),
         ),
