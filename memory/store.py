@@ -19,6 +19,7 @@ import aiosqlite
 
 from memory.errors import DatabaseUnavailable, MemoryStoreError, translate
 from memory.migrations import MIGRATIONS, Migration
+from memory.recall import recall_lines
 from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 
 __all__ = ["MemoryStore"]
@@ -441,40 +442,17 @@ class MemoryStore:
         before_id: int,
         limit: int,
     ) -> list[RecalledLine]:
-        """Viewers' lines older than ``before_id`` that best match any of ``terms`` (BM25).
+        """Viewers' lines older than ``before_id`` that best match ``terms`` (see :mod:`memory.recall`).
 
         The speaker's own lines from anywhere on the platform come first, then other viewers'
         lines in this channel; at most ``limit`` of each.
         """
-        if not terms or limit <= 0:
-            return []
-        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
         async with self._db.execute(
             "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
         ) as cursor:
             row = await cursor.fetchone()
-        own = await self._recall_own(row[0], match, before_id, limit) if row else []
-        others = await self._recall_channel(platform, channel_id, row[0] if row else None, match, before_id, limit)
-        return own + others
-
-    async def _recall_own(self, user_row: int, match: str, before_id: int, limit: int) -> list[RecalledLine]:
-        async with self._db.execute(
-            f"SELECT {_RECALL_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
-            " WHERE messages_fts MATCH ? AND f.rowid < ? ORDER BY f.rank LIMIT ?",
-            (f"user_id : {user_row} AND text : ({match})", before_id, limit),
-        ) as cursor:
-            return [_recalled(row, own=True) async for row in cursor]
-
-    async def _recall_channel(
-        self, platform: str, channel_id: str, user_row: int | None, match: str, before_id: int, limit: int
-    ) -> list[RecalledLine]:
-        async with self._db.execute(
-            f"SELECT {_RECALL_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
-            " WHERE messages_fts MATCH ? AND f.rowid < ? AND m.platform = ? AND m.channel_id = ?"
-            " AND m.user_id IS NOT ? ORDER BY f.rank LIMIT ?",
-            (f"text : ({match})", before_id, platform, channel_id, user_row, limit),
-        ) as cursor:
-            return [_recalled(row, own=False) async for row in cursor]
+        user_row = int(row[0]) if row else None
+        return await recall_lines(self._db, platform, channel_id, user_row, terms, before_id=before_id, limit=limit)
 
     # -- forgetting -------------------------------------------------------------------------
 
@@ -562,13 +540,6 @@ class MemoryStore:
         async with self._db.execute("PRAGMA integrity_check") as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else "no answer"
-
-
-_RECALL_COLUMNS = "m.id, m.platform, m.channel_id, m.author_name, m.text, m.created_at, m.from_moderator"
-
-
-def _recalled(row: sqlite3.Row | tuple[Any, ...], *, own: bool) -> RecalledLine:
-    return RecalledLine(row[0], row[1], row[2], row[3], row[4], _parse(row[5]), own, bool(row[6]))
 
 
 def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]]) -> list[UserRecord]:

@@ -35,6 +35,8 @@ def _patterns(*pairs: tuple[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...
 
 
 _EN_SUBJECT = r"\b(?:i'?m|i am|im)\b"
+# "I" as the subject of a statement, not of a question ("what food do I love most").
+_EN_I = r"(?<!do )(?<!did )(?<!can )(?<!would )(?<!should )(?<!could )\bi "
 PATTERNS: dict[str, _Language] = {
     "en": _Language(
         hint=re.compile(
@@ -44,9 +46,9 @@ PATTERNS: dict[str, _Language] = {
         ),
         patterns=_patterns(
             ("name", r"\bmy name(?:'s| is)\s+\S+"),
-            ("name", r"\bcall me\s+\S+"),
+            ("name", r"\bcall me\s+(?-i:[A-Z])\S*"),
             ("origin", _EN_SUBJECT + r"\s+(?:originally\s+)?from\s+\S+"),
-            ("home", r"\bi (?:live|grew up) in\s+\S+"),
+            ("home", _EN_I + r"(?:live|grew up) in\s+\S+"),
             (
                 "pet",
                 r"\bmy (?:\w+ )?(?:cat|dog|puppy|kitten|bird|parrot|rabbit|bunny|hamster|fish|snake|lizard|"
@@ -54,7 +56,7 @@ PATTERNS: dict[str, _Language] = {
             ),
             (
                 "pet",
-                r"\bi have (?:a|an|one|two|three|four|\d+) [\w ]{0,20}?(?:cats?|dogs?|rabbits?|bunnies|"
+                _EN_I + r"have (?:a|an|one|two|three|four|\d+) [\w ]{0,20}?(?:cats?|dogs?|rabbits?|bunnies|"
                 r"hamsters?|birds?|parrots?|fish|snakes?|lizards?|turtles?|horses?|pets?|kids?|sons?|daughters?)\b"
                 r"(?: (?:called|named)\s+\S+)?",
             ),
@@ -63,7 +65,7 @@ PATTERNS: dict[str, _Language] = {
                 r"\bmy (?:wife|husband|partner|girlfriend|boyfriend|son|daughter|brother|sister|mom|mum|"
                 r"dad|kid)(?:'s name is| is called| is named| named| called)\s+\S+",
             ),
-            ("job", r"\bi work (?:as|at|for|in)\s+\S+"),
+            ("job", _EN_I + r"work (?:as|at|for|in)\s+\S+"),
             (
                 "job",
                 _EN_SUBJECT + r"\s+an? (?:\w+ )?(?:nurse|teacher|developer|programmer|engineer|doctor|student|"
@@ -73,11 +75,13 @@ PATTERNS: dict[str, _Language] = {
             ("age", _EN_SUBJECT + r"\s+\d{1,2}\s*(?:years? old|yo|y/o)\b"),
             (
                 "likes",
-                r"\bi (?:really |absolutely )?(?:love|adore|like|enjoy)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
+                _EN_I
+                + r"(?:really |absolutely )?(?:love|adore|like|enjoy)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
             ),
             (
                 "dislikes",
-                r"\bi (?:really |absolutely )?(?:hate|can'?t stand|dislike)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
+                _EN_I
+                + r"(?:really |absolutely )?(?:hate|can'?t stand|dislike)\s+(?!(?:you|ya|u|it|this|that|how|when|what|the way|her|him|them|his|seeing)\b)\S+",
             ),
             ("favourite", r"\bmy fav(?:ou?rite)? \w+ (?:is|are)\s+\S+"),
         ),
@@ -94,14 +98,19 @@ def find_disclosures(text: str, languages: tuple[str, ...] = ("en",)) -> list[Di
             continue
         for kind, pattern in language.patterns:
             match = pattern.search(text)
-            if match is not None:
-                found.append(Disclosure(kind, _clause(text, match.start())))
+            clause = _clause(text, match.start()) if match is not None else None
+            if clause:
+                found.append(Disclosure(kind, clause))
     return _without_overlaps(found)
 
 
-def _clause(text: str, start: int) -> str:
+def _clause(text: str, start: int) -> str | None:
+    """The words from ``start`` to the end of their clause; None inside a question."""
     rest = text[start:]
     end = _SENTENCE_END.search(rest)
+    terminator = end.group(0) if end is not None else rest.rstrip()[-1:]
+    if terminator == "?":
+        return None
     clause = rest[: end.start()] if end else rest
     return " ".join(clause.split())[:_MAX_NOTE_CHARS].rstrip(" ,")
 
