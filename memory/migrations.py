@@ -91,25 +91,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         "full-text recall of viewers' lines; notes remember the line they came from",
         # An FTS5 index over viewers' lines (the character's own lines are not recalled), fed by
         # triggers inside the very transaction that writes the line, so a group commit indexes
-        # its whole batch or nothing. Besides the text it indexes one token for the speaker and
-        # one for the channel ('c' + hex of "platform:channel_id", a single alphanumeric token),
-        # so "this speaker's / this channel's lines about X" is an index intersection, not a scan.
-        # Its content is the messages table seen through a view: nothing is stored twice.
+        # its whole batch or nothing. The speaker is indexed as a token too, so "this speaker's
+        # lines about X" is an index intersection, not a scan. Its content is the messages table
+        # seen through a view: the text is not stored twice.
         """
-        CREATE VIEW messages_recall AS
-            SELECT id, text, user_id, 'c' || hex(platform || ':' || channel_id) AS channel
-            FROM messages WHERE is_character = 0;
+        CREATE VIEW messages_recall AS SELECT id, text, user_id FROM messages WHERE is_character = 0;
         CREATE VIRTUAL TABLE messages_fts USING fts5(
-            text, user_id, channel, content='messages_recall', content_rowid='id',
+            text, user_id, content='messages_recall', content_rowid='id',
             tokenize='porter unicode61 remove_diacritics 2'
         );
         CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.is_character = 0 BEGIN
-            INSERT INTO messages_fts (rowid, text, user_id, channel)
-            VALUES (new.id, new.text, new.user_id, 'c' || hex(new.platform || ':' || new.channel_id));
+            INSERT INTO messages_fts (rowid, text, user_id) VALUES (new.id, new.text, new.user_id);
         END;
         CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.is_character = 0 BEGIN
-            INSERT INTO messages_fts (messages_fts, rowid, text, user_id, channel)
-            VALUES ('delete', old.id, old.text, old.user_id, 'c' || hex(old.platform || ':' || old.channel_id));
+            INSERT INTO messages_fts (messages_fts, rowid, text, user_id) VALUES ('delete', old.id, old.text, old.user_id);
         END;
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         ALTER TABLE notes ADD COLUMN source_message_id INTEGER;

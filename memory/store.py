@@ -447,12 +447,7 @@ class MemoryStore:
         The speaker's own lines from anywhere on the platform come first, then other viewers'
         lines in this channel; at most ``limit`` of each.
         """
-        async with self._db.execute(
-            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
-        ) as cursor:
-            row = await cursor.fetchone()
-        user_row = int(row[0]) if row else None
-        return await recall_lines(self._db, platform, channel_id, user_row, terms, before_id=before_id, limit=limit)
+        return await recall_lines(self._db, platform, channel_id, user_id, terms, before_id=before_id, limit=limit)
 
     # -- forgetting -------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 __all__ = ["PATTERNS", "Disclosure", "find_disclosures"]
 
 _MAX_NOTE_CHARS = 100
+# Kinds whose subject is often said before the pattern ("Go Celtics!! been a fan since I was a
+# kid"): the note keeps the line from its start.
+_WHOLE_LINE_KINDS = frozenset({"fan"})
 _SENTENCE_END = re.compile(r"[.!?;]|\s+(?:but|and then|lol|lmao)\s", re.IGNORECASE)
 
 
@@ -40,8 +43,9 @@ _EN_I = r"(?<!do )(?<!did )(?<!can )(?<!would )(?<!should )(?<!could )\bi "
 PATTERNS: dict[str, _Language] = {
     "en": _Language(
         hint=re.compile(
-            r"\b(?:my|i'?m|i am|call me|i (?:live|grew|have|work|love|adore|like|enjoy|hate|can'?t|dislike|really|"
-            r"absolutely))\b",
+            r"\b(?:my|i'?m|i am|call me|fan|studying|i (?:live|grew|have|work|love|adore|like|enjoy|hate|can'?t|"
+            r"dislike|really|absolutely|study|knit|crochet|paint|draw|bake|sew|garden|climb|surf|skate|hike|collect|"
+            r"brew))\b",
             re.IGNORECASE,
         ),
         patterns=_patterns(
@@ -62,8 +66,15 @@ PATTERNS: dict[str, _Language] = {
             ),
             (
                 "family",
-                r"\bmy (?:wife|husband|partner|girlfriend|boyfriend|son|daughter|brother|sister|mom|mum|"
-                r"dad|kid)(?:'s name is| is called| is named| named| called)\s+\S+",
+                r"\bmy (?:wife|husband|partner|fianc[eé]e?|girlfriend|boyfriend|son|daughter|brother|sister|mom|"
+                r"mum|dad|kid)(?:'s name is| is called| is named| named| called)?\s+(?-i:[A-Z])\w+",
+            ),
+            ("fan", r"\bfan of\s+\S+|(?-i:[A-Z])\w+ fan\b|\bbeen a (?:\w+ )?fan\b"),
+            ("education", r"\b(?:i'?m |i am )?studying\s+\S+|" + _EN_I + r"study\s+\S+|\bmy (?:degree|major) is\s+\S+"),
+            (
+                "hobby",
+                _EN_I + r"(?:knit|crochet|paint|draw|bake|sew|garden|climb|surf|skate|hike|collect|brew)\w*\s+\S+|"
+                r"\bmy hobby is\s+\S+",
             ),
             ("job", _EN_I + r"work (?:as|at|for|in)\s+\S+"),
             (
@@ -98,7 +109,8 @@ def find_disclosures(text: str, languages: tuple[str, ...] = ("en",)) -> list[Di
             continue
         for kind, pattern in language.patterns:
             match = pattern.search(text)
-            clause = _clause(text, match.start()) if match is not None else None
+            start = 0 if kind in _WHOLE_LINE_KINDS else match.start() if match is not None else 0
+            clause = _clause(text, start) if match is not None else None
             if clause:
                 found.append(Disclosure(kind, clause))
     return _without_overlaps(found)
