@@ -196,13 +196,13 @@ class ConversationManager:
         heard = HeardLine(event, repeats=self.moderator.count_repeats(event), stored_at=stored_at)
         if event.addresses_bot:
             heard.verdict = self.moderator.check_input(event, persona, repeats=heard.repeats)
-        await self._remember(self.recaller.note_disclosures(event, persona, self._harmful_in(event, persona)))
+        disclosures = self.recaller.disclosures_in(event)
+        if disclosures:
+            harmful = self.moderator.harmful_text(event.text, persona, event.channel_key)
+            await self._remember(self.recaller.note_disclosures(event, disclosures, harmful=harmful))
         if self.reflector is not None:
             self.reflector.heard(event, persona)
         return heard
-
-    def _harmful_in(self, event: ChatEvent, persona: PersonaCard) -> Callable[[str], bool]:
-        return lambda text: self.moderator.harmful_text(text, persona, event.channel_key)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""

@@ -106,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.is_character = 0 BEGIN
             INSERT INTO messages_fts (messages_fts, rowid, text, user_id) VALUES ('delete', old.id, old.text, old.user_id);
         END;
+        INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', 8);
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         ALTER TABLE notes ADD COLUMN source_message_id INTEGER;
         ALTER TABLE notes ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual';

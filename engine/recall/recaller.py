@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from engine.errors import MemoryUnavailable
 from engine.events import ChatEvent
 from engine.recall.block import rank_notes, remembered_block
-from engine.recall.disclosures import find_disclosures
+from engine.recall.disclosures import Disclosure, find_disclosures
 from engine.recall.terms import query_terms
 from engine.settings import MemorySettings
 from memory import MemoryStore, MemoryStoreError, RecalledLine, StoredMessage
@@ -34,16 +34,22 @@ class Recaller:
         self.count_tokens = count_tokens
         self.languages = tuple(code.strip() for code in settings.note_languages.split(",") if code.strip())
 
-    async def note_disclosures(self, event: ChatEvent, persona: PersonaCard, harmful: Callable[[str], bool]) -> int:
-        """Notes from what the viewer just said about themselves; how many were new.
+    def disclosures_in(self, event: ChatEvent) -> list[Disclosure]:
+        """What the viewer just said about themselves: usually nothing, found with one regex search.
 
-        Most lines hold no disclosure and cost one regex search. A line that breaks a content rule
-        leaves no note: notes reach the prompt, and such lines never do.
+        Synchronous, so the per-line path awaits nothing unless there is a note to write.
         """
-        if not self.settings.notes_from_disclosures or (event.is_moderator and event.text.startswith("!")):
-            return 0
-        disclosures = find_disclosures(event.text, self.languages)
-        if not disclosures or harmful(event.text):
+        if not self.settings.notes_from_disclosures or event.text.startswith("!"):
+            return []
+        return find_disclosures(event.text, self.languages)
+
+    async def note_disclosures(self, event: ChatEvent, disclosures: list[Disclosure], *, harmful: bool) -> int:
+        """Notes from :meth:`disclosures_in`; how many were new.
+
+        A ``harmful`` line (one that breaks a content rule) leaves no note: notes reach the prompt,
+        and such lines never do.
+        """
+        if not disclosures or harmful:
             return 0
         source = await self.memory.message_id_for(event.platform, event.message_id)
         added = 0
