@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiosqlite
@@ -25,6 +26,7 @@ __all__ = ["COMMON_TERM_LINES", "recall_lines"]
 # the check costs a bounded index walk whatever the database size.
 COMMON_TERM_LINES = 250
 _CANDIDATES = 40  # newest matches ranked per pass
+_RARE_TERM_LINES = 3  # in a small store, a term counts as informative up to here
 _CHANNEL_SCAN = 250  # newest matches of the terms anywhere, of which the channel's are kept
 _COLUMNS = "m.id, m.platform, m.channel_id, m.author_name, m.text, m.created_at, m.from_moderator"
 
@@ -33,24 +35,35 @@ def _phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-async def _speaker_and_terms(
-    db: aiosqlite.Connection, platform: str, user_id: str, terms: Sequence[str]
-) -> tuple[int | None, dict[str, int]]:
-    """The speaker's user row, and each useful term with the number of lines holding it.
+@dataclass(frozen=True, slots=True)
+class _Search:
+    user_row: int | None  # the speaker's users.id, None for someone never stored
+    lines_with: dict[str, int]  # each useful term: how many lines hold it
+    stored: int  # about how many lines there are (the newest row id)
 
-    One query (each round trip to the database thread counts at this scale), bounded counts.
-    """
+    @property
+    def informative_at(self) -> int:
+        """A term in at most this many lines points at something particular (1 line in 1,000)."""
+        return max(_RARE_TERM_LINES, self.stored // 1000)
+
+
+async def _search_for(db: aiosqlite.Connection, platform: str, user_id: str, terms: Sequence[str]) -> _Search:
+    """The speaker, the useful terms with their line counts, and the store's size: one query
+    (each round trip to the database thread counts at this scale), with bounded counts."""
     counts = "".join(
         f", (SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT {COMMON_TERM_LINES}))"
         for _ in terms
     )
     parameters = [platform, user_id, *(f"text : {_phrase(term)}" for term in terms)]
-    query = f"SELECT (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?){counts}"
+    query = (
+        "SELECT (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
+        f" (SELECT max(id) FROM messages){counts}"
+    )
     async with db.execute(query, parameters) as cursor:
         row = await cursor.fetchone()
     assert row is not None
-    useful = {term: found for term, found in zip(terms, row[1:], strict=True) if 0 < found < COMMON_TERM_LINES}
-    return (int(row[0]) if row[0] is not None else None), useful
+    useful = {term: found for term, found in zip(terms, row[2:], strict=True) if 0 < found < COMMON_TERM_LINES}
+    return _Search(int(row[0]) if row[0] is not None else None, useful, int(row[1] or 0))
 
 
 async def _rows(
@@ -83,16 +96,34 @@ async def _channels_newest(
     return await _rows(db, query, parameters, own=False)
 
 
-def _best(lines: list[RecalledLine], lines_with: dict[str, int], limit: int) -> list[RecalledLine]:
-    """The lines holding the rarest terms (summed log inverse frequency); newest first on ties."""
+def _best(
+    lines: list[RecalledLine], search: _Search, limit: int, *, own: bool, lenient: bool = False
+) -> list[RecalledLine]:
+    """The relevant lines holding the rarest terms (summed log inverse frequency), newest first on ties.
+
+    One word in common is chatter, not a memory: the speaker's own line needs one informative
+    term (or two terms), any term when ``lenient`` (they asked about themselves); another
+    viewer's line two terms, one of them informative.
+    """
     # The index stems words (porter); a term's first letters are enough to tell which it holds.
-    stems = {term[: max(4, len(term) - 2)]: math.log(1e6 / count) for term, count in lines_with.items()}
+    stems = {term[: max(4, len(term) - 2)]: count for term, count in search.lines_with.items()}
+    informative_at = search.informative_at
 
-    def weight(line: RecalledLine) -> float:
+    def held(line: RecalledLine) -> list[int]:
         folded = line.text.casefold()
-        return sum(idf for stem, idf in stems.items() if stem in folded)
+        return [count for stem, count in stems.items() if stem in folded]
 
-    return sorted(lines, key=lambda line: (weight(line), line.id), reverse=True)[:limit]
+    def relevant(counts: list[int]) -> bool:
+        informative = any(count <= informative_at for count in counts)
+        if own:
+            return lenient or informative or len(counts) >= 2
+        return informative and len(counts) >= 2
+
+    scored = [
+        (sum(math.log(1e6 / count) for count in counts), line) for line in lines if relevant(counts := held(line))
+    ]
+    scored.sort(key=lambda pair: (pair[0], pair[1].id), reverse=True)
+    return [line for _, line in scored[:limit]]
 
 
 async def recall_lines(
@@ -104,17 +135,23 @@ async def recall_lines(
     *,
     before_id: int,
     limit: int,
+    about_speaker: bool = False,
 ) -> list[RecalledLine]:
-    """The speaker's best-matching lines anywhere on ``platform``, then other viewers' in the channel."""
+    """The speaker's best-matching lines anywhere on ``platform``, then other viewers' in the channel.
+
+    ``about_speaker``: the question is about the speaker ("what car do I drive?"), so any of their
+    own lines sharing a word counts.
+    """
     if not terms or limit <= 0:
         return []
-    user_row, lines_with = await _speaker_and_terms(db, platform, user_id, terms)
-    if not lines_with:
+    search = await _search_for(db, platform, user_id, terms)
+    if not search.lines_with:
         return []
-    words = " OR ".join(_phrase(term) for term in lines_with)
+    words = " OR ".join(_phrase(term) for term in search.lines_with)
+    user_row = search.user_row
     own = await _speakers_newest(db, user_row, words, before_id) if user_row is not None else []
     others = await _channels_newest(db, platform, channel_id, user_row, words, before_id)
-    return _best(own, lines_with, limit) + _best(others, lines_with, limit)
+    return _best(own, search, limit, own=True, lenient=about_speaker) + _best(others, search, limit, own=False)
 
 
 def _parse(stamp: str) -> datetime:

@@ -441,13 +441,23 @@ class MemoryStore:
         *,
         before_id: int,
         limit: int,
+        about_speaker: bool = False,
     ) -> list[RecalledLine]:
         """Viewers' lines older than ``before_id`` that best match ``terms`` (see :mod:`memory.recall`).
 
         The speaker's own lines from anywhere on the platform come first, then other viewers'
         lines in this channel; at most ``limit`` of each.
         """
-        return await recall_lines(self._db, platform, channel_id, user_id, terms, before_id=before_id, limit=limit)
+        return await recall_lines(
+            self._db,
+            platform,
+            channel_id,
+            user_id,
+            terms,
+            before_id=before_id,
+            limit=limit,
+            about_speaker=about_speaker,
+        )
 
     # -- forgetting -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from memory.records import Note, RecalledLine
 
 __all__ = ["age_phrase", "rank_notes", "remembered_block"]
 
-_QUOTE_CHARS = 200
+_QUOTE_CHARS = 140
 
 
 def age_phrase(then: datetime, now: datetime) -> str:

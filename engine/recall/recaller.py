@@ -14,7 +14,7 @@ from engine.errors import MemoryUnavailable
 from engine.events import ChatEvent
 from engine.recall.block import rank_notes, remembered_block
 from engine.recall.disclosures import Disclosure, find_disclosures
-from engine.recall.terms import query_terms
+from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import MemorySettings
 from memory import MemoryStore, MemoryStoreError, RecalledLine, StoredMessage
 from personas.card import PersonaCard
@@ -91,6 +91,7 @@ class Recaller:
                 terms,
                 before_id=before_id,
                 limit=self.settings.recall_lines,
+                about_speaker=about_the_speaker(event.text),
             )
         except MemoryStoreError as exc:
             raise MemoryUnavailable(str(exc)) from exc

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["query_terms"]
+__all__ = ["about_the_speaker", "query_terms"]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'?m|i'?ve|i'?d|my|me|mine|myself)\b", re.IGNORECASE)
 _MAX_TERMS = 8
 
 # Function words and chat filler. Question words go too: "what is my cat called" must search
@@ -31,6 +32,11 @@ _STOP_WORDS = frozenset(
     yet you youd youll your youre yours yourself
     """.split()  # noqa: SIM905 - a word list reads better as prose
 )
+
+
+def about_the_speaker(text: str) -> bool:
+    """Whether a line speaks of its author ("what car do I drive?", "remember my cat?")."""
+    return _FIRST_PERSON.search(text) is not None
 
 
 def query_terms(text: str, *, ignore: Iterable[str] = ()) -> list[str]:
