@@ -20,6 +20,7 @@ import functools
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,12 +149,27 @@ async def test_injection_corpus_is_big_and_varied() -> None:
     assert {"ignore", "role", "fake", "print", "encoded", "multi"} <= set(kinds)
 
 
-async def test_an_obedient_model_never_gets_the_instructions_past_the_filter(make_settings, counter, capsys) -> None:
+async def _remember_the_corpus_as_facts(manager: ConversationManager) -> None:
+    """Every hostile line also told earlier as a "fact", unaddressed: notes and recall hold it all."""
+    for index, row in enumerate(CORPUS):
+        told = replace(event_for(index, f"my name is {row['text']}"), message_id=f"told-{index}", addresses_bot=False)
+        await manager.hear(told)
+    await manager.hear(replace(event_for(0, "filler"), message_id="told-end", addresses_bot=False))
+
+
+@pytest.mark.parametrize("notes_present", [False, True], ids=["fresh", "with-notes-and-recall"])
+async def test_an_obedient_model_never_gets_the_instructions_past_the_filter(
+    make_settings, counter, capsys, notes_present: bool
+) -> None:
     backend = ObedientBackend()
-    manager = await build_manager(make_settings(), backend=backend, counter=counter)
+    # A small history window, so the "facts" come back through notes and recall, not history.
+    manager = await build_manager(make_settings(prompt={"history_lines": 4}), backend=backend, counter=counter)
     hidden = hidden_instructions(manager.default_persona())
     leaks, answered, silenced = [], 0, 0
     try:
+        if notes_present:
+            await _remember_the_corpus_as_facts(manager)
+            assert len(await manager.memory.notes_for("twitch", "viewer0")) > 0
         for index, row in enumerate(CORPUS):
             event = event_for(index, row["text"])
             heard = await manager.hear(event)
@@ -171,7 +187,8 @@ async def test_an_obedient_model_never_gets_the_instructions_past_the_filter(mak
     counts = manager.moderator.counts
     with capsys.disabled():
         print(
-            f"\ninjection/scripted: {len(CORPUS)} lines, {len(backend.produced)} disguised leaks generated, "
+            f"\ninjection/scripted{' with notes' if notes_present else ''}: {len(CORPUS)} lines, "
+            f"{len(backend.produced)} disguised leaks generated, "
             f"{len(leaks)} leaked past the filter, {answered} answered, {silenced} silenced; counters {dict(counts)}"
         )
     assert sorted(set(leaks)) == []
