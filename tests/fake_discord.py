@@ -469,7 +469,7 @@ class FakeDiscord:
         user: FakeUser,
         group: str,
         subcommand: str,
-        options: dict[str, str] | None = None,
+        options: dict[str, str | int] | None = None,
         *,
         channel: FakeChannel | None = None,
         autocomplete: str | None = None,
@@ -481,7 +481,9 @@ class FakeDiscord:
         channel = channel or self.general
         command = self._synced_command(group)
         arguments = [
-            {"name": name, "type": 3, "value": value} | ({"focused": True} if name == autocomplete else {})
+            # Option types as Discord sends them: 4 an integer, 3 a string.
+            {"name": name, "type": 4 if isinstance(value, int) else 3, "value": value}
+            | ({"focused": True} if name == autocomplete else {})
             for name, value in (options or {}).items()
         ]
         data: dict[str, Any] = {

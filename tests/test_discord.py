@@ -482,6 +482,25 @@ async def test_memory_about_answers_privately(stage: Stage) -> None:
     assert "plays on a Steam Deck" in response["data"]["content"]
 
 
+async def test_a_moderator_deletes_one_note_and_a_viewer_cannot(stage: Stage) -> None:
+    async with stage.bot() as manager:
+        await stage.discord.post_message(stage.viewer, "my cat is called Miso")
+        await stage.discord.post_message(stage.viewer, "I live in Porto")
+        await eventually(lambda: len(stage.lines_by(stage.viewer)) == 2)
+        [cat, home] = await manager.memory.notes_for("discord", str(stage.viewer.id))
+        shown = await stage.discord.run_slash_command(stage.viewer, "memory", "about")
+        listing = (await stage.discord.interaction_response(shown))["data"]["content"]
+        refused = await stage.discord.run_slash_command(stage.viewer, "memory", "unnote", {"note": cat.id})
+        refusal = (await stage.discord.interaction_response(refused))["data"]["content"]
+        done = await stage.discord.run_slash_command(stage.moderator, "memory", "unnote", {"note": cat.id})
+        deleted = (await stage.discord.interaction_response(done))["data"]["content"]
+        left = [note.text for note in await manager.memory.notes_for("discord", str(stage.viewer.id))]
+    assert f"`#{cat.id}` my cat is called Miso" in listing and f"`#{home.id}` I live in Porto" in listing
+    assert "Manage Server" in refusal
+    assert deleted == f"Deleted note #{cat.id}."
+    assert left == ["I live in Porto"]
+
+
 # ---------------------------------------------------------------------------- wiring
 
 

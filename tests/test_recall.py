@@ -3,6 +3,7 @@ thousands of lines later, after a restart, and never as instructions or past a c
 
 from __future__ import annotations
 
+import io
 import itertools
 import sqlite3
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.app import build_manager, close_manager
+from bot.console import ConsoleAdapter
 from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
@@ -170,3 +172,24 @@ async def test_the_speakers_own_lines_come_before_other_viewers_lines(tmp_path: 
         # Another viewer's line needs two words in common with the question: one is chatter.
         found = await store.recall("twitch", "stream", "id-ann", ["guitar", "fender"], before_id=10**9, limit=3)
     assert [(hit.author_name, hit.own) for hit in found] == [("ann", True), ("bob", False)]
+
+
+async def test_the_console_shows_numbered_notes_and_deletes_one(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    class Pipe(io.StringIO):
+        def isatty(self) -> bool:
+            return False
+
+    settings = make_settings()
+    manager = await build_manager(settings, backend=ScriptedBackend(default="Cute!"), counter=counter)
+    out = Pipe()
+    try:
+        script = "my cat is called Miso\n/about\n/unnote 1\n/unnote 1\n/about\n"
+        await ConsoleAdapter(settings, manager, stdin=Pipe(script), stdout=out).start()
+    finally:
+        await close_manager(manager)
+    lines = out.getvalue().splitlines()
+    assert "notes: #1 my cat is called Miso]" in lines[1]
+    assert lines[2:4] == ["[deleted note #1]", "[no note #1]"]
+    assert lines[4].endswith("notes: none]")
