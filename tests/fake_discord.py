@@ -24,7 +24,7 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -469,7 +469,7 @@ class FakeDiscord:
         user: FakeUser,
         group: str,
         subcommand: str,
-        options: dict[str, str | int] | None = None,
+        options: Mapping[str, str | int] | None = None,
         *,
         channel: FakeChannel | None = None,
         autocomplete: str | None = None,
