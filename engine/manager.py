@@ -279,7 +279,7 @@ class ConversationManager:
             if verdict.action is Action.REPLACE:  # answered with the safe line, no model call
                 text, attempt, built = verdict.text, _Attempt(), None
             else:
-                built = await self._build_prompt(event, persona)
+                built = await self._remember(self._build_prompt(event, persona))
                 attempt = _Attempt(on_first_chunk=timer.first_chunk)
                 try:
                     async for snapshot in self._moderated_attempts(

@@ -2,26 +2,23 @@
 
 :class:`Recaller` is the engine's single caller of memory's recall and note verbs: the manager
 asks it for a note when a line is heard and for the remembered block when a prompt is built.
+Memory's errors pass through; the manager translates them at the engine's boundary.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from engine.errors import MemoryUnavailable
 from engine.events import ChatEvent
 from engine.recall.block import rank_notes, remembered_block
 from engine.recall.disclosures import Disclosure, find_disclosures
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import MemorySettings
-from memory import MemoryStore, MemoryStoreError, RecalledLine, StoredMessage
+from memory import MemoryStore, RecalledLine, StoredMessage
 from personas.card import PersonaCard
 
 __all__ = ["Recaller", "ShownFilter"]
-
-log = logging.getLogger(__name__)
 
 # Whether a stored or recalled line may be shown to the model (content rules); the manager's.
 ShownFilter = Callable[[StoredMessage | RecalledLine, PersonaCard], bool]
@@ -82,19 +79,16 @@ class Recaller:
         if budget <= 0:
             return None
         terms = query_terms(event.text, ignore=(persona.name, persona.display_name))
-        try:
-            notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id)
-            lines = await self.memory.recall(
-                event.platform,
-                event.channel_id,
-                event.author_id,
-                terms,
-                before_id=before_id,
-                limit=self.settings.recall_lines,
-                about_speaker=about_the_speaker(event.text),
-            )
-        except MemoryStoreError as exc:
-            raise MemoryUnavailable(str(exc)) from exc
+        notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id)
+        lines = await self.memory.recall(
+            event.platform,
+            event.channel_id,
+            event.author_id,
+            terms,
+            before_id=before_id,
+            limit=self.settings.recall_lines,
+            about_speaker=about_the_speaker(event.text),
+        )
         lines = [line for line in lines if line.text != quoted and shown(line, persona)]
         return remembered_block(
             persona.display_name,
