@@ -324,7 +324,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> tuple[list[Outcome], 
         persona = manager.default_persona()
     finally:
         await close_manager(manager)
-    # Misses are explained from memory itself, once the bot is gone (bench code stays off manager.memory).
+    # Misses are explained from memory itself, once the bot is gone: bench code uses only the manager's verbs.
     async with await MemoryStore.open(settings.db_path) as memory:
         for outcome in outcomes:
             if outcome.event is not None:

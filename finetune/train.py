@@ -79,14 +79,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
 
     args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
     # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
-    method = (
-        TrlParser((AdapterArguments,))  # type: ignore[arg-type]
-        .parse_args_and_config(list(args), return_remaining_strings=True)[0]
-        .method
-    )
+    method = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)[0].method
     if method == "qlora" and not torch.cuda.is_available():
         raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
-    parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))  # type: ignore[arg-type]
+    parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))
     bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     parser.set_defaults(**_DEFAULTS, bf16=bf16)
     adapter_args, data_args, sft_config = parser.parse_args_and_config(args)
@@ -181,7 +177,7 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     result = TrainResult(adapter_dir, adapter_args.method, trainer.state.global_step, first, last, seconds)
     if trainer.is_world_process_zero():
         # save_embedding_layers=False: we never train embeddings, and "auto" looks the base up on the Hub.
-        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)  # type: ignore[union-attr,operator]
+        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
         save_resolved_config(adapter_dir, adapter_args, data_args, sft_config, result, model_path)
     return result
 

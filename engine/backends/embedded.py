@@ -137,7 +137,7 @@ class EmbeddedBackend(Backend):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        class _Cancelled(StoppingCriteria):
+        class _Cancelled(StoppingCriteria):  # type: ignore[misc]  # transformers is not analysed (pyproject)
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
