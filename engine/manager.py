@@ -64,7 +64,7 @@ T = TypeVar("T")
 
 # OpenAI-compatible servers accept at most 4 stop strings; the rest are applied in post-processing.
 _MAX_REQUEST_STOPS = 4
-_REMEMBERED_LINES = 16384  # per-line moderation state kept (a line may still be answered)
+_REMEMBERED_LINES = 16384  # per-line "may the model see it" verdicts kept per persona
 # Said to the model before the one regeneration moderation allows; names no rule it could game.
 _RETRY_HINT = (
     "Your previous reply was withheld by the chat filter. Reply again in character, briefly, "
@@ -449,11 +449,10 @@ class ConversationManager:
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
         replied_to = await self._replied_line(event, history, persona)
         # Recalled from before the window only: what the model already sees needs no reminder.
-        oldest_shown = history[0].id if history else window_start
         remembered = await self.recaller.block_for(
             event,
             persona,
-            before_id=max(window_start, oldest_shown),
+            before_id=history[0].id if history else window_start,
             shown=self._shown_to_model,
             quoted=replied_to[1] if replied_to else None,
         )

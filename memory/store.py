@@ -254,21 +254,20 @@ class MemoryStore:
         platform_message_id: str | None = None,
     ) -> int:
         """Store what the character said in answer to ``answered``; returns the row id."""
-        event = answered
         async with self._write_lock:
             cursor = await self._db.execute(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id, author_name,"
                 " is_character, persona_id, text, created_at, reply_to_id) VALUES (?, ?, ?, ?, NULL, ?, 1, ?, ?, ?, ?)",
                 (
-                    event.platform,
-                    event.channel_id,
-                    event.server_id,
+                    answered.platform,
+                    answered.channel_id,
+                    answered.server_id,
                     platform_message_id,
                     persona_name,
                     persona_id,
                     text,
                     _iso(datetime.now(UTC)),
-                    event.message_id,
+                    answered.message_id,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -363,23 +362,25 @@ class MemoryStore:
         async with self._write_lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                added = await self._insert_note(platform, user_id, text, persona_id, kind, source_message_id, when)
+                user_row, added = await self._insert_note(
+                    platform, user_id, text, persona_id, kind, source_message_id, when
+                )
                 if added and keep_at_most is not None:
                     await self._db.execute(
-                        "DELETE FROM notes WHERE kind = ? AND user_id = (SELECT user_id FROM notes WHERE id = ?)"
-                        " AND id NOT IN (SELECT id FROM notes WHERE kind = ? AND user_id ="
-                        " (SELECT user_id FROM notes WHERE id = ?) ORDER BY id DESC LIMIT ?)",
-                        (kind, added, kind, added, keep_at_most),
+                        "DELETE FROM notes WHERE kind = ? AND user_id = ? AND id NOT IN"
+                        " (SELECT id FROM notes WHERE kind = ? AND user_id = ? ORDER BY id DESC LIMIT ?)",
+                        (kind, user_row, kind, user_row, keep_at_most),
                     )
                 await self._db.execute("COMMIT")
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
-        return added is not None
+        return added
 
     async def _insert_note(
         self, platform: str, user_id: str, text: str, persona_id: str | None, kind: str, source: int | None, when: str
-    ) -> int | None:
+    ) -> tuple[int, bool]:
+        """The user's row, and whether the note was new (an equal note is not stored twice)."""
         async with self._db.execute(
             "SELECT u.id, EXISTS (SELECT 1 FROM notes n WHERE n.user_id = u.id AND lower(n.text) = lower(?))"
             " FROM users u WHERE u.platform = ? AND u.platform_user_id = ?",
@@ -389,13 +390,13 @@ class MemoryStore:
         if row is None:
             raise MemoryStoreError(f"no user {user_id!r} on {platform} to attach a note to")
         if row[1]:
-            return None
-        cursor = await self._db.execute(
+            return row[0], False
+        await self._db.execute(
             "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (row[0], persona_id, text, when, kind, source),
         )
-        return cursor.lastrowid
+        return row[0], True
 
     @_translated
     async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[Note]:
