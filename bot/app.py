@@ -55,7 +55,11 @@ async def build_manager(
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
-    memory = await MemoryStore.open(settings.db_path)
+    memory = await MemoryStore.open(
+        settings.db_path,
+        busy_timeout_s=settings.memory.busy_timeout_s,
+        max_waiting_lines=settings.memory.max_waiting_lines,
+    )
     metrics = Metrics()
     backend = backend or with_resilience(make_backend(settings, personas, metrics), settings)
     manager = ConversationManager(
@@ -129,10 +133,13 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
             await adapter.close()
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
-            # Costar's own errors already say what to fix; anything else keeps its traceback.
-            log.error(
-                "adapter stopped: %s", one_line(failure), exc_info=None if isinstance(failure, USER_ERRORS) else failure
-            )
+            # Costar's own errors already say what to fix. Anything else keeps its traceback, but
+            # not its text on the line: a platform library's error can quote a token (the
+            # traceback passes the redaction filter, which knows the token file's values).
+            if isinstance(failure, USER_ERRORS):
+                log.error("adapter stopped: %s", one_line(failure))
+            else:
+                log.error("adapter stopped: %s", type(failure).__name__, exc_info=failure)
         return 1 if failures else 0
     finally:
         if metrics_server is not None:

@@ -23,12 +23,13 @@ import twitchio
 from twitchio.eventsub import ChatMessageSubscription
 
 from bot.errors import one_line
-from bot.twitch_auth import StoredToken, TokenStore, token_path
+from bot.twitch_auth import StoredToken, TokenStore, token_path, twitch_failure
 from bot.twitch_commands import ChatCommands
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
@@ -42,6 +43,7 @@ __all__ = ["TwitchAdapter", "chat_event_from"]
 logger = logging.getLogger(__name__)
 
 PLATFORM = "twitch"
+REFUSAL_REPORT_S = 60.0  # lines memory refused are reported at most this often, with their count
 
 
 def roles_from(chatter: Any) -> frozenset[Role]:
@@ -121,7 +123,12 @@ class TwitchAdapter:
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
         self.budgets: dict[str, SendBudget] = {}
-        self.commands = ChatCommands(manager, clock=self.clock, cooldown_s=settings.twitch.command_cooldown_s)
+        self.commands = ChatCommands(
+            manager,
+            clock=self.clock,
+            cooldown_s=settings.twitch.command_cooldown_s,
+            forgets_per_minute=settings.twitch.forgets_per_minute,
+        )
         self.scheduler = ReplyScheduler(
             self._answer,
             SchedulerConfig(
@@ -139,6 +146,8 @@ class TwitchAdapter:
         self._client: _TwitchClient | None = None
         self._name_patterns: dict[str, re.Pattern[str]] = {}
         self._last_sent: dict[str, str] = {}
+        self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
+        self._refused_lines = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -149,6 +158,8 @@ class TwitchAdapter:
         try:
             token = None if self.settings.twitch.client_secret else self.bot.access_token
             await self._client.start(token, with_adapter=False)
+        except twitchio.TwitchioException as exc:
+            raise twitch_failure(exc, "connecting") from None  # its text can quote a token
         finally:
             await self.scheduler.close()
 
@@ -188,15 +199,26 @@ class TwitchAdapter:
             return
         event = chat_event_from(message, addressed=await self._addresses_bot(message))
         try:
+            # Memory holds a line through a lock or a full disk (the line waits here meanwhile);
+            # an error means it was refused, never stored, so it was never taken.
             heard = await self.manager.hear(event)
-        except EngineError as exc:  # the database is locked or gone: say so once per line, keep reading
-            logger.error("could not take a line in twitch channel %s: %s", event.channel_id, one_line(exc))
+        except EngineError as exc:
+            self._report_refused(exc)
+            return
+        if heard.redelivered:  # EventSub is at-least-once: the first delivery was taken and answered
             return
         if self.commands.is_command(heard.event):
             await self._run_command(heard.event)
             return
         # A blocked line is stored but never answered; the scheduler still sees it for copypasta.
         self.scheduler.submit(heard)
+
+    def _report_refused(self, exc: EngineError) -> None:
+        """Say why lines are not taken once a minute, with how many, not once per line of a flood."""
+        self._refused_lines += 1
+        if self._refusals_told.try_use("refused"):
+            logger.error("could not take %d twitch line(s): %s", self._refused_lines, one_line(exc))
+            self._refused_lines = 0
 
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
@@ -272,7 +294,7 @@ class TwitchAdapter:
             logger.warning("Twitch dropped our message in %s: %s (%s)", event.channel_id, exc.message, exc.code)
             return None
         except twitchio.HTTPException as exc:
-            logger.warning("sending to %s failed: %s", event.channel_id, exc)
+            logger.warning("sending to %s failed: %s", event.channel_id, one_line(twitch_failure(exc, "sending")))
             return None
         finally:
             reservation.sent()  # counted even when refused: we cannot know Twitch did not count it

@@ -5,6 +5,10 @@ opens it and approves the scopes. The access and refresh tokens are written to
 ``DATA_DIR/twitch_tokens.json`` (mode 0600). On every start the adapter loads that file, twitchio
 validates the token and refreshes it when needed, and each refresh is written back, so a restart
 never needs a new login. The device-code flow needs no redirect URL or public web server.
+
+Every token value loaded or saved is registered with the log redaction, and twitchio's errors are
+described by type and HTTP status only: their text can quote a token (a failed refresh names the
+access token; a failed request names its URL, whose query holds the refresh token).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from pathlib import Path
 import twitchio
 from twitchio.authentication import OAuth
 
-from engine.errors import SettingsError
+from engine.errors import EngineError, SettingsError
+from engine.observability.redact import register_secret
 from engine.settings import Settings
 
-__all__ = ["CHAT_SCOPES", "StoredToken", "TokenStore", "authorize_device", "token_path"]
+__all__ = ["CHAT_SCOPES", "StoredToken", "TokenStore", "authorize_device", "token_path", "twitch_failure"]
 
 # Read chat over EventSub, send over Helix; user:bot + channel:bot also allow sending with an
 # app token (twitchio docs for PartialUser.send_message).
@@ -50,7 +55,9 @@ class TokenStore:
     def load(self) -> StoredToken:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
-            return StoredToken(**raw)
+            token = StoredToken(**raw)
+            register_secret(token.access_token, token.refresh_token)
+            return token
         except FileNotFoundError as exc:
             raise SettingsError(f"no Twitch token at {self.path}: run `costar twitch auth` once") from exc
         except (ValueError, TypeError) as exc:
@@ -59,16 +66,29 @@ class TokenStore:
             ) from exc
 
     def save(self, token: StoredToken) -> None:
+        register_secret(token.access_token, token.refresh_token)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A leftover .tmp (a crash, or a link someone planted) is removed, never reused: a new
+        # file created here gets mode 0600 whatever was there, and O_NOFOLLOW never writes through a link.
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(asdict(token), handle)
-        partial.replace(self.path)  # atomic: a crash never leaves half a token behind
+        partial.replace(self.path)  # atomic: a crash never leaves half a token behind; replaces a link, not its target
 
     def update(self, access_token: str, refresh_token: str) -> None:
         current = self.load()
         self.save(StoredToken(current.user_id, current.login, access_token, refresh_token))
+
+
+def twitch_failure(exc: twitchio.TwitchioException, doing: str) -> EngineError:
+    """What went wrong talking to Twitch, in words that carry no token (never the error's own text)."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, twitchio.InvalidTokenException) or status == 401:
+        return SettingsError(f"Twitch refused the bot's token while {doing}: run `costar twitch auth` again")
+    at = f" (HTTP {status})" if status else ""
+    return EngineError(f"Twitch failed while {doing}: {type(exc).__name__}{at}")
 
 
 async def authorize_device(
@@ -84,7 +104,10 @@ async def authorize_device(
         announce(f"Log in to Twitch as the BOT account, open {flow['verification_uri']} and enter {flow['user_code']}")
         async with asyncio.timeout(timeout_s):
             granted = await oauth.device_code_authorization(device_code=flow["device_code"], interval=flow["interval"])
+        register_secret(granted["access_token"], granted["refresh_token"])
         validated = await oauth.validate_token(granted["access_token"])
+    except twitchio.TwitchioException as exc:
+        raise twitch_failure(exc, "logging the bot in") from None
     finally:
         await oauth.close()
     token = StoredToken(str(validated.user_id), str(validated.login), granted["access_token"], granted["refresh_token"])

@@ -4,6 +4,12 @@ Commands are answered directly, never queued behind the flood, but each has a co
 room full of people typing ``!persona`` costs one message, not fifty. A command on cooldown, or
 a switch asked for by someone who may not switch, is swallowed silently: answering it would
 spend the send budget on exactly the spam the cooldown is there to stop.
+
+``!forgetme`` is the exception: it is never swallowed. Anyone may send it and each one holds the
+database's write lock for a while (about a second on a million stored lines), so a channel runs
+at most ``forgets_per_minute`` of them a minute; the rest wait their turn in order, and a viewer
+who asks again while their forget waits is covered by the one already waiting. The cooldown only
+decides whether the confirmation is said.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
 from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
+from engine.flow.ratelimit import SendBudget
 
 __all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
 
@@ -40,13 +47,27 @@ class CommandResult:
     persona_changed: bool = False
 
 
+FORGET_WINDOW_S = 60.0
+
+
 class ChatCommands:
-    def __init__(self, manager: PersonaManager, *, clock: Clock, cooldown_s: float, prefix: str = "!") -> None:
+    def __init__(
+        self,
+        manager: PersonaManager,
+        *,
+        clock: Clock,
+        cooldown_s: float,
+        forgets_per_minute: int = 6,
+        prefix: str = "!",
+    ) -> None:
         self.manager = manager
         self.clock = clock
         self.cooldown_s = cooldown_s
+        self.forgets_per_minute = forgets_per_minute
         self.prefix = prefix
         self._cooldown: Cooldown[tuple[str, ...]] = Cooldown(cooldown_s, clock=clock)
+        self._forget_budgets: dict[str, SendBudget] = {}
+        self._forgets_waiting: set[tuple[str, str]] = set()  # (channel, viewer) asked, not yet run
 
     def is_command(self, event: ChatEvent) -> bool:
         return self._parse(event.text)[0] in {"persona", "forgetme"}
@@ -89,10 +110,27 @@ class ChatCommands:
         return CommandResult(reply=f"Current persona: {_name(card)}.")
 
     async def _forget(self, event: ChatEvent) -> CommandResult:
+        asked = (event.channel_key, event.author_id)
+        if asked in self._forgets_waiting:
+            return CommandResult()  # the forget already waiting runs later and covers this line too
+        budget = self._forget_budgets.get(event.channel_key)
+        if budget is None:
+            budget = self._forget_budgets[event.channel_key] = SendBudget(
+                self.forgets_per_minute, FORGET_WINDOW_S, clock=self.clock
+            )
+        self._forgets_waiting.add(asked)
+        try:
+            turn = await budget.acquire()  # every waiting forget runs, in about the order asked
+        finally:
+            # From here a new request is a new forget: lines stored meanwhile may escape this one.
+            self._forgets_waiting.discard(asked)
+        try:
+            await self.manager.forget(event.platform, event.author_id)
+        finally:
+            turn.sent()
+        logger.info("forgot %s on %s at their request", event.author_id, event.platform)
         if self._cooling(event.channel_key, "forget", event.author_id):
             return CommandResult()
-        await self.manager.forget(event.platform, event.author_id)
-        logger.info("forgot %s on %s at their request", event.author_id, event.platform)
         return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.")
 
 

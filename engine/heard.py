@@ -59,6 +59,7 @@ class HeardLine:
     repeats: int = 0
     verdict: Verdict | None = None
     stored_at: float = 0.0  # time.perf_counter() when the commit returned: splits latency figures
+    redelivered: bool = False  # the platform sent this message again: already stored, never answered twice
 
     @property
     def blocked(self) -> bool:

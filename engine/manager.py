@@ -190,6 +190,9 @@ class ConversationManager:
         self._persona_lookup((event.platform, event.channel_id, event.server_id))
         author = await self._remember(self.memory.record_message(event))
         stored_at = time.perf_counter()
+        if author.redelivered:  # the platform sent it again: stored once, counted once, answered once
+            log.info("%s message %s was delivered again; already stored", event.channel_key, event.message_id)
+            return HeardLine(event, stored_at=stored_at, redelivered=True)
         if author.is_new and not event.is_first_message:
             event = replace(event, is_first_message=True)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
@@ -264,6 +267,8 @@ class ConversationManager:
         square of the reply length) when nobody shows the text before it is finished.
         """
         event = heard.event
+        if heard.redelivered:
+            return  # its first delivery is the one answered
         timer = self.metrics.start_reply(event.platform)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         if heard.verdict is None:  # chiming in on a line nobody asked the character about

@@ -112,6 +112,12 @@ class MemorySettings(BaseSettings):
     model_config = _section("COSTAR_MEMORY_")
 
     db_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/costar.sqlite3")
+    busy_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="how long one write waits for another program's lock on the database"
+    )
+    max_waiting_lines: int = Field(
+        10_000, ge=1, description="chat lines held while the database is locked or the disk full; more are refused"
+    )
     recall_lines: int = Field(
         3, ge=0, le=20, description="past lines recalled per reply, of the speaker's own and of the channel's; 0 = off"
     )
@@ -262,6 +268,9 @@ class TwitchSettings(BaseSettings):
         45.0, gt=0, description="a line not answered within this long is dropped, not answered late"
     )
     command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
+    forgets_per_minute: int = Field(
+        6, ge=1, description="most !forgetme run per channel per minute; more wait their turn, none is lost"
+    )
     chime_in: bool = Field(
         False, description="also answer lines that do not address the character (when budget allows)"
     )

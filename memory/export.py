@@ -12,7 +12,7 @@ from pathlib import Path
 
 from memory.errors import DatabaseUnavailable, MemoryStoreError
 
-__all__ = ["ExportedLine", "count_viewer_lines", "persona_channel_lines"]
+__all__ = ["ExportedLine", "count_viewer_lines", "persona_channel_lines", "viewer_line_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +64,16 @@ def count_viewer_lines(path: Path | str, platform: str | None = None) -> int:
             return int(connection.execute(query, (platform,) if platform else ()).fetchone()[0])
     except sqlite3.Error as exc:
         raise MemoryStoreError(f"{path}: cannot count messages: {exc}") from exc
+
+
+def viewer_line_counts(path: Path | str, platform: str) -> list[tuple[str, int]]:
+    """Every viewer on ``platform`` with how many of their lines are stored: (platform user id, lines)."""
+    query = (
+        "SELECT u.platform_user_id, COUNT(m.id) FROM users u JOIN messages m ON m.user_id = u.id"
+        " WHERE u.platform = ? GROUP BY u.id"
+    )
+    try:
+        with _read_only(path) as connection:
+            return [(str(row[0]), int(row[1])) for row in connection.execute(query, (platform,))]
+    except sqlite3.Error as exc:
+        raise MemoryStoreError(f"{path}: cannot count lines per viewer: {exc}") from exc

@@ -113,4 +113,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX notes_by_source ON notes (source_message_id);
         """,
     ),
+    Migration(
+        4,
+        "a platform message is stored once; forget finds replies by index",
+        # EventSub delivers at least once: a viewer line's platform id is unique, so a redelivered
+        # message cannot be stored twice (copies already stored keep the first). The character's
+        # replies are found by the line they answer when a viewer is forgotten: without an index
+        # that was a scan of every row of the platform under the write lock.
+        """
+        DELETE FROM messages WHERE is_character = 0 AND platform_message_id IS NOT NULL AND EXISTS
+            (SELECT 1 FROM messages first WHERE first.platform = messages.platform
+             AND first.platform_message_id = messages.platform_message_id
+             AND first.is_character = 0 AND first.id < messages.id);
+        CREATE UNIQUE INDEX messages_once_per_platform_id ON messages (platform, platform_message_id)
+            WHERE is_character = 0 AND platform_message_id IS NOT NULL;
+        CREATE INDEX messages_replies_by_line ON messages (platform, reply_to_id) WHERE is_character = 1;
+        """,
+    ),
 )

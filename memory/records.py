@@ -65,6 +65,8 @@ class UserRecord:
     first_seen: datetime
     last_seen: datetime
     message_count: int
+    # The line was stored before: the platform delivered it again (EventSub is at-least-once).
+    redelivered: bool = False
 
     @property
     def is_new(self) -> bool:

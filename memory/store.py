@@ -8,9 +8,10 @@ which is the trade a chat bot wants.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -18,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 
 from memory.errors import DatabaseUnavailable, MemoryStoreError, translate
+from memory.files import create_private, ensure_writable
+from memory.group_commit import GroupCommit
 from memory.migrations import MIGRATIONS, Migration
 from memory.recall import recall_lines
 from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
@@ -77,16 +80,25 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
 class MemoryStore:
     """Open with ``await MemoryStore.open(path)``; close with ``await store.close()``."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, connection: aiosqlite.Connection, path: Path, *, max_waiting_lines: int = 10_000) -> None:
         self._db = connection
         self.path = path
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
-        self._pending: list[tuple[IncomingLine, asyncio.Future[UserRecord]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._lines: GroupCommit[IncomingLine, UserRecord] = GroupCommit(
+            self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines
+        )
 
     @classmethod
-    async def open(cls, path: Path | str) -> MemoryStore:
+    async def open(
+        cls, path: Path | str, *, busy_timeout_s: float = 5.0, max_waiting_lines: int = 10_000
+    ) -> MemoryStore:
+        """Open (creating, mode 0600) and migrate the database; refuse one this process cannot write.
+
+        ``busy_timeout_s``: how long a statement waits for another program's write lock.
+        ``max_waiting_lines``: chat lines that may wait for the database in an outage (a lock, a
+        full disk) before new ones are refused.
+        """
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,24 +106,43 @@ class MemoryStore:
             raise DatabaseUnavailable(
                 f"cannot create the folder for the memory database {path}: {exc.strerror}"
             ) from exc
+        ensure_writable(path)
+        create_private(path)
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute("PRAGMA journal_mode=WAL")
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
-            await connection.execute("PRAGMA busy_timeout=5000")
+            await connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             # Deleted rows are overwritten with zeros, so forgetting a user leaves no trace in the file.
             await connection.execute("PRAGMA secure_delete=ON")
-            store = cls(connection, path)
+            store = cls(connection, path, max_waiting_lines=max_waiting_lines)
             await store._migrate(MIGRATIONS)
         except sqlite3.DatabaseError as exc:
             raise DatabaseUnavailable(f"cannot open the memory database {path}: {exc}") from exc
         return store
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._lines.close()
         await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One write transaction; on failure the original error is the one that leaves.
+
+        SQLite ends the transaction itself when a COMMIT fails for a full disk, and a ROLLBACK
+        after that would fail with "no transaction is active", hiding why: roll back only what
+        is still open, and never let the rollback's own error replace the first one.
+        """
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            await self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+            raise
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -132,18 +163,13 @@ class MemoryStore:
             if migration.version in applied:
                 continue
             # executescript would COMMIT on its own; run statements inside one explicit transaction.
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
+            async with self._transaction():
                 for statement in _split_sql(migration.sql):
                     await self._db.execute(statement)
                 await self._db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.name, _iso(datetime.now(UTC))),
                 )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
 
     async def schema_version(self) -> int:
         async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cursor:
@@ -156,51 +182,41 @@ class MemoryStore:
         """Store a viewer's line and count it for its author; returns once it is committed.
 
         Lines arriving together are committed together (group commit): a chat flood costs a
-        handful of round trips per batch instead of five per line.
+        handful of round trips per batch instead of five per line. A line whose platform message
+        id is already stored (EventSub delivers at least once) is not stored or counted again:
+        its record says ``redelivered``. While another program holds the database or the disk
+        is full, the line waits (see :mod:`memory.group_commit`); :class:`MemoryBackedUp` when
+        too many already wait.
         """
-        future: asyncio.Future[UserRecord] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain_pending())
-        return await future  # a caller that gives up cancels only its own line's wait
+        return await self._lines.submit(event)
 
-    async def _drain_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self._write_lock:
-                    records = await self._write_batch([event for event, _ in batch])
-            except Exception as exc:  # every waiter learns why its line was not stored
-                error = (
-                    translate("could not store chat lines", exc, self.path)
-                    if isinstance(exc, sqlite3.Error)
-                    else MemoryStoreError(f"could not store chat lines: {exc}")
-                )
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), record in zip(batch, records, strict=True):
-                if not future.done():
-                    future.set_result(record)
+    def _translate_batch_error(self, exc: Exception) -> MemoryStoreError:
+        if isinstance(exc, sqlite3.Error):
+            return translate("could not store chat lines", exc, self.path)
+        return MemoryStoreError(f"could not store chat lines: {exc}")
+
+    async def _write_lines(self, events: list[IncomingLine]) -> list[UserRecord]:
+        async with self._write_lock:
+            return await self._write_batch(events)
 
     async def _write_batch(self, events: list[IncomingLine]) -> list[UserRecord]:
-        sent = [_iso(e.sent_at) for e in events]
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction():
+            redelivered = await self._already_stored(events)
+            fresh = [e for index, e in enumerate(events) if index not in redelivered]
+            sent = [_iso(e.sent_at) for e in fresh]
             await self._db.executemany(
                 "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
                 " VALUES (?, ?, ?, ?, ?, 1)"
                 " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
                 " display_name = excluded.display_name, last_seen = excluded.last_seen,"
                 " message_count = message_count + 1",
-                [(e.platform, e.author_id, e.author_name, at, at) for e, at in zip(events, sent, strict=True)],
+                [(e.platform, e.author_id, e.author_name, at, at) for e, at in zip(fresh, sent, strict=True)],
             )
             await self._db.executemany(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
                 " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator)"
                 " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
-                " ?, 0, ?, ?, ?, ?, ?)",
+                " ?, 0, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",  # the unique index guards another writer
                 [
                     (
                         e.platform,
@@ -216,15 +232,31 @@ class MemoryStore:
                         int(e.addresses_bot),
                         int(e.is_moderator),
                     )
-                    for e, at in zip(events, sent, strict=True)
+                    for e, at in zip(fresh, sent, strict=True)
                 ],
             )
             users = await self._users_after_batch(events)
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return _records_per_event(events, users)
+        return _records_per_event(events, users, redelivered)
+
+    async def _already_stored(self, events: list[IncomingLine]) -> set[int]:
+        """Positions of lines whose platform message id is stored already, or earlier in ``events``."""
+        seen: set[tuple[str, str]] = set()
+        keys = sorted({(e.platform, e.message_id) for e in events if e.message_id})
+        for start in range(0, len(keys), 400):  # SQLite caps bound parameters
+            chunk = keys[start : start + 400]
+            where = " OR ".join(["(platform = ? AND platform_message_id = ?)"] * len(chunk))
+            async with self._db.execute(
+                f"SELECT platform, platform_message_id FROM messages WHERE is_character = 0 AND ({where})",
+                [value for key in chunk for value in key],
+            ) as cursor:
+                seen.update([(row[0], row[1]) async for row in cursor])
+        repeated = set()
+        for index, event in enumerate(events):
+            key = (event.platform, event.message_id)
+            if event.message_id and key in seen:
+                repeated.add(index)
+            seen.add(key)
+        return repeated
 
     async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
         keys = sorted({(e.platform, e.author_id) for e in events})
@@ -359,22 +391,16 @@ class MemoryStore:
         the same kind go once there are more.
         """
         when = _iso(noted_at or datetime.now(UTC))
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                user_row, added = await self._insert_note(
-                    platform, user_id, text, persona_id, kind, source_message_id, when
+        async with self._write_lock, self._transaction():
+            user_row, added = await self._insert_note(
+                platform, user_id, text, persona_id, kind, source_message_id, when
+            )
+            if added and keep_at_most is not None:
+                await self._db.execute(
+                    "DELETE FROM notes WHERE kind = ? AND user_id = ? AND id NOT IN"
+                    " (SELECT id FROM notes WHERE kind = ? AND user_id = ? ORDER BY id DESC LIMIT ?)",
+                    (kind, user_row, kind, user_row, keep_at_most),
                 )
-                if added and keep_at_most is not None:
-                    await self._db.execute(
-                        "DELETE FROM notes WHERE kind = ? AND user_id = ? AND id NOT IN"
-                        " (SELECT id FROM notes WHERE kind = ? AND user_id = ? ORDER BY id DESC LIMIT ?)",
-                        (kind, user_row, kind, user_row, keep_at_most),
-                    )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
         return added
 
     async def _insert_note(
@@ -466,8 +492,7 @@ class MemoryStore:
     async def forget_user(self, platform: str, user_id: str) -> ForgetResult:
         """Delete a user's lines, the character's replies to them, their notes and their record."""
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
+            async with self._transaction():
                 params = (platform, user_id)
                 user_clause = "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?"
                 # Summaries of their channels quote names and lines; they are rebuilt as chat goes on.
@@ -487,10 +512,6 @@ class MemoryStore:
                 # FTS5 before 3.44 deletes by adding markers; merging every segment into one drops
                 # the deleted lines' terms from the index pages (secure_delete then zeroes them).
                 await self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
             # The WAL still holds the old pages until a checkpoint; truncate it so they are gone too.
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return ForgetResult(messages=lines.rowcount + replies.rowcount, notes=notes.rowcount, users=users.rowcount)
@@ -548,17 +569,20 @@ class MemoryStore:
         return str(row[0]) if row else "no answer"
 
 
-def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]]) -> list[UserRecord]:
+def _records_per_event(
+    events: list[IncomingLine], users: dict[tuple[str, str], tuple[Any, ...]], redelivered: set[int]
+) -> list[UserRecord]:
     """Each line's view of its author: the count as it stood right after that line."""
     remaining: dict[tuple[str, str], int] = {}
-    for event in events:
+    for index, event in enumerate(events):
         key = (event.platform, event.author_id)
-        remaining[key] = remaining.get(key, 0) + 1
+        remaining[key] = remaining.get(key, 0) + (index not in redelivered)
     records = []
-    for event in events:
+    for index, event in enumerate(events):
         key = (event.platform, event.author_id)
         _name, first_seen, last_seen, final_count = users[key]
-        remaining[key] -= 1
+        again = index in redelivered
+        remaining[key] -= not again
         records.append(
             UserRecord(
                 event.platform,
@@ -567,6 +591,7 @@ def _records_per_event(events: list[IncomingLine], users: dict[tuple[str, str], 
                 _parse(first_seen),
                 _parse(last_seen),
                 final_count - remaining[key],
+                redelivered=again,
             )
         )
     return records

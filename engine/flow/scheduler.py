@@ -62,6 +62,7 @@ class Outcome(enum.StrEnum):
     MODERATED = "moderated"  # input moderation blocked the line: stored, never answered
     QUEUE_FULL = "queue_full"
     CLOSED = "closed"
+    REDELIVERED = "redelivered"  # the platform sent a stored message again: its first delivery counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,8 @@ class ReplyScheduler:
         event = heard.event
         if self._closed:
             return self._emit(event, Outcome.CLOSED)
+        if heard.redelivered:
+            return self._emit(event, Outcome.REDELIVERED)
         now = self.clock.now()
         channel = self._channels.get(event.channel_key)
         if channel is None:

@@ -4,6 +4,10 @@ Settings hold secrets as ``SecretStr``, which never prints its value; this catch
 a secret escapes: a library or server echoing it back inside an error message or a debug log.
 :func:`install_secret_redaction` puts a filter on the root logger's handlers that replaces every
 configured secret value with ``[redacted]`` in messages, arguments and tracebacks.
+
+Some secrets are not settings: the Twitch token pair lives in a file and changes at every
+refresh. Whoever loads or receives one calls :func:`register_secret`; every redactor, installed
+before or after, redacts it from then on.
 """
 
 from __future__ import annotations
@@ -13,10 +17,16 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, SecretStr
 
-__all__ = ["REDACTED", "SecretRedactor", "install_secret_redaction", "secret_values"]
+__all__ = ["REDACTED", "SecretRedactor", "install_secret_redaction", "register_secret", "secret_values"]
 
 REDACTED = "[redacted]"
 _MIN_SECRET_CHARS = 6  # shorter "secrets" would redact ordinary words
+_registered: set[str] = set()  # secrets met at run time (token files), shared by every redactor
+
+
+def register_secret(*values: str) -> None:
+    """Redact these values from every log line from now on (a token loaded from a file, refreshed)."""
+    _registered.update(value for value in values if len(value) >= _MIN_SECRET_CHARS)
 
 
 def secret_values(settings: BaseModel) -> list[str]:
@@ -37,7 +47,8 @@ class SecretRedactor(logging.Filter):
         self.secrets = [secret for secret in secrets if len(secret) >= _MIN_SECRET_CHARS]
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
+        # Longest first, so a secret containing another is never half-redacted.
+        for secret in sorted({*self.secrets, *_registered}, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         return text
 
