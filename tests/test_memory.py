@@ -103,3 +103,63 @@ async def test_persona_choice_falls_back_from_channel_to_server(tmp_path: Path) 
         await store.set_persona("discord", "channel", "chan-9", "pip", "mod")
         assert await store.persona_choice("discord", "chan-9", "guild-1") == "pip"
         assert await store.persona_choice("discord", "chan-8", None) is None
+
+
+# -- at-least-once delivery -----------------------------------------------------------------------
+
+
+async def test_a_redelivered_line_is_stored_and_counted_once(tmp_path: Path) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        first = await store.record_message(_line("hello", message_id="eventsub-1"))
+        later = await store.record_message(_line("hello", message_id="eventsub-1"))
+        # Twice in one group commit: the second copy is the redelivery.
+        same_batch = await asyncio.gather(*(store.record_message(_line("again", message_id="eventsub-2")) for _ in "ab"))
+        assert [first.redelivered, later.redelivered] == [False, True]
+        assert [r.redelivered for r in same_batch] == [False, True]
+        assert await store.count_messages() == 2
+        user = await store.get_user("twitch", "ann")
+        assert user is not None and user.message_count == 2
+
+
+async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    async with await MemoryStore.open(path) as store:
+        await store.record_message(_line("hello", message_id="eventsub-1"))
+    with sqlite3.connect(path) as raw:  # what a version before the unique index could hold
+        raw.execute("DROP INDEX messages_once_per_platform_id")
+        raw.execute("DELETE FROM schema_migrations WHERE version >= 4")
+        raw.execute("INSERT INTO messages (platform, channel_id, platform_message_id, author_name, text, created_at)"
+                    " SELECT platform, channel_id, platform_message_id, author_name, text, created_at FROM messages")  # fmt: skip
+        raw.execute("DROP INDEX messages_replies_by_line")
+    async with await MemoryStore.open(path) as store:
+        assert await store.count_messages() == 1
+        assert (await store.record_message(_line("hello", message_id="eventsub-1"))).redelivered
+
+
+async def test_forget_finds_the_replies_to_a_viewer_through_an_index(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    async with await MemoryStore.open(path):
+        pass
+    with sqlite3.connect(path) as raw:  # the lookup forget makes for the character's replies
+        plan = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE is_character = 1 AND platform = ? AND reply_to_id IN (?)",
+            ("twitch", "m-1"),
+        ).fetchall()
+    assert "USING INDEX messages_replies_by_line" in " ".join(row[-1] for row in plan)
+
+
+async def test_a_redelivered_line_is_never_answered_twice(manager, scripted) -> None:
+    event = ChatEvent(
+        platform="twitch",
+        channel_id="c1",
+        author_id="ann",
+        author_name="Ann",
+        text="pip, hello!",
+        message_id="eventsub-9",
+        addresses_bot=True,
+    )
+    first, again = await manager.hear(event), await manager.hear(event)
+    assert (first.redelivered, again.redelivered) == (False, True)
+    assert await manager.reply(first) is not None
+    assert await manager.reply(again) is None
+    assert len(scripted.requests) == 1

@@ -167,6 +167,18 @@ async def test_author_repeating_a_line_is_a_duplicate() -> None:
     assert scheduler.submit(line("pip, hello!", "bob")) is Outcome.QUEUED
 
 
+async def test_a_line_the_platform_delivered_again_is_never_queued() -> None:
+    handler = RecordingHandler()
+    scheduler = ReplyScheduler(handler, clock=ManualClock())
+    await scheduler.start()
+    again = line("hi pip, once")
+    again.redelivered = True  # the manager found its message id already stored
+    assert scheduler.submit(again) is Outcome.REDELIVERED
+    await settle()
+    await scheduler.close()
+    assert handler.answered == []
+
+
 async def test_a_line_pasted_by_many_chatters_is_copypasta() -> None:
     scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
     outcomes = [scheduler.submit(line("pip is a bot LUL", f"user{i}")) for i in range(5)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import logging
 import sqlite3
 import stat
 from collections import Counter
@@ -30,6 +31,7 @@ from engine.moderation.normalize import normalise_text
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
+from tests.fault_storage import locked_by_another_program
 from tests.one_way_in import record_one_way_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,9 +58,9 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTwitch]:
 def twitch_settings(make_settings: Callable[..., Settings], fake: FakeTwitch) -> TwitchSettings:
     """``twitch_settings(**twitch)``: the fake's app credentials and the streamer's channel, plus overrides."""
 
-    def make(**twitch: object) -> Settings:
+    def make(*, memory: dict[str, object] | None = None, **twitch: object) -> Settings:
         values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "channels": CHANNEL.login, **twitch}
-        return make_settings(twitch=values)
+        return make_settings(twitch=values, memory=memory or {})
 
     return make
 
@@ -320,6 +322,66 @@ async def test_forgetme_deletes_what_the_chatter_said(fake: FakeTwitch, twitch_s
         await until(lambda: len(fake.chat_messages) == 1)
         assert await manager.memory.get_user("twitch", VIEWER.id) is None
         assert await manager.memory.count_messages("twitch", CHANNEL.id) == 0
+
+
+async def test_a_raid_of_forgetme_is_capped_per_channel_and_every_forget_runs(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    clock = ScaledClock(30.0)  # a minute of bot time lasts 2 s of the test
+    fake.clock = clock
+    settings = twitch_settings(forgets_per_minute=2, command_cooldown_s=0)
+    store_bot_token(settings, fake)
+    raiders = [FakeChatUser(f"70{n}", f"raider{n}", f"Raider{n}") for n in range(5)]
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager, clock):
+        for raider in raiders:
+            await fake.chat(CHANNEL.id, raider, "my secret is 42")
+        for raider in raiders:
+            await fake.chat(CHANNEL.id, raider, "!forgetme")
+        await until(lambda: len(fake.chat_messages) == 5, timeout=30)
+        for raider in raiders:
+            assert await manager.memory.get_user("twitch", raider.id) is None
+    confirmed = [m.received_at for m in fake.chat_messages]
+    assert most_in_any_window(confirmed, window_s=60.0) <= 2  # the rest waited their turn
+    assert max(confirmed) - min(confirmed) >= 60.0
+
+
+async def test_a_redelivered_line_is_stored_once_and_answered_once(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings(command_cooldown_s=0)
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(default="hello!")) as manager, running(settings, manager) as adapter:
+        for _ in range(2):  # EventSub delivers at least once: the same message id twice
+            await fake.chat(CHANNEL.id, VIEWER, "hi pip", message_id="eventsub-1")
+        await until(lambda: fake.chat_messages)
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(adapter.scheduler.join(), 10)
+        await fake.chat(CHANNEL.id, MOD, "!forgetme", message_id="eventsub-2")
+        await fake.chat(CHANNEL.id, MOD, "!forgetme", message_id="eventsub-2")
+        await until(lambda: len(fake.chat_messages) == 2)
+        await asyncio.sleep(0.3)
+        assert (await manager.memory.get_user("twitch", VIEWER.id)).message_count == 1
+    assert [m.message for m in fake.chat_messages] == ["hello!", "@ModPerson done: I no longer remember anything you said."]
+    with sqlite3.connect(settings.db_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages WHERE platform_message_id = 'eventsub-1'").fetchone() == (1,)
+
+
+# -- storage faults -----------------------------------------------------------------------------
+
+
+async def test_a_database_locked_past_the_busy_timeout_loses_no_twitch_line(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings(memory={"busy_timeout_s": 0.2})
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "before the lock")
+        await until(lambda: stored_platform_ids(settings.db_path))
+        with locked_by_another_program(settings.db_path, seconds=2.0):
+            sent = [await fake.chat(CHANNEL.id, VIEWER, f"line {n}") for n in range(40)]
+            await asyncio.sleep(1.0)
+        await until(lambda: stored_platform_ids(settings.db_path) >= set(sent), timeout=15)
+    assert not [r for r in caplog.records if r.name == "bot.twitch_adapter" and r.levelno >= logging.ERROR]
 
 
 # -- a recorded chat flood ----------------------------------------------------------------------
