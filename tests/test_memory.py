@@ -113,7 +113,9 @@ async def test_a_redelivered_line_is_stored_and_counted_once(tmp_path: Path) -> 
         first = await store.record_message(_line("hello", message_id="eventsub-1"))
         later = await store.record_message(_line("hello", message_id="eventsub-1"))
         # Twice in one group commit: the second copy is the redelivery.
-        same_batch = await asyncio.gather(*(store.record_message(_line("again", message_id="eventsub-2")) for _ in "ab"))
+        same_batch = await asyncio.gather(
+            *(store.record_message(_line("again", message_id="eventsub-2")) for _ in "ab")
+        )
         assert [first.redelivered, later.redelivered] == [False, True]
         assert [r.redelivered for r in same_batch] == [False, True]
         assert await store.count_messages() == 2

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
+import io
+import json
 import logging
 import sqlite3
 import stat
@@ -18,7 +21,7 @@ import pytest_asyncio
 import twitchio.eventsub.websockets
 import twitchio.http
 
-from bot.app import build_manager, close_manager
+from bot.app import build_manager, close_manager, run
 from bot.twitch_adapter import TwitchAdapter
 from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from bot.twitch_output import twitch_safe
@@ -28,6 +31,7 @@ from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome
 from engine.manager import ConversationManager
 from engine.moderation.normalize import normalise_text
+from engine.observability.redact import REDACTED, install_secret_redaction
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
@@ -58,9 +62,11 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTwitch]:
 def twitch_settings(make_settings: Callable[..., Settings], fake: FakeTwitch) -> TwitchSettings:
     """``twitch_settings(**twitch)``: the fake's app credentials and the streamer's channel, plus overrides."""
 
-    def make(*, memory: dict[str, object] | None = None, **twitch: object) -> Settings:
+    def make(
+        *, memory: dict[str, object] | None = None, backend: dict[str, object] | None = None, **twitch: object
+    ) -> Settings:
         values = {"client_id": fake.client_id, "client_secret": fake.client_secret, "channels": CHANNEL.login, **twitch}
-        return make_settings(twitch=values, memory=memory or {})
+        return make_settings(twitch=values, memory=memory or {}, backend=backend or {})
 
     return make
 
@@ -70,6 +76,13 @@ def store_bot_token(settings: Settings, fake: FakeTwitch, *, expires_in: int = 1
     token = StoredToken(fake.bot.id, fake.bot.login, access, refresh)
     TokenStore(settings.core.data_dir / "twitch_tokens.json").save(token)
     return token
+
+
+def write_token_file(settings: Settings, token: StoredToken) -> None:
+    """A token file as an earlier run left it (not through TokenStore, which would register its values)."""
+    path = settings.core.data_dir / "twitch_tokens.json"
+    path.write_text(json.dumps(dataclasses.asdict(token)))
+    path.chmod(0o600)
 
 
 @contextlib.asynccontextmanager
@@ -162,6 +175,62 @@ async def test_device_code_login_stores_a_private_token_file(fake: FakeTwitch, t
     assert token.user_id == fake.bot.id
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "ABCD-EFGH" in said[0]
+
+
+async def test_a_refused_token_stops_twitch_with_one_clear_line_that_quotes_no_token(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings(backend={"kind": "scripted"})
+    revoked = StoredToken(fake.bot.id, fake.bot.login, "user-revoked-0123456789", "refresh-revoked-0123456789")
+    write_token_file(settings, revoked)  # neither is known to Twitch: validation and refresh both fail
+    caplog.set_level(logging.INFO)  # no redaction installed: the words themselves must be clean
+    assert await run(settings) == 1
+    everything = "\n".join(caplog.text.splitlines())
+    assert revoked.access_token not in everything and revoked.refresh_token not in everything
+    stopped = [r for r in caplog.records if r.getMessage().startswith("adapter stopped")]
+    assert [r.getMessage() for r in stopped] == [
+        "adapter stopped: Twitch refused the bot's token while connecting: run `costar twitch auth` again"
+    ]
+    assert stopped[0].exc_info is None
+
+
+async def test_token_values_from_the_file_and_from_refreshes_are_redacted_from_logs(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    access, refresh = fake.issue_user_token(expires_in=600)  # twitchio refreshes it at start
+    write_token_file(settings, StoredToken(fake.bot.id, fake.bot.login, access, refresh))
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    logging.getLogger().addHandler(handler)
+    redactor = install_secret_redaction(settings)
+    try:
+        async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
+            pass
+        refreshed = TokenStore(settings.core.data_dir / "twitch_tokens.json").load()
+        assert refreshed.access_token != access
+        logging.getLogger("twitchio.test").error("Request failed: %s %s %s", access, refresh, refreshed.access_token)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert lines.getvalue().count(REDACTED) == 3, lines.getvalue()
+    assert access not in lines.getvalue() and refreshed.access_token not in lines.getvalue()
+    assert redactor.redact(f"token={refreshed.refresh_token}") == f"token={REDACTED}"
+
+
+def test_a_stale_or_planted_temporary_file_never_exposes_the_token(tmp_path: Path) -> None:
+    path = tmp_path / "twitch_tokens.json"
+    stale = tmp_path / "twitch_tokens.tmp"
+    stale.write_text("left by a crash")
+    stale.chmod(0o644)
+    TokenStore(path).save(StoredToken("1", "bot", "access-0123456789", "refresh-0123456789"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("not yours")
+    stale.symlink_to(victim)  # someone plants a link where the next save writes
+    TokenStore(path).save(StoredToken("1", "bot", "access-abcdefghij", "refresh-abcdefghij"))
+    assert victim.read_text() == "not yours"
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert TokenStore(path).load().access_token == "access-abcdefghij"
 
 
 # -- answering ----------------------------------------------------------------------------------
@@ -346,11 +415,19 @@ async def test_a_raid_of_forgetme_is_capped_per_channel_and_every_forget_runs(
 
 
 async def test_a_redelivered_line_is_stored_once_and_answered_once(
-    fake: FakeTwitch, twitch_settings: TwitchSettings
+    fake: FakeTwitch, twitch_settings: TwitchSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = twitch_settings(command_cooldown_s=0)
     store_bot_token(settings, fake)
     async with managed(settings, ScriptedBackend(default="hello!")) as manager, running(settings, manager) as adapter:
+        forgets: list[str] = []
+        forget = manager.forget
+
+        async def counted_forget(platform: str, user_id: str) -> object:
+            forgets.append(user_id)
+            return await forget(platform, user_id)
+
+        monkeypatch.setattr(manager, "forget", counted_forget)
         for _ in range(2):  # EventSub delivers at least once: the same message id twice
             await fake.chat(CHANNEL.id, VIEWER, "hi pip", message_id="eventsub-1")
         await until(lambda: fake.chat_messages)
@@ -361,7 +438,11 @@ async def test_a_redelivered_line_is_stored_once_and_answered_once(
         await until(lambda: len(fake.chat_messages) == 2)
         await asyncio.sleep(0.3)
         assert (await manager.memory.get_user("twitch", VIEWER.id)).message_count == 1
-    assert [m.message for m in fake.chat_messages] == ["hello!", "@ModPerson done: I no longer remember anything you said."]
+    assert forgets == [MOD.id]  # a redelivered command is not run again
+    assert [m.message for m in fake.chat_messages] == [
+        "hello!",
+        "@ModPerson done: I no longer remember anything you said.",
+    ]
     with sqlite3.connect(settings.db_path) as db:
         assert db.execute("SELECT COUNT(*) FROM messages WHERE platform_message_id = 'eventsub-1'").fetchone() == (1,)
 
