@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import bot.app
 from bot.app import build_manager, close_manager
 from bot.console import ConsoleAdapter
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.resilience import with_resilience
 from engine.errors import SettingsError
-from engine.observability.redact import REDACTED, install_secret_redaction
+from engine.observability.redact import REDACTED, SecretRedactor, install_secret_redaction, register_secret
 from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,3 +128,26 @@ async def test_a_backend_error_quoting_the_key_is_redacted_in_logs_and_console(s
     assert "401 Unauthorized" in captured.err and REDACTED in captured.err
     assert log_output.getvalue().count(REDACTED) >= 2
     assert_no_secret(everything)
+
+
+async def test_an_adapter_stopped_by_a_library_error_is_logged_without_the_errors_text(
+    settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    leaked = "oauth-token-SENTINEL-42"
+
+    class LeakyPlatform:
+        async def start(self) -> None:
+            raise RuntimeError(f"refresh failed for token {leaked}")  # a platform library's words
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(bot.app, "configured_adapters", lambda *args, **kwargs: [LeakyPlatform()])
+    settings.backend.kind = "scripted"
+    assert await bot.app.run(settings) == 1
+    stopped = [r for r in caplog.records if r.getMessage().startswith("adapter stopped")]
+    assert [r.getMessage() for r in stopped] == ["adapter stopped: RuntimeError"]
+    register_secret(leaked)  # as the token store does for every token it loads or saves
+    formatted = logging.Formatter().format(stopped[0])
+    assert leaked in formatted  # the traceback keeps the error's text for whoever debugs it...
+    assert leaked not in SecretRedactor([]).redact(formatted)  # ...and redaction takes the token out

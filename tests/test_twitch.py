@@ -31,7 +31,7 @@ from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome
 from engine.manager import ConversationManager
 from engine.moderation.normalize import normalise_text
-from engine.observability.redact import REDACTED, install_secret_redaction
+from engine.observability.redact import REDACTED, SecretRedactor, install_secret_redaction
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 from tests.fake_twitch import FakeChatUser, FakeTwitch, badge
@@ -206,15 +206,23 @@ async def test_token_values_from_the_file_and_from_refreshes_are_redacted_from_l
     redactor = install_secret_redaction(settings)
     try:
         async with managed(settings, ScriptedBackend()) as manager, running(settings, manager):
-            pass
-        refreshed = TokenStore(settings.core.data_dir / "twitch_tokens.json").load()
-        assert refreshed.access_token != access
-        logging.getLogger("twitchio.test").error("Request failed: %s %s %s", access, refresh, refreshed.access_token)
+            # Read the file as a person would: loading it through TokenStore would register it again.
+            refreshed = StoredToken(**json.loads((settings.core.data_dir / "twitch_tokens.json").read_text()))
+            assert refreshed.access_token != access
+            logging.getLogger("twitchio.test").error("Request failed: %s %s %s", access, refresh, refreshed.access_token)
     finally:
         logging.getLogger().removeHandler(handler)
     assert lines.getvalue().count(REDACTED) == 3, lines.getvalue()
     assert access not in lines.getvalue() and refreshed.access_token not in lines.getvalue()
     assert redactor.redact(f"token={refreshed.refresh_token}") == f"token={REDACTED}"
+
+
+def test_a_token_saved_after_a_refresh_is_redacted_before_it_is_ever_read_back(tmp_path: Path) -> None:
+    redactor = SecretRedactor([])
+    TokenStore(tmp_path / "twitch_tokens.json").save(StoredToken("1", "bot", "access-new-7fe31c", "refresh-new-9ab2d4"))
+    assert redactor.redact("url?refresh_token=refresh-new-9ab2d4 token access-new-7fe31c") == (
+        f"url?refresh_token={REDACTED} token {REDACTED}"
+    )
 
 
 def test_a_stale_or_planted_temporary_file_never_exposes_the_token(tmp_path: Path) -> None:
