@@ -113,7 +113,11 @@ class GroupCommit(Generic[T, R]):
         if self._outage_since is not None:
             lasted = time.monotonic() - self._outage_since
             self._outage_since = None
-            log.warning("memory: the database takes lines again after %.1f s; %d waiting lines stored", lasted, stored)
+            log.warning(
+                "memory: the database takes lines again after %.1f s of retries; %d waiting lines stored",
+                lasted,
+                stored,
+            )
 
 
 def _settle(batch: Waiting[T, R], *, results: list[R] | None = None, error: Exception | None = None) -> None:

@@ -209,7 +209,9 @@ async def test_token_values_from_the_file_and_from_refreshes_are_redacted_from_l
             # Read the file as a person would: loading it through TokenStore would register it again.
             refreshed = StoredToken(**json.loads((settings.core.data_dir / "twitch_tokens.json").read_text()))
             assert refreshed.access_token != access
-            logging.getLogger("twitchio.test").error("Request failed: %s %s %s", access, refresh, refreshed.access_token)
+            logging.getLogger("twitchio.test").error(
+                "Request failed: %s %s %s", access, refresh, refreshed.access_token
+            )
     finally:
         logging.getLogger().removeHandler(handler)
     assert lines.getvalue().count(REDACTED) == 3, lines.getvalue()
