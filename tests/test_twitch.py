@@ -447,7 +447,8 @@ async def test_a_redelivered_line_is_stored_once_and_answered_once(
         await fake.chat(CHANNEL.id, MOD, "!forgetme", message_id="eventsub-2")
         await until(lambda: len(fake.chat_messages) == 2)
         await asyncio.sleep(0.3)
-        assert (await manager.memory.get_user("twitch", VIEWER.id)).message_count == 1
+        viewer = await manager.memory.get_user("twitch", VIEWER.id)
+        assert viewer is not None and viewer.message_count == 1
     assert forgets == [MOD.id]  # a redelivered command is not run again
     assert [m.message for m in fake.chat_messages] == [
         "hello!",
