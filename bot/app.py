@@ -59,6 +59,7 @@ async def build_manager(
         settings.db_path,
         busy_timeout_s=settings.memory.busy_timeout_s,
         max_waiting_lines=settings.memory.max_waiting_lines,
+        write_patience_s=settings.memory.write_patience_s,
     )
     metrics = Metrics()
     backend = backend or with_resilience(make_backend(settings, personas, metrics), settings)

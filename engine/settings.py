@@ -118,6 +118,9 @@ class MemorySettings(BaseSettings):
     max_waiting_lines: int = Field(
         10_000, ge=1, description="chat lines held while the database is locked or the disk full; more are refused"
     )
+    write_patience_s: float = Field(
+        120.0, gt=0, description="how long held chat lines are retried before they are refused"
+    )
     recall_lines: int = Field(
         3, ge=0, le=20, description="past lines recalled per reply, of the speaker's own and of the channel's; 0 = off"
     )

@@ -4,9 +4,10 @@ database refuses for a while is retried, never dropped.
 Another program holding the write lock past the busy timeout, or a full disk, is an outage that
 ends on its own; the lines waiting for it are the ones a caller has not yet been told are stored,
 so they stay queued and are retried with backoff (lines arriving meanwhile join the same batch).
-The cause is logged once when the outage starts and once when it ends. What bounds the wait is
-the queue: past ``max_waiting`` lines a new line is refused at once with :class:`MemoryBackedUp`,
-so its caller knows it was not stored instead of waiting without limit.
+The cause is logged once when the outage starts and once when it ends. Two things bound the
+wait: past ``max_waiting`` lines a new line is refused at once with :class:`MemoryBackedUp`, and
+a batch still refused after ``patience_s`` fails with the outage's error. Either way the caller is
+told its line was not stored; no caller is ever told a line is stored that is not.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class GroupCommit(Generic[T, R]):
         translate: Callable[[Exception], MemoryStoreError],
         *,
         max_waiting: int,
+        patience_s: float = 120.0,
         first_retry_s: float = 0.05,
         longest_retry_s: float = 2.0,
     ) -> None:
         self._write = write
         self._translate = translate
         self.max_waiting = max_waiting
+        self.patience_s = patience_s
         self.first_retry_s = first_retry_s
         self.longest_retry_s = longest_retry_s
         self._pending: Waiting[T, R] = []
@@ -85,12 +88,18 @@ class GroupCommit(Generic[T, R]):
 
     async def _commit(self, batch: Waiting[T, R]) -> None:
         delay = self.first_retry_s
+        began = time.monotonic()
         while True:
             try:
                 results = await self._write([item for item, _ in batch])
             except Exception as exc:  # every waiter learns why its line was not stored
                 error = self._translate(exc)
-                if not isinstance(error, TRANSIENT) or self._closing:
+                out_of_patience = time.monotonic() - began >= self.patience_s
+                if not isinstance(error, TRANSIENT) or self._closing or out_of_patience:
+                    if isinstance(error, TRANSIENT):
+                        log.error(
+                            "memory: %d chat lines not stored after %.0f s of retries", len(batch), self.patience_s
+                        )
                     _settle(batch, error=error)
                     return
                 self._outage_started(error, len(batch))

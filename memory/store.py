@@ -80,24 +80,36 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
 class MemoryStore:
     """Open with ``await MemoryStore.open(path)``; close with ``await store.close()``."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path, *, max_waiting_lines: int = 10_000) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        path: Path,
+        *,
+        max_waiting_lines: int = 10_000,
+        write_patience_s: float = 120.0,
+    ) -> None:
         self._db = connection
         self.path = path
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
         self._lines: GroupCommit[IncomingLine, UserRecord] = GroupCommit(
-            self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines
+            self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines, patience_s=write_patience_s
         )
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, busy_timeout_s: float = 5.0, max_waiting_lines: int = 10_000
+        cls,
+        path: Path | str,
+        *,
+        busy_timeout_s: float = 5.0,
+        max_waiting_lines: int = 10_000,
+        write_patience_s: float = 120.0,
     ) -> MemoryStore:
         """Open (creating, mode 0600) and migrate the database; refuse one this process cannot write.
 
         ``busy_timeout_s``: how long a statement waits for another program's write lock.
-        ``max_waiting_lines``: chat lines that may wait for the database in an outage (a lock, a
-        full disk) before new ones are refused.
+        ``max_waiting_lines`` and ``write_patience_s``: how many chat lines may wait for the
+        database in an outage (a lock, a full disk), and for how long, before they are refused.
         """
         path = Path(path)
         try:
@@ -116,7 +128,7 @@ class MemoryStore:
             await connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             # Deleted rows are overwritten with zeros, so forgetting a user leaves no trace in the file.
             await connection.execute("PRAGMA secure_delete=ON")
-            store = cls(connection, path, max_waiting_lines=max_waiting_lines)
+            store = cls(connection, path, max_waiting_lines=max_waiting_lines, write_patience_s=write_patience_s)
             await store._migrate(MIGRATIONS)
         except sqlite3.DatabaseError as exc:
             raise DatabaseUnavailable(f"cannot open the memory database {path}: {exc}") from exc

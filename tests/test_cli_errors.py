@@ -45,6 +45,9 @@ def test_a_database_locked_by_another_program_is_said_in_one_line_and_keeps_its_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    # Lines wait out a lock (retried); one that outlasts the patience is refused, and said so.
+    monkeypatch.setenv("COSTAR_MEMORY_BUSY_TIMEOUT_S", "0.2")
+    monkeypatch.setenv("COSTAR_MEMORY_WRITE_PATIENCE_S", "1")
     transcript = _transcript(tmp_path / "chat.jsonl", "first line")
     assert _replay(transcript, tmp_path) == 0
     database = tmp_path / "costar.sqlite3"
