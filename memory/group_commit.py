@@ -98,7 +98,9 @@ class GroupCommit(Generic[T, R]):
                 if not isinstance(error, TRANSIENT) or self._closing or out_of_patience:
                     if isinstance(error, TRANSIENT):
                         log.error(
-                            "memory: %d chat lines not stored after %.0f s of retries", len(batch), self.patience_s
+                            "memory: %d chat lines not stored after %.1f s of retries",
+                            len(batch),
+                            time.monotonic() - began,
                         )
                     _settle(batch, error=error)
                     return
