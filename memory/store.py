@@ -253,15 +253,20 @@ class MemoryStore:
     async def _already_stored(self, events: list[IncomingLine]) -> set[int]:
         """Positions of lines whose platform message id is stored already, or earlier in ``events``."""
         seen: set[tuple[str, str]] = set()
-        keys = sorted({(e.platform, e.message_id) for e in events if e.message_id})
-        for start in range(0, len(keys), 400):  # SQLite caps bound parameters
-            chunk = keys[start : start + 400]
-            where = " OR ".join(["(platform = ? AND platform_message_id = ?)"] * len(chunk))
-            async with self._db.execute(
-                f"SELECT platform, platform_message_id FROM messages WHERE is_character = 0 AND ({where})",
-                [value for key in chunk for value in key],
-            ) as cursor:
-                seen.update([(row[0], row[1]) async for row in cursor])
+        ids_by_platform: dict[str, set[str]] = {}
+        for event in events:
+            if event.message_id:
+                ids_by_platform.setdefault(event.platform, set()).add(event.message_id)
+        for platform, ids in ids_by_platform.items():
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 500):  # SQLite caps bound parameters
+                chunk = ordered[start : start + 500]
+                async with self._db.execute(
+                    "SELECT platform_message_id FROM messages WHERE is_character = 0 AND platform = ?"
+                    f" AND platform_message_id IN ({', '.join('?' * len(chunk))})",
+                    [platform, *chunk],
+                ) as cursor:
+                    seen.update([(platform, row[0]) async for row in cursor])
         repeated = set()
         for index, event in enumerate(events):
             key = (event.platform, event.message_id)
