@@ -486,7 +486,8 @@ async def test_a_moderator_deletes_one_note_and_a_viewer_cannot(stage: Stage) ->
     async with stage.bot() as manager:
         await stage.discord.post_message(stage.viewer, "my cat is called Miso")
         await stage.discord.post_message(stage.viewer, "I live in Porto")
-        await eventually(lambda: len(stage.lines_by(stage.viewer)) == 2)
+        # Notes are written after the line itself is stored: wait for the notes, not the lines.
+        await eventually(lambda: len(stage.rows("SELECT id FROM notes")) == 2)
         [cat, home] = await manager.memory.notes_for("discord", str(stage.viewer.id))
         shown = await stage.discord.run_slash_command(stage.viewer, "memory", "about")
         listing = (await stage.discord.interaction_response(shown))["data"]["content"]
