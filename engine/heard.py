@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from engine.events import MODERATING_ROLES, ChatEvent
 from engine.moderation.moderator import Verdict
+from engine.stream.events import StreamEvent
 from personas.moderation_rules import Action
 
 __all__ = ["HeardLine", "Priority", "priority_of", "social_rank"]
@@ -53,6 +54,9 @@ class HeardLine:
     character chimes in on unasked is judged when it is answered, with the copypasta count
     (``repeats``) from when it arrived. ``stored_at`` lets latency figures tell storing from
     judging.
+
+    For a stream event, ``event`` is its stored line and ``stream`` the event itself
+    (``redelivered`` again when EventSub delivered the same event twice).
     """
 
     event: ChatEvent
@@ -60,6 +64,7 @@ class HeardLine:
     verdict: Verdict | None = None
     stored_at: float = 0.0  # time.perf_counter() when the commit returned: splits latency figures
     redelivered: bool = False  # the platform sent this message again: already stored, never answered twice
+    stream: StreamEvent | None = None
 
     @property
     def blocked(self) -> bool:

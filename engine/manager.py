@@ -51,6 +51,7 @@ from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
+from engine.stream.events import StreamEvent
 from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.moderation_rules import Action
@@ -178,8 +179,12 @@ class ConversationManager:
 
     # -- memory -----------------------------------------------------------------------------
 
-    async def hear(self, event: ChatEvent) -> HeardLine:
+    async def hear(self, event: ChatEvent | StreamEvent) -> HeardLine:
         """Commit a viewer's line and say whether and how urgently it may be answered.
+
+        A :class:`StreamEvent` (follow, raid, ...) is stored as its viewer's line and comes back
+        with ``heard.stream`` set (and ``heard.redelivered`` for a second delivery of one already
+        stored); what the character says to it is the stream director's business.
 
         The line is committed whatever moderation will say of it. Every line counts towards
         copypasta waves; only lines that address the character are judged in full here (most of a
@@ -187,6 +192,8 @@ class ConversationManager:
         The channel's persona is looked up alongside the commit (once per channel), so judging
         never waits on the database.
         """
+        if isinstance(event, StreamEvent):
+            return await self._hear_stream_event(event)
         self._persona_lookup((event.platform, event.channel_id, event.server_id))
         author = await self._remember(self.memory.record_message(event))
         stored_at = time.perf_counter()
@@ -206,6 +213,38 @@ class ConversationManager:
         if self.reflector is not None:
             self.reflector.heard(event, persona)
         return heard
+
+    async def _hear_stream_event(self, stream: StreamEvent) -> HeardLine:
+        line = stream.as_line()
+        author = await self._remember(self.memory.record_message(line))
+        if author.redelivered:  # EventSub delivers at least once: stored once, reacted to once
+            log.info("%s %s event %s was delivered again", line.channel_key, stream.kind, stream.event_id)
+            return HeardLine(line, stream=stream, redelivered=True)
+        self.metrics.stream_event_seen(stream.platform, stream.kind)
+        return HeardLine(line, stream=stream, stored_at=time.perf_counter())
+
+    async def say(self, heard: HeardLine, text: str) -> Reply | None:
+        """A fixed line the character says about ``heard`` (a reaction template, a command's text).
+
+        Post-processed and checked by output moderation exactly like a generated reply, and
+        stored like one; None when nothing sayable is left.
+        """
+        event = heard.event
+        persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+        limits = self.platform_limits.get(event.platform)
+        finished = postprocess(text, style=persona.style, speaker_names=(persona.display_name,), limits=limits)
+        verdict = self.moderator.check_output(finished, persona, event, may_regenerate=False)
+        if not verdict.passes or not verdict.text:
+            log.info("Not saying a fixed line in %s (%s)", event.channel_key, ", ".join(verdict.reasons) or "empty")
+            self.metrics.drop("moderated_reply" if finished else "empty_reply")
+            return None
+        async with self._channel_locks[event.channel_key]:  # history stays append-only
+            memory_id = await self._remember(
+                self.memory.record_reply(
+                    event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
+                )
+            )
+        return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""
@@ -247,9 +286,11 @@ class ConversationManager:
             return None
         return await self.reply(heard)
 
-    async def reply(self, heard: HeardLine) -> Reply | None:
+    async def reply(self, heard: HeardLine, *, hint: str | None = None) -> Reply | None:
+        """The finished reply, or None. ``hint`` is an instruction for this reply only (a reaction's
+        or a command's prompt), given to the model after the viewer's line."""
         final: Reply | None = None
-        async for item in self.generate(heard, snapshots=False):
+        async for item in self.generate(heard, snapshots=False, hint=hint):
             if isinstance(item, Reply):
                 final = item
         return final
@@ -259,7 +300,9 @@ class ConversationManager:
             if isinstance(item, str):
                 yield item
 
-    async def generate(self, heard: HeardLine, *, snapshots: bool = True) -> AsyncIterator[str | Reply]:
+    async def generate(
+        self, heard: HeardLine, *, snapshots: bool = True, hint: str | None = None
+    ) -> AsyncIterator[str | Reply]:
         """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
 
         For adapters that stream and still need the Reply (to link the platform's message id).
@@ -286,10 +329,11 @@ class ConversationManager:
             else:
                 built = await self._remember(self._build_prompt(event, persona))
                 attempt = _Attempt(on_first_chunk=timer.first_chunk)
+                request = self._request(persona, built, event)
+                if hint:
+                    request = _with_hint(request, hint)
                 try:
-                    async for snapshot in self._moderated_attempts(
-                        self._request(persona, built, event), persona, event, attempt, snapshots
-                    ):
+                    async for snapshot in self._moderated_attempts(request, persona, event, attempt, snapshots):
                         yield snapshot
                 except BackendError as exc:
                     self.metrics.backend_error(exc)
@@ -551,8 +595,19 @@ class _Attempt:
 
 
 def _with_retry_hint(request: GenerationRequest) -> GenerationRequest:
-    hint = ChatMessage("system", _RETRY_HINT)
-    return replace(request, messages=(*request.messages, hint))
+    return _with_hint(request, _RETRY_HINT)
+
+
+def _with_hint(request: GenerationRequest, hint: str) -> GenerationRequest:
+    # Last, after the viewer's line: the cached prefix (system prompt, history) stays the same.
+    hinted = replace(request, messages=(*request.messages, ChatMessage("system", hint)))
+    unhinted_shorten = request.shorten
+
+    def shorten() -> GenerationRequest | None:  # a shorter prompt keeps its hint
+        shorter = unhinted_shorten() if unhinted_shorten is not None else None
+        return _with_hint(shorter, hint) if shorter is not None else None
+
+    return replace(hinted, shorten=shorten)
 
 
 def _without_older_half(request: GenerationRequest) -> GenerationRequest | None:

@@ -30,6 +30,7 @@ __all__ = [
     "PromptSettings",
     "ResilienceSettings",
     "Settings",
+    "StreamSettings",
     "TwitchSettings",
     "load_settings",
 ]
@@ -274,9 +275,54 @@ class TwitchSettings(BaseSettings):
     forgets_per_minute: int = Field(
         6, ge=1, description="most !forgetme run per channel per minute; more wait their turn, none is lost"
     )
+    broadcaster_token_file: Path | None = Field(
+        None,
+        description="where `costar twitch auth --broadcaster` keeps the broadcaster's token;"
+        " default DATA_DIR/twitch_broadcaster_tokens.json",
+    )
     chime_in: bool = Field(
         False, description="also answer lines that do not address the character (when budget allows)"
     )
+
+
+class StreamSettings(BaseSettings):
+    """Stream events, custom commands, timers and proactive talk (see docs/events.md)."""
+
+    model_config = _section("COSTAR_STREAM_")
+
+    reactions: bool = Field(True, description="react to stream events (follows, subs, raids...) in chat")
+    follow_window_s: float = Field(
+        30.0, gt=0, description="follows within this long get one welcome naming a few of them"
+    )
+    gift_window_s: float = Field(
+        120.0, gt=0, description="single gift notifications of a gift bomb arriving this long after it are absorbed"
+    )
+    reaction_wait_s: float = Field(
+        60.0, gt=0, description="a reaction waits this long for room in the send budget, then is dropped"
+    )
+    commands_file: Path | None = Field(
+        None, description="YAML file with extra commands: and timers: for every channel (overrides the card's)"
+    )
+    proactive_silence_s: float = Field(
+        0.0, ge=0, description="say something after this much silence while live; 0 turns proactive talk off"
+    )
+    proactive_per_hour: int = Field(4, ge=0, description="at most this many proactive lines per channel per hour")
+    proactive_busy_lines: int = Field(
+        3, ge=1, description="chat counts as busy with this many lines in the last minute: no proactive talk"
+    )
+    discord_live_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Discord channel ids that opt in to proactive talk and timers"
+    )
+    discord_welcome_channel: str | None = Field(
+        None, description="Discord channel id where new server members are welcomed; unset: no welcome"
+    )
+
+    @field_validator("discord_live_channels", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
 class Settings(BaseModel):
@@ -291,6 +337,7 @@ class Settings(BaseModel):
     resilience: ResilienceSettings
     discord: DiscordSettings
     twitch: TwitchSettings
+    stream: StreamSettings
 
     @property
     def db_path(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from personas.moderation_rules import ModerationOverrides
+from personas.stream import CustomCommand, Reactions, StreamTimer
 
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
 
@@ -148,6 +149,9 @@ class PersonaCard(_Strict):
     post_history_instructions: str | None = None
     tags: list[str] = Field(default_factory=list)
     moderation: ModerationOverrides | None = Field(None, description="this persona's changes to COSTAR_MODERATION_*")
+    reactions: Reactions = Field(default_factory=Reactions, description="what the character says to stream events")
+    commands: list[CustomCommand] = Field(default_factory=list, description="the channel's own !commands")
+    timers: list[StreamTimer] = Field(default_factory=list, description="lines said every few minutes of busy chat")
     creator: str | None = Field(None, description="never sent to the model")
     creator_notes: str | None = Field(None, description="never sent to the model")
     character_version: str | None = Field(None, description="never sent to the model")

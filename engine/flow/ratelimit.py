@@ -10,6 +10,10 @@ receipts are then at least ``window_s`` apart, however slow the network was.
     reservation = budget.reserve()      # None: no room now, see budget.wait_time()
     ... send ...
     reservation.sent()                   # or reservation.cancel() if nothing went out
+
+Stream-event reactions (a raid thank-you) go before ordinary replies within the same budget:
+while one waits in :meth:`SendBudget.reserve_urgent`, :meth:`SendBudget.reserve` keeps a slot
+free for it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class SendBudget:
         self.clock: Clock = clock or MonotonicClock()
         self._completed: deque[float] = deque()  # response times, oldest first
         self._in_flight = 0
+        self._urgent_waiting = 0  # reserve_urgent callers: ordinary reservations leave them room
         self.total_sent = 0
 
     @property
@@ -77,16 +82,34 @@ class SendBudget:
         return len(self._completed) + self._in_flight
 
     def reserve(self) -> SendReservation | None:
-        if self.in_window() >= self._limit:
+        if self.in_window() + self._urgent_waiting >= self._limit:
             return None
+        self._in_flight += 1
+        return SendReservation(self)
+
+    async def reserve_urgent(self, max_wait_s: float) -> SendReservation | None:
+        """Reserve ahead of ordinary sends, waiting up to ``max_wait_s`` clock seconds for room."""
+        deadline = self.clock.now() + max_wait_s
+        self._urgent_waiting += 1
+        try:
+            while self.in_window() + self._urgent_waiting - 1 >= self._limit:
+                wait_s = self._wait_time(self._urgent_waiting - 1)
+                if self.clock.now() + wait_s > deadline:
+                    return None
+                await self.clock.sleep(max(wait_s, 0.001))
+        finally:
+            self._urgent_waiting -= 1
         self._in_flight += 1
         return SendReservation(self)
 
     def wait_time(self) -> float:
         """Seconds until :meth:`reserve` can succeed; a short poll when only in-flight sends block it."""
+        return self._wait_time(self._urgent_waiting)
+
+    def _wait_time(self, held: int) -> float:
         now = self.clock.now()
         self._prune(now)
-        excess = len(self._completed) + self._in_flight - self._limit + 1
+        excess = len(self._completed) + self._in_flight + held - self._limit + 1
         if excess <= 0:
             return 0.0
         if excess > len(self._completed):

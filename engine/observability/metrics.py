@@ -18,6 +18,10 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
     costar_moderation_actions_total{rule,action}      moderation findings acted on (engine.moderation.moderator)
     costar_circuit_events_total{event}                the backend circuit breaker's opened / closed /
                                                       failures / rejected / probes
+    costar_stream_events_total{platform,kind}         stream events stored (follow, raid, gift_bomb, ...;
+                                                      repeat deliveries not counted)
+    costar_stream_reactions_total{platform,kind}      what the character said unprompted, by kind: event
+                                                      reactions, proactive talk, timers, commands
 """
 
 from __future__ import annotations
@@ -110,6 +114,15 @@ class Metrics:
         self.dropped = Counter("costar_dropped_messages", "Lines not answered, by reason", ["reason"], registry=reg)
         self.backend_errors = Counter("costar_backend_errors", "Replies lost to backend errors", ["kind"], registry=reg)
         self.backend_retries = Counter("costar_backend_retries", "Backend errors retried past", ["kind"], registry=reg)
+        self.stream_events = Counter(
+            "costar_stream_events", "Stream events stored, by kind", ["platform", "kind"], registry=reg
+        )
+        self.stream_reactions = Counter(
+            "costar_stream_reactions",
+            "Lines said to stream events, timers and silence",
+            ["platform", "kind"],
+            registry=reg,
+        )
 
     def start_reply(self, platform: str) -> ReplyTimer:
         return ReplyTimer(platform=platform)
@@ -128,6 +141,12 @@ class Metrics:
         """An ``engine.flow.scheduler`` outcome listener: every line that ends unanswered counts as dropped."""
         if outcome not in _ANSWERED_OR_WAITING:
             self.drop(str(outcome))
+
+    def stream_event_seen(self, platform: str, kind: str) -> None:
+        self.stream_events.labels(platform, str(kind)).inc()
+
+    def stream_reaction(self, platform: str, kind: str) -> None:
+        self.stream_reactions.labels(platform, str(kind)).inc()
 
     def backend_error(self, error: BaseException) -> None:
         self.backend_errors.labels(type(error).__name__).inc()

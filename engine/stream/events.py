@@ -1,0 +1,110 @@
+"""The neutral stream event: what a follow, sub, gift bomb, raid, cheer or redemption is, whatever
+platform announced it.
+
+An event is stored in memory as a line spoken by the viewer it is about ("raided the channel with
+120 viewers"), so recall and the prompt's history see it exactly as they see chat, and the
+character can later say "you raided with 120 people last week".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.events import ChatEvent, utcnow
+
+__all__ = ["EventKind", "StreamEvent"]
+
+
+class EventKind(enum.StrEnum):
+    FOLLOW = "follow"
+    SUB = "sub"
+    RESUB = "resub"
+    GIFT = "gift"  # one gifted sub; part of a gift bomb when ``group_id`` is set
+    GIFT_BOMB = "gift_bomb"  # a community gift of ``amount`` subs
+    RAID = "raid"
+    CHEER = "cheer"
+    REDEMPTION = "redemption"  # a channel-point reward: ``reward`` and the viewer's ``text``
+    ONLINE = "online"
+    OFFLINE = "offline"
+    JOIN = "join"  # a new member of a Discord server
+
+
+_TIERS = {"1000": "tier 1", "2000": "tier 2", "3000": "tier 3", "prime": "Prime"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One stream event. ``event_id`` is the platform's own id where it has one: EventSub delivers
+    at least once, and the manager drops a second delivery of the same id.
+
+    ``user_*`` is who did it (the raider, the gifter, the follower; the broadcaster for
+    online/offline). ``amount`` is viewers, bits, gifted subs or months by kind; ``text`` is the
+    viewer's own words (resub message, cheer message, redemption input); ``recipient`` the one
+    who got a gifted sub.
+    """
+
+    platform: str
+    channel_id: str
+    kind: EventKind
+    event_id: str
+    user_id: str
+    user_name: str
+    amount: int = 0
+    text: str = ""
+    reward: str | None = None
+    tier: str | None = None
+    group_id: str | None = None  # the community gift a single gifted sub belongs to
+    recipient: str | None = None
+    server_id: str | None = None
+    sent_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def channel_key(self) -> str:
+        return f"{self.platform}:{self.channel_id}"
+
+    @property
+    def message_id(self) -> str:
+        """The id its stored line carries; never the same as a chat message's."""
+        return f"event:{self.kind.value}:{self.event_id}"
+
+    def describe(self) -> str:
+        """What happened, in the words the character's memory keeps (without the viewer's name)."""
+        tier = _TIERS.get(self.tier or "", "")
+        kind = self.kind
+        said = f': "{self.text}"' if self.text else ""
+        if kind is EventKind.FOLLOW:
+            return "followed the channel"
+        if kind is EventKind.SUB:
+            return f"subscribed ({tier})" if tier else "subscribed"
+        if kind is EventKind.RESUB:
+            return f"resubscribed for {self.amount} months{said}"
+        if kind is EventKind.GIFT:
+            return f"gifted a sub to {self.recipient}" if self.recipient else "gifted a sub"
+        if kind is EventKind.GIFT_BOMB:
+            return f"gifted {self.amount} subs to the community"
+        if kind is EventKind.RAID:
+            return f"raided the channel with {self.amount} viewers"
+        if kind is EventKind.CHEER:
+            return f"cheered {self.amount} bits{said}"
+        if kind is EventKind.REDEMPTION:
+            return f'redeemed "{self.reward}"{said}'
+        if kind is EventKind.ONLINE:
+            return "started the stream"
+        if kind is EventKind.OFFLINE:
+            return "ended the stream"
+        return "joined the server"
+
+    def as_line(self) -> ChatEvent:
+        """The event as the chat line memory stores: spoken by its viewer, addressed to nobody."""
+        return ChatEvent(
+            platform=self.platform,
+            channel_id=self.channel_id,
+            author_id=self.user_id,
+            author_name=self.user_name,
+            text=f"*{self.describe()}*",
+            message_id=self.message_id,
+            sent_at=self.sent_at,
+            server_id=self.server_id,
+        )

@@ -1,0 +1,79 @@
+"""Filling a reaction's ``{fields}`` without repeating what viewers chose that moderation forbids.
+
+Names, messages and reward texts come from viewers: a raider whose channel name carries a slur or
+a link must not have it read out by the character. Each such field is checked on its own and
+swapped for a neutral word, so the thank-you still goes out; the finished line then passes
+output moderation like any reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from engine.stream.events import EventKind, StreamEvent
+
+__all__ = ["NEUTRAL", "event_fields", "fill", "join_names", "safe_event"]
+
+# Fields whose words a viewer chose, and what stands in for them when moderation says no.
+NEUTRAL: Mapping[str, str] = {
+    "user": "friend",
+    "from_channel": "a fellow streamer",
+    "names": "new friends",
+    "message": "",
+    "reward": "a reward",
+    "recipient": "a lucky viewer",
+}
+Harmful = Callable[[str], bool]
+
+
+def event_fields(event: StreamEvent) -> dict[str, str]:
+    amount = str(event.amount)
+    return {
+        "user": event.user_name,
+        "from_channel": event.user_name,
+        "viewers": amount if event.kind is EventKind.RAID else "",
+        "bits": amount if event.kind is EventKind.CHEER else "",
+        "months": amount if event.kind is EventKind.RESUB else "",
+        "count": amount if event.kind is EventKind.GIFT_BOMB else "1",
+        "names": event.user_name,
+        "reward": event.reward or "",
+        "message": event.text,
+        "recipient": event.recipient or "",
+        "tier": {"2000": "2", "3000": "3"}.get(event.tier or "", "1"),
+    }
+
+
+def fill(template: str, fields: Mapping[str, str], harmful: Harmful) -> str:
+    """``template`` with its fields filled in; viewer-chosen words moderation forbids are replaced."""
+    safe = {
+        name: NEUTRAL[name] if name in NEUTRAL and value and harmful(value) else value for name, value in fields.items()
+    }
+    return " ".join(template.format_map(_Blank(safe)).split())
+
+
+def join_names(names: list[str], total: int, harmful: Harmful, shown: int = 3) -> str:
+    """'Ann, Bo and Cy' or 'Ann, Bo, Cy and 27 others': names moderation forbids are left out."""
+    kept = [name for name in names if not harmful(name)][:shown]
+    others = total - len(kept)
+    if not kept:
+        return NEUTRAL["names"]
+    if others > 0:
+        return f"{', '.join(kept)} and {others} other{'s' if others > 1 else ''}"
+    return kept[0] if len(kept) == 1 else f"{', '.join(kept[:-1])} and {kept[-1]}"
+
+
+def safe_event(event: StreamEvent, harmful: Harmful) -> StreamEvent:
+    """The event with viewer-chosen words moderation forbids replaced, for the model's eyes."""
+    return replace(
+        event,
+        user_name=NEUTRAL["user"] if harmful(event.user_name) else event.user_name,
+        text="" if event.text and harmful(event.text) else event.text,
+        reward=NEUTRAL["reward"] if event.reward and harmful(event.reward) else event.reward,
+        recipient=NEUTRAL["recipient"] if event.recipient and harmful(event.recipient) else event.recipient,
+    )
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
