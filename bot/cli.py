@@ -12,6 +12,7 @@ costar model prepare           convert the built-in model once (make run does it
 costar vllm-args               the `vllm serve` command for the installed personas' adapters
 costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
 costar twitch auth             log the bot account in to Twitch once (device code)
+costar twitch auth --broadcaster   log the channel owner in too: follows, cheers, redemptions
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
     from bot.twitch_auth import authorize_device
 
-    asyncio.run(authorize_device(settings))
+    asyncio.run(authorize_device(settings, broadcaster=args.broadcaster))
     return 0
 
 
@@ -166,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     vllm.set_defaults(handler=_cmd_vllm_args)
     twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
     twitch.add_argument("action", choices=["auth"])
+    twitch.add_argument(
+        "--broadcaster",
+        action="store_true",
+        help="log in the channel's owner (scopes for follows, cheers and channel-point redemptions)",
+    )
     twitch.set_defaults(handler=_cmd_twitch)
     return parser
 

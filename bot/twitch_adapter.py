@@ -7,8 +7,14 @@ channel has a :class:`engine.flow.ratelimit.SendBudget`: 20 messages per 30 s, r
 Twitch echoes one of our own messages with a moderator or broadcaster badge (and lowered again if
 the badge goes away) — going over locks the bot account out of chat for 30 minutes.
 
-The token comes from ``costar twitch auth`` (see :mod:`bot.twitch_auth`); refreshed tokens are
-written back at once. In tests, ``twitchio.http.Route.BASE``/``ID_BASE`` and
+Stream events (subs, gifts, raids, follows, cheers, redemptions, online/offline) arrive over
+EventSub too (:mod:`bot.twitch_events`), go in through the same ``manager.hear`` and then to the
+:class:`engine.stream.director.StreamDirector`, whose reactions go out ahead of ordinary replies
+within the same send budget. The director also runs the card's ``!commands``, timers and
+proactive talk.
+
+The token comes from ``costar twitch auth`` (see :mod:`bot.twitch_auth`), the broadcaster's
+optional one from ``costar twitch auth --broadcaster``; refreshed tokens are written back at once. In tests, ``twitchio.http.Route.BASE``/``ID_BASE`` and
 ``twitchio.eventsub.websockets.WSS`` point twitchio at a local fake Twitch.
 """
 
@@ -17,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import twitchio
 from twitchio.eventsub import ChatMessageSubscription
 
+from bot import twitch_events
 from bot.errors import one_line
-from bot.twitch_auth import StoredToken, TokenStore, token_path, twitch_failure
+from bot.twitch_auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
 from bot.twitch_commands import ChatCommands
+from bot.twitch_events import TokenScopes, plan_subscriptions
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
@@ -34,6 +43,9 @@ from engine.flow.ratelimit import SendBudget, SendReservation
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
+from engine.stream.director import StreamDirector
+from engine.stream.events import StreamEvent
+from engine.stream.outlet import Utterance
 
 if TYPE_CHECKING:
     from engine.manager import ConversationManager, HeardLine
@@ -89,17 +101,26 @@ class _TwitchClient(twitchio.Client):
         self._costar = adapter  # not _adapter: twitchio keeps its web adapter there
 
     async def load_tokens(self, path: str | None = None) -> None:
-        token = self._costar.token_store.load()
-        await self.add_token(token.access_token, token.refresh_token)
+        costar = self._costar
+        token = costar.token_store.load()
+        validated = await self.add_token(token.access_token, token.refresh_token)
+        costar.scopes[token.user_id] = frozenset(validated.scopes)
+        broadcaster = costar.broadcaster_store.load_optional()
+        if broadcaster is not None:
+            validated = await self.add_token(broadcaster.access_token, broadcaster.refresh_token)
+            costar.scopes[broadcaster.user_id] = frozenset(validated.scopes)
+            costar.broadcaster = broadcaster
         self._persist()  # add_token may have refreshed an expiring token
 
     async def save_tokens(self, path: str | None = None) -> None:
         self._persist()
 
     def _persist(self) -> None:
-        current = self.tokens.get(self.bot_id or "")
-        if current is not None:
-            self._costar.token_store.update(current["token"], current["refresh"])
+        costar = self._costar
+        for user_id, store in ((self.bot_id, costar.token_store), (costar.broadcaster_id, costar.broadcaster_store)):
+            current = self.tokens.get(user_id or "")
+            if current is not None:
+                store.update(current["token"], current["refresh"])
 
     async def event_token_refreshed(self, payload: Any) -> None:
         self._persist()
@@ -109,6 +130,26 @@ class _TwitchClient(twitchio.Client):
 
     async def event_message(self, payload: twitchio.ChatMessage) -> None:
         await self._costar._on_message(payload)
+
+    # Stream events: twitchio names the handler after the subscription type (bot/twitch_events.py).
+    async def event_chat_notification(self, payload: Any) -> None:
+        await self._costar._on_stream_event(twitch_events.from_notification(payload))
+
+    async def event_follow(self, payload: Any) -> None:
+        await self._costar._on_stream_event(twitch_events.from_follow(payload))
+
+    async def event_cheer(self, payload: Any) -> None:
+        # twitchio does not hand on EventSub's message id, and a cheer has none of its own.
+        await self._costar._on_stream_event(twitch_events.from_cheer(payload, uuid.uuid4().hex))
+
+    async def event_custom_redemption_add(self, payload: Any) -> None:
+        await self._costar._on_stream_event(twitch_events.from_redemption(payload))
+
+    async def event_stream_online(self, payload: Any) -> None:
+        await self._costar._on_stream_event(twitch_events.from_stream_change(payload, online=True))
+
+    async def event_stream_offline(self, payload: Any) -> None:
+        await self._costar._on_stream_event(twitch_events.from_stream_change(payload, online=False))
 
 
 class TwitchAdapter:
@@ -141,6 +182,11 @@ class TwitchAdapter:
             budget_for=lambda event: self.budget_for(event.channel_id),
             on_outcome=manager.metrics.scheduler_outcome,  # dropped lines by reason in /metrics
         )
+        self.director = StreamDirector(manager, self._speak, settings=settings.stream, clock=self.clock)
+        self.broadcaster_store = TokenStore(broadcaster_token_path(settings))
+        self.broadcaster: StoredToken | None = None
+        self.scopes: dict[str, frozenset[str]] = {}  # user id -> the scopes Twitch says its token has
+        self.events_on: dict[str, list[str]] = {}  # channel id -> the stream events subscribed there
         self.ready = asyncio.Event()
         self.bot: StoredToken | None = None
         self._client: _TwitchClient | None = None
@@ -155,6 +201,7 @@ class TwitchAdapter:
         self.bot = self.token_store.load()
         self._client = _TwitchClient(self, self.bot)
         await self.scheduler.start()
+        await self.director.start()
         try:
             token = None if self.settings.twitch.client_secret else self.bot.access_token
             await self._client.start(token, with_adapter=False)
@@ -162,9 +209,15 @@ class TwitchAdapter:
             raise twitch_failure(exc, "connecting") from None  # its text can quote a token
         finally:
             await self.scheduler.close()
+            await self.director.close()
+
+    @property
+    def broadcaster_id(self) -> str | None:
+        return self.broadcaster.user_id if self.broadcaster is not None else None
 
     async def close(self) -> None:
         await self.scheduler.close()
+        await self.director.close()
         if self._client is not None:
             await self._client.close()
 
@@ -182,7 +235,41 @@ class TwitchAdapter:
             subscription = ChatMessageSubscription(broadcaster_user_id=str(user.id), user_id=self.bot.user_id)
             await self._client.subscribe_websocket(subscription, token_for=self.bot.user_id)
             logger.info("reading chat in #%s", user.name)
+            await self._subscribe_events(str(user.id), user.name or str(user.id))
         self.ready.set()
+
+    async def _subscribe_events(self, channel_id: str, channel_name: str) -> None:
+        """Subscribe to every stream event the tokens allow; log what is on and what is missing."""
+        assert self._client is not None and self.bot is not None
+        bot = TokenScopes(self.bot.user_id, self.scopes.get(self.bot.user_id, frozenset()))
+        owner = self.broadcaster
+        broadcaster = TokenScopes(owner.user_id, self.scopes.get(owner.user_id, frozenset())) if owner else None
+        planned, skipped = plan_subscriptions(channel_id, bot, broadcaster)
+        on: list[str] = []
+        for wanted, token_user in planned:
+            try:
+                await self._client.subscribe_websocket(wanted.build(channel_id, token_user), token_for=token_user)
+            except twitchio.HTTPException as exc:  # the token's scopes changed since it was validated
+                skipped.append(
+                    (wanted, f"Twitch refused it ({exc.status}); it needs scope {' or '.join(wanted.scopes)}")
+                )
+                continue
+            on.append(wanted.label)
+        self.events_on[channel_id] = on
+        logger.info("stream events in #%s: %s", channel_name, ", ".join(on) or "none")
+        for missing, why in skipped:
+            logger.warning("stream events in #%s: no %s: %s", channel_name, missing.label, why)
+        await self._note_live(channel_id)
+
+    async def _note_live(self, channel_id: str) -> None:
+        """Whether the stream is live now; later stream.online/offline events keep it current."""
+        assert self._client is not None
+        try:
+            live = [stream async for stream in self._client.fetch_streams(user_ids=[channel_id], type="live")]
+        except twitchio.HTTPException as exc:
+            logger.warning("could not tell whether %s is live (%s); assuming offline until it starts", channel_id, exc)
+            return
+        self.director.set_live(PLATFORM, channel_id, bool(live))
 
     def budget_for(self, channel_id: str) -> SendBudget:
         budget = self.budgets.get(channel_id)
@@ -207,8 +294,11 @@ class TwitchAdapter:
             return
         if heard.redelivered:  # EventSub is at-least-once: the first delivery was taken and answered
             return
+        self.director.chat_heard(heard)
         if self.commands.is_command(heard.event):
             await self._run_command(heard.event)
+            return
+        if await self.director.command(heard):  # the channel's own !commands
             return
         # A blocked line is stored but never answered; the scheduler still sees it for copypasta.
         self.scheduler.submit(heard)
@@ -219,6 +309,18 @@ class TwitchAdapter:
         if self._refusals_told.try_use("refused"):
             logger.error("could not take %d twitch line(s): %s", self._refused_lines, one_line(exc))
             self._refused_lines = 0
+
+    async def _on_stream_event(self, stream: StreamEvent | None) -> None:
+        if stream is None:
+            return  # a notice costar does not react to (announcements, charity, ...)
+        try:
+            heard = await self.manager.hear(stream)
+        except EngineError as exc:
+            logger.error(
+                "could not take a %s event in twitch channel %s: %s", stream.kind, stream.channel_id, one_line(exc)
+            )
+            return
+        await self.director.take(heard)
 
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
@@ -276,27 +378,41 @@ class TwitchAdapter:
             await self.manager.link_sent(reply, sent_id)
         return sent_id is not None
 
+    async def _speak(self, utterance: Utterance) -> str | None:
+        """The stream director's speaker: reactions wait (a while) for room ahead of replies."""
+        budget = self.budget_for(utterance.channel_id)
+        if utterance.urgent:
+            reservation = await budget.reserve_urgent(self.settings.stream.reaction_wait_s)
+        else:
+            reservation = budget.reserve()
+        return await self._send_to(utterance.channel_id, utterance.text, reservation, reply_to=utterance.reply_to)
+
     async def _send(self, event: ChatEvent, text: str, reservation: SendReservation | None) -> str | None:
         """Send ``text`` as a reply to ``event``; Twitch's message id, or None if nothing went out."""
+        return await self._send_to(event.channel_id, text, reservation, reply_to=event.message_id)
+
+    async def _send_to(
+        self, channel_id: str, text: str, reservation: SendReservation | None, *, reply_to: str | None
+    ) -> str | None:
         assert self._client is not None and self.bot is not None
         safe = twitch_safe(text)
         if reservation is None:
             return None  # no room in the send budget: silence beats a 30-minute lockout
-        if safe is None or normalise_text(safe) == self._last_sent.get(event.channel_id):
+        if safe is None or normalise_text(safe) == self._last_sent.get(channel_id):
             reservation.cancel()  # Twitch drops an identical message within 30 s anyway
             return None
-        channel = self._client.create_partialuser(event.channel_id)
+        channel = self._client.create_partialuser(channel_id)
         try:
             sent = await channel.send_message(
-                safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=event.message_id
+                safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
             )
         except twitchio.MessageRejectedError as exc:
-            logger.warning("Twitch dropped our message in %s: %s (%s)", event.channel_id, exc.message, exc.code)
+            logger.warning("Twitch dropped our message in %s: %s (%s)", channel_id, exc.message, exc.code)
             return None
         except twitchio.HTTPException as exc:
-            logger.warning("sending to %s failed: %s", event.channel_id, one_line(twitch_failure(exc, "sending")))
+            logger.warning("sending to %s failed: %s", channel_id, one_line(twitch_failure(exc, "sending")))
             return None
         finally:
             reservation.sent()  # counted even when refused: we cannot know Twitch did not count it
-        self._last_sent[event.channel_id] = normalise_text(safe)
+        self._last_sent[channel_id] = normalise_text(safe)
         return sent.id

@@ -27,11 +27,23 @@ from engine.errors import EngineError, SettingsError
 from engine.observability.redact import register_secret
 from engine.settings import Settings
 
-__all__ = ["CHAT_SCOPES", "StoredToken", "TokenStore", "authorize_device", "token_path", "twitch_failure"]
+__all__ = [
+    "BROADCASTER_SCOPES",
+    "CHAT_SCOPES",
+    "StoredToken",
+    "TokenStore",
+    "authorize_device",
+    "broadcaster_token_path",
+    "token_path",
+    "twitch_failure",
+]
 
 # Read chat over EventSub, send over Helix; user:bot + channel:bot also allow sending with an
 # app token (twitchio docs for PartialUser.send_message).
 CHAT_SCOPES: tuple[str, ...] = ("user:read:chat", "user:write:chat", "user:bot", "channel:bot")
+# Stream events only the channel's owner may read: follows (v2 needs a moderator's token; the
+# broadcaster is one), cheers and channel-point redemptions. See bot/twitch_events.py.
+BROADCASTER_SCOPES: tuple[str, ...] = ("moderator:read:followers", "bits:read", "channel:read:redemptions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +58,19 @@ def token_path(settings: Settings) -> Path:
     return settings.twitch.token_file or settings.core.data_dir / "twitch_tokens.json"
 
 
+def broadcaster_token_path(settings: Settings) -> Path:
+    return settings.twitch.broadcaster_token_file or settings.core.data_dir / "twitch_broadcaster_tokens.json"
+
+
 class TokenStore:
     """One bot token in a JSON file that only its owner may read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def load_optional(self) -> StoredToken | None:
+        """The stored token, or None when nobody logged in (a broadcaster login is optional)."""
+        return self.load() if self.path.exists() else None
 
     def load(self) -> StoredToken:
         try:
@@ -92,16 +112,24 @@ def twitch_failure(exc: twitchio.TwitchioException, doing: str) -> EngineError:
 
 
 async def authorize_device(
-    settings: Settings, *, announce: Callable[[str], None] = print, timeout_s: float = 300.0
+    settings: Settings,
+    *,
+    announce: Callable[[str], None] = print,
+    timeout_s: float = 300.0,
+    broadcaster: bool = False,
 ) -> StoredToken:
-    """Run Twitch's device-code flow for the bot account and store the token pair."""
+    """Run Twitch's device-code flow for the bot account (or, with ``broadcaster``, the channel
+    owner, for follows, cheers and redemptions) and store the token pair."""
     client_id = settings.twitch.client_id
     if not client_id:
         raise SettingsError("TWITCH_CLIENT_ID is required for `costar twitch auth` (see .env.example)")
-    oauth = OAuth(client_id=client_id, scopes=twitchio.Scopes(list(CHAT_SCOPES)))
+    scopes = BROADCASTER_SCOPES if broadcaster else CHAT_SCOPES
+    path = broadcaster_token_path(settings) if broadcaster else token_path(settings)
+    who = "the BROADCASTER (the channel's owner)" if broadcaster else "the BOT account"
+    oauth = OAuth(client_id=client_id, scopes=twitchio.Scopes(list(scopes)))
     try:
         flow = await oauth.device_code_flow()
-        announce(f"Log in to Twitch as the BOT account, open {flow['verification_uri']} and enter {flow['user_code']}")
+        announce(f"Log in to Twitch as {who}, open {flow['verification_uri']} and enter {flow['user_code']}")
         async with asyncio.timeout(timeout_s):
             granted = await oauth.device_code_authorization(device_code=flow["device_code"], interval=flow["interval"])
         register_secret(granted["access_token"], granted["refresh_token"])
@@ -111,6 +139,6 @@ async def authorize_device(
     finally:
         await oauth.close()
     token = StoredToken(str(validated.user_id), str(validated.login), granted["access_token"], granted["refresh_token"])
-    TokenStore(token_path(settings)).save(token)
-    announce(f"Saved the token for {token.login} to {token_path(settings)}")
+    TokenStore(path).save(token)
+    announce(f"Saved the token for {token.login} to {path}")
     return token

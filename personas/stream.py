@@ -67,7 +67,9 @@ class _Spoken(_Strict):
         for text in (self.template, self.prompt):
             unknown = template_fields(text or "") - self.allowed_fields
             if unknown:
-                raise ValueError(f"unknown field {{{sorted(unknown)[0]}}}; known: {', '.join(sorted(self.allowed_fields))}")
+                raise ValueError(
+                    f"unknown field {{{sorted(unknown)[0]}}}; known: {', '.join(sorted(self.allowed_fields))}"
+                )
         return self
 
 
@@ -90,7 +92,9 @@ class Reactions(_Strict):
     resub: Reaction | None = Field(default_factory=lambda: _say("{months} months! Thank you, {user}!"))
     gift: Reaction | None = Field(default_factory=lambda: _say("Thank you for the gift sub, {user}!"))
     gift_bomb: Reaction | None = Field(default_factory=lambda: _say("{user} just gifted {count} subs! Thank you!"))
-    raid: Reaction | None = Field(default_factory=lambda: _say("Welcome raiders from {from_channel}! {viewers} of you!"))
+    raid: Reaction | None = Field(
+        default_factory=lambda: _say("Welcome raiders from {from_channel}! {viewers} of you!")
+    )
     cheer: Reaction | None = Field(default_factory=lambda: _say("Thank you for the {bits} bits, {user}!"))
     redemption: Reaction | None = None
     online: Reaction | None = None

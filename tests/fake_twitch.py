@@ -8,7 +8,15 @@ it (``twitchio.http.Route.BASE`` / ``ID_BASE`` and ``twitchio.eventsub.websocket
 - Helix: ``GET /helix/users``, ``POST``/``GET /helix/eventsub/subscriptions``,
   ``POST /helix/chat/messages`` (500 characters, ``is_sent``/``drop_reason`` like the real one);
 - the EventSub websocket ``/ws``: ``session_welcome`` on connect, ``session_keepalive`` on a
-  timer, ``channel.chat.message`` notifications sent by the test with :meth:`FakeTwitch.chat`.
+  timer, ``channel.chat.message`` notifications sent by the test with :meth:`FakeTwitch.chat`,
+  and stream events (:meth:`FakeTwitch.raid`, :meth:`~FakeTwitch.community_gift`,
+  :meth:`~FakeTwitch.follow`, :meth:`~FakeTwitch.cheer`, :meth:`~FakeTwitch.redemption`,
+  :meth:`~FakeTwitch.stream_online`, ...) with the payloads EventSub documents;
+- ``GET /helix/streams``: the channels in ``live``.
+
+Creating a subscription checks the token's scopes and condition like Twitch does
+(``REQUIRED_SCOPES``): a missing scope is a 403, and the test can see what was refused in
+``refused_subscriptions``.
 
 Everything it receives is recorded (``requests``, ``chat_messages`` with receive timestamps read
 from an injectable clock) so tests assert on what the bot really sent. Like Twitch, it echoes
@@ -34,6 +42,21 @@ from engine.flow.clock import Clock, MonotonicClock
 __all__ = ["FakeChatUser", "FakeTwitch", "ReceivedChat", "ReceivedRequest", "badge"]
 
 CHAT_SCOPES = ["user:read:chat", "user:write:chat", "user:bot", "channel:bot"]
+BROADCASTER_SCOPES = ["moderator:read:followers", "bits:read", "channel:read:redemptions"]
+# Per subscription type: any one of these scopes, and the condition field that must name the
+# token's own user (None: any user token will do).
+REQUIRED_SCOPES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "channel.chat.message": (("user:read:chat",), "user_id"),
+    "channel.chat.notification": (("user:read:chat",), "user_id"),
+    "channel.follow": (("moderator:read:followers",), "moderator_user_id"),
+    "channel.cheer": (("bits:read",), "broadcaster_user_id"),
+    "channel.channel_points_custom_reward_redemption.add": (
+        ("channel:read:redemptions", "channel:manage:redemptions"),
+        "broadcaster_user_id",
+    ),
+    "stream.online": ((), None),
+    "stream.offline": ((), None),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +111,213 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _subscription_body(subscription: _Subscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "status": "enabled",
+        "type": subscription.type,
+        "version": subscription.version,
+        "condition": subscription.condition,
+        "created_at": subscription.created_at,
+        "cost": 0,
+        "transport": {
+            "method": "websocket",
+            "session_id": subscription.session_id,
+            "connected_at": subscription.created_at,
+        },
+    }
+
+
 def _error(status: int, message: str) -> web.Response:
     body = {"error": HTTPStatus(status).phrase, "status": status, "message": message}
     return web.json_response(body, status=status)
 
 
-class FakeTwitch:
+# -- stream events --------------------------------------------------------------------------------
+
+
+def _user_fields(prefix: str, user: FakeChatUser) -> dict[str, str]:
+    return {f"{prefix}_id": user.id, f"{prefix}_login": user.login, f"{prefix}_name": user.display_name}
+
+
+_NOTICE_FIELDS = [
+    "sub",
+    "resub",
+    "sub_gift",
+    "community_sub_gift",
+    "gift_paid_upgrade",
+    "prime_paid_upgrade",
+    "raid",
+    "unraid",
+    "pay_it_forward",
+    "announcement",
+    "bits_badge_tier",
+    "charity_donation",
+    "modiversary",
+    "watch_streak",
+    "shared_chat_sub",
+    "shared_chat_resub",
+    "shared_chat_sub_gift",
+    "shared_chat_community_sub_gift",
+    "shared_chat_gift_paid_upgrade",
+    "shared_chat_prime_paid_upgrade",
+    "shared_chat_raid",
+    "shared_chat_pay_it_forward",
+    "shared_chat_announcement",
+    "shared_chat_modiversary",
+]
+
+
+class StreamEvents:
+    """The stream-event side of :class:`FakeTwitch` (mixed in below): one method per event."""
+
+    users: dict[str, FakeChatUser]
+    subscriptions: dict[str, _Subscription]
+    live: set[str]
+    _sockets: dict[str, web.WebSocketResponse]
+
+    async def notify(
+        self, kind: str, broadcaster_id: str, event: dict[str, Any], *, message_id: str | None = None
+    ) -> int:
+        """Deliver one notification to every subscription of ``kind`` on that channel; how many got it.
+
+        The same ``message_id`` twice is how EventSub redelivers.
+        """
+        delivered = 0
+        for subscription in list(self.subscriptions.values()):
+            socket = self._sockets.get(subscription.session_id)
+            if subscription.type != kind or socket is None or socket.closed:
+                continue
+            if subscription.condition.get("broadcaster_user_id") != broadcaster_id:
+                continue
+            envelope = {
+                "metadata": {
+                    "message_id": message_id or uuid.uuid4().hex,
+                    "message_type": "notification",
+                    "message_timestamp": _stamp(),
+                    "subscription_type": kind,
+                    "subscription_version": subscription.version,
+                },
+                "payload": {"subscription": _subscription_body(subscription), "event": event},
+            }
+            await socket.send_str(json.dumps(envelope))
+            delivered += 1
+        return delivered
+
+    def _notice(
+        self, broadcaster_id: str, chatter: FakeChatUser, notice: str, data: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **_user_fields("broadcaster_user", self.users[broadcaster_id]),
+            **_user_fields("chatter_user", chatter),
+            "chatter_is_anonymous": False,
+            "color": "",
+            "badges": [],
+            "system_message": f"{chatter.display_name} {notice}",
+            "message_id": extra.pop("notice_id", None) or uuid.uuid4().hex,
+            "message": {"text": extra.pop("text", ""), "fragments": []},
+            "notice_type": notice,
+            **{field: None for field in _NOTICE_FIELDS},
+            "source_broadcaster_user_id": None,
+            "source_broadcaster_user_login": None,
+            "source_broadcaster_user_name": None,
+            "source_message_id": None,
+            "source_badges": None,
+            "is_source_only": None,
+        }
+        body[notice] = data
+        return body
+
+    async def raid(self, broadcaster_id: str, raider: FakeChatUser, viewers: int) -> str:
+        raid = {**_user_fields("user", raider), "viewer_count": viewers, "profile_image_url": ""}
+        notice = self._notice(broadcaster_id, raider, "raid", raid)
+        await self.notify("channel.chat.notification", broadcaster_id, notice)
+        return str(notice["message_id"])
+
+    async def sub(self, broadcaster_id: str, viewer: FakeChatUser, tier: str = "1000") -> None:
+        data = {"sub_tier": tier, "is_prime": False, "duration_months": 1}
+        await self.notify(
+            "channel.chat.notification", broadcaster_id, self._notice(broadcaster_id, viewer, "sub", data)
+        )
+
+    async def resub(self, broadcaster_id: str, viewer: FakeChatUser, months: int, text: str) -> None:
+        data = {
+            "cumulative_months": months, "duration_months": 1, "streak_months": None, "sub_tier": "1000",
+            "is_prime": False, "is_gift": False, "gifter_is_anonymous": None, "gifter_user_id": None,
+            "gifter_user_name": None, "gifter_user_login": None,
+        }  # fmt: skip
+        notice = self._notice(broadcaster_id, viewer, "resub", data, text=text)
+        await self.notify("channel.chat.notification", broadcaster_id, notice)
+
+    async def community_gift(self, broadcaster_id: str, gifter: FakeChatUser, recipients: list[FakeChatUser]) -> str:
+        """A gift bomb as Twitch sends it: one ``community_sub_gift``, then one ``sub_gift`` per recipient."""
+        gift_id = uuid.uuid4().hex
+        bomb = {"id": gift_id, "total": len(recipients), "sub_tier": "1000", "cumulative_total": None}
+        await self.notify(
+            "channel.chat.notification",
+            broadcaster_id,
+            self._notice(broadcaster_id, gifter, "community_sub_gift", bomb),
+        )
+        for recipient in recipients:
+            gift = {
+                "duration_months": 1, "cumulative_total": None, "sub_tier": "1000", "community_gift_id": gift_id,
+                **_user_fields("recipient_user", recipient),
+            }  # fmt: skip
+            notice = self._notice(broadcaster_id, gifter, "sub_gift", gift)
+            await self.notify("channel.chat.notification", broadcaster_id, notice)
+        return gift_id
+
+    async def follow(self, broadcaster_id: str, follower: FakeChatUser) -> int:
+        event = {
+            **_user_fields("broadcaster_user", self.users[broadcaster_id]),
+            **_user_fields("user", follower),
+            "followed_at": _stamp(),
+        }
+        return await self.notify("channel.follow", broadcaster_id, event)
+
+    async def cheer(self, broadcaster_id: str, cheerer: FakeChatUser, bits: int, message: str = "") -> int:
+        event = {
+            **_user_fields("broadcaster_user", self.users[broadcaster_id]),
+            **_user_fields("user", cheerer),
+            "is_anonymous": False,
+            "message": message or f"Cheer{bits}",
+            "bits": bits,
+        }
+        return await self.notify("channel.cheer", broadcaster_id, event)
+
+    async def redemption(self, broadcaster_id: str, viewer: FakeChatUser, reward: str, text: str) -> int:
+        event = {
+            "id": uuid.uuid4().hex,
+            **_user_fields("broadcaster_user", self.users[broadcaster_id]),
+            **_user_fields("user", viewer),
+            "user_input": text,
+            "status": "unfulfilled",
+            "reward": {"id": "reward-1", "title": reward, "cost": "500", "prompt": ""},
+            "redeemed_at": _stamp(),
+        }
+        return await self.notify("channel.channel_points_custom_reward_redemption.add", broadcaster_id, event)
+
+    async def stream_online(self, broadcaster_id: str) -> int:
+        self.live_now(broadcaster_id, True)
+        event = {
+            **_user_fields("broadcaster_user", self.users[broadcaster_id]),
+            "id": uuid.uuid4().hex,
+            "type": "live",
+            "started_at": _stamp(),
+        }
+        return await self.notify("stream.online", broadcaster_id, event)
+
+    async def stream_offline(self, broadcaster_id: str) -> int:
+        self.live_now(broadcaster_id, False)
+        return await self.notify(
+            "stream.offline", broadcaster_id, _user_fields("broadcaster_user", self.users[broadcaster_id])
+        )
+
+    def live_now(self, broadcaster_id: str, live: bool) -> None:
+        (self.live.add if live else self.live.discard)(broadcaster_id)
+
+
+class FakeTwitch(StreamEvents):
     """Start with ``await fake.start()``; ``fake.helix_url``, ``fake.id_url``, ``fake.ws_url``."""
 
     def __init__(
@@ -117,6 +341,10 @@ class FakeTwitch:
         self.requests: list[ReceivedRequest] = []
         self.chat_messages: list[ReceivedChat] = []
         self.subscriptions: dict[str, _Subscription] = {}
+        self.refused_subscriptions: list[tuple[str, str]] = []  # (type, why)
+        self.live: set[str] = set()  # broadcaster ids whose stream is live for GET /helix/streams
+        self.device_user: FakeChatUser | None = None  # who approves the device code (default: the bot)
+        self.device_scopes: list[str] = list(CHAT_SCOPES)
         self.tokens: dict[str, _Token] = {}
         self.device_polls_before_grant = 1
         self._device_polls = 0
@@ -134,11 +362,12 @@ class FakeTwitch:
         self.users[user_id] = user
         return user
 
-    def issue_user_token(self, user: FakeChatUser | None = None, *, expires_in: int = 14_400) -> tuple[str, str]:
+    def issue_user_token(
+        self, user: FakeChatUser | None = None, *, expires_in: int = 14_400, scopes: list[str] | None = None
+    ) -> tuple[str, str]:
         """A token pair as if the user had authorised the app; returns (access, refresh)."""
-        token = _Token(
-            f"user-{uuid.uuid4().hex}", f"refresh-{uuid.uuid4().hex}", user or self.bot, list(CHAT_SCOPES), expires_in
-        )
+        granted = list(CHAT_SCOPES if scopes is None else scopes)
+        token = _Token(f"user-{uuid.uuid4().hex}", f"refresh-{uuid.uuid4().hex}", user or self.bot, granted, expires_in)
         self.tokens[token.access] = token
         return token.access, token.refresh
 
@@ -151,6 +380,7 @@ class FakeTwitch:
         app.router.add_post("/helix/eventsub/subscriptions", self._create_subscription)
         app.router.add_get("/helix/eventsub/subscriptions", self._list_subscriptions)
         app.router.add_post("/helix/chat/messages", self._send_chat)
+        app.router.add_get("/helix/streams", self._streams)
         app.router.add_get("/ws", self._websocket)
         app.middlewares.append(self._record)
         self._runner = web.AppRunner(app, access_log=None)
@@ -226,7 +456,7 @@ class FakeTwitch:
             self._device_polls += 1
             if self._device_polls <= self.device_polls_before_grant:
                 return _error(400, "authorization_pending")
-            access, _refresh = self.issue_user_token()
+            access, _refresh = self.issue_user_token(self.device_user, scopes=self.device_scopes)
             return self._token_body(self.tokens[access])
         return _error(400, f"unsupported grant {grant!r}")
 
@@ -235,7 +465,7 @@ class FakeTwitch:
         if old is None:
             return _error(400, "Invalid refresh token")
         del self.tokens[old.access]
-        access, _ = self.issue_user_token(old.user)
+        access, _ = self.issue_user_token(old.user, scopes=old.scopes)
         self.tokens[access].refresh = refresh
         return self._token_body(self.tokens[access])
 
@@ -305,8 +535,10 @@ class FakeTwitch:
         session_id = body["transport"].get("session_id", "")
         if session_id not in self._sockets:
             return _error(400, "websocket transport session does not exist or has already disconnected")
-        if body["type"] == "channel.chat.message" and "user:read:chat" not in token.scopes:
-            return _error(403, "subscription missing proper authorization")
+        refusal = self._refusal(body["type"], body["condition"], token)
+        if refusal is not None:
+            self.refused_subscriptions.append((body["type"], refusal))
+            return _error(403, refusal)
         subscription = _Subscription(uuid.uuid4().hex, body["type"], body["version"], body["condition"], session_id)
         self.subscriptions[subscription.id] = subscription
         self._subscribed.set()
@@ -320,6 +552,41 @@ class FakeTwitch:
             status=202,
         )
 
+    @staticmethod
+    def _refusal(kind: str, condition: dict[str, str], token: _Token) -> str | None:
+        scopes, own_field = REQUIRED_SCOPES.get(kind, ((), None))
+        if scopes and not set(scopes) & set(token.scopes):
+            return "subscription missing proper authorization"
+        if own_field is not None and token.user is not None and condition.get(own_field) != token.user.id:
+            return f"{own_field} must match the user in the access token"
+        return None
+
+    async def _streams(self, request: web.Request) -> web.Response:
+        if self._bearer(request) is None:
+            return _error(401, "Invalid OAuth token")
+        wanted = set(request.query.getall("user_id", []))
+        data = [self._stream_body(self.users[user_id]) for user_id in sorted(self.live & wanted)]
+        return web.json_response({"data": data, "pagination": {}})
+
+    @staticmethod
+    def _stream_body(user: FakeChatUser) -> dict[str, Any]:
+        return {
+            "id": f"stream-{user.id}",
+            "user_id": user.id,
+            "user_login": user.login,
+            "user_name": user.display_name,
+            "game_id": "",
+            "game_name": "",
+            "type": "live",
+            "title": "a fake stream",
+            "viewer_count": 1,
+            "started_at": "2026-01-01T00:00:00Z",
+            "language": "en",
+            "thumbnail_url": "",
+            "tags": [],
+            "is_mature": False,
+        }
+
     async def _list_subscriptions(self, request: web.Request) -> web.Response:
         if self._bearer(request) is None:
             return _error(401, "Invalid OAuth token")
@@ -330,20 +597,7 @@ class FakeTwitch:
 
     @staticmethod
     def _subscription_body(subscription: _Subscription) -> dict[str, Any]:
-        return {
-            "id": subscription.id,
-            "status": "enabled",
-            "type": subscription.type,
-            "version": subscription.version,
-            "condition": subscription.condition,
-            "created_at": subscription.created_at,
-            "cost": 0,
-            "transport": {
-                "method": "websocket",
-                "session_id": subscription.session_id,
-                "connected_at": subscription.created_at,
-            },
-        }
+        return _subscription_body(subscription)
 
     async def _send_chat(self, request: web.Request) -> web.Response:
         received_at = self.clock.now()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from engine.moderation.normalize import matching_words, normalize_for_matching
+from engine.moderation.normalize import matching_words, normalize_for_matching, squash
 from engine.output.limits import (
     COMMAND_PREFIXES,
     has_mass_mention,
@@ -110,6 +110,22 @@ def is_slur(word: str) -> bool:
 
 def slur_in(text: str) -> bool:
     return any(map(is_slur, matching_words(text)))
+
+
+_NAME_CHARS = 40  # longer names are cut: a Twitch name has at most 25 characters
+
+
+def slur_inside_name(name: str) -> bool:
+    """A slur anywhere inside a user name, even glued to other words ("SlurLord", "x_slur_x").
+
+    Names have no spaces to split words on, so every stretch of the squashed name is tried (a
+    few hundred cached hashes). It can flag an innocent name that contains a slur's letters; for
+    a name the character would read out, that caution is the point.
+    """
+    letters = squash(name[:_NAME_CHARS], leet=True).lower()
+    return any(
+        is_slur(letters[start:end]) for start in range(len(letters)) for end in range(start + 3, len(letters) + 1)
+    )
 
 
 # -- links ------------------------------------------------------------------------------------

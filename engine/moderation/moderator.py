@@ -31,6 +31,7 @@ from engine.moderation.checks import (
     remove_links,
     repeated,
     slur_in,
+    slur_inside_name,
     starts_with_command,
     strip_command_prefix,
 )
@@ -166,6 +167,18 @@ class Moderator:
             return False
         silenced = (Action.DROP, Action.REPLACE)
         return any(policy.actions[reason] in silenced for reason, _ in self._content_findings(text, policy))
+
+    def harmful_name(self, name: str, persona: PersonaCard, channel_key: str) -> bool:
+        """:meth:`harmful_text` for a user name the character might read out (a raider, a gifter):
+        a slur glued inside the name counts too."""
+        if self.harmful_text(name, persona, channel_key):
+            return True
+        policy = self.policy(persona, channel_key)
+        return (
+            policy.enabled
+            and policy.actions[Reason.INPUT_SLUR] in (Action.DROP, Action.REPLACE)
+            and (slur_inside_name(name))
+        )
 
     def _content_findings(self, text: str, policy: Policy) -> list[tuple[Reason, str]]:
         found = self._word_findings(

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from engine.stream.commands import CommandCall, CustomCommands, load_channel_fil
 from engine.stream.events import EventKind
 from engine.stream.outlet import Speaker, Utterance
 from engine.stream.proactive import DEFAULT_HINT, ProactivePolicy
-from engine.stream.render import event_fields, fill, join_names, safe_event
+from engine.stream.render import Judge, event_fields, fill, join_names, safe_event
 from engine.stream.timers import TimerBoard
 from personas.card import PersonaCard
 from personas.stream import CustomCommand, Reaction, StreamTimer
@@ -286,8 +286,12 @@ class StreamDirector:
     async def _persona(self, event: ChatEvent) -> PersonaCard:
         return await self.manager.persona_for(event.platform, event.channel_id, event.server_id)
 
-    def _harmful(self, persona: PersonaCard, channel_key: str) -> Callable[[str], bool]:
-        return lambda text: self.manager.moderator.harmful_text(text, persona, channel_key)
+    def _harmful(self, persona: PersonaCard, channel_key: str) -> Judge:
+        moderator = self.manager.moderator
+        return Judge(
+            text=lambda text: moderator.harmful_text(text, persona, channel_key),
+            name=lambda name: moderator.harmful_name(name, persona, channel_key),
+        )
 
     def _cooldown(self, duration_s: float) -> Cooldown[tuple[str, str]]:
         if duration_s not in self._cooldowns:

@@ -9,11 +9,11 @@ output moderation like any reply.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from engine.stream.events import EventKind, StreamEvent
 
-__all__ = ["NEUTRAL", "event_fields", "fill", "join_names", "safe_event"]
+__all__ = ["NEUTRAL", "Judge", "event_fields", "fill", "join_names", "safe_event"]
 
 # Fields whose words a viewer chose, and what stands in for them when moderation says no.
 NEUTRAL: Mapping[str, str] = {
@@ -24,7 +24,20 @@ NEUTRAL: Mapping[str, str] = {
     "reward": "a reward",
     "recipient": "a lucky viewer",
 }
-Harmful = Callable[[str], bool]
+NAME_FIELDS = frozenset({"user", "from_channel", "recipient"})
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """Moderation's view of viewer-chosen words: names are judged harder (a slur glued inside)."""
+
+    text: Callable[[str], bool]
+    name: Callable[[str], bool]
+
+    def harmful(self, field: str, value: str) -> bool:
+        if field not in NEUTRAL or not value:
+            return False  # numbers and tiers are ours, not the viewer's
+        return (self.name if field in NAME_FIELDS else self.text)(value)
 
 
 def event_fields(event: StreamEvent) -> dict[str, str]:
@@ -44,17 +57,15 @@ def event_fields(event: StreamEvent) -> dict[str, str]:
     }
 
 
-def fill(template: str, fields: Mapping[str, str], harmful: Harmful) -> str:
+def fill(template: str, fields: Mapping[str, str], judge: Judge) -> str:
     """``template`` with its fields filled in; viewer-chosen words moderation forbids are replaced."""
-    safe = {
-        name: NEUTRAL[name] if name in NEUTRAL and value and harmful(value) else value for name, value in fields.items()
-    }
+    safe = {name: NEUTRAL[name] if judge.harmful(name, value) else value for name, value in fields.items()}
     return " ".join(template.format_map(_Blank(safe)).split())
 
 
-def join_names(names: list[str], total: int, harmful: Harmful, shown: int = 3) -> str:
+def join_names(names: list[str], total: int, judge: Judge, shown: int = 3) -> str:
     """'Ann, Bo and Cy' or 'Ann, Bo, Cy and 27 others': names moderation forbids are left out."""
-    kept = [name for name in names if not harmful(name)][:shown]
+    kept = [name for name in names if not judge.name(name)][:shown]
     others = total - len(kept)
     if not kept:
         return NEUTRAL["names"]
@@ -63,14 +74,14 @@ def join_names(names: list[str], total: int, harmful: Harmful, shown: int = 3) -
     return kept[0] if len(kept) == 1 else f"{', '.join(kept[:-1])} and {kept[-1]}"
 
 
-def safe_event(event: StreamEvent, harmful: Harmful) -> StreamEvent:
+def safe_event(event: StreamEvent, judge: Judge) -> StreamEvent:
     """The event with viewer-chosen words moderation forbids replaced, for the model's eyes."""
     return replace(
         event,
-        user_name=NEUTRAL["user"] if harmful(event.user_name) else event.user_name,
-        text="" if event.text and harmful(event.text) else event.text,
-        reward=NEUTRAL["reward"] if event.reward and harmful(event.reward) else event.reward,
-        recipient=NEUTRAL["recipient"] if event.recipient and harmful(event.recipient) else event.recipient,
+        user_name=NEUTRAL["user"] if judge.harmful("user", event.user_name) else event.user_name,
+        text="" if judge.harmful("message", event.text) else event.text,
+        reward=NEUTRAL["reward"] if judge.harmful("reward", event.reward or "") else event.reward,
+        recipient=NEUTRAL["recipient"] if judge.harmful("recipient", event.recipient or "") else event.recipient,
     )
 
 
