@@ -228,9 +228,12 @@ class StreamEvents:
         body[notice] = data
         return body
 
-    async def raid(self, broadcaster_id: str, raider: FakeChatUser, viewers: int) -> str:
+    async def raid(
+        self, broadcaster_id: str, raider: FakeChatUser, viewers: int, *, notice_id: str | None = None
+    ) -> str:
+        """A raid notice; the same ``notice_id`` again is a redelivery. Returns the notice id."""
         raid = {**_user_fields("user", raider), "viewer_count": viewers, "profile_image_url": ""}
-        notice = self._notice(broadcaster_id, raider, "raid", raid)
+        notice = self._notice(broadcaster_id, raider, "raid", raid, notice_id=notice_id)
         await self.notify("channel.chat.notification", broadcaster_id, notice)
         return str(notice["message_id"])
 

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from engine.backends.scripted import ScriptedBackend
+from engine.flow.clock import Clock, ScaledClock
+from engine.flow.ratelimit import most_in_any_window
+from engine.manager import ConversationManager
 from engine.settings import Settings
-from tests.fake_twitch import BROADCASTER_SCOPES, FakeChatUser, FakeTwitch
+from tests import test_twitch
+from tests.fake_twitch import BROADCASTER_SCOPES, REQUIRED_SCOPES, FakeChatUser, FakeTwitch
 from tests.test_moderation import SLUR
-from tests.test_twitch import (  # noqa: F401 - fixtures
+from tests.test_twitch import (
     CHANNEL,
+    CHAT_SPEED,
+    CLOCK_SPEED,
     VIEWER,
     TwitchSettings,
-    fake,
+    addressed_rows,
+    load_chat,
     managed,
     running,
     store_bot_token,
-    twitch_settings,
     until,
 )
+
+# The fake Twitch and its settings, shared with the chat tests.
+fake = test_twitch.fake
+twitch_settings = test_twitch.twitch_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +50,7 @@ def store_broadcaster_token(settings: Settings, fake: FakeTwitch, scopes: list[s
     return token
 
 
-async def stored_lines(manager, text_part: str) -> list[str]:  # type: ignore[no-untyped-def]
+async def stored_lines(manager: ConversationManager, text_part: str) -> list[str]:
     rows = await manager.memory.recent_messages("twitch", CHANNEL.id, limit=10_000)
     return [f"{row.author_name}: {row.text}" for row in rows if text_part in row.text]
 
@@ -89,9 +102,7 @@ async def test_a_subscription_twitch_refuses_is_logged_with_its_scope_and_the_re
     store_bot_token(settings, fake)
     store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
     # The token says it has bits:read, but Twitch (the fake) insists on a scope it lacks.
-    monkeypatch.setitem(
-        __import__("tests.fake_twitch").fake_twitch.REQUIRED_SCOPES, "channel.cheer", (("bits:read:more",), None)
-    )
+    monkeypatch.setitem(REQUIRED_SCOPES, "channel.cheer", (("bits:read:more",), None))
     caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         on = adapter.events_on[CHANNEL.id]
@@ -129,13 +140,7 @@ async def test_a_raid_is_thanked_once_stored_and_a_redelivery_changes_nothing(
         notice_id = await fake.raid(CHANNEL.id, RAIDER, 120)
         await until(lambda: fake.chat_messages)
         # EventSub delivers at least once: the same notification again.
-        raid = {
-            **__import__("tests.fake_twitch").fake_twitch._user_fields("user", RAIDER),
-            "viewer_count": 120,
-            "profile_image_url": "",
-        }
-        again = fake._notice(CHANNEL.id, RAIDER, "raid", raid, notice_id=notice_id)
-        await fake.notify("channel.chat.notification", CHANNEL.id, again)
+        await fake.raid(CHANNEL.id, RAIDER, 120, notice_id=notice_id)
         await asyncio.sleep(0.3)
         await adapter.director.join()
         stored = await stored_lines(manager, "raided")
@@ -160,5 +165,83 @@ async def test_a_raider_name_with_a_slur_or_a_link_is_not_repeated(
         await until(lambda: len(fake.chat_messages) == 2)
         await adapter.director.join()
     sent = [m.message for m in fake.chat_messages]
-    assert sent == ["Welcome raiders from a fellow streamer! 30 of you!", "Welcome raiders from a fellow streamer! 40 of you!"]
+    assert sent == [
+        "Welcome raiders from a fellow streamer! 30 of you!",
+        "Welcome raiders from a fellow streamer! 40 of you!",
+    ]
     assert all(SLUR not in m.lower() and "example.com" not in m for m in sent)
+
+
+# -- a recorded chat with a raid, a gift bomb and a wave of follows -----------------------------
+
+
+def stored_event_ids(db_path: Path) -> list[str]:
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT platform_message_id FROM messages WHERE platform_message_id LIKE 'event:%'")
+        return [row[0] for row in rows]
+
+
+@pytest.mark.slow
+async def test_recorded_chat_with_a_raid_a_gift_bomb_and_follows_gets_one_thanks_each_within_twitchs_limit(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, shared_data: Path
+) -> None:
+    rows = load_chat(shared_data)
+    addressed = addressed_rows(rows)
+    clock = ScaledClock(CLOCK_SPEED)
+    fake.clock = clock
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    gifter = FakeChatUser("7000", "generous", "Generous")
+    recipients = [FakeChatUser(f"8{n:03}", f"lucky{n}", f"Lucky{n}") for n in range(50)]
+    followers = [FakeChatUser(f"9{n:03}", f"newbie{n}", f"Newbie{n}") for n in range(30)]
+    quarter = len(rows) // 4
+    injections: dict[int, Callable[[], Awaitable[object]]] = {
+        quarter: lambda: fake.raid(CHANNEL.id, RAIDER, 120),
+        2 * quarter: lambda: fake.community_gift(CHANNEL.id, gifter, recipients),
+    }
+    for wave in range(3):  # three bursts of ten follows, far apart
+        start = (wave + 1) * len(rows) // 5
+        for n in range(10):
+            injections[start + n] = lambda f=followers[wave * 10 + n]: fake.follow(CHANNEL.id, f)  # type: ignore[misc]
+    backend = ScriptedBackend([f"answer {n}" for n in range(len(rows))])
+    async with managed(settings, backend) as manager, running(settings, manager, clock) as adapter:
+        await replay_with_events(fake, rows, addressed, clock, injections)
+        await clock.sleep(settings.stream.follow_window_s + 90)  # the last welcome's window and cooldown
+        await asyncio.wait_for(adapter.scheduler.join(), 30)
+        await asyncio.wait_for(adapter.director.join(), 30)
+        said = dict(adapter.director.said)
+    sent = [m.message for m in fake.chat_messages]
+    welcomes = [m for m in sent if m.startswith("Welcome to the crew")]
+    print(f"\n{len(sent)} sent, most in any 30 s: {most_in_any_window([m.received_at for m in fake.chat_messages])}; "
+          f"reactions: {said}; welcomes: {welcomes}")  # fmt: skip
+    assert most_in_any_window([m.received_at for m in fake.chat_messages]) <= 20
+    assert all(m.is_sent for m in fake.chat_messages)
+    assert sent.count("Welcome raiders from BigStreamer! 120 of you!") == 1
+    assert sent.count("Generous just gifted 50 subs! Thank you!") == 1
+    assert not any(m.startswith("Thank you for the gift sub") for m in sent)
+    assert 1 <= len(welcomes) <= 3  # thirty follows, a handful of welcomes naming a few each
+    assert all(" others!" in welcome for welcome in welcomes)
+    assert len(stored_event_ids(settings.db_path)) == 1 + 1 + 50 + 30
+
+
+async def replay_with_events(
+    fake: FakeTwitch,
+    rows: list[dict[str, str]],
+    addressed: set[int],
+    clock: Clock,
+    injections: dict[int, Callable[[], Awaitable[object]]],
+) -> None:
+    start = datetime.fromisoformat(rows[0]["published_at"])
+    chatters: dict[str, FakeChatUser] = {}
+    for index, row in enumerate(rows):
+        due = (datetime.fromisoformat(row["published_at"]) - start).total_seconds() / CHAT_SPEED
+        if due > clock.now():
+            await clock.sleep(due - clock.now())
+        if index in injections:
+            await injections[index]()
+        chatter = chatters.setdefault(
+            row["author"], FakeChatUser(f"u{len(chatters) + 1}", f"user{len(chatters) + 1}", row["author"])
+        )
+        text = f"Pip, {row['message']}" if index in addressed else row["message"]
+        await fake.chat(CHANNEL.id, chatter, text, message_id=f"csv-{index}")
