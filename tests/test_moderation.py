@@ -14,7 +14,8 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.manager import ConversationManager
-from engine.moderation.normalize import matching_words, normalize_for_matching
+from engine.moderation.checks import slur_in
+from engine.moderation.normalize import matching_words, normalize_for_matching, word_sequence
 from personas.card import PersonaCard
 from personas.moderation_rules import ModerationOverrides
 from personas.render import render_system_prompt
@@ -292,3 +293,9 @@ async def test_persona_and_channel_overrides_apply_only_where_set(make_manager: 
 def test_persona_card_moderation_section_is_validated() -> None:
     with pytest.raises(ValueError, match="input rule"):
         PersonaCard(name="X", moderation={"actions": {"input_link": "regenerate"}})
+
+
+def test_a_slur_followed_by_an_exclamation_mark_is_still_a_slur() -> None:
+    # "!" inside a word is leet for "i" (sh!t), but at its end it is punctuation: "word!" is "word".
+    assert slur_in(f"Go follow {SLUR}!") and slur_in(f"{SLUR}!!!") and slur_in(f"{SLUR}|")
+    assert word_sequence("sh!t happens!") == ["shit", "happens"]

@@ -191,6 +191,9 @@ def word_sequence(text: str, *, numbers_too: bool = False) -> list[str]:
 def _word_tuple(text: str, numbers_too: bool) -> tuple[str, ...]:
     normal = normalize_for_matching(text)
     tokens = _TOKEN.findall(normal)
+    if "!" in normal or "|" in normal:
+        # "word!" is a word and an exclamation, not "wordi": only symbols inside a word are leet.
+        tokens = [token.rstrip("!|") or token for token in tokens]
     # Most lines have no leet characters and no underscores: skip the per-word work then.
     if normal.translate(_LEET) != normal:
         tokens = [fold_leet(token, numbers_too=numbers_too) for token in tokens]
