@@ -294,9 +294,6 @@ class StreamSettings(BaseSettings):
     follow_window_s: float = Field(
         30.0, gt=0, description="follows within this long get one welcome naming a few of them"
     )
-    gift_window_s: float = Field(
-        120.0, gt=0, description="single gift notifications of a gift bomb arriving this long after it are absorbed"
-    )
     reaction_wait_s: float = Field(
         60.0, gt=0, description="a reaction waits this long for room in the send budget, then is dropped"
     )

@@ -294,5 +294,6 @@ async def test_a_quiet_live_channel_hears_at_most_n_proactive_lines_an_hour(dire
     spoken = said.kinds().count("proactive")
     assert spoken == 2 * 3  # three an hour, the limit
     assert "Who here has found a secret level today?" in said.texts
-    assert backend.requests[-1].messages[-1].content.startswith("Chat has been quiet")
+    card = manager.personas.get("pip")
+    assert card is not None and backend.requests[-1].messages[-1].content == card.reactions.proactive
     assert manager.metrics.stream_reactions.labels("twitch", "proactive")._value.get() == spoken
