@@ -13,7 +13,7 @@ import pytest
 
 from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from engine.backends.scripted import ScriptedBackend
-from engine.flow.clock import Clock, ScaledClock
+from engine.flow.clock import Clock, ManualClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
 from engine.manager import ConversationManager
 from engine.settings import Settings
@@ -158,9 +158,11 @@ async def test_a_raider_name_with_a_slur_or_a_link_is_not_repeated(
     store_bot_token(settings, fake)
     slurred = FakeChatUser("6000", "raider1", f"{SLUR}Lord")
     linked = FakeChatUser("6001", "raider2", "free-subs.example.com")
-    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+    clock = ManualClock()
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager, clock) as adapter:
         await fake.raid(CHANNEL.id, slurred, 30)
         await until(lambda: len(fake.chat_messages) == 1)
+        await clock.advance(60)  # past the card's raid cooldown
         await fake.raid(CHANNEL.id, linked, 40)
         await until(lambda: len(fake.chat_messages) == 2)
         await adapter.director.join()
