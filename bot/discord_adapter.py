@@ -4,6 +4,10 @@ It only translates. Every line it may read is stored and judged (``manager.hear`
 bot are answered with a typing indicator and a streamed or whole reply. Backend failures become a
 short configurable apology (or silence), never a traceback. ``/persona`` and ``/memory`` live in
 ``bot.discord_commands``; message splitting and safe mentions in ``bot.discord_delivery``.
+
+The channel's own ``!commands`` (where message content is allowed), timers and proactive talk in
+channels listed in COSTAR_STREAM_DISCORD_LIVE_CHANNELS, and a welcome for new members in
+COSTAR_STREAM_DISCORD_WELCOME_CHANNEL go through the stream director (``bot.discord_stream``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from discord import app_commands
 from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
+from bot.discord_stream import DiscordSpeaker, join_event
 from bot.errors import one_line
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.manager import ConversationManager, HeardLine
 from engine.output.limits import DISCORD_LIMITS
+from engine.flow.clock import MonotonicClock
 from engine.settings import Settings
+from engine.stream.director import StreamDirector
 
 __all__ = ["CostarDiscordClient", "DiscordAdapter"]
 
@@ -38,6 +45,8 @@ class CostarDiscordClient(discord.Client):
     def __init__(self, adapter: DiscordAdapter) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # also to be enabled in the Developer Portal (privileged)
+        # Welcoming newcomers needs the Server Members intent (privileged too): only ask when used.
+        intents.members = adapter.settings.stream.discord_welcome_channel is not None
         # The default for every message, including ones our code forgets to guard: ping nobody.
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
         self.adapter = adapter
@@ -51,6 +60,9 @@ class CostarDiscordClient(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter.on_message(message)
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        await self.adapter.on_member_join(member)
 
 
 class DiscordAdapter:
@@ -67,18 +79,27 @@ class DiscordAdapter:
         manager.platform_limits.setdefault(DISCORD, DISCORD_LIMITS)
         self._in_flight: set[asyncio.Task[object]] = set()
         self.client = CostarDiscordClient(self)
+        speaker = DiscordSpeaker(self.client, settings.discord.message_limit)
+        self.director = StreamDirector(manager, speaker, settings=settings.stream, clock=MonotonicClock())
+        for channel_id in settings.stream.discord_live_channels:
+            self.director.set_live(DISCORD, channel_id, True)  # opted in: always "live"
 
     async def start(self) -> None:
         token = self.settings.discord.token
         if token is None or not token.get_secret_value().strip():
             raise SettingsError("DISCORD_TOKEN is not set (see docs/discord.md)")
-        await self.client.start(token.get_secret_value())
+        await self.director.start()
+        try:
+            await self.client.start(token.get_secret_value())
+        finally:
+            await self.director.close()
 
     async def close(self) -> None:
         # discord.py does not wait for running event handlers: give replies in flight a moment to
         # be sent and stored before the HTTP session (and then the caller's memory) closes.
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=_CLOSE_GRACE_S)
+        await self.director.close()
         await self.client.close()
 
     async def sync_commands(self, tree: app_commands.CommandTree) -> None:
@@ -112,8 +133,22 @@ class DiscordAdapter:
         except EngineError as exc:  # the database is locked or gone: say so, keep reading
             log.error("could not take a line in discord channel %s: %s", event.channel_id, one_line(exc))
             return
+        self.director.chat_heard(heard)
+        if await self.director.command(heard):  # the channel's own !commands
+            return
         if event.addresses_bot and not heard.blocked:
             await self._answer(message, heard)
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        welcome_channel = self.settings.stream.discord_welcome_channel
+        if welcome_channel is None or member.bot:
+            return
+        try:
+            heard = await self.manager.hear(join_event(member, welcome_channel))
+        except EngineError as exc:
+            log.error("could not take a member join in discord server %s: %s", member.guild.id, one_line(exc))
+            return
+        await self.director.take(heard)
 
     async def _character_names(self, message: discord.Message) -> tuple[str, ...]:
         """The channel's persona's names: "Pip, what do you think?" addresses the bot too."""

@@ -429,6 +429,13 @@ class FakeDiscord:
         await self.dispatch("MESSAGE_CREATE", message)
         return int(message["id"])
 
+    async def member_joins(self, name: str) -> FakeUser:
+        """Someone joins the server: GUILD_MEMBER_ADD, as sent with the Server Members intent."""
+        user = self.add_member(name)
+        payload = self.guild.member_payload(user) | {"guild_id": str(self.guild.id), "joined_at": _timestamp()}
+        await self.dispatch("GUILD_MEMBER_ADD", payload)
+        return user
+
     async def post_direct_message(self, author: FakeUser, content: str) -> int:
         channel_id = self.new_id()
         message = self._message_payload(channel_id, author, content, guild=False)

@@ -1,0 +1,55 @@
+"""Discord's side of stream events: a new server member as a ``join`` event, and the speaker that
+posts what the :class:`engine.stream.director.StreamDirector` says (welcomes, ``!commands``,
+timers and proactive talk in channels that opt in)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.discord_events import DISCORD
+from engine.stream.events import EventKind, StreamEvent
+from engine.stream.outlet import Utterance
+
+__all__ = ["DiscordSpeaker", "join_event"]
+
+log = logging.getLogger(__name__)
+
+
+def join_event(member: discord.Member, welcome_channel_id: str) -> StreamEvent:
+    """A member joining the server, as an event in the channel that welcomes newcomers."""
+    joined = member.joined_at.isoformat() if member.joined_at else "now"
+    return StreamEvent(
+        platform=DISCORD,
+        channel_id=welcome_channel_id,
+        kind=EventKind.JOIN,
+        event_id=f"{member.guild.id}-{member.id}-{joined}",  # a rejoin is a new welcome
+        user_id=str(member.id),
+        user_name=member.display_name,
+        server_id=str(member.guild.id),
+    )
+
+
+class DiscordSpeaker:
+    """Posts an utterance in its channel (as a reply to a command's message); the message id."""
+
+    def __init__(self, client: discord.Client, message_limit: int) -> None:
+        self.client = client
+        self.message_limit = message_limit
+
+    async def __call__(self, utterance: Utterance) -> str | None:
+        channel = self.client.get_channel(int(utterance.channel_id))
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("cannot post in discord channel %s: not a text channel the bot can see", utterance.channel_id)
+            return None
+        text = utterance.text[: self.message_limit]
+        try:
+            if utterance.reply_to is not None and isinstance(channel, discord.TextChannel | discord.Thread):
+                sent = await channel.get_partial_message(int(utterance.reply_to)).reply(text, mention_author=False)
+            else:
+                sent = await channel.send(text)
+        except discord.HTTPException as exc:
+            log.warning("Discord refused a %s line in channel %s: %s", utterance.kind, utterance.channel_id, exc)
+            return None
+        return str(sent.id)

@@ -1,0 +1,54 @@
+"""Discord's stream events: new members welcomed in a configured channel, the card's ``!`` commands
+(real discord.py against the fake Discord, tests/fake_discord.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.settings import Settings
+from tests import test_discord
+from tests.test_discord import MESSAGES, Stage
+
+pytestmark = pytest.mark.timeout(60)
+
+stage = test_discord.stage  # the fake Discord and its settings, shared with the chat tests
+
+
+def with_stream(stage: Stage, **stream: object) -> Settings:
+    return stage.make_settings(
+        core={"personas_dir": stage.settings.core.personas_dir},
+        discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False},
+        stream=stream,
+    )
+
+
+async def test_a_new_member_is_welcomed_in_the_configured_channel_and_remembered(stage: Stage) -> None:
+    welcome = str(stage.discord.general.id)
+    async with stage.bot(with_stream(stage, discord_welcome_channel=welcome)):
+        newcomer = await stage.discord.member_joins("nova")
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert sent.path.endswith(f"/channels/{welcome}/messages")
+    assert sent.json["content"] == "Welcome to the server, nova!"
+    assert stage.lines_by(newcomer) == ["*joined the server*"]
+
+
+async def test_without_a_welcome_channel_a_join_is_not_announced(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.member_joins("quiet")
+        await stage.discord.post_message(stage.viewer, stage.mention("hello"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert [m["content"] for m in stage.discord.sent_messages()] == ["Hello from the script!"]
+
+
+async def test_the_cards_commands_work_with_user_levels(stage: Stage) -> None:
+    async with stage.bot():
+        await stage.discord.post_message(stage.viewer, "!hype the raid")  # Pip's !hype: moderators only
+        await stage.discord.post_message(stage.viewer, "!lurk")
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await asyncio.sleep(0.3)  # room for a wrongly allowed !hype to arrive too
+    assert [m["content"] for m in stage.discord.sent_messages()] == [
+        "Enjoy the lurk, ava! Pip will keep your seat warm."
+    ]
+    assert stage.backend.requests == []  # neither command reached the model or the reply path
