@@ -3,6 +3,7 @@ real manager (SQLite file, scripted model) with a clock that moves only when tol
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.flow.clock import ManualClock
+from engine.flow.ratelimit import SendBudget
 from engine.manager import ConversationManager
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
@@ -297,3 +299,38 @@ async def test_a_quiet_live_channel_hears_at_most_n_proactive_lines_an_hour(dire
     card = manager.personas.get("pip")
     assert card is not None and backend.requests[-1].messages[-1].content == card.reactions.proactive
     assert manager.metrics.stream_reactions.labels("twitch", "proactive")._value.get() == spoken
+
+
+# -- the send budget ------------------------------------------------------------------------------
+
+
+class SteppingClock(ManualClock):
+    def jump(self, seconds: float) -> None:
+        """Time passes, but nobody waiting on the clock has woken yet (the race a real clock has)."""
+        self._now += seconds
+
+
+async def test_a_reaction_waiting_for_the_send_budget_goes_before_ordinary_replies() -> None:
+    clock = SteppingClock()
+    budget = SendBudget(1, clock=clock)
+    reply = budget.reserve()
+    assert reply is not None
+    reply.sent()
+    urgent = asyncio.create_task(budget.reserve_urgent(max_wait_s=60))
+    await clock.advance(1)
+    assert not urgent.done()
+    clock.jump(30)  # the slot is free, the waiting reaction not yet awake
+    assert budget.reserve() is None  # the next reply does not take the reaction's slot
+    assert budget.wait_time() > 0  # and the scheduler does not spin on it
+    await clock.advance(0.01)
+    reaction = await urgent
+    assert reaction is not None
+
+
+async def test_a_reaction_gives_up_when_the_budget_stays_full_past_its_wait() -> None:
+    clock = ManualClock()
+    budget = SendBudget(1, clock=clock)
+    held = budget.reserve()
+    assert held is not None
+    held.sent()
+    assert await budget.reserve_urgent(max_wait_s=5) is None
