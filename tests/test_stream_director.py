@@ -253,9 +253,10 @@ async def test_a_timer_does_not_fire_into_an_empty_chat(directed: Directed) -> N
 
 async def test_a_timer_stays_quiet_while_the_stream_is_offline(directed: Directed) -> None:
     _, director, said, clock, _ = directed
+    await hear_chat(directed, chat("first!"))
+    await director.tick()
     for n in range(20):
         await hear_chat(directed, chat(f"line {n}", f"viewer{n}"))
-    await director.tick()
     await clock.advance(30 * 60)
     await director.tick()
     await director.join()
@@ -284,6 +285,27 @@ async def test_no_proactive_talk_while_chat_is_busy(directed: Directed) -> None:
         await director.tick()
     await director.join()
     assert "proactive" not in said.kinds()
+
+
+async def test_a_burst_of_chat_a_moment_ago_still_counts_as_busy(
+    make_settings: Callable[..., Settings], directed: Directed
+) -> None:
+    manager, _, _, clock, _ = directed
+    settings = make_settings(stream={"proactive_silence_s": 30, "proactive_per_hour": 10, "proactive_busy_lines": 3})
+    said = Said()
+    director = StreamDirector(manager, said, settings=settings.stream, clock=clock)
+    director.set_live("twitch", CHANNEL, True)
+    for n in range(5):
+        director.chat_heard(await manager.hear(chat(f"pog {n}", f"viewer{n}")))
+    await clock.advance(40)  # 40 s of silence, but five lines within the last minute
+    await director.tick()
+    await director.join()
+    assert said.texts == []
+    await clock.advance(30)
+    await director.tick()
+    await director.join()
+    assert said.kinds() == ["proactive"]
+    await director.close()
 
 
 async def test_a_quiet_live_channel_hears_at_most_n_proactive_lines_an_hour(directed: Directed) -> None:

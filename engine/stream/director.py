@@ -247,8 +247,6 @@ class StreamDirector:
         for batch in self.follows.due(self.clock.now()):
             await self._welcome_follows(batch)
         for key, state in list(self.activity.channels.items()):
-            if not state.live:
-                continue
             persona = await self.manager.persona_for(state.platform, state.channel_id, state.server_id)
             for timer in self.timers.due(key, self._timers_for(persona)):
                 self.timers.fired(key, timer)
