@@ -26,9 +26,9 @@ from bot.discord_stream import DiscordSpeaker, join_event
 from bot.errors import one_line
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
+from engine.flow.clock import MonotonicClock
 from engine.manager import ConversationManager, HeardLine
 from engine.output.limits import DISCORD_LIMITS
-from engine.flow.clock import MonotonicClock
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
 
