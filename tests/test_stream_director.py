@@ -356,3 +356,25 @@ async def test_a_reaction_gives_up_when_the_budget_stays_full_past_its_wait() ->
     assert held is not None
     held.sent()
     assert await budget.reserve_urgent(max_wait_s=5) is None
+
+
+async def test_a_raid_is_remembered_and_recalled_when_the_raider_brings_it_up_later(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(prompt={"history_lines": 4})
+    backend = ScriptedBackend(default="Of course I remember!")
+    manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
+    try:
+        await manager.hear(stream_event(EventKind.RAID, "BigStreamer", 120))
+        for n in range(12):  # the raid leaves the prompt's history window
+            await manager.hear(chat(f"what a game, round {n}", f"viewer{n}"))
+        asked = await manager.hear(
+            ChatEvent(
+                "twitch", CHANNEL, "bigstreamer", "BigStreamer", "Pip, remember when I raided you?", addresses_bot=True
+            )
+        )
+        await manager.reply(asked)
+    finally:
+        await close_manager(manager)
+    prompt = " ".join(message.content for message in backend.requests[-1].messages)
+    assert "raided the channel with 120 viewers" in prompt
