@@ -11,8 +11,14 @@ server generates one request at a time (no continuous batching by default), so i
 the server, not the bot. On a shared 2-core machine one reply there takes tens of seconds, so that
 part runs one round with --cpu-k channels and replies capped at --cpu-max-tokens.
 
+With ``--vllm URL`` only that server is measured (a real vLLM, e.g. its CPU build, see
+docs/serving.md#vllm-without-a-gpu): channel i speaks with persona i of ``--mix`` in turn, so each
+batch mixes LoRA adapters when the cards in ``--personas`` bind them; ``throughput_gain`` is
+K / ratio, the replies per unit of time K channels get compared with one.
+
     python bench/concurrency.py                     # K=4, 1.0 s delay, then transformers serve (K=2)
     python bench/concurrency.py -k 8 --delay 0.5 --skip-transformers
+    python bench/concurrency.py --vllm http://127.0.0.1:8000/v1 --personas CARDS -k 4 --rounds 2
 """
 
 from __future__ import annotations
@@ -104,6 +110,8 @@ async def measure(
                 "timeout_s": 300,
                 "check_models": mix.check_models,
             },
+            # K prompts prefilled at once on a CPU can take longer than the default first-chunk limit.
+            resilience={"first_chunk_timeout_s": 300.0, "idle_timeout_s": 300.0},
         )
         manager = await build_manager(settings, counter=counter)
         manager.backend = CappedReplies(manager.backend, max_tokens)
@@ -169,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server; medians are reported")
     parser.add_argument("--delay", type=float, default=1.0, help="the fake server's fixed seconds per request")
     parser.add_argument("--cpu-k", type=int, default=2, help="channels at once against transformers serve (default 2)")
-    parser.add_argument("--cpu-max-tokens", type=int, default=16, help="reply cap against transformers serve")
+    parser.add_argument(
+        "--cpu-max-tokens", type=int, default=16, help="reply cap against transformers serve and --vllm"
+    )
     parser.add_argument("--skip-transformers", action="store_true", help="only the fixed-delay server")
     parser.add_argument("--vllm", metavar="URL", help="only this vLLM server (http://HOST:PORT/v1), mixed personas")
     parser.add_argument(

@@ -113,7 +113,8 @@ async def test_the_server_runs_the_flags_costar_vllm_args_printed_and_lists_each
     async with httpx2.AsyncClient(timeout=60) as client:
         cards = (await client.get(f"{vllm.server.base_url}/models")).json()["data"]
     parents = {card["id"]: card.get("parent") for card in cards}
-    assert parents == {BASE: None, "pip-lora": BASE, "brine-lora": BASE}
+    # A subset: an adapter loaded at runtime by a later test is listed too.
+    assert {BASE: None, "pip-lora": BASE, "brine-lora": BASE}.items() <= parents.items()
 
 
 async def test_the_startup_check_passes_for_the_personas_the_server_was_started_for(openai_settings: Settings) -> None:
