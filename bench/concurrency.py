@@ -11,8 +11,14 @@ server generates one request at a time (no continuous batching by default), so i
 the server, not the bot. On a shared 2-core machine one reply there takes tens of seconds, so that
 part runs one round with --cpu-k channels and replies capped at --cpu-max-tokens.
 
+With ``--vllm URL`` only that server is measured (a real vLLM, e.g. its CPU build, see
+docs/serving.md#vllm-without-a-gpu): channel i speaks with persona i of ``--mix`` in turn, so each
+batch mixes LoRA adapters when the cards in ``--personas`` bind them; ``throughput_gain`` is
+K / ratio, the replies per unit of time K channels get compared with one.
+
     python bench/concurrency.py                     # K=4, 1.0 s delay, then transformers serve (K=2)
     python bench/concurrency.py -k 8 --delay 0.5 --skip-transformers
+    python bench/concurrency.py --vllm http://127.0.0.1:8000/v1 --personas CARDS -k 4 --rounds 2
 """
 
 from __future__ import annotations
@@ -31,29 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bot.app import build_manager, close_manager  # noqa: E402
-from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
 from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model  # noqa: E402
 from engine.settings import CoreSettings, load_settings  # noqa: E402
 from tests.fake_vllm import FakeVllm  # noqa: E402
+from tests.served import CappedReplies  # noqa: E402
 from tests.transformers_serve import MODEL_NAME, serve_smollm2  # noqa: E402
-
-
-class CappedReplies(Backend):
-    """Passes requests on with max_tokens capped: CPU replies of 120 tokens would take minutes."""
-
-    def __init__(self, inner: Backend, max_tokens: int) -> None:
-        self.inner = inner
-        self.max_tokens = max_tokens
-        self.name = inner.name
-
-    def stream(self, request: GenerationRequest) -> TextStream:
-        return self.inner.stream(dataclasses.replace(request, max_tokens=min(request.max_tokens, self.max_tokens)))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def line_for(channel: str) -> ChatEvent:
@@ -76,37 +67,75 @@ async def timed_round(manager: ConversationManager, channels: list[str]) -> floa
     return elapsed
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mix:
+    """Which personas the channels get, in turn (channel i: personas[i % n]); empty: the default."""
+
+    personas: tuple[str, ...] = ()
+    personas_dir: Path | None = None
+    check_models: bool = False  # the start-up check (real vLLM: every persona's adapter is served)
+
+
+async def channels(manager: ConversationManager, names: list[str], mix: Mix) -> list[str]:
+    for number, name in enumerate(names):
+        if mix.personas:
+            await manager.switch_persona("twitch", name, mix.personas[number % len(mix.personas)])
+    return names
+
+
 async def measure(
-    base_url: str, k: int, rounds: int, counter: TokenizerCounter, max_tokens: int | None, *, in_turn: bool = True
+    base_url: str,
+    k: int,
+    rounds: int,
+    counter: TokenizerCounter,
+    max_tokens: int | None,
+    *,
+    in_turn: bool = True,
+    mix: Mix | None = None,
 ) -> dict[str, float]:
     """Median seconds for one channel, K channels at once, and (``in_turn``) K channels one after another."""
+    mix = mix or Mix()
     with tempfile.TemporaryDirectory(prefix="costar-bench-") as data_dir:
+        core: dict[str, object] = {"data_dir": data_dir}
+        if mix.personas_dir:
+            core["personas_dir"] = mix.personas_dir
         settings = load_settings(
             None,
-            core={"data_dir": data_dir},
+            core=core,
             backend={
                 "kind": "openai",
                 "base_url": base_url,
                 "model": MODEL_NAME,
                 "max_concurrency": k,
                 "timeout_s": 300,
+                "check_models": mix.check_models,
             },
+            # K prompts prefilled at once on a CPU can take longer than the default first-chunk limit.
+            resilience={"first_chunk_timeout_s": 300.0, "idle_timeout_s": 300.0},
         )
         manager = await build_manager(settings, counter=counter)
-        if max_tokens is not None:
-            manager.backend = CappedReplies(manager.backend, max_tokens)
+        manager.backend = CappedReplies(manager.backend, max_tokens)
         try:
-            await timed_round(manager, ["warm-up"])  # first connection, first prompt render
+            await manager.backend.start()
+            await timed_round(manager, await channels(manager, ["warm-up"], mix))  # first connection and render
             one, together, sequential = [], [], []
             for r in range(rounds):
-                one.append(await timed_round(manager, [f"one-{r}"]))
-                together.append(await timed_round(manager, [f"k-{r}-{i}" for i in range(k)]))
+                one.append(await timed_round(manager, await channels(manager, [f"one-{r}"], mix)))
+                many = await channels(manager, [f"k-{r}-{i}" for i in range(k)], mix)
+                together.append(await timed_round(manager, many))
                 if in_turn:
-                    sequential.append(sum([await timed_round(manager, [f"seq-{r}-{i}"]) for i in range(k)]))
+                    names = await channels(manager, [f"seq-{r}-{i}" for i in range(k)], mix)
+                    sequential.append(sum([await timed_round(manager, [name]) for name in names]))
         finally:
             await close_manager(manager)
     medians = {"one": statistics.median(one), "together": statistics.median(together)}
     return medians | ({"in_turn": statistics.median(sequential)} if sequential else {})
+
+
+async def against_vllm(
+    url: str, k: int, rounds: int, max_tokens: int, mix: Mix, counter: TokenizerCounter
+) -> dict[str, float]:
+    return await measure(url, k, rounds, counter, max_tokens, mix=mix)
 
 
 async def against_fake(k: int, rounds: int, delay_s: float, counter: TokenizerCounter) -> dict[str, float]:
@@ -129,20 +158,42 @@ def print_row(server: str, k: int, r: dict[str, float]) -> None:
     )
 
 
+def run_vllm(args: argparse.Namespace, counter: TokenizerCounter) -> int:
+    mix = Mix(tuple(args.mix.split(",")), args.personas, check_models=True)
+    result = asyncio.run(against_vllm(args.vllm, args.k, args.rounds, args.cpu_max_tokens, mix, counter))
+    print(f"{'server':<34} {'K':>2} {'one (s)':>8} {'K at once':>10} {'K in turn':>10} {'ratio':>7}", flush=True)
+    print_row(f"vLLM {args.mix}, {args.cpu_max_tokens} tok", args.k, result)
+    ratio = result["together"] / result["one"]
+    print(
+        f"RESULT vllm_ratio={ratio:.3f} k={args.k} throughput_gain={args.k / ratio:.2f} "
+        f"one_s={result['one']:.2f} together_s={result['together']:.2f} in_turn_s={result['in_turn']:.2f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", type=int, default=4, help="channels at once (default 4 = COSTAR_BACKEND_MAX_CONCURRENCY)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server; medians are reported")
     parser.add_argument("--delay", type=float, default=1.0, help="the fake server's fixed seconds per request")
     parser.add_argument("--cpu-k", type=int, default=2, help="channels at once against transformers serve (default 2)")
-    parser.add_argument("--cpu-max-tokens", type=int, default=16, help="reply cap against transformers serve")
+    parser.add_argument(
+        "--cpu-max-tokens", type=int, default=16, help="reply cap against transformers serve and --vllm"
+    )
     parser.add_argument("--skip-transformers", action="store_true", help="only the fixed-delay server")
+    parser.add_argument("--vllm", metavar="URL", help="only this vLLM server (http://HOST:PORT/v1), mixed personas")
+    parser.add_argument(
+        "--mix", default="pip,captain-brine", help="with --vllm: personas the channels get in turn (comma-separated)"
+    )
+    parser.add_argument("--personas", type=Path, help="with --vllm: COSTAR_PERSONAS_DIR (cards bound to adapters)")
     args = parser.parse_args(argv)
 
     model_dir = ensure_default_model(CoreSettings().cache_dir)
     counter = TokenizerCounter(model_dir / "tokenizer.json")
     # A plain SIGTERM (e.g. from `timeout`) must still run the finally blocks that stop the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.vllm:
+        return run_vllm(args, counter)
     fake = asyncio.run(against_fake(args.k, args.rounds, args.delay, counter))
     print(f"{'server':<34} {'K':>2} {'one (s)':>8} {'K at once':>10} {'K in turn':>10} {'ratio':>7}", flush=True)
     print_row(f"fixed delay {args.delay:g} s (fake vLLM)", args.k, fake)

@@ -119,3 +119,16 @@ async def manager(
     built = await build_manager(settings, backend=scripted, counter=counter)
     yield built
     await close_manager(built)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    # A test against the real vLLM that fails shows the server's own words next to the assertion.
+    from tests.vllm_cpu import VLLM_LOG_KEY
+
+    outcome = yield
+    report = outcome.get_result()
+    log_path = item.config.stash.get(VLLM_LOG_KEY, None)
+    if report.failed and log_path is not None and log_path.exists() and "vllm" in getattr(item, "fixturenames", ()):
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        report.sections.append((f"vLLM server log (tail of {log_path})", tail))
