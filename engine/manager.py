@@ -40,8 +40,8 @@ from engine.flow.cooldown import Cooldown
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
-from engine.output.limits import PlatformLimits
-from engine.output.postprocess import cut_at_stops, postprocess
+from engine.output.limits import PLATFORM_LIMITS, PlatformLimits
+from engine.output.postprocess import cut_at_stops, past_max_length, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
@@ -103,7 +103,7 @@ class ConversationManager:
         self.recaller = Recaller(memory, settings.memory, counter.count)
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
-        self.platform_limits: dict[str, PlatformLimits] = {}
+        self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._window_start: dict[str, int] = {}
@@ -420,7 +420,12 @@ class ConversationManager:
         """One generation; yields post-processed snapshots until one fails moderation."""
         attempt.stream = self.backend.stream(request)
         attempt.raw, withheld = "", False
-        async for attempt.raw in self._stream_raw(attempt.stream, request.stop):
+        names = (persona.name, persona.display_name)
+
+        def long_enough(raw: str) -> bool:
+            return past_max_length(raw, style=persona.style, speaker_names=names, stops=request.stop)
+
+        async for attempt.raw in self._stream_raw(attempt.stream, request.stop, long_enough):
             attempt.on_first_chunk()
             if not snapshots:
                 continue  # only the finished text is checked and kept
@@ -433,8 +438,12 @@ class ConversationManager:
                 attempt.shown = checked.text
                 yield checked.text
 
-    async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
-        """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
+    async def _stream_raw(
+        self, stream: TextStream, stops: tuple[str, ...], long_enough: Callable[[str], bool]
+    ) -> AsyncIterator[str]:
+        """Cumulative raw text; ends early at a stop sequence or once the reply is long enough to
+        be cut to its maximum length (closing the stream stops the generation); errors become
+        BackendError."""
         raw = ""
         try:
             async with asyncio.timeout(self.settings.backend.timeout_s):
@@ -444,6 +453,9 @@ class ConversationManager:
                     yield raw
                     if stopped:
                         stream.finish_reason = "stop"
+                        break
+                    if long_enough(raw):
+                        stream.finish_reason = "length"
                         break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc

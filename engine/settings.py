@@ -69,7 +69,9 @@ class BackendSettings(BaseSettings):
         description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name",
     )
     device: str = Field("cpu", description="embedded: cpu, cuda, cuda:0, or auto")
-    threads: int | None = Field(None, ge=1, description="embedded: torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(
+        None, ge=1, description="embedded: torch CPU threads (default: half the CPU cores, at least 1)"
+    )
     context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
     tokenizer: str | None = Field(
         None, description="tokenizer.json or model folder for counting tokens; default: the model's"
