@@ -66,7 +66,11 @@ async def build_manager(
     manager = ConversationManager(
         settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
     )
-    manager.default_persona()  # fail early with a clear message when no persona is usable
+    try:
+        manager.default_persona()  # fail early with a clear message when no persona is usable
+    except BaseException:
+        await memory.close()
+        raise
     _export_component_counts(manager)
     return manager
 

@@ -124,11 +124,9 @@ class ConversationManager:
             return card
         if not self.personas.cards:
             raise SettingsError("no persona cards are installed; check COSTAR_PERSONAS_DIR")
-        fallback = self.personas.cards[self.personas.names()[0]]
-        log.warning(
-            "COSTAR_DEFAULT_PERSONA=%r is not installed; using %r", self.settings.core.default_persona, fallback.id
-        )
-        return fallback
+        # Refused, like any other mistyped setting: a silent fallback puts the wrong character on stream.
+        missing = PersonaNotFound(self.settings.core.default_persona, self.personas.names())
+        raise SettingsError(f"COSTAR_DEFAULT_PERSONA: {missing}")
 
     async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> PersonaCard:
         # Asked for every chat line (moderation, addressing): remembered until a switch, which

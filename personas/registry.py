@@ -53,7 +53,10 @@ class PersonaRegistry:
         return card
 
     def add(self, card: PersonaCard, source: Path | None = None) -> None:
-        if card.persona_id in self.cards and source is not None:
+        earlier = self.sources.get(card.persona_id)
+        if earlier is not None and source is not None and earlier.parent == source.parent:
+            card = self._renamed(card, source)  # two cards in one folder: both stay switchable
+        elif card.persona_id in self.cards and source is not None:
             log.warning(
                 "Persona %r from %s replaces the one from %s",
                 card.persona_id,
@@ -63,6 +66,14 @@ class PersonaRegistry:
         self.cards[card.persona_id] = card
         if source is not None:
             self.sources[card.persona_id] = source
+
+    def _renamed(self, card: PersonaCard, source: Path) -> PersonaCard:
+        number = 2
+        while f"{card.persona_id}-{number}" in self.cards:
+            number += 1
+        new_id = f"{card.persona_id}-{number}"
+        log.warning("Persona id %r is taken in %s; %s is %r", card.persona_id, source.parent, source.name, new_id)
+        return card.model_copy(update={"id": new_id})
 
     def get(self, name: str) -> PersonaCard | None:
         """Look up by id, by name or by nickname, ignoring case and punctuation."""
