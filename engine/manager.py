@@ -480,6 +480,7 @@ class ConversationManager:
             messages=built.messages,
             max_tokens=persona.style.max_reply_tokens,
             temperature=persona.style.temperature,
+            repetition_penalty=persona.style.repetition_penalty,
             stop=stops,
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),

@@ -94,6 +94,15 @@ class BackendSettings(BaseSettings):
     )
     check_models: bool = Field(True, description="openai: at start, check GET /v1/models lists every persona's adapter")
 
+    @field_validator("base_url")
+    @classmethod
+    def _url_with_scheme(cls, url: str | None) -> str | None:
+        # Without a scheme the client cannot connect and says only "Connection error".
+        if url and not url.startswith(("http://", "https://")):
+            suggestion = "http://" + url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
+            raise ValueError(f"{url!r} needs a scheme; did you mean {suggestion!r}?")
+        return url
+
     @model_validator(mode="after")
     def _openai_needs_url(self) -> BackendSettings:
         if self.kind == "openai" and not self.base_url:

@@ -78,6 +78,9 @@ class Style(_Strict):
     emoji: Literal["keep", "strip", "limit"] = "limit"
     max_emoji: int = Field(2, ge=0, le=50, description="with emoji: limit, emoji beyond this are removed")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, le=2.0, description="above 1 discourages repeating words; a small model loops without it"
+    )
     rules: list[str] = Field(default_factory=list, description="extra speaking rules, one line each")
 
 

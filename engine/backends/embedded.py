@@ -171,7 +171,7 @@ class EmbeddedBackend(Backend):
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_Cancelled()]),
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                repetition_penalty=1.1,
+                repetition_penalty=request.repetition_penalty,
                 **options,
             )
         return int(input_ids.shape[1])
