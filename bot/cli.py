@@ -22,6 +22,7 @@ import asyncio
 import logging
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.backend:
         settings.backend.kind = args.backend
+    if args.expect:
+        # Replies depend on what memory holds: checking against DATA_DIR's database would compare
+        # with whatever earlier sessions left there, and would add this replay to it.
+        scratch = tempfile.TemporaryDirectory(prefix="costar-expect-")
+        settings.memory.db_path = Path(scratch.name) / "costar.sqlite3"
+        if settings.backend.kind == "embedded" and settings.backend.seed is None:
+            print("warning: --expect with the embedded model needs COSTAR_BACKEND_SEED (the one that recorded it)")
 
     async def go() -> int:
         manager = await build_manager(settings)
