@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 model: setup
-	@$(BIN)/costar model prepare >&2
+	@$(BIN)/costar model prepare --quiet
 
 run: model
 	@$(BIN)/costar run

@@ -30,8 +30,12 @@ class Adapter(Protocol):
     async def close(self) -> None: ...
 
 
-def load_personas(settings: Settings) -> PersonaRegistry:
-    return PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
+def load_personas(settings: Settings, *, report: bool = True) -> PersonaRegistry:
+    """Every installed card; each card that failed to load is logged once (``report``)."""
+    registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
+    for error in registry.errors if report else ():
+        log.error("Skipping persona card: %s", one_line(error))
+    return registry
 
 
 def _tokenizer_source(settings: Settings) -> str | Path | None:
@@ -50,8 +54,6 @@ async def build_manager(
 ) -> ConversationManager:
     """Open memory, load personas, start the backend; blocking steps run in worker threads."""
     personas = await asyncio.to_thread(load_personas, settings)
-    for error in personas.errors:
-        log.error("%s", error)
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)

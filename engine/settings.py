@@ -55,7 +55,10 @@ class CoreSettings(BaseSettings):
         None, description="extra persona cards (YAML, JSON, PNG) besides the built-in ones"
     )
     default_persona: str = Field("pip", description="persona used where no moderator chose one")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="costar's own log lines")
+    log_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="log level of third-party libraries (httpx2, aiosqlite, discord, twitchio, ...)"
+    )
     console_user: str = Field("you", description="the name the console adapter chats under")
     bot_name: str | None = Field(None, description="extra name viewers use to address the bot")
 

@@ -46,8 +46,7 @@ class PersonaRegistry:
         except PersonaError as exc:
             if "world-info" in exc.problem:
                 return None  # lorebooks live beside cards; cards reference them by file name
-            log.error("Skipping persona card: %s", exc)
-            self.errors.append(exc)
+            self.errors.append(exc)  # reported once, by whoever loads the registry (bot.app)
             return None
         self.add(card, path)
         return card

@@ -46,7 +46,12 @@ def test_a_keyless_entry_that_is_not_constant_is_still_refused_with_the_fix(shar
 
 
 def test_cards_with_non_latin_names_get_distinct_typeable_ids(shared_data: Path, tmp_path: Path) -> None:
-    for file_name, name in [("sakura.png", "さくら"), ("hana.png", "花子"), ("emoji-a.png", "🌸"), ("emoji-b.png", "🌼")]:
+    for file_name, name in [
+        ("sakura.png", "さくら"),
+        ("hana.png", "花子"),
+        ("emoji-a.png", "🌸"),
+        ("emoji-b.png", "🌼"),
+    ]:
         card = _seraphina(shared_data)
         card["data"]["name"] = name
         _write_png_card(tmp_path / file_name, card)

@@ -211,7 +211,9 @@ def test_too_short_a_max_length_says_both_lengths_and_the_fix(tokenizer) -> None
 
     _, data_args, _ = parse_args([])
     conversations = _conversations(data_args.train_file, system_prompt(load_card(data_args.card)), 4)
-    with pytest.raises(ConfigError, match=r"within max_length=512: the earliest character turn ends at token (\d+)") as caught:
+    with pytest.raises(
+        ConfigError, match=r"within max_length=512: the earliest character turn ends at token (\d+)"
+    ) as caught:
         build_dataset(conversations, tokenizer, 512)
     assert "pass --max_length 1024 or a shorter --card" in str(caught.value)
 

@@ -337,14 +337,18 @@ def test_a_base_url_without_a_scheme_is_refused_with_the_likely_fix() -> None:
     from engine.errors import SettingsError
     from engine.settings import load_settings
 
-    with pytest.raises(SettingsError, match=r"'localhost:8011' needs a scheme; did you mean 'http://localhost:8011/v1'\?"):
+    with pytest.raises(
+        SettingsError, match=r"'localhost:8011' needs a scheme; did you mean 'http://localhost:8011/v1'\?"
+    ):
         load_settings(None, backend={"kind": "openai", "base_url": "localhost:8011"})
 
 
 async def test_a_base_url_without_v1_names_the_url_and_the_fix(fake: FakeVllm) -> None:
     root = fake.base_url.removesuffix("/v1")
     backend = OpenAIBackend(root, default_model=BASE, retry=FAST_RETRY, timeout_s=10)
-    with pytest.raises(BackendError, match=rf"HTTP 404.* at {root}/?: no such endpoint; .*ends in /v1, e\.g\. {root}/v1"):
+    with pytest.raises(
+        BackendError, match=rf"HTTP 404.* at {root}/?: no such endpoint; .*ends in /v1, e\.g\. {root}/v1"
+    ):
         await backend.complete(chat_request(model=None))
     await backend.aclose()
 
@@ -361,6 +365,8 @@ async def test_a_server_pinned_to_one_model_says_which_persona_adapter_it_refuse
     pinned = {"detail": "Server is pinned to 'smollm2'; requested 'pip-lora'."}
     fake.fail_next(Fault(status=400, body=pinned))
     backend = backend_for(fake, adapters={"pip-lora": "/adapters/pip"})
-    with pytest.raises(ModelNotFound, match=r"does not serve 'pip-lora' .*persona card's LoRA adapter.*costar vllm-args"):
+    with pytest.raises(
+        ModelNotFound, match=r"does not serve 'pip-lora' .*persona card's LoRA adapter.*costar vllm-args"
+    ):
         await backend.complete(chat_request())
     await backend.aclose()
