@@ -26,7 +26,7 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 def slugify(name: str) -> str:
     """A typeable id: lowercase letters (of any script) and digits, dashes between words.
 
-    NFKC first, so full-width "Ｐｉｐ" is "pip"; letters outside Latin are kept, so a Japanese
+    NFKC first, so full-width Latin letters become plain ones; letters outside Latin are kept, so a Japanese
     name keeps its own id instead of colliding with every other one on a placeholder.
     """
     normalised = unicodedata.normalize("NFKC", name).lower()

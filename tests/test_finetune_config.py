@@ -197,7 +197,7 @@ def test_the_documented_cpu_command_fits_pips_card_and_the_shipped_set(tokenizer
     from finetune.persona import load_card, system_prompt
     from finetune.train import _conversations, build_dataset
 
-    adapter_args, data_args, sft_config = parse_args(
+    _, data_args, sft_config = parse_args(
         ["--preset", "recommended", "--max_steps", "60", "--per_device_train_batch_size", "2", "--threads", "1"]
     )
     prompt = system_prompt(load_card(data_args.card))
