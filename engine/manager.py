@@ -523,6 +523,7 @@ class ConversationManager:
             turn_context=build_turn_context(persona, event, user, history, self.builder.counter.count),
             new_line=viewer_message(event.author_name, event.text, replied_to, remembered),
             window_start_id=window_start,
+            persona_id=persona.persona_id,
         )
         built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
         if built.trimmed:

@@ -76,3 +76,21 @@ def test_preparing_the_model_on_every_make_run_prints_nothing(capsys, tmp_path, 
     assert capsys.readouterr() == ("", "")
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
     assert "costar model prepare --quiet" in makefile  # what make run calls before starting
+
+
+async def test_after_a_persona_switch_the_old_characters_lines_are_another_speaker(manager, scripted) -> None:
+    from engine.events import ChatEvent
+
+    async def say(text: str) -> None:
+        heard = await manager.hear(ChatEvent("console", "local", "you", "you", text, addresses_bot=True))
+        await manager.reply(heard)
+
+    scripted.enqueue(["*waves a glowing hand* Welcome, traveller.", "Arr, welcome aboard!", "Aye."])
+    await say("hello")
+    await manager.switch_persona("console", "local", "captain brine")
+    await say("who are you?")
+    await say("and before?")
+    history = [(message.role, message.content) for message in scripted.requests[-1].messages[1:-1]]
+    assert ("user", "Pip: *waves a glowing hand* Welcome, traveller.") in history
+    assert ("assistant", "Arr, welcome aboard!") in history  # the new character's own turn
+    assert not any(role == "assistant" and "glowing" in content for role, content in history)
