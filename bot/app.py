@@ -12,6 +12,7 @@ from bot.errors import USER_ERRORS, one_line
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
+from engine.errors import SettingsError
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
@@ -54,6 +55,8 @@ async def build_manager(
 ) -> ConversationManager:
     """Open memory, load personas, start the backend; blocking steps run in worker threads."""
     personas = await asyncio.to_thread(load_personas, settings)
+    if settings.backend.kind == "embedded":  # a remote server's adapters are checked by the backend's start
+        _refuse_broken_adapters(personas, settings)
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
@@ -75,6 +78,23 @@ async def build_manager(
         raise
     _export_component_counts(manager)
     return manager
+
+
+def _refuse_broken_adapters(personas: PersonaRegistry, settings: Settings) -> None:
+    """Stop at start, not at the first reply of that persona, when a bound adapter cannot be used."""
+    from bot.adapter_check import check_adapter
+
+    broken = []
+    for persona_id, card in personas.cards.items():
+        source = personas.sources.get(persona_id)
+        problems = check_adapter(card, source, settings.backend.model).problems
+        if problems:
+            broken.append(f"persona {persona_id} ({source}): {'; '.join(problems)}")
+    if broken:
+        raise SettingsError(
+            "unusable LoRA adapter: " + " | ".join(broken) + ". Fix model.adapter.path in the card "
+            "(`costar persona check CARD` checks it) or remove model.adapter to answer with the base model"
+        )
 
 
 def freeze_startup_heap() -> None:

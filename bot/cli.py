@@ -77,13 +77,10 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import load_personas
-    from personas.loader import load_card
     from personas.render import render_system_prompt
 
     if args.action == "check":
-        card = load_card(args.name)
-        print(f"ok: {card.name} ({card.persona_id}), {card.source_format}, {len(card.lorebook.entries)} lore entries")
-        return 0
+        return _check_card(Path(args.name), settings)
     registry = load_personas(settings, report=args.action != "list")  # list prints them itself
     if args.action == "list":
         for name in registry.names():
@@ -99,6 +96,24 @@ def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print(chosen.model_dump_json(indent=2, exclude_none=True))
     print("\n--- system prompt ---\n" + render_system_prompt(chosen))
+    return 0
+
+
+def _check_card(path: Path, settings: Settings) -> int:
+    from bot.adapter_check import check_adapter
+    from personas.loader import load_card
+
+    card = load_card(path)
+    adapter = check_adapter(card, path, settings.backend.model)
+    for note in adapter.notes:
+        print(f"note: {note}")
+    if adapter.problems:
+        print(f"costar: {path}: field 'model.adapter': {'; '.join(adapter.problems)}", file=sys.stderr)
+        return 2
+    bound = f", adapter {card.model.adapter.name} at {adapter.folder}" if card.model.adapter else ""
+    print(
+        f"ok: {card.name} ({card.persona_id}), {card.source_format}, {len(card.lorebook.entries)} lore entries{bound}"
+    )
     return 0
 
 

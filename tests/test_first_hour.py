@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.app import build_manager
@@ -94,3 +96,68 @@ async def test_after_a_persona_switch_the_old_characters_lines_are_another_speak
     assert ("user", "Pip: *waves a glowing hand* Welcome, traveller.") in history
     assert ("assistant", "Arr, welcome aboard!") in history  # the new character's own turn
     assert not any(role == "assistant" and "glowing" in content for role, content in history)
+
+
+def _card_with_adapter(folder, adapter_path: str, base: str | None = None):
+    folder.mkdir(parents=True, exist_ok=True)
+    card = folder / "rex.yaml"
+    base_line = f"  base: {base}\n" if base else ""
+    card.write_text(f"name: Rex\nmodel:\n{base_line}  adapter: {{name: rex-lora, path: {adapter_path}}}\n")
+    return card
+
+
+def _adapter(folder, base: str = "HuggingFaceTB/SmolLM2-135M-Instruct"):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base}))
+    save_file(
+        {"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(8, 4)},
+        str(folder / "adapter_model.safetensors"),
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda root: None, "adapter folder .* does not exist"),
+        (lambda root: (root / "adapters" / "rex").mkdir(parents=True), "no adapter_config.json"),
+        (
+            lambda root: _adapter(root / "adapters" / "rex", base="meta-llama/Llama-3.2-1B"),
+            "trained for meta-llama/Llama-3.2-1B, but the persona answers with smollm2",
+        ),
+    ],
+)
+def test_persona_check_refuses_a_card_whose_adapter_cannot_be_used(tmp_path, capsys, make, problem) -> None:
+    from bot.cli import main
+
+    make(tmp_path)
+    card = _card_with_adapter(tmp_path / "cards", "../adapters/rex")
+    assert main(["--env-file", str(tmp_path / "none.env"), "persona", "check", str(card)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"costar: {re.escape(str(card))}: field 'model.adapter': .*{problem}", err), err
+
+
+def test_persona_check_accepts_a_usable_adapter_relative_to_the_card(tmp_path, capsys) -> None:
+    from bot.cli import main
+
+    _adapter(tmp_path / "adapters" / "rex")
+    card = _card_with_adapter(tmp_path / "cards", "../adapters/rex")
+    assert main(["--env-file", str(tmp_path / "none.env"), "persona", "check", str(card)]) == 0
+    assert "ok: Rex (rex)" in capsys.readouterr().out
+
+
+async def test_the_bot_refuses_to_start_with_a_persona_whose_adapter_is_missing(
+    make_settings, scripted, counter, tmp_path
+) -> None:
+    card = _card_with_adapter(tmp_path / "cards", "../adapters/rex")
+    settings = make_settings(core={"personas_dir": card.parent})
+    with pytest.raises(
+        SettingsError, match=r"unusable LoRA adapter: persona rex .*does not exist.*costar persona check"
+    ):
+        await build_manager(settings, backend=scripted, counter=counter)
