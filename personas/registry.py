@@ -9,13 +9,17 @@ from pathlib import Path
 
 from personas.card import PersonaCard, slugify
 from personas.errors import PersonaError
-from personas.loader import CARD_SUFFIXES, load_card
+from personas.loader import CARD_SUFFIXES, SIDECAR_SUFFIX, load_card
 
 __all__ = ["BUILTIN_CARDS_DIR", "PersonaRegistry"]
 
 log = logging.getLogger(__name__)
 
 BUILTIN_CARDS_DIR = Path(__file__).parent / "cards"
+
+
+def is_sidecar(path: Path) -> bool:
+    return path.name.lower().endswith(SIDECAR_SUFFIX)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PersonaRegistry:
             self.errors.append(PersonaError(folder, "persona folder does not exist"))
             return
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in CARD_SUFFIXES and not path.name.startswith("."):
+            if path.suffix.lower() in CARD_SUFFIXES and not path.name.startswith(".") and not is_sidecar(path):
                 self.load_file(path)
 
     def load_file(self, path: Path) -> PersonaCard | None:

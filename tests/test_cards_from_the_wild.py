@@ -83,3 +83,28 @@ def test_a_broken_png_says_what_the_file_is_and_what_a_card_png_holds(tmp_path: 
     message = str(caught.value)
     assert str(path) in message and "BytesIO" not in message
     assert "'chara' (V2) or 'ccv3' (V3) tEXt chunk" in message
+
+
+def test_a_png_card_attaches_world_info_through_its_sidecar(shared_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(shared_data / "card-v2-seraphina.png", tmp_path / "seraphina.png")
+    shutil.copy(shared_data / "worldinfo-eldoria.json", tmp_path / "eldoria.json")
+    (tmp_path / "seraphina.costar.yaml").write_text(
+        "# costar's fields for seraphina.png\nlorebook_files: [eldoria.json]\nstyle: {max_reply_chars: 200}\n"
+    )
+    registry = PersonaRegistry.from_dirs([tmp_path])
+    assert registry.errors == [] and registry.names() == ["seraphina"]
+    card = registry.cards["seraphina"]
+    assert len(card.lorebook.entries) == 4 + 4 and card.style.max_reply_chars == 200
+    fired = active_entries(card.lorebook, ["have you seen a shadowfang?"], lambda text: len(text) // 4)
+    assert any("shadowfang" in [key.lower() for key in entry.keys] for entry in fired)
+
+
+def test_a_sidecar_with_a_field_it_cannot_set_is_refused_naming_it(shared_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(shared_data / "card-v2-seraphina.png", tmp_path / "seraphina.png")
+    (tmp_path / "seraphina.costar.yaml").write_text("lorebook_file: [eldoria.json]\n")
+    with pytest.raises(PersonaError, match=r"seraphina\.costar\.yaml: field 'lorebook_file': a sidecar sets only"):
+        load_card(tmp_path / "seraphina.png")
