@@ -364,9 +364,8 @@ async def test_an_unreachable_server_is_named_with_the_setting_to_check() -> Non
 async def test_a_server_pinned_to_one_model_says_which_persona_adapter_it_refused(fake: FakeVllm) -> None:
     pinned = {"detail": "Server is pinned to 'smollm2'; requested 'pip-lora'."}
     fake.fail_next(Fault(status=400, body=pinned))
-    backend = backend_for(fake, adapters={"pip-lora": "/adapters/pip"})
-    with pytest.raises(
-        ModelNotFound, match=r"does not serve 'pip-lora' .*persona card's LoRA adapter.*costar vllm-args"
-    ):
+    backend = backend_for(fake, adapters={"pip-lora": "/adapters/pip"}, persona_of_model={"pip-lora": "pip"})
+    refused = r"does not serve 'pip-lora', the model persona pip answers with .*bound in persona pip's card"
+    with pytest.raises(ModelNotFound, match=rf"{refused}.*costar vllm-args"):
         await backend.complete(chat_request())
     await backend.aclose()

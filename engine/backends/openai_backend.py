@@ -102,6 +102,7 @@ class OpenAIBackend(Backend):
         server_adapter_dir: str | None = None,
         http_client: httpx2.AsyncClient | None = None,
         metrics: Metrics | None = None,
+        persona_of_model: Mapping[str, str] | None = None,
     ) -> None:
         """``adapters`` maps adapter name -> folder (for runtime loading); ``expected_models`` maps each
         model name the personas use -> a persona id, for the startup check."""
@@ -111,6 +112,8 @@ class OpenAIBackend(Backend):
         self.runtime_lora_loading = runtime_lora_loading
         self.adapters = dict(adapters or {})
         self.expected_models = dict(expected_models or {})
+        # For errors: which persona asked for a model the server refused (checked at start or not).
+        self.persona_of_model = dict(persona_of_model or expected_models or {})
         self.server_adapter_dir = server_adapter_dir
         self.metrics = metrics
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -140,6 +143,7 @@ class OpenAIBackend(Backend):
             runtime_lora_loading=backend_settings.runtime_lora_loading,
             adapters=adapters,
             expected_models=expected if backend_settings.check_models else {},
+            persona_of_model=expected,
             server_adapter_dir=backend_settings.server_adapter_dir,
             metrics=metrics,
         )
@@ -277,7 +281,8 @@ class OpenAIBackend(Backend):
 
     def _error(self, kind: ErrorKind, error: ServerError, model: str | None) -> BackendError:
         base_url = str(self._client.base_url)
-        return to_backend_error(kind, error, model, base_url=base_url, adapter=model in self.adapters)
+        persona = self.persona_of_model.get(model or "")
+        return to_backend_error(kind, error, model, base_url=base_url, adapter=model in self.adapters, persona=persona)
 
     def _adapter_path(self, name: str, request_path: str | None) -> str | None:
         path = request_path or self.adapters.get(name)
