@@ -161,3 +161,11 @@ async def test_the_bot_refuses_to_start_with_a_persona_whose_adapter_is_missing(
         SettingsError, match=r"unusable LoRA adapter: persona rex .*does not exist.*costar persona check"
     ):
         await build_manager(settings, backend=scripted, counter=counter)
+
+
+def test_loading_the_embedded_model_draws_no_progress_bar(model_path, capfd) -> None:
+    from engine.backends.embedded import EmbeddedBackend
+    from engine.settings import CoreSettings
+
+    EmbeddedBackend(str(model_path), cache_dir=CoreSettings().cache_dir, threads=1).load()
+    assert "Loading weights" not in capfd.readouterr().err

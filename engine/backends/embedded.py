@@ -95,7 +95,9 @@ class EmbeddedBackend(Backend):
             return
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
         torch.set_num_threads(self.threads)
         self.model_path = resolve_model_path(self.model_setting, self.cache_dir)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
