@@ -46,7 +46,7 @@ $(VLLM_STAMP):
 	fi
 
 model: setup
-	@$(BIN)/costar model prepare >&2
+	@$(BIN)/costar model prepare --quiet
 
 run: model
 	@$(BIN)/costar run

@@ -12,6 +12,7 @@ from bot.errors import USER_ERRORS, one_line
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
+from engine.errors import SettingsError
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
@@ -30,8 +31,12 @@ class Adapter(Protocol):
     async def close(self) -> None: ...
 
 
-def load_personas(settings: Settings) -> PersonaRegistry:
-    return PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
+def load_personas(settings: Settings, *, report: bool = True) -> PersonaRegistry:
+    """Every installed card; each card that failed to load is logged once (``report``)."""
+    registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
+    for error in registry.errors if report else ():
+        log.error("Skipping persona card: %s", one_line(error))
+    return registry
 
 
 def _tokenizer_source(settings: Settings) -> str | Path | None:
@@ -50,8 +55,8 @@ async def build_manager(
 ) -> ConversationManager:
     """Open memory, load personas, start the backend; blocking steps run in worker threads."""
     personas = await asyncio.to_thread(load_personas, settings)
-    for error in personas.errors:
-        log.error("%s", error)
+    if settings.backend.kind == "embedded":  # a remote server's adapters are checked by the backend's start
+        _refuse_broken_adapters(personas, settings)
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
@@ -66,9 +71,30 @@ async def build_manager(
     manager = ConversationManager(
         settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
     )
-    manager.default_persona()  # fail early with a clear message when no persona is usable
+    try:
+        manager.default_persona()  # fail early with a clear message when no persona is usable
+    except BaseException:
+        await memory.close()
+        raise
     _export_component_counts(manager)
     return manager
+
+
+def _refuse_broken_adapters(personas: PersonaRegistry, settings: Settings) -> None:
+    """Stop at start, not at the first reply of that persona, when a bound adapter cannot be used."""
+    from bot.adapter_check import check_adapter
+
+    broken = []
+    for persona_id, card in personas.cards.items():
+        source = personas.sources.get(persona_id)
+        problems = check_adapter(card, source, settings.backend.model).problems
+        if problems:
+            broken.append(f"persona {persona_id} ({source}): {'; '.join(problems)}")
+    if broken:
+        raise SettingsError(
+            "unusable LoRA adapter: " + " | ".join(broken) + ". Fix model.adapter.path in the card "
+            "(`costar persona check CARD` checks it) or remove model.adapter to answer with the base model"
+        )
 
 
 def freeze_startup_heap() -> None:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.backend:
         settings.backend.kind = args.backend
+    if args.expect:
+        # Replies depend on what memory holds: checking against DATA_DIR's database would compare
+        # with whatever earlier sessions left there, and would add this replay to it.
+        scratch = tempfile.TemporaryDirectory(prefix="costar-expect-")
+        settings.memory.db_path = Path(scratch.name) / "costar.sqlite3"
+        if settings.backend.kind == "embedded" and settings.backend.seed is None:
+            print("warning: --expect with the embedded model needs COSTAR_BACKEND_SEED (the one that recorded it)")
 
     async def go() -> int:
         manager = await build_manager(settings)
@@ -69,14 +77,11 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import load_personas
-    from personas.loader import load_card
     from personas.render import render_system_prompt
 
     if args.action == "check":
-        card = load_card(args.name)
-        print(f"ok: {card.name} ({card.persona_id}), {card.source_format}, {len(card.lorebook.entries)} lore entries")
-        return 0
-    registry = load_personas(settings)
+        return _check_card(Path(args.name), settings)
+    registry = load_personas(settings, report=args.action != "list")  # list prints them itself
     if args.action == "list":
         for name in registry.names():
             card = registry.cards[name]
@@ -94,10 +99,30 @@ def _cmd_persona(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_card(path: Path, settings: Settings) -> int:
+    from bot.adapter_check import check_adapter
+    from personas.loader import load_card
+
+    card = load_card(path)
+    adapter = check_adapter(card, path, settings.backend.model)
+    for note in adapter.notes:
+        print(f"note: {note}")
+    if adapter.problems:
+        print(f"costar: {path}: field 'model.adapter': {'; '.join(adapter.problems)}", file=sys.stderr)
+        return 2
+    bound = f", adapter {card.model.adapter.name} at {adapter.folder}" if card.model.adapter else ""
+    print(
+        f"ok: {card.name} ({card.persona_id}), {card.source_format}, {len(card.lorebook.entries)} lore entries{bound}"
+    )
+    return 0
+
+
 def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     from engine.serving.model_store import resolve_model_path
 
-    print(resolve_model_path(settings.backend.model, settings.core.cache_dir))
+    path = resolve_model_path(settings.backend.model, settings.core.cache_dir)
+    if not args.quiet:  # make run prepares on every start: a path printed each time is noise
+        print(path)
     return 0
 
 
@@ -150,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     persona.set_defaults(handler=_cmd_persona)
     model = commands.add_parser("model", help="prepare the embedded model")
     model.add_argument("action", choices=["prepare"])
+    model.add_argument("--quiet", action="store_true", help="print nothing once the model is ready")
     model.set_defaults(handler=_cmd_model)
     vllm = commands.add_parser("vllm-args", help="print `vllm serve` arguments for the installed personas")
     vllm.add_argument("--model", help="weights vLLM loads (hub id or server folder); default: COSTAR_BACKEND_MODEL")
@@ -176,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# costar's own packages log at COSTAR_LOG_LEVEL; everything else (httpx2, aiosqlite, discord,
+# twitchio, openai, …) at COSTAR_LOG_LIBRARIES, WARNING unless asked: their INFO and DEBUG lines
+# drown the chat.
+_OUR_PACKAGES = ("bot", "engine", "memory", "personas", "finetune", "bench")
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(settings.core.log_libraries)
+    for package in _OUR_PACKAGES:
+        logging.getLogger(package).setLevel(settings.core.log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = getattr(args, "handler", _cmd_run)
@@ -183,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         args.console = False
     try:
         settings = load_settings(args.env_file)
-        logging.basicConfig(
-            level=settings.core.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
+        configure_logging(settings)
         install_secret_redaction(settings)
         return handler(args, settings)
     except USER_ERRORS as exc:

@@ -1,19 +1,23 @@
 """The local console adapter behind ``make run``: chat with the character in a terminal.
 
-Interactive (a terminal): a prompt, replies streamed as they are generated, slash commands.
+Interactive (a terminal): a line editor with history (prompt_toolkit: arrows, Ctrl-R, the
+history kept in DATA_DIR/console_history), replies streamed as they are generated, slash commands.
 Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
+Input that is not valid UTF-8 is read with replacement characters; it never stops the bot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
+from bot.console_line import LiveLine
 from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
-from engine.manager import ConversationManager, HeardLine
+from engine.manager import ConversationManager
 from engine.settings import Settings
 
 __all__ = ["ConsoleAdapter"]
@@ -31,13 +35,15 @@ class ConsoleAdapter:
         *,
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        editor: Any | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
-        self.stdin = stdin or sys.stdin
+        self.stdin = _replacing_bad_bytes(stdin or sys.stdin)
         self.stdout = stdout or sys.stdout
-        self.interactive = self.stdin.isatty()
+        self.interactive = editor is not None or self.stdin.isatty()
         self.user = settings.core.console_user
+        self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
 
     def _say(self, text: str, end: str = "\n") -> None:
@@ -50,11 +56,9 @@ class ConsoleAdapter:
             self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else HELP)
             self._say(f"({HELP})")
         while not self._closed:
-            if self.interactive:
-                self._say(f"{self.user}> ", end="")
-            line = await asyncio.to_thread(self.stdin.readline)
-            if not line:
-                break  # end of input: a piped session is done
+            line = await self._read_line()
+            if line is None:
+                break  # end of input (or Ctrl-D / Ctrl-C at the prompt): the session is done
             text = line.strip()
             if not text:
                 continue
@@ -70,6 +74,18 @@ class ConsoleAdapter:
     async def close(self) -> None:
         self._closed = True
 
+    async def _read_line(self) -> str | None:
+        if not self.interactive:
+            line = await asyncio.to_thread(self.stdin.readline)
+            return line or None
+        if self._editor is None:
+            self._editor = _line_editor(self.settings)
+        try:
+            text: str = await self._editor.prompt_async(f"{self.user}> ")
+        except (EOFError, KeyboardInterrupt):
+            return None
+        return text
+
     async def _chat(self, text: str) -> None:
         event = ChatEvent(
             platform=PLATFORM,
@@ -81,32 +97,27 @@ class ConsoleAdapter:
             addresses_bot=True,
         )
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
+        live = LiveLine(self.stdout, f"{persona.display_name}: ")
         try:
             heard = await self.manager.hear(event)
             if heard.blocked:
                 return  # stored, but the character stays quiet
             if self.interactive:
-                await self._stream(heard, persona.display_name)
+                async for snapshot in self.manager.reply_stream(heard):
+                    live.show(snapshot)
+                live.end()
             else:
                 reply = await self.manager.reply(heard)
                 if reply is not None:
                     self._say(f"{reply.persona_name}: {reply.text}")
         except EngineError as exc:
+            # Text already on screen that the character never finished is taken back: showing a
+            # reply and then "could not answer" for it reads as two contradicting answers.
+            live.retract()
             fallback = await self.manager.fallback_reply(event)
             if fallback:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {one_line(exc)}]", file=sys.stderr)
-
-    async def _stream(self, heard: HeardLine, name: str) -> None:
-        shown = ""
-        self._say(f"{name}: ", end="")
-        async for snapshot in self.manager.reply_stream(heard):
-            if snapshot.startswith(shown):
-                self._say(snapshot[len(shown) :], end="")
-            else:  # post-processing rewrote the start (e.g. stripped a speaker label): redraw
-                self._say(f"\r{name}: {snapshot}", end="")
-            shown = snapshot
-        self._say("")
 
     async def _command(self, text: str) -> bool:
         command, _, argument = text[1:].partition(" ")
@@ -138,3 +149,22 @@ class ConsoleAdapter:
         else:
             self._say(f"[{HELP}]")
         return True
+
+
+def _replacing_bad_bytes(stream: TextIO) -> TextIO:
+    """Decode invalid UTF-8 as U+FFFD instead of failing (or smuggling surrogates into memory).
+
+    Python reads a terminal's or a pipe's bytes with ``surrogateescape`` in the C/UTF-8 locale,
+    which SQLite then refuses to store.
+    """
+    if isinstance(stream, io.TextIOWrapper) and stream.errors != "replace":
+        stream.reconfigure(errors="replace")
+    return stream
+
+
+def _line_editor(settings: Settings) -> Any:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    settings.core.data_dir.mkdir(parents=True, exist_ok=True)
+    return PromptSession(history=FileHistory(str(settings.core.data_dir / "console_history")))

@@ -2,7 +2,10 @@
 
 With ``--record OUT`` the events and the replies given are written as a new transcript; with
 ``--expect`` the replies recorded in FILE must be reproduced exactly (use a deterministic backend:
-scripted, or the embedded model with temperature 0 / a fixed seed). ``--ack`` prints
+scripted, or the embedded model with the COSTAR_BACKEND_SEED that recorded it; the CLI replays
+``--expect`` against a fresh temporary database, so what DATA_DIR remembers cannot change a reply).
+Replies come out as the event's platform would send them (its output rules: one line on Twitch).
+The format is documented in docs/replay.md. ``--ack`` prints
 ``ACK line ID`` once a chat line is committed and ``ACK reply ID`` once its reply is (the
 kill -9 durability test counts on these).
 """
@@ -40,9 +43,10 @@ async def replay(
 ) -> ReplayResult:
     out = out or sys.stdout
     result = ReplayResult()
+    lines = list(read_transcript(transcript))  # every line checked before any is stored
     recorder = record.open("w", encoding="utf-8") if record else None
     try:
-        for line in read_transcript(transcript):
+        for line in lines:
             reply_text = await _one(manager, line, out, ack=ack)
             result.events += 1
             result.replies += reply_text is not None

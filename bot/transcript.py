@@ -1,7 +1,9 @@
 """JSONL transcripts: chat events in, optionally with the replies a session gave.
 
 One JSON object per line. A plain event line is the ChatEvent's fields; a recorded line is
-``{"event": {...}, "reply": "text" | null}``. ``costar replay`` reads both.
+``{"event": {...}, "reply": "text" | null}``. ``costar replay`` reads both. The format, field by
+field, is documented in docs/replay.md. Every problem is a :class:`TranscriptError` naming
+``file:line``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,15 @@ def event_from_dict(data: dict[str, Any], *, default_message_id: str) -> ChatEve
     missing = [key for key in ("channel_id", "author_name", "text") if not isinstance(data.get(key), str)]
     if missing:
         raise TranscriptError(f"missing or non-text field(s): {', '.join(missing)}")
+    # Ids may be numbers (platforms use both); anything else would only fail later, in memory.
+    for key in ("platform", "author_id", "message_id", "reply_to_id", "server_id"):
+        if data.get(key) is not None and not isinstance(data[key], str | int):
+            raise TranscriptError(f"'{key}' must be text, a number or null, not {data[key]!r}")
+    raw_roles = data.get("roles") or []
+    if not isinstance(raw_roles, list):
+        raise TranscriptError(f"'roles' must be a list such as [\"moderator\"], not {raw_roles!r}")
     try:
-        roles = frozenset(Role(role) for role in data.get("roles", []))
+        roles = frozenset(Role(role) for role in raw_roles)
     except ValueError as exc:
         raise TranscriptError(f"unknown role in 'roles' ({exc}); use {[role.value for role in Role]}") from exc
     extra: dict[str, Any] = {}
@@ -68,27 +77,48 @@ def event_from_dict(data: dict[str, Any], *, default_message_id: str) -> ChatEve
         text=data["text"],
         message_id=str(data.get("message_id") or default_message_id),
         roles=roles,
-        reply_to_id=data.get("reply_to_id"),
+        reply_to_id=_text_or_none(data.get("reply_to_id")),
         addresses_bot=bool(data.get("addresses_bot", True)),
-        server_id=data.get("server_id"),
+        server_id=_text_or_none(data.get("server_id")),
         **extra,
     )
 
 
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def read_transcript(path: Path) -> Iterator[TranscriptLine]:
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise TranscriptError("each line must be a JSON object")
-                recorded = "event" in data
-                body = data["event"] if recorded else data
-                if not isinstance(body, dict):
-                    raise TranscriptError("'event' must be an object")
-                event = event_from_dict(body, default_message_id=f"{path.stem}-{number}")
-            except (json.JSONDecodeError, TranscriptError) as exc:
-                raise TranscriptError(f"{path}:{number}: {exc}") from exc
-            yield TranscriptLine(number, event, data.get("reply") if recorded else None, recorded)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise TranscriptError(f"{path}: cannot read the transcript ({exc.strerror or exc})") from exc
+    for number, raw_bytes in enumerate(content.splitlines(), start=1):
+        if not raw_bytes.strip():
+            continue
+        try:
+            yield _line(path, number, raw_bytes)
+        except TranscriptError as exc:
+            raise TranscriptError(f"{path}:{number}: {exc}") from exc
+
+
+def _line(path: Path, number: int, raw_bytes: bytes) -> TranscriptLine:
+    try:
+        raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise TranscriptError(f"not UTF-8 text (byte {exc.start})") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TranscriptError(f"invalid JSON at column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise TranscriptError("each line must be a JSON object")
+    recorded = "event" in data
+    body = data["event"] if recorded else data
+    if not isinstance(body, dict):
+        raise TranscriptError("'event' must be an object")
+    reply = data.get("reply") if recorded else None
+    if reply is not None and not isinstance(reply, str):
+        raise TranscriptError("'reply' must be text or null")
+    event = event_from_dict(body, default_message_id=f"{path.stem}-{number}")
+    return TranscriptLine(number, event, reply, recorded)

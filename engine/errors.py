@@ -12,6 +12,8 @@ EngineError
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "BackendError",
     "BackendUnavailable",
@@ -37,7 +39,9 @@ class PersonaNotFound(EngineError):
         self.name = name
         self.available = available
         listing = ", ".join(available) or "none installed"
-        super().__init__(f"no persona named {name!r} (available: {listing})")
+        close = difflib.get_close_matches(name.lower(), available, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"no persona named {name!r}{hint} (available: {listing})")
 
 
 class MemoryUnavailable(EngineError):

@@ -40,8 +40,8 @@ from engine.flow.cooldown import Cooldown
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
-from engine.output.limits import PlatformLimits
-from engine.output.postprocess import cut_at_stops, postprocess
+from engine.output.limits import PLATFORM_LIMITS, PlatformLimits
+from engine.output.postprocess import cut_at_stops, past_max_length, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
@@ -103,7 +103,7 @@ class ConversationManager:
         self.recaller = Recaller(memory, settings.memory, counter.count)
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
-        self.platform_limits: dict[str, PlatformLimits] = {}
+        self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._window_start: dict[str, int] = {}
@@ -124,11 +124,9 @@ class ConversationManager:
             return card
         if not self.personas.cards:
             raise SettingsError("no persona cards are installed; check COSTAR_PERSONAS_DIR")
-        fallback = self.personas.cards[self.personas.names()[0]]
-        log.warning(
-            "COSTAR_DEFAULT_PERSONA=%r is not installed; using %r", self.settings.core.default_persona, fallback.id
-        )
-        return fallback
+        # Refused, like any other mistyped setting: a silent fallback puts the wrong character on stream.
+        missing = PersonaNotFound(self.settings.core.default_persona, self.personas.names())
+        raise SettingsError(f"COSTAR_DEFAULT_PERSONA: {missing}")
 
     async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> PersonaCard:
         # Asked for every chat line (moderation, addressing): remembered until a switch, which
@@ -420,7 +418,12 @@ class ConversationManager:
         """One generation; yields post-processed snapshots until one fails moderation."""
         attempt.stream = self.backend.stream(request)
         attempt.raw, withheld = "", False
-        async for attempt.raw in self._stream_raw(attempt.stream, request.stop):
+        names = (persona.name, persona.display_name)
+
+        def long_enough(raw: str) -> bool:
+            return past_max_length(raw, style=persona.style, speaker_names=names, stops=request.stop)
+
+        async for attempt.raw in self._stream_raw(attempt.stream, request.stop, long_enough):
             attempt.on_first_chunk()
             if not snapshots:
                 continue  # only the finished text is checked and kept
@@ -433,8 +436,12 @@ class ConversationManager:
                 attempt.shown = checked.text
                 yield checked.text
 
-    async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
-        """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
+    async def _stream_raw(
+        self, stream: TextStream, stops: tuple[str, ...], long_enough: Callable[[str], bool]
+    ) -> AsyncIterator[str]:
+        """Cumulative raw text; ends early at a stop sequence or once the reply is long enough to
+        be cut to its maximum length (closing the stream stops the generation); errors become
+        BackendError."""
         raw = ""
         try:
             async with asyncio.timeout(self.settings.backend.timeout_s):
@@ -444,6 +451,9 @@ class ConversationManager:
                     yield raw
                     if stopped:
                         stream.finish_reason = "stop"
+                        break
+                    if long_enough(raw):
+                        stream.finish_reason = "length"
                         break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
@@ -470,6 +480,7 @@ class ConversationManager:
             messages=built.messages,
             max_tokens=persona.style.max_reply_tokens,
             temperature=persona.style.temperature,
+            repetition_penalty=persona.style.repetition_penalty,
             stop=stops,
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),
@@ -512,6 +523,7 @@ class ConversationManager:
             turn_context=build_turn_context(persona, event, user, history, self.builder.counter.count),
             new_line=viewer_message(event.author_name, event.text, replied_to, remembered),
             window_start_id=window_start,
+            persona_id=persona.persona_id,
         )
         built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
         if built.trimmed:

@@ -55,7 +55,10 @@ class CoreSettings(BaseSettings):
         None, description="extra persona cards (YAML, JSON, PNG) besides the built-in ones"
     )
     default_persona: str = Field("pip", description="persona used where no moderator chose one")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="costar's own log lines")
+    log_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="log level of third-party libraries (httpx2, aiosqlite, discord, twitchio, ...)"
+    )
     console_user: str = Field("you", description="the name the console adapter chats under")
     bot_name: str | None = Field(None, description="extra name viewers use to address the bot")
 
@@ -69,7 +72,9 @@ class BackendSettings(BaseSettings):
         description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name",
     )
     device: str = Field("cpu", description="embedded: cpu, cuda, cuda:0, or auto")
-    threads: int | None = Field(None, ge=1, description="embedded: torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(
+        None, ge=1, description="embedded: torch CPU threads (default: half the CPU cores, at least 1)"
+    )
     context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
     tokenizer: str | None = Field(
         None, description="tokenizer.json or model folder for counting tokens; default: the model's"
@@ -91,6 +96,15 @@ class BackendSettings(BaseSettings):
         None, description="openai/vllm-args: the adapters folder as the vLLM server sees it (docker), e.g. /adapters"
     )
     check_models: bool = Field(True, description="openai: at start, check GET /v1/models lists every persona's adapter")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_with_scheme(cls, url: str | None) -> str | None:
+        # Without a scheme the client cannot connect and says only "Connection error".
+        if url and not url.startswith(("http://", "https://")):
+            suggestion = "http://" + url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
+            raise ValueError(f"{url!r} needs a scheme; did you mean {suggestion!r}?")
+        return url
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> BackendSettings:

@@ -17,7 +17,8 @@ Pipeline, one module per step:
   BLEU, chrF, METEOR, distinct-n and the multiple-choice persona test; Markdown, JSON and PNG
   (:mod:`finetune.wordnet` makes Debian's WordNet usable for METEOR offline).
 
-Nothing here is imported by the bot; torch, transformers, trl and peft come from the
+The bot imports only :mod:`finetune.adapters` (standard library only), to check a persona's bound
+adapter at start and in ``costar persona check``; torch, transformers, trl and peft come from the
 ``finetune`` extra.
 """
 

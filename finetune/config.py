@@ -36,6 +36,13 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 @dataclass
 class AdapterArguments:
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "A shipped configuration from finetune/presets/ (recommended, lora_seed, prompt_tuning_seed, "
+            "qlora, lora_r_equals_alpha); same as --config with its file. Flags override it."
+        },
+    )
     base_model: str = field(
         default="smollm2",
         metadata={"help": "Base model: 'smollm2' (the built-in SmolLM2-135M-Instruct), a local folder, or a Hub id."},

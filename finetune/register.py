@@ -1,23 +1,27 @@
 """Bind a trained adapter to a persona card (``model.adapter``: name, path, rank).
 
-    python -m finetune.register outputs/adapters/pip --card personas/cards/pip.yaml --name pip-lora
+    python -m finetune.register outputs/adapters/pip --card my-cards/pip.yaml --name pip-lora
 
 The adapter is checked first: one vLLM cannot serve is refused with the reasons (pass
-``--embedded-only`` to bind a prompt-tuning adapter for the embedded backend anyway). Every other
-field of the card is kept. When the card has no ``model:`` section yet, the binding is appended
-as text so comments and layout survive; otherwise the card is rewritten (field order kept,
-comments lost — a notice says so).
+``--embedded-only`` to bind a prompt-tuning adapter for the embedded backend anyway). Only the
+card's ``model:`` block is rewritten (ruamel.yaml keeps the comments in it); every other line of
+the file stays byte for byte. The adapter path is written relative to the card, so the card and
+its adapter can move together (a path outside the card's tree stays relative too: ``../..``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from finetune.adapters import inspect_adapter
 from finetune.errors import AdapterRejected, FinetuneError
@@ -26,11 +30,56 @@ from personas.card import PersonaCard
 __all__ = ["main", "register_adapter"]
 
 
-def _binding(adapter_dir: Path, name: str, rank: int | None) -> dict[str, Any]:
-    binding: dict[str, Any] = {"name": name, "path": str(adapter_dir.resolve())}
+def _relative_to_card(adapter_dir: Path, card_path: Path) -> str:
+    try:
+        return Path(os.path.relpath(adapter_dir.resolve(), card_path.resolve().parent)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return str(adapter_dir.resolve())
+
+
+def _binding(adapter_dir: Path, card_path: Path, name: str, rank: int | None) -> dict[str, Any]:
+    binding: dict[str, Any] = {"name": name, "path": _relative_to_card(adapter_dir, card_path)}
     if rank is not None:
         binding["rank"] = rank
     return binding
+
+
+def _round_trip() -> YAML:
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
+    round_trip.width = 4096  # never re-wrap a long line
+    round_trip.indent(mapping=2, sequence=4, offset=2)
+    round_trip.representer.add_representer(
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    return round_trip
+
+
+def _with_model_block(text: str, model: dict[str, Any]) -> str:
+    """``text`` with its top-level ``model:`` block replaced (or appended); other lines untouched."""
+    round_trip = _round_trip()
+    document = round_trip.load(text)
+    lines = text.splitlines(keepends=True)
+    if not isinstance(document, CommentedMap) or "model" not in document:
+        start = end = len(lines)
+        block_value: Any = model
+    else:
+        start = document.lc.key("model")[0]
+        later = [document.lc.key(key)[0] for key in document if document.lc.key(key)[0] > start]
+        end = min(later, default=len(lines))
+        while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+            end -= 1  # blank lines and comments just above the next key belong to that key
+        block_value = document["model"] if isinstance(document["model"], CommentedMap) else CommentedMap()
+        for key in list(block_value):
+            if key not in model:
+                del block_value[key]
+        block_value.update(model)
+    rendered = io.StringIO()
+    round_trip.dump({"model": block_value}, rendered)
+    head = "".join(lines[:start])
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + rendered.getvalue() + "".join(lines[end:])
 
 
 def register_adapter(
@@ -42,24 +91,17 @@ def register_adapter(
     if not report.vllm_loadable and not (embedded_only and report.peft_type):
         raise AdapterRejected(adapter_dir, report.reasons)
     rank = report.rank if report.vllm_loadable else None
-    binding = _binding(adapter_dir, name or adapter_dir.name, rank)
+    binding = _binding(adapter_dir, card_path, name or adapter_dir.name, rank)
     text = card_path.read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
-    model = dict(data.get("model") or {})
-    model["adapter"] = binding
-    updated = {**data, "model": model}
+    model = {**(data.get("model") or {}), "adapter": binding}
     try:
-        PersonaCard.model_validate(updated)
+        PersonaCard.model_validate({**data, "model": model})
     except ValidationError as exc:
         raise FinetuneError(
             f"{card_path}: the card would not validate with this binding: {exc.errors()[0]['msg']}"
         ) from exc
-    if "model" not in data:
-        block = yaml.safe_dump({"model": model}, sort_keys=False, allow_unicode=True)
-        card_path.write_text(text.rstrip("\n") + "\n" + block, encoding="utf-8")
-    else:
-        card_path.write_text(yaml.safe_dump(updated, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        print(f"notice: {card_path} was rewritten; YAML comments in it are not kept")
+    card_path.write_text(_with_model_block(text, model), encoding="utf-8")
     return binding
 
 

@@ -7,7 +7,7 @@ for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
 
     # the recommended default (all linear layers, r=16) on the shipped Pip set, CPU-sized
     python -m finetune.train --preset recommended --output_dir outputs/adapters/pip-lora \\
-        --max_steps 60 --per_device_train_batch_size 4 --max_length 512
+        --max_steps 60 --per_device_train_batch_size 2 --threads 1
 
     # the seed projects' settings
     python -m finetune.train --preset lora_seed --output_dir outputs/adapters/pip-lora-seed
@@ -46,7 +46,9 @@ _DEFAULTS: dict[str, Any] = {
     "save_strategy": "no",  # the adapter is saved once at the end, without checkpoints beside it
     "report_to": "none",
     "logging_steps": 5,
-    "max_length": 512,
+    # Pip's card alone renders to about 630 tokens of system prompt: 512 would cut every
+    # conversation before the character says a word.
+    "max_length": 1024,
     "learning_rate": 2e-4,
     "lr_scheduler_type": "cosine",
     "warmup_steps": 0,
@@ -78,8 +80,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     from trl import SFTConfig, TrlParser
 
     args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
+    asks_for_help = any(arg in ("-h", "--help") for arg in args)
     # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
-    method = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)[0].method
+    # (Not for --help: this first parser knows only the adapter options and would list just those.)
+    method = "" if asks_for_help else _method(args)
     if method == "qlora" and not torch.cuda.is_available():
         raise ConfigError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on the CPU")
     parser = TrlParser((AdapterArguments, DataArguments, SFTConfig))
@@ -89,6 +93,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     if adapter_args.method == "prompt_tuning" and sft_config.packing:
         raise ConfigError("packing is not supported with prompt_tuning: the virtual tokens belong to each sequence")
     return adapter_args, data_args, sft_config
+
+
+def _method(args: list[str]) -> str:
+    from trl import TrlParser
+
+    parsed = TrlParser((AdapterArguments,)).parse_args_and_config(list(args), return_remaining_strings=True)
+    return str(parsed[0].method)
 
 
 def _conversations(path: str, card_prompt: str, limit: int | None = None) -> list[Conversation]:
@@ -106,8 +117,29 @@ def build_dataset(conversations: list[Conversation], tokenizer: Any, max_length:
         if any(label != IGNORE_INDEX for label in tokens.labels):
             rows.append({"input_ids": tokens.input_ids, "labels": tokens.labels})
     if not rows:
-        raise ConfigError("no conversation has a character turn within max_length")
+        raise ConfigError(_too_short_message(conversations, tokenizer, max_length))
     return Dataset.from_list(rows)
+
+
+def _too_short_message(conversations: list[Conversation], tokenizer: Any, max_length: int | None) -> str:
+    """Both lengths and the fix: where the earliest character turn ends, against max_length."""
+    ends = []
+    for conversation in conversations[:50]:  # enough to find the shortest; tokenizing is not free
+        labels = tokenize_conversation(tokenizer, conversation.chat()).labels
+        end = next((position for position, label in enumerate(labels) if label != IGNORE_INDEX), None)
+        if end is not None:
+            while end < len(labels) and labels[end] != IGNORE_INDEX:
+                end += 1  # to the end of that first character turn
+            ends.append(end)
+    if not ends:
+        return "no conversation has a character turn at all; check the data file's roles"
+    needed = min(ends)
+    suggestion = 1 << (needed - 1).bit_length()
+    return (
+        f"no conversation has a character turn within max_length={max_length}: the earliest character turn "
+        f"ends at token {needed} (the card's system prompt comes first); pass --max_length {suggestion} "
+        "or a shorter --card"
+    )
 
 
 def load_base_model(model_path: str, method: str, sft_config: Any) -> Any:

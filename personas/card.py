@@ -9,9 +9,10 @@ they carried that we do not understand, untouched.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from personas.moderation_rules import ModerationOverrides
 from personas.stream import CustomCommand, Reactions, StreamTimer
@@ -23,7 +24,13 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """A typeable id: lowercase letters (of any script) and digits, dashes between words.
+
+    NFKC first, so full-width Latin letters become plain ones; letters outside Latin are kept, so a Japanese
+    name keeps its own id instead of colliding with every other one on a placeholder.
+    """
+    normalised = unicodedata.normalize("NFKC", name).lower()
+    slug = re.sub(r"[\W_]+", "-", normalised).strip("-")
     return slug or "persona"
 
 
@@ -71,15 +78,19 @@ class Style(_Strict):
     emoji: Literal["keep", "strip", "limit"] = "limit"
     max_emoji: int = Field(2, ge=0, le=50, description="with emoji: limit, emoji beyond this are removed")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, le=2.0, description="above 1 discourages repeating words; a small model loops without it"
+    )
     rules: list[str] = Field(default_factory=list, description="extra speaking rules, one line each")
 
 
 class LoreEntry(_Strict):
-    keys: list[str] = Field(min_length=1)
+    # Before keys, so the keys check can see it.
+    constant: bool = Field(False, description="always inserted, keys or not")
+    keys: list[str] = Field(default_factory=list, description="words that fire the entry; a constant one needs none")
     content: str = Field(min_length=1)
     secondary_keys: list[str] = Field(default_factory=list)
     selective: bool = False
-    constant: bool = False
     enabled: bool = True
     case_sensitive: bool = False
     use_regex: bool = False
@@ -92,10 +103,11 @@ class LoreEntry(_Strict):
 
     @field_validator("keys")
     @classmethod
-    def _non_blank_keys(cls, keys: list[str]) -> list[str]:
+    def _non_blank_keys(cls, keys: list[str], info: ValidationInfo) -> list[str]:
         cleaned = [key.strip() for key in keys if key and key.strip()]
-        if not cleaned:
-            raise ValueError("needs at least one non-empty key")
+        # SillyTavern writes always-inserted entries with no keys: they need none.
+        if not cleaned and not info.data.get("constant"):
+            raise ValueError("needs at least one non-empty key (or constant: true to always insert it)")
         return cleaned
 
 

@@ -23,9 +23,12 @@ from personas.sillytavern import (
 )
 from personas.validation import field_path
 
-__all__ = ["CARD_SUFFIXES", "load_card", "load_lorebook", "parse_card_bytes"]
+__all__ = ["CARD_SUFFIXES", "SIDECAR_SUFFIX", "load_card", "load_lorebook", "parse_card_bytes", "sidecar_of"]
 
 CARD_SUFFIXES = (".yaml", ".yml", ".json", ".png")
+# Beside a SillyTavern card (PNG or JSON), which has no room for them: costar's own fields.
+SIDECAR_SUFFIX = ".costar.yaml"
+_SIDECAR_FIELDS = frozenset({"lorebook_files", "style", "model", "id"})
 _MAX_CARD_BYTES = 32 * 1024 * 1024  # PNG cards with big portraits are a few MB; more is not a card
 
 
@@ -36,9 +39,37 @@ def load_card(path: Path | str) -> PersonaCard:
     except OSError as exc:
         raise PersonaError(path, f"cannot read the file ({exc.strerror or exc})") from exc
     card = parse_card_bytes(data, path.suffix.lower(), path)
+    sidecar = sidecar_of(path)
+    if sidecar.exists() and path.suffix.lower() in (".json", ".png"):
+        card = _with_sidecar(card, sidecar)
     if card.lorebook_files:
         card = _merge_lorebook_files(card, path)
     return card
+
+
+def sidecar_of(card_path: Path) -> Path:
+    """``seraphina.png`` -> ``seraphina.costar.yaml``."""
+    return card_path.with_name(card_path.stem + SIDECAR_SUFFIX)
+
+
+def _with_sidecar(card: PersonaCard, sidecar: Path) -> PersonaCard:
+    try:
+        data = yaml.safe_load(_decode(sidecar.read_bytes(), sidecar)) or {}
+    except OSError as exc:
+        raise PersonaError(sidecar, f"cannot read the file ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise PersonaError(sidecar, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise PersonaError(sidecar, "a sidecar must be a YAML mapping (lorebook_files: [...])")
+    unknown = sorted(set(map(str, data)) - _SIDECAR_FIELDS)
+    if unknown:
+        fields = ", ".join(sorted(_SIDECAR_FIELDS))
+        raise PersonaError(sidecar, f"a sidecar sets only {fields}", field=unknown[0])
+    try:
+        return PersonaCard.model_validate({**card.model_dump(), **data})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PersonaError(sidecar, first["msg"], field=field_path(first["loc"]) or None) from exc
 
 
 def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> PersonaCard:

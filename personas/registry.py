@@ -9,13 +9,17 @@ from pathlib import Path
 
 from personas.card import PersonaCard, slugify
 from personas.errors import PersonaError
-from personas.loader import CARD_SUFFIXES, load_card
+from personas.loader import CARD_SUFFIXES, SIDECAR_SUFFIX, load_card
 
 __all__ = ["BUILTIN_CARDS_DIR", "PersonaRegistry"]
 
 log = logging.getLogger(__name__)
 
 BUILTIN_CARDS_DIR = Path(__file__).parent / "cards"
+
+
+def is_sidecar(path: Path) -> bool:
+    return path.name.lower().endswith(SIDECAR_SUFFIX)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PersonaRegistry:
             self.errors.append(PersonaError(folder, "persona folder does not exist"))
             return
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in CARD_SUFFIXES and not path.name.startswith("."):
+            if path.suffix.lower() in CARD_SUFFIXES and not path.name.startswith(".") and not is_sidecar(path):
                 self.load_file(path)
 
     def load_file(self, path: Path) -> PersonaCard | None:
@@ -46,14 +50,16 @@ class PersonaRegistry:
         except PersonaError as exc:
             if "world-info" in exc.problem:
                 return None  # lorebooks live beside cards; cards reference them by file name
-            log.error("Skipping persona card: %s", exc)
-            self.errors.append(exc)
+            self.errors.append(exc)  # reported once, by whoever loads the registry (bot.app)
             return None
         self.add(card, path)
         return card
 
     def add(self, card: PersonaCard, source: Path | None = None) -> None:
-        if card.persona_id in self.cards and source is not None:
+        earlier = self.sources.get(card.persona_id)
+        if earlier is not None and source is not None and earlier.parent == source.parent:
+            card = self._renamed(card, source)  # two cards in one folder: both stay switchable
+        elif card.persona_id in self.cards and source is not None:
             log.warning(
                 "Persona %r from %s replaces the one from %s",
                 card.persona_id,
@@ -63,6 +69,14 @@ class PersonaRegistry:
         self.cards[card.persona_id] = card
         if source is not None:
             self.sources[card.persona_id] = source
+
+    def _renamed(self, card: PersonaCard, source: Path) -> PersonaCard:
+        number = 2
+        while f"{card.persona_id}-{number}" in self.cards:
+            number += 1
+        new_id = f"{card.persona_id}-{number}"
+        log.warning("Persona id %r is taken in %s; %s is %r", card.persona_id, source.parent, source.name, new_id)
+        return card.model_copy(update={"id": new_id})
 
     def get(self, name: str) -> PersonaCard | None:
         """Look up by id, by name or by nickname, ignoring case and punctuation."""

@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,8 @@ from personas.validation import field_path
 
 __all__ = ["card_from_json", "card_json_from_png", "lorebook_from_character_book", "lorebook_from_world_info"]
 
+log = logging.getLogger(__name__)
+
 _SPECS = {"chara_card_v2": "2", "chara_card_v3": "3"}
 _SPEAKER = re.compile(r"^\s*(\{\{user\}\}|\{\{char\}\}|<USER>|<BOT>)\s*:\s?(.*)$", re.IGNORECASE)
 _LEGACY_MACROS = {"<USER>": "{{user}}", "<BOT>": "{{char}}", "<user>": "{{user}}", "<bot>": "{{char}}"}
@@ -36,7 +39,13 @@ def card_json_from_png(data: bytes, path: Path | None = None) -> dict[str, Any]:
         image = Image.open(io.BytesIO(data))
         chunks = dict(getattr(image, "text", {}) or {})
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise PersonaError(path, f"not a readable PNG image ({exc})") from exc
+        # Pillow's own message names an in-memory buffer ("<_io.BytesIO object at 0x...>"), not the file.
+        found = "an empty file" if not data else f"{len(data)} bytes starting {data[:8]!r}"
+        raise PersonaError(
+            path,
+            f"not a readable PNG image ({found}); a card PNG is a picture with the character's JSON "
+            "in a 'chara' (V2) or 'ccv3' (V3) tEXt chunk, as SillyTavern exports it",
+        ) from exc
     chunk_name = "ccv3" if "ccv3" in chunks else "chara" if "chara" in chunks else None
     if chunk_name is None:
         raise PersonaError(path, "this PNG carries no character card (no 'ccv3' or 'chara' tEXt chunk)")
@@ -158,8 +167,6 @@ def lorebook_from_world_info(data: dict[str, Any], path: Path | None) -> Loreboo
             "comment": raw.get("comment") or None,
             "extensions": {"uid": raw.get("uid"), "st_fields": {k: v for k, v in raw.items() if k not in known}},
         }
-        if fields["constant"] and not fields["keys"]:
-            fields["keys"] = ["*"]
         converted.append(_validated(LoreEntry, fields, path, where))
     return _validated(
         Lorebook, {"name": data.get("name") or (path.stem if path else None), "entries": converted}, path, "entries"
@@ -178,6 +185,10 @@ def card_from_json(data: dict[str, Any], path: Path | None = None) -> PersonaCar
             path, "this is a world-info (lorebook) file, not a character card; list it in a card's lorebook_files"
         )
     body = data.get("data") if spec else data
+    if spec and not (isinstance(body, dict) and body.get("name")) and isinstance(data.get("name"), str):
+        # Some card tools write the V1 fields at the top level beside an empty "data" object.
+        log.warning("%s: 'data' has no character; reading the V1 fields at the top level instead", path or "<card>")
+        body = data
     if not isinstance(body, dict):
         raise PersonaError(path, "must be an object holding the character", field="data")
     name = _text(body, "name", path)

@@ -9,6 +9,7 @@ automatically, so ``pytest -m "not model"`` runs without the model cache.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -38,6 +39,30 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("COSTAR_", "DISCORD_", "TWITCH_")):
             monkeypatch.delenv(key)
+
+
+# A shipped card's model block, with whatever adapter a user bound there since.
+_MODEL_BLOCK = re.compile(r"^model:\n(?:[ \t].*\n)*", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def pristine_cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped cards with no adapter bound: a user's ``finetune.register`` into
+    personas/cards/ must not change what the tests see. Subprocesses get it as COSTAR_PERSONAS_DIR
+    (a later folder's card replaces a built-in one of the same id)."""
+    from personas.registry import BUILTIN_CARDS_DIR
+
+    folder = tmp_path_factory.mktemp("shipped-cards")
+    for card in BUILTIN_CARDS_DIR.glob("*.yaml"):
+        text = _MODEL_BLOCK.sub("model:\n  base: null\n  adapter: null\n", card.read_text(encoding="utf-8"))
+        (folder / card.name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _shipped_cards_as_shipped(monkeypatch: pytest.MonkeyPatch, pristine_cards: Path) -> None:
+    monkeypatch.setattr("personas.registry.BUILTIN_CARDS_DIR", pristine_cards)
+    monkeypatch.setattr("bot.app.BUILTIN_CARDS_DIR", pristine_cards)
 
 
 @pytest.fixture(scope="session")

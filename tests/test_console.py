@@ -80,8 +80,16 @@ async def test_console_slash_commands_switch_persona_and_forget(settings, script
     assert "you: 0 messages remembered" in output
 
 
-def test_costar_run_with_piped_input_prints_a_reply_and_exits_zero(tmp_path: Path, model_path: Path) -> None:
-    env = {**os.environ, "COSTAR_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "COSTAR_BACKEND_TIMEOUT_S": "600"}
+def test_costar_run_with_piped_input_prints_a_reply_and_exits_zero(
+    tmp_path: Path, model_path: Path, pristine_cards: Path
+) -> None:
+    env = {
+        **os.environ,
+        "COSTAR_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+        "COSTAR_BACKEND_TIMEOUT_S": "600",
+        "COSTAR_PERSONAS_DIR": str(pristine_cards),
+    }
     env = {key: value for key, value in env.items() if not key.startswith(("DISCORD_", "TWITCH_"))}
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "run"],

@@ -22,6 +22,7 @@ DISTRIBUTION_OF = {
     "yaml": "pyyaml",
     "discord": "discord.py",
     "dotenv": "python-dotenv",
+    "ruamel": "ruamel.yaml",
 }
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from engine.serving.adapter_paths import adapter_folder
 from finetune.adapters import inspect_adapter
 from finetune.check import main as check_main
 from finetune.errors import AdapterRejected
 from finetune.register import register_adapter
 from personas.loader import load_card
+from personas.registry import PersonaRegistry
+
+# The shipped card's model block, whatever a user bound there since (the test must not care).
+_PRISTINE_MODEL = re.compile(r"^model:\n(?:[ \t].*\n)*", re.MULTILINE)
 
 LORA_KEYS = (
     "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
@@ -95,7 +101,7 @@ def test_registering_appends_the_binding_and_keeps_every_other_field_and_comment
     loaded = load_card(card)
     adapter = loaded.model.adapter
     assert adapter is not None and adapter.name == "pip-lora"
-    assert adapter.path == str(folder.resolve()) and adapter.rank == 16
+    assert adapter.path == "pip-lora" and adapter.rank == 16  # relative to the card
     assert loaded.facts == ["I live in the overlay."] and loaded.style.max_reply_chars == 200
     assert card.read_text(encoding="utf-8").startswith("# Pip, our co-host\n")
 
@@ -110,7 +116,7 @@ def test_registering_replaces_an_existing_binding_and_keeps_the_base_model(tmp_p
     data = yaml.safe_load(card.read_text(encoding="utf-8"))
     assert data["model"] == {
         "base": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "adapter": {"name": "new", "path": str((tmp_path / "new").resolve()), "rank": 16},
+        "adapter": {"name": "new", "path": "new", "rank": 16},
     }
     assert data["tags"] == ["default"]
 
@@ -125,4 +131,24 @@ def test_registering_refuses_an_adapter_vllm_cannot_serve_and_leaves_the_card_al
 def test_a_prompt_tuning_adapter_can_be_bound_for_the_embedded_backend_only(tmp_path: Path) -> None:
     card = _card(tmp_path, "name: Pip\n")
     binding = register_adapter(_adapter(tmp_path / "pt", peft_type="PROMPT_TUNING"), card, embedded_only=True)
-    assert binding == {"name": "pt", "path": str((tmp_path / "pt").resolve())}  # no rank: not a LoRA
+    assert binding == {"name": "pt", "path": "pt"}  # no rank: not a LoRA
+
+
+def test_registering_into_a_commented_card_changes_only_the_model_block(tmp_path: Path) -> None:
+    from personas.registry import BUILTIN_CARDS_DIR
+
+    shipped = (BUILTIN_CARDS_DIR / "pip.yaml").read_text(encoding="utf-8")
+    original = _PRISTINE_MODEL.sub("model:\n  base: null  # the configured default\n  adapter: null\n", shipped)
+    (tmp_path / "cards").mkdir()
+    card = _card(tmp_path / "cards", original)
+    register_adapter(_adapter(tmp_path / "outputs" / "pip-lora"), card, name="pip-lora")
+
+    written = card.read_text(encoding="utf-8")
+    before, after = original.split("model:\n"), written.split("model:\n")
+    assert after[0] == before[0]  # every line above the block, comments included, byte for byte
+    assert after[1].split("tags:")[1] == before[1].split("tags:")[1]  # and every line below it
+    assert "  base: null  # the configured default\n" in written
+    assert "    path: ../outputs/pip-lora\n" in written
+    registry = PersonaRegistry.from_dirs([card.parent])
+    folder = adapter_folder(registry.cards["pip"], registry.sources["pip"])
+    assert folder is not None and Path(folder).resolve() == (tmp_path / "outputs" / "pip-lora").resolve()

@@ -191,3 +191,38 @@ def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
     assert result.last_loss is not None and result.first_loss is not None
     assert result.last_loss < result.first_loss
     assert inspect_adapter(result.adapter_dir).vllm_loadable
+
+
+def test_the_documented_cpu_command_fits_pips_card_and_the_shipped_set(tokenizer) -> None:
+    from finetune.persona import load_card, system_prompt
+    from finetune.train import _conversations, build_dataset
+
+    _, data_args, sft_config = parse_args(
+        ["--preset", "recommended", "--max_steps", "60", "--per_device_train_batch_size", "2", "--threads", "1"]
+    )
+    prompt = system_prompt(load_card(data_args.card))
+    dataset = build_dataset(_conversations(data_args.train_file, prompt, 8), tokenizer, sft_config.max_length)
+    assert len(dataset) == 8  # every conversation keeps a character turn at the default max_length
+
+
+def test_too_short_a_max_length_says_both_lengths_and_the_fix(tokenizer) -> None:
+    from finetune.persona import load_card, system_prompt
+    from finetune.train import _conversations, build_dataset
+
+    _, data_args, _ = parse_args([])
+    conversations = _conversations(data_args.train_file, system_prompt(load_card(data_args.card)), 4)
+    with pytest.raises(
+        ConfigError, match=r"within max_length=512: the earliest character turn ends at token (\d+)"
+    ) as caught:
+        build_dataset(conversations, tokenizer, 512)
+    assert "pass --max_length 1024 or a shorter --card" in str(caught.value)
+
+
+def test_help_lists_every_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for option in ("--preset", "--card", "--max_steps", "--output_dir", "--max_length", "--learning_rate", "--threads"):
+        assert option in shown, option
+    assert "(default: 1024)" in shown and "(default: outputs/adapters/pip)" in shown

@@ -59,3 +59,15 @@ def test_postprocess_moderation_and_the_twitch_guard_apply_the_same_rules() -> N
     assert twitch_safe(raw) == "everyone hello"
     assert checks.mass_mention(raw, max_mentions=3)
     assert checks.strip_command_prefix(checks.defuse_mentions(raw)) == "everyone hello"
+
+
+def test_a_reply_is_one_chat_message_on_single_line_platforms_and_never_ends_on_a_dangling_list_marker() -> None:
+    from engine.output.limits import CONSOLE_LIMITS, PLATFORM_LIMITS, as_chat_message
+
+    listed = "Three tips:\n1. Jump\n2. Dodge\n3."
+    assert as_chat_message(listed, single_line=True) == "Three tips: 1. Jump 2. Dodge"
+    assert as_chat_message(listed, single_line=False) == "Three tips:\n1. Jump\n2. Dodge"
+    assert as_chat_message("```py\nprint(1)\n```", single_line=True) == "print(1)"
+    assert as_chat_message("I came in at number 1.", single_line=True) == "I came in at number 1."
+    assert PLATFORM_LIMITS["console"] is CONSOLE_LIMITS and CONSOLE_LIMITS.single_line
+    assert PLATFORM_LIMITS["twitch"] is TWITCH_LIMITS and PLATFORM_LIMITS["discord"] is DISCORD_LIMITS

@@ -317,3 +317,55 @@ async def test_backend_from_settings_checks_the_installed_personas_models(fake: 
         await backend.start()
     await backend.aclose()
     assert caught.value.missing == {"rex-lora": "rex"}  # the base model (Pip's) is served
+
+
+# -- what a new user meets ----------------------------------------------------------------------
+
+
+async def test_the_personas_repetition_penalty_is_sent_as_the_portable_frequency_penalty(fake: FakeVllm) -> None:
+    backend = backend_for(fake)
+    await backend.complete(chat_request(repetition_penalty=1.1))
+    await backend.complete(chat_request(repetition_penalty=1.0))
+    await backend.aclose()
+    penalised, plain = fake.completions()
+    assert penalised["frequency_penalty"] == pytest.approx(0.1)
+    assert "repetition_penalty" not in penalised  # transformers serve refuses unknown fields with 422
+    assert "frequency_penalty" not in plain
+
+
+def test_a_base_url_without_a_scheme_is_refused_with_the_likely_fix() -> None:
+    from engine.errors import SettingsError
+    from engine.settings import load_settings
+
+    with pytest.raises(
+        SettingsError, match=r"'localhost:8011' needs a scheme; did you mean 'http://localhost:8011/v1'\?"
+    ):
+        load_settings(None, backend={"kind": "openai", "base_url": "localhost:8011"})
+
+
+async def test_a_base_url_without_v1_names_the_url_and_the_fix(fake: FakeVllm) -> None:
+    root = fake.base_url.removesuffix("/v1")
+    backend = OpenAIBackend(root, default_model=BASE, retry=FAST_RETRY, timeout_s=10)
+    with pytest.raises(
+        BackendError, match=rf"HTTP 404.* at {root}/?: no such endpoint; .*ends in /v1, e\.g\. {root}/v1"
+    ):
+        await backend.complete(chat_request(model=None))
+    await backend.aclose()
+
+
+async def test_an_unreachable_server_is_named_with_the_setting_to_check() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    backend = OpenAIBackend(url, default_model=BASE, retry=FAST_RETRY)
+    with pytest.raises(BackendUnavailable, match=rf"model server at {url}/? unavailable .*COSTAR_BACKEND_BASE_URL"):
+        await backend.complete(chat_request())
+    await backend.aclose()
+
+
+async def test_a_server_pinned_to_one_model_says_which_persona_adapter_it_refused(fake: FakeVllm) -> None:
+    pinned = {"detail": "Server is pinned to 'smollm2'; requested 'pip-lora'."}
+    fake.fail_next(Fault(status=400, body=pinned))
+    backend = backend_for(fake, adapters={"pip-lora": "/adapters/pip"}, persona_of_model={"pip-lora": "pip"})
+    refused = r"does not serve 'pip-lora', the model persona pip answers with .*bound in persona pip's card"
+    with pytest.raises(ModelNotFound, match=rf"{refused}.*costar vllm-args"):
+        await backend.complete(chat_request())
+    await backend.aclose()

@@ -148,7 +148,7 @@ def test_yaml_card_pulls_in_world_info_files(tmp_path: Path, shared_data: Path) 
                 }
             ),
             "data.character_book.entries[0].keys",
-            "List should have at least 1 item",
+            "needs at least one non-empty key",
         ),
         ("wrongspec.json", json.dumps({"spec": "chara_card_v9", "data": {"name": "A"}}), "spec", "unknown card spec"),
     ],

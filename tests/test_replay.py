@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -68,3 +69,85 @@ def test_bad_transcript_lines_name_the_file_and_line(tmp_path: Path, line: str, 
     with pytest.raises(TranscriptError, match=problem) as caught:
         list(read_transcript(path))
     assert str(caught.value).startswith(f"{path}:2:")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"channel_id": "c", "author_name": "a", "text": "caf\xe9"}', "not UTF-8 text"),
+        (b'{"channel_id": "c", "author_name": "a", "text": "x", "roles": "moderator"}', "'roles' must be a list"),
+        (b'{"event": {"channel_id": "c", "author_name": "a", "text": "x"}, "reply": 5}', "'reply' must be text"),
+        (b'{"channel_id": "c", "author_name": "a", "text": "x", "reply_to_id": [1]}', "'reply_to_id' must be text"),
+        (b'{"channel_id": "c", "author_name": "a", "text": "x", "addresses_bot": true, "server_id": 7}', None),
+    ],
+)
+def test_the_cli_refuses_a_bad_transcript_in_one_line_naming_file_and_line_and_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: bytes, problem
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(json.dumps(EVENTS[0]).encode() + b"\n" + content + b"\n")
+    code = main(["--env-file", str(tmp_path / "none.env"), "replay", str(path), "--backend", "scripted"])
+    err = capsys.readouterr().err
+    if problem is None:  # a number where text is expected is read as text, not refused
+        assert code == 0, err
+        return
+    assert code == 2
+    assert f"costar: {path}:2: " in err and problem in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("costar:")] == [err.strip().splitlines()[-1]]
+    assert asyncio.run(_stored_lines(tmp_path / "data" / "costar.sqlite3")) == 0  # line 1 was not replayed
+
+
+async def _stored_lines(database: Path) -> int:
+    from memory import MemoryStore
+
+    store = await MemoryStore.open(database)
+    try:
+        return await store.count_messages()
+    finally:
+        await store.close()
+
+
+def test_a_missing_transcript_is_one_line_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    code = main(
+        ["--env-file", str(tmp_path / "none.env"), "replay", str(tmp_path / "nope.jsonl"), "--backend", "scripted"]
+    )
+    assert code == 2 and "cannot read the transcript (No such file or directory)" in capsys.readouterr().err
+
+
+async def test_a_replayed_twitch_line_comes_out_as_twitch_would_send_it(manager, scripted, tmp_path: Path) -> None:
+    scripted.enqueue(["Sure:\n```python\nprint('hi')\n```\n1. run it\n2."])
+    out = io.StringIO()
+    await replay(manager, _write_jsonl(tmp_path / "in.jsonl", EVENTS[:1]), out=out)
+    assert out.getvalue().splitlines() == ["[twitch:stream] Pip: Sure: print('hi') 1. run it"]
+
+
+def test_expect_replays_against_a_fresh_database_not_the_streamers_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path / "data"))
+    recording = tmp_path / "rec.jsonl"
+    args = ["--env-file", str(tmp_path / "none.env"), "replay"]
+    assert (
+        main(
+            [
+                *args,
+                _write_jsonl(tmp_path / "in.jsonl", EVENTS).as_posix(),
+                "--backend",
+                "scripted",
+                "--record",
+                str(recording),
+            ]
+        )
+        == 0
+    )
+    database = tmp_path / "data" / "costar.sqlite3"
+    before = database.read_bytes()
+    assert main([*args, str(recording), "--backend", "scripted", "--expect"]) == 0, capsys.readouterr().err
+    assert database.read_bytes() == before

@@ -33,7 +33,8 @@ def secret_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
-    return {**os.environ, "PYTHONPATH": str(REPO), "COSTAR_LOG_LEVEL": "DEBUG"}
+    # Third-party libraries at DEBUG too (they log request headers there): the most verbose case.
+    return {**os.environ, "PYTHONPATH": str(REPO), "COSTAR_LOG_LEVEL": "DEBUG", "COSTAR_LOG_LIBRARIES": "DEBUG"}
 
 
 def assert_no_secret(text: str) -> None:

@@ -39,6 +39,7 @@ class GenerationRequest:
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 0.95
+    repetition_penalty: float = 1.0  # 1 = none; the persona's style.repetition_penalty
     stop: tuple[str, ...] = ()
     model: str | None = None
     adapter_path: str | None = None

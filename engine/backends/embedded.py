@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from engine.errors import BackendError, SettingsError
 from engine.events import Usage
 from engine.serving.model_store import resolve_model_path
 
-__all__ = ["EmbeddedBackend"]
+__all__ = ["EmbeddedBackend", "default_cpu_threads"]
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -56,6 +57,18 @@ class _QueueStreamer:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, _END)
 
 
+def default_cpu_threads(cores: int | None = None) -> int:
+    """Half the CPU cores this process may use, at least one.
+
+    A streamer's PC also runs OBS and a game. torch's OpenMP threads spin-wait for a core another
+    process holds, so all cores on a busy machine is several times slower than fewer (measured on a
+    busy 2-core machine: 33-60 s a reply with torch's default of 2 threads, 5-13 s with 1).
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 class EmbeddedBackend(Backend):
     name = "embedded"
 
@@ -63,7 +76,7 @@ class EmbeddedBackend(Backend):
         self.model_setting = model
         self.cache_dir = cache_dir
         self.device = device
-        self.threads = threads
+        self.threads = threads or default_cpu_threads()
         self.model: Any = None
         self.tokenizer: Any = None
         self.model_path: str | None = None
@@ -82,9 +95,10 @@ class EmbeddedBackend(Backend):
             return
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
+        torch.set_num_threads(self.threads)
         self.model_path = resolve_model_path(self.model_setting, self.cache_dir)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -94,7 +108,7 @@ class EmbeddedBackend(Backend):
         except (OSError, ValueError) as exc:
             raise SettingsError(f"cannot load model {self.model_setting!r} (COSTAR_BACKEND_MODEL): {exc}") from exc
         self.model = model.to(device).eval()
-        log.info("Embedded model %s loaded on %s", self.model_path, device)
+        log.info("Embedded model %s loaded on %s (%d CPU threads)", self.model_path, device, self.threads)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -159,7 +173,7 @@ class EmbeddedBackend(Backend):
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_Cancelled()]),
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                repetition_penalty=1.1,
+                repetition_penalty=request.repetition_penalty,
                 **options,
             )
         return int(input_ids.shape[1])

@@ -30,6 +30,7 @@ from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.vllm_errors import (
     AdaptersMissing,
     ErrorKind,
+    ServerError,
     error_from_openai,
     parse_error_body,
     to_backend_error,
@@ -101,6 +102,7 @@ class OpenAIBackend(Backend):
         server_adapter_dir: str | None = None,
         http_client: httpx2.AsyncClient | None = None,
         metrics: Metrics | None = None,
+        persona_of_model: Mapping[str, str] | None = None,
     ) -> None:
         """``adapters`` maps adapter name -> folder (for runtime loading); ``expected_models`` maps each
         model name the personas use -> a persona id, for the startup check."""
@@ -110,6 +112,8 @@ class OpenAIBackend(Backend):
         self.runtime_lora_loading = runtime_lora_loading
         self.adapters = dict(adapters or {})
         self.expected_models = dict(expected_models or {})
+        # For errors: which persona asked for a model the server refused (checked at start or not).
+        self.persona_of_model = dict(persona_of_model or expected_models or {})
         self.server_adapter_dir = server_adapter_dir
         self.metrics = metrics
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -139,6 +143,7 @@ class OpenAIBackend(Backend):
             runtime_lora_loading=backend_settings.runtime_lora_loading,
             adapters=adapters,
             expected_models=expected if backend_settings.check_models else {},
+            persona_of_model=expected,
             server_adapter_dir=backend_settings.server_adapter_dir,
             metrics=metrics,
         )
@@ -185,7 +190,7 @@ class OpenAIBackend(Backend):
             except openai.OpenAIError as exc:
                 kind, error = error_from_openai(exc)
                 if not await self._wait_if_unavailable(kind, recovery):
-                    raise to_backend_error(kind, error, None) from exc
+                    raise self._error(kind, error, None) from exc
 
     async def load_adapter(self, name: str, path: str) -> None:
         """``POST /v1/load_lora_adapter``; needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True on the server."""
@@ -202,7 +207,7 @@ class OpenAIBackend(Backend):
                 ) from exc
             except openai.OpenAIError as exc:
                 kind, error = error_from_openai(exc)
-                raise to_backend_error(kind, error, name) from exc
+                raise self._error(kind, error, name) from exc
         log.info("loaded LoRA adapter %s from %s on the model server", name, path)
 
     # -- one reply ------------------------------------------------------------------------
@@ -225,7 +230,7 @@ class OpenAIBackend(Backend):
                     raise BackendUnavailable(f"no complete reply from the model server within {self.timeout_s:g}s")
         except openai.OpenAIError as exc:
             kind, error = error_from_openai(exc)
-            raise to_backend_error(kind, error, model) from exc
+            raise self._error(kind, error, model) from exc
         finally:
             await response.close()
 
@@ -240,7 +245,7 @@ class OpenAIBackend(Backend):
                 kind, error = error_from_openai(exc)
                 retry_with = await self._recover(kind, current, recovery)
                 if retry_with is None:
-                    raise to_backend_error(kind, error, current.model or self.default_model) from exc
+                    raise self._error(kind, error, current.model or self.default_model) from exc
                 if self.metrics is not None:
                     self.metrics.backend_retry(kind.value)
                 log.warning("model server: %s (%s); retrying", kind.value, error.message)
@@ -274,6 +279,11 @@ class OpenAIBackend(Backend):
         await asyncio.sleep(self.retry.delay(recovery.unavailable))
         return True
 
+    def _error(self, kind: ErrorKind, error: ServerError, model: str | None) -> BackendError:
+        base_url = str(self._client.base_url)
+        persona = self.persona_of_model.get(model or "")
+        return to_backend_error(kind, error, model, base_url=base_url, adapter=model in self.adapters, persona=persona)
+
     def _adapter_path(self, name: str, request_path: str | None) -> str | None:
         path = request_path or self.adapters.get(name)
         if path is None:
@@ -292,6 +302,11 @@ class OpenAIBackend(Backend):
             "top_p": request.top_p,
             "stream": streaming,
         }
+        if request.repetition_penalty != 1.0:
+            # The one repetition knob every OpenAI-compatible server takes: transformers serve maps it
+            # back to repetition_penalty = 1 + frequency_penalty (and refuses an unknown
+            # "repetition_penalty" field with 422); vLLM applies it as OpenAI's additive penalty.
+            payload["frequency_penalty"] = round(request.repetition_penalty - 1.0, 4)
         if streaming:
             payload["stream_options"] = {"include_usage": True}
         if request.stop:

@@ -147,13 +147,45 @@ def error_from_openai(exc: openai.OpenAIError) -> tuple[ErrorKind, ServerError]:
     return ErrorKind.OTHER, ServerError(message=str(exc))
 
 
-def to_backend_error(kind: ErrorKind, error: ServerError, model: str | None) -> BackendError:
+# transformers serve started with a model argument answers any other model name with this (HTTP 400).
+_PINNED_WORDS = re.compile(r"\bpinned to\b", re.I)
+
+
+def to_backend_error(
+    kind: ErrorKind,
+    error: ServerError,
+    model: str | None,
+    *,
+    base_url: str | None = None,
+    adapter: bool = False,
+    persona: str | None = None,
+) -> BackendError:
+    """The engine's error; with ``base_url`` the message names the server and the likely fix.
+    ``adapter``: ``model`` is a persona's LoRA adapter name, not the base model; ``persona``: who asked."""
     status = f"HTTP {error.status}: " if error.status else ""
     detail = f"{status}{error.message}"
+    where = f" at {base_url}" if base_url else ""
     if kind is ErrorKind.UNAVAILABLE:
-        return BackendUnavailable(f"model server unavailable ({detail})")
+        hint = "; is it running, and is COSTAR_BACKEND_BASE_URL right?" if base_url else ""
+        return BackendUnavailable(f"model server{where} unavailable ({detail}){hint}")
     if kind is ErrorKind.CONTEXT_TOO_LONG:
         return ContextTooLong(f"the prompt is too long for the model server ({detail})")
-    if kind is ErrorKind.MODEL_NOT_FOUND:
-        return ModelNotFound(model or "?", f"the model server does not know {model!r} ({detail})")
-    return BackendError(f"model server error ({detail})")
+    if kind is ErrorKind.MODEL_NOT_FOUND or (error.status == 400 and _PINNED_WORDS.search(error.message)):
+        return ModelNotFound(model or "?", _unknown_model_message(model, detail, where, adapter, persona))
+    if error.status == 404 and base_url and not base_url.rstrip("/").endswith("/v1"):
+        return BackendError(
+            f"model server error ({detail}){where}: no such endpoint; COSTAR_BACKEND_BASE_URL usually ends "
+            f"in /v1, e.g. {base_url.rstrip('/')}/v1"
+        )
+    return BackendError(f"model server error{where} ({detail})")
+
+
+def _unknown_model_message(model: str | None, detail: str, where: str, adapter: bool, persona: str | None) -> str:
+    whose = f"persona {persona}" if persona else "a persona"
+    message = f"the model server{where} does not serve {model!r}, the model {whose} answers with ({detail})"
+    if adapter:
+        message += (
+            f"; {model!r} is the LoRA adapter bound in {whose}'s card (model.adapter): serve it (vLLM with the "
+            "arguments from `costar vllm-args`), or remove the binding from that card to answer with the base model"
+        )
+    return message

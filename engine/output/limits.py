@@ -6,7 +6,12 @@ Owns :class:`PlatformLimits`, the per-platform instances (:data:`TWITCH_LIMITS`,
 - the command-prefix rule: Twitch runs a message that starts with "/" or "." as a chat command
   (:func:`starts_with_command`, :func:`strip_command_prefix`);
 - the mass-mention rule: "@everyone" / "@here" ping a whole room
-  (:func:`has_mass_mention`, :func:`neutralise_mass_mentions`).
+  (:func:`has_mass_mention`, :func:`neutralise_mass_mentions`);
+- the one-message rule: a reply is one chat message, so a single-line platform gets it on one
+  line without code fences, and none ends on a dangling list marker (:func:`as_chat_message`).
+
+:data:`PLATFORM_LIMITS` holds each known platform's rules; the manager starts with them, so a
+replayed Twitch line comes out as Twitch would get it.
 
 Post-processing (:mod:`engine.output.postprocess`), the output moderation checks
 (:mod:`engine.moderation.checks`) and the Twitch send guard (``bot.twitch_output``) all call these.
@@ -19,11 +24,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "COMMAND_PREFIXES",
+    "CONSOLE_LIMITS",
     "DISCORD_LIMITS",
+    "PLATFORM_LIMITS",
     "TWITCH_LIMITS",
     "TWITCH_MAX_MENTIONS",
     "TWITCH_MAX_MESSAGE_CHARS",
     "PlatformLimits",
+    "as_chat_message",
     "cap_mentions",
     "has_mass_mention",
     "neutralise_mass_mentions",
@@ -64,6 +72,33 @@ TWITCH_LIMITS = PlatformLimits(
 )
 # Discord splits long replies itself (bot.discord_delivery), so no character limit here.
 DISCORD_LIMITS = PlatformLimits(max_chars=None, neutralise_mass_mentions=True)
+# The terminal behind `make run`: one reply per line, so piped output stays one line per answer.
+CONSOLE_LIMITS = PlatformLimits(single_line=True, neutralise_mass_mentions=False)
+PLATFORM_LIMITS: dict[str, PlatformLimits] = {
+    "twitch": TWITCH_LIMITS,
+    "discord": DISCORD_LIMITS,
+    "console": CONSOLE_LIMITS,
+}
+
+
+# -- the one-message rule ---------------------------------------------------------------------
+
+# A code fence ("```python", "~~~") means nothing in a one-line chat message.
+_CODE_FENCE = re.compile(r"(```|~~~)[\w+#-]*")
+# A list item the model started and never wrote ("...\n2." or "...\n- "), at the very end.
+_DANGLING_LIST_MARKER = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*•])?[ \t]*$")
+
+
+def as_chat_message(text: str, *, single_line: bool) -> str:
+    """``text`` as one chat message: never ending on a dangling list marker and, on a platform
+    that shows one line per message (Twitch, the console), on one line without code fences.
+
+    Only a marker on a line of its own counts as dangling: "I came in at number 1." keeps its "1.".
+    """
+    text = _DANGLING_LIST_MARKER.sub("", text.rstrip(" \t"))
+    if single_line:
+        text = " ".join(_CODE_FENCE.sub(" ", text).split())
+    return text.strip()
 
 
 # -- the command-prefix rule ------------------------------------------------------------------

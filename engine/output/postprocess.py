@@ -14,10 +14,10 @@ from typing import Any
 
 import emoji
 
-from engine.output.limits import PlatformLimits, neutralise_mass_mentions, strip_command_prefix
+from engine.output.limits import PlatformLimits, as_chat_message, neutralise_mass_mentions, strip_command_prefix
 from personas.card import Style
 
-__all__ = ["SPECIAL_TOKENS", "cut_at_stops", "postprocess", "shorten_to"]
+__all__ = ["SPECIAL_TOKENS", "cut_at_stops", "past_max_length", "postprocess", "shorten_to"]
 
 SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>")
 _SENTENCE_END = re.compile(r"[.!?…](?=\s|$)|\n")
@@ -73,8 +73,7 @@ def shorten_to(text: str, limit: int) -> str:
 
 
 def _apply_platform(text: str, limits: PlatformLimits) -> str:
-    if limits.single_line:
-        text = " ".join(text.split())
+    text = as_chat_message(text, single_line=limits.single_line)
     if limits.neutralise_mass_mentions:
         text = neutralise_mass_mentions(text)
     if limits.forbidden_prefixes:
@@ -82,6 +81,23 @@ def _apply_platform(text: str, limits: PlatformLimits) -> str:
     if limits.max_chars is not None:
         text = shorten_to(text, limits.max_chars)
     return text
+
+
+def _cleaned(raw: str, style: Style, speaker_names: Iterable[str], stops: Iterable[str]) -> str:
+    text, _ = cut_at_stops(raw, stops)
+    text = _strip_speaker(text, speaker_names)
+    text = _apply_emoji_policy(text, style)
+    return re.sub(r"[ \t]+\n", "\n", text).strip()
+
+
+def past_max_length(raw: str, *, style: Style, speaker_names: Iterable[str] = (), stops: Iterable[str] = ()) -> bool:
+    """Whether the reply already runs past ``style.max_reply_chars``: whatever the model adds is cut.
+
+    :func:`shorten_to` looks only at the first ``max_reply_chars`` characters, so generating more
+    only costs time (minutes on a busy CPU) for text nobody will see.
+    """
+    limit = style.max_reply_chars
+    return len(raw) > limit and len(_cleaned(raw, style, speaker_names, stops)) > limit
 
 
 def postprocess(
@@ -92,11 +108,7 @@ def postprocess(
     stops: Iterable[str] = (),
     limits: PlatformLimits | None = None,
 ) -> str:
-    text, _ = cut_at_stops(raw, stops)
-    text = _strip_speaker(text, speaker_names)
-    text = _apply_emoji_policy(text, style)
-    text = re.sub(r"[ \t]+\n", "\n", text).strip()
-    text = shorten_to(text, style.max_reply_chars)
+    text = shorten_to(_cleaned(raw, style, speaker_names, stops), style.max_reply_chars)
     if limits is not None:
         text = _apply_platform(text, limits)
     return text.strip()

@@ -45,8 +45,11 @@ def viewer_message(
     return ChatMessage("user", f"{remembered}\n{line}" if remembered else line)
 
 
-def render_history_line(line: StoredMessage) -> ChatMessage:
-    if line.is_character:
+def render_history_line(line: StoredMessage, persona_id: str | None = None) -> ChatMessage:
+    """The character's own earlier lines are its turns; anyone else's, another persona's included
+    (before a /persona switch), are labelled lines of another speaker. Shown as its own turns, the
+    old character's lines make the new one copy their style (``*narration*`` and all)."""
+    if line.is_character and (persona_id is None or line.persona_id in (None, persona_id)):
         return ChatMessage("assistant", line.text)
     return viewer_message(line.author_name, line.text)
 
@@ -59,6 +62,7 @@ class PromptInputs:
     turn_context: Sequence[str]  # most important first; dropped from the end when space is short
     new_line: ChatMessage
     window_start_id: int  # id of the oldest line the window may include
+    persona_id: str | None = None  # who answers: only its own earlier lines are assistant turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,7 @@ class PromptBuilder:
 
     def _fit_history(self, inputs: PromptInputs, room: int) -> tuple[list[ChatMessage], int, list[StoredMessage]]:
         lines = list(inputs.history)
-        rendered = [render_history_line(line) for line in lines]
+        rendered = [render_history_line(line, inputs.persona_id) for line in lines]
         costs = [self.tokens_of(message) for message in rendered]
         if sum(costs) <= room:
             return rendered, inputs.window_start_id, []

@@ -189,6 +189,7 @@ class Reflector:
             messages=(ChatMessage("system", instructions), ChatMessage("user", material)),
             max_tokens=max_tokens,
             temperature=0.2,
+            repetition_penalty=persona.style.repetition_penalty,
             model=persona.model.base or self.settings.backend.model,  # the base model, no character voice
             seed=self.settings.backend.seed,
         )
