@@ -340,3 +340,30 @@ async def test_a_full_queue_of_equals_drops_the_oldest_first() -> None:
         scheduler.submit(line(f"pip {number}", f"viewer{number}"))
     assert dropped == ["pip 0", "pip 1", "pip 2"]
     assert scheduler.queued == 3
+
+
+async def test_a_long_flood_keeps_the_queue_heap_within_twice_the_live_lines() -> None:
+    """500 addressed lines a second for 20 s, answered two at a time: most are evicted or go stale."""
+    clock = ManualClock()
+
+    async def slow_handler(heard: HeardLine, reservation: SendReservation | None) -> bool:
+        await clock.sleep(2.0)
+        return True
+
+    scheduler = ReplyScheduler(slow_handler, SchedulerConfig(max_in_flight=2, stale_after_s=10), clock=clock)
+    await scheduler.start()
+    most_heap, most_ratio = 0, 0.0
+    for step in range(200):
+        for number in range(50):
+            scheduler.submit(line(f"pip question {step}-{number}", f"viewer{(step * 50 + number) % 997}"))
+        await clock.advance(0.1)
+        footprint = scheduler.footprint()
+        assert footprint.heap_entries <= 2 * footprint.live, footprint
+        most_heap, most_ratio = max(most_heap, footprint.heap_entries), max(most_ratio, footprint.most_heap_per_live)
+    assert (
+        scheduler.stats[Outcome.QUEUE_FULL] > 0
+        and scheduler.stats[Outcome.STALE] + scheduler.stats[Outcome.REPLIED] > 0
+    )
+    assert most_heap <= 2 * scheduler.config.max_queued_per_channel and most_ratio <= 2.0
+    await scheduler.close()
+    assert scheduler.footprint().heap_entries <= 2 * scheduler.footprint().live

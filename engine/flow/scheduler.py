@@ -44,6 +44,7 @@ __all__ = [
     "ReplyHandler",
     "ReplyScheduler",
     "SchedulerConfig",
+    "SchedulerFootprint",
     "priority_of",
 ]
 
@@ -82,6 +83,15 @@ class SchedulerConfig:
             raise ValueError("copypasta_users must be at least 2")
         if min(self.user_cooldown_s, self.duplicate_window_s) < 0 or self.stale_after_s <= 0:
             raise ValueError("cooldowns and windows cannot be negative; stale_after_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerFootprint:
+    channels: int
+    live: int  # lines queued and not yet answered, dropped or expired
+    heap_entries: int  # entries in the channels' heaps, finished ones included
+    most_heap_per_live: float  # the worst channel's heap entries per live line (1 when it has none)
+    in_flight: int
 
 
 # The handler generates and sends the reply; True when something was sent.
@@ -127,6 +137,22 @@ class _Channel:
         lines.append(pending)
         self.live += 1
 
+    def finished_one(self) -> None:
+        """A queued line was answered, dropped or expired: keep the queues near the live count.
+
+        Finished lines are only marked (a heap cannot remove from the middle); without this they
+        stay until the channel drains, which under a flood it never does. Rebuilding once the
+        heap holds twice the live lines costs O(1) per line, amortised.
+        """
+        self.live -= 1
+        if len(self.heap) > 2 * self.live:
+            # In place: the dispatch loop may be walking these very queues.
+            self.heap[:] = [pending for pending in self.heap if not pending.done]
+            heapq.heapify(self.heap)
+            _keep_live(self.by_arrival)
+            for lines in self.by_class.values():
+                _keep_live(lines)
+
     def least_urgent(self) -> _Pending | None:
         """The oldest live line of the lowest class queued."""
         for priority_class in sorted(self.by_class, reverse=True):
@@ -135,6 +161,12 @@ class _Channel:
             if lines:
                 return lines[0]
         return None
+
+
+def _keep_live(lines: deque[_Pending]) -> None:
+    live = [pending for pending in lines if not pending.done]
+    lines.clear()
+    lines.extend(live)
 
 
 def _drop_finished(lines: deque[_Pending]) -> None:
@@ -230,7 +262,7 @@ class ReplyScheduler:
 
     def _finish(self, channel: _Channel, pending: _Pending, outcome: Outcome) -> None:
         pending.done = True
-        channel.live -= 1
+        channel.finished_one()
         self._emit(pending.event, outcome)
 
     def _emit(self, event: ChatEvent, outcome: Outcome) -> Outcome:
@@ -256,7 +288,7 @@ class ReplyScheduler:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         for channel in self._channels.values():
-            for pending in channel.by_arrival:
+            for pending in list(channel.by_arrival):
                 if not pending.done:
                     self._finish(channel, pending, Outcome.CLOSED)
         self._idle.set()
@@ -268,6 +300,18 @@ class ReplyScheduler:
     @property
     def queued(self) -> int:
         return sum(channel.live for channel in self._channels.values())
+
+    def footprint(self) -> SchedulerFootprint:
+        """How much the scheduler holds now (benchmarks and tests watch it stay bounded)."""
+        return SchedulerFootprint(
+            channels=len(self._channels),
+            live=self.queued,
+            heap_entries=sum(len(channel.heap) for channel in self._channels.values()),
+            most_heap_per_live=max(
+                (len(channel.heap) / max(1, channel.live) for channel in self._channels.values()), default=0.0
+            ),
+            in_flight=len(self._in_flight),
+        )
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -362,7 +406,7 @@ class ReplyScheduler:
 
     def _launch(self, channel: _Channel, pending: _Pending, reservation: SendReservation | None) -> None:
         pending.done = True
-        channel.live -= 1
+        channel.finished_one()
         task = asyncio.create_task(self._answer(channel, pending.heard, reservation))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
