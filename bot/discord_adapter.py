@@ -190,8 +190,11 @@ class DiscordAdapter:
             await self.manager.link_sent(reply, str(writer.sent[0].id))
 
     async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
-        if writer.sent:
-            return  # half a reply already shows
+        try:
+            await writer.retract()  # half a reply is never stored: it must not stay in the channel either
+        except discord.HTTPException as exc:
+            log.warning("could not remove a reply cut short: %s", exc)
+            return
         apology = await self.manager.fallback_reply(event, override=self.settings.discord.fallback_reply)
         if apology is None:
             return  # silence was chosen, or an apology went out in this channel moments ago

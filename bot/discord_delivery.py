@@ -122,6 +122,10 @@ class ReplyWriter:
             await self._show(final)
         return latest
 
+    async def retract(self) -> None:
+        """Delete what this reply showed so far (a reply cut short must not stay half-written)."""
+        await self._show([])
+
     async def _show(self, pieces: list[str]) -> None:
         """Make the sent messages read ``pieces``: edit the changed ones, send new ones, drop extras."""
         for index, piece in enumerate(pieces):

@@ -436,15 +436,25 @@ class ConversationManager:
     async def _stream_raw(self, stream: TextStream, stops: tuple[str, ...]) -> AsyncIterator[str]:
         """Cumulative raw text; ends early at a stop sequence; errors become BackendError."""
         raw = ""
+        chunks = aiter(stream)
+        # Only the backend's own time counts: an adapter taking its time over each snapshot (Discord
+        # edits) must not use the reply's allowance up, nor have the timeout's cancellation land
+        # inside its platform library instead of in the backend.
+        loop, allowance = asyncio.get_running_loop(), self.settings.backend.timeout_s
         try:
-            async with asyncio.timeout(self.settings.backend.timeout_s):
-                async for chunk in stream:
-                    raw += chunk
-                    raw, stopped = cut_at_stops(raw, stops)
-                    yield raw
-                    if stopped:
-                        stream.finish_reason = "stop"
-                        break
+            while True:
+                asked = loop.time()
+                async with asyncio.timeout(allowance):
+                    chunk = await anext(chunks, None)
+                allowance -= loop.time() - asked
+                if chunk is None:
+                    break
+                raw += chunk
+                raw, stopped = cut_at_stops(raw, stops)
+                yield raw
+                if stopped:
+                    stream.finish_reason = "stop"
+                    break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
         except EngineError:
