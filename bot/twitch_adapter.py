@@ -403,9 +403,16 @@ class TwitchAdapter:
             return None
         channel = self._client.create_partialuser(channel_id)
         try:
-            sent = await channel.send_message(
-                safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
+            # twitchio's HTTP session would wait 5 minutes (aiohttp's default), holding a scheduler slot.
+            async with asyncio.timeout(self.settings.twitch.send_timeout_s):
+                sent = await channel.send_message(
+                    safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
+                )
+        except TimeoutError:
+            logger.warning(
+                "Twitch did not answer a send to %s within %g s", channel_id, self.settings.twitch.send_timeout_s
             )
+            return None
         except twitchio.MessageRejectedError as exc:
             logger.warning("Twitch dropped our message in %s: %s (%s)", channel_id, exc.message, exc.code)
             return None

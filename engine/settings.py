@@ -280,6 +280,9 @@ class TwitchSettings(BaseSettings):
         description="where `costar twitch auth --broadcaster` keeps the broadcaster's token;"
         " default DATA_DIR/twitch_broadcaster_tokens.json",
     )
+    send_timeout_s: float = Field(
+        10.0, gt=0, description="give up on a chat message Twitch has not answered within this long"
+    )
     chime_in: bool = Field(
         False, description="also answer lines that do not address the character (when budget allows)"
     )
