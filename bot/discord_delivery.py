@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import discord
 
 from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.recent import RecentlyUsed
 
 __all__ = ["ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]
 
@@ -67,7 +68,8 @@ class ChannelThrottle:
 
     interval_s: float
     clock: Clock = field(default_factory=MonotonicClock)
-    _last_edit: dict[int, float] = field(default_factory=dict)
+    # Only recently active channels matter: an edit a second apart is long forgotten after that.
+    _last_edit: RecentlyUsed[int, float] = field(default_factory=RecentlyUsed)
 
     def ready(self, channel_id: int) -> bool:
         last = self._last_edit.get(channel_id)

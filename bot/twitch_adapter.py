@@ -40,6 +40,7 @@ from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
@@ -163,7 +164,11 @@ class TwitchAdapter:
         manager.platform_limits.setdefault(PLATFORM, TWITCH_LIMITS)
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
-        self.budgets: dict[str, SendBudget] = {}
+        kept = settings.core.channels_kept
+        # A budget still counting a send must stay, or the next send could break Twitch's limit.
+        self.budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
+            kept, evictable=lambda budget: not budget.in_window()
+        )
         self.commands = ChatCommands(
             manager,
             clock=self.clock,
@@ -177,6 +182,7 @@ class TwitchAdapter:
                 user_cooldown_s=settings.twitch.reply_cooldown_s,
                 stale_after_s=settings.twitch.stale_after_s,
                 answer_unaddressed=settings.twitch.chime_in,
+                channels_kept=kept,
             ),
             clock=self.clock,
             budget_for=lambda event: self.budget_for(event.channel_id),
@@ -190,8 +196,8 @@ class TwitchAdapter:
         self.ready = asyncio.Event()
         self.bot: StoredToken | None = None
         self._client: _TwitchClient | None = None
-        self._name_patterns: dict[str, re.Pattern[str]] = {}
-        self._last_sent: dict[str, str] = {}
+        self._name_patterns: RecentlyUsed[str, re.Pattern[str]] = RecentlyUsed(kept)
+        self._last_sent: RecentlyUsed[str, str] = RecentlyUsed(kept)
         self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
         self._refused_lines = 0
 
@@ -272,10 +278,9 @@ class TwitchAdapter:
         self.director.set_live(PLATFORM, channel_id, bool(live))
 
     def budget_for(self, channel_id: str) -> SendBudget:
-        budget = self.budgets.get(channel_id)
-        if budget is None:
-            budget = self.budgets[channel_id] = SendBudget(self.settings.twitch.send_limit, clock=self.clock)
-        return budget
+        return self.budgets.setdefault(
+            channel_id, lambda: SendBudget(self.settings.twitch.send_limit, clock=self.clock)
+        )
 
     # -- incoming ---------------------------------------------------------------------------
 

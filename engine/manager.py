@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from engine.events import ChatEvent, Reply
 from engine.flow.activity import ReplyActivity
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
+from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
@@ -105,11 +106,16 @@ class ConversationManager:
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         self.platform_limits: dict[str, PlatformLimits] = {}
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
-        self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._window_start: dict[str, int] = {}
+        # Per-channel tables keep the most recently active channels only (engine.flow.recent):
+        # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
+        kept = settings.core.channels_kept
+        self._channel_turns: RecentlyUsed[str, _ChannelTurn] = RecentlyUsed(kept, evictable=_ChannelTurn.idle)
+        self._window_start: RecentlyUsed[str, int] = RecentlyUsed(kept)
         self._system_prompts: dict[str, str] = {}
-        self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = {}
-        self.moderator = Moderator(settings.moderation, clock=self.clock)
+        self._persona_choices: RecentlyUsed[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = RecentlyUsed(
+            kept, evictable=lambda lookup: lookup.done()
+        )
+        self.moderator = Moderator(settings.moderation, clock=self.clock, channels_kept=kept)
         # Whether a stored line may be shown to the model, per persona: history is mostly the
         # same lines turn after turn, so each is judged once, not once per reply.
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
@@ -146,9 +152,7 @@ class ConversationManager:
             raise
 
     def _persona_lookup(self, key: tuple[str, str, str | None]) -> asyncio.Future[PersonaCard]:
-        if key not in self._persona_choices:
-            self._persona_choices[key] = asyncio.ensure_future(self._chosen_card(*key))
-        return self._persona_choices[key]
+        return self._persona_choices.setdefault(key, lambda: asyncio.ensure_future(self._chosen_card(*key)))
 
     async def _chosen_card(self, platform: str, channel_id: str, server_id: str | None) -> PersonaCard:
         chosen = await self.memory.persona_choice(platform, channel_id, server_id)
@@ -250,6 +254,15 @@ class ConversationManager:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""
         if reply.memory_id is not None:
             await self._remember(self.memory.set_platform_message_id(reply.memory_id, platform_message_id))
+
+    def channel_state(self) -> dict[str, int]:
+        """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
+        return {
+            "manager_turns": len(self._channel_turns),
+            "manager_windows": len(self._window_start),
+            "manager_persona_lookups": len(self._persona_choices),
+            **self.moderator.channel_state(),
+        }
 
     async def close(self) -> None:
         """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""
@@ -373,8 +386,10 @@ class ConversationManager:
         """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
         async with AsyncExitStack() as held:
             held.enter_context(self.activity.reply())  # idle-time reflection yields at once
+            turn = self._channel_turns.setdefault(channel_key, _ChannelTurn)
+            held.enter_context(turn.claimed())
             with self.metrics.waiting_for_slot():
-                await held.enter_async_context(self._channel_locks[channel_key])
+                await held.enter_async_context(turn.lock)
                 await held.enter_async_context(self._generation_slots)
             with self.metrics.generating():
                 yield
@@ -494,7 +509,7 @@ class ConversationManager:
 
     async def _build_prompt(self, event: ChatEvent, persona: PersonaCard) -> BuiltPrompt:
         key = event.channel_key
-        window_start = self._window_start.get(key, 0)
+        window_start = self._window_start.get(key) or 0
         history = [
             line for line in await self._history_before(event, window_start) if self._shown_to_model(line, persona)
         ]
@@ -586,6 +601,29 @@ class ConversationManager:
                 viewer_line(line.author_name, line.text) for line in dropped if self._shown_to_model(line, persona)
             ]
             self.reflector.trimmed(event.platform, event.channel_id, persona, lines, dropped[-1].id)
+
+
+class _ChannelTurn:
+    """One channel's reply lock, and how many replies hold it or wait for it."""
+
+    __slots__ = ("claims", "lock")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.claims = 0
+
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        # Counted, not read off the lock: between a release and the next waiter waking, an
+        # asyncio.Lock looks free, and a second lock for the channel would allow two replies.
+        self.claims += 1
+        try:
+            yield
+        finally:
+            self.claims -= 1
+
+    def idle(self) -> bool:
+        return self.claims == 0
 
 
 def _keep_newest(remembered: OrderedDict[Any, Any]) -> None:

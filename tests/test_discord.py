@@ -21,6 +21,7 @@ import pytest_asyncio
 from bot.app import build_manager, close_manager, configured_adapters
 from bot.discord_adapter import DiscordAdapter
 from bot.discord_delivery import split_message
+from engine.backends.base import Backend
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
@@ -51,7 +52,7 @@ class Stage:
     """One fake Discord, one scripted model, one database file; bots come and go (restarts)."""
 
     discord: FakeDiscord
-    backend: ScriptedBackend | FaultyBackend
+    backend: ScriptedBackend
     settings: Settings
     make_settings: Callable[..., Settings]
     counter: TokenCounter
@@ -59,9 +60,11 @@ class Stage:
     moderator: FakeUser
 
     @asynccontextmanager
-    async def bot(self, settings: Settings | None = None) -> AsyncIterator[ConversationManager]:
+    async def bot(
+        self, settings: Settings | None = None, backend: Backend | None = None
+    ) -> AsyncIterator[ConversationManager]:
         settings = settings or self.settings
-        manager = await build_manager(settings, backend=self.backend, counter=self.counter)
+        manager = await build_manager(settings, backend=backend or self.backend, counter=self.counter)
         adapter = DiscordAdapter(settings, manager)
         connections = len(self.discord.identify_payloads) + 1
         running = asyncio.create_task(adapter.start())
@@ -357,10 +360,10 @@ async def test_slow_discord_edits_do_not_count_against_the_backend_timeout(stage
 async def test_a_backend_timeout_mid_stream_retracts_the_half_reply_and_apologises(
     stage: Stage, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stage.backend = FaultyBackend(["stall"], reply="The first half arrives, and then the model goes quiet.", slow_s=5)
+    stalling = FaultyBackend(["stall"], reply="The first half arrives, and then the model goes quiet.", slow_s=5)
     settings = stage.with_discord(stream_replies=True, fallback_reply="Lost my train of thought, ask again?")
     settings.backend.timeout_s = 0.5
-    async with stage.bot(settings):
+    async with stage.bot(settings, backend=stalling):
         await stage.discord.post_message(stage.viewer, stage.mention("tell me a story"))
         await stage.discord.wait_until(
             lambda: (

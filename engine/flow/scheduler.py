@@ -34,6 +34,7 @@ from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.heard import HeardLine, Priority, priority_of
 from engine.moderation.copypasta import RepeatWindow
 from engine.moderation.normalize import normalise_text
@@ -75,6 +76,7 @@ class SchedulerConfig:
     copypasta_users: int = 3
     max_queued_per_channel: int = 500
     answer_unaddressed: bool = False
+    channels_kept: int = DEFAULT_CAPACITY  # idle channels beyond this are forgotten, least recent first
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -88,6 +90,7 @@ class SchedulerConfig:
 @dataclass(frozen=True, slots=True)
 class SchedulerFootprint:
     channels: int
+    text_windows: int  # channels with a duplicate/copypasta window held
     live: int  # lines queued and not yet answered, dropped or expired
     heap_entries: int  # entries in the channels' heaps, finished ones included
     most_heap_per_live: float  # the worst channel's heap entries per live line (1 when it has none)
@@ -192,9 +195,15 @@ class ReplyScheduler:
         self.budget_for: BudgetLookup = budget_for or (lambda event: None)
         self.on_outcome = on_outcome
         self.stats: Counter[Outcome] = Counter()
-        self._channels: dict[str, _Channel] = {}
+        # A channel with nothing queued may be forgotten (its cooldowns with it) once it is among
+        # the least recently active; an answer in flight keeps its own reference.
+        self._channels: RecentlyUsed[str, _Channel] = RecentlyUsed(
+            self.config.channels_kept, evictable=lambda channel: channel.live == 0
+        )
         # Every line's normalised text, per channel: duplicates by one author, waves by many.
-        self._texts = RepeatWindow(self.config.duplicate_window_s, keep_edge=False)
+        self._texts = RepeatWindow(
+            self.config.duplicate_window_s, keep_edge=False, channels_kept=self.config.channels_kept
+        )
         self._seq = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -217,11 +226,9 @@ class ReplyScheduler:
         if heard.redelivered:
             return self._emit(event, Outcome.REDELIVERED)
         now = self.clock.now()
-        channel = self._channels.get(event.channel_key)
-        if channel is None:
-            channel = self._channels[event.channel_key] = _Channel(
-                answered=Cooldown(self.config.user_cooldown_s, clock=self.clock)
-            )
+        channel = self._channels.setdefault(
+            event.channel_key, lambda: _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
+        )
         verdict = self._text_verdict(event, now)
         if verdict is not None:
             return self._emit(event, verdict)
@@ -305,6 +312,7 @@ class ReplyScheduler:
         """How much the scheduler holds now (benchmarks and tests watch it stay bounded)."""
         return SchedulerFootprint(
             channels=len(self._channels),
+            text_windows=self._texts.channels,
             live=self.queued,
             heap_entries=sum(len(channel.heap) for channel in self._channels.values()),
             most_heap_per_live=max(
