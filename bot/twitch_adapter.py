@@ -362,6 +362,8 @@ class TwitchAdapter:
             return
         if result.persona_changed:
             self._name_patterns.pop(event.channel_id, None)
+        if result.forgot:
+            self.scheduler.drop_author(event.platform, event.author_id)
         if result.reply:
             await self._send(event, result.reply, self.budget_for(event.channel_id).reserve())
 

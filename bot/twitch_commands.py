@@ -45,6 +45,7 @@ class PersonaManager(Protocol):
 class CommandResult:
     reply: str | None = None
     persona_changed: bool = False
+    forgot: bool = False  # the asker was forgotten: their lines still queued must go too
 
 
 FORGET_WINDOW_S = 60.0
@@ -98,7 +99,8 @@ class ChatCommands:
         if not event.is_moderator or self._cooling(event.channel_key, "switch", event.author_id):
             return CommandResult()
         try:
-            card = await self.manager.switch_persona(event.platform, event.channel_id, wanted, set_by=event.author_name)
+            # The id, not the display name: a name is what a viewer chose, and forget clears ids.
+            card = await self.manager.switch_persona(event.platform, event.channel_id, wanted, set_by=event.author_id)
         except PersonaNotFound as exc:
             return CommandResult(reply=f"@{event.author_name} {exc}")
         return CommandResult(reply=f"Now playing {_name(card)}.", persona_changed=True)
@@ -130,8 +132,8 @@ class ChatCommands:
             turn.sent()
         logger.info("forgot %s on %s at their request", event.author_id, event.platform)
         if self._cooling(event.channel_key, "forget", event.author_id):
-            return CommandResult()
-        return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.")
+            return CommandResult(forgot=True)  # forgotten all the same: only the answer is skipped
+        return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.", forgot=True)
 
 
 def _name(card: object) -> str:

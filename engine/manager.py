@@ -116,6 +116,10 @@ class ConversationManager:
             kept, evictable=lambda lookup: lookup.done()
         )
         self.moderator = Moderator(settings.moderation, clock=self.clock, channels_kept=kept)
+        # When each viewer last asked to be forgotten (perf_counter): a line heard before that is
+        # not answered, and a reply to it is not stored, however far along it was.
+        self._forgotten_at: RecentlyUsed[tuple[str, str], float] = RecentlyUsed(kept)
+        self._storing_replies: set[asyncio.Future[int]] = set()
         # Whether a stored line may be shown to the model, per persona: history is mostly the
         # same lines turn after turn, so each is judged once, not once per reply.
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
@@ -279,7 +283,16 @@ class ConversationManager:
             raise MemoryUnavailable(str(exc)) from exc
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
+        """Delete what memory holds about the viewer, and drop replies to them still being written."""
+        self._forgotten_at[(platform, user_id)] = time.perf_counter()
+        if self._storing_replies:  # passed the check just before: let them land so the forget takes them
+            await asyncio.wait(set(self._storing_replies))
         return await self._remember(self.memory.forget_user(platform, user_id))
+
+    def _forgotten_since(self, heard: HeardLine) -> bool:
+        event = heard.event
+        forgotten_at = self._forgotten_at.get((event.platform, event.author_id))
+        return forgotten_at is not None and forgotten_at >= heard.stored_at
 
     async def delete_note(self, platform: str, note_id: int) -> bool:
         """A moderator removes one note; False when there is no such note on that platform."""
@@ -337,6 +350,12 @@ class ConversationManager:
             self.metrics.drop("moderated_input")
             return
         async with self._generation_turn(event.channel_key):
+            if self._forgotten_since(heard):
+                log.info(
+                    "Not answering %s message %s: its author asked to be forgotten", event.channel_key, event.message_id
+                )
+                self.metrics.drop("forgotten")
+                return
             if verdict.action is Action.REPLACE:  # answered with the safe line, no model call
                 text, attempt, built = verdict.text, _Attempt(), None
             else:
@@ -353,6 +372,14 @@ class ConversationManager:
                     self.metrics.drop("backend_error")
                     raise
                 text = attempt.text
+            if self._forgotten_since(heard):  # forgotten while the reply was being written
+                log.info(
+                    "Dropping the reply to %s message %s: its author was forgotten", event.channel_key, event.message_id
+                )
+                self.metrics.drop("forgotten")
+                if attempt.shown:
+                    yield ""  # retract what was shown
+                return
             if text != attempt.shown:
                 yield text  # the final text; "" retracts snapshots already shown
             if not text:
@@ -373,11 +400,14 @@ class ConversationManager:
                 history_trimmed=built.trimmed if built else False,
                 finish_reason=attempt.stream.finish_reason if attempt.stream else "moderation",
             )
-            memory_id = await self._remember(
+            storing = asyncio.ensure_future(
                 self.memory.record_reply(
                     event, persona_id=reply.persona_id, persona_name=reply.persona_name, text=reply.text
                 )
             )
+            self._storing_replies.add(storing)  # a forget starting now waits for it, then deletes it
+            storing.add_done_callback(self._storing_replies.discard)
+            memory_id = await self._remember(storing)
             self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
 

@@ -63,6 +63,7 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"  # not addressed to the character and answer_unaddressed is off
     MODERATED = "moderated"  # input moderation blocked the line: stored, never answered
     QUEUE_FULL = "queue_full"
+    FORGOTTEN = "forgotten"  # its author asked to be forgotten while it waited
     CLOSED = "closed"
     REDELIVERED = "redelivered"  # the platform sent a stored message again: its first delivery counts
 
@@ -271,6 +272,17 @@ class ReplyScheduler:
         pending.done = True
         channel.finished_one()
         self._emit(pending.event, outcome)
+
+    def drop_author(self, platform: str, author_id: str) -> int:
+        """Drop every queued line of one viewer (they asked to be forgotten); how many were dropped."""
+        dropped = 0
+        for channel in self._channels.values():
+            for pending in list(channel.by_arrival):
+                event = pending.event
+                if not pending.done and event.author_id == author_id and event.platform == platform:
+                    self._finish(channel, pending, Outcome.FORGOTTEN)
+                    dropped += 1
+        return dropped
 
     def _emit(self, event: ChatEvent, outcome: Outcome) -> Outcome:
         self.stats[outcome] += 1
