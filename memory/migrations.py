@@ -137,4 +137,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         # platform id) could not find; the column is informational, so old names are cleared.
         "UPDATE persona_choices SET set_by = NULL WHERE platform = 'twitch'",
     ),
+    Migration(
+        5,
+        "summaries from before viewer names were kept out of system text are dropped",
+        # A summary is system text and used to list who was talking by display name; each new
+        # summary keeps the previous one's first sentence, so old names would never roll off.
+        # Summaries are rebuilt as chat goes on.
+        "DELETE FROM summaries",
+    ),
 )
