@@ -7,7 +7,9 @@ Piped (scripts, CI): one chat line per input line, one reply line per answer, ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 from typing import TextIO
 
 from bot.errors import one_line
@@ -39,6 +41,7 @@ class ConsoleAdapter:
         self.interactive = self.stdin.isatty()
         self.user = settings.core.console_user
         self._closed = False
+        self._answering: asyncio.Task[None] | None = None
 
     def _say(self, text: str, end: str = "\n") -> None:
         self.stdout.write(text + end)
@@ -52,8 +55,8 @@ class ConsoleAdapter:
         while not self._closed:
             if self.interactive:
                 self._say(f"{self.user}> ", end="")
-            line = await asyncio.to_thread(self.stdin.readline)
-            if not line:
+            line = await self._read_line()
+            if not line or self._closed:
                 break  # end of input: a piped session is done
             text = line.strip()
             if not text:
@@ -65,10 +68,44 @@ class ConsoleAdapter:
                 except EngineError as exc:
                     self._say(f"[{one_line(exc)}]")
                 continue
-            await self._chat(text)
+            self._answering = asyncio.create_task(self._chat(text))
+            await self._answering
+
+    async def drain(self, grace_s: float) -> None:
+        """Read no more lines; the reply being written gets ``grace_s`` to finish."""
+        self._closed = True
+        if self._answering is not None and not self._answering.done():
+            await asyncio.wait({self._answering}, timeout=grace_s)
 
     async def close(self) -> None:
         self._closed = True
+
+    async def _read_line(self) -> str:
+        """The next input line, read in a daemon thread: a stop must not wait for the user to type.
+
+        (A worker from asyncio.to_thread would keep the process alive at exit until Enter.)
+        """
+        loop = asyncio.get_running_loop()
+        line: asyncio.Future[str] = loop.create_future()
+
+        def deliver(result: str | BaseException) -> None:
+            if line.done():
+                return
+            if isinstance(result, BaseException):
+                line.set_exception(result)
+            else:
+                line.set_result(result)
+
+        def read() -> None:
+            try:
+                result: str | BaseException = self.stdin.readline()
+            except (OSError, ValueError) as exc:  # stdin closed under us
+                result = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(deliver, result)
+
+        threading.Thread(target=read, name="console-input", daemon=True).start()
+        return await line
 
     async def _chat(self, text: str) -> None:
         event = ChatEvent(

@@ -200,6 +200,7 @@ class TwitchAdapter:
         self._last_sent: RecentlyUsed[str, str] = RecentlyUsed(kept)
         self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
         self._refused_lines = 0
+        self._taking_lines = True
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -220,6 +221,11 @@ class TwitchAdapter:
     @property
     def broadcaster_id(self) -> str | None:
         return self.broadcaster.user_id if self.broadcaster is not None else None
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking chat lines; replies already being written get ``grace_s`` to be sent."""
+        self._taking_lines = False
+        await self.scheduler.drain(grace_s)
 
     async def close(self) -> None:
         await self.scheduler.close()
@@ -286,6 +292,8 @@ class TwitchAdapter:
 
     async def _on_message(self, message: twitchio.ChatMessage) -> None:
         assert self.bot is not None
+        if not self._taking_lines:
+            return  # stopping: a line not stored is not acknowledged either
         if str(message.chatter.id) == self.bot.user_id:
             self._note_own_badges(message)
             return

@@ -138,7 +138,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE persona_choices SET set_by = NULL WHERE platform = 'twitch'",
     ),
     Migration(
-        5,
+        6,
         "summaries from before viewer names were kept out of system text are dropped",
         # A summary is system text and used to list who was talking by display name; each new
         # summary keeps the previous one's first sentence, so old names would never roll off.

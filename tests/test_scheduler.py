@@ -367,3 +367,39 @@ async def test_a_long_flood_keeps_the_queue_heap_within_twice_the_live_lines() -
     assert most_heap <= 2 * scheduler.config.max_queued_per_channel and most_ratio <= 2.0
     await scheduler.close()
     assert scheduler.footprint().heap_entries <= 2 * scheduler.footprint().live
+
+
+async def test_draining_lets_answers_in_flight_finish_and_starts_nothing_new() -> None:
+    gate = asyncio.Event()
+    handler = RecordingHandler(gate=gate)
+    outcomes: dict[str, Outcome] = {}
+    scheduler = ReplyScheduler(
+        handler,
+        SchedulerConfig(max_in_flight=1, user_cooldown_s=0),
+        clock=ManualClock(),
+        on_outcome=lambda event, outcome: outcomes.__setitem__(event.text, outcome),
+    )
+    await scheduler.start()
+    scheduler.submit(line("pip, in flight", "ann"))
+    await settle()
+    scheduler.submit(line("pip, still queued", "bob"))
+    draining = asyncio.create_task(scheduler.drain(grace_s=5))
+    await settle()
+    assert scheduler.submit(line("pip, too late", "cy")) is Outcome.CLOSED
+    gate.set()  # the answer in flight finishes within the grace period
+    await asyncio.wait_for(draining, 5)
+    await scheduler.close()
+    assert outcomes["pip, in flight"] is Outcome.REPLIED
+    assert outcomes["pip, still queued"] is Outcome.CLOSED, "nothing new starts once draining"
+    assert [event.text for event in handler.answered] == ["pip, in flight"]
+
+
+async def test_draining_gives_up_on_an_answer_that_outlasts_the_grace_period() -> None:
+    handler = RecordingHandler(gate=asyncio.Event())  # never opens
+    scheduler = ReplyScheduler(handler, clock=ManualClock())
+    await scheduler.start()
+    scheduler.submit(line("pip, stuck", "ann"))
+    await settle()
+    await asyncio.wait_for(scheduler.drain(grace_s=0.2), 5)
+    await scheduler.close()
+    assert scheduler.stats[Outcome.CLOSED] == 1 and handler.answered == []

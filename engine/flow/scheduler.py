@@ -296,13 +296,26 @@ class ReplyScheduler:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._dispatch_loop(), name="reply-scheduler")
 
-    async def close(self) -> None:
-        """Stop: cancel generations in flight and drop what is queued."""
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking and starting lines; let generations in flight finish for up to ``grace_s``.
+
+        What is still queued is dropped by :meth:`close` (outcome ``closed``), which follows.
+        """
         self._closed = True
+        await self._stop_dispatching()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+
+    async def _stop_dispatching(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+
+    async def close(self) -> None:
+        """Stop: cancel generations in flight and drop what is queued."""
+        self._closed = True
+        await self._stop_dispatching()
         for task in list(self._in_flight):
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
