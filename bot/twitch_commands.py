@@ -23,6 +23,7 @@ from engine.events import ChatEvent
 from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget
+from engine.flow.recent import RecentlyUsed
 
 __all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
 
@@ -67,7 +68,10 @@ class ChatCommands:
         self.forgets_per_minute = forgets_per_minute
         self.prefix = prefix
         self._cooldown: Cooldown[tuple[str, ...]] = Cooldown(cooldown_s, clock=clock)
-        self._forget_budgets: dict[str, SendBudget] = {}
+        # Per channel, the most recently active only (engine.flow.recent); one still counting stays.
+        self._forget_budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
+            evictable=lambda budget: not budget.in_window()
+        )
         self._forgets_waiting: set[tuple[str, str]] = set()  # (channel, viewer) asked, not yet run
 
     def is_command(self, event: ChatEvent) -> bool:

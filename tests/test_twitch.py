@@ -474,6 +474,8 @@ async def test_a_database_locked_past_the_busy_timeout_loses_no_twitch_line(
             await asyncio.sleep(1.0)
         await until(lambda: stored_platform_ids(settings.db_path) >= set(sent), timeout=15)
     assert not [r for r in caplog.records if r.name == "bot.twitch_adapter" and r.levelno >= logging.ERROR]
+
+
 async def test_a_hung_send_gives_up_in_time_and_frees_the_slot_for_the_next_reply(
     fake: FakeTwitch, twitch_settings: TwitchSettings
 ) -> None:
