@@ -246,12 +246,14 @@ class ConversationManager:
             log.info("Not saying a fixed line in %s (%s)", event.channel_key, ", ".join(verdict.reasons) or "empty")
             self.metrics.drop("moderated_reply" if finished else "empty_reply")
             return None
-        async with self._channel_locks[event.channel_key]:  # history stays append-only
-            memory_id = await self._remember(
-                self.memory.record_reply(
-                    event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
+        turn = self._channel_turns.setdefault(event.channel_key, _ChannelTurn)
+        with turn.claimed():
+            async with turn.lock:  # history stays append-only
+                memory_id = await self._remember(
+                    self.memory.record_reply(
+                        event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
+                    )
                 )
-            )
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
