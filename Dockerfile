@@ -30,5 +30,9 @@ ENV COSTAR_DATA_DIR=/data \
     COSTAR_METRICS_HOST=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 9108
+# Exec form: costar itself is PID 1 and gets docker stop's SIGTERM. It handles it (bot/shutdown.py):
+# the kernel delivers no signal to a PID 1 without a handler, which used to mean a kill after the
+# stop timeout. STOPSIGNAL states the default on purpose.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["costar"]
 CMD ["run"]

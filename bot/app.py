@@ -6,9 +6,10 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.errors import USER_ERRORS, one_line
+from bot.shutdown import StopRequest, stop_signals
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 class Adapter(Protocol):
     async def start(self) -> None: ...  # runs until the platform session ends or close() is called
+    async def drain(self, grace_s: float) -> None: ...  # stop taking lines; wait for replies in flight
     async def close(self) -> None: ...
 
 
@@ -155,10 +157,9 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
         await manager.backend.start()
         freeze_startup_heap()
         adapters = configured_adapters(settings, manager, console=console)
-        results = await asyncio.gather(*(adapter.start() for adapter in adapters), return_exceptions=True)
-        for adapter in adapters:
-            await adapter.close()
-        failures = [result for result in results if isinstance(result, BaseException)]
+        with stop_signals() as stop:
+            results = await _run_adapters(adapters, stop, settings.core.shutdown_grace_s)
+        failures = [result for result in results if isinstance(result, Exception)]
         for failure in failures:
             # Costar's own errors already say what to fix. Anything else keeps its traceback, but
             # not its text on the line: a platform library's error can quote a token (the
@@ -171,4 +172,34 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
     finally:
         if metrics_server is not None:
             metrics_server.stop()
-        await close_manager(manager)
+        await close_manager(manager)  # flushes and closes memory
+
+
+async def _run_adapters(adapters: list[Adapter], stop: StopRequest, grace_s: float) -> list[BaseException | None]:
+    """Run every adapter until they all end or a stop is asked for; then close them in order.
+
+    On a stop, no adapter takes new lines; replies already being written get ``grace_s``
+    seconds (less if a second signal comes) before the platforms close.
+    """
+    running = [asyncio.create_task(adapter.start()) for adapter in adapters]
+    all_ended = asyncio.gather(*running, return_exceptions=True)
+    stopping = asyncio.create_task(stop.requested.wait())
+    await _first_of(all_ended, stopping)
+    stopping.cancel()
+    if stop.requested.is_set():
+        drains = asyncio.gather(*(adapter.drain(grace_s) for adapter in adapters), return_exceptions=True)
+        hurry = asyncio.create_task(stop.hurry.wait())
+        await _first_of(drains, hurry)
+        hurry.cancel()
+    for adapter in adapters:
+        await adapter.close()
+    for task in running:  # an adapter blocked on its input (a terminal) ends here
+        if not task.done():
+            task.cancel()
+    results = await all_ended
+    # A stop asked for is not a failure, whatever the adapters were doing when it came.
+    return [None if isinstance(result, asyncio.CancelledError) else result for result in results]
+
+
+async def _first_of(*waits: asyncio.Future[Any]) -> None:
+    await asyncio.wait(set(waits), return_when=asyncio.FIRST_COMPLETED)

@@ -44,6 +44,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_manager, close_manager
     from bot.replay import replay
+    from bot.shutdown import stop_signals
 
     if args.backend:
         settings.backend.kind = args.backend
@@ -58,16 +59,20 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         manager = await build_manager(settings)
         try:
-            result = await replay(
-                manager,
-                Path(args.file),
-                record=Path(args.record) if args.record else None,
-                expect=args.expect,
-                ack=args.ack,
-            )
+            with stop_signals() as stop:
+                result = await replay(
+                    manager,
+                    Path(args.file),
+                    record=Path(args.record) if args.record else None,
+                    expect=args.expect,
+                    ack=args.ack,
+                    stop=stop,
+                    grace_s=settings.core.shutdown_grace_s,
+                )
         finally:
-            await close_manager(manager)
-        print(f"replayed {result.events} events, {result.replies} replies", file=sys.stderr)
+            await close_manager(manager)  # flushes and closes memory, signal or not
+        stopped = " (stopped by a signal)" if result.stopped else ""
+        print(f"replayed {result.events} events, {result.replies} replies{stopped}", file=sys.stderr)
         for mismatch in result.mismatches:
             print(f"MISMATCH {mismatch}", file=sys.stderr)
         return 1 if result.mismatches else 0

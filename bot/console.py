@@ -9,8 +9,10 @@ Input that is not valid UTF-8 is read with replacement characters; it never stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sys
+import threading
 from typing import Any, TextIO
 
 from bot.console_line import LiveLine
@@ -45,6 +47,7 @@ class ConsoleAdapter:
         self.user = settings.core.console_user
         self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
+        self._answering: asyncio.Task[None] | None = None
 
     def _say(self, text: str, end: str = "\n") -> None:
         self.stdout.write(text + end)
@@ -57,8 +60,8 @@ class ConsoleAdapter:
             self._say(f"({HELP})")
         while not self._closed:
             line = await self._read_line()
-            if line is None:
-                break  # end of input (or Ctrl-D / Ctrl-C at the prompt): the session is done
+            if line is None or self._closed:
+                break  # end of input (or Ctrl-D / Ctrl-C at the prompt), or a stop: the session is done
             text = line.strip()
             if not text:
                 continue
@@ -69,14 +72,21 @@ class ConsoleAdapter:
                 except EngineError as exc:
                     self._say(f"[{one_line(exc)}]")
                 continue
-            await self._chat(text)
+            self._answering = asyncio.create_task(self._chat(text))
+            await self._answering
+
+    async def drain(self, grace_s: float) -> None:
+        """Read no more lines; the reply being written gets ``grace_s`` to finish."""
+        self._closed = True
+        if self._answering is not None and not self._answering.done():
+            await asyncio.wait({self._answering}, timeout=grace_s)
 
     async def close(self) -> None:
         self._closed = True
 
     async def _read_line(self) -> str | None:
         if not self.interactive:
-            line = await asyncio.to_thread(self.stdin.readline)
+            line = await self._read_piped_line()
             return line or None
         if self._editor is None:
             self._editor = _line_editor(self.settings)
@@ -85,6 +95,33 @@ class ConsoleAdapter:
         except (EOFError, KeyboardInterrupt):
             return None
         return text
+
+    async def _read_piped_line(self) -> str:
+        """The next piped line, read in a daemon thread: a stop must not wait for the user to type.
+
+        (A worker from asyncio.to_thread would keep the process alive at exit until Enter.)
+        """
+        loop = asyncio.get_running_loop()
+        line: asyncio.Future[str] = loop.create_future()
+
+        def deliver(result: str | BaseException) -> None:
+            if line.done():
+                return
+            if isinstance(result, BaseException):
+                line.set_exception(result)
+            else:
+                line.set_result(result)
+
+        def read() -> None:
+            try:
+                result: str | BaseException = self.stdin.readline()
+            except (OSError, ValueError) as exc:  # stdin closed under us
+                result = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(deliver, result)
+
+        threading.Thread(target=read, name="console-input", daemon=True).start()
+        return await line
 
     async def _chat(self, text: str) -> None:
         event = ChatEvent(

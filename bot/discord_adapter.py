@@ -78,6 +78,7 @@ class DiscordAdapter:
         # No length cut in the engine: long replies are split into several messages here instead.
         manager.platform_limits.setdefault(DISCORD, DISCORD_LIMITS)
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._taking_lines = True
         self.client = CostarDiscordClient(self)
         speaker = DiscordSpeaker(self.client, settings.discord.message_limit)
         self.director = StreamDirector(manager, speaker, settings=settings.stream, clock=MonotonicClock())
@@ -94,11 +95,17 @@ class DiscordAdapter:
         finally:
             await self.director.close()
 
-    async def close(self) -> None:
-        # discord.py does not wait for running event handlers: give replies in flight a moment to
-        # be sent and stored before the HTTP session (and then the caller's memory) closes.
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking messages; replies already being written get ``grace_s`` to be sent and stored."""
+        self._taking_lines = False
+        # discord.py does not wait for running event handlers: wait for them here, before the
+        # HTTP session (and then the caller's memory) closes.
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=_CLOSE_GRACE_S)
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+
+    async def close(self) -> None:
+        if self._taking_lines:
+            await self.drain(_CLOSE_GRACE_S)
         await self.director.close()
         await self.client.close()
 
@@ -115,6 +122,8 @@ class DiscordAdapter:
         log.info("synced %d slash commands to %s", len(synced), guild_id or "every server")
 
     async def on_message(self, message: discord.Message) -> None:
+        if not self._taking_lines:
+            return  # stopping: a message not stored is not acknowledged either
         handler = asyncio.current_task()
         if handler is not None:
             self._in_flight.add(handler)
@@ -190,8 +199,11 @@ class DiscordAdapter:
             await self.manager.link_sent(reply, str(writer.sent[0].id))
 
     async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
-        if writer.sent:
-            return  # half a reply already shows
+        try:
+            await writer.retract()  # half a reply is never stored: it must not stay in the channel either
+        except discord.HTTPException as exc:
+            log.warning("could not remove a reply cut short: %s", exc)
+            return
         apology = await self.manager.fallback_reply(event, override=self.settings.discord.fallback_reply)
         if apology is None:
             return  # silence was chosen, or an apology went out in this channel moments ago

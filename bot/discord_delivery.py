@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import discord
 
 from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.recent import RecentlyUsed
 
 __all__ = ["ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]
 
@@ -67,7 +68,8 @@ class ChannelThrottle:
 
     interval_s: float
     clock: Clock = field(default_factory=MonotonicClock)
-    _last_edit: dict[int, float] = field(default_factory=dict)
+    # Only recently active channels matter: an edit a second apart is long forgotten after that.
+    _last_edit: RecentlyUsed[int, float] = field(default_factory=RecentlyUsed)
 
     def ready(self, channel_id: int) -> bool:
         last = self._last_edit.get(channel_id)
@@ -121,6 +123,10 @@ class ReplyWriter:
                 await self.throttle.wait_turn(self.channel_id)
             await self._show(final)
         return latest
+
+    async def retract(self) -> None:
+        """Delete what this reply showed so far (a reply cut short must not stay half-written)."""
+        await self._show([])
 
     async def _show(self, pieces: list[str]) -> None:
         """Make the sent messages read ``pieces``: edit the changed ones, send new ones, drop extras."""

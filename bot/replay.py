@@ -12,12 +12,14 @@ kill -9 durability test counts on these).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bot.shutdown import StopRequest, finished_within_grace
 from bot.transcript import TranscriptLine, event_to_dict, read_transcript
 from engine.errors import BackendError
 from engine.manager import ConversationManager
@@ -29,6 +31,7 @@ __all__ = ["ReplayResult", "replay"]
 class ReplayResult:
     events: int = 0
     replies: int = 0
+    stopped: bool = False  # a signal ended the replay before the transcript did
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -40,14 +43,24 @@ async def replay(
     expect: bool = False,
     ack: bool = False,
     out: TextIO | None = None,
+    stop: StopRequest | None = None,
+    grace_s: float = 0.0,
 ) -> ReplayResult:
+    """``stop``: on SIGTERM/SIGINT read no further line; the one being answered gets ``grace_s``."""
     out = out or sys.stdout
     result = ReplayResult()
     lines = list(read_transcript(transcript))  # every line checked before any is stored
     recorder = record.open("w", encoding="utf-8") if record else None
     try:
         for line in lines:
-            reply_text = await _one(manager, line, out, ack=ack)
+            if stop is not None and stop.requested.is_set():
+                result.stopped = True
+                break
+            answering = asyncio.ensure_future(_one(manager, line, out, ack=ack))
+            if stop is not None and not await finished_within_grace(answering, stop, grace_s):
+                result.stopped = True
+                break
+            reply_text = await answering
             result.events += 1
             result.replies += reply_text is not None
             if recorder is not None:

@@ -40,6 +40,7 @@ from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
@@ -163,7 +164,11 @@ class TwitchAdapter:
         manager.platform_limits.setdefault(PLATFORM, TWITCH_LIMITS)
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
-        self.budgets: dict[str, SendBudget] = {}
+        kept = settings.core.channels_kept
+        # A budget still counting a send must stay, or the next send could break Twitch's limit.
+        self.budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
+            kept, evictable=lambda budget: not budget.in_window()
+        )
         self.commands = ChatCommands(
             manager,
             clock=self.clock,
@@ -177,6 +182,7 @@ class TwitchAdapter:
                 user_cooldown_s=settings.twitch.reply_cooldown_s,
                 stale_after_s=settings.twitch.stale_after_s,
                 answer_unaddressed=settings.twitch.chime_in,
+                channels_kept=kept,
             ),
             clock=self.clock,
             budget_for=lambda event: self.budget_for(event.channel_id),
@@ -190,10 +196,11 @@ class TwitchAdapter:
         self.ready = asyncio.Event()
         self.bot: StoredToken | None = None
         self._client: _TwitchClient | None = None
-        self._name_patterns: dict[str, re.Pattern[str]] = {}
-        self._last_sent: dict[str, str] = {}
+        self._name_patterns: RecentlyUsed[str, re.Pattern[str]] = RecentlyUsed(kept)
+        self._last_sent: RecentlyUsed[str, str] = RecentlyUsed(kept)
         self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
         self._refused_lines = 0
+        self._taking_lines = True
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -214,6 +221,11 @@ class TwitchAdapter:
     @property
     def broadcaster_id(self) -> str | None:
         return self.broadcaster.user_id if self.broadcaster is not None else None
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking chat lines; replies already being written get ``grace_s`` to be sent."""
+        self._taking_lines = False
+        await self.scheduler.drain(grace_s)
 
     async def close(self) -> None:
         await self.scheduler.close()
@@ -272,15 +284,16 @@ class TwitchAdapter:
         self.director.set_live(PLATFORM, channel_id, bool(live))
 
     def budget_for(self, channel_id: str) -> SendBudget:
-        budget = self.budgets.get(channel_id)
-        if budget is None:
-            budget = self.budgets[channel_id] = SendBudget(self.settings.twitch.send_limit, clock=self.clock)
-        return budget
+        return self.budgets.setdefault(
+            channel_id, lambda: SendBudget(self.settings.twitch.send_limit, clock=self.clock)
+        )
 
     # -- incoming ---------------------------------------------------------------------------
 
     async def _on_message(self, message: twitchio.ChatMessage) -> None:
         assert self.bot is not None
+        if not self._taking_lines:
+            return  # stopping: a line not stored is not acknowledged either
         if str(message.chatter.id) == self.bot.user_id:
             self._note_own_badges(message)
             return
@@ -357,6 +370,8 @@ class TwitchAdapter:
             return
         if result.persona_changed:
             self._name_patterns.pop(event.channel_id, None)
+        if result.forgot:
+            self.scheduler.drop_author(event.platform, event.author_id)
         if result.reply:
             await self._send(event, result.reply, self.budget_for(event.channel_id).reserve())
 
@@ -403,9 +418,16 @@ class TwitchAdapter:
             return None
         channel = self._client.create_partialuser(channel_id)
         try:
-            sent = await channel.send_message(
-                safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
+            # twitchio's HTTP session would wait 5 minutes (aiohttp's default), holding a scheduler slot.
+            async with asyncio.timeout(self.settings.twitch.send_timeout_s):
+                sent = await channel.send_message(
+                    safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
+                )
+        except TimeoutError:
+            logger.warning(
+                "Twitch did not answer a send to %s within %g s", channel_id, self.settings.twitch.send_timeout_s
             )
+            return None
         except twitchio.MessageRejectedError as exc:
             logger.warning("Twitch dropped our message in %s: %s (%s)", channel_id, exc.message, exc.code)
             return None

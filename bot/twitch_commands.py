@@ -23,6 +23,7 @@ from engine.events import ChatEvent
 from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget
+from engine.flow.recent import RecentlyUsed
 
 __all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
 
@@ -45,6 +46,7 @@ class PersonaManager(Protocol):
 class CommandResult:
     reply: str | None = None
     persona_changed: bool = False
+    forgot: bool = False  # the asker was forgotten: their lines still queued must go too
 
 
 FORGET_WINDOW_S = 60.0
@@ -66,7 +68,10 @@ class ChatCommands:
         self.forgets_per_minute = forgets_per_minute
         self.prefix = prefix
         self._cooldown: Cooldown[tuple[str, ...]] = Cooldown(cooldown_s, clock=clock)
-        self._forget_budgets: dict[str, SendBudget] = {}
+        # Per channel, the most recently active only (engine.flow.recent); one still counting stays.
+        self._forget_budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
+            evictable=lambda budget: not budget.in_window()
+        )
         self._forgets_waiting: set[tuple[str, str]] = set()  # (channel, viewer) asked, not yet run
 
     def is_command(self, event: ChatEvent) -> bool:
@@ -98,7 +103,8 @@ class ChatCommands:
         if not event.is_moderator or self._cooling(event.channel_key, "switch", event.author_id):
             return CommandResult()
         try:
-            card = await self.manager.switch_persona(event.platform, event.channel_id, wanted, set_by=event.author_name)
+            # The id, not the display name: a name is what a viewer chose, and forget clears ids.
+            card = await self.manager.switch_persona(event.platform, event.channel_id, wanted, set_by=event.author_id)
         except PersonaNotFound as exc:
             return CommandResult(reply=f"@{event.author_name} {exc}")
         return CommandResult(reply=f"Now playing {_name(card)}.", persona_changed=True)
@@ -130,8 +136,8 @@ class ChatCommands:
             turn.sent()
         logger.info("forgot %s on %s at their request", event.author_id, event.platform)
         if self._cooling(event.channel_key, "forget", event.author_id):
-            return CommandResult()
-        return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.")
+            return CommandResult(forgot=True)  # forgotten all the same: only the answer is skipped
+        return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.", forgot=True)
 
 
 def _name(card: object) -> str:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from engine.events import ChatEvent, Reply
 from engine.flow.activity import ReplyActivity
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
+from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
@@ -105,11 +106,20 @@ class ConversationManager:
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
-        self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._window_start: dict[str, int] = {}
+        # Per-channel tables keep the most recently active channels only (engine.flow.recent):
+        # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
+        kept = settings.core.channels_kept
+        self._channel_turns: RecentlyUsed[str, _ChannelTurn] = RecentlyUsed(kept, evictable=_ChannelTurn.idle)
+        self._window_start: RecentlyUsed[str, int] = RecentlyUsed(kept)
         self._system_prompts: dict[str, str] = {}
-        self._persona_choices: dict[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = {}
-        self.moderator = Moderator(settings.moderation, clock=self.clock)
+        self._persona_choices: RecentlyUsed[tuple[str, str, str | None], asyncio.Future[PersonaCard]] = RecentlyUsed(
+            kept, evictable=lambda lookup: lookup.done()
+        )
+        self.moderator = Moderator(settings.moderation, clock=self.clock, channels_kept=kept)
+        # When each viewer last asked to be forgotten (perf_counter): a line heard before that is
+        # not answered, and a reply to it is not stored, however far along it was.
+        self._forgotten_at: RecentlyUsed[tuple[str, str], float] = RecentlyUsed(kept)
+        self._storing_replies: set[asyncio.Future[int]] = set()
         # Whether a stored line may be shown to the model, per persona: history is mostly the
         # same lines turn after turn, so each is judged once, not once per reply.
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
@@ -144,9 +154,7 @@ class ConversationManager:
             raise
 
     def _persona_lookup(self, key: tuple[str, str, str | None]) -> asyncio.Future[PersonaCard]:
-        if key not in self._persona_choices:
-            self._persona_choices[key] = asyncio.ensure_future(self._chosen_card(*key))
-        return self._persona_choices[key]
+        return self._persona_choices.setdefault(key, lambda: asyncio.ensure_future(self._chosen_card(*key)))
 
     async def _chosen_card(self, platform: str, channel_id: str, server_id: str | None) -> PersonaCard:
         chosen = await self.memory.persona_choice(platform, channel_id, server_id)
@@ -236,18 +244,29 @@ class ConversationManager:
             log.info("Not saying a fixed line in %s (%s)", event.channel_key, ", ".join(verdict.reasons) or "empty")
             self.metrics.drop("moderated_reply" if finished else "empty_reply")
             return None
-        async with self._channel_locks[event.channel_key]:  # history stays append-only
-            memory_id = await self._remember(
-                self.memory.record_reply(
-                    event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
+        turn = self._channel_turns.setdefault(event.channel_key, _ChannelTurn)
+        with turn.claimed():
+            async with turn.lock:  # history stays append-only
+                memory_id = await self._remember(
+                    self.memory.record_reply(
+                        event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
+                    )
                 )
-            )
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""
         if reply.memory_id is not None:
             await self._remember(self.memory.set_platform_message_id(reply.memory_id, platform_message_id))
+
+    def channel_state(self) -> dict[str, int]:
+        """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
+        return {
+            "manager_turns": len(self._channel_turns),
+            "manager_windows": len(self._window_start),
+            "manager_persona_lookups": len(self._persona_choices),
+            **self.moderator.channel_state(),
+        }
 
     async def close(self) -> None:
         """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""
@@ -264,7 +283,16 @@ class ConversationManager:
             raise MemoryUnavailable(str(exc)) from exc
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
+        """Delete what memory holds about the viewer, and drop replies to them still being written."""
+        self._forgotten_at[(platform, user_id)] = time.perf_counter()
+        if self._storing_replies:  # passed the check just before: let them land so the forget takes them
+            await asyncio.wait(set(self._storing_replies))
         return await self._remember(self.memory.forget_user(platform, user_id))
+
+    def _forgotten_since(self, heard: HeardLine) -> bool:
+        event = heard.event
+        forgotten_at = self._forgotten_at.get((event.platform, event.author_id))
+        return forgotten_at is not None and forgotten_at >= heard.stored_at
 
     async def delete_note(self, platform: str, note_id: int) -> bool:
         """A moderator removes one note; False when there is no such note on that platform."""
@@ -322,6 +350,12 @@ class ConversationManager:
             self.metrics.drop("moderated_input")
             return
         async with self._generation_turn(event.channel_key):
+            if self._forgotten_since(heard):
+                log.info(
+                    "Not answering %s message %s: its author asked to be forgotten", event.channel_key, event.message_id
+                )
+                self.metrics.drop("forgotten")
+                return
             if verdict.action is Action.REPLACE:  # answered with the safe line, no model call
                 text, attempt, built = verdict.text, _Attempt(), None
             else:
@@ -338,6 +372,14 @@ class ConversationManager:
                     self.metrics.drop("backend_error")
                     raise
                 text = attempt.text
+            if self._forgotten_since(heard):  # forgotten while the reply was being written
+                log.info(
+                    "Dropping the reply to %s message %s: its author was forgotten", event.channel_key, event.message_id
+                )
+                self.metrics.drop("forgotten")
+                if attempt.shown:
+                    yield ""  # retract what was shown
+                return
             if text != attempt.shown:
                 yield text  # the final text; "" retracts snapshots already shown
             if not text:
@@ -358,11 +400,14 @@ class ConversationManager:
                 history_trimmed=built.trimmed if built else False,
                 finish_reason=attempt.stream.finish_reason if attempt.stream else "moderation",
             )
-            memory_id = await self._remember(
+            storing = asyncio.ensure_future(
                 self.memory.record_reply(
                     event, persona_id=reply.persona_id, persona_name=reply.persona_name, text=reply.text
                 )
             )
+            self._storing_replies.add(storing)  # a forget starting now waits for it, then deletes it
+            storing.add_done_callback(self._storing_replies.discard)
+            memory_id = await self._remember(storing)
             self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
 
@@ -371,8 +416,10 @@ class ConversationManager:
         """One reply at a time per channel, MAX_CONCURRENCY across channels; waiting shows as queue depth."""
         async with AsyncExitStack() as held:
             held.enter_context(self.activity.reply())  # idle-time reflection yields at once
+            turn = self._channel_turns.setdefault(channel_key, _ChannelTurn)
+            held.enter_context(turn.claimed())
             with self.metrics.waiting_for_slot():
-                await held.enter_async_context(self._channel_locks[channel_key])
+                await held.enter_async_context(turn.lock)
                 await held.enter_async_context(self._generation_slots)
             with self.metrics.generating():
                 yield
@@ -443,18 +490,28 @@ class ConversationManager:
         be cut to its maximum length (closing the stream stops the generation); errors become
         BackendError."""
         raw = ""
+        chunks = aiter(stream)
+        # Only the backend's own time counts: an adapter taking its time over each snapshot (Discord
+        # edits) must not use the reply's allowance up, nor have the timeout's cancellation land
+        # inside its platform library instead of in the backend.
+        loop, allowance = asyncio.get_running_loop(), self.settings.backend.timeout_s
         try:
-            async with asyncio.timeout(self.settings.backend.timeout_s):
-                async for chunk in stream:
-                    raw += chunk
-                    raw, stopped = cut_at_stops(raw, stops)
-                    yield raw
-                    if stopped:
-                        stream.finish_reason = "stop"
-                        break
-                    if long_enough(raw):
-                        stream.finish_reason = "length"
-                        break
+            while True:
+                asked = loop.time()
+                async with asyncio.timeout(allowance):
+                    chunk = await anext(chunks, None)
+                allowance -= loop.time() - asked
+                if chunk is None:
+                    break
+                raw += chunk
+                raw, stopped = cut_at_stops(raw, stops)
+                yield raw
+                if stopped:
+                    stream.finish_reason = "stop"
+                    break
+                if long_enough(raw):
+                    stream.finish_reason = "length"
+                    break
         except TimeoutError as exc:
             raise BackendUnavailable(f"no reply within {self.settings.backend.timeout_s:g} s") from exc
         except EngineError:
@@ -495,7 +552,7 @@ class ConversationManager:
 
     async def _build_prompt(self, event: ChatEvent, persona: PersonaCard) -> BuiltPrompt:
         key = event.channel_key
-        window_start = self._window_start.get(key, 0)
+        window_start = self._window_start.get(key) or 0
         history = [
             line for line in await self._history_before(event, window_start) if self._shown_to_model(line, persona)
         ]
@@ -588,6 +645,29 @@ class ConversationManager:
                 viewer_line(line.author_name, line.text) for line in dropped if self._shown_to_model(line, persona)
             ]
             self.reflector.trimmed(event.platform, event.channel_id, persona, lines, dropped[-1].id)
+
+
+class _ChannelTurn:
+    """One channel's reply lock, and how many replies hold it or wait for it."""
+
+    __slots__ = ("claims", "lock")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.claims = 0
+
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        # Counted, not read off the lock: between a release and the next waiter waking, an
+        # asyncio.Lock looks free, and a second lock for the channel would allow two replies.
+        self.claims += 1
+        try:
+            yield
+        finally:
+            self.claims -= 1
+
+    def idle(self) -> bool:
+        return self.claims == 0
 
 
 def _keep_newest(remembered: OrderedDict[Any, Any]) -> None:

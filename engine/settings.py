@@ -61,6 +61,12 @@ class CoreSettings(BaseSettings):
     )
     console_user: str = Field("you", description="the name the console adapter chats under")
     bot_name: str | None = Field(None, description="extra name viewers use to address the bot")
+    channels_kept: int = Field(
+        4096, ge=1, description="channels whose state (queues, cooldowns, windows) stays in memory; older ones go"
+    )
+    shutdown_grace_s: float = Field(
+        8.0, ge=0, description="on SIGTERM/SIGINT, how long replies in flight may take to finish"
+    )
 
 
 class BackendSettings(BaseSettings):
@@ -80,7 +86,7 @@ class BackendSettings(BaseSettings):
         None, description="tokenizer.json or model folder for counting tokens; default: the model's"
     )
     max_concurrency: int = Field(4, ge=1, description="generations in flight at once (across channels)")
-    timeout_s: float = Field(60.0, gt=0, description="give up on a reply after this long")
+    timeout_s: float = Field(60.0, gt=0, description="give up on a reply once the backend has spent this long on it")
     seed: int | None = Field(None, description="fixes sampling for reproducible replies")
     base_url: str | None = Field(None, description="openai: the server's /v1 URL, e.g. http://localhost:8000/v1")
     api_key: SecretStr | None = Field(None, description="openai: the server's API key (vLLM --api-key); secret")
@@ -293,6 +299,9 @@ class TwitchSettings(BaseSettings):
         None,
         description="where `costar twitch auth --broadcaster` keeps the broadcaster's token;"
         " default DATA_DIR/twitch_broadcaster_tokens.json",
+    )
+    send_timeout_s: float = Field(
+        10.0, gt=0, description="give up on a chat message Twitch has not answered within this long"
     )
     chime_in: bool = Field(
         False, description="also answer lines that do not address the character (when budget allows)"

@@ -130,4 +130,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX messages_replies_by_line ON messages (platform, reply_to_id) WHERE is_character = 1;
         """,
     ),
+    Migration(
+        5,
+        "persona choices name who chose them by platform id, not display name",
+        # Twitch switches used to record the moderator's display name, which a forget (keyed by
+        # platform id) could not find; the column is informational, so old names are cleared.
+        "UPDATE persona_choices SET set_by = NULL WHERE platform = 'twitch'",
+    ),
+    Migration(
+        6,
+        "summaries from before viewer names were kept out of system text are dropped",
+        # A summary is system text and used to list who was talking by display name; each new
+        # summary keeps the previous one's first sentence, so old names would never roll off.
+        # Summaries are rebuilt as chat goes on.
+        "DELETE FROM summaries",
+    ),
 )

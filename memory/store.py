@@ -526,6 +526,10 @@ class MemoryStore:
                 lines = await self._db.execute(f"DELETE FROM messages WHERE user_id IN ({user_clause})", params)
                 notes = await self._db.execute(f"DELETE FROM notes WHERE user_id IN ({user_clause})", params)
                 users = await self._db.execute("DELETE FROM users WHERE platform = ? AND platform_user_id = ?", params)
+                # Who chose a channel's persona is kept by platform id; a forgotten viewer's goes.
+                await self._db.execute(
+                    "UPDATE persona_choices SET set_by = NULL WHERE platform = ? AND set_by = ?", params
+                )
                 # FTS5 before 3.44 deletes by adding markers; merging every segment into one drops
                 # the deleted lines' terms from the index pages (secure_delete then zeroes them).
                 await self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")

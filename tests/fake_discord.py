@@ -223,6 +223,7 @@ class FakeDiscord:
         self.identify_payloads: list[dict[str, Any]] = []
         self.messages: dict[int, dict[str, Any]] = {}  # every message, by id, as Discord would store it
         self.synced_commands: list[dict[str, Any]] = []
+        self.edit_delay_s = 0.0  # a slow Discord: each message edit takes this long to answer
         self._changed = asyncio.Condition()
         self._socket: web.WebSocketResponse | None = None
         self._sequence = itertools.count(1)
@@ -636,6 +637,7 @@ class FakeDiscord:
         return _json(message)
 
     async def _edit_message(self, request: web.Request, channel_id: str, message_id: str) -> web.Response:
+        await asyncio.sleep(self.edit_delay_s)
         message = self.messages.get(int(message_id))
         if message is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)

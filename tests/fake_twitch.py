@@ -343,6 +343,8 @@ class FakeTwitch(StreamEvents):
         self.bot_badges: dict[str, list[dict[str, str]]] = {}  # broadcaster id -> the bot's badges there
         self.requests: list[ReceivedRequest] = []
         self.chat_messages: list[ReceivedChat] = []
+        self.hung_sends: list[str] = []
+        self._closing = asyncio.Event()
         self.subscriptions: dict[str, _Subscription] = {}
         self.refused_subscriptions: list[tuple[str, str]] = []  # (type, why)
         self.live: set[str] = set()  # broadcaster ids whose stream is live for GET /helix/streams
@@ -350,6 +352,7 @@ class FakeTwitch(StreamEvents):
         self.device_scopes: list[str] = list(CHAT_SCOPES)
         self.tokens: dict[str, _Token] = {}
         self.device_polls_before_grant = 1
+        self.hang_sends = 0  # the next this many Send Chat Message calls never get an answer
         self._device_polls = 0
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._subscribed = asyncio.Event()
@@ -394,6 +397,7 @@ class FakeTwitch(StreamEvents):
         return self
 
     async def close(self) -> None:
+        self._closing.set()
         for task in list(self._keepalive_tasks):
             task.cancel()
         for socket in list(self._sockets.values()):
@@ -614,6 +618,10 @@ class FakeTwitch(StreamEvents):
         if "user:write:chat" not in token.scopes and token.user is not None:
             return _error(401, "Missing scope: user:write:chat")
         message = str(body.get("message", ""))
+        if self.hang_sends > 0:
+            self.hang_sends -= 1
+            self.hung_sends.append(message)
+            await self._closing.wait()  # a server that took the request and went silent
         if len(message) > 500:
             return _error(400, "The message is too long.")
         dropped = self._rate_limited(received_at)

@@ -61,7 +61,7 @@ async def test_memory_survives_a_restart_and_knows_the_regular(settings, embedde
     finally:
         del embedded_backend.stream
     prompt_text = "\n".join(message.content for message in seen[-1].messages)
-    assert "you is a regular: 2 messages" in prompt_text
+    assert "This viewer is a regular: 2 messages" in prompt_text
     assert "you: hello Pip" in prompt_text  # the first run's line is history now
     manager = await build_manager(settings, backend=embedded_backend)
     try:

@@ -21,12 +21,14 @@ import pytest_asyncio
 from bot.app import build_manager, close_manager, configured_adapters
 from bot.discord_adapter import DiscordAdapter
 from bot.discord_delivery import split_message
+from engine.backends.base import Backend
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
 from tests.fake_discord import EPHEMERAL_FLAG, FakeDiscord, FakeUser
+from tests.fault_backends import FaultyBackend
 from tests.one_way_in import record_one_way_in
 
 pytestmark = pytest.mark.timeout(60)
@@ -58,9 +60,11 @@ class Stage:
     moderator: FakeUser
 
     @asynccontextmanager
-    async def bot(self, settings: Settings | None = None) -> AsyncIterator[ConversationManager]:
+    async def bot(
+        self, settings: Settings | None = None, backend: Backend | None = None
+    ) -> AsyncIterator[ConversationManager]:
         settings = settings or self.settings
-        manager = await build_manager(settings, backend=self.backend, counter=self.counter)
+        manager = await build_manager(settings, backend=backend or self.backend, counter=self.counter)
         adapter = DiscordAdapter(settings, manager)
         connections = len(self.discord.identify_payloads) + 1
         running = asyncio.create_task(adapter.start())
@@ -333,6 +337,45 @@ async def test_backend_failure_without_fallback_stays_silent(stage: Stage) -> No
         [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
     assert sent.json["content"] == "I'm back!"
     assert len(stage.backend.requests) == 2
+
+
+async def test_slow_discord_edits_do_not_count_against_the_backend_timeout(stage: Stage) -> None:
+    """The model finishes in time; Discord's edits are slow. The reply is shown whole and stored."""
+    stage.backend.enqueue(["Well. " * 20 + "That is all."])
+    stage.backend.chunk_chars = 12
+    stage.discord.edit_delay_s = 0.25
+    settings = stage.with_discord(stream_replies=True, edit_interval_s=0.0)
+    settings.backend.timeout_s = 0.5  # far more than the model needs, far less than the edits take
+    async with stage.bot(settings):
+        await stage.discord.post_message(stage.viewer, stage.mention("say something"))
+        await eventually(lambda: len(stage.character_lines()) == 1)
+        stored = stage.character_lines()[0]
+        await stage.discord.wait_until(
+            lambda: [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)] == [stored]
+        )
+    assert len(stage.discord.message_edits()) >= 3, "the edits took longer than the backend timeout"
+    assert stored.endswith("That is all.")
+
+
+async def test_a_backend_timeout_mid_stream_retracts_the_half_reply_and_apologises(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    stalling = FaultyBackend(["stall"], reply="The first half arrives, and then the model goes quiet.", slow_s=5)
+    settings = stage.with_discord(stream_replies=True, fallback_reply="Lost my train of thought, ask again?")
+    settings.backend.timeout_s = 0.5
+    async with stage.bot(settings, backend=stalling):
+        await stage.discord.post_message(stage.viewer, stage.mention("tell me a story"))
+        await stage.discord.wait_until(
+            lambda: (
+                [m["content"] for m in stage.discord.bot_messages(stage.discord.general.id)]
+                == ["Lost my train of thought, ask again?"]
+            )
+        )
+    [first, apology] = stage.discord.sent_messages()
+    assert first["content"].startswith("The first half"), "the half reply had been shown"
+    assert apology["content"] == "Lost my train of thought, ask again?"
+    assert stage.character_lines() == [], "a reply cut short is not stored"
+    assert any("no reply in discord channel" in record.getMessage() for record in caplog.records)
 
 
 # ---------------------------------------------------------------------------- /persona

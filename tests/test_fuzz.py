@@ -10,6 +10,7 @@ import contextlib
 import io
 import itertools
 import json
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
@@ -31,11 +32,13 @@ from engine.moderation.normalize import (
     squash,
     word_sequence,
 )
+from engine.output.limits import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
+from engine.output.postprocess import postprocess
 from engine.prompting.builder import PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS
 from engine.settings import ModerationSettings
 from memory.records import StoredMessage
-from personas.card import PersonaCard
+from personas.card import PersonaCard, Style
 from personas.errors import PersonaError
 from personas.loader import parse_card_bytes
 
@@ -186,15 +189,38 @@ def test_hot_path_shortcuts_agree_with_their_definitions(text: str) -> None:
         )
 
 
+# Text that may start with a command prefix, often behind characters nobody sees.
+_UNSEEN = ("Cf", "Zs", "Zl", "Zp", "Cc")
+unseen_text = st.text(st.characters(categories=_UNSEEN, exclude_characters="\x00"), max_size=3)  # type: ignore[arg-type]
+maybe_command = st.tuples(unseen_text, st.sampled_from(["/", ".", "", " /."]), unseen_text, unicode_text).map("".join)
+
+
+def _reads_as_command(text: str) -> bool:
+    """Twitch's reading, written out here independently of engine.output.limits."""
+    visible = [char for char in text if unicodedata.category(char) not in _UNSEEN]
+    return visible[:1] in (["/"], ["."])
+
+
 @FUZZ
-@given(unicode_text, unicode_text, st.sampled_from(["twitch", "discord", "console"]))
-def test_moderation_never_crashes_on_any_text(text: str, name: str, platform: str) -> None:
+@given(maybe_command, unicode_text, st.sampled_from(["twitch", "discord", "console"]))
+def test_moderation_never_crashes_and_never_passes_a_twitch_command(text: str, name: str, platform: str) -> None:
     moderator = Moderator(ModerationSettings(_env_file=None))
     persona = PersonaCard(name="Pip", system_prompt=name or None)
     event = ChatEvent(platform=platform, channel_id="c", author_id="a", author_name=name, text=text)
     moderator.check_input(event, persona)
     verdict = moderator.check_output(text, persona, event)
-    assert verdict.text == "" or verdict.passes or verdict.text == moderator.settings.safe_line
+    if verdict.passes:
+        assert platform != "twitch" or not _reads_as_command(verdict.text), repr(verdict.text)
+    else:  # withheld: nothing, or the safe line, is said instead
+        assert verdict.text in ("", moderator.settings.safe_line), repr(verdict.text)
+
+
+@FUZZ
+@given(maybe_command)
+def test_twitch_post_processing_never_leaves_a_command(text: str) -> None:
+    processed = postprocess(text, style=Style(), limits=TWITCH_LIMITS)
+    assert not _reads_as_command(processed), repr(processed)
+    assert len(processed) <= TWITCH_MAX_MESSAGE_CHARS
 
 
 # -- prompt builder ----------------------------------------------------------------------------

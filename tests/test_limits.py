@@ -71,3 +71,21 @@ def test_a_reply_is_one_chat_message_on_single_line_platforms_and_never_ends_on_
     assert as_chat_message("I came in at number 1.", single_line=True) == "I came in at number 1."
     assert PLATFORM_LIMITS["console"] is CONSOLE_LIMITS and CONSOLE_LIMITS.single_line
     assert PLATFORM_LIMITS["twitch"] is TWITCH_LIMITS and PLATFORM_LIMITS["discord"] is DISCORD_LIMITS
+
+
+# Characters a reader cannot see, which Twitch would still find a command behind (issue 13, item 7).
+INVISIBLE_LEADS = ["\u200b", "\u200c", "\u2060", "\ufeff", "\u00ad", "\u180e", "\u3000", "\x07", "\u200b \u2060"]
+
+
+def test_invisible_characters_before_a_command_prefix_do_not_hide_it() -> None:
+    from bot.twitch_output import twitch_safe
+
+    for lead in INVISIBLE_LEADS:
+        for command in ("/ban streamer", ".timeout streamer 600"):
+            text = lead + command
+            assert starts_with_command(text), repr(text)
+            assert strip_command_prefix(text) == command[1:], repr(text)
+            assert postprocess(text, style=Style(), limits=TWITCH_LIMITS) == command[1:], repr(text)
+            assert twitch_safe(text) == command[1:], repr(text)
+    assert strip_command_prefix("/\u200b/\ufeff.ban x") == "ban x", "hidden between prefixes too"
+    assert strip_command_prefix("hi \u200b/ban") == "hi \u200b/ban", "only the start of a message matters"

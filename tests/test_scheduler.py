@@ -340,3 +340,66 @@ async def test_a_full_queue_of_equals_drops_the_oldest_first() -> None:
         scheduler.submit(line(f"pip {number}", f"viewer{number}"))
     assert dropped == ["pip 0", "pip 1", "pip 2"]
     assert scheduler.queued == 3
+
+
+async def test_a_long_flood_keeps_the_queue_heap_within_twice_the_live_lines() -> None:
+    """500 addressed lines a second for 20 s, answered two at a time: most are evicted or go stale."""
+    clock = ManualClock()
+
+    async def slow_handler(heard: HeardLine, reservation: SendReservation | None) -> bool:
+        await clock.sleep(2.0)
+        return True
+
+    scheduler = ReplyScheduler(slow_handler, SchedulerConfig(max_in_flight=2, stale_after_s=10), clock=clock)
+    await scheduler.start()
+    most_heap, most_ratio = 0, 0.0
+    for step in range(200):
+        for number in range(50):
+            scheduler.submit(line(f"pip question {step}-{number}", f"viewer{(step * 50 + number) % 997}"))
+        await clock.advance(0.1)
+        footprint = scheduler.footprint()
+        assert footprint.heap_entries <= 2 * footprint.live, footprint
+        most_heap, most_ratio = max(most_heap, footprint.heap_entries), max(most_ratio, footprint.most_heap_per_live)
+    assert (
+        scheduler.stats[Outcome.QUEUE_FULL] > 0
+        and scheduler.stats[Outcome.STALE] + scheduler.stats[Outcome.REPLIED] > 0
+    )
+    assert most_heap <= 2 * scheduler.config.max_queued_per_channel and most_ratio <= 2.0
+    await scheduler.close()
+    assert scheduler.footprint().heap_entries <= 2 * scheduler.footprint().live
+
+
+async def test_draining_lets_answers_in_flight_finish_and_starts_nothing_new() -> None:
+    gate = asyncio.Event()
+    handler = RecordingHandler(gate=gate)
+    outcomes: dict[str, Outcome] = {}
+    scheduler = ReplyScheduler(
+        handler,
+        SchedulerConfig(max_in_flight=1, user_cooldown_s=0),
+        clock=ManualClock(),
+        on_outcome=lambda event, outcome: outcomes.__setitem__(event.text, outcome),
+    )
+    await scheduler.start()
+    scheduler.submit(line("pip, in flight", "ann"))
+    await settle()
+    scheduler.submit(line("pip, still queued", "bob"))
+    draining = asyncio.create_task(scheduler.drain(grace_s=5))
+    await settle()
+    assert scheduler.submit(line("pip, too late", "cy")) is Outcome.CLOSED
+    gate.set()  # the answer in flight finishes within the grace period
+    await asyncio.wait_for(draining, 5)
+    await scheduler.close()
+    assert outcomes["pip, in flight"] is Outcome.REPLIED
+    assert outcomes["pip, still queued"] is Outcome.CLOSED, "nothing new starts once draining"
+    assert [event.text for event in handler.answered] == ["pip, in flight"]
+
+
+async def test_draining_gives_up_on_an_answer_that_outlasts_the_grace_period() -> None:
+    handler = RecordingHandler(gate=asyncio.Event())  # never opens
+    scheduler = ReplyScheduler(handler, clock=ManualClock())
+    await scheduler.start()
+    scheduler.submit(line("pip, stuck", "ann"))
+    await settle()
+    await asyncio.wait_for(scheduler.drain(grace_s=0.2), 5)
+    await scheduler.close()
+    assert scheduler.stats[Outcome.CLOSED] == 1 and handler.answered == []

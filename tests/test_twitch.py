@@ -476,6 +476,52 @@ async def test_a_database_locked_past_the_busy_timeout_loses_no_twitch_line(
     assert not [r for r in caplog.records if r.name == "bot.twitch_adapter" and r.levelno >= logging.ERROR]
 
 
+async def test_a_hung_send_gives_up_in_time_and_frees_the_slot_for_the_next_reply(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    """Twitch takes a send and never answers: the bot moves on after TWITCH_SEND_TIMEOUT_S."""
+    settings = twitch_settings(send_timeout_s=0.5, reply_cooldown_s=0)
+    settings.backend.max_concurrency = 1  # one scheduler slot: a hung send would block every reply
+    store_bot_token(settings, fake)
+    fake.hang_sends = 1
+    backend = ScriptedBackend(["Lost in the void.", "This one arrives."])
+    async with managed(settings, backend) as manager, running(settings, manager) as adapter:
+        await fake.chat(CHANNEL.id, VIEWER, "pip, first question")
+        await until(lambda: fake.hung_sends)
+        await fake.chat(CHANNEL.id, MOD, "pip, second question")
+        await until(lambda: fake.chat_messages, timeout=5)
+        await asyncio.wait_for(adapter.scheduler.join(), 5)
+        in_window = adapter.budget_for(CHANNEL.id).in_window()
+    assert fake.hung_sends == ["Lost in the void."]
+    assert [m.message for m in fake.chat_messages] == ["This one arrives."]
+    assert adapter.scheduler.stats[Outcome.NOT_SENT] == 1 and adapter.scheduler.stats[Outcome.REPLIED] == 1
+    assert in_window == 2, "the hung send still counts: Twitch may have taken it"
+
+
+async def test_forgetme_drops_the_chatters_lines_still_waiting_for_an_answer(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings(reply_cooldown_s=300)  # after one answer, their next lines wait in the queue
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(default="Noted!")) as manager, running(settings, manager) as adapter:
+        await fake.chat(CHANNEL.id, VIEWER, "pip, my first secret")
+        await until(lambda: len(fake.chat_messages) == 1)
+        await fake.chat(CHANNEL.id, VIEWER, "pip, my second secret")
+        await fake.chat(CHANNEL.id, VIEWER, "pip, my third secret")
+        await until(lambda: adapter.scheduler.queued == 2)
+        await fake.chat(CHANNEL.id, VIEWER, "!forgetme")
+        await until(lambda: len(fake.chat_messages) == 2)
+        queued_after = adapter.scheduler.queued
+    assert queued_after == 0 and adapter.scheduler.stats[Outcome.FORGOTTEN] == 2
+    assert "no longer remember" in fake.chat_messages[1].message
+    assert not any("secret" in text for text in stored_texts(settings.db_path))
+
+
+def stored_texts(db_path: Path) -> list[str]:
+    with sqlite3.connect(db_path) as db:
+        return [row[0] for row in db.execute("SELECT text FROM messages")]
+
+
 # -- a recorded chat flood ----------------------------------------------------------------------
 
 CLOCK_SPEED = 30.0  # bot time runs 30x real time: Twitch's 30 s window lasts 1 s of the test

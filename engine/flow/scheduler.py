@@ -34,6 +34,7 @@ from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.heard import HeardLine, Priority, priority_of
 from engine.moderation.copypasta import RepeatWindow
 from engine.moderation.normalize import normalise_text
@@ -44,6 +45,7 @@ __all__ = [
     "ReplyHandler",
     "ReplyScheduler",
     "SchedulerConfig",
+    "SchedulerFootprint",
     "priority_of",
 ]
 
@@ -61,6 +63,7 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"  # not addressed to the character and answer_unaddressed is off
     MODERATED = "moderated"  # input moderation blocked the line: stored, never answered
     QUEUE_FULL = "queue_full"
+    FORGOTTEN = "forgotten"  # its author asked to be forgotten while it waited
     CLOSED = "closed"
     REDELIVERED = "redelivered"  # the platform sent a stored message again: its first delivery counts
 
@@ -74,6 +77,7 @@ class SchedulerConfig:
     copypasta_users: int = 3
     max_queued_per_channel: int = 500
     answer_unaddressed: bool = False
+    channels_kept: int = DEFAULT_CAPACITY  # idle channels beyond this are forgotten, least recent first
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -82,6 +86,16 @@ class SchedulerConfig:
             raise ValueError("copypasta_users must be at least 2")
         if min(self.user_cooldown_s, self.duplicate_window_s) < 0 or self.stale_after_s <= 0:
             raise ValueError("cooldowns and windows cannot be negative; stale_after_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerFootprint:
+    channels: int
+    text_windows: int  # channels with a duplicate/copypasta window held
+    live: int  # lines queued and not yet answered, dropped or expired
+    heap_entries: int  # entries in the channels' heaps, finished ones included
+    most_heap_per_live: float  # the worst channel's heap entries per live line (1 when it has none)
+    in_flight: int
 
 
 # The handler generates and sends the reply; True when something was sent.
@@ -127,6 +141,22 @@ class _Channel:
         lines.append(pending)
         self.live += 1
 
+    def finished_one(self) -> None:
+        """A queued line was answered, dropped or expired: keep the queues near the live count.
+
+        Finished lines are only marked (a heap cannot remove from the middle); without this they
+        stay until the channel drains, which under a flood it never does. Rebuilding once the
+        heap holds twice the live lines costs O(1) per line, amortised.
+        """
+        self.live -= 1
+        if len(self.heap) > 2 * self.live:
+            # In place: the dispatch loop may be walking these very queues.
+            self.heap[:] = [pending for pending in self.heap if not pending.done]
+            heapq.heapify(self.heap)
+            _keep_live(self.by_arrival)
+            for lines in self.by_class.values():
+                _keep_live(lines)
+
     def least_urgent(self) -> _Pending | None:
         """The oldest live line of the lowest class queued."""
         for priority_class in sorted(self.by_class, reverse=True):
@@ -135,6 +165,12 @@ class _Channel:
             if lines:
                 return lines[0]
         return None
+
+
+def _keep_live(lines: deque[_Pending]) -> None:
+    live = [pending for pending in lines if not pending.done]
+    lines.clear()
+    lines.extend(live)
 
 
 def _drop_finished(lines: deque[_Pending]) -> None:
@@ -160,9 +196,15 @@ class ReplyScheduler:
         self.budget_for: BudgetLookup = budget_for or (lambda event: None)
         self.on_outcome = on_outcome
         self.stats: Counter[Outcome] = Counter()
-        self._channels: dict[str, _Channel] = {}
+        # A channel with nothing queued may be forgotten (its cooldowns with it) once it is among
+        # the least recently active; an answer in flight keeps its own reference.
+        self._channels: RecentlyUsed[str, _Channel] = RecentlyUsed(
+            self.config.channels_kept, evictable=lambda channel: channel.live == 0
+        )
         # Every line's normalised text, per channel: duplicates by one author, waves by many.
-        self._texts = RepeatWindow(self.config.duplicate_window_s, keep_edge=False)
+        self._texts = RepeatWindow(
+            self.config.duplicate_window_s, keep_edge=False, channels_kept=self.config.channels_kept
+        )
         self._seq = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -185,11 +227,9 @@ class ReplyScheduler:
         if heard.redelivered:
             return self._emit(event, Outcome.REDELIVERED)
         now = self.clock.now()
-        channel = self._channels.get(event.channel_key)
-        if channel is None:
-            channel = self._channels[event.channel_key] = _Channel(
-                answered=Cooldown(self.config.user_cooldown_s, clock=self.clock)
-            )
+        channel = self._channels.setdefault(
+            event.channel_key, lambda: _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
+        )
         verdict = self._text_verdict(event, now)
         if verdict is not None:
             return self._emit(event, verdict)
@@ -230,8 +270,19 @@ class ReplyScheduler:
 
     def _finish(self, channel: _Channel, pending: _Pending, outcome: Outcome) -> None:
         pending.done = True
-        channel.live -= 1
+        channel.finished_one()
         self._emit(pending.event, outcome)
+
+    def drop_author(self, platform: str, author_id: str) -> int:
+        """Drop every queued line of one viewer (they asked to be forgotten); how many were dropped."""
+        dropped = 0
+        for channel in self._channels.values():
+            for pending in list(channel.by_arrival):
+                event = pending.event
+                if not pending.done and event.author_id == author_id and event.platform == platform:
+                    self._finish(channel, pending, Outcome.FORGOTTEN)
+                    dropped += 1
+        return dropped
 
     def _emit(self, event: ChatEvent, outcome: Outcome) -> Outcome:
         self.stats[outcome] += 1
@@ -245,18 +296,31 @@ class ReplyScheduler:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._dispatch_loop(), name="reply-scheduler")
 
-    async def close(self) -> None:
-        """Stop: cancel generations in flight and drop what is queued."""
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking and starting lines; let generations in flight finish for up to ``grace_s``.
+
+        What is still queued is dropped by :meth:`close` (outcome ``closed``), which follows.
+        """
         self._closed = True
+        await self._stop_dispatching()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+
+    async def _stop_dispatching(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+
+    async def close(self) -> None:
+        """Stop: cancel generations in flight and drop what is queued."""
+        self._closed = True
+        await self._stop_dispatching()
         for task in list(self._in_flight):
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         for channel in self._channels.values():
-            for pending in channel.by_arrival:
+            for pending in list(channel.by_arrival):
                 if not pending.done:
                     self._finish(channel, pending, Outcome.CLOSED)
         self._idle.set()
@@ -268,6 +332,19 @@ class ReplyScheduler:
     @property
     def queued(self) -> int:
         return sum(channel.live for channel in self._channels.values())
+
+    def footprint(self) -> SchedulerFootprint:
+        """How much the scheduler holds now (benchmarks and tests watch it stay bounded)."""
+        return SchedulerFootprint(
+            channels=len(self._channels),
+            text_windows=self._texts.channels,
+            live=self.queued,
+            heap_entries=sum(len(channel.heap) for channel in self._channels.values()),
+            most_heap_per_live=max(
+                (len(channel.heap) / max(1, channel.live) for channel in self._channels.values()), default=0.0
+            ),
+            in_flight=len(self._in_flight),
+        )
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -362,7 +439,7 @@ class ReplyScheduler:
 
     def _launch(self, channel: _Channel, pending: _Pending, reservation: SendReservation | None) -> None:
         pending.done = True
-        channel.live -= 1
+        channel.finished_one()
         task = asyncio.create_task(self._answer(channel, pending.heard, reservation))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)

@@ -17,6 +17,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+
 __all__ = ["RepeatWindow", "Seen"]
 
 
@@ -47,7 +49,14 @@ class RepeatWindow:
     counts there when it is false (moderation and the scheduler historically differ on that edge).
     """
 
-    def __init__(self, window_s: float, *, max_lines: int | None = None, keep_edge: bool = True) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        *,
+        max_lines: int | None = None,
+        keep_edge: bool = True,
+        channels_kept: int = DEFAULT_CAPACITY,
+    ) -> None:
         if window_s < 0:
             raise ValueError("window_s cannot be negative")
         if max_lines is not None and max_lines < 1:
@@ -55,13 +64,12 @@ class RepeatWindow:
         self.window_s = window_s
         self.max_lines = max_lines
         self.keep_edge = keep_edge
-        self._channels: dict[Hashable, _Lines] = {}
+        # The least recently active channels' windows go first (see engine.flow.recent).
+        self._channels: RecentlyUsed[Hashable, _Lines] = RecentlyUsed(channels_kept)
 
     def see(self, channel: Hashable, fingerprint: str, now: float, author: Hashable = None) -> Seen:
         """Count one line and say how often its fingerprint is in the window now."""
-        lines = self._channels.get(channel)
-        if lines is None:
-            lines = self._channels[channel] = _Lines()
+        lines = self._channels.setdefault(channel, _Lines)
         self._expire(lines, now)
         lines.entries.append((now, fingerprint, author))
         # Plain dicts, not Counters: most chat lines are unique, so this allocates per line.
@@ -84,6 +92,11 @@ class RepeatWindow:
     def __len__(self) -> int:
         """Lines held across all channels."""
         return sum(len(lines.entries) for lines in self._channels.values())
+
+    @property
+    def channels(self) -> int:
+        """Channels with a window held."""
+        return len(self._channels)
 
     def _expire(self, lines: _Lines, now: float) -> None:
         entries, cutoff = lines.entries, now - self.window_s

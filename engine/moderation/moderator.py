@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from engine.events import ChatEvent
 from engine.flow.clock import Clock, MonotonicClock
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.moderation.checks import (
     WordList,
     caps_shouting,
@@ -112,21 +113,31 @@ class Policy:
 
 
 class Moderator:
-    def __init__(self, settings: ModerationSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: ModerationSettings, *, clock: Clock | None = None, channels_kept: int = DEFAULT_CAPACITY
+    ) -> None:
         self.settings = settings
         self.clock: Clock = clock or MonotonicClock()
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._policies: dict[tuple[str, str], Policy] = {}
+        # Merged per persona and channel; rebuilt cheaply for a channel that was forgotten.
+        self._policies: RecentlyUsed[tuple[str, str], Policy] = RecentlyUsed(channels_kept)
         self._leak_detectors: dict[str, LeakDetector] = {}
         # Copies of a squashed line per channel, within the window and the last lines remembered.
-        self._copypasta = RepeatWindow(settings.copypasta_window_s, max_lines=_COPYPASTA_MEMORY, keep_edge=True)
+        self._copypasta = RepeatWindow(
+            settings.copypasta_window_s, max_lines=_COPYPASTA_MEMORY, keep_edge=True, channels_kept=channels_kept
+        )
 
     def policy(self, persona: PersonaCard, channel_key: str) -> Policy:
         key = (persona.persona_id, channel_key)
-        if key not in self._policies:
+        policy = self._policies.get(key)
+        if policy is None:
             channel = self.settings.channels.get(channel_key)
-            self._policies[key] = Policy.merge(self.settings, persona.moderation, channel)
-        return self._policies[key]
+            policy = self._policies[key] = Policy.merge(self.settings, persona.moderation, channel)
+        return policy
+
+    def channel_state(self) -> dict[str, int]:
+        """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
+        return {"moderation_policies": len(self._policies), "copypasta_channels": self._copypasta.channels}
 
     def leak_detector(self, persona: PersonaCard) -> LeakDetector:
         if persona.persona_id not in self._leak_detectors:

@@ -20,6 +20,7 @@ Post-processing (:mod:`engine.output.postprocess`), the output moderation checks
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "neutralise_mass_mentions",
     "starts_with_command",
     "strip_command_prefix",
+    "strip_invisible_start",
 ]
 
 # Twitch chat runs a message starting with "/" or "." as a chat command ("/ban", ".timeout"):
@@ -104,16 +106,30 @@ def as_chat_message(text: str, *, single_line: bool) -> str:
 # -- the command-prefix rule ------------------------------------------------------------------
 
 
+# What may stand, unseen, in front of a command prefix: format characters (zero-width space and
+# joiners, word joiner, BOM, soft hyphen, Mongolian vowel separator), spaces of every width and
+# control characters. A viewer cannot see "\u200b/ban x" start with anything but "/ban".
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc"})
+
+
+def strip_invisible_start(text: str) -> str:
+    """``text`` without the leading characters a reader cannot see (Unicode Cf, Zs, Cc, line breaks)."""
+    start = 0
+    while start < len(text) and unicodedata.category(text[start]) in _INVISIBLE_CATEGORIES:
+        start += 1
+    return text[start:]
+
+
 def starts_with_command(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> bool:
-    """Whether the platform would read ``text`` as a chat command (leading spaces are ignored)."""
-    return text.lstrip().startswith(prefixes)
+    """Whether the platform would read ``text`` as a chat command (leading invisible text is ignored)."""
+    return strip_invisible_start(text).startswith(prefixes)
 
 
 def strip_command_prefix(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> str:
-    """``text`` without leading spaces and command prefixes ("/ /me hi" becomes "me hi")."""
-    stripped = text.lstrip()
+    """``text`` without leading invisible characters and command prefixes ("/ /me hi" becomes "me hi")."""
+    stripped = strip_invisible_start(text)
     while stripped.startswith(prefixes):
-        stripped = stripped[1:].lstrip()
+        stripped = strip_invisible_start(stripped[1:])
     return stripped
 
 
