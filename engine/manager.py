@@ -51,6 +51,8 @@ from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
+from engine.stage.feed import Stage
+from engine.stage.reply import StagedReply
 from engine.stream.events import StreamEvent
 from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
 from personas.card import PersonaCard
@@ -104,6 +106,7 @@ class ConversationManager:
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
+        self.stage = Stage()  # captions and voice on the stream itself subscribe here
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._window_start: dict[str, int] = {}
@@ -305,8 +308,24 @@ class ConversationManager:
 
         For adapters that stream and still need the Reply (to link the platform's message id).
         ``snapshots=False`` skips post-processing and checking every chunk (work that grows with the
-        square of the reply length) when nobody shows the text before it is finished.
+        square of the reply length) when nobody shows the text before it is finished — unless
+        someone watches the stage (an overlay, a voice): they get the snapshots either way.
         """
+        if not self.stage.watched:
+            async for item in self._generate(heard, snapshots=snapshots):
+                yield item
+            return
+        event = heard.event
+        staged = StagedReply(self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id))
+        try:
+            async for item in self._generate(heard, snapshots=True):
+                staged.take(item)
+                if snapshots or isinstance(item, Reply):
+                    yield item
+        finally:
+            staged.close()
+
+    async def _generate(self, heard: HeardLine, *, snapshots: bool) -> AsyncIterator[str | Reply]:
         event = heard.event
         if heard.redelivered:
             return  # its first delivery is the one answered
