@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.errors import USER_ERRORS, one_line
+from bot.on_stream import OnStream
+from bot.twitch_commands import SceneSwitcher
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
@@ -127,7 +129,11 @@ async def close_manager(manager: ConversationManager) -> None:
 
 
 def configured_adapters(
-    settings: Settings, manager: ConversationManager, *, console: bool | None = None
+    settings: Settings,
+    manager: ConversationManager,
+    *,
+    console: bool | None = None,
+    scenes: SceneSwitcher | None = None,
 ) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
@@ -137,7 +143,7 @@ def configured_adapters(
     if settings.twitch.client_id:
         from bot.twitch_adapter import TwitchAdapter
 
-        adapters.append(TwitchAdapter(settings, manager))
+        adapters.append(TwitchAdapter(settings, manager, scenes=scenes))
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 
@@ -151,10 +157,12 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
     if settings.metrics.port is not None:
         metrics_server = manager.metrics.serve(settings.metrics.port, settings.metrics.host)
         log.info("Prometheus metrics on http://%s:%d/metrics", settings.metrics.host, metrics_server.port)
+    on_stream = None
     try:
         await manager.backend.start()
+        on_stream = await OnStream.start(settings, manager)
         freeze_startup_heap()
-        adapters = configured_adapters(settings, manager, console=console)
+        adapters = configured_adapters(settings, manager, console=console, scenes=on_stream.obs)
         results = await asyncio.gather(*(adapter.start() for adapter in adapters), return_exceptions=True)
         for adapter in adapters:
             await adapter.close()
@@ -169,6 +177,8 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
                 log.error("adapter stopped: %s", type(failure).__name__, exc_info=failure)
         return 1 if failures else 0
     finally:
+        if on_stream is not None:
+            await on_stream.close()
         if metrics_server is not None:
             metrics_server.stop()
         await close_manager(manager)

@@ -316,7 +316,9 @@ class ConversationManager:
                 yield item
             return
         event = heard.event
-        staged = StagedReply(self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id))
+        staged = StagedReply(
+            self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id)
+        )
         try:
             async for item in self._generate(heard, snapshots=True):
                 staged.take(item)

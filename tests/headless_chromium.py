@@ -53,7 +53,11 @@ class Chromium:
         await self.call("Page.enable")
         # The window size includes no browser chrome in headless mode, but pin the viewport anyway.
         await self.call(
-            "Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1, mobile=False
+            "Emulation.setDeviceMetricsOverride",
+            width=self.width,
+            height=self.height,
+            deviceScaleFactor=1,
+            mobile=False,
         )
         await self.call("Page.navigate", url=url)
         await self.wait_for("document.readyState === 'complete'")

@@ -108,6 +108,18 @@ def test_a_voice_name_cannot_smuggle_an_option() -> None:
 # -- speaking a streaming reply -----------------------------------------------------------------
 
 
+class SlowEspeak(EspeakSynthesizer):
+    """espeak-ng at the pace of a neural voice on a busy CPU, so a reply can be retracted mid-sentence."""
+
+    def __init__(self, synthesis_s: float) -> None:
+        super().__init__()
+        self.synthesis_s = synthesis_s
+
+    def synthesize(self, text: str) -> bytes:
+        time.sleep(self.synthesis_s)  # runs in the voice's worker thread, like any synthesis
+        return super().synthesize(text)
+
+
 class StageLog:
     """Every cue the stage published, with when it was published."""
 
@@ -128,12 +140,17 @@ async def speaking(
     """``await speaking(**settings)`` -> (manager, stage log); pip speaks with espeak-ng."""
     started: list[tuple[ConversationManager, asyncio.Task[None], asyncio.Task[None]]] = []
 
-    async def start(**sections: dict) -> tuple[ConversationManager, StageLog]:
+    async def start(*, synthesis_s: float = 0.0, **sections: dict) -> tuple[ConversationManager, StageLog]:
         manager = await build_manager(make_settings(**sections), backend=scripted, counter=counter)
         log = StageLog()
         subscription = manager.stage.subscribe()
-        voice = Voice(manager.stage, lambda persona: EspeakSynthesizer() if persona == "pip" else None,
-                      metrics=manager.metrics, out_dir=tmp_path / "spoken")
+        pip_voice = SlowEspeak(synthesis_s) if synthesis_s else EspeakSynthesizer()
+        voice = Voice(
+            manager.stage,
+            lambda persona: pip_voice if persona == "pip" else None,
+            metrics=manager.metrics,
+            out_dir=tmp_path / "spoken",
+        )
 
         async def record() -> None:
             async for cue in subscription:
@@ -182,8 +199,10 @@ async def test_the_first_sentence_is_spoken_before_the_reply_is_finished(
 
 @needs_espeak
 async def test_a_dropped_reply_says_nothing_more(speaking, scripted: ScriptedBackend) -> None:
-    manager, log = await speaking(moderation={"banned_words": "pineapple", "actions": "output_banned_word=drop"})
-    scripted.chunk_delay_s = 0.005  # the word arrives while the sentence before it is still being synthesised
+    manager, log = await speaking(
+        synthesis_s=0.4, moderation={"banned_words": "pineapple", "actions": "output_banned_word=drop"}
+    )
+    scripted.chunk_delay_s = 0.01  # the word arrives while the first sentence is still being synthesised
     scripted.enqueue(["First I say this. Then I say that. And then pineapple, obviously."])
     assert await answer(manager, "pip tell me") is None
     await settle(log)

@@ -176,4 +176,3 @@ class OverlayServer:
 def card_styles(cards: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """persona id -> its card's ``overlay:`` section, as the page reads it (unset keys left out)."""
     return {persona_id: card.overlay.model_dump(exclude_none=True) for persona_id, card in cards.items()}
-

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["Cut", "SentenceCutter"]
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'\u201d\u2019)\]]*\s+")  # then closing quotes or brackets
 _CLAUSE_END = re.compile(r"[,;:]\s+")
 
 

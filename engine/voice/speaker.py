@@ -115,7 +115,7 @@ class Voice:
         speech.stopped = True
         self._speeches.pop(speech.cue.cue_id, None)
         if speech.worker is not None:
-            speech.worker.cancel()
+            speech.worker.cancel()  # a synthesis still running in its thread is thrown away when it returns
         if announce:
             self.stage.publish(AudioStop(speech.cue.cue_id, speech.cue.channel, speech.cue.persona_id))
 
@@ -127,8 +127,6 @@ class Voice:
                 except VoiceUnavailable as exc:
                     log.error("voice: %s", exc)
                     continue
-                if speech.stopped:  # retracted while the synthesis ran: it is never heard
-                    return
                 self._publish(speech, sentence, wav)
         finally:
             if self._speeches.get(speech.cue.cue_id) is speech and not speech.stopped:

@@ -93,7 +93,9 @@ class EspeakSynthesizer:
         # The text goes in on stdin, never as an argument: a viewer-influenced '-w file' stays text.
         command = [self.binary, "--stdout", "-v", self.voice, "-s", str(self.rate), "-p", str(self.pitch)]
         try:
-            done = subprocess.run(command, input=text.encode("utf-8"), capture_output=True, timeout=_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                command, input=text.encode("utf-8"), capture_output=True, timeout=_TIMEOUT_S, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise VoiceUnavailable(f"espeak-ng failed: {exc}") from exc
         if done.returncode != 0:
