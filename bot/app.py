@@ -162,7 +162,8 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
         await manager.backend.start()
         on_stream = await OnStream.start(settings, manager)
         freeze_startup_heap()
-        adapters = configured_adapters(settings, manager, console=console, scenes=on_stream.obs)
+        scenes = on_stream.obs if settings.obs.scene_command else None
+        adapters = configured_adapters(settings, manager, console=console, scenes=scenes)
         results = await asyncio.gather(*(adapter.start() for adapter in adapters), return_exceptions=True)
         for adapter in adapters:
             await adapter.close()

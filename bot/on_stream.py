@@ -45,7 +45,11 @@ class OnStream:
             )
         # Speech needs a listener: the overlay page plays it, or COSTAR_VOICE_OUT_DIR keeps it.
         heard_somewhere = on_stream.overlay is not None or settings.voice.out_dir is not None
-        if settings.voice.enabled and heard_somewhere and any(card.voice is not None for card in cards.values()):
+        if (
+            settings.voice.enabled
+            and heard_somewhere
+            and any(card.voice and card.voice.enabled for card in cards.values())
+        ):
             voices = card_voices(cards, manager.personas.sources, settings.voice)
             voice = Voice(manager.stage, voices, metrics=manager.metrics, out_dir=settings.voice.out_dir)
             on_stream.tasks.append(asyncio.create_task(voice.run(), name="voice"))

@@ -262,7 +262,9 @@ class ObsSettings(BaseSettings):
         None, description="browser source shown while the character speaks and hidden after"
     )
     overlay_scene: str | None = Field(None, description="scene holding that source (default: the current scene)")
-    hide_after_s: float = Field(2.0, ge=0, description="hide the source this long after the character finished")
+    hide_after_s: float = Field(
+        8.0, ge=0, description="hide the source this long after the character finished (past the caption's fade)"
+    )
     scene_command: bool = Field(True, description="moderators may switch scenes with !scene NAME")
 
 

@@ -50,6 +50,7 @@ class OverlayStyle(_Strict):
 class VoiceSection(_Strict):
     """The character speaks its replies when a card has this section (and voice is not turned off)."""
 
+    enabled: bool = Field(True, description="false keeps the settings but the character silent")
     engine: Literal["espeak-ng", "piper"] = Field("espeak-ng", description="espeak-ng needs no voice file")
     voice: str = Field("en-us", min_length=1, max_length=40, description="espeak-ng voice name, e.g. en-us, en-gb")
     rate: int = Field(170, ge=80, le=450, description="espeak-ng words per minute")

@@ -167,7 +167,7 @@ def card_voices(
         if persona_id not in built:
             card = cards.get(persona_id)
             built[persona_id] = None
-            if settings.enabled and card is not None and card.voice is not None:
+            if settings.enabled and card is not None and card.voice is not None and card.voice.enabled:
                 source = sources.get(persona_id)
                 try:
                     built[persona_id] = synthesizer_for(
