@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
 from engine.settings import Settings
+from engine.voice.speaker import Voice
+from engine.voice.synth import EspeakSynthesizer
 from tests.headless_chromium import Chromium, chromium_binary, launch_chromium
 from tests.on_stage import answer, viewer_line
 
@@ -268,3 +271,24 @@ async def test_another_web_page_cannot_read_the_feed(overlay: OverlayServer) -> 
         own = {"Origin": overlay.base}
         async with session.ws_connect(f"{overlay.base}/overlay/feed", headers=own) as socket:
             assert (await socket.receive_json())["type"] == "hello"
+
+
+@needs_chromium
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="Debian's espeak-ng is not installed")
+async def test_the_page_plays_the_voice_in_order_and_fades_only_after_it(
+    manager: ConversationManager, scripted: ScriptedBackend, overlay: OverlayServer, browser: Chromium
+) -> None:
+    voice = Voice(manager.stage, lambda persona: EspeakSynthesizer(), metrics=manager.metrics)
+    speaking = asyncio.create_task(voice.run())
+    try:
+        await browser.open(f"{overlay.url}?fade=0.2")
+        await browser.wait_for("window.costarOverlay.hellos === 1")
+        scripted.enqueue(["Hello there, friend. The pond is quiet tonight, and the frogs are asleep."])
+        await answer(manager, "pip hi")
+        await browser.wait_for("window.costarOverlay.played.length === 2", timeout_s=20)
+        played = await browser.evaluate("window.costarOverlay.played.map(clip => clip.seq)")
+        assert played == [0, 1], "sentences play one after the other, in order"
+        assert await browser.evaluate("document.querySelectorAll('.caption').length") == 1, "still speaking"
+        await browser.wait_for("document.querySelectorAll('.caption').length === 0", timeout_s=20)
+    finally:
+        speaking.cancel()
