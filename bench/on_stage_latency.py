@@ -136,6 +136,7 @@ async def run(args: argparse.Namespace) -> list[Timings]:
             results = []
             for number, (author, text) in enumerate(read_lines(args.csv, args.replies), start=1):
                 results.append(await ask(manager, clock, number, author, text))
+                print(describe(results[-1]), flush=True)  # a slow model: each row as soon as it is known
             return results
         finally:
             feed_task.cancel()
@@ -143,6 +144,13 @@ async def run(args: argparse.Namespace) -> list[Timings]:
             await overlay.close()
             await manager.backend.aclose()
             await close_manager(manager)
+
+
+def describe(timings: Timings) -> str:
+    if timings.done_at is None:
+        return "not answered (moderation or an empty reply)"
+    moments = (("caption", timings.caption_at), ("audio", timings.audio_at), ("done", timings.done_at))
+    return "  ".join(f"{name} {1000 * (at - timings.asked_at):7.0f} ms" for name, at in moments if at)
 
 
 def milliseconds(values: list[float]) -> float:
@@ -163,13 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     audio = [r.audio_at - r.asked_at for r in answered if r.audio_at]
     done = [r.done_at - r.asked_at for r in answered if r.done_at]
     early = sum(1 for r in answered if r.audio_at and r.done_at and r.audio_at < r.done_at)
-    for r in answered:
-        parts = [
-            f"{name} {1000 * (at - r.asked_at):7.0f} ms"
-            for name, at in (("caption", r.caption_at), ("audio", r.audio_at), ("done", r.done_at))
-            if at
-        ]
-        print("  ".join(parts))
     print(
         f"RESULT first_caption_p50_ms={milliseconds(caption):.0f} first_audio_p50_ms={milliseconds(audio):.0f} "
         f"reply_done_p50_ms={milliseconds(done):.0f} audio_before_done={early / max(1, len(answered)):.2f} "
