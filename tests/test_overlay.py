@@ -248,6 +248,7 @@ async def test_beyond_loopback_the_url_needs_the_token_kept_across_restarts(
     token = overlay_token(settings)
     assert token is not None and len(token) >= 32
     assert overlay_token(settings) == token, "a restarted bot keeps the URL pasted into OBS"
+    assert (settings.core.data_dir / "overlay-token").stat().st_mode & 0o777 == 0o600, "only the bot's user reads it"
     assert overlay_token(make_settings(overlay={"host": "127.0.0.1"})) is None
 
     server = OverlayServer(manager.stage, {}, host="127.0.0.1", token=token)

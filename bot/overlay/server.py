@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from engine.errors import SettingsError
+from engine.observability.redact import register_secret
 from engine.settings import Settings
 from engine.stage.cues import Cue
 from engine.stage.feed import Stage, Subscription
@@ -48,20 +50,24 @@ def overlay_token(settings: Settings) -> str | None:
     A kept token survives restarts, so the URL pasted into OBS keeps working.
     """
     if settings.overlay.token is not None:
-        return settings.overlay.token.get_secret_value()
+        return settings.overlay.token.get_secret_value()  # a SecretStr setting: redacted already
     if _is_loopback(settings.overlay.host):
         return None
     path = settings.core.data_dir / _TOKEN_FILE
     try:
         if path.exists():
-            return path.read_text(encoding="utf-8").strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(24)
-        path.touch(mode=0o600)
-        path.write_text(token + "\n", encoding="utf-8")
-        return token
+            token = path.read_text(encoding="utf-8").strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_urlsafe(24)
+            # 0600 from the start, and O_NOFOLLOW never writes through a link left in its place.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(token + "\n")
     except OSError as exc:
         raise SettingsError(f"cannot keep the overlay token in {path}: {exc}; set COSTAR_OVERLAY_TOKEN") from exc
+    register_secret(token)
+    return token
 
 
 def cue_filter(query: Mapping[str, str]) -> Callable[[Cue], bool]:
