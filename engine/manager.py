@@ -52,7 +52,7 @@ from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
 from engine.stage.feed import Stage
-from engine.stage.reply import StagedReply
+from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
 from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
 from personas.card import PersonaCard
@@ -245,6 +245,8 @@ class ConversationManager:
                     event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
                 )
             )
+        if self.stage.watched:  # a reaction or a command's line shows on the overlay like a reply
+            self.stage.publish(notice_for(self.stage, heard, persona, verdict.text))
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
@@ -312,7 +314,7 @@ class ConversationManager:
         someone watches the stage (an overlay, a voice): they get the snapshots either way.
         """
         if not self.stage.watched:
-            async for item in self._generate(heard, snapshots=snapshots):
+            async for item in self._generate(heard, snapshots=snapshots, hint=hint):
                 yield item
             return
         event = heard.event
@@ -320,14 +322,14 @@ class ConversationManager:
             self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id)
         )
         try:
-            async for item in self._generate(heard, snapshots=True):
+            async for item in self._generate(heard, snapshots=True, hint=hint):
                 staged.take(item)
                 if snapshots or isinstance(item, Reply):
                     yield item
         finally:
             staged.close()
 
-    async def _generate(self, heard: HeardLine, *, snapshots: bool) -> AsyncIterator[str | Reply]:
+    async def _generate(self, heard: HeardLine, *, snapshots: bool, hint: str | None) -> AsyncIterator[str | Reply]:
         event = heard.event
         if heard.redelivered:
             return  # its first delivery is the one answered

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from personas.moderation_rules import ModerationOverrides
-from personas.stream import CustomCommand, Reactions, StreamTimer
 from personas.on_stream import OverlayStyle, VoiceSection
+from personas.stream import CustomCommand, Reactions, StreamTimer
 
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
 

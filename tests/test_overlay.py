@@ -20,6 +20,7 @@ from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
 from engine.settings import Settings
+from engine.stream.events import EventKind, StreamEvent
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
 from tests.headless_chromium import Chromium, chromium_binary, launch_chromium
@@ -293,3 +294,17 @@ async def test_the_page_plays_the_voice_in_order_and_fades_only_after_it(
         await browser.wait_for("document.querySelectorAll('.caption').length === 0", timeout_s=20)
     finally:
         speaking.cancel()
+
+
+async def test_a_raid_thank_you_reaches_the_overlay_as_a_notice(
+    manager: ConversationManager, overlay: OverlayServer
+) -> None:
+    raid = StreamEvent("twitch", "stream", EventKind.RAID, "raid-1", "bigraider", "BigRaider", amount=42)
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{overlay.base}/overlay/feed") as socket:
+        await socket.receive_json()  # hello
+        heard = await manager.hear(raid)
+        said = await manager.say(heard, "Welcome raiders from BigRaider! 42 of you!")
+        notice = await asyncio.wait_for(socket.receive_json(), 5)
+    assert said is not None
+    assert notice["type"] == "notice" and notice["kind"] == "raid"
+    assert (notice["text"], notice["name"], notice["channel"]) == (said.text, "Pip", "twitch:stream")

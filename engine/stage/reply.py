@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from engine.events import Reply
 from engine.heard import HeardLine
-from engine.stage.cues import ReplyCue, ReplyState
+from engine.stage.cues import NoticeCue, ReplyCue, ReplyState
 from engine.stage.feed import Stage
 from personas.card import PersonaCard
 
-__all__ = ["StagedReply"]
+__all__ = ["StagedReply", "notice_for"]
+
+
+def notice_for(stage: Stage, heard: HeardLine, persona: PersonaCard, text: str) -> NoticeCue:
+    """A finished fixed line (a stream-event reaction's template, a command's text) for the stage."""
+    event = heard.event
+    kind = heard.stream.kind if heard.stream is not None else "command"
+    return NoticeCue(stage.new_id(), event.channel_key, persona.persona_id, persona.display_name, text, kind=str(kind))
 
 
 class StagedReply:
