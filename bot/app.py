@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import USER_ERRORS, one_line
+from bot.on_stream import OnStream
 from bot.shutdown import StopRequest, stop_signals
+from bot.twitch_commands import SceneSwitcher
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
@@ -129,7 +131,11 @@ async def close_manager(manager: ConversationManager) -> None:
 
 
 def configured_adapters(
-    settings: Settings, manager: ConversationManager, *, console: bool | None = None
+    settings: Settings,
+    manager: ConversationManager,
+    *,
+    console: bool | None = None,
+    scenes: SceneSwitcher | None = None,
 ) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
@@ -139,7 +145,7 @@ def configured_adapters(
     if settings.twitch.client_id:
         from bot.twitch_adapter import TwitchAdapter
 
-        adapters.append(TwitchAdapter(settings, manager))
+        adapters.append(TwitchAdapter(settings, manager, scenes=scenes))
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 
@@ -153,10 +159,13 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
     if settings.metrics.port is not None:
         metrics_server = manager.metrics.serve(settings.metrics.port, settings.metrics.host)
         log.info("Prometheus metrics on http://%s:%d/metrics", settings.metrics.host, metrics_server.port)
+    on_stream = None
     try:
         await manager.backend.start()
+        on_stream = await OnStream.start(settings, manager)
         freeze_startup_heap()
-        adapters = configured_adapters(settings, manager, console=console)
+        scenes = on_stream.obs if settings.obs.scene_command else None
+        adapters = configured_adapters(settings, manager, console=console, scenes=scenes)
         with stop_signals() as stop:
             results = await _run_adapters(adapters, stop, settings.core.shutdown_grace_s)
         failures = [result for result in results if isinstance(result, Exception)]
@@ -170,6 +179,8 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
                 log.error("adapter stopped: %s", type(failure).__name__, exc_info=failure)
         return 1 if failures else 0
     finally:
+        if on_stream is not None:
+            await on_stream.close()
         if metrics_server is not None:
             metrics_server.stop()
         await close_manager(manager)  # flushes and closes memory

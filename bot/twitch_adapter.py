@@ -32,7 +32,7 @@ from twitchio.eventsub import ChatMessageSubscription
 from bot import twitch_events
 from bot.errors import one_line
 from bot.twitch_auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
-from bot.twitch_commands import ChatCommands
+from bot.twitch_commands import ChatCommands, SceneSwitcher
 from bot.twitch_events import TokenScopes, plan_subscriptions
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.errors import EngineError, SettingsError
@@ -156,7 +156,14 @@ class _TwitchClient(twitchio.Client):
 class TwitchAdapter:
     """``await TwitchAdapter(settings, manager).start()`` runs until :meth:`close`."""
 
-    def __init__(self, settings: Settings, manager: ConversationManager, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ConversationManager,
+        *,
+        clock: Clock | None = None,
+        scenes: SceneSwitcher | None = None,
+    ) -> None:
         if not settings.twitch.client_id:
             raise SettingsError("TWITCH_CLIENT_ID is not set")
         self.settings = settings
@@ -174,6 +181,7 @@ class TwitchAdapter:
             clock=self.clock,
             cooldown_s=settings.twitch.command_cooldown_s,
             forgets_per_minute=settings.twitch.forgets_per_minute,
+            scenes=scenes,
         )
         self.scheduler = ReplyScheduler(
             self._answer,

@@ -1,4 +1,5 @@
-"""Chat commands: ``!persona`` (show), ``!persona <name>`` (broadcaster and mods), ``!forgetme``.
+"""Chat commands: ``!persona`` (show), ``!persona <name>`` (broadcaster and mods), ``!forgetme``,
+and ``!scene <name>`` (broadcaster and mods; only when OBS control is configured).
 
 Commands are answered directly, never queued behind the flood, but each has a cooldown so a
 room full of people typing ``!persona`` costs one message, not fifty. A command on cooldown, or
@@ -18,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.obs_control import ObsUnavailable
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
 from engine.flow.clock import Clock
@@ -25,7 +27,7 @@ from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget
 from engine.flow.recent import RecentlyUsed
 
-__all__ = ["ChatCommands", "CommandResult", "PersonaManager"]
+__all__ = ["ChatCommands", "CommandResult", "PersonaManager", "SceneSwitcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,12 @@ class PersonaManager(Protocol):
     ) -> object: ...
 
     async def forget(self, platform: str, user_id: str) -> object: ...
+
+
+class SceneSwitcher(Protocol):
+    """What ``!scene`` needs (bot.obs_control.ObsControl): OBS's spelling of the scene it switched to."""
+
+    async def switch_scene(self, name: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +69,10 @@ class ChatCommands:
         cooldown_s: float,
         forgets_per_minute: int = 6,
         prefix: str = "!",
+        scenes: SceneSwitcher | None = None,
     ) -> None:
         self.manager = manager
+        self.scenes = scenes
         self.clock = clock
         self.cooldown_s = cooldown_s
         self.forgets_per_minute = forgets_per_minute
@@ -75,7 +85,8 @@ class ChatCommands:
         self._forgets_waiting: set[tuple[str, str]] = set()  # (channel, viewer) asked, not yet run
 
     def is_command(self, event: ChatEvent) -> bool:
-        return self._parse(event.text)[0] in {"persona", "forgetme"}
+        name = self._parse(event.text)[0]
+        return name in {"persona", "forgetme"} or (name == "scene" and self.scenes is not None)
 
     async def handle(self, event: ChatEvent) -> CommandResult | None:
         """Run the command in ``event``; None when the line is not one of ours."""
@@ -86,6 +97,8 @@ class ChatCommands:
             return await self._show(event)
         if name == "forgetme":
             return await self._forget(event)
+        if name == "scene" and self.scenes is not None:
+            return await self._scene(event, self.scenes, argument)
         return None
 
     def _parse(self, text: str) -> tuple[str, str]:
@@ -138,6 +151,16 @@ class ChatCommands:
         if self._cooling(event.channel_key, "forget", event.author_id):
             return CommandResult(forgot=True)  # forgotten all the same: only the answer is skipped
         return CommandResult(reply=f"@{event.author_name} done: I no longer remember anything you said.", forgot=True)
+
+    async def _scene(self, event: ChatEvent, scenes: SceneSwitcher, wanted: str) -> CommandResult:
+        if not event.is_moderator or not wanted or self._cooling(event.channel_key, "scene", event.author_id):
+            return CommandResult()
+        try:
+            switched = await scenes.switch_scene(wanted)
+        except ObsUnavailable as exc:
+            logger.warning("!scene %s: %s", wanted, exc)
+            return CommandResult(reply=f"@{event.author_name} {exc}")
+        return CommandResult(reply=f"Scene: {switched}.")
 
 
 def _name(card: object) -> str:

@@ -4,6 +4,7 @@ EngineError
 ├── SettingsError          a setting is missing or malformed (names the variable)
 ├── PersonaNotFound        no installed persona by that name
 ├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
+├── VoiceUnavailable       the speech engine is missing or failed (names the engine and the fix)
 └── BackendError           the language model could not produce a reply
     ├── BackendUnavailable connection refused, 503, circuit open, timeout
     ├── ContextTooLong     the server refused the prompt as too long
@@ -23,6 +24,7 @@ __all__ = [
     "ModelNotFound",
     "PersonaNotFound",
     "SettingsError",
+    "VoiceUnavailable",
 ]
 
 
@@ -64,3 +66,7 @@ class ModelNotFound(BackendError):
     def __init__(self, model: str, message: str | None = None) -> None:
         self.model = model
         super().__init__(message or f"the model server does not know {model!r}")
+
+
+class VoiceUnavailable(EngineError):
+    """The character could not speak: espeak-ng or piper is missing, or a synthesis failed."""

@@ -52,6 +52,8 @@ from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
+from engine.stage.feed import Stage
+from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
 from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
 from personas.card import PersonaCard
@@ -105,6 +107,7 @@ class ConversationManager:
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
+        self.stage = Stage()  # captions and voice on the stream itself subscribe here
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         # Per-channel tables keep the most recently active channels only (engine.flow.recent):
         # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
@@ -252,6 +255,8 @@ class ConversationManager:
                         event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
                     )
                 )
+        if self.stage.watched:  # a reaction or a command's line shows on the overlay like a reply
+            self.stage.publish(notice_for(self.stage, heard, persona, verdict.text))
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
@@ -333,8 +338,26 @@ class ConversationManager:
 
         For adapters that stream and still need the Reply (to link the platform's message id).
         ``snapshots=False`` skips post-processing and checking every chunk (work that grows with the
-        square of the reply length) when nobody shows the text before it is finished.
+        square of the reply length) when nobody shows the text before it is finished — unless
+        someone watches the stage (an overlay, a voice): they get the snapshots either way.
         """
+        if not self.stage.watched:
+            async for item in self._generate(heard, snapshots=snapshots, hint=hint):
+                yield item
+            return
+        event = heard.event
+        staged = StagedReply(
+            self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id)
+        )
+        try:
+            async for item in self._generate(heard, snapshots=True, hint=hint):
+                staged.take(item)
+                if snapshots or isinstance(item, Reply):
+                    yield item
+        finally:
+            staged.close()
+
+    async def _generate(self, heard: HeardLine, *, snapshots: bool, hint: str | None) -> AsyncIterator[str | Reply]:
         event = heard.event
         if heard.redelivered:
             return  # its first delivery is the one answered

@@ -27,11 +27,14 @@ __all__ = [
     "MemorySettings",
     "MetricsSettings",
     "ModerationSettings",
+    "ObsSettings",
+    "OverlaySettings",
     "PromptSettings",
     "ResilienceSettings",
     "Settings",
     "StreamSettings",
     "TwitchSettings",
+    "VoiceSettings",
     "load_settings",
 ]
 
@@ -230,6 +233,47 @@ class ResilienceSettings(BaseSettings):
     )
 
 
+class OverlaySettings(BaseSettings):
+    """The captions page for an OBS browser source (docs/overlay.md)."""
+
+    model_config = _section("COSTAR_OVERLAY_")
+
+    port: int | None = Field(None, ge=0, le=65535, description="serve the overlay page on this port (unset: off)")
+    host: str = Field("127.0.0.1", description="address the overlay listens on; anything else needs the token")
+    token: SecretStr | None = Field(
+        None,
+        description="secret the overlay URL must carry; made and kept in DATA_DIR/overlay-token when the "
+        "host is not loopback and this is unset",
+    )
+
+
+class VoiceSettings(BaseSettings):
+    """The character's voice, for personas whose card has a ``voice:`` section (docs/overlay.md)."""
+
+    model_config = _section("COSTAR_VOICE_")
+
+    enabled: bool = Field(True, description="speak for personas whose card has a voice: section")
+    out_dir: Path | None = Field(None, description="also write each spoken sentence as a WAV file here")
+    espeak_binary: str = Field("espeak-ng", description="the espeak-ng program (a name on PATH or a path)")
+
+
+class ObsSettings(BaseSettings):
+    """Optional OBS control over obs-websocket v5 (OBS 28+: Tools → WebSocket Server Settings)."""
+
+    model_config = _section("COSTAR_OBS_")
+
+    url: str | None = Field(None, description="obs-websocket address, e.g. ws://127.0.0.1:4455 (unset: off)")
+    password: SecretStr | None = Field(None, description="obs-websocket server password")
+    overlay_source: str | None = Field(
+        None, description="browser source shown while the character speaks and hidden after"
+    )
+    overlay_scene: str | None = Field(None, description="scene holding that source (default: the current scene)")
+    hide_after_s: float = Field(
+        8.0, ge=0, description="hide the source this long after the character finished (past the caption's fade)"
+    )
+    scene_command: bool = Field(True, description="moderators may switch scenes with !scene NAME")
+
+
 class DiscordSettings(BaseSettings):
     model_config = _section("DISCORD_")
 
@@ -358,6 +402,9 @@ class Settings(BaseModel):
     discord: DiscordSettings
     twitch: TwitchSettings
     stream: StreamSettings
+    overlay: OverlaySettings
+    voice: VoiceSettings
+    obs: ObsSettings
 
     @property
     def db_path(self) -> Path:

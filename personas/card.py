@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from personas.moderation_rules import ModerationOverrides
+from personas.on_stream import OverlayStyle, VoiceSection
 from personas.stream import CustomCommand, Reactions, StreamTimer
 
 __all__ = ["Attributes", "ExampleTurn", "LoreEntry", "Lorebook", "ModelBinding", "PersonaCard", "Style", "slugify"]
@@ -164,6 +165,8 @@ class PersonaCard(_Strict):
     reactions: Reactions = Field(default_factory=Reactions, description="what the character says to stream events")
     commands: list[CustomCommand] = Field(default_factory=list, description="the channel's own !commands")
     timers: list[StreamTimer] = Field(default_factory=list, description="lines said every few minutes of busy chat")
+    overlay: OverlayStyle = Field(default_factory=OverlayStyle, description="caption style on the stream overlay")
+    voice: VoiceSection | None = Field(None, description="the character speaks its replies (see docs/overlay.md)")
     creator: str | None = Field(None, description="never sent to the model")
     creator_notes: str | None = Field(None, description="never sent to the model")
     character_version: str | None = Field(None, description="never sent to the model")

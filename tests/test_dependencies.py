@@ -23,6 +23,7 @@ DISTRIBUTION_OF = {
     "discord": "discord.py",
     "dotenv": "python-dotenv",
     "ruamel": "ruamel.yaml",
+    "piper": "piper-tts",
 }
 
 

@@ -31,12 +31,14 @@ class ScriptedBackend(Backend):
         echo: bool = False,
         chunk_chars: int = 8,
         delay_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
     ) -> None:
         self.script: deque[ScriptItem] = deque(script)
         self.default = default
         self.echo = echo
         self.chunk_chars = chunk_chars
         self.delay_s = delay_s
+        self.chunk_delay_s = chunk_delay_s  # between chunks: a reply that streams at a model's pace
         self.requests: list[GenerationRequest] = []
 
     def enqueue(self, items: Iterable[ScriptItem]) -> None:
@@ -66,7 +68,7 @@ class ScriptedBackend(Backend):
             await asyncio.sleep(self.delay_s)
         for start in range(0, len(text), self.chunk_chars):
             yield text[start : start + self.chunk_chars]
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.chunk_delay_s)
         prompt_chars = sum(len(m.content) for m in request.messages)
         result.usage = Usage(prompt_tokens=prompt_chars // 4, completion_tokens=len(text) // 4)
         result.finish_reason = "stop"

@@ -13,6 +13,7 @@ collide. Names sit next to vLLM's own (``vllm:time_to_first_token_seconds``,
                                                       (stale, duplicate, copypasta, queue_full, ignored,
                                                       not_sent, failed), the manager's empty_reply and
                                                       backend_error
+    costar_time_to_first_audio_seconds{platform}      chat line stored -> first spoken sentence ready
     costar_backend_errors_total{kind}                 replies lost to a backend error
     costar_backend_retries_total{kind}                backend errors we retried past
     costar_moderation_actions_total{rule,action}      moderation findings acted on (engine.moderation.moderator)
@@ -109,6 +110,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
+        self.time_to_first_audio = Histogram(
+            "costar_time_to_first_audio_seconds",
+            "Chat line stored to the first sentence of the reply's audio ready",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
         self.queue_depth = Gauge("costar_queue_depth", "Replies waiting for a generation slot", registry=reg)
         self.in_flight = Gauge("costar_generations_in_flight", "Replies generating now", registry=reg)
         self.dropped = Counter("costar_dropped_messages", "Lines not answered, by reason", ["reason"], registry=reg)
@@ -133,6 +141,9 @@ class Metrics:
         self.reply_latency.labels(timer.platform).observe(now - timer.started)
         if timer.first_chunk_at is not None:
             self.time_to_first_chunk.labels(timer.platform).observe(timer.first_chunk_at - timer.started)
+
+    def first_audio(self, platform: str, seconds: float) -> None:
+        self.time_to_first_audio.labels(platform).observe(seconds)
 
     def drop(self, reason: str) -> None:
         self.dropped.labels(reason).inc()

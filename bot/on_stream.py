@@ -1,0 +1,74 @@
+"""The character on the stream itself: the captions overlay, its voice and OBS control, each optional.
+
+``await OnStream.start(settings, manager)`` starts what is configured — the overlay with
+COSTAR_OVERLAY_PORT, the voice when a persona card has a ``voice:`` section, OBS control with
+COSTAR_OBS_URL — and ``close()`` stops it. All of it follows ``manager.stage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from bot.obs_control import ObsControl, ObsUnavailable
+from bot.overlay.server import OverlayServer, card_styles, overlay_token
+from engine.manager import ConversationManager
+from engine.settings import Settings
+from engine.voice.speaker import Voice, card_voices
+
+__all__ = ["OnStream"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OnStream:
+    overlay: OverlayServer | None = None
+    obs: ObsControl | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings, manager: ConversationManager) -> OnStream:
+        on_stream = cls()
+        cards = manager.personas.cards
+        if settings.overlay.port is not None:
+            token = await asyncio.to_thread(overlay_token, settings)
+            on_stream.overlay = OverlayServer(
+                manager.stage, card_styles(cards), host=settings.overlay.host, port=settings.overlay.port, token=token
+            )
+            await on_stream.overlay.start()
+            shown = on_stream.overlay.url.split("?")[0] + ("?token=…" if token else "")
+            log.info(
+                "Overlay for OBS on %s (the token is in %s)", shown, "COSTAR_OVERLAY_TOKEN / DATA_DIR/overlay-token"
+            )
+        # Speech needs a listener: the overlay page plays it, or COSTAR_VOICE_OUT_DIR keeps it.
+        heard_somewhere = on_stream.overlay is not None or settings.voice.out_dir is not None
+        if (
+            settings.voice.enabled
+            and heard_somewhere
+            and any(card.voice and card.voice.enabled for card in cards.values())
+        ):
+            voices = card_voices(cards, manager.personas.sources, settings.voice)
+            voice = Voice(manager.stage, voices, metrics=manager.metrics, out_dir=settings.voice.out_dir)
+            on_stream.tasks.append(asyncio.create_task(voice.run(), name="voice"))
+        if settings.obs.url:
+            on_stream.obs = ObsControl(settings.obs, manager.stage)
+            try:
+                await on_stream.obs.connect()
+            except ObsUnavailable as exc:
+                log.warning("OBS: %s; retrying when needed", exc)
+            on_stream.tasks.append(asyncio.create_task(on_stream.obs.run(), name="obs"))
+        return on_stream
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.obs is not None:
+            await self.obs.close()
+        if self.overlay is not None:
+            await self.overlay.close()

@@ -1,0 +1,184 @@
+"""Serves the overlay page and its websocket feed of stage cues (see docs/overlay.md).
+
+``GET /overlay`` is the page; ``GET /overlay/feed`` the websocket it keeps open: a ``hello`` (this
+server's instance id and the personas' card styles), the replies streaming right now, then every
+cue in publishing order. ``persona`` and ``channel`` query parameters narrow the feed; ``token``
+must match when one is set (always when the server listens beyond loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from engine.errors import SettingsError
+from engine.observability.redact import register_secret
+from engine.settings import Settings
+from engine.stage.cues import Cue
+from engine.stage.feed import Stage, Subscription
+
+__all__ = ["OverlayServer", "cue_filter", "overlay_token"]
+
+log = logging.getLogger(__name__)
+
+_TOKEN_FILE = "overlay-token"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def overlay_token(settings: Settings) -> str | None:
+    """The secret the overlay URL must carry: the setting, else (beyond loopback) one kept in DATA_DIR.
+
+    A kept token survives restarts, so the URL pasted into OBS keeps working.
+    """
+    if settings.overlay.token is not None:
+        return settings.overlay.token.get_secret_value()  # a SecretStr setting: redacted already
+    if _is_loopback(settings.overlay.host):
+        return None
+    path = settings.core.data_dir / _TOKEN_FILE
+    try:
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_urlsafe(24)
+            # 0600 from the start, and O_NOFOLLOW never writes through a link left in its place.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(token + "\n")
+    except OSError as exc:
+        raise SettingsError(f"cannot keep the overlay token in {path}: {exc}; set COSTAR_OVERLAY_TOKEN") from exc
+    register_secret(token)
+    return token
+
+
+def cue_filter(query: Mapping[str, str]) -> Callable[[Cue], bool]:
+    """The feed's ``persona=a,b`` and ``channel=twitch,discord:123`` narrowing (a platform or a full channel)."""
+    personas = {part.strip() for part in query.get("persona", "").split(",") if part.strip()}
+    channels = {part.strip() for part in query.get("channel", "").split(",") if part.strip()}
+
+    def wants(cue: Cue) -> bool:
+        if personas and cue.persona_id not in personas:
+            return False
+        platform = cue.channel.split(":", 1)[0]
+        return not channels or cue.channel in channels or platform in channels
+
+    return wants
+
+
+class OverlayServer:
+    def __init__(
+        self,
+        stage: Stage,
+        card_styles: Mapping[str, Mapping[str, Any]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+    ) -> None:
+        self.stage = stage
+        self.card_styles = dict(card_styles)
+        self.host = host
+        self.port = port
+        self.token = token
+        self.instance = uuid.uuid4().hex  # a page seeing a new one knows the bot restarted
+        self._page = resources.files("bot.overlay").joinpath("page.html").read_bytes()
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base(self) -> str:
+        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{shown_host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address to paste into OBS (with the token when one is needed)."""
+        return f"{self.base}/overlay" + (f"?token={self.token}" if self.token else "")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/overlay", self._page_handler)
+        app.router.add_get("/overlay/", self._page_handler)
+        app.router.add_get("/overlay/feed", self._feed_handler)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = int(self._runner.addresses[0][1])  # port 0 asked the system for a free one
+
+    async def close(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _check(self, request: web.Request) -> None:
+        if self.token and not hmac.compare_digest(request.query.get("token", ""), self.token):
+            raise web.HTTPForbidden(text="overlay token missing or wrong: copy the whole URL costar printed\n")
+        origin = request.headers.get("Origin")
+        # Browsers let any web page open a websocket to localhost; only our own page may read the feed.
+        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+            raise web.HTTPForbidden(text="the overlay feed is only for the overlay page\n")
+
+    async def _page_handler(self, request: web.Request) -> web.Response:
+        self._check(request)
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8")
+
+    async def _feed_handler(self, request: web.Request) -> web.WebSocketResponse:
+        self._check(request)
+        wants = cue_filter(request.query)
+        socket = web.WebSocketResponse(heartbeat=20.0)
+        await socket.prepare(request)
+        # Subscribe and read the live replies in one step: nothing published falls between them.
+        with self.stage.subscribe(wants) as cues:
+            live = [cue for cue in self.stage.live() if wants(cue)]
+            self._sockets.add(socket)
+            sender = asyncio.create_task(self._send(socket, cues, live))
+            try:
+                async for message in socket:  # the page sends nothing; this notices it leaving
+                    if message.type is WSMsgType.ERROR:
+                        break
+            finally:
+                sender.cancel()
+                self._sockets.discard(socket)
+        return socket
+
+    async def _send(self, socket: web.WebSocketResponse, cues: Subscription, live: list[Any]) -> None:
+        try:
+            await socket.send_json({"type": "hello", "server": self.instance, "personas": self.card_styles})
+            for cue in live:
+                await socket.send_json(cue.wire())
+            async for cue in cues:
+                await socket.send_json(cue.wire())
+        except (ConnectionError, RuntimeError) as exc:  # the page went away mid-send
+            log.debug("overlay page left: %s", exc)
+            await socket.close()
+
+
+def card_styles(cards: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """persona id -> its card's ``overlay:`` section, as the page reads it (unset keys left out)."""
+    return {persona_id: card.overlay.model_dump(exclude_none=True) for persona_id, card in cards.items()}

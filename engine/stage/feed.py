@@ -1,0 +1,96 @@
+"""A publish/subscribe feed of :mod:`engine.stage.cues`, in order, that never blocks the publisher.
+
+Publishing is synchronous and cheap: with nobody subscribed it does nothing, which is why the
+manager only computes stream snapshots for an unstreamed platform when ``watched`` is true. A
+subscriber that falls behind (a stalled browser) loses its oldest cues, never the bot's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+from engine.stage.cues import Cue, ReplyCue, ReplyState
+
+__all__ = ["Stage", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE_SIZE = 512  # cues per subscriber; a reply of a few hundred characters is a few dozen
+
+
+class Subscription:
+    """Cues for one listener, in publishing order; use as ``with stage.subscribe() as cues``."""
+
+    def __init__(self, stage: Stage, wants: Callable[[Cue], bool], size: int) -> None:
+        self._stage = stage
+        self._wants = wants
+        self._queue: asyncio.Queue[Cue] = asyncio.Queue(maxsize=size)
+        self.lost = 0  # cues dropped because this listener fell behind
+
+    def offer(self, cue: Cue) -> None:
+        if not self._wants(cue):
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.lost += 1
+        self._queue.put_nowait(cue)
+
+    async def get(self) -> Cue:
+        return await self._queue.get()
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def __aiter__(self) -> AsyncIterator[Cue]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Cue]:
+        while True:
+            yield await self._queue.get()
+
+    def close(self) -> None:
+        self._stage._subscriptions.discard(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Stage:
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._ids = itertools.count(1)
+        self._live: dict[str, ReplyCue] = {}  # channel -> its reply still streaming
+
+    @property
+    def watched(self) -> bool:
+        return bool(self._subscriptions)
+
+    def new_id(self) -> str:
+        return str(next(self._ids))
+
+    def subscribe(self, wants: Callable[[Cue], bool] = lambda cue: True, *, size: int = _QUEUE_SIZE) -> Subscription:
+        subscription = Subscription(self, wants, size)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def publish(self, cue: Cue) -> None:
+        if isinstance(cue, ReplyCue):
+            if cue.state is ReplyState.STREAMING:
+                self._live[cue.channel] = cue
+            elif self._live.get(cue.channel, cue).cue_id == cue.cue_id:
+                self._live.pop(cue.channel, None)
+        for subscription in list(self._subscriptions):
+            subscription.offer(cue)
+
+    def live(self) -> list[ReplyCue]:
+        """Replies streaming right now: what a page that just connected should show at once."""
+        return list(self._live.values())
