@@ -14,6 +14,13 @@ it (``twitchio.http.Route.BASE`` / ``ID_BASE`` and ``twitchio.eventsub.websocket
   :meth:`~FakeTwitch.stream_online`, ...) with the payloads EventSub documents;
 - ``GET /helix/streams``: the channels in ``live``.
 
+Connection faults, as Twitch has them: :meth:`FakeTwitch.drop_eventsub` cuts every EventSub
+socket (the subscriptions on it end, as Twitch disables them, and the client must connect again
+and create them anew); :meth:`FakeTwitch.ask_to_reconnect` sends ``session_reconnect`` with a
+``reconnect_url``, moves the subscriptions to the connection made there and closes the old one
+once the new one is welcomed. EventSub keeps nothing for a socket that is gone: a notification
+for a dropped session is never delivered.
+
 Creating a subscription checks the token's scopes and condition like Twitch does
 (``REQUIRED_SCOPES``): a missing scope is a 403, and the test can see what was refused in
 ``refused_subscriptions``.
@@ -355,6 +362,7 @@ class FakeTwitch(StreamEvents):
         self.hang_sends = 0  # the next this many Send Chat Message calls never get an answer
         self._device_polls = 0
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self.welcomes = 0  # EventSub connections welcomed so far
         self._subscribed = asyncio.Event()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -424,6 +432,34 @@ class FakeTwitch(StreamEvents):
 
     async def wait_subscribed(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def drop_eventsub(self) -> None:
+        """Cut every EventSub socket as a failing edge server would (not a clean 4xxx close)."""
+        for socket in list(self._sockets.values()):
+            await socket.close(code=1011, message=b"internal server error")
+
+    async def ask_to_reconnect(self) -> None:
+        """Send ``session_reconnect`` on every socket, as Twitch does before an edge server restarts."""
+        for session_id, socket in list(self._sockets.items()):
+            session = {
+                "id": session_id,
+                "status": "reconnecting",
+                "keepalive_timeout_seconds": None,
+                "reconnect_url": f"{self.ws_url}?reconnect_from={session_id}",
+                "connected_at": _stamp(),
+                "recovery_url": None,
+            }
+            await socket.send_json(self._envelope("session_reconnect", {"session": session}))
+
+    def chat_subscriptions(self, broadcaster_id: str) -> list[_Subscription]:
+        """The live ``channel.chat.message`` subscriptions for a channel (on a connected socket)."""
+        return [
+            s
+            for s in self.subscriptions.values()
+            if s.type == "channel.chat.message"
+            and s.condition.get("broadcaster_user_id") == broadcaster_id
+            and s.session_id in self._sockets
+        ]
 
     # -- recording and auth -----------------------------------------------------------------
 
@@ -675,6 +711,11 @@ class FakeTwitch(StreamEvents):
         await socket.prepare(request)
         session_id = f"session-{next(self._ids)}"
         self._sockets[session_id] = socket
+        moved_from = request.query.get("reconnect_from")
+        if moved_from is not None:  # a reconnect URL: the old session's subscriptions move here
+            for subscription in self.subscriptions.values():
+                if subscription.session_id == moved_from:
+                    subscription.session_id = session_id
         await socket.send_json(
             self._envelope(
                 "session_welcome",
@@ -690,6 +731,9 @@ class FakeTwitch(StreamEvents):
                 },
             )
         )
+        self.welcomes += 1
+        if moved_from is not None and (old := self._sockets.get(moved_from)) is not None:
+            await old.close()  # Twitch closes the old connection once the new one is welcomed
         keepalive = asyncio.create_task(self._keep_alive(socket))
         self._keepalive_tasks.add(keepalive)
         keepalive.add_done_callback(self._keepalive_tasks.discard)
@@ -700,6 +744,10 @@ class FakeTwitch(StreamEvents):
         finally:
             keepalive.cancel()
             self._sockets.pop(session_id, None)
+            # A socket gone for good takes its subscriptions with it (Twitch disables them).
+            for subscription_id, subscription in list(self.subscriptions.items()):
+                if subscription.session_id == session_id:
+                    del self.subscriptions[subscription_id]
         return socket
 
     async def _keep_alive(self, socket: web.WebSocketResponse) -> None:

@@ -458,6 +458,60 @@ async def test_a_redelivered_line_is_stored_once_and_answered_once(
         assert db.execute("SELECT COUNT(*) FROM messages WHERE platform_message_id = 'eventsub-1'").fetchone() == (1,)
 
 
+# -- connection faults --------------------------------------------------------------------------
+
+
+def stored_counts(db_path: Path) -> Counter[str]:
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT platform_message_id FROM messages WHERE is_character = 0").fetchall()
+    return Counter(row[0] for row in rows)
+
+
+async def test_eventsub_cut_or_moved_mid_session_loses_no_line_and_answers_none_twice(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    """twitchio reconnects a dropped socket and resubscribes; it follows session_reconnect's URL."""
+    settings = twitch_settings(reply_cooldown_s=0, command_cooldown_s=0)
+    store_bot_token(settings, fake)
+    backend = ScriptedBackend([f"Answer number {n}." for n in range(20)], delay_s=0.2)
+    heard: list[str] = []
+    asked: list[str] = []
+
+    async def say(text: str, *, addressed: bool, message_id: str | None = None) -> None:
+        sent = await fake.chat(CHANNEL.id, VIEWER, text, message_id=message_id)
+        heard.append(sent)
+        if addressed:
+            asked.append(sent)
+
+    async def resubscribed(welcomes: int) -> None:
+        await until(lambda: fake.welcomes == welcomes and len(fake.chat_subscriptions(CHANNEL.id)) == 1)
+
+    async with managed(settings, backend) as manager, running(settings, manager) as adapter:
+        for n in range(3):
+            await say(f"chatting away {n}", addressed=False)
+            await say(f"pip, question {n}?", addressed=True)
+        await until(lambda: len(stored_counts(settings.db_path)) == len(heard))
+        await say("pip, one more before the cut?", addressed=True, message_id="before-cut")
+        await fake.drop_eventsub()  # that reply is still being written: it finishes over Helix
+        await resubscribed(welcomes=2)
+        await say("pip, one more before the cut?", addressed=True, message_id="before-cut")  # at least once
+        heard.pop(), asked.pop()  # the same line, delivered twice
+        for n in range(3):
+            await say(f"pip, after the cut {n}?", addressed=True)
+        await fake.ask_to_reconnect()
+        await resubscribed(welcomes=3)
+        for n in range(3):
+            await say(f"after the move {n}", addressed=False)
+            await say(f"pip, after the move {n}?", addressed=True)
+        await until(lambda: len(fake.chat_messages) == len(asked), timeout=20)
+        await asyncio.wait_for(adapter.scheduler.join(), 10)
+        await asyncio.sleep(0.3)
+    assert fake.welcomes == 3 and len(fake.subscriptions) <= 1
+    assert stored_counts(settings.db_path) == Counter(heard), "every line stored, none twice"
+    answered = Counter(m.reply_parent_message_id for m in fake.chat_messages)
+    assert answered == Counter(asked), "every question answered exactly once"
+
+
 # -- storage faults -----------------------------------------------------------------------------
 
 
