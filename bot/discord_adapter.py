@@ -13,8 +13,9 @@ COSTAR_STREAM_DISCORD_WELCOME_CHANNEL go through the stream director (``bot.disc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import discord
 from discord import app_commands
@@ -80,8 +81,14 @@ class DiscordAdapter:
         self._in_flight: set[asyncio.Task[object]] = set()
         self._taking_lines = True
         self.client = CostarDiscordClient(self)
-        speaker = DiscordSpeaker(self.client, settings.discord.message_limit)
-        self.director = StreamDirector(manager, speaker, settings=settings.stream, clock=MonotonicClock())
+        speaker = DiscordSpeaker(self.client, settings.discord.message_limit, settings.discord.send_timeout_s)
+        self.director = StreamDirector(
+            manager,
+            speaker,
+            settings=settings.stream,
+            clock=MonotonicClock(),
+            channels_kept=settings.core.channels_kept,
+        )
         for channel_id in settings.stream.discord_live_channels:
             self.director.set_live(DISCORD, channel_id, True)  # opted in: always "live"
 
@@ -167,10 +174,22 @@ class DiscordAdapter:
 
     async def _answer(self, message: discord.Message, heard: HeardLine) -> None:
         event = heard.event
-        writer = ReplyWriter(message, limit=self.settings.discord.message_limit, throttle=self.throttle)
+        writer = ReplyWriter(
+            message,
+            limit=self.settings.discord.message_limit,
+            throttle=self.throttle,
+            send_timeout_s=self.settings.discord.send_timeout_s,
+        )
         try:
             async with message.channel.typing():
                 await self._write_reply(writer, heard)
+        except TimeoutError:  # Discord took a send and went silent: drop this reply, free its turn
+            log.warning(
+                "Discord did not answer in channel %s within %g s; reply dropped",
+                event.channel_id,
+                self.settings.discord.send_timeout_s,
+            )
+            await self._retract(writer)
         except EngineError as exc:
             log.warning("no reply in discord channel %s: %s", event.channel_id, exc)
             await self._apologise(writer, event)
@@ -181,14 +200,17 @@ class DiscordAdapter:
         if self.settings.discord.stream_replies:
             finished: list[Reply] = []
 
-            async def snapshots() -> AsyncIterator[str]:
-                async for item in self.manager.generate(heard):
-                    if isinstance(item, Reply):
-                        finished.append(item)
-                    else:
-                        yield item
+            async def snapshots() -> AsyncGenerator[str, None]:
+                async with contextlib.aclosing(self.manager.generate(heard)) as items:
+                    async for item in items:
+                        if isinstance(item, Reply):
+                            finished.append(item)
+                        else:
+                            yield item
 
-            await writer.stream(snapshots())
+            # Closed at once when showing fails: the generator holds the channel's turn and a slot.
+            async with contextlib.aclosing(snapshots()) as shown:
+                await writer.stream(shown)
             reply = finished[0] if finished else None
         else:
             reply = await self.manager.reply(heard)
@@ -198,16 +220,21 @@ class DiscordAdapter:
             # Lets a later reply-to-this-message find the stored line.
             await self.manager.link_sent(reply, str(writer.sent[0].id))
 
-    async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
+    async def _retract(self, writer: ReplyWriter) -> bool:
         try:
             await writer.retract()  # half a reply is never stored: it must not stay in the channel either
-        except discord.HTTPException as exc:
-            log.warning("could not remove a reply cut short: %s", exc)
+        except (discord.HTTPException, TimeoutError) as exc:
+            log.warning("could not remove a reply cut short: %s", one_line(exc))
+            return False
+        return True
+
+    async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
+        if not await self._retract(writer):
             return
         apology = await self.manager.fallback_reply(event, override=self.settings.discord.fallback_reply)
         if apology is None:
             return  # silence was chosen, or an apology went out in this channel moments ago
         try:
             await writer.send_whole(apology)
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, TimeoutError) as exc:
             log.warning("could not send the fallback reply: %s", exc)

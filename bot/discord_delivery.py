@@ -4,11 +4,14 @@ Discord refuses message content over 2,000 characters (error 50035), so long rep
 ordered messages cut at a line or sentence end. Every message carries ``allowed_mentions`` that can
 ping the asker and nobody else: whatever the model writes (``@everyone``, ``<@&role>``, another
 user's ``<@id>``) stays inert text. Streamed replies edit the message in place, at most once per
-``edit_interval_s`` per channel (llmcord's pace); discord.py itself sleeps on 429s.
+``edit_interval_s`` per channel (llmcord's pace); discord.py itself sleeps on 429s. Every send, edit
+and delete gives up after ``send_timeout_s`` (TimeoutError): discord.py's HTTP session would wait 5
+minutes, and a streamed reply holds its channel's turn and a generation slot meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -88,10 +91,13 @@ class ChannelThrottle:
 class ReplyWriter:
     """Writes one reply to ``trigger`` (the asker's message) as one or more Discord messages."""
 
-    def __init__(self, trigger: discord.Message, *, limit: int, throttle: ChannelThrottle) -> None:
+    def __init__(
+        self, trigger: discord.Message, *, limit: int, throttle: ChannelThrottle, send_timeout_s: float
+    ) -> None:
         self.trigger = trigger
         self.limit = limit
         self.throttle = throttle
+        self.send_timeout_s = send_timeout_s
         self.sent: list[discord.Message] = []
         self._shown: list[str] = []  # what each sent message currently reads
         self._mentions = mentions_for(trigger.author)
@@ -133,13 +139,18 @@ class ReplyWriter:
         for index, piece in enumerate(pieces):
             if index < len(self.sent):
                 if self._shown[index] != piece:
-                    await self.sent[index].edit(content=piece, allowed_mentions=self._mentions)
+                    async with asyncio.timeout(self.send_timeout_s):
+                        await self.sent[index].edit(content=piece, allowed_mentions=self._mentions)
                     self._shown[index] = piece
             else:
-                self.sent.append(await self._send(piece, first=index == 0))
+                async with asyncio.timeout(self.send_timeout_s):
+                    message = await self._send(piece, first=index == 0)
+                self.sent.append(message)
                 self._shown.append(piece)
         while len(self.sent) > len(pieces):  # post-processing shortened the text
-            await self.sent.pop().delete()
+            async with asyncio.timeout(self.send_timeout_s):
+                await self.sent[-1].delete()
+            self.sent.pop()
             self._shown.pop()
 
     async def _send(self, piece: str, *, first: bool) -> discord.Message:

@@ -4,6 +4,7 @@ timers and proactive talk in channels that opt in)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -34,9 +35,10 @@ def join_event(member: discord.Member, welcome_channel_id: str) -> StreamEvent:
 class DiscordSpeaker:
     """Posts an utterance in its channel (as a reply to a command's message); the message id."""
 
-    def __init__(self, client: discord.Client, message_limit: int) -> None:
+    def __init__(self, client: discord.Client, message_limit: int, send_timeout_s: float) -> None:
         self.client = client
         self.message_limit = message_limit
+        self.send_timeout_s = send_timeout_s
 
     async def __call__(self, utterance: Utterance) -> str | None:
         channel = self.client.get_channel(int(utterance.channel_id))
@@ -45,10 +47,14 @@ class DiscordSpeaker:
             return None
         text = utterance.text[: self.message_limit]
         try:
-            if utterance.reply_to is not None and isinstance(channel, discord.TextChannel | discord.Thread):
-                sent = await channel.get_partial_message(int(utterance.reply_to)).reply(text, mention_author=False)
-            else:
-                sent = await channel.send(text)
+            async with asyncio.timeout(self.send_timeout_s):
+                if utterance.reply_to is not None and isinstance(channel, discord.TextChannel | discord.Thread):
+                    sent = await channel.get_partial_message(int(utterance.reply_to)).reply(text, mention_author=False)
+                else:
+                    sent = await channel.send(text)
+        except TimeoutError:
+            log.warning("Discord did not answer a %s line in channel %s in time", utterance.kind, utterance.channel_id)
+            return None
         except discord.HTTPException as exc:
             log.warning("Discord refused a %s line in channel %s: %s", utterance.kind, utterance.channel_id, exc)
             return None

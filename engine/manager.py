@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -333,7 +333,7 @@ class ConversationManager:
 
     async def generate(
         self, heard: HeardLine, *, snapshots: bool = True, hint: str | None = None
-    ) -> AsyncIterator[str | Reply]:
+    ) -> AsyncGenerator[str | Reply, None]:
         """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
 
         For adapters that stream and still need the Reply (to link the platform's message id).

@@ -302,6 +302,9 @@ class DiscordSettings(BaseSettings):
         1.0, ge=0.0, description="streaming: at most one message edit per channel this often"
     )
     message_limit: int = Field(2000, ge=100, le=4000, description="longest message sent; longer replies are split")
+    send_timeout_s: float = Field(
+        10.0, gt=0, description="give up on a message send, edit or delete Discord has not answered within this long"
+    )
     fallback_reply: str | None = Field(
         None, description="said when the model fails; default COSTAR_PROMPT_FALLBACK_REPLY; unset means stay silent"
     )

@@ -3,7 +3,12 @@
 One aiohttp server on 127.0.0.1 speaks both halves of Discord that a bot touches:
 
 * the gateway websocket: HELLO, heartbeats (ACK), IDENTIFY -> READY + GUILD_CREATE, and whatever the
-  test dispatches afterwards (MESSAGE_CREATE, INTERACTION_CREATE);
+  test dispatches afterwards (MESSAGE_CREATE, INTERACTION_CREATE); :meth:`FakeDiscord.cut_gateway`
+  drops the connection like a failing gateway (a resumable close code). Like Discord, the session
+  keeps what was dispatched while no bot was connected: RESUME (op 6, session id and last sequence)
+  replays every event after that sequence, then RESUMED; with ``invalidate_resumes`` set it answers
+  INVALID_SESSION (op 9, not resumable) instead, and the bot must IDENTIFY again (what was
+  dispatched in between is then gone, as on Discord);
 * the REST routes discord.py calls: login (``/users/@me``, ``/oauth2/applications/@me``), the gateway
   URL, command sync, typing, create/edit/fetch/delete message, interaction callbacks and webhook
   follow-ups.
@@ -224,9 +229,17 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}  # every message, by id, as Discord would store it
         self.synced_commands: list[dict[str, Any]] = []
         self.edit_delay_s = 0.0  # a slow Discord: each message edit takes this long to answer
+        self.hang_sends = 0  # the next this many message creations are taken and never answered
+        self.hung_sends: list[str] = []
+        self._closing = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._socket: web.WebSocketResponse | None = None
+        self._socket: web.WebSocketResponse | None = None  # the bot's live session, once it identified/resumed
+        self._sockets: set[web.WebSocketResponse] = set()
         self._sequence = itertools.count(1)
+        self._session_id: str | None = None
+        self._backlog: list[dict[str, Any]] = []  # this session's dispatches, for RESUME to replay
+        self.resume_payloads: list[dict[str, Any]] = []
+        self.invalidate_resumes = False  # answer RESUME with INVALID_SESSION (not resumable)
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._saved: tuple[str, yarl.URL] | None = None
@@ -253,8 +266,10 @@ class FakeDiscord:
 
     async def close(self) -> None:
         self._restore_discord_py()
-        if self._socket is not None and not self._socket.closed:
-            await self._socket.close()
+        self._closing.set()
+        for socket in list(self._sockets):
+            if not socket.closed:
+                await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -363,43 +378,80 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()
         await socket.prepare(request)
-        self._socket = socket
+        self._sockets.add(socket)
         await socket.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": _HEARTBEAT_INTERVAL_MS}}))
-        async for frame in socket:
-            if frame.type != WSMsgType.TEXT:
-                continue
-            await self._on_gateway_frame(socket, json.loads(frame.data))
+        try:
+            async for frame in socket:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                await self._on_gateway_frame(socket, json.loads(frame.data))
+        finally:
+            self._sockets.discard(socket)
+            if self._socket is socket:
+                self._socket = None
         return socket
+
+    async def cut_gateway(self, code: int = 4000) -> None:
+        """Drop the bot's gateway connection (4000, "unknown error", lets the bot resume)."""
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            await socket.close(code=code)
 
     async def _on_gateway_frame(self, socket: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         op = frame.get("op")
         if op == 1:  # HEARTBEAT
             await socket.send_str(json.dumps({"op": 11}))
-        elif op == 2:  # IDENTIFY
+        elif op == 2:  # IDENTIFY: a new session; whatever the old one missed is gone
+            self._backlog.clear()
+            self._session_id = f"session-{len(self.identify_payloads)}"
+            self._socket = socket
             await self._send_dispatch(socket, "READY", self._ready_payload())
             await self._send_dispatch(socket, "GUILD_CREATE", self.guild.payload(self.members))
             self.identify_payloads.append(frame["d"])
-            async with self._changed:
-                self._changed.notify_all()
+        elif op == 6:  # RESUME
+            self.resume_payloads.append(frame["d"])
+            await self._resume(socket, frame["d"])
+        else:
+            return
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _resume(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        if self.invalidate_resumes or payload.get("session_id") != self._session_id:
+            await socket.send_str(json.dumps({"op": 9, "d": False}))
+            return
+        last = payload.get("seq") or 0
+        missed = [frame for frame in self._backlog if frame["s"] > last]
+        index = 0
+        while index < len(missed):  # events dispatched while replaying join the replay
+            await socket.send_str(json.dumps(missed[index]))
+            index += 1
+            missed += [frame for frame in self._backlog if frame["s"] > missed[-1]["s"]]
+        self._socket = socket
+        await self._send_dispatch(socket, "RESUMED", {})
 
     def _ready_payload(self) -> dict[str, Any]:
         return {
             "v": 10,
             "user": self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0},
             "guilds": [{"id": str(self.guild.id), "unavailable": True}],
-            "session_id": f"session-{len(self.identify_payloads)}",
+            "session_id": self._session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
 
-    async def _send_dispatch(self, socket: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
-        await socket.send_str(json.dumps({"op": 0, "t": event, "s": next(self._sequence), "d": data}))
+    async def _send_dispatch(self, socket: web.WebSocketResponse | None, event: str, data: dict[str, Any]) -> None:
+        frame = {"op": 0, "t": event, "s": next(self._sequence), "d": data}
+        self._backlog.append(frame)
+        if socket is not None:
+            await socket.send_str(json.dumps(frame))
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        if self._socket is None or self._socket.closed:
-            raise RuntimeError("no bot is connected to the fake gateway")
+        """Send an event to the bot; while it is disconnected, keep it for its RESUME."""
+        if self._session_id is None:
+            raise RuntimeError("no bot has connected to the fake gateway")
         await self._send_dispatch(self._socket, event, data)
 
     # ---------------------------------------------------------------- what viewers do
@@ -626,6 +678,10 @@ class FakeDiscord:
 
     async def _create_message(self, request: web.Request, channel_id: str) -> web.Response:
         body = request[_JSON_BODY] or {}
+        if self.hang_sends > 0:
+            self.hang_sends -= 1
+            self.hung_sends.append(body.get("content") or "")
+            await self._closing.wait()  # a server that took the request and went silent
         message = self._message_payload(int(channel_id), self.bot_user, body.get("content") or "")
         message["guild_id"] = str(self.guild.id)
         reference = body.get("message_reference")

@@ -15,8 +15,8 @@ it (``twitchio.http.Route.BASE`` / ``ID_BASE`` and ``twitchio.eventsub.websocket
 - ``GET /helix/streams``: the channels in ``live``.
 
 Connection faults, as Twitch has them: :meth:`FakeTwitch.drop_eventsub` cuts every EventSub
-socket (the subscriptions on it end, as Twitch disables them, and the client must connect again
-and create them anew); :meth:`FakeTwitch.ask_to_reconnect` sends ``session_reconnect`` with a
+socket (its subscriptions become ``websocket_disconnected``, as on Twitch, and the client must
+connect again and create them anew); :meth:`FakeTwitch.ask_to_reconnect` sends ``session_reconnect`` with a
 ``reconnect_url``, moves the subscriptions to the connection made there and closes the old one
 once the new one is welcomed. EventSub keeps nothing for a socket that is gone: a notification
 for a dropped session is never delivered.
@@ -112,6 +112,7 @@ class _Subscription:
     condition: dict[str, str]
     session_id: str
     created_at: str = field(default_factory=lambda: _stamp())
+    status: str = "enabled"  # "websocket_disconnected" once its socket is gone: it never delivers again
 
 
 def _stamp() -> str:
@@ -121,7 +122,7 @@ def _stamp() -> str:
 def _subscription_body(subscription: _Subscription) -> dict[str, Any]:
     return {
         "id": subscription.id,
-        "status": "enabled",
+        "status": subscription.status,
         "type": subscription.type,
         "version": subscription.version,
         "condition": subscription.condition,
@@ -458,7 +459,7 @@ class FakeTwitch(StreamEvents):
             for s in self.subscriptions.values()
             if s.type == "channel.chat.message"
             and s.condition.get("broadcaster_user_id") == broadcaster_id
-            and s.session_id in self._sockets
+            and s.status == "enabled"
         ]
 
     # -- recording and auth -----------------------------------------------------------------
@@ -744,10 +745,10 @@ class FakeTwitch(StreamEvents):
         finally:
             keepalive.cancel()
             self._sockets.pop(session_id, None)
-            # A socket gone for good takes its subscriptions with it (Twitch disables them).
-            for subscription_id, subscription in list(self.subscriptions.items()):
+            # A socket gone for good disables its subscriptions (they were not carried elsewhere).
+            for subscription in self.subscriptions.values():
                 if subscription.session_id == session_id:
-                    del self.subscriptions[subscription_id]
+                    subscription.status = "websocket_disconnected"
         return socket
 
     async def _keep_alive(self, socket: web.WebSocketResponse) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -378,7 +379,82 @@ async def test_a_backend_timeout_mid_stream_retracts_the_half_reply_and_apologis
     assert any("no reply in discord channel" in record.getMessage() for record in caplog.records)
 
 
+# ---------------------------------------------------------------------------- disconnects
+
+
+def _counts(values: list[Any]) -> Counter[str]:
+    return Counter(str(value) for value in values)
+
+
+async def test_a_cut_gateway_resumes_and_replays_so_no_line_is_lost_or_answered_twice(stage: Stage) -> None:
+    """discord.py RESUMEs with its session id and last sequence; the session replays what it missed.
+
+    When Discord refuses the RESUME (INVALID_SESSION), discord.py IDENTIFYs again and carries on.
+    """
+    backend = ScriptedBackend([f"Answer number {n}." for n in range(20)], delay_s=0.3)
+    viewers = [stage.viewer, stage.moderator, stage.discord.add_member("bea"), stage.discord.add_member("cy")]
+    heard: list[int] = []
+    asked: list[int] = []
+
+    async def say(n: int, text: str, *, addressed: bool) -> None:
+        content = stage.mention(text) if addressed else text
+        heard.append(await stage.discord.post_message(viewers[n % len(viewers)], content))
+        if addressed:
+            asked.append(heard[-1])
+
+    async with stage.bot(backend=backend):
+        for n in range(3):
+            await say(n, f"chatting away {n}", addressed=False)
+            await say(n, f"question {n}?", addressed=True)
+        await say(3, "one more before the cut?", addressed=True)
+        await eventually(lambda: len(backend.requests) == 4)  # its reply is being written
+        await stage.discord.cut_gateway()
+        for n in range(3):  # chat goes on while the bot is away
+            await say(n, f"while away {n}", addressed=False)
+            await say(n, f"asked while away {n}?", addressed=True)
+        await stage.discord.wait_until(lambda: len(stage.discord.resume_payloads) == 1)
+        stage.discord.invalidate_resumes = True
+        await eventually(lambda: len(stage.discord.sent_messages()) == len(asked), timeout=15)
+        await stage.discord.cut_gateway()
+        await stage.discord.wait_until_identified(connections=2)
+        for n in range(3):
+            await say(n, f"after a new session {n}?", addressed=True)
+        await eventually(lambda: len(stage.discord.sent_messages()) == len(asked), timeout=15)
+        await asyncio.sleep(0.3)  # room for a second answer to show up
+    [resume] = stage.discord.resume_payloads[:1]
+    assert resume["session_id"] == "session-0" and resume["seq"] > 0
+    assert len(stage.discord.resume_payloads) == 2 and len(stage.discord.identify_payloads) == 2
+    stored = [row[0] for row in stage.rows("SELECT platform_message_id FROM messages WHERE is_character = 0")]
+    assert _counts(stored) == _counts(heard), "every line stored, none twice"
+    answered = [m["message_reference"]["message_id"] for m in stage.discord.sent_messages()]
+    assert _counts(answered) == _counts(asked), "every question answered exactly once"
+    assert len(stage.character_lines()) == len(asked)
+
+
 # ---------------------------------------------------------------------------- /persona
+
+
+async def test_a_hung_send_gives_up_in_time_and_frees_the_turn_for_the_next_reply(stage: Stage) -> None:
+    """Discord takes a message and never answers: the reply is dropped after DISCORD_SEND_TIMEOUT_S.
+
+    A streamed reply holds its channel's turn and a generation slot while it is shown, so without
+    the bound every later question would wait out discord.py's 5-minute HTTP timeout.
+    """
+    settings = stage.with_discord(stream_replies=True, send_timeout_s=0.5)
+    settings.backend.max_concurrency = 1
+    stage.backend.enqueue(["Lost in the void.", "This one arrives."])
+    stage.discord.hang_sends = 1
+    async with stage.bot(settings):
+        await stage.discord.post_message(stage.viewer, stage.mention("first question"))
+        await eventually(lambda: bool(stage.discord.hung_sends))
+        asked = await stage.discord.post_message(stage.moderator, stage.mention("second question"))
+        await stage.discord.wait_for_calls("POST", MESSAGES, timeout=5)
+        await eventually(lambda: stage.character_lines() == ["This one arrives."], timeout=5)
+    [hung] = stage.discord.hung_sends  # the first streamed words
+    assert hung and "Lost in the void.".startswith(hung)
+    [shown] = stage.discord.bot_messages(stage.discord.general.id)  # the hung one was never created
+    assert (shown["content"], shown["message_reference"]["message_id"]) == ("This one arrives.", asked)
+    assert stage.character_lines() == ["This one arrives."], "the dropped reply is not stored"
 
 
 async def test_commands_sync_to_the_test_guild(stage: Stage) -> None:
