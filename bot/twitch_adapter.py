@@ -196,7 +196,9 @@ class TwitchAdapter:
             budget_for=lambda event: self.budget_for(event.channel_id),
             on_outcome=manager.metrics.scheduler_outcome,  # dropped lines by reason in /metrics
         )
-        self.director = StreamDirector(manager, self._speak, settings=settings.stream, clock=self.clock)
+        self.director = StreamDirector(
+            manager, self._speak, settings=settings.stream, clock=self.clock, channels_kept=settings.core.channels_kept
+        )
         self.broadcaster_store = TokenStore(broadcaster_token_path(settings))
         self.broadcaster: StoredToken | None = None
         self.scopes: dict[str, frozenset[str]] = {}  # user id -> the scopes Twitch says its token has

@@ -15,6 +15,8 @@ from engine.flow.ratelimit import SendReservation
 from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.heard import HeardLine
+from engine.stream.director import StreamDirector
+from engine.stream.outlet import Utterance
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,3 +102,32 @@ async def test_the_scheduler_forgets_idle_channels_but_never_queued_lines() -> N
     footprint = scheduler.footprint()
     await scheduler.close()
     assert footprint.channels <= KEPT and footprint.text_windows <= KEPT, footprint
+
+
+async def test_the_stream_director_keeps_only_the_recent_channels_and_every_live_one(make_settings, counter) -> None:
+    settings = make_settings(stream={"proactive_silence_s": 120, "proactive_per_hour": 3, "proactive_busy_lines": 3})
+    manager = await build_manager(settings, backend=ScriptedBackend(default="hi!"), counter=counter)
+    clock = ManualClock(1000.0)
+
+    async def speak(utterance: Utterance) -> str | None:
+        return "sent"
+
+    director = StreamDirector(manager, speak, settings=settings.stream, clock=clock, channels_kept=KEPT)
+    most: dict[str, int] = {}
+    try:
+        director.set_live("twitch", "main", True)
+        director.chat_heard(HeardLine(ChatEvent("twitch", "main", "ann", "ann", "hello chat", message_id="main-1")))
+        for number in range(CHANNELS):  # a thread each, where the character spoke up once
+            event = ChatEvent("discord", f"thread{number}", "bo", "bo", "anyone here?", message_id=f"t{number}")
+            director.chat_heard(HeardLine(event))
+            director.proactive.said(director.activity.state("discord", f"thread{number}"))
+            await clock.advance(300.0)  # 12 channels an hour: older ones' hour is over
+            for table, count in director.channel_state().items():
+                most[table] = max(most.get(table, 0), count)
+        main = director.activity.channels.peek("twitch:main")
+    finally:
+        await director.close()
+        await close_manager(manager)
+    assert all(count <= KEPT for count in most.values()), most
+    assert most["stream_activity"] == KEPT and most["stream_proactive"] <= KEPT
+    assert main is not None and main.live and main.lines == 1, "a live channel is never forgotten"

@@ -4,7 +4,7 @@ Owns :class:`RecentlyUsed`, a dict that forgets its least recently used entries 
 ``capacity``. Every table keyed by a channel uses it (moderation's policies and copypasta
 windows, the manager's turn locks, prompt windows and persona look-ups, the scheduler's
 queues and duplicate windows, the Discord edit throttle, the Twitch adapter's per-channel
-tables): Discord threads and direct messages make the number of channels unbounded, and
+tables, the stream director's activity, proactive, timer and follow tables): Discord threads and direct messages make the number of channels unbounded, and
 without it a long-running bot kept every channel it ever saw (about 4.7 KB each).
 
 An entry still in use (a queued line, a held lock, a send still counted in the window) is
@@ -42,6 +42,10 @@ class RecentlyUsed(Generic[K, V]):
         if value is not None:
             self._entries.move_to_end(key)
         return value
+
+    def peek(self, key: K) -> V | None:
+        """The value for ``key`` without counting as a use (a periodic sweep is not activity)."""
+        return self._entries.get(key)
 
     def setdefault(self, key: K, make: Callable[[], V]) -> V:
         """The value for ``key``, created with ``make()`` when missing; either way now the most recent."""

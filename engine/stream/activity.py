@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from engine.flow.clock import Clock
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 
 __all__ = ["ChannelActivity", "ChannelState"]
 
@@ -31,9 +32,13 @@ class ChannelState:
 
 
 class ChannelActivity:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, channels_kept: int = DEFAULT_CAPACITY) -> None:
         self.clock = clock
-        self.channels: dict[str, ChannelState] = {}
+        # Every Discord thread and DM is a channel; a live one is never dropped (timers and
+        # proactive talk count its lines), an idle one is forgotten least recent first.
+        self.channels: RecentlyUsed[str, ChannelState] = RecentlyUsed(
+            channels_kept, evictable=lambda state: not state.live
+        )
 
     def state(self, platform: str, channel_id: str, server_id: str | None = None) -> ChannelState:
         key = f"{platform}:{channel_id}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.stream.events import StreamEvent
 
 __all__ = ["FollowBatch", "FollowBatches"]
@@ -27,9 +28,10 @@ class FollowBatch:
 class FollowBatches:
     """Per channel, the follows waiting for their welcome; one is due ``window_s`` after its first."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, *, channels_kept: int = DEFAULT_CAPACITY) -> None:
         self.window_s = window_s
-        self._open: dict[str, FollowBatch] = {}
+        # An open batch is a welcome still owed: never dropped; it closes within the window anyway.
+        self._open: RecentlyUsed[str, FollowBatch] = RecentlyUsed(channels_kept, evictable=lambda batch: False)
 
     def add(self, event: StreamEvent, now: float) -> None:
         batch = self._open.get(event.channel_key)

@@ -29,6 +29,7 @@ from engine.errors import EngineError
 from engine.events import ChatEvent
 from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
+from engine.flow.recent import DEFAULT_CAPACITY
 from engine.heard import HeardLine
 from engine.settings import StreamSettings
 from engine.stream.activity import ChannelActivity, ChannelState
@@ -62,22 +63,25 @@ class StreamDirector:
         settings: StreamSettings,
         clock: Clock,
         tick_s: float = 1.0,
+        channels_kept: int = DEFAULT_CAPACITY,
     ) -> None:
         self.manager = manager
         self.speak = speak
         self.settings = settings
         self.clock = clock
         self.tick_s = tick_s
-        self.activity = ChannelActivity(clock)
+        # Per-channel tables keep the COSTAR_CHANNELS_KEPT most recently active channels (live ones always).
+        self.activity = ChannelActivity(clock, channels_kept=channels_kept)
         self.proactive = ProactivePolicy(
             self.activity,
+            channels_kept=channels_kept,
             silence_s=settings.proactive_silence_s,
             per_hour=settings.proactive_per_hour,
             busy_lines=settings.proactive_busy_lines,
         )
-        self.timers = TimerBoard(self.activity)
+        self.timers = TimerBoard(self.activity, channels_kept=channels_kept)
         self.commands = CustomCommands(clock)
-        self.follows = FollowBatches(settings.follow_window_s)
+        self.follows = FollowBatches(settings.follow_window_s, channels_kept=channels_kept)
         self.channel_file = load_channel_file(settings.commands_file)
         self.said: Counter[str] = Counter()  # utterances the platform took, by kind
         self._cooldowns: dict[float, Cooldown[tuple[str, str]]] = {}
@@ -103,6 +107,15 @@ class StreamDirector:
         """Wait until every reaction started so far has been said (or given up)."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def channel_state(self) -> dict[str, int]:
+        """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
+        return {
+            "stream_activity": len(self.activity.channels),
+            "stream_proactive": self.proactive.tracked(),
+            "stream_timers": len(self.timers),
+            "stream_follows": len(self.follows),
+        }
 
     def set_live(self, platform: str, channel_id: str, live: bool, server_id: str | None = None) -> None:
         self.activity.set_live(platform, channel_id, live, server_id)
@@ -246,7 +259,9 @@ class StreamDirector:
         """Welcome follows whose window closed, run due timers, break a long silence."""
         for batch in self.follows.due(self.clock.now()):
             await self._welcome_follows(batch)
-        for key, state in list(self.activity.channels.items()):
+        for key, state in self.activity.channels.items():
+            if not state.live:
+                continue  # timers and proactive talk only run while live
             persona = await self.manager.persona_for(state.platform, state.channel_id, state.server_id)
             for timer in self.timers.due(key, self._timers_for(persona)):
                 self.timers.fired(key, timer)

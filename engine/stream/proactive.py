@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.stream.activity import ChannelActivity, ChannelState
 
 __all__ = ["DEFAULT_HINT", "ProactivePolicy"]
@@ -20,19 +21,28 @@ DEFAULT_HINT = (
 
 
 class ProactivePolicy:
-    def __init__(self, activity: ChannelActivity, *, silence_s: float, per_hour: int, busy_lines: int) -> None:
+    def __init__(
+        self,
+        activity: ChannelActivity,
+        *,
+        silence_s: float,
+        per_hour: int,
+        busy_lines: int,
+        channels_kept: int = DEFAULT_CAPACITY,
+    ) -> None:
         self.activity = activity
         self.silence_s = silence_s
         self.per_hour = per_hour
         self.busy_lines = busy_lines
-        self._spoken: dict[str, deque[float]] = {}
+        # Forgetting a channel that spoke within the hour would let it exceed per_hour: kept until then.
+        self._spoken: RecentlyUsed[str, deque[float]] = RecentlyUsed(channels_kept, evictable=self._hour_is_over)
 
     @property
     def enabled(self) -> bool:
         return self.silence_s > 0 and self.per_hour > 0
 
     def due(self, key: str) -> bool:
-        state = self.activity.channels.get(key)
+        state = self.activity.channels.peek(key)
         if state is None or not self.enabled or not state.live:
             return False
         now = self.activity.clock.now()
@@ -47,7 +57,14 @@ class ProactivePolicy:
         self.activity.spoke(state.platform, state.channel_id)
 
     def _spoken_within_hour(self, key: str, now: float) -> deque[float]:
-        spoken = self._spoken.setdefault(key, deque())
+        spoken = self._spoken.setdefault(key, deque)
         while spoken and spoken[0] <= now - HOUR_S:
             spoken.popleft()
         return spoken
+
+    def tracked(self) -> int:
+        """Channels whose proactive lines of the last hour are remembered."""
+        return len(self._spoken)
+
+    def _hour_is_over(self, spoken: deque[float]) -> bool:
+        return not spoken or spoken[-1] <= self.activity.clock.now() - HOUR_S

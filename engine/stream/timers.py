@@ -3,6 +3,7 @@ so a timer never talks into an empty chat, and only while the channel is live.""
 
 from __future__ import annotations
 
+from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.stream.activity import ChannelActivity
 from personas.stream import StreamTimer
 
@@ -10,23 +11,27 @@ __all__ = ["TimerBoard"]
 
 
 class TimerBoard:
-    def __init__(self, activity: ChannelActivity) -> None:
+    def __init__(self, activity: ChannelActivity, *, channels_kept: int = DEFAULT_CAPACITY) -> None:
         self.activity = activity
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # (channel, timer) -> (fired at, lines then)
+        # channel -> timer name -> (fired at, lines then); only live channels get an entry
+        self._last: RecentlyUsed[str, dict[str, tuple[float, int]]] = RecentlyUsed(channels_kept)
 
     def due(self, key: str, timers: list[StreamTimer]) -> list[StreamTimer]:
-        state = self.activity.channels.get(key)
+        state = self.activity.channels.peek(key)
         if state is None or not state.live:
             return []
         now = self.activity.clock.now()
         ready = []
         for timer in timers:
             # A timer's first period starts when it is first seen on a live channel.
-            fired_at, lines_then = self._last.setdefault((key, timer.name), (now, state.lines))
+            fired_at, lines_then = self._last.setdefault(key, dict).setdefault(timer.name, (now, state.lines))
             if now - fired_at >= timer.every_min * 60 and state.lines - lines_then >= timer.min_lines:
                 ready.append(timer)
         return ready
 
     def fired(self, key: str, timer: StreamTimer) -> None:
         state = self.activity.channels[key]
-        self._last[(key, timer.name)] = (self.activity.clock.now(), state.lines)
+        self._last.setdefault(key, dict)[timer.name] = (self.activity.clock.now(), state.lines)
+
+    def __len__(self) -> int:
+        return len(self._last)
