@@ -76,7 +76,7 @@ class BackendSettings(BaseSettings):
     model_config = _section("COSTAR_BACKEND_")
 
     kind: Literal["embedded", "llamacpp", "openai", "scripted"] = Field(
-        "embedded", description="which LLM backend answers"
+        "llamacpp", description="which LLM backend answers"
     )
     model: str = Field(
         "smollm2",

@@ -108,7 +108,7 @@ def llamacpp_backend(token_counter: TokenizerCounter):
     backend = LlamaCppBackend(
         find_smollm2_gguf(),
         context_tokens=2048,
-        threads=min(2, os.cpu_count() or 1),
+        threads=1,  # llama.cpp's spinning threads slow down many times over when the cores are shared
         adapter_cache_dir=CoreSettings().cache_dir,
         counter=token_counter,
     )

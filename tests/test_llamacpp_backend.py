@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
 from pathlib import Path
 
@@ -10,13 +12,17 @@ import pytest
 
 from bot.app import build_manager
 from engine.backends.base import ChatMessage, GenerationRequest
+from engine.backends.cpu_routing import CpuBackends
 from engine.backends.llama_states import shared_prefix
 from engine.backends.llamacpp import LlamaCppBackend
+from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable, SettingsError
 from engine.events import ChatEvent
 from engine.prompting.tokens import ApproxTokenCounter, GgufVocabCounter, template_allowance
 from engine.serving.model_store import find_smollm2_gguf
 from engine.settings import CoreSettings
+from personas.card import PersonaCard
+from personas.registry import PersonaRegistry
 
 pytestmark = pytest.mark.model
 
@@ -35,7 +41,7 @@ def _fresh_backend(prefix_cache_bytes: int = 256 << 20) -> LlamaCppBackend:
     backend = LlamaCppBackend(
         find_smollm2_gguf(),
         context_tokens=2048,
-        threads=2,
+        threads=1,  # a second spinning thread is many times slower when other work shares the cores
         prefix_cache_bytes=prefix_cache_bytes,
         adapter_cache_dir=CoreSettings().cache_dir,
     )
@@ -169,7 +175,7 @@ async def test_without_room_for_parked_states_a_returning_channel_starts_cold() 
     assert stream.usage is not None
     # Only what ann's prompt shares with bob's, still in the context: the persona prompt.
     shared = shared_prefix(backend.prompt_tokens(bob[0].messages), backend.prompt_tokens(ann[1].messages))
-    assert stream.usage.cached_prompt_tokens == shared < len(backend.prompt_tokens(ann[0].messages)) // 2
+    assert stream.usage.cached_prompt_tokens == shared < len(backend.prompt_tokens(ann[0].messages)) - 8
 
 
 # -- counting exactly ---------------------------------------------------------------------------
@@ -195,3 +201,36 @@ def test_a_missing_model_file_is_a_clear_settings_error(tmp_path: Path) -> None:
     backend = LlamaCppBackend(tmp_path / "none.gguf", context_tokens=2048, adapter_cache_dir=tmp_path)
     with pytest.raises(SettingsError, match=r"no GGUF model at .*none\.gguf"):
         backend.load()
+
+
+# -- which backend a persona runs on ------------------------------------------------------------
+
+
+def _persona_with_adapter(folder: Path, name: str, peft_type: str) -> PersonaCard:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": 8}), encoding="utf-8")
+    return PersonaCard.model_validate(
+        {"name": name, "model": {"adapter": {"name": f"{name.lower()}-adapter", "path": str(folder)}}}
+    )
+
+
+async def test_prompt_tuning_personas_run_on_transformers_and_the_start_log_says_where_each_runs(
+    llamacpp_backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    personas = PersonaRegistry()
+    personas.add(_persona_with_adapter(tmp_path / "pt", "Tuned", "PROMPT_TUNING"))
+    personas.add(_persona_with_adapter(tmp_path / "lora", "Lora", "LORA"))
+    personas.add(PersonaCard.model_validate({"name": "Plain"}))
+    transformers = ScriptedBackend(default="from transformers")
+    router = CpuBackends(llamacpp_backend, lambda: transformers, personas)
+
+    with caplog.at_level(logging.INFO, logger="engine.backends.cpu_routing"):
+        await router.start()
+
+    assert router.backend_for(str(tmp_path / "pt")) is transformers
+    assert router.backend_for(str(tmp_path / "lora")) is llamacpp_backend
+    assert router.backend_for(None) is llamacpp_backend
+    said = caplog.text
+    assert "Persona tuned runs on transformers (PROMPT_TUNING adapter" in said
+    assert "Persona lora runs on llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf with LoRA adapter lora)" in said
+    assert "Persona plain runs on llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf)" in said

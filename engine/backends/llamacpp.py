@@ -125,7 +125,7 @@ class LlamaCppBackend(Backend):
     def check_counter(self, counter: TokenCounter) -> None:
         """Refuse a token counter that would let prompts outgrow what the builder budgeted."""
         for message in _PROBE:
-            ours = len(self.llm.tokenize(message.content.encode("utf-8"), add_bos=False, special=False))
+            ours = len(self.llm.tokenize(message.content.encode("utf-8"), add_bos=False, special=True))
             if counter.count(message.content) != ours:
                 raise SettingsError(
                     f"the prompt builder's tokenizer counts {counter.count(message.content)} tokens where "
@@ -199,7 +199,9 @@ class LlamaCppBackend(Backend):
         tokens = self.prompt_tokens(request.messages)
         if len(tokens) + request.max_tokens > self.context_tokens:
             raise BackendError(f"prompt of {len(tokens)} tokens leaves no room for the reply")
-        outcome = _Outcome(prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens))
+        outcome = _Outcome(
+            prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens)
+        )
         completion = self.llm.create_completion(
             tokens,
             max_tokens=request.max_tokens,
@@ -221,7 +223,9 @@ class LlamaCppBackend(Backend):
                     break
         finally:
             completion.close()  # ends llama-cpp-python's generator: no token is decoded after this
-        outcome.completion_tokens = max(0, self.llm.n_tokens - len(tokens))
+        # The last token sampled is not evaluated yet, except an end-of-turn token, never evaluated.
+        evaluated = max(0, self.llm.n_tokens - len(tokens))
+        outcome.completion_tokens = evaluated + (outcome.finish_reason != "stop")
         return outcome
 
     # -- keeping prefixes warm ----------------------------------------------------------------

@@ -69,7 +69,8 @@ class GgufVocabCounter:
         self.count = lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
 
     def _count(self, text: str) -> int:
-        return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        # special=True: the rendered prompt is tokenised that way too (as by tokenizer.json).
+        return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def count(self, text: str) -> int:  # replaced per instance by the cached version
         return self._count(text)
