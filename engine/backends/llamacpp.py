@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -97,12 +98,15 @@ class LlamaCppBackend(Backend):
 
         if not self.model_path.is_file():
             raise SettingsError(f"no GGUF model at {self.model_path} (COSTAR_BACKEND_MODEL_PATH)")
+        # llama-cpp-python's own default: half the cores, but all of them for prompt evaluation;
+        # on a busy machine llama.cpp's spinning threads then wait on each other, so both get one number.
+        threads = self.threads or max(1, (os.cpu_count() or 2) // 2)
         try:
             llm = Llama(
                 str(self.model_path),
                 n_ctx=self.context_tokens,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
+                n_threads=threads,
+                n_threads_batch=threads,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -120,7 +124,7 @@ class LlamaCppBackend(Backend):
         self.adapters.attach(llm)
         if self.counter is not None:
             self.check_counter(self.counter)
-        log.info("llama.cpp model %s loaded (%d threads)", self.model_path.name, llm.context_params.n_threads)
+        log.info("llama.cpp model %s loaded (%d threads)", self.model_path.name, threads)
 
     def check_counter(self, counter: TokenCounter) -> None:
         """Refuse a token counter that would let prompts outgrow what the builder budgeted."""
@@ -197,8 +201,11 @@ class LlamaCppBackend(Backend):
     ) -> _Outcome:
         adapter = self.adapters.gguf_for(request.adapter_path)
         tokens = self.prompt_tokens(request.messages)
+        if len(tokens) + request.max_tokens > self.context_tokens and request.shorten is not None:
+            request = request.shorten() or request  # the contract's one retry with older history dropped
+            tokens = self.prompt_tokens(request.messages)
         if len(tokens) + request.max_tokens > self.context_tokens:
-            raise BackendError(f"prompt of {len(tokens)} tokens leaves no room for the reply")
+            raise BackendError(f"a prompt of {len(tokens)} tokens leaves no room for the reply in the context")
         outcome = _Outcome(
             prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens)
         )
