@@ -190,7 +190,7 @@ def bare_reference(requests: list[GenerationRequest], threads: int) -> Run:
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
-            repeat_penalty=1.1,
+            repeat_penalty=request.repetition_penalty,
             stop=list(request.stop),
             seed=request.seed,
             stream=True,

@@ -113,7 +113,12 @@ async def test_a_reply_that_times_out_stops_decoding(
     manager = await build_manager(make_settings(backend={"timeout_s": 0.2}), backend=llamacpp_backend, counter=counter)
     sent: list[GenerationRequest] = []
     stream = llamacpp_backend.stream
-    monkeypatch.setattr(llamacpp_backend, "stream", lambda request: sent.append(request) or stream(request))
+
+    def recording_stream(request: GenerationRequest):
+        sent.append(request)
+        return stream(request)
+
+    monkeypatch.setattr(llamacpp_backend, "stream", recording_stream)
     text = LONG_STORY.content.removeprefix("ann: ")
     event = ChatEvent("console", "c1", "ann", "ann", text, "m1", addresses_bot=True)
     try:

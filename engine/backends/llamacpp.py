@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.backends.embedded import default_cpu_threads
 from engine.backends.llama_adapters import LlamaAdapters
 from engine.backends.llama_states import ParkedState, PrefixStates, shared_prefix
 from engine.errors import BackendError, SettingsError
@@ -40,8 +40,6 @@ __all__ = ["LlamaCppBackend"]
 
 log = logging.getLogger(__name__)
 _END = object()
-# Same as the transformers backend: SmolLM2 loops without a mild repetition penalty.
-_REPEAT_PENALTY = 1.1
 _PROBE = (
     ChatMessage("system", "You are Pip, a cheerful co-host. Keep replies short."),
     ChatMessage("user", "ann: hi Pip, how are you? 🎉"),
@@ -98,9 +96,9 @@ class LlamaCppBackend(Backend):
 
         if not self.model_path.is_file():
             raise SettingsError(f"no GGUF model at {self.model_path} (COSTAR_BACKEND_MODEL_PATH)")
-        # llama-cpp-python's own default: half the cores, but all of them for prompt evaluation;
-        # on a busy machine llama.cpp's spinning threads then wait on each other, so both get one number.
-        threads = self.threads or max(1, (os.cpu_count() or 2) // 2)
+        # One number for decoding and prompt evaluation (llama-cpp-python would use every core for
+        # the latter): llama.cpp's threads spin-wait too, so the embedded backend's busy-machine rule holds.
+        threads = self.threads or default_cpu_threads()
         try:
             llm = Llama(
                 str(self.model_path),
@@ -214,7 +212,7 @@ class LlamaCppBackend(Backend):
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
-            repeat_penalty=_REPEAT_PENALTY,
+            repeat_penalty=request.repetition_penalty,
             stop=list(request.stop),
             seed=request.seed,
             stream=True,
