@@ -170,7 +170,7 @@ def _next_token_choices(logits) -> list[int]:
 def test_the_gguf_export_predicts_like_the_peft_model_and_far_better_than_the_base(
     lora_run: TrainResult, heldout: list, tmp_path: Path
 ) -> None:
-    """The exported adapter on llama.cpp picks the PEFT model's next tokens where the base does not."""
+    """Where the adapter changes the PEFT model's next token, llama.cpp with the export follows it; the base does not."""
     import torch
     from llama_cpp import Llama
     from peft import PeftModel
@@ -184,7 +184,7 @@ def test_the_gguf_export_predicts_like_the_peft_model_and_far_better_than_the_ba
     model_path = resolve_base_model("smollm2")
     tokenizer = load_tokenizer(model_path)
     peft_model = PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval()
-    llm = Llama(str(find_smollm2_gguf()), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    llm = Llama(str(find_smollm2_gguf()), n_ctx=512, logits_all=True, verbose=False, n_threads=1)
     adapters = LlamaAdapters(tmp_path, find_smollm2_gguf())
     adapters.attach(llm)
 
@@ -194,18 +194,25 @@ def test_the_gguf_export_predicts_like_the_peft_model_and_far_better_than_the_ba
         llm.eval(ids)
         return _next_token_choices(llm.scores[: len(ids)])
 
+    # Positions where the adapter changes the PEFT model's choice: there the base model is wrong by
+    # construction, and only a faithful export can be right.
     agree = {"adapted": 0, "base": 0}
     positions = 0
     for conversation in heldout[:4]:
         ids = tokenize_conversation(tokenizer, conversation.chat(), 256).input_ids
         with torch.inference_mode():
             reference = _next_token_choices(peft_model(torch.tensor([ids])).logits[0])
+            with peft_model.disable_adapter():
+                unadapted = _next_token_choices(peft_model(torch.tensor([ids])).logits[0])
+        changed = [index for index, (a, b) in enumerate(zip(reference, unadapted, strict=True)) if a != b]
         for name, adapter in (("adapted", str(exported)), ("base", None)):
-            agree[name] += sum(a == b for a, b in zip(llama_choices(ids, adapter), reference, strict=True))
-        positions += len(ids)
+            choices = llama_choices(ids, adapter)
+            agree[name] += sum(choices[index] == reference[index] for index in changed)
+        positions += len(changed)
     adapted, base = agree["adapted"] / positions, agree["base"] / positions
     print(
-        f"\nnext-token agreement with the PEFT model over {positions} positions: adapted {adapted:.3f}, base {base:.3f}"
+        f"\n{positions} next-token choices the adapter changes; llama.cpp matches PEFT on {adapted:.3f} adapted, {base:.3f} base"
     )
-    assert adapted >= 0.85
-    assert adapted - base >= 0.15
+    assert positions >= 20  # the trained adapter really changes the model's choices
+    assert adapted >= 0.6
+    assert adapted - base >= 0.5
