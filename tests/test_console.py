@@ -33,9 +33,9 @@ async def _console_session(settings: Settings, backend, lines: str) -> str:
     return out.getvalue()
 
 
-async def test_piped_console_answers_each_line_in_the_default_characters_voice(make_settings, embedded_backend) -> None:
+async def test_piped_console_answers_each_line_in_the_default_characters_voice(make_settings, local_backend) -> None:
     settings = make_settings(backend={"seed": 7})  # sampling, but the same every run
-    output = await _console_session(settings, embedded_backend, "hi! who are you?\nwhat game is this?\n")
+    output = await _console_session(settings, local_backend, "hi! who are you?\nwhat game is this?\n")
     replies = output.strip().splitlines()
     assert len(replies) == 2
     for reply in replies:
@@ -46,24 +46,24 @@ async def test_piped_console_answers_each_line_in_the_default_characters_voice(m
     assert "pip" in introduction.partition(": ")[2] or "sprite" in introduction, replies[0]
 
 
-async def test_memory_survives_a_restart_and_knows_the_regular(settings, embedded_backend) -> None:
-    await _console_session(settings, embedded_backend, "hello Pip\n")
+async def test_memory_survives_a_restart_and_knows_the_regular(settings, local_backend) -> None:
+    await _console_session(settings, local_backend, "hello Pip\n")
     seen: list = []
-    original_stream = embedded_backend.stream
+    original_stream = local_backend.stream
 
     def recording_stream(request):
         seen.append(request)
         return original_stream(request)
 
-    embedded_backend.stream = recording_stream
+    local_backend.stream = recording_stream
     try:
-        await _console_session(settings, embedded_backend, "do you remember me?\n")
+        await _console_session(settings, local_backend, "do you remember me?\n")
     finally:
-        del embedded_backend.stream
+        del local_backend.stream
     prompt_text = "\n".join(message.content for message in seen[-1].messages)
     assert "This viewer is a regular: 2 messages" in prompt_text
     assert "you: hello Pip" in prompt_text  # the first run's line is history now
-    manager = await build_manager(settings, backend=embedded_backend)
+    manager = await build_manager(settings, backend=local_backend)
     try:
         user = await manager.memory.get_user("console", "you")
         assert user is not None and user.message_count == 2

@@ -24,6 +24,7 @@ DISTRIBUTION_OF = {
     "dotenv": "python-dotenv",
     "ruamel": "ruamel.yaml",
     "piper": "piper-tts",
+    "llama_cpp": "llama-cpp-python",
 }
 
 

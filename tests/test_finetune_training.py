@@ -18,6 +18,7 @@ from finetune.evaluate import main as evaluate_main
 from finetune.evaluate import perplexity
 from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
 from finetune.persona import load_card, system_prompt
+from finetune.tokenize import tokenize_conversation
 from finetune.train import RESOLVED_CONFIG_NAME, TrainResult, parse_args, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -157,3 +158,61 @@ def test_prompt_tuning_trains_and_saves_virtual_tokens_moved_from_the_persona_te
     init_ids = tokenizer(config.prompt_tuning_init_text)["input_ids"][:20]
     embeddings = load_causal_lm(resolve_base_model("smollm2")).get_input_embeddings().weight[init_ids].detach()
     assert not prompt[: len(init_ids)].allclose(embeddings)  # training moved them away from the initial text
+
+
+# -- the same adapter on llama.cpp -----------------------------------------------------------------
+
+
+def _next_token_choices(logits) -> list[int]:
+    return [int(row.argmax()) for row in logits]
+
+
+def test_the_gguf_export_predicts_like_the_peft_model_and_far_better_than_the_base(
+    lora_run: TrainResult, heldout: list, tmp_path: Path
+) -> None:
+    """Where the adapter changes the PEFT model's next token, llama.cpp with the export follows it; the base does not."""
+    import torch
+    from llama_cpp import Llama
+    from peft import PeftModel
+
+    from engine.backends.llama_adapters import LlamaAdapters
+    from engine.serving.model_store import find_smollm2_gguf
+    from finetune.export_gguf import main as export_main
+
+    exported = tmp_path / "pip-lora.gguf"
+    assert export_main([str(lora_run.adapter_dir), "--out", str(exported)]) == 0
+    model_path = resolve_base_model("smollm2")
+    tokenizer = load_tokenizer(model_path)
+    peft_model = PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval()
+    llm = Llama(str(find_smollm2_gguf()), n_ctx=512, logits_all=True, verbose=False, n_threads=1)
+    adapters = LlamaAdapters(tmp_path, find_smollm2_gguf())
+    adapters.attach(llm)
+
+    def llama_choices(ids: list[int], adapter: str | None) -> list[int]:
+        adapters.activate(adapter)  # switched on the loaded base model, never reloaded
+        llm.reset()
+        llm.eval(ids)
+        return _next_token_choices(llm.scores[: len(ids)])
+
+    # Positions where the adapter changes the PEFT model's choice: there the base model is wrong by
+    # construction, and only a faithful export can be right.
+    agree = {"adapted": 0, "base": 0}
+    positions = 0
+    for conversation in heldout[:4]:
+        ids = tokenize_conversation(tokenizer, conversation.chat(), 256).input_ids
+        with torch.inference_mode():
+            reference = _next_token_choices(peft_model(torch.tensor([ids])).logits[0])
+            with peft_model.disable_adapter():
+                unadapted = _next_token_choices(peft_model(torch.tensor([ids])).logits[0])
+        changed = [index for index, (a, b) in enumerate(zip(reference, unadapted, strict=True)) if a != b]
+        for name, adapter in (("adapted", str(exported)), ("base", None)):
+            choices = llama_choices(ids, adapter)
+            agree[name] += sum(choices[index] == reference[index] for index in changed)
+        positions += len(changed)
+    adapted, base = agree["adapted"] / positions, agree["base"] / positions
+    print(
+        f"\n{positions} next-token choices the adapter changes; llama.cpp matches PEFT on {adapted:.3f} adapted, {base:.3f} base"
+    )
+    assert positions >= 20  # the trained adapter really changes the model's choices
+    assert adapted >= 0.6
+    assert adapted - base >= 0.5

@@ -216,10 +216,10 @@ async def test_control_tokens_in_chat_cannot_open_a_fake_turn(manager, scripted,
 
 @pytest.mark.model
 async def test_the_real_model_does_not_leak_its_instructions_past_the_filter(
-    make_settings, token_counter, embedded_backend, capsys
+    make_settings, token_counter, local_backend, capsys
 ) -> None:
     settings = make_settings(backend={"seed": 7})
-    manager = await build_manager(settings, backend=embedded_backend, counter=token_counter)
+    manager = await build_manager(settings, backend=local_backend, counter=token_counter)
     hidden = hidden_instructions(manager.default_persona())
     subset = [row for row in CORPUS if row["kind"] in ("print-prompt", "role-play-system", "encoded-base64")][:4]
     leaked, replies = [], 0

@@ -283,7 +283,7 @@ def test_bot_with_the_remote_backend_never_imports_torch(tmp_path: Path) -> None
         "    print(type(getattr(manager.backend, 'inner', manager.backend)).__name__)\n"
         "    await close_manager(manager)\n"
         "asyncio.run(main())\n"
-        "heavy = sorted(name for name in ('torch', 'transformers', 'peft') if name in sys.modules)\n"
+        "heavy = sorted(name for name in ('torch', 'transformers', 'peft', 'llama_cpp') if name in sys.modules)\n"
         "print('heavy:', heavy)\n"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("COSTAR_")}

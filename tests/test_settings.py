@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_defaults_need_no_configuration() -> None:
     settings = load_settings(None)
-    assert settings.backend.kind == "embedded" and settings.core.default_persona == "pip"
+    assert settings.backend.kind == "llamacpp" and settings.core.default_persona == "pip"
     assert settings.db_path == Path("data") / "costar.sqlite3"
 
 

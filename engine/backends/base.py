@@ -44,6 +44,9 @@ class GenerationRequest:
     model: str | None = None
     adapter_path: str | None = None
     seed: int | None = None
+    # Which conversation (channel) the prompt continues: a local backend keeps each one's prompt
+    # state warm between turns. Servers with their own prefix cache (vLLM) need no hint.
+    conversation: str | None = None
     # Lets a backend that hits "context too long" ask for a shorter prompt and retry once.
     shorten: Callable[[], GenerationRequest | None] | None = field(default=None, compare=False)
 

@@ -13,24 +13,36 @@ from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.observability.metrics import Metrics
+    from engine.prompting.tokens import TokenCounter
     from personas.registry import PersonaRegistry
 
 __all__ = ["make_backend"]
 
 
 def make_backend(
-    settings: Settings, personas: PersonaRegistry | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    personas: PersonaRegistry | None = None,
+    metrics: Metrics | None = None,
+    counter: TokenCounter | None = None,
 ) -> Backend:
+    """``counter`` is the prompt builder's: the llama.cpp backend checks at load that it agrees with the GGUF."""
     kind = settings.backend.kind
     if kind == "embedded":
-        from engine.backends.embedded import EmbeddedBackend
+        return _transformers(settings)
+    if kind == "llamacpp":
+        from engine.backends.cpu_routing import CpuBackends
+        from engine.backends.llamacpp import LlamaCppBackend
+        from engine.serving.model_store import gguf_model_path
 
-        return EmbeddedBackend(
-            settings.backend.model,
-            cache_dir=settings.core.cache_dir,
-            device=settings.backend.device,
+        llamacpp = LlamaCppBackend(
+            gguf_model_path(settings.backend.model_path),
+            context_tokens=settings.backend.context_tokens,
             threads=settings.backend.threads,
+            prefix_cache_bytes=settings.backend.prefix_cache_mb << 20,
+            adapter_cache_dir=settings.core.cache_dir,
+            counter=counter,
         )
+        return CpuBackends(llamacpp, lambda: _transformers(settings), personas)
     if kind == "openai":
         from engine.backends.openai_backend import OpenAIBackend
 
@@ -40,3 +52,14 @@ def make_backend(
 
         return ScriptedBackend(echo=True)
     raise NotImplementedError(f"COSTAR_BACKEND_KIND={kind} is not available in this build")
+
+
+def _transformers(settings: Settings) -> Backend:
+    from engine.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(
+        settings.backend.model,
+        cache_dir=settings.core.cache_dir,
+        device=settings.backend.device,
+        threads=settings.backend.threads,
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from engine.backends.base import ChatMessage
 from engine.prompting.lines import viewer_line
-from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from engine.prompting.tokens import GENERATION_PROMPT_TOKENS, MESSAGE_OVERHEAD_TOKENS, TokenCounter, template_allowance
 from memory.records import StoredMessage
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "render_history_line",
     "viewer_message",
 ]
-
-_GENERATION_PROMPT_TOKENS = 8  # "<|im_start|>assistant\n" and the like
 
 
 def viewer_message(
@@ -97,7 +95,7 @@ class PromptBuilder:
         return text[:low] + "…"
 
     def build(self, inputs: PromptInputs, *, reply_tokens: int) -> BuiltPrompt:
-        budget = self.context_tokens - reply_tokens - _GENERATION_PROMPT_TOKENS
+        budget = self.context_tokens - reply_tokens - GENERATION_PROMPT_TOKENS
         if budget < 4 * MESSAGE_OVERHEAD_TOKENS:
             raise ValueError(f"reply_tokens={reply_tokens} leaves no room in a {self.context_tokens}-token context")
         system = self._system_message(inputs, budget)
@@ -107,7 +105,7 @@ class PromptBuilder:
         fixed += self.tokens_of(context) if context else 0
         history, start_id, dropped = self._fit_history(inputs, budget - fixed)
         messages = (system, *history, *((context,) if context else ()), new_line)
-        total = sum(self.tokens_of(message) for message in messages) + _GENERATION_PROMPT_TOKENS
+        total = template_allowance(self.counter, messages)
         return BuiltPrompt(messages, total, start_id, bool(dropped), tuple(dropped))
 
     def _system_message(self, inputs: PromptInputs, budget: int) -> ChatMessage:

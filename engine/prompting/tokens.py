@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["MESSAGE_OVERHEAD_TOKENS", "ApproxTokenCounter", "TokenCounter", "TokenizerCounter", "load_token_counter"]
+__all__ = [
+    "GENERATION_PROMPT_TOKENS",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "ApproxTokenCounter",
+    "GgufVocabCounter",
+    "TokenCounter",
+    "TokenizerCounter",
+    "load_token_counter",
+    "template_allowance",
+]
 
 log = logging.getLogger(__name__)
 
 # Chat templates wrap each message in role markers (ChatML: "<|im_start|>user\n" ... "<|im_end|>\n",
 # 5 tokens); 8 leaves room for templates with longer headers.
 MESSAGE_OVERHEAD_TOKENS = 8
+GENERATION_PROMPT_TOKENS = 8  # "<|im_start|>assistant\n" and the like
+
+
+class ChatMessageLike(Protocol):
+    @property
+    def content(self) -> str: ...
 
 
 class TokenCounter(Protocol):
@@ -42,6 +58,24 @@ class TokenizerCounter:
         return self._count(text)
 
 
+class GgufVocabCounter:
+    """Counts with a GGUF model's own vocabulary (llama.cpp reads only the vocabulary, not the weights)."""
+
+    def __init__(self, gguf_path: Path) -> None:
+        from llama_cpp import Llama
+
+        self.path = gguf_path
+        self._vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+        self.count = lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
+
+    def _count(self, text: str) -> int:
+        # special=True: the rendered prompt is tokenised that way too (as by tokenizer.json).
+        return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def count(self, text: str) -> int:  # replaced per instance by the cached version
+        return self._count(text)
+
+
 class ApproxTokenCounter:
     """About 3 bytes per token: over-counts English (≈4) so budgets hold for unknown tokenizers."""
 
@@ -54,6 +88,8 @@ def load_token_counter(tokenizer_path: str | Path | None) -> TokenCounter:
         candidate = Path(tokenizer_path).expanduser()
         if candidate.is_dir():
             candidate = candidate / "tokenizer.json"
+        if candidate.suffix == ".gguf" and candidate.is_file():
+            return GgufVocabCounter(candidate)
         if candidate.is_file():
             return TokenizerCounter(candidate)
         log.warning(
@@ -62,3 +98,10 @@ def load_token_counter(tokenizer_path: str | Path | None) -> TokenCounter:
     else:
         log.warning("No tokenizer configured; counting tokens approximately (set COSTAR_BACKEND_TOKENIZER)")
     return ApproxTokenCounter()
+
+
+def template_allowance(counter: TokenCounter, messages: Iterable[ChatMessageLike]) -> int:
+    """The tokens the prompt builder reserves for these messages and the reply's opening marker."""
+    return sum(counter.count(message.content) + MESSAGE_OVERHEAD_TOKENS for message in messages) + (
+        GENERATION_PROMPT_TOKENS
+    )

