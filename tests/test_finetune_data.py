@@ -13,7 +13,8 @@ from finetune.converters import ConvertContext, convert, load_rows
 from finetune.converters.chatlogs import ChatLogOptions
 from finetune.data import Conversation, Message, count_turns, read_jsonl, shipped_split, write_jsonl
 from finetune.errors import DataError
-from finetune.persona import system_prompt
+from finetune.overlap import cross_overlap, self_overlap
+from finetune.persona import load_card, system_prompt
 from memory.migrations import MIGRATIONS
 from personas.card import PersonaCard
 
@@ -224,11 +225,10 @@ def test_jsonl_round_trips(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "out.jsonl") == [conversation]
 
 
-def test_the_shipped_pip_set_has_a_few_hundred_turns_and_a_disjoint_heldout_split() -> None:
+def test_the_shipped_pip_set_is_large_enough_to_measure_and_its_heldout_split_is_disjoint() -> None:
     train, heldout = read_jsonl(shipped_split("train")), read_jsonl(shipped_split("heldout"))
 
-    counts = count_turns(train + heldout)
-    assert counts["user"] + counts["assistant"] >= 300
+    assert len(train) >= 400 and len(heldout) >= 60  # 60 MC items: one item is under 2 points
     assert {c.persona for c in train + heldout} == {"pip"}
     assert all(c.system_prompt is None for c in train + heldout)  # rendered from the card at load time
     assert all(len(c.distractors) == 3 for c in heldout)
@@ -236,6 +236,48 @@ def test_the_shipped_pip_set_has_a_few_hundred_turns_and_a_disjoint_heldout_spli
     assert not train_replies & {m.content for c in heldout for m in c.turns}
     _, report = clean_conversations(train + heldout)
     assert report.dropped == {}  # the shipped set is already clean
+    overlap = cross_overlap(heldout, train)
+    assert overlap.near_copies == 0 and overlap.max < 0.5, "a held-out conversation nearly copies a training one"
+    assert self_overlap(train).near_copies == 0
+
+
+def test_the_heldout_distractors_come_from_other_characters_cards() -> None:
+    cards = {path.stem for path in (shipped_split("train").parent / "cards").glob("*.yaml")}
+    assert {"morwen", "unit-7"} <= cards  # written for the test; Captain Brine is a built-in persona
+    for path in (shipped_split("train").parent / "cards").glob("*.yaml"):
+        assert load_card(path).persona_id not in ("pip", "captain-brine")
+    heldout = read_jsonl(shipped_split("heldout"))
+    pip_replies = {m.content for c in read_jsonl(shipped_split("train")) + heldout for m in c.turns}
+    assert not pip_replies & {text for c in heldout for text in c.distractors}
+
+
+def test_a_heldout_conversation_copied_with_another_viewer_name_is_a_near_copy() -> None:
+    def chat(user: str, reply: str) -> Conversation:
+        return Conversation(
+            messages=[Message(role="user", content=user), Message(role="assistant", content=reply)], persona="pip"
+        )
+
+    train = [chat("sorrel_sky: pip what's your favorite season", "Autumn! Cozy games, warm tea and pixel leaves.")]
+    copied = chat("pomelo_pat: Pip, what's your favorite season", "Autumn! Cozy games, warm tea and pixel leaves!")
+    fresh = chat("pomelo_pat: pip what would you buy", "The biggest bag of crumbs in the world, obviously.")
+
+    report = cross_overlap([copied, fresh], train)
+    assert report.near_copies == 1 and report.scores[1] == 0.0
+    assert report.scores[0] == 1.0  # the viewer's name, case and punctuation are not content
+
+
+def test_the_overlap_command_fails_on_near_copies_and_ends_with_a_result_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune.overlap import main
+
+    heldout = read_jsonl(shipped_split("heldout"))
+    write_jsonl(heldout[:5], tmp_path / "train.jsonl")
+
+    assert main([str(shipped_split("train")), str(shipped_split("heldout"))]) == 0
+    assert main([str(tmp_path / "train.jsonl"), str(shipped_split("heldout"))]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("RESULT heldout_max=1.000 ") and "heldout_near_copies=5 " in last
 
 
 def test_the_prepare_command_converts_cleans_and_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
