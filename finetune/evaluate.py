@@ -12,7 +12,10 @@ For every model configuration (the base model, then each adapter on it):
     python -m finetune.evaluate --adapter lora=outputs/adapters/pip-lora \\
         --adapter prompt-tuning=outputs/adapters/pip-prompt-tuning --out reports/finetune
 
-Prints the Markdown table and writes ``report.md``, ``report.json`` and ``report.png`` to ``--out``.
+Prints the Markdown table and writes ``report.md`` (the table, then ten held-out prompts with
+every configuration's reply next to the true one), ``report.json`` and ``report.png`` to ``--out``.
+``--include`` adds the rows of an earlier ``report.json`` on the same held-out set, so the base
+model can be evaluated while the adapters are still training.
 """
 
 from __future__ import annotations
@@ -20,17 +23,17 @@ from __future__ import annotations
 import argparse
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finetune.data import Conversation, read_jsonl, shipped_split, with_system_prompt
 from finetune.errors import FinetuneError
-from finetune.metrics import METEOR_NOTICE, bleu, chrf, distinct_n, meteor
-from finetune.tokenize import tokenize_conversation
+from finetune.metrics import METEOR_NOTICE, bleu, chrf, distinct_n, meteor, wilson_interval
+from finetune.tokenize import IGNORE_INDEX, tokenize_conversation
 
-__all__ = ["EvalItem", "ModelScores", "evaluate_model", "main", "mc_items", "reply_items"]
+__all__ = ["EvalItem", "ModelScores", "evaluate_model", "load_scores", "main", "mc_items", "reply_items"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,14 @@ class ModelScores:
     mc_accuracy: float | None
     replies: int
     mc_items: int
+    mc_correct: int | None = None
+    # Every held-out reply with the viewer line before it and the true reply, in held-out order.
     samples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def mc_interval(self) -> tuple[float, float] | None:
+        """95% Wilson interval of the MC accuracy: with 60 items one item is 1.7 points."""
+        return None if self.mc_correct is None else wilson_interval(self.mc_correct, self.mc_items)
 
 
 def reply_items(conversations: Sequence[Conversation]) -> list[EvalItem]:
@@ -91,61 +101,86 @@ def mc_items(conversations: Sequence[Conversation], seed: int = 0, choices: int 
     return items
 
 
-def _mean_nll(model: Any, tokens: Any) -> tuple[float, int]:
-    """Mean negative log-likelihood over the labelled tokens, and how many there were."""
+# Sequences scored or generated per forward pass: on a CPU a 135M model is bound by reading its
+# weights, so a batch of 8 costs little more than one sequence (measured: see docs/finetuning.md).
+BATCH = 8
+
+
+def _batches(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _mean_nlls(model: Any, batch: Sequence[Any]) -> list[tuple[float, int]]:
+    """Per sequence: mean negative log-likelihood over its labelled tokens, and how many there were."""
     import torch
 
-    count = tokens.trained_tokens
-    if count == 0:
-        return 0.0, 0
-    input_ids = torch.tensor([tokens.input_ids], device=model.device)
-    labels = torch.tensor([tokens.labels], device=model.device)
+    width = max(len(tokens.input_ids) for tokens in batch)
+    # Right padding with label -100 and attention 0: a padded position never touches a real one.
+    input_ids = torch.tensor([t.input_ids + [0] * (width - len(t.input_ids)) for t in batch], device=model.device)
+    labels = torch.tensor([t.labels + [IGNORE_INDEX] * (width - len(t.labels)) for t in batch], device=model.device)
+    mask = torch.tensor([[1] * len(t.input_ids) + [0] * (width - len(t.input_ids)) for t in batch], device=model.device)
     with torch.inference_mode():
-        loss = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels).loss
-    return float(loss), count
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+    # A prompt-tuning model prepends its virtual tokens' logits: the sequence's own are the last ``width``.
+    logits = logits[:, -width:, :][:, :-1, :].float()
+    targets = labels[:, 1:]
+    labelled = targets != IGNORE_INDEX
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none") * labelled
+    counts = labelled.sum(dim=1)
+    return [
+        (float(total / count) if count else 0.0, int(count))
+        for total, count in zip(nll.sum(dim=1), counts, strict=True)
+    ]
 
 
 def perplexity(model: Any, tokenizer: Any, conversations: Sequence[Conversation], max_length: int) -> float:
+    tokenized = [tokenize_conversation(tokenizer, c.chat(), max_length) for c in conversations]
     total_nll, total_tokens = 0.0, 0
-    for conversation in conversations:
-        mean, count = _mean_nll(model, tokenize_conversation(tokenizer, conversation.chat(), max_length))
-        total_nll += mean * count
-        total_tokens += count
+    for batch in _batches(tokenized):
+        for mean, count in _mean_nlls(model, batch):
+            total_nll += mean * count
+            total_tokens += count
     return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
 
 
-def mc_accuracy(model: Any, tokenizer: Any, items: Sequence[EvalItem], max_length: int) -> float | None:
-    if not items:
-        return None
+def mc_correct(model: Any, tokenizer: Any, items: Sequence[EvalItem], max_length: int) -> int:
+    """How many items the model answers right: the true reply scores highest of the candidates."""
     correct = 0
     for item in items:
-        scores = [
-            -_mean_nll(
-                model,
-                tokenize_conversation(
-                    tokenizer, [*item.context, {"role": "assistant", "content": c}], max_length, last_turn_only=True
-                ),
-            )[0]
+        candidates = [
+            tokenize_conversation(
+                tokenizer, [*item.context, {"role": "assistant", "content": c}], max_length, last_turn_only=True
+            )
             for c in item.candidates
         ]
+        scores = [-mean for mean, _ in _mean_nlls(model, candidates)]
         correct += max(range(len(scores)), key=scores.__getitem__) == 0
-    return correct / len(items)
+    return correct
 
 
-def generate_reply(model: Any, tokenizer: Any, context: list[dict[str, str]], max_new_tokens: int) -> str:
+def generate_replies(
+    model: Any, tokenizer: Any, contexts: Sequence[list[dict[str, str]]], max_new_tokens: int
+) -> list[str]:
+    """Greedy replies, a batch at a time (left-padded, so every prompt ends where its reply starts)."""
     import torch
 
-    prompt = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-    input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in contexts]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        encoded = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = side
+    input_ids = encoded["input_ids"].to(model.device)
     with torch.inference_mode():
         output = model.generate(
             input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
+            attention_mask=encoded["attention_mask"].to(model.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
         )
-    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+    return [tokenizer.decode(row[input_ids.shape[1] :], skip_special_tokens=True).strip() for row in output]
 
 
 def evaluate_model(
@@ -162,11 +197,13 @@ def evaluate_model(
     model.eval()
     items = reply_items(conversations)
     replies = [
-        generate_reply(model, tokenizer, item.context, max_new_tokens)
-        for item in tqdm(items, desc=f"{config}: replies")
+        reply
+        for batch in tqdm(list(_batches(items)), desc=f"{config}: replies")
+        for reply in generate_replies(model, tokenizer, [item.context for item in batch], max_new_tokens)
     ]
     references = [item.reference for item in items]
     choice_items = mc_items(conversations, seed)
+    correct = mc_correct(model, tokenizer, choice_items, max_length) if choice_items else None
     return ModelScores(
         config=config,
         perplexity=perplexity(model, tokenizer, conversations, max_length),
@@ -175,14 +212,27 @@ def evaluate_model(
         meteor=meteor(replies, references),
         distinct_1=distinct_n(replies, 1),
         distinct_2=distinct_n(replies, 2),
-        mc_accuracy=mc_accuracy(model, tokenizer, choice_items, max_length),
+        mc_accuracy=None if correct is None else correct / len(choice_items),
         replies=len(replies),
         mc_items=len(choice_items),
+        mc_correct=correct,
         samples=[
             {"context": item.context[-1]["content"], "reference": item.reference, "reply": reply}
             for item, reply in zip(items, replies, strict=True)
-        ][:5],
+        ],
     )
+
+
+def load_scores(path: Path) -> list[ModelScores]:
+    """The rows of an earlier ``report.json``."""
+    import json
+
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        # mc_interval is derived from mc_correct and mc_items, written for readers of the JSON only.
+        return [ModelScores(**{k: v for k, v in row.items() if k != "mc_interval"}) for row in payload["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FinetuneError(f"{path}: not a report.json written by finetune.evaluate ({exc})") from exc
 
 
 def _load_conversations(path: str, card_path: str, limit: int | None) -> list[Conversation]:
@@ -193,6 +243,13 @@ def _load_conversations(path: str, card_path: str, limit: int | None) -> list[Co
         return conversations
     prompt = system_prompt(load_card(card_path))
     return [c if c.system_prompt is not None else with_system_prompt(c, prompt) for c in conversations]
+
+
+def _check_same_heldout(rows: Sequence[ModelScores], conversations: Sequence[Conversation]) -> None:
+    references = [item.reference for item in reply_items(conversations)]
+    for row in rows:
+        if [sample["reference"] for sample in row.samples] != references:
+            raise FinetuneError(f"--include row {row.config!r} was measured on a different held-out set")
 
 
 def _adapter_spec(spec: str) -> tuple[str, str]:
@@ -246,6 +303,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="evaluate on the first N conversations only")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        type=Path,
+        help="report.json of an earlier run on the same held-out set whose rows come first (repeatable)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy shared machine)")
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/eval"), help="folder for report.md, report.json, report.png"
@@ -263,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         conversations = _load_conversations(args.data, args.card, args.limit)
-        results = evaluate_all(
+        earlier = [row for path in args.include for row in load_scores(path)]
+        _check_same_heldout(earlier, conversations)
+        results = earlier + evaluate_all(
             args.base_model,
             [_adapter_spec(spec) for spec in args.adapter],
             conversations,

@@ -7,11 +7,12 @@ None and :data:`METEOR_NOTICE` says why — a missing METEOR is never reported a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from functools import cache
 
-__all__ = ["METEOR_NOTICE", "bleu", "chrf", "distinct_n", "meteor", "wordnet_available"]
+__all__ = ["METEOR_NOTICE", "bleu", "chrf", "distinct_n", "meteor", "wilson_interval", "wordnet_available"]
 
 METEOR_NOTICE = (
     "METEOR not computed: NLTK's WordNet data is not installed. Install it with "
@@ -63,3 +64,15 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     """Share of distinct n-grams among all n-grams of all texts (Li et al., 2016)."""
     grams = [tuple(tokens[i : i + n]) for tokens in map(_tokens, texts) for i in range(len(tokens) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (z=1.96) Wilson score interval of an accuracy: unlike the normal approximation it
+    stays inside [0, 1] and is honest for small test sets (Wilson, 1927)."""
+    if total <= 0:
+        return (0.0, 1.0)
+    share = correct / total
+    denominator = 1 + z * z / total
+    centre = (share + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))

@@ -10,7 +10,10 @@ from typing import Any
 
 from finetune.metrics import METEOR_NOTICE
 
-__all__ = ["COLUMNS", "markdown_table", "write_chart", "write_reports"]
+__all__ = ["COLUMNS", "SIDE_BY_SIDE", "markdown_table", "side_by_side", "write_chart", "write_reports"]
+
+# How many held-out prompts report.md shows with every configuration's reply next to the true one.
+SIDE_BY_SIDE = 10
 
 # (field, header, format); the first four follow the HP paper: BLEU, METEOR, perplexity, MC accuracy.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -18,6 +21,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("meteor", "METEOR", "{:.2f}"),
     ("perplexity", "Perplexity ↓", "{:.2f}"),
     ("mc_accuracy", "MC accuracy", "{:.1%}"),
+    ("mc_interval", "MC 95% CI", "{0[0]:.1%}–{0[1]:.1%}"),
     ("chrf", "chrF", "{:.2f}"),
     ("distinct_1", "distinct-1", "{:.3f}"),
     ("distinct_2", "distinct-2", "{:.3f}"),
@@ -37,6 +41,25 @@ def markdown_table(results: Sequence[Any]) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def _cell_text(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|") or "(empty)"
+
+
+def side_by_side(results: Sequence[Any], count: int = SIDE_BY_SIDE) -> str:
+    """``count`` held-out prompts spread over the set: the true reply, then each configuration's."""
+    if not results or not results[0].samples:
+        return ""
+    total = len(results[0].samples)
+    picked = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(min(count, total))})
+    blocks = []
+    for number, index in enumerate(picked, start=1):
+        sample = results[0].samples[index]
+        rows = [f"| true reply | {_cell_text(sample['reference'])} |"]
+        rows += [f"| {r.config} | {_cell_text(r.samples[index]['reply'])} |" for r in results if index < len(r.samples)]
+        blocks.append(f"**{number}.** {_cell_text(sample['context'])}\n\n| | reply |\n|---|---|\n" + "\n".join(rows))
+    return "## Side by side: held-out prompts\n\n" + "\n\n".join(blocks)
+
+
 def write_chart(results: Sequence[Any], path: Path) -> Path:
     import matplotlib
 
@@ -45,7 +68,8 @@ def write_chart(results: Sequence[Any], path: Path) -> Path:
 
     figure, axes = plt.subplots(2, 4, figsize=(14, 6))
     names = [r.config for r in results]
-    for axis, (key, title, _) in zip(axes.flat, COLUMNS, strict=False):
+    charted = [column for column in COLUMNS if column[0] != "mc_interval"]
+    for axis, (key, title, _) in zip(axes.flat, charted, strict=False):
         values = [getattr(r, key) for r in results]
         axis.bar(names, [0.0 if v is None else v for v in values], color=["#999999", *["#4c72b0"] * (len(names) - 1)])
         axis.set_title(title + (" (n/a)" if all(v is None for v in values) else ""))
@@ -66,10 +90,11 @@ def write_reports(results: Sequence[Any], out_dir: Path, dataset: str = "") -> s
     if any(r.meteor is None for r in results):
         notes.append(f"n/a: {METEOR_NOTICE}")
     markdown = "\n\n".join([table, *notes])
-    (out_dir / "report.md").write_text(markdown + "\n", encoding="utf-8")
+    samples = side_by_side(results)
+    (out_dir / "report.md").write_text("\n\n".join([markdown, samples]).strip() + "\n", encoding="utf-8")
     payload = {
         "dataset": dataset,
-        "results": [asdict(r) for r in results],
+        "results": [asdict(r) | {"mc_interval": r.mc_interval} for r in results],
         "meteor_notice": METEOR_NOTICE if any(r.meteor is None for r in results) else None,
     }
     (out_dir / "report.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")

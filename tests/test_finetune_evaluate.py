@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from finetune.data import Conversation, Message
-from finetune.evaluate import ModelScores, mc_items, reply_items
-from finetune.metrics import METEOR_NOTICE, bleu, chrf, distinct_n, meteor, wordnet_available
-from finetune.report import markdown_table, write_reports
+from finetune.errors import FinetuneError
+from finetune.evaluate import ModelScores, load_scores, main, mc_items, reply_items
+from finetune.metrics import METEOR_NOTICE, bleu, chrf, distinct_n, meteor, wilson_interval, wordnet_available
+from finetune.report import markdown_table, side_by_side, write_reports
 
 
 def _conversation(persona: str, user: str, reply: str, distractors: list[str] | None = None) -> Conversation:
@@ -89,7 +90,11 @@ def test_multiple_choice_borrows_other_characters_replies_when_a_conversation_ha
     assert set(item.candidates[1:]) == {"Begone.", "Ahoy!", "Hello, user."}  # other personas before Pip's own lines
 
 
-def _scores(config: str, perplexity: float, meteor_score: float | None = None) -> ModelScores:
+def _samples(config: str, count: int = 3) -> list[dict[str, str]]:
+    return [{"context": f"viewer: q{i}", "reference": f"true {i}", "reply": f"{config} says {i}"} for i in range(count)]
+
+
+def _scores(config: str, perplexity: float, meteor_score: float | None = None, samples: int = 3) -> ModelScores:
     return ModelScores(
         config=config,
         perplexity=perplexity,
@@ -101,14 +106,18 @@ def _scores(config: str, perplexity: float, meteor_score: float | None = None) -
         mc_accuracy=0.25,
         replies=10,
         mc_items=4,
+        mc_correct=1,
+        samples=_samples(config, samples),
     )
 
 
 def test_the_table_follows_the_hp_papers_columns_then_ours() -> None:
     table = markdown_table([_scores("base", 113.47), _scores("+LoRA", 26.46, 12.0)])
     header, _rule, base, lora = table.splitlines()
-    assert header == "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy | chrF | distinct-1 | distinct-2 |"
-    assert base == "| base | 1.50 | n/a | 113.47 | 25.0% | 20.00 | 0.500 | 0.800 |"
+    assert header == (
+        "| Model config | BLEU | METEOR | Perplexity ↓ | MC accuracy | MC 95% CI | chrF | distinct-1 | distinct-2 |"
+    )
+    assert base == "| base | 1.50 | n/a | 113.47 | 25.0% | 4.6%–69.9% | 20.00 | 0.500 | 0.800 |"
     assert lora.startswith("| +LoRA | 1.50 | 12.00 | 26.46 |")
 
 
@@ -137,3 +146,51 @@ def test_debian_wordnet_is_copied_with_the_files_nltk_also_needs(tmp_path: Path)
     lexnames = (target / "lexnames").read_text(encoding="utf-8").splitlines()
     assert len(lexnames) == 45 and lexnames[0] == "00\tadj.all\t3" and lexnames[3] == "03\tnoun.Tops\t1"
     assert (target / "index.sense").exists()
+
+
+def test_the_mc_interval_is_wilsons_and_narrows_with_more_items() -> None:
+    low, high = wilson_interval(5, 10)
+    assert (round(low, 3), round(high, 3)) == (0.237, 0.763)  # the textbook value for 5 of 10
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0  # never outside [0, 1]
+    wide, narrow = wilson_interval(15, 60), wilson_interval(60, 240)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+
+
+def test_report_md_shows_held_out_prompts_with_every_configs_reply_next_to_the_true_one(tmp_path: Path) -> None:
+    write_reports([_scores("base", 40.0, samples=30), _scores("lora", 20.0, samples=30)], tmp_path)
+
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    section = report[report.index("## Side by side") :]
+    assert section.count("| true reply |") == 10
+    assert "viewer: q0" in section and "viewer: q29" in section  # spread over the whole set
+    assert "| true reply | true 29 |\n| base | base says 29 |\n| lora | lora says 29 |" in section
+
+
+def test_side_by_side_escapes_table_pipes_and_shows_empty_replies() -> None:
+    scores = _scores("lora", 20.0, samples=1)
+    scores.samples[0]["reply"] = ""
+    scores.samples[0]["reference"] = "a | b"
+    section = side_by_side([scores])
+    assert "| true reply | a \\| b |" in section and "| lora | (empty) |" in section
+
+
+def test_rows_of_an_earlier_report_come_back_unchanged(tmp_path: Path) -> None:
+    rows = [_scores("base", 40.0), _scores("lora", 20.0, 12.5)]
+    write_reports(rows, tmp_path)
+
+    assert load_scores(tmp_path / "report.json") == rows
+    payload = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert payload["results"][0]["mc_interval"] == list(wilson_interval(1, 4))
+
+
+def test_an_earlier_report_from_another_held_out_set_is_refused(tmp_path: Path) -> None:
+    write_reports([_scores("base", 40.0)], tmp_path)  # its samples are not the shipped set's replies
+
+    with pytest.raises(SystemExit, match="different held-out set"):
+        main(["--no-base", "--include", str(tmp_path / "report.json"), "--out", str(tmp_path / "again")])
+
+
+def test_a_file_that_is_not_a_report_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(FinetuneError, match="not a report.json"):
+        load_scores(tmp_path / "report.json")
