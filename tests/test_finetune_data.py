@@ -11,7 +11,7 @@ import pytest
 from finetune.clean import CleanOptions, clean_conversations, normalise_emoji, scrub_personal_data
 from finetune.converters import ConvertContext, convert, load_rows
 from finetune.converters.chatlogs import ChatLogOptions
-from finetune.data import Conversation, Message, count_turns, read_jsonl, shipped_split, write_jsonl
+from finetune.data import Conversation, Message, read_jsonl, shipped_split, write_jsonl
 from finetune.errors import DataError
 from finetune.overlap import cross_overlap, self_overlap
 from finetune.persona import load_card, system_prompt

@@ -192,5 +192,5 @@ def test_an_earlier_report_from_another_held_out_set_is_refused(tmp_path: Path) 
 
 def test_a_file_that_is_not_a_report_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(FinetuneError, match="not a report.json"):
+    with pytest.raises(FinetuneError, match=r"not a report\.json"):
         load_scores(tmp_path / "report.json")
