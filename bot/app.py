@@ -40,6 +40,8 @@ def load_personas(settings: Settings, *, report: bool = True) -> PersonaRegistry
     registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, settings.core.personas_dir])
     for error in registry.errors if report else ():
         log.error("Skipping persona card: %s", one_line(error))
+    if not settings.backend.adapters:  # COSTAR_BACKEND_ADAPTERS=false: the cards' adapters are ignored
+        registry.drop_adapters()
     return registry
 
 

@@ -113,6 +113,9 @@ class BackendSettings(BaseSettings):
         None, description="openai/vllm-args: the adapters folder as the vLLM server sees it (docker), e.g. /adapters"
     )
     check_models: bool = Field(True, description="openai: at start, check GET /v1/models lists every persona's adapter")
+    adapters: bool = Field(
+        True, description="serve the LoRA adapters persona cards bind; false: every persona on the bare base model"
+    )
 
     @field_validator("base_url")
     @classmethod

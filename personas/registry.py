@@ -78,6 +78,14 @@ class PersonaRegistry:
         log.warning("Persona id %r is taken in %s; %s is %r", card.persona_id, source.parent, source.name, new_id)
         return card.model_copy(update={"id": new_id})
 
+    def drop_adapters(self) -> None:
+        """Unbind every card's LoRA adapter: the personas then speak through the bare base model."""
+        for persona_id, card in self.cards.items():
+            if card.model.adapter is not None:
+                self.cards[persona_id] = card.model_copy(
+                    update={"model": card.model.model_copy(update={"adapter": None})}
+                )
+
     def get(self, name: str) -> PersonaCard | None:
         """Look up by id, by name or by nickname, ignoring case and punctuation."""
         wanted = slugify(name)

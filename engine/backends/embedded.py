@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -72,8 +72,19 @@ def default_cpu_threads(cores: int | None = None) -> int:
 class EmbeddedBackend(Backend):
     name = "embedded"
 
-    def __init__(self, model: str, *, cache_dir: Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        cache_dir: Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        adapters: Mapping[str, str] | None = None,
+    ) -> None:
+        """``adapters`` (name -> folder) are loaded with the model at start, so a persona's first
+        reply does not wait for its adapter and a broken adapter stops the bot at start-up."""
         self.model_setting = model
+        self.preload = dict(adapters or {})
         self.cache_dir = cache_dir
         self.device = device
         self.threads = threads or default_cpu_threads()
@@ -109,6 +120,8 @@ class EmbeddedBackend(Backend):
             raise SettingsError(f"cannot load model {self.model_setting!r} (COSTAR_BACKEND_MODEL): {exc}") from exc
         self.model = model.to(device).eval()
         log.info("Embedded model %s loaded on %s (%d CPU threads)", self.model_path, device, self.threads)
+        for name, path in self.preload.items():
+            self._load_adapter(name, path)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -199,10 +212,16 @@ class EmbeddedBackend(Backend):
             raise BackendError(f"adapter {name!r} is {peft_type}; the embedded backend serves LoRA adapters only")
         from peft import PeftModel
 
-        if self._adapters:
-            self.model.load_adapter(path, adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        try:
+            if self._adapters:
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        except (OSError, ValueError, RuntimeError) as exc:  # missing weights, shapes of another base model
+            raise BackendError(
+                f"cannot load adapter {name!r} from {path} onto {self.model_setting}: {exc}. "
+                "Train it for this base model, unbind it from the card, or set COSTAR_BACKEND_ADAPTERS=false"
+            ) from exc
         self.model.eval()
         self._adapters[name] = path
         log.info("Loaded LoRA adapter %s from %s", name, path)

@@ -28,7 +28,7 @@ def make_backend(
     """``counter`` is the prompt builder's: the llama.cpp backend checks at load that it agrees with the GGUF."""
     kind = settings.backend.kind
     if kind == "embedded":
-        return _transformers(settings)
+        return _transformers(settings, personas)
     if kind == "llamacpp":
         from engine.backends.cpu_routing import CpuBackends
         from engine.backends.llamacpp import LlamaCppBackend
@@ -54,12 +54,15 @@ def make_backend(
     raise NotImplementedError(f"COSTAR_BACKEND_KIND={kind} is not available in this build")
 
 
-def _transformers(settings: Settings) -> Backend:
+def _transformers(settings: Settings, personas: PersonaRegistry | None = None) -> Backend:
+    """The embedded backend; given ``personas``, it loads their adapters together with the model."""
     from engine.backends.embedded import EmbeddedBackend
+    from engine.serving.adapter_paths import persona_adapters
 
     return EmbeddedBackend(
         settings.backend.model,
         cache_dir=settings.core.cache_dir,
         device=settings.backend.device,
         threads=settings.backend.threads,
+        adapters=persona_adapters(personas.cards.values(), personas.sources) if personas else None,
     )
