@@ -47,9 +47,11 @@ _MODEL_BLOCK = re.compile(r"^model:\n(?:[ \t].*\n)*", re.MULTILINE)
 
 @pytest.fixture(scope="session")
 def pristine_cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped cards with no adapter bound: a user's ``finetune.register`` into
-    personas/cards/ must not change what the tests see. Subprocesses get it as COSTAR_PERSONAS_DIR
-    (a later folder's card replaces a built-in one of the same id)."""
+    """The shipped cards with no adapter bound: chat-behaviour tests run every persona on the bare
+    base model, so neither the LoRA Pip ships with (personas/adapters/pip) nor one a user bound with
+    ``finetune.register`` changes what they see; tests/test_shipped_adapter.py checks the real
+    binding. Subprocesses get it as COSTAR_PERSONAS_DIR (a later folder's card replaces a built-in
+    one of the same id)."""
     from personas.registry import BUILTIN_CARDS_DIR
 
     folder = tmp_path_factory.mktemp("shipped-cards")

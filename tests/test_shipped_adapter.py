@@ -22,6 +22,14 @@ from finetune.adapters import inspect_adapter
 from personas.registry import PersonaRegistry
 
 MB = 1_000_000
+# The cards as committed, not conftest's adapter-free copies: these tests are about the binding itself.
+COMMITTED_CARDS = Path(__file__).resolve().parent.parent / "personas" / "cards"
+
+
+@pytest.fixture(autouse=True)
+def _the_cards_as_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("personas.registry.BUILTIN_CARDS_DIR", COMMITTED_CARDS)
+    monkeypatch.setattr("bot.app.BUILTIN_CARDS_DIR", COMMITTED_CARDS)
 
 
 def _pip_adapter(personas: PersonaRegistry) -> Path:

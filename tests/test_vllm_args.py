@@ -151,9 +151,5 @@ def test_cli_prints_the_command_for_installed_personas(
     assert args[0] == BASE
     assert "--served-model-name" not in args
     assert option(args, "--max-model-len") == "2048"
-    # The built-in Pip ships with its own adapter (r=16), served beside the installed Rex (r=8).
-    assert option(args, "--max-lora-rank") == "16"
-    assert lora_modules(args) == [
-        {"name": "pip-lora", "path": "/adapters/pip", "base_model_name": BASE},
-        {"name": "rex-lora", "path": "/adapters/rex", "base_model_name": BASE},
-    ]
+    assert option(args, "--max-lora-rank") == "8"
+    assert lora_modules(args) == [{"name": "rex-lora", "path": "/adapters/rex", "base_model_name": BASE}]
