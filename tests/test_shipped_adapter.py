@@ -89,8 +89,9 @@ def _request(adapter: Path | None) -> GenerationRequest:
 
 @pytest.mark.model
 async def test_the_embedded_backend_loads_pips_adapter_at_start_and_it_changes_the_reply(
-    settings: Settings, model_path: Path
+    make_settings: Callable[..., Settings], model_path: Path
 ) -> None:
+    settings = make_settings(backend={"kind": "embedded"})
     personas = load_personas(settings)
     backend = make_backend(settings, personas)
     await backend.start()
@@ -113,7 +114,7 @@ async def test_an_adapter_that_cannot_load_stops_the_embedded_backend_at_start(
     config = cards / "adapters" / "rex" / "adapter_config.json"
     config.write_text(config.read_text().replace('"r": 16', '"r": 32'))  # no longer matches its weights
     (cards / "rex.yaml").write_text("name: Rex\nmodel:\n  adapter: {name: rex-lora, path: adapters/rex}\n")
-    settings = make_settings(core={"personas_dir": cards})
+    settings = make_settings(core={"personas_dir": cards}, backend={"kind": "embedded"})
 
     backend = make_backend(settings, load_personas(settings))
     with pytest.raises(BackendError, match=r"rex-lora.*COSTAR_BACKEND_ADAPTERS=false"):
