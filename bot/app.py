@@ -65,7 +65,8 @@ async def build_manager(
 ) -> ConversationManager:
     """Open memory, load personas, start the backend; blocking steps run in worker threads."""
     personas = await asyncio.to_thread(load_personas, settings)
-    if settings.backend.kind == "embedded":  # a remote server's adapters are checked by the backend's start
+    # Local backends load the adapters themselves; a remote server's are checked by the backend's start.
+    if settings.backend.kind in ("embedded", "llamacpp"):
         _refuse_broken_adapters(personas, settings)
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)

@@ -40,10 +40,12 @@ def test_the_default_leaves_half_the_cores_to_obs_and_the_game() -> None:
 
 def test_the_embedded_backend_uses_one_thread_on_a_two_core_machine(make_settings, monkeypatch) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    backend = make_backend(make_settings())
+    backend = make_backend(make_settings(backend={"kind": "embedded"}))
     assert backend.threads == 1  # type: ignore[attr-defined]
-    chosen = make_backend(make_settings(backend={"threads": 3}))
+    chosen = make_backend(make_settings(backend={"kind": "embedded", "threads": 3}))
     assert chosen.threads == 3  # type: ignore[attr-defined]
+    llamacpp = make_backend(make_settings(backend={"kind": "llamacpp"}))
+    assert llamacpp.llamacpp.threads == 1  # type: ignore[attr-defined]
 
 
 async def test_generation_stops_once_the_reply_is_past_its_maximum_length(make_settings, counter) -> None:

@@ -71,7 +71,7 @@ class LlamaCppBackend(Backend):
     ) -> None:
         self.model_path = model_path
         self.context_tokens = context_tokens
-        self.threads = threads
+        self.threads = threads or default_cpu_threads()  # half the cores: see default_cpu_threads
         self.counter = counter
         self.states = PrefixStates(prefix_cache_bytes)
         self.adapters = LlamaAdapters(adapter_cache_dir, model_path)
@@ -98,7 +98,7 @@ class LlamaCppBackend(Backend):
             raise SettingsError(f"no GGUF model at {self.model_path} (COSTAR_BACKEND_MODEL_PATH)")
         # One number for decoding and prompt evaluation (llama-cpp-python would use every core for
         # the latter): llama.cpp's threads spin-wait too, so the embedded backend's busy-machine rule holds.
-        threads = self.threads or default_cpu_threads()
+        threads = self.threads
         try:
             llm = Llama(
                 str(self.model_path),
