@@ -68,7 +68,9 @@ T = TypeVar("T")
 
 # OpenAI-compatible servers accept at most 4 stop strings; the rest are applied in post-processing.
 _MAX_REQUEST_STOPS = 4
-_REMEMBERED_LINES = 16384  # per-line "may the model see it" verdicts kept per persona
+# Per-line "may the model see it" verdicts (about 150 bytes each): enough for a dozen full prompt
+# windows (history_lines); a miss only re-runs the cheap, cached moderation check.
+_REMEMBERED_LINES = 4096
 # Said to the model before the one regeneration moderation allows; names no rule it could game.
 _RETRY_HINT = (
     "Your previous reply was withheld by the chat filter. Reply again in character, briefly, "
@@ -272,6 +274,10 @@ class ConversationManager:
             "manager_persona_lookups": len(self._persona_choices),
             **self.moderator.channel_state(),
         }
+
+    def cache_fill(self) -> dict[str, tuple[int, int]]:
+        """(entries, capacity) of each bounded per-line cache; benchmarks warm up until all are full."""
+        return {"shown_verdicts": (len(self._shown), _REMEMBERED_LINES), **self.moderator.cache_fill()}
 
     async def close(self) -> None:
         """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""

@@ -100,7 +100,10 @@ def _word_variants(word: str) -> set[str]:
     return {word, _STRETCHED.sub(r"\1", word), _STRETCHED.sub(r"\1\1", word)}
 
 
-@lru_cache(maxsize=65536)  # chat reuses its words constantly; three hashes per word add up in a flood
+# Chat reuses its common words constantly; three hashes per word add up in a flood. 4096 words
+# (about 0.7 MB) hold a stream's everyday vocabulary and fill within minutes, so memory stops
+# growing early; a rare word missed costs three hashes.
+@lru_cache(maxsize=4096)
 def is_slur(word: str) -> bool:
     hashes = _slur_hashes()
     return any(

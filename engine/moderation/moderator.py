@@ -28,6 +28,7 @@ from engine.moderation.checks import (
     defuse_mentions,
     domain_allowed,
     find_links,
+    is_slur,
     mass_mention,
     remove_links,
     repeated,
@@ -37,7 +38,7 @@ from engine.moderation.checks import (
     strip_command_prefix,
 )
 from engine.moderation.copypasta import RepeatWindow
-from engine.moderation.normalize import normalize_for_matching, squash
+from engine.moderation.normalize import matching_words, normalize_for_matching, squash, word_sequence_cache
 from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
 from engine.settings import ModerationSettings
 from personas.card import PersonaCard
@@ -138,6 +139,17 @@ class Moderator:
     def channel_state(self) -> dict[str, int]:
         """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
         return {"moderation_policies": len(self._policies), "copypasta_channels": self._copypasta.channels}
+
+    @staticmethod
+    def cache_fill() -> dict[str, tuple[int, int]]:
+        """(entries, capacity) of each bounded text cache: memory grows until they are full."""
+        caches = {
+            "normalized_lines": normalize_for_matching,
+            "line_words": word_sequence_cache(),
+            "matching_words": matching_words,
+            "slur_verdicts": is_slur,
+        }
+        return {name: (cache.cache_info().currsize, cache.cache_info().maxsize or 0) for name, cache in caches.items()}
 
     def leak_detector(self, persona: PersonaCard) -> LeakDetector:
         if persona.persona_id not in self._leak_detectors:

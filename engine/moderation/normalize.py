@@ -22,8 +22,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["fold_leet", "matching_words", "normalise_text", "normalize_for_matching", "squash", "word_sequence"]
+__all__ = [
+    "fold_leet",
+    "matching_words",
+    "normalise_text",
+    "normalize_for_matching",
+    "squash",
+    "word_sequence",
+    "word_sequence_cache",
+]
 
 # Look-alikes that NFKC leaves alone (it only folds compatibility forms). Lower case only: the
 # text is case-folded first. A small hand-picked table, not the full Unicode confusables list.
@@ -200,6 +209,11 @@ def _word_tuple(text: str, numbers_too: bool) -> tuple[str, ...]:
     if "_" in normal:
         tokens = [word for word in (token.strip("_") for token in tokens) if word]
     return tuple(tokens)
+
+
+def word_sequence_cache() -> Any:
+    """The cached word splitter, for :meth:`Moderator.cache_fill` (its ``cache_info()`` only)."""
+    return _word_tuple
 
 
 @lru_cache(maxsize=4096)  # the slur list and banned words both ask, for every line
