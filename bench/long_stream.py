@@ -18,7 +18,7 @@ as the machine can take them while cooldowns, staleness and send windows see str
 
 Reported: resident memory (RSS) per 10,000 lines after the warm-up (a least-squares slope over
 samples taken after a garbage collection; target < 0.2 MB). The warm-up lasts until every bounded
-per-line cache (``manager.cache_fill()``) is full, and at least ``--warmup`` of the lines; the
+per-line cache (``manager.cache_fill()``) and the scheduler's channel table are full, and at least ``--warmup`` of the lines; the
 output says which, and says so when the caches never filled, the scheduler heap against its live
 lines (target ≤ 2 per live line), and how many channels each per-channel table holds. The last
 line is ``RESULT lines=… rss_mb_per_10k_lines=… max_heap_per_live=… …``.
@@ -85,7 +85,7 @@ class Samples:
     most_channel_state: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     sent: int = 0
-    caches_full_at: int | None = None  # lines when every bounded per-line cache first was full
+    caches_full_at: int | None = None  # lines when the per-line caches and channel tables first were full
     cache_fill: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -135,7 +135,8 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
     for table, count in state.items():
         seen.most_channel_state[table] = max(seen.most_channel_state[table], count)
     seen.cache_fill = manager.cache_fill()
-    if seen.caches_full_at is None and all(size >= cap for size, cap in seen.cache_fill.values()):
+    channels_full = footprint.channels >= scheduler.config.channels_kept
+    if seen.caches_full_at is None and channels_full and all(size >= cap for size, cap in seen.cache_fill.values()):
         seen.caches_full_at = lines
     gc.collect()
     seen.rss.append((lines, rss_mb()))
@@ -205,7 +206,10 @@ def warmup_lines(seen: Samples, lines: int, args: argparse.Namespace) -> tuple[i
     if seen.caches_full_at is None:
         return share, f"{share} lines ({args.warmup:.0%}); the caches never filled, so growth includes their filling"
     if seen.caches_full_at >= share:
-        return seen.caches_full_at, f"{seen.caches_full_at} lines (until every bounded cache was full)"
+        return (
+            seen.caches_full_at,
+            f"{seen.caches_full_at} lines (until every per-line cache and the channel tables were full)",
+        )
     return share, f"{share} lines ({args.warmup:.0%}; every bounded cache was full at {seen.caches_full_at})"
 
 
