@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bot.app import build_manager, close_manager  # noqa: E402
-from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
+from engine.backends.base import GenerationRequest  # noqa: E402
 from engine.backends.factory import make_backend  # noqa: E402
 from engine.backends.llama_states import shared_prefix  # noqa: E402
 from engine.backends.llamacpp import LlamaCppBackend  # noqa: E402
@@ -40,28 +40,10 @@ from engine.events import ChatEvent, Reply  # noqa: E402
 from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model, find_smollm2_gguf  # noqa: E402
 from engine.settings import CoreSettings, Settings, load_settings  # noqa: E402
+from tests.served import CappedReplies  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "live-chat-press-briefing.csv"
 SEED = 7  # sampling as in production (Pip's temperature), the same every run
-
-
-class RecordingBackend(Backend):
-    """Passes requests on and keeps them, so the bare reference decodes exactly the same prompts."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.requests: list[GenerationRequest] = []
-
-    def stream(self, request: GenerationRequest) -> TextStream:
-        self.requests.append(request)
-        return self.inner.stream(request)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @dataclass
@@ -150,7 +132,8 @@ async def replay(kind: str, channels: int, args: argparse.Namespace, counter: To
     run = Run(kind, channels)
     with tempfile.TemporaryDirectory(prefix="costar-latency-") as data_dir:
         settings = settings_for(kind, args.threads, Path(data_dir))
-        backend = RecordingBackend(make_backend(settings, counter=counter))
+        # Kept requests let the bare reference decode exactly the same prompts.
+        backend = CappedReplies(make_backend(settings, counter=counter), max_tokens=None)
         manager = await build_manager(settings, backend=backend, counter=counter)
         try:
             await manager.backend.start()

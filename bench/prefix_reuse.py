@@ -32,7 +32,7 @@ import csv
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import ChatMessage, GenerationRequest  # noqa: E402
+from engine.backends.llama_states import shared_prefix  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
@@ -91,15 +92,6 @@ def chat_template(model_dir: Path):  # -> jinja2 Template
 
     source = (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
     return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
-
-
-def shared_prefix(previous: Sequence[int], current: Sequence[int]) -> int:
-    shared = 0
-    for old, new in zip(previous, current, strict=False):
-        if old != new:
-            break
-        shared += 1
-    return shared
 
 
 @dataclass(frozen=True, slots=True)
