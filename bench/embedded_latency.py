@@ -1,18 +1,24 @@
 """How fast does Pip answer on a CPU? Each embedded backend on the same replayed chat, in one run.
 
 Replays a recorded live chat (CSV: video_id, author, message, published_at; every Nth line
-addresses the bot) through the real ConversationManager with the built-in Pip card, once with
-every line in one channel and once spread over four channels (the live context then changes hands
-every turn: llama.cpp's parked prompt states are what keep it warm). For each backend it prints
-p50/p95 reply latency (line heard → stored reply), time to the first streamed chunk, decode
-tokens/s (tokens after the first / time after the first chunk) and the prompt tokens reused from
-a kept KV state. As the reference, a bare ``llama_cpp.Llama`` decodes the same one-channel prompts
-(same GGUF, template, sampling and threads), so costar's own overhead shows as
-decode_ratio_vs_bare. Targets on a 2-core machine: p50 <= 1.0 s (llama.cpp, one channel),
-speedup >= 4x over transformers, decode_ratio_vs_bare >= 0.9.
+addresses the bot) through the real ConversationManager with the built-in Pip card (and its LoRA
+adapter), once with every line in one channel and once spread over four channels (the live
+context then changes hands every turn: llama.cpp's parked prompt states are what keep it warm).
+Lines arrive at the pace they were recorded (``--speed``; gaps over ``--max-gap`` seconds are
+shortened to it), and each addressed line's reply runs while later lines keep arriving, as in a
+live chat; ``--speed 0`` sends every line as soon as the previous reply is stored instead.
+
+For each backend it prints p50/p95 reply latency (line heard → stored reply), time to the first
+streamed chunk, decode tokens/s (tokens after the first / time after the first chunk) and the
+share of each reply's prompt already in the KV state when it started (kept from the last turn,
+restored from a parked state, or read ahead while chat was arriving). As the reference, a bare
+``llama_cpp.Llama`` with the same adapter decodes the same one-channel prompts (same GGUF,
+template, sampling and threads), so costar's own overhead shows as decode_ratio_vs_bare; a second
+bare row without the adapter shows what the adapter itself costs. Targets on a 2-core machine:
+p50 <= 1.0 s (llama.cpp, one channel), speedup >= 4x over transformers, decode_ratio_vs_bare >= 0.9.
 
     python bench/embedded_latency.py                       # both backends, 12 replies per layout
-    python bench/embedded_latency.py --turns 24 --threads 1 --backends llamacpp
+    python bench/embedded_latency.py --turns 24 --threads 1 --backends llamacpp --speed 0
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import datetime
 import statistics
 import sys
 import tempfile
@@ -34,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import GenerationRequest  # noqa: E402
 from engine.backends.factory import make_backend  # noqa: E402
+from engine.backends.llama_adapters import LlamaAdapters  # noqa: E402
 from engine.backends.llama_states import shared_prefix  # noqa: E402
 from engine.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from engine.events import ChatEvent, Reply  # noqa: E402
@@ -76,19 +84,31 @@ class Run:
         return sum(s.reused_tokens for s in self.samples) / max(1, sum(s.prompt_tokens for s in self.samples))
 
 
-def chat_lines(path: Path, every: int, channels: int) -> Iterator[ChatEvent]:
+def chat_lines(path: Path, every: int, channels: int, max_gap_s: float) -> Iterator[tuple[float, ChatEvent]]:
+    """(seconds since the first line, its gaps capped at ``max_gap_s``; the line) in recorded order."""
+    offset, previous = 0.0, None
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.DictReader(handle)):
             if not row.get("message", "").strip():
                 continue
-            yield ChatEvent(
-                platform="youtube",
-                channel_id=f"press-{number % channels}",
-                author_id=row["author"],
-                author_name=row["author"],
-                text=row["message"],
-                message_id=f"m{number}",
-                addresses_bot=number % every == every - 1,
+            try:
+                sent = datetime.datetime.fromisoformat(row.get("published_at") or "")
+            except ValueError:
+                sent = None  # no usable time: sent right after the line before it
+            if sent is not None and previous is not None:
+                offset += min(max_gap_s, max(0.0, (sent - previous).total_seconds()))
+            previous = sent or previous
+            yield (
+                offset,
+                ChatEvent(
+                    platform="youtube",
+                    channel_id=f"press-{number % channels}",
+                    author_id=row["author"],
+                    author_name=row["author"],
+                    text=row["message"],
+                    message_id=f"m{number}",
+                    addresses_bot=number % every == every - 1,
+                ),
             )
 
 
@@ -140,29 +160,49 @@ async def replay(kind: str, channels: int, args: argparse.Namespace, counter: To
             warm_up = ChatEvent("youtube", "warm-up", "host", "host", "hello Pip!", "w0", addresses_bot=True)
             await manager.handle(warm_up)  # loads and first-touches the model; not measured
             backend.requests.clear()
-            for event in chat_lines(args.csv, args.every, channels):
-                if not event.addresses_bot:
-                    await manager.hear(event)
-                    continue
-                sample = await timed_reply(manager, event)
-                if sample is not None:
-                    run.samples.append(sample)
-                if len(run.samples) >= args.turns:
-                    break
+            replies = await feed_chat(manager, channels, args)
+            run.samples = [sample for sample in replies if sample is not None]
         finally:
             await close_manager(manager)
     run.requests = backend.requests
     return run
 
 
-def bare_reference(requests: list[GenerationRequest], threads: int) -> Run:
-    """llama_cpp.Llama alone on the same prompts: no manager, no queue, no post-processing."""
+async def feed_chat(manager, channels: int, args: argparse.Namespace) -> list[Sample | None]:
+    """Hear the chat at its recorded pace; each addressed line's reply runs alongside."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    replies: list[asyncio.Task[Sample | None]] = []
+    for offset, event in chat_lines(args.csv, args.every, channels, args.max_gap):
+        if args.speed > 0:
+            await asyncio.sleep(max(0.0, started + offset / args.speed - loop.time()))
+        if not event.addresses_bot:
+            await manager.hear(event)
+            continue
+        replies.append(asyncio.create_task(timed_reply(manager, event)))
+        if args.speed <= 0:
+            await replies[-1]
+        if len(replies) >= args.turns:
+            break
+    return list(await asyncio.gather(*replies))
+
+
+def bare_reference(requests: list[GenerationRequest], threads: int, *, adapter: bool) -> Run:
+    """llama_cpp.Llama alone on the same prompts: no manager, no queue, no post-processing.
+
+    ``adapter``: with the LoRA adapter the requests name (converted as the backend converts it)."""
     from llama_cpp import Llama
 
-    template = LlamaCppBackend(find_smollm2_gguf(), context_tokens=2048, adapter_cache_dir=Path(tempfile.gettempdir()))
+    cache = Path(tempfile.gettempdir())
+    template = LlamaCppBackend(find_smollm2_gguf(), context_tokens=2048, adapter_cache_dir=cache)
     template.load()  # only its chat template and tokenizer are used
     llm = Llama(str(find_smollm2_gguf()), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
-    run = Run("bare llama.cpp", 1)
+    adapters = LlamaAdapters(CoreSettings().cache_dir, find_smollm2_gguf())
+    adapters.attach(llm)
+    adapter_paths = {request.adapter_path for request in requests}
+    chosen = adapters.gguf_for(next(iter(adapter_paths))) if adapter and len(adapter_paths) == 1 else None
+    adapters.activate(chosen)
+    run = Run("bare + adapter" if chosen else "bare, no adapter", 1)
     for request in requests:
         tokens = template.prompt_tokens(request.messages)
         reused = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)  # what llama.cpp keeps by itself
@@ -217,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=12, help="replies measured per backend and layout (default 12)")
     parser.add_argument("--threads", type=int, default=2, help="COSTAR_BACKEND_THREADS for every backend (default 2)")
     parser.add_argument(
+        "--speed", type=float, default=1.0, help="1: the recorded pace, 2: twice as fast, 0: no waiting (default 1)"
+    )
+    parser.add_argument("--max-gap", type=float, default=10.0, help="longest silence replayed, seconds (default 10)")
+    parser.add_argument(
         "--backends", nargs="+", default=["llamacpp", "embedded"], choices=["llamacpp", "embedded"], help="which to run"
     )
     args = parser.parse_args(argv)
@@ -225,9 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     counter = TokenizerCounter(ensure_default_model(CoreSettings().cache_dir) / "tokenizer.json")
     runs = asyncio.run(measure(args, counter))
     one_channel = {run.backend: run for run in runs if run.channels == 1}
-    bare = bare_reference(one_channel["llamacpp"].requests, args.threads) if "llamacpp" in one_channel else None
-    print(f"{args.csv.name}: every {args.every}th line to Pip, {args.turns} replies per layout, {args.threads} threads")
-    print_table([*runs, *([bare] if bare else [])])
+    bare = bare_plain = None
+    if "llamacpp" in one_channel:
+        bare = bare_reference(one_channel["llamacpp"].requests, args.threads, adapter=True)
+        bare_plain = bare_reference(one_channel["llamacpp"].requests, args.threads, adapter=False)
+    pace = f"at {args.speed:g}x the recorded pace" if args.speed > 0 else "each line right after the last reply"
+    print(
+        f"{args.csv.name}: every {args.every}th line to Pip, {pace}, {args.turns} replies per layout, "
+        f"{args.threads} threads"
+    )
+    print_table([*runs, *(run for run in (bare, bare_plain) if run)])
     fast = one_channel.get("llamacpp")
     slow = one_channel.get("embedded")
     p50_fast = fast.p(0.5) if fast else float("nan")

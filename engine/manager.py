@@ -37,6 +37,7 @@ from engine.events import ChatEvent, Reply
 from engine.flow.activity import ReplyActivity
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
+from engine.flow.read_ahead import ReadAhead
 from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
@@ -71,6 +72,9 @@ _MAX_REQUEST_STOPS = 4
 # Per-line "may the model see it" verdicts (about 150 bytes each): enough for a dozen full prompt
 # windows (history_lines); a miss only re-runs the cheap, cached moderation check.
 _REMEMBERED_LINES = 4096
+# Reading ahead trims a window early when less than this share of the context would be left for
+# the next turn's context block and line (an eighth: 256 tokens of a 2048-token context).
+_TURN_RESERVE_SHARE = 8
 # Said to the model before the one regeneration moderation allows; names no rule it could game.
 _RETRY_HINT = (
     "Your previous reply was withheld by the chat filter. Reply again in character, briefly, "
@@ -130,6 +134,7 @@ class ConversationManager:
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
         # One fallback line per channel per cooldown: a dead backend must not make a spam bot.
         self._fallback_cooldown: Cooldown[str] = Cooldown(settings.resilience.fallback_cooldown_s, clock=self.clock)
+        self.read_ahead = ReadAhead(backend, self._read_ahead_request)
 
     # -- personas ---------------------------------------------------------------------------
 
@@ -223,6 +228,8 @@ class ConversationManager:
             await self._remember(self.recaller.note_disclosures(event, disclosures, harmful=harmful))
         if self.reflector is not None:
             self.reflector.heard(event, persona)
+        if not event.addresses_bot:  # an addressed line is read by its own reply, starting now
+            self.read_ahead.heard(event)
         return heard
 
     async def _hear_stream_event(self, stream: StreamEvent) -> HeardLine:
@@ -281,6 +288,7 @@ class ConversationManager:
 
     async def close(self) -> None:
         """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""
+        await self.read_ahead.aclose()
         if self.reflector is not None:
             await self.reflector.close()
         await self.memory.close()
@@ -439,6 +447,7 @@ class ConversationManager:
             memory_id = await self._remember(storing)
             self.metrics.finish_reply(timer, persona.persona_id)
             yield replace(reply, memory_id=memory_id)
+        self.read_ahead.heard(event)  # what was said during the reply, and the reply itself
 
     @asynccontextmanager
     async def _generation_turn(self, channel_key: str) -> AsyncIterator[None]:
@@ -586,12 +595,7 @@ class ConversationManager:
         history = [
             line for line in await self._history_before(event, window_start) if self._shown_to_model(line, persona)
         ]
-        history_lines = self.settings.prompt.history_lines
-        if len(history) > history_lines:  # too many lines even if they fit: trim by count, same rule
-            keep = max(1, int(history_lines * self.settings.prompt.trim_to))
-            await self._remember_trim(event, persona, history[:-keep])
-            history = history[-keep:]
-            window_start = history[0].id
+        history, window_start = await self._trim_by_count(event, persona, history, window_start)
         user = await self.memory.get_user(event.platform, event.author_id)
         summary = await self.memory.latest_summary(event.platform, event.channel_id)
         replied_to = await self._replied_line(event, history, persona)
@@ -612,7 +616,25 @@ class ConversationManager:
             window_start_id=window_start,
             persona_id=persona.persona_id,
         )
-        built = self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens)
+        return await self._build_in_window(event, persona, inputs)
+
+    async def _trim_by_count(
+        self, event: ChatEvent, persona: PersonaCard, history: list[StoredMessage], window_start: int
+    ) -> tuple[list[StoredMessage], int]:
+        """Too many lines even if they fit: trimmed by count, by the same rule as by tokens."""
+        history_lines = self.settings.prompt.history_lines
+        if len(history) <= history_lines:
+            return history, window_start
+        keep = max(1, int(history_lines * self.settings.prompt.trim_to))
+        await self._remember_trim(event, persona, history[:-keep])
+        return history[-keep:], history[-keep].id
+
+    async def _build_in_window(
+        self, event: ChatEvent, persona: PersonaCard, inputs: PromptInputs, *, reserve_tokens: int = 0
+    ) -> BuiltPrompt:
+        """Build; when history overflows, trim it, summarise what was dropped and move the window."""
+        reply_tokens = persona.style.max_reply_tokens
+        built = self.builder.build(inputs, reply_tokens=reply_tokens, reserve_tokens=reserve_tokens)
         if built.trimmed:
             await self._remember_trim(event, persona, list(built.dropped))
             # The summary just changed the stable part; rebuild once so this prompt already uses it.
@@ -620,12 +642,54 @@ class ConversationManager:
             inputs = replace(
                 inputs,
                 stable_memory=summary.text if summary else None,
-                history=history[len(built.dropped) :],
+                history=inputs.history[len(built.dropped) :],
                 window_start_id=built.window_start_id,
             )
-            built = replace(self.builder.build(inputs, reply_tokens=persona.style.max_reply_tokens), trimmed=True)
-        self._window_start[key] = built.window_start_id
+            built = replace(
+                self.builder.build(inputs, reply_tokens=reply_tokens, reserve_tokens=reserve_tokens), trimmed=True
+            )
+        self._window_start[event.channel_key] = built.window_start_id
         return built
+
+    async def _read_ahead_request(self, event: ChatEvent) -> GenerationRequest | None:
+        """What the channel's next prompt will start with, for the backend to read ahead: the system
+        text and the history up to ``event``. A window about to overflow is trimmed now, as the
+        next reply would trim it, so that reply finds its new window already read."""
+        turn = self._channel_turns.get(event.channel_key)
+        if event.channel_key not in self._window_start or turn is None or not turn.idle():
+            return None  # no reply yet (the first fixes the window), or one is being written
+        persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+        with turn.claimed():
+            async with turn.lock:  # a reply arriving now waits for this build (no model work)
+                window_start = self._window_start.get(event.channel_key) or 0
+                lines = await self.memory.recent_messages(
+                    event.platform,
+                    event.channel_id,
+                    limit=self.settings.prompt.history_lines + 1,
+                    after_id=window_start - 1,
+                )
+                history = [line for line in lines if self._shown_to_model(line, persona)]
+                history, window_start = await self._trim_by_count(event, persona, history, window_start)
+                summary = await self.memory.latest_summary(event.platform, event.channel_id)
+                inputs = PromptInputs(
+                    system_prompt=self.system_prompt(persona),
+                    stable_memory=summary.text if summary else None,
+                    history=history,
+                    turn_context=(),
+                    new_line=ChatMessage("user", ""),
+                    window_start_id=window_start,
+                    persona_id=persona.persona_id,
+                )
+                # Room is kept for the next turn's own context and line, or its reply would trim again.
+                reserve = self.settings.backend.context_tokens // _TURN_RESERVE_SHARE
+                built = await self._build_in_window(event, persona, inputs, reserve_tokens=reserve)
+        return GenerationRequest(
+            messages=built.messages[:-1],  # all but the empty stand-in for the next line
+            max_tokens=persona.style.max_reply_tokens,
+            model=served_model_name(persona, self.settings.backend.model),
+            adapter_path=self._adapter_path(persona),
+            conversation=event.channel_key,
+        )
 
     async def _replied_line(
         self, event: ChatEvent, history: list[StoredMessage], persona: PersonaCard

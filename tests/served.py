@@ -32,6 +32,12 @@ class CappedReplies(Backend):
         self.requests.append(request)
         return self.inner.stream(request)
 
+    def reads_ahead(self, conversation: str | None) -> bool:
+        return self.inner.reads_ahead(conversation)
+
+    async def read_ahead(self, request: GenerationRequest) -> None:
+        await self.inner.read_ahead(request)
+
     async def start(self) -> None:
         await self.inner.start()
 

@@ -22,6 +22,7 @@ def _peft_adapter(folder: Path, **config: object) -> dict[str, np.ndarray]:
 
     rng = np.random.default_rng(0)
     prefix = "base_model.model.model.layers.0.self_attn"
+    # float16, as PEFT saves costar's adapters: the export writes f16, so the values come through exactly
     weights = {
         f"{prefix}.q_proj.lora_A.weight": rng.standard_normal((RANK, HIDDEN), dtype=np.float32),
         f"{prefix}.q_proj.lora_B.weight": rng.standard_normal((HIDDEN, RANK), dtype=np.float32),
@@ -30,6 +31,7 @@ def _peft_adapter(folder: Path, **config: object) -> dict[str, np.ndarray]:
         f"{prefix}.v_proj.lora_A.weight": rng.standard_normal((RANK, HIDDEN), dtype=np.float32),
         f"{prefix}.v_proj.lora_B.weight": rng.standard_normal((KV_WIDTH, RANK), dtype=np.float32),
     }
+    weights = {name: tensor.astype(np.float16) for name, tensor in weights.items()}
     folder.mkdir(parents=True)
     base = {"peft_type": "LORA", "r": RANK, "lora_alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj"]}
     (folder / "adapter_config.json").write_text(json.dumps({**base, **config}), encoding="utf-8")
@@ -49,7 +51,7 @@ def _rows_in_rotary_pairs(rows: np.ndarray, heads: int) -> np.ndarray:
 
 
 def test_the_export_names_tensors_as_llama_cpp_does_and_keeps_alpha(tmp_path: Path) -> None:
-    from gguf import GGUFReader
+    from gguf import GGMLQuantizationType, GGUFReader
 
     weights = _peft_adapter(tmp_path / "pip")
     exported = export_lora_gguf(tmp_path / "pip", find_smollm2_gguf())
@@ -58,6 +60,7 @@ def test_the_export_names_tensors_as_llama_cpp_does_and_keeps_alpha(tmp_path: Pa
     metadata = {key: reader.fields[key].contents() for key in ("general.type", "adapter.type", "adapter.lora.alpha")}
     assert metadata == {"general.type": "adapter", "adapter.type": "lora", "adapter.lora.alpha": 16.0}
     tensors = {tensor.name: np.asarray(tensor.data) for tensor in reader.tensors}
+    assert {tensor.tensor_type for tensor in reader.tensors} == {GGMLQuantizationType.F16}  # llama.cpp's fast path
     prefix = "base_model.model.model.layers.0.self_attn"
     assert set(tensors) == {f"blk.0.attn_{m}.weight.lora_{ab}" for m in "qkv" for ab in "ab"}
     assert np.array_equal(tensors["blk.0.attn_v.weight.lora_b"], weights[f"{prefix}.v_proj.lora_B.weight"])

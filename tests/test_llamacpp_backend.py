@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,61 @@ async def test_without_room_for_parked_states_a_returning_channel_starts_cold() 
     # Only what ann's prompt shares with bob's, still in the context: the persona prompt.
     shared = shared_prefix(backend.prompt_tokens(bob[0].messages), backend.prompt_tokens(ann[1].messages))
     assert stream.usage.cached_prompt_tokens == shared < len(backend.prompt_tokens(ann[0].messages)) - 8
+
+
+# -- reading ahead ------------------------------------------------------------------------------
+
+
+def _chat_since(request: GenerationRequest, reply: str, lines: int) -> tuple[ChatMessage, ...]:
+    """The conversation after ``request``'s reply, with ``lines`` more chat lines."""
+    said = tuple(ChatMessage("user", f"viewer{n}: the soup on stream looks great, number {n}") for n in range(lines))
+    return (*request.messages, ChatMessage("assistant", reply), *said)
+
+
+async def test_chat_read_ahead_is_not_evaluated_again_and_does_not_change_the_reply() -> None:
+    backend = _fresh_backend()
+    first = _turns("ann", 1)[0]
+    chat = _chat_since(first, await backend.complete(first), lines=6)
+    await backend.read_ahead(replace(first, messages=chat))
+    prefix = backend.prompt_tokens(chat, opening_reply=False)
+    assert backend.llm.input_ids[: backend.llm.n_tokens].tolist() == prefix and backend.tokens_read_ahead > 0
+
+    question = replace(first, messages=(*chat, ChatMessage("user", "ann: so what is in it?")))
+    stream = backend.stream(question)
+    warm_reply = await stream.text()
+    assert stream.usage is not None and stream.usage.cached_prompt_tokens == len(prefix)
+    # The same turns without reading ahead: the reply's own tokens were evaluated one by one while it
+    # was decoded, which a cold start would do in one batch (a different rounding, another greedy pick).
+    unread = _fresh_backend()
+    await unread.complete(first)
+    assert await unread.complete(question) == warm_reply
+
+
+async def test_reading_ahead_gives_way_to_a_reply_within_a_slice() -> None:
+    backend = _fresh_backend()
+    first = _turns("ann", 1)[0]
+    chat = _chat_since(first, await backend.complete(first), lines=60)  # seconds of prompt evaluation
+    reading = asyncio.create_task(backend.read_ahead(replace(first, messages=chat)))
+    while backend.tokens_read_ahead == 0:
+        await asyncio.sleep(0.01)
+    await backend.complete(_turns("ann", 1)[0])
+    await reading
+    assert backend.tokens_read_ahead < len(backend.prompt_tokens(chat, opening_reply=False)) // 2
+
+
+async def test_only_the_conversation_holding_the_context_is_read_ahead() -> None:
+    backend = _fresh_backend()
+    ann, bob = _turns("ann", 1)[0], _turns("bob", 1)[0]
+    assert not backend.reads_ahead("ann")  # nothing is live before the first reply
+    await backend.complete(ann)
+    assert backend.reads_ahead("ann") and not backend.reads_ahead("bob")
+    await backend.read_ahead(replace(bob, messages=_chat_since(bob, "Hi bob!", lines=3)))
+    assert backend.tokens_read_ahead == 0
+    stream = backend.stream(_turns("ann", 2)[1])  # ann's context was neither parked nor changed
+    await stream.text()
+    assert (
+        stream.usage is not None and stream.usage.cached_prompt_tokens >= len(backend.prompt_tokens(ann.messages)) - 1
+    )
 
 
 # -- counting exactly ---------------------------------------------------------------------------

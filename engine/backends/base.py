@@ -93,5 +93,14 @@ class Backend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release models, sessions and threads."""
 
+    def reads_ahead(self, conversation: str | None) -> bool:
+        """Whether :meth:`read_ahead` would use a prompt of ``conversation`` now; callers build
+        none otherwise (servers with their own prefix cache never want one)."""
+        return False
+
+    async def read_ahead(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook
+        """The conversation's next prompt will start with ``request.messages``: a backend that keeps
+        prompt state may evaluate them now, while nobody waits, and must give way to any reply."""
+
     async def complete(self, request: GenerationRequest) -> str:
         return await self.stream(request).text()

@@ -50,6 +50,12 @@ class CpuBackends(Backend):
     def stream(self, request: GenerationRequest) -> TextStream:
         return self.backend_for(request.adapter_path).stream(request)
 
+    def reads_ahead(self, conversation: str | None) -> bool:
+        return self.llamacpp.reads_ahead(conversation)
+
+    async def read_ahead(self, request: GenerationRequest) -> None:
+        await self.backend_for(request.adapter_path).read_ahead(request)
+
     async def start(self) -> None:
         await self.llamacpp.start()
         for persona_id, card in sorted((self.personas.cards if self.personas else {}).items()):

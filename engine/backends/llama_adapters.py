@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BackendError, SettingsError
-from engine.serving.gguf_lora import GGUF_ADAPTER_NAME, export_lora_gguf
+from engine.serving.gguf_lora import EXPORT_FORMAT, GGUF_ADAPTER_NAME, export_lora_gguf
 
 __all__ = ["LlamaAdapters", "peft_type_of"]
 
@@ -59,7 +59,9 @@ class LlamaAdapters:
 
     def _converted(self, folder: Path, weights: Path) -> Path:
         stat = weights.stat()
-        digest = hashlib.sha256(f"{folder.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            f"{folder.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{EXPORT_FORMAT}".encode()
+        ).hexdigest()[:16]
         target = self.cache_dir / "llamacpp-adapters" / f"{folder.name}-{digest}.gguf"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

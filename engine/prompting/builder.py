@@ -94,13 +94,14 @@ class PromptBuilder:
                 high = middle - 1
         return text[:low] + "…"
 
-    def build(self, inputs: PromptInputs, *, reply_tokens: int) -> BuiltPrompt:
+    def build(self, inputs: PromptInputs, *, reply_tokens: int, reserve_tokens: int = 0) -> BuiltPrompt:
+        """``reserve_tokens``: room history leaves free for a turn's context and line not known yet."""
         budget = self.context_tokens - reply_tokens - GENERATION_PROMPT_TOKENS
         if budget < 4 * MESSAGE_OVERHEAD_TOKENS:
             raise ValueError(f"reply_tokens={reply_tokens} leaves no room in a {self.context_tokens}-token context")
         system = self._system_message(inputs, budget)
         new_line = self._fit_new_line(inputs.new_line, budget // 4)
-        fixed = self.tokens_of(system) + self.tokens_of(new_line)
+        fixed = self.tokens_of(system) + self.tokens_of(new_line) + reserve_tokens
         context = self._fit_context(inputs.turn_context, budget - fixed)
         fixed += self.tokens_of(context) if context else 0
         history, start_id, dropped = self._fit_history(inputs, budget - fixed)

@@ -12,6 +12,11 @@ llama-cpp-python and needs torch; this one reads the safetensors with numpy and 
 - for the ``llama`` architecture the base converter permuted the rows of the q and k projections
   (llama.cpp's rotary layout differs from Hugging Face's), so the rows of ``lora_b`` are permuted
   the same way, or the adapter would add its update to the wrong rows.
+
+Tensors are written in float16, as llama.cpp's converter does by default: PEFT saves adapters in
+the training dtype (fp16 or bf16 for costar's), and on a CPU llama.cpp applies an f16 adapter
+faster than an f32 one (SmolLM2 with Pip's adapter, one thread: 48 against 39 tokens/s decoding,
+126 against 101 tokens/s prompt evaluation; 60 and 144 with no adapter).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import numpy as np
 
 from engine.errors import SettingsError
 
-__all__ = ["GGUF_ADAPTER_NAME", "LoraExport", "export_lora_gguf"]
+__all__ = ["EXPORT_FORMAT", "GGUF_ADAPTER_NAME", "LoraExport", "export_lora_gguf"]
 
 GGUF_ADAPTER_NAME = "adapter_model.gguf"  # written next to adapter_model.safetensors by default
+# Part of the cache key of converted adapters: a change of what is written converts them again.
+EXPORT_FORMAT = "f16-1"
 _PEFT_PREFIX = "base_model.model."
 
 
@@ -119,7 +126,7 @@ def export_lora_gguf(adapter_dir: Path, base_gguf: Path, out_path: Path | None =
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     for key in sorted(weights):
         name, which = _gguf_name(key, name_map)
-        tensor = weights[key].astype(np.float32)
+        tensor = weights[key].astype(np.float16)
         if which == "b" and base.architecture == "llama" and name.endswith(("attn_q.weight", "attn_k.weight")):
             tensor = _rope_permute(tensor, base.heads if "attn_q" in name else base.kv_heads)
         writer.add_tensor(f"{name}.lora_{which}", np.ascontiguousarray(tensor))
