@@ -157,8 +157,10 @@ async def replay(kind: str, channels: int, args: argparse.Namespace, counter: To
         manager = await build_manager(settings, backend=backend, counter=counter)
         try:
             await manager.backend.start()
-            warm_up = ChatEvent("youtube", "warm-up", "host", "host", "hello Pip!", "w0", addresses_bot=True)
-            await manager.handle(warm_up)  # loads and first-touches the model; not measured
+            # Loads and first-touches the model; not measured. In the first chat channel, which a live
+            # bot's first reply would claim the same way.
+            warm_up = ChatEvent("youtube", "press-0", "host", "host", "hello Pip!", "w0", addresses_bot=True)
+            await manager.handle(warm_up)
             backend.requests.clear()
             replies = await feed_chat(manager, channels, args)
             run.samples = [sample for sample in replies if sample is not None]

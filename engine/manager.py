@@ -655,9 +655,9 @@ class ConversationManager:
         """What the channel's next prompt will start with, for the backend to read ahead: the system
         text and the history up to ``event``. A window about to overflow is trimmed now, as the
         next reply would trim it, so that reply finds its new window already read."""
-        turn = self._channel_turns.get(event.channel_key)
-        if event.channel_key not in self._window_start or turn is None or not turn.idle():
-            return None  # no reply yet (the first fixes the window), or one is being written
+        turn = self._channel_turns.setdefault(event.channel_key, _ChannelTurn)
+        if not turn.idle():
+            return None  # a reply is being written: read once it is stored (see _generate)
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         with turn.claimed():
             async with turn.lock:  # a reply arriving now waits for this build (no model work)

@@ -229,7 +229,7 @@ async def test_reading_ahead_gives_way_to_a_reply_within_a_slice() -> None:
 async def test_only_the_conversation_holding_the_context_is_read_ahead() -> None:
     backend = _fresh_backend()
     ann, bob = _turns("ann", 1)[0], _turns("bob", 1)[0]
-    assert not backend.reads_ahead("ann")  # nothing is live before the first reply
+    assert backend.reads_ahead("ann") and backend.reads_ahead("bob")  # an empty context: the first to chat
     await backend.complete(ann)
     assert backend.reads_ahead("ann") and not backend.reads_ahead("bob")
     await backend.read_ahead(replace(bob, messages=_chat_since(bob, "Hi bob!", lines=3)))

@@ -67,16 +67,21 @@ async def test_what_is_read_ahead_is_exactly_how_the_next_prompt_starts(make_set
     assert (last_read.conversation, last_read.adapter_path) == (second_reply.conversation, second_reply.adapter_path)
 
 
-async def test_nothing_is_read_before_the_first_reply_fixes_the_window(make_settings, counter: TokenCounter) -> None:
+async def test_before_any_reply_a_channel_is_read_from_the_start_its_first_prompt_will_have(
+    make_settings, counter: TokenCounter
+) -> None:
     backend = ReadsAhead()
     manager = await build_manager(make_settings(backend={"kind": "scripted"}), backend=backend, counter=counter)
     try:
         for number in range(5):
             await manager.hear(chat_line(number))
         await settle(backend)
+        await manager.handle(chat_line(5, addresses_bot=True))
     finally:
         await close_manager(manager)
-    assert backend.read == []
+    (first_reply,) = backend.requests
+    assert first_reply.messages[: len(backend.read[-1].messages)] == backend.read[-1].messages
+    assert backend.read[-1].messages[-1].content.endswith("line 4: that boss fight was close")
 
 
 async def test_a_flood_is_read_in_a_few_passes_and_its_overflowing_window_trimmed_before_the_reply(
@@ -122,4 +127,3 @@ async def test_a_backend_with_a_prefix_cache_of_its_own_costs_no_prompt_builds(
     finally:
         await close_manager(manager)
     assert built == 0
-

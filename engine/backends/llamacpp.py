@@ -260,9 +260,10 @@ class LlamaCppBackend(Backend):
             self._replies_waiting += change
 
     def reads_ahead(self, conversation: str | None) -> bool:
-        # Only the conversation the context holds: reading another channel's lines would park this
-        # one's state for a guess, and with many channels every line would move a state.
-        return self.llm is not None and conversation is not None and conversation == self._live_conversation
+        # Only the conversation the context holds (or the first to chat into an empty one): reading
+        # another channel's lines would park this one's state for a guess, and with many channels
+        # every line would move a state.
+        return self.llm is not None and conversation is not None and self._live_conversation in (None, conversation)
 
     async def read_ahead(self, request: GenerationRequest) -> None:
         if self.reads_ahead(request.conversation):
@@ -270,15 +271,16 @@ class LlamaCppBackend(Backend):
 
     def _read_ahead(self, request: GenerationRequest) -> None:
         """Evaluate the prompt prefix the channel's next reply will start with."""
-        if self._replies_waiting or request.conversation != self._live_conversation:
+        if self._replies_waiting or not self.reads_ahead(request.conversation):
             return
-        if self.adapters.gguf_for(request.adapter_path) != self._live_adapter:
+        adapter = self.adapters.gguf_for(request.adapter_path)
+        if self._live_conversation is not None and adapter != self._live_adapter:
             return  # the next reply resets the context for its adapter anyway
         llm = self.llm
         tokens = self.prompt_tokens(request.messages, opening_reply=False)
         if len(tokens) + request.max_tokens > self.context_tokens:
             return  # that reply will be shortened: this prefix would not be its start
-        shared = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        shared = self._warm_up(request.conversation, adapter, tokens)  # claims an empty context
         for start in range(shared, len(tokens), _READ_AHEAD_SLICE):
             if self._replies_waiting:
                 return
