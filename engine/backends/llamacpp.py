@@ -93,6 +93,7 @@ class LlamaCppBackend(Backend):
         self._replies_waiting = 0  # replies queued for the worker: reading ahead stops for them
         self.tokens_read_ahead = 0  # evaluated while no reply waited, over the backend's life
         self._waiting_lock = threading.Lock()
+        self._closing = threading.Event()  # reading ahead stops too: shutdown must not wait for it
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class LlamaCppBackend(Backend):
         return tokens
 
     async def aclose(self) -> None:
+        self._closing.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- streaming ----------------------------------------------------------------------------
@@ -282,7 +284,7 @@ class LlamaCppBackend(Backend):
             return  # that reply will be shortened: this prefix would not be its start
         shared = self._warm_up(request.conversation, adapter, tokens)  # claims an empty context
         for start in range(shared, len(tokens), _READ_AHEAD_SLICE):
-            if self._replies_waiting:
+            if self._replies_waiting or self._closing.is_set():
                 return
             llm.n_tokens = start  # eval() drops the cells past it and appends the slice there
             llm.eval(tokens[start : start + _READ_AHEAD_SLICE])
