@@ -243,13 +243,17 @@ def print_table(runs: list[Run]) -> None:
         )
 
 
-async def measure(args: argparse.Namespace, counter: TokenizerCounter) -> list[Run]:
-    runs = []
+async def measure(args: argparse.Namespace, counter: TokenizerCounter) -> tuple[list[Run], list[Run]]:
+    """The backends' runs, and the bare references: decoded right after llama.cpp's one-channel run,
+    so that the decode rates compared are minutes apart, not a whole benchmark."""
+    runs, bare = [], []
     for kind in args.backends:
         for channels in (1, 4):
             runs.append(await replay(kind, channels, args, counter))
             print(f"  {kind}, {channels} channel(s): {len(runs[-1].samples)} replies", file=sys.stderr)
-    return runs
+            if (kind, channels) == ("llamacpp", 1):
+                bare = [bare_reference(runs[-1].requests, args.threads, adapter=flag) for flag in (True, False)]
+    return runs, bare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,18 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.csv.is_file():
         parser.error(f"no chat CSV at {args.csv}; pass --csv")
     counter = TokenizerCounter(ensure_default_model(CoreSettings().cache_dir) / "tokenizer.json")
-    runs = asyncio.run(measure(args, counter))
+    runs, bare_runs = asyncio.run(measure(args, counter))
     one_channel = {run.backend: run for run in runs if run.channels == 1}
-    bare = bare_plain = None
-    if "llamacpp" in one_channel:
-        bare = bare_reference(one_channel["llamacpp"].requests, args.threads, adapter=True)
-        bare_plain = bare_reference(one_channel["llamacpp"].requests, args.threads, adapter=False)
+    bare = bare_runs[0] if bare_runs else None
     pace = f"at {args.speed:g}x the recorded pace" if args.speed > 0 else "each line right after the last reply"
     print(
         f"{args.csv.name}: every {args.every}th line to Pip, {pace}, {args.turns} replies per layout, "
         f"{args.threads} threads"
     )
-    print_table([*runs, *(run for run in (bare, bare_plain) if run)])
+    print_table([*runs, *bare_runs])
     fast = one_channel.get("llamacpp")
     slow = one_channel.get("embedded")
     p50_fast = fast.p(0.5) if fast else float("nan")

@@ -28,7 +28,7 @@ class ReadAhead:
         self, backend: Backend, prefix_for: Callable[[ChatEvent], Awaitable[GenerationRequest | None]]
     ) -> None:
         self.backend = backend
-        self.prefix_for = prefix_for  # None: the next prompt's start is not known (a trim is due)
+        self.prefix_for = prefix_for  # None: nothing to read now (a reply is being written)
         self._newest: dict[str, ChatEvent] = {}  # channel -> its newest line not read yet
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
