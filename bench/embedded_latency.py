@@ -17,7 +17,7 @@ template, sampling and threads), so costar's own overhead shows as decode_ratio_
 bare row without the adapter shows what the adapter itself costs. Targets on a 2-core machine:
 p50 <= 1.0 s (llama.cpp, one channel), speedup >= 4x over transformers, decode_ratio_vs_bare >= 0.9.
 
-    python bench/embedded_latency.py                       # both backends, 12 replies per layout
+    python bench/embedded_latency.py                       # both backends, 12 addressed lines per layout
     python bench/embedded_latency.py --turns 24 --threads 1 --backends llamacpp --speed 0
 """
 
@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="chat CSV (video_id, author, message, ...)")
     parser.add_argument("--every", type=int, default=8, help="every Nth line addresses the bot (default 8)")
-    parser.add_argument("--turns", type=int, default=12, help="replies measured per backend and layout (default 12)")
+    parser.add_argument(
+        "--turns", type=int, default=12, help="addressed lines per layout (default 12; moderation may withhold some)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="COSTAR_BACKEND_THREADS for every backend (default 2)")
     parser.add_argument(
         "--speed", type=float, default=1.0, help="1: the recorded pace, 2: twice as fast, 0: no waiting (default 1)"
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     bare = bare_runs[0] if bare_runs else None
     pace = f"at {args.speed:g}x the recorded pace" if args.speed > 0 else "each line right after the last reply"
     print(
-        f"{args.csv.name}: every {args.every}th line to Pip, {pace}, {args.turns} replies per layout, "
+        f"{args.csv.name}: every {args.every}th line to Pip, {pace}, {args.turns} addressed lines per layout, "
         f"{args.threads} threads"
     )
     print_table([*runs, *bare_runs])
