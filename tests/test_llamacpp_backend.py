@@ -236,9 +236,8 @@ async def test_only_the_conversation_holding_the_context_is_read_ahead() -> None
     assert backend.tokens_read_ahead == 0
     stream = backend.stream(_turns("ann", 2)[1])  # ann's context was neither parked nor changed
     await stream.text()
-    assert (
-        stream.usage is not None and stream.usage.cached_prompt_tokens >= len(backend.prompt_tokens(ann.messages)) - 1
-    )
+    assert stream.usage is not None and stream.usage.cached_prompt_tokens is not None
+    assert stream.usage.cached_prompt_tokens >= len(backend.prompt_tokens(ann.messages)) - 1
 
 
 # -- counting exactly ---------------------------------------------------------------------------
