@@ -43,7 +43,7 @@ from engine.backends.base import GenerationRequest  # noqa: E402
 from engine.backends.factory import make_backend  # noqa: E402
 from engine.backends.llama_adapters import LlamaAdapters  # noqa: E402
 from engine.backends.llama_states import shared_prefix  # noqa: E402
-from engine.backends.llamacpp import LlamaCppBackend  # noqa: E402
+from engine.backends.llamacpp import LlamaCppBackend, completion_options  # noqa: E402
 from engine.events import ChatEvent, Reply  # noqa: E402
 from engine.prompting.tokens import TokenizerCounter  # noqa: E402
 from engine.serving.model_store import ensure_default_model, find_smollm2_gguf  # noqa: E402
@@ -210,16 +210,7 @@ def bare_reference(requests: list[GenerationRequest], threads: int, *, adapter: 
         reused = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)  # what llama.cpp keeps by itself
         started = time.perf_counter()
         first = last = None
-        for chunk in llm.create_completion(
-            tokens,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            repeat_penalty=request.repetition_penalty,
-            stop=list(request.stop),
-            seed=request.seed,
-            stream=True,
-        ):
+        for chunk in llm.create_completion(tokens, **completion_options(request)):
             now = time.perf_counter()
             first = first or now
             last = now if chunk["choices"][0]["text"] or last is None else last

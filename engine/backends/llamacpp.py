@@ -42,7 +42,7 @@ from engine.errors import BackendError, SettingsError
 from engine.events import Usage
 from engine.prompting.tokens import TokenCounter, template_allowance
 
-__all__ = ["LlamaCppBackend"]
+__all__ = ["LlamaCppBackend", "completion_options"]
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -55,6 +55,19 @@ _PROBE = (
     ChatMessage("assistant", "Doing great, ann! Ready for the stream."),
     ChatMessage("user", "bob: what's the game today? [x2] — naïve café"),
 )
+
+
+def completion_options(request: GenerationRequest) -> dict[str, Any]:
+    """The request's sampling as ``Llama.create_completion`` takes it (streamed)."""
+    return {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "repeat_penalty": request.repetition_penalty,
+        "stop": list(request.stop),
+        "seed": request.seed,
+        "stream": True,
+    }
 
 
 @dataclass(slots=True)
@@ -229,16 +242,7 @@ class LlamaCppBackend(Backend):
         outcome = _Outcome(
             prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens)
         )
-        completion = self.llm.create_completion(
-            tokens,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            repeat_penalty=request.repetition_penalty,
-            stop=list(request.stop),
-            seed=request.seed,
-            stream=True,
-        )
+        completion = self.llm.create_completion(tokens, **completion_options(request))
         try:
             for chunk in completion:
                 choice = chunk["choices"][0]
