@@ -92,8 +92,11 @@ class DataArguments:
         metadata={"help": "Conversational JSONL to train on (see finetune/data.py); default: the shipped Pip set."},
     )
     eval_file: str | None = field(
-        default=str(shipped_split("heldout")),
-        metadata={"help": "Held-out JSONL for the eval loss during training; 'none' to skip."},
+        default=str(shipped_split("valid")),
+        metadata={
+            "help": "Validation JSONL for the eval loss during training and --load_best_model_at_end; "
+            "never the held-out test split; 'none' to skip."
+        },
     )
     card: str = field(
         default=str(DEFAULT_CARD),

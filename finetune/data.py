@@ -119,8 +119,12 @@ def write_jsonl(conversations: Iterable[Conversation], path: Path | str) -> int:
     return count
 
 
-def shipped_split(split: Literal["train", "heldout"], persona: str = "pip") -> Path:
-    """Path of a shipped dialogue split, e.g. ``finetune/data/pip_train.jsonl``."""
+def shipped_split(split: Literal["train", "valid", "heldout"], persona: str = "pip") -> Path:
+    """Path of a shipped dialogue split, e.g. ``finetune/data/pip_train.jsonl``.
+
+    ``valid`` is for choosing during training (eval loss, the best checkpoint); ``heldout`` is
+    the test set that :mod:`finetune.evaluate` reports on, and nothing is chosen by it.
+    """
     return SHIPPED_DATA_DIR / f"{persona}_{split}.jsonl"
 
 

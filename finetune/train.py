@@ -63,6 +63,9 @@ class TrainResult:
     first_loss: float | None
     last_loss: float | None
     train_seconds: float
+    # Set with --load_best_model_at_end: the checkpoint whose weights were saved, and its eval loss.
+    best_checkpoint: str | None = None
+    best_eval_loss: float | None = None
 
 
 def _expand_preset(argv: list[str]) -> list[str]:
@@ -206,7 +209,17 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     seconds = time.perf_counter() - started
     first, last = _losses(trainer.state.log_history)
     adapter_dir = Path(sft_config.output_dir)
-    result = TrainResult(adapter_dir, adapter_args.method, trainer.state.global_step, first, last, seconds)
+    best = trainer.state.best_model_checkpoint if sft_config.load_best_model_at_end else None
+    result = TrainResult(
+        adapter_dir,
+        adapter_args.method,
+        trainer.state.global_step,
+        first,
+        last,
+        seconds,
+        best_checkpoint=Path(best).name if best else None,
+        best_eval_loss=trainer.state.best_metric if best else None,
+    )
     if trainer.is_world_process_zero():
         # save_embedding_layers=False: we never train embeddings, and "auto" looks the base up on the Hub.
         trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
@@ -234,6 +247,8 @@ def save_resolved_config(
             "first_loss": result.first_loss,
             "last_loss": result.last_loss,
             "train_seconds": round(result.train_seconds, 2),
+            "best_checkpoint": result.best_checkpoint,
+            "best_eval_loss": result.best_eval_loss,
         },
     }
     path = adapter_dir / RESOLVED_CONFIG_NAME
@@ -264,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"trained {result.method} for {result.steps} steps in {result.train_seconds:.1f}s: "
         f"loss {result.first_loss} → {result.last_loss}; adapter in {result.adapter_dir}"
     )
+    if result.best_checkpoint:
+        print(f"saved the weights of {result.best_checkpoint} (eval loss {result.best_eval_loss:.4f})")
     report = inspect_adapter(result.adapter_dir)
     print(report.verdict())
     return 0

@@ -225,19 +225,28 @@ def test_jsonl_round_trips(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "out.jsonl") == [conversation]
 
 
-def test_the_shipped_pip_set_is_large_enough_to_measure_and_its_heldout_split_is_disjoint() -> None:
-    train, heldout = read_jsonl(shipped_split("train")), read_jsonl(shipped_split("heldout"))
+def test_the_shipped_pip_set_is_large_enough_to_measure_and_its_three_splits_are_disjoint() -> None:
+    train, valid, heldout = (
+        read_jsonl(shipped_split("train")),
+        read_jsonl(shipped_split("valid")),
+        read_jsonl(shipped_split("heldout")),
+    )
 
     assert len(train) >= 400 and len(heldout) >= 60  # 60 MC items: one item is under 2 points
-    assert {c.persona for c in train + heldout} == {"pip"}
-    assert all(c.system_prompt is None for c in train + heldout)  # rendered from the card at load time
+    assert len(valid) >= 50  # enough to choose a checkpoint on without looking at the held-out set
+    assert {c.persona for c in train + valid + heldout} == {"pip"}
+    assert all(c.system_prompt is None for c in train + valid + heldout)  # rendered from the card at load time
     assert all(len(c.distractors) == 3 for c in heldout)
-    train_replies = {m.content for c in train for m in c.turns}
-    assert not train_replies & {m.content for c in heldout for m in c.turns}
-    _, report = clean_conversations(train + heldout)
+    replies = {
+        split: {m.content for c in convs for m in c.turns}
+        for split, convs in (("train", train), ("valid", valid), ("heldout", heldout))
+    }
+    assert not replies["train"] & replies["heldout"] and not replies["valid"] & (replies["train"] | replies["heldout"])
+    _, report = clean_conversations(train + valid + heldout)
     assert report.dropped == {}  # the shipped set is already clean
-    overlap = cross_overlap(heldout, train)
-    assert overlap.near_copies == 0 and overlap.max < 0.5, "a held-out conversation nearly copies a training one"
+    for split, other in ((heldout, train), (heldout, valid), (valid, train)):
+        overlap = cross_overlap(split, other)
+        assert overlap.near_copies == 0 and overlap.max < 0.5, "a conversation nearly copies one in another split"
     assert self_overlap(train).near_copies == 0
 
 

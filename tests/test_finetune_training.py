@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune.adapters import inspect_adapter
-from finetune.data import read_jsonl, shipped_split, with_system_prompt
+from finetune.data import read_jsonl, shipped_split, with_system_prompt, write_jsonl
 from finetune.evaluate import main as evaluate_main
 from finetune.evaluate import perplexity
 from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
@@ -95,6 +95,62 @@ def test_the_reloaded_adapter_has_lower_heldout_perplexity_than_the_base(lora_ru
         PeftModel.from_pretrained(load_causal_lm(model_path), str(lora_run.adapter_dir)).eval(), tokenizer, heldout, 256
     )
     assert tuned < base
+
+
+def test_with_a_validation_split_the_adapter_saved_is_the_checkpoint_with_the_lowest_eval_loss(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import yaml
+    from safetensors.torch import load_file
+
+    valid = tmp_path / "valid.jsonl"
+    write_jsonl(read_jsonl(shipped_split("valid"))[:4], valid)
+    out = tmp_path / "pip-lora"
+    every_step = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
+    # A learning rate far too high for a constant schedule: training diverges (eval loss about 10
+    # after the first step, 80 after the fourth; seeded, so the same on every run), and the best
+    # checkpoint is the first, not the last.
+    result = train(
+        *parse_args(
+            [
+                "--preset",
+                "recommended",
+                *COMMON,
+                "--eval_file",
+                str(valid),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "4",
+                "--per_device_train_batch_size",
+                "2",
+                "--learning_rate",
+                "5e-2",
+                "--lr_scheduler_type",
+                "constant",
+                "--warmup_steps",
+                "0",
+                *every_step,
+                "--load_best_model_at_end",
+                "true",
+            ]
+        )
+    )
+
+    history = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+    eval_losses = {f"checkpoint-{entry['step']}": entry["eval_loss"] for entry in history if "eval_loss" in entry}
+    assert len(eval_losses) == 4 and result.best_checkpoint == min(eval_losses, key=eval_losses.__getitem__)
+    assert result.best_checkpoint != "checkpoint-4"
+    saved, best = (
+        load_file(out / "adapter_model.safetensors"),
+        load_file(out / result.best_checkpoint / "adapter_model.safetensors"),
+    )
+    assert saved.keys() == best.keys() and all(saved[name].equal(best[name]) for name in best)
+    resolved = yaml.safe_load((out / RESOLVED_CONFIG_NAME).read_text(encoding="utf-8"))["result"]
+    assert resolved["best_checkpoint"] == result.best_checkpoint
+    assert resolved["best_eval_loss"] == pytest.approx(eval_losses[result.best_checkpoint])
 
 
 def test_the_evaluate_command_prints_the_papers_table(
