@@ -108,36 +108,13 @@ def test_with_a_validation_split_the_adapter_saved_is_the_checkpoint_with_the_lo
     valid = tmp_path / "valid.jsonl"
     write_jsonl(read_jsonl(shipped_split("valid"))[:4], valid)
     out = tmp_path / "pip-lora"
-    every_step = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
     # A learning rate far too high for a constant schedule: training diverges (eval loss about 10
     # after the first step, 80 after the fourth; seeded, so the same on every run), and the best
     # checkpoint is the first, not the last.
-    result = train(
-        *parse_args(
-            [
-                "--preset",
-                "recommended",
-                *COMMON,
-                "--eval_file",
-                str(valid),
-                "--output_dir",
-                str(out),
-                "--max_steps",
-                "4",
-                "--per_device_train_batch_size",
-                "2",
-                "--learning_rate",
-                "5e-2",
-                "--lr_scheduler_type",
-                "constant",
-                "--warmup_steps",
-                "0",
-                *every_step,
-                "--load_best_model_at_end",
-                "true",
-            ]
-        )
-    )
+    diverging = "--max_steps 4 --per_device_train_batch_size 2 --learning_rate 5e-2 --lr_scheduler_type constant --warmup_steps 0"
+    every_step = "--eval_strategy steps --eval_steps 1 --save_strategy steps --save_steps 1"
+    args = ["--preset", "recommended", *COMMON, "--eval_file", str(valid), "--output_dir", str(out)]
+    result = train(*parse_args([*args, *diverging.split(), *every_step.split(), "--load_best_model_at_end", "true"]))
 
     history = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     eval_losses = {f"checkpoint-{entry['step']}": entry["eval_loss"] for entry in history if "eval_loss" in entry}
