@@ -9,6 +9,10 @@ for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
     python -m finetune.train --preset recommended --output_dir outputs/adapters/pip-lora \\
         --max_steps 60 --per_device_train_batch_size 2 --threads 1
 
+    # keep the checkpoint with the lowest validation loss (the shipped Pip validation split by default)
+    python -m finetune.train --preset recommended --eval_strategy steps --eval_steps 50 \\
+        --save_strategy steps --save_steps 50 --load_best_model_at_end true
+
     # the seed projects' settings
     python -m finetune.train --preset lora_seed --output_dir outputs/adapters/pip-lora-seed
     python -m finetune.train --preset prompt_tuning_seed --output_dir outputs/adapters/pip-pt
