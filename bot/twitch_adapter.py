@@ -8,7 +8,8 @@ Twitch echoes one of our own messages with a moderator or broadcaster badge (and
 the badge goes away) — going over locks the bot account out of chat for 30 minutes.
 
 Stream events (subs, gifts, raids, follows, cheers, redemptions, online/offline) arrive over
-EventSub too (:mod:`bot.twitch_events`), go in through the same ``manager.hear`` and then to the
+EventSub too (:mod:`bot.twitch_events`; read through :mod:`bot.twitch_eventsub`, so one twitchio cannot
+parse is read anyway or said to be lost), go in through the same ``manager.hear`` and then to the
 :class:`engine.stream.director.StreamDirector`, whose reactions go out ahead of ordinary replies
 within the same send budget. The director also runs the card's ``!commands``, timers and
 proactive talk.
@@ -23,17 +24,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import twitchio
 from twitchio.eventsub import ChatMessageSubscription
+from twitchio.models.eventsub_ import SubscriptionRevoked
 
-from bot import twitch_events
+from bot import twitch_events, twitch_eventsub
 from bot.errors import one_line
 from bot.twitch_auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
 from bot.twitch_commands import ChatCommands, SceneSwitcher
-from bot.twitch_events import TokenScopes, plan_subscriptions
+from bot.twitch_events import Converted, Ignored, TokenScopes, plan_subscriptions
+from bot.twitch_eventsub import Delivery
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
@@ -88,6 +92,14 @@ def chat_event_from(message: twitchio.ChatMessage, *, addressed: bool) -> ChatEv
     )
 
 
+# Revocations no new subscription can undo, and what the operator can do about each.
+_FOR_GOOD = {
+    "user_removed": "the Twitch account is gone or suspended",
+    "version_removed": "Twitch retired this version of it; update costar",
+    "chat_user_banned": "the bot is banned in this channel",
+}
+
+
 class _TwitchClient(twitchio.Client):
     """twitchio's client with our token file and our handlers plugged in."""
 
@@ -100,6 +112,7 @@ class _TwitchClient(twitchio.Client):
             fetch_client_user=False,
         )
         self._costar = adapter  # not _adapter: twitchio keeps its web adapter there
+        twitch_eventsub.install()  # stream events arrive as Deliveries, even those twitchio cannot read
 
     async def load_tokens(self, path: str | None = None) -> None:
         costar = self._costar
@@ -132,25 +145,31 @@ class _TwitchClient(twitchio.Client):
     async def event_message(self, payload: twitchio.ChatMessage) -> None:
         await self._costar._on_message(payload)
 
-    # Stream events: twitchio names the handler after the subscription type (bot/twitch_events.py).
-    async def event_chat_notification(self, payload: Any) -> None:
-        await self._costar._on_stream_event(twitch_events.from_notification(payload))
+    # Stream events: twitchio names the handler after the subscription type, and hands each over
+    # as a bot.twitch_eventsub.Delivery (twitchio's object and the raw event beside it).
+    async def event_chat_notification(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_notification)
 
-    async def event_follow(self, payload: Any) -> None:
-        await self._costar._on_stream_event(twitch_events.from_follow(payload))
+    async def event_follow(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_follow)
 
-    async def event_cheer(self, payload: Any) -> None:
-        # twitchio does not hand on EventSub's message id, and a cheer has none of its own.
-        await self._costar._on_stream_event(twitch_events.from_cheer(payload, uuid.uuid4().hex))
+    async def event_cheer(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_cheer)
 
-    async def event_custom_redemption_add(self, payload: Any) -> None:
-        await self._costar._on_stream_event(twitch_events.from_redemption(payload))
+    async def event_custom_redemption_add(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_redemption)
 
-    async def event_stream_online(self, payload: Any) -> None:
-        await self._costar._on_stream_event(twitch_events.from_stream_change(payload, online=True))
+    async def event_stream_online(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_stream_online)
 
-    async def event_stream_offline(self, payload: Any) -> None:
-        await self._costar._on_stream_event(twitch_events.from_stream_change(payload, online=False))
+    async def event_stream_offline(self, payload: Delivery) -> None:
+        await self._costar._on_notification(payload, twitch_events.from_stream_offline)
+
+    async def event_subscription_revoked(self, payload: SubscriptionRevoked) -> None:
+        await self._costar._on_revoked(payload)
+
+    async def event_websocket_welcome(self, payload: Any) -> None:
+        await self._costar._on_welcome()
 
 
 class TwitchAdapter:
@@ -211,6 +230,9 @@ class TwitchAdapter:
         self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
         self._refused_lines = 0
         self._taking_lines = True
+        self._unread_told: set[tuple[str, bool]] = set()  # (kind, lost) said once each
+        self._ignored_told: set[str] = set()  # notice kinds costar keeps no event of, said once each
+        self._channel_names: dict[str, str] = {}  # channel id -> name, for the log
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -263,10 +285,8 @@ class TwitchAdapter:
     async def _subscribe_events(self, channel_id: str, channel_name: str) -> None:
         """Subscribe to every stream event the tokens allow; log what is on and what is missing."""
         assert self._client is not None and self.bot is not None
-        bot = TokenScopes(self.bot.user_id, self.scopes.get(self.bot.user_id, frozenset()))
-        owner = self.broadcaster
-        broadcaster = TokenScopes(owner.user_id, self.scopes.get(owner.user_id, frozenset())) if owner else None
-        planned, skipped = plan_subscriptions(channel_id, bot, broadcaster)
+        self._channel_names[channel_id] = channel_name
+        planned, skipped = plan_subscriptions(channel_id, *self._token_scopes())
         on: list[str] = []
         for wanted, token_user in planned:
             try:
@@ -282,6 +302,64 @@ class TwitchAdapter:
         for missing, why in skipped:
             logger.warning("stream events in #%s: no %s: %s", channel_name, missing.label, why)
         await self._note_live(channel_id)
+
+    async def _on_revoked(self, revoked: SubscriptionRevoked) -> None:
+        """Twitch ended a subscription: it is off now; made again where that can work."""
+        channel_id = str(revoked.raw.get("condition", {}).get("broadcaster_user_id") or "")
+        channel = self._channel_names.get(channel_id, channel_id)
+        wanted = twitch_events.subscription_for(revoked.type)
+        label = wanted.label if wanted is not None else revoked.type
+        on = self.events_on.get(channel_id, [])
+        if label in on:
+            on.remove(label)
+        reason = revoked.reason.value
+        logger.warning("Twitch revoked the %s subscription in #%s (%s)", label, channel, reason)
+        if reason in _FOR_GOOD:
+            logger.warning("stream events in #%s: no %s: %s", channel, label, _FOR_GOOD[reason])
+            return
+        await self._subscribe_again(channel_id, channel, revoked.type, wanted)
+
+    async def _subscribe_again(
+        self, channel_id: str, channel: str, twitch_type: str, wanted: twitch_events.EventSubscription | None
+    ) -> None:
+        assert self._client is not None and self.bot is not None
+        if wanted is None:  # chat itself, or a type costar did not make: only chat is made again
+            if twitch_type != ChatMessageSubscription.type:
+                return
+            subscription: Any = ChatMessageSubscription(broadcaster_user_id=channel_id, user_id=self.bot.user_id)
+            token_user, label = self.bot.user_id, "chat"
+        else:
+            planned = dict(plan_subscriptions(channel_id, *self._token_scopes())[0])
+            if wanted not in planned:
+                logger.warning("stream events in #%s: no %s: no token allows it any more", channel, wanted.label)
+                return
+            token_user, label = planned[wanted], wanted.label
+            subscription = wanted.build(channel_id, token_user)
+        try:
+            await self._client.subscribe_websocket(subscription, token_for=token_user)
+        except twitchio.TwitchioException as exc:
+            why = one_line(twitch_failure(exc, "subscribing again"))
+            logger.warning(
+                "stream events in #%s: no %s: %s; log in again with `costar twitch auth`", channel, label, why
+            )
+            return
+        if wanted is not None:
+            self.events_on.setdefault(channel_id, []).append(wanted.label)
+        logger.info("subscribed to %s in #%s again", label, channel)
+
+    def _token_scopes(self) -> tuple[TokenScopes, TokenScopes | None]:
+        assert self.bot is not None
+        bot = TokenScopes(self.bot.user_id, self.scopes.get(self.bot.user_id, frozenset()))
+        owner = self.broadcaster
+        broadcaster = TokenScopes(owner.user_id, self.scopes.get(owner.user_id, frozenset())) if owner else None
+        return bot, broadcaster
+
+    async def _on_welcome(self) -> None:
+        """An EventSub socket (re)connected: a stream.offline sent meanwhile is lost, so ask Helix."""
+        if not self.ready.is_set():
+            return  # the first connection: _subscribe reads it once all subscriptions are made
+        for channel_id in list(self._channel_names):
+            await self._note_live(channel_id)
 
     async def _note_live(self, channel_id: str) -> None:
         """Whether the stream is live now; later stream.online/offline events keep it current."""
@@ -333,9 +411,45 @@ class TwitchAdapter:
             logger.error("could not take %d twitch line(s): %s", self._refused_lines, one_line(exc))
             self._refused_lines = 0
 
-    async def _on_stream_event(self, stream: StreamEvent | None) -> None:
-        if stream is None:
-            return  # a notice costar does not react to (announcements, charity, ...)
+    async def _on_notification(self, delivery: Delivery, convert: Callable[[Delivery], Converted]) -> None:
+        """A stream event from EventSub: read (even when twitchio could not), converted, heard."""
+        if delivery.problem is not None:
+            self._report_unread(delivery)
+        if delivery.parsed is None:
+            return
+        try:
+            converted = convert(delivery)
+        except Exception as exc:  # a shape neither twitchio nor costar expected: say so, lose only this one
+            self._report_unread(replace(delivery, parsed=None, problem=f"{type(exc).__name__}: {exc}"))
+            return
+        if isinstance(converted, Ignored):
+            self._report_ignored(converted)
+            return
+        await self._on_stream_event(converted)
+
+    def _report_unread(self, delivery: Delivery) -> None:
+        """Once per kind: which event twitchio could not read, and whether costar read it anyway."""
+        lost = delivery.parsed is None
+        if (delivery.kind, lost) in self._unread_told:
+            return
+        self._unread_told.add((delivery.kind, lost))
+        if lost:
+            logger.error("lost a twitch %s event: it could not be read (%s)", delivery.kind, delivery.problem)
+        else:
+            logger.warning(
+                "twitchio could not read a twitch %s event (%s); costar read it with the missing fields filled in",
+                delivery.kind,
+                delivery.problem,
+            )
+
+    def _report_ignored(self, ignored: Ignored) -> None:
+        if ignored.malformed:
+            logger.warning("twitch %s not stored: %s", ignored.kind, ignored.why)
+        elif ignored.kind not in self._ignored_told:
+            self._ignored_told.add(ignored.kind)
+            logger.info("twitch %s not stored: %s", ignored.kind, ignored.why)
+
+    async def _on_stream_event(self, stream: StreamEvent) -> None:
         try:
             heard = await self.manager.hear(stream)
         except EngineError as exc:

@@ -5,7 +5,7 @@ payloads as neutral :class:`engine.stream.events.StreamEvent` values.
 subscription                                           scope (any of)               whose token
 =====================================================  ===========================  ===============
 ``channel.chat.notification`` (subs, resubs, gifts,    ``user:read:chat``           the bot's
-community gifts, raids)
+community gifts, raids and Twitch's other notices)
 ``channel.follow`` v2                                  ``moderator:read:followers`` broadcaster's
 ``channel.cheer``                                      ``bits:read``                broadcaster's
 ``channel.channel_points_custom_reward_redemption``    ``channel:read:redemptions``,broadcaster's
@@ -19,7 +19,8 @@ do not allow are skipped, and the start-up log names the scope each one is missi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,19 +35,27 @@ from twitchio.eventsub import (
 )
 
 from bot.twitch_auth import BROADCASTER_SCOPES
+from bot.twitch_eventsub import Delivery
 from engine.stream.events import EventKind, StreamEvent
+from memory.records import NO_VIEWER
 
 __all__ = [
+    "ANONYMOUS_CHEERER",
+    "ANONYMOUS_GIFTER",
     "BROADCASTER_SCOPES",
     "EVENT_SUBSCRIPTIONS",
+    "Converted",
     "EventSubscription",
+    "Ignored",
     "TokenScopes",
     "from_cheer",
     "from_follow",
     "from_notification",
     "from_redemption",
-    "from_stream_change",
+    "from_stream_offline",
+    "from_stream_online",
     "plan_subscriptions",
+    "subscription_for",
 ]
 
 PLATFORM = "twitch"
@@ -97,6 +106,11 @@ EVENT_SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
 )
 
 
+def subscription_for(twitch_type: str) -> EventSubscription | None:
+    """The stream-event subscription of an EventSub type (``stream.offline``); None for chat itself."""
+    return next((s for s in EVENT_SUBSCRIPTIONS if s.build("0", "0").type == twitch_type), None)
+
+
 def plan_subscriptions(
     channel_id: str, bot: TokenScopes, broadcaster: TokenScopes | None
 ) -> tuple[list[tuple[EventSubscription, str]], list[tuple[EventSubscription, str]]]:
@@ -134,86 +148,229 @@ def _missing(subscription: EventSubscription, owner: TokenScopes | None) -> str:
 
 
 # -- payloads -----------------------------------------------------------------------------------
+#
+# Every converter takes a :class:`bot.twitch_eventsub.Delivery` (twitchio's object in ``parsed``,
+# the raw event beside it) and returns a StreamEvent, or :class:`Ignored` saying why there is none.
+# An event with no id of its own is known by the envelope's message id, which a redelivery repeats.
+
+ANONYMOUS_GIFTER = "an anonymous gifter"
+ANONYMOUS_CHEERER = "an anonymous cheerer"
+# The account some senders name as the gifter of an anonymous gift (the IRC-era convention).
+_PLACEHOLDER_GIFTER = "ananonymousgifter"
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A notification that becomes no stream event, and why (the adapter logs it)."""
+
+    kind: str
+    why: str
+    malformed: bool = False  # a known kind with its details missing: worth a warning each time
+
+
+Converted = StreamEvent | Ignored
 
 
 def _name(user: Any) -> str:
     return str(user.display_name or user.name or user.id)
 
 
-def _event(broadcaster: Any, kind: EventKind, event_id: str, user: Any, **fields: Any) -> StreamEvent:
-    return StreamEvent(
-        platform=PLATFORM,
-        channel_id=str(broadcaster.id),
-        kind=kind,
-        event_id=event_id,
-        user_id=str(user.id),
-        user_name=_name(user),
-        **fields,
+def _who(user: Any, *, anonymous: bool, anonymous_name: str) -> tuple[str, str]:
+    """(user id, name) of who did it; an anonymous one is no viewer (twitchio makes a null id "None")."""
+    login = str(user.name or "").casefold() if user is not None else ""
+    user_id = str(user.id) if user is not None and user.id is not None else ""
+    if anonymous or user_id in ("", "None") or login == _PLACEHOLDER_GIFTER:
+        return NO_VIEWER, anonymous_name
+    return user_id, _name(user)
+
+
+def _event(broadcaster: Any, kind: EventKind, event_id: str, who: tuple[str, str], **fields: Any) -> StreamEvent:
+    user_id, user_name = who
+    return StreamEvent(PLATFORM, str(broadcaster.id), kind, event_id, user_id, user_name, **fields)
+
+
+def delivered_from(delivery: Delivery) -> str:
+    """The envelope's message id: the de-duplication key of an event without an id of its own."""
+    return delivery.message_id or uuid.uuid4().hex  # an envelope always has one; never merge two events
+
+
+def from_notification(delivery: Delivery) -> Converted:
+    """A ``channel.chat.notification``: subs, gifts, raids and the rest of Twitch's chat notices."""
+    payload = delivery.parsed
+    notice = str(payload.notice_type)
+    reader = _NOTICE_READERS.get(notice)
+    if reader is None:
+        return Ignored(f"notice {notice}", "costar keeps no event of this kind")
+    attribute, read = reader
+    details = getattr(payload, attribute, None)
+    if details is None:
+        who = _chatter(payload)[1]
+        return Ignored(f"notice {notice}", f"its {notice} object is null (from {who}): nothing to thank", True)
+    return read(payload, details, payload.id or delivered_from(delivery), delivery.event)
+
+
+def _chatter(payload: Any, anonymous_name: str = "an anonymous viewer") -> tuple[str, str]:
+    return _who(payload.chatter, anonymous=bool(payload.anonymous), anonymous_name=anonymous_name)
+
+
+def _sub(payload: Any, sub: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    tier = "prime" if sub.prime else sub.tier
+    return _event(payload.broadcaster, EventKind.SUB, event_id, _chatter(payload), tier=tier)
+
+
+def _resub(payload: Any, resub: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    tier = "prime" if resub.prime else resub.tier
+    months = resub.cumulative_months
+    return _event(
+        payload.broadcaster, EventKind.RESUB, event_id, _chatter(payload), amount=months, text=payload.text, tier=tier
     )
 
 
-def from_notification(payload: Any) -> StreamEvent | None:
-    """A ``channel.chat.notification``; None for notice types costar does not react to."""
-    notice, channel, chatter, notice_id = payload.notice_type, payload.broadcaster, payload.chatter, payload.id
-    if notice == "sub" and payload.sub is not None:
-        tier = "prime" if payload.sub.prime else payload.sub.tier
-        return _event(channel, EventKind.SUB, notice_id, chatter, tier=tier)
-    if notice == "resub" and payload.resub is not None:
-        months = payload.resub.cumulative_months
-        return _event(
-            channel, EventKind.RESUB, notice_id, chatter, amount=months, text=payload.text, tier=payload.resub.tier
-        )
-    if notice == "sub_gift" and payload.sub_gift is not None:
-        gift = payload.sub_gift
-        return _event(
-            channel,
-            EventKind.GIFT,
-            notice_id,
-            chatter,
-            amount=1,
-            tier=gift.tier,
-            group_id=gift.community_gift_id,
-            recipient=_name(gift.recipient),
-        )
-    if notice == "community_sub_gift" and payload.community_sub_gift is not None:
-        bomb = payload.community_sub_gift
-        return _event(channel, EventKind.GIFT_BOMB, bomb.id or notice_id, chatter, amount=bomb.total, tier=bomb.tier)
-    if notice == "raid" and payload.raid is not None:
-        raid = payload.raid
-        return _event(channel, EventKind.RAID, notice_id, raid.user, amount=raid.viewer_count)
-    return None
-
-
-def from_follow(payload: Any) -> StreamEvent:
-    # A follow carries no id; a viewer follows a channel once, so they are the id (an
-    # unfollow-refollow spammer is welcomed once).
-    return _event(payload.broadcaster, EventKind.FOLLOW, str(payload.user.id), payload.user)
-
-
-def from_cheer(payload: Any, delivery_id: str) -> StreamEvent:
-    user = payload.user
-    if payload.anonymous or user is None:
-        return StreamEvent(
-            PLATFORM, str(payload.broadcaster.id), EventKind.CHEER, delivery_id, "anonymous", "an anonymous cheerer",
-            amount=payload.bits, text=payload.message,
-        )  # fmt: skip
-    return _event(payload.broadcaster, EventKind.CHEER, delivery_id, user, amount=payload.bits, text=payload.message)
-
-
-def from_redemption(payload: Any) -> StreamEvent:
+def _gift(payload: Any, gift: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
     return _event(
         payload.broadcaster,
-        EventKind.REDEMPTION,
-        payload.id,
-        payload.user,
-        text=payload.user_input,
-        reward=payload.reward.title,
+        EventKind.GIFT,
+        event_id,
+        _chatter(payload, ANONYMOUS_GIFTER),
+        amount=1,
+        tier=gift.tier,
+        group_id=gift.community_gift_id,
+        recipient=_name(gift.recipient),
     )
 
 
-def from_stream_change(payload: Any, online: bool) -> StreamEvent:
+def _gift_bomb(payload: Any, bomb: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    who = _chatter(payload, ANONYMOUS_GIFTER)
+    return _event(payload.broadcaster, EventKind.GIFT_BOMB, bomb.id or event_id, who, amount=bomb.total, tier=bomb.tier)
+
+
+def _raid(payload: Any, raid: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    who = _who(raid.user, anonymous=False, anonymous_name="a fellow streamer")
+    return _event(payload.broadcaster, EventKind.RAID, event_id, who, amount=raid.viewer_count)
+
+
+def _gifter_of(upgrade: Any) -> str:
+    return _who(upgrade.gifter, anonymous=bool(upgrade.anonymous), anonymous_name=ANONYMOUS_GIFTER)[1]
+
+
+def _pay_it_forward(payload: Any, forward: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    detail = _gifter_of(forward)
+    return _event(payload.broadcaster, EventKind.PAY_IT_FORWARD, event_id, _chatter(payload), detail=detail)
+
+
+def _gift_paid_upgrade(payload: Any, upgrade: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    detail = _gifter_of(upgrade)
+    return _event(payload.broadcaster, EventKind.GIFT_PAID_UPGRADE, event_id, _chatter(payload), detail=detail)
+
+
+def _prime_paid_upgrade(payload: Any, upgrade: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    return _event(payload.broadcaster, EventKind.PRIME_PAID_UPGRADE, event_id, _chatter(payload), tier=upgrade.tier)
+
+
+def _announcement(payload: Any, announcement: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    return _event(payload.broadcaster, EventKind.ANNOUNCEMENT, event_id, _chatter(payload), text=payload.text)
+
+
+def _bits_badge(payload: Any, badge: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    return _event(payload.broadcaster, EventKind.BITS_BADGE_TIER, event_id, _chatter(payload), amount=badge.tier)
+
+
+def _charity(payload: Any, donation: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    detail = f"{donation.amount.decimal_value} {donation.amount.currency} to {donation.name}"
+    return _event(payload.broadcaster, EventKind.CHARITY_DONATION, event_id, _chatter(payload), detail=detail)
+
+
+def _watch_streak(payload: Any, streak: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    who = _chatter(payload)
+    return _event(payload.broadcaster, EventKind.WATCH_STREAK, event_id, who, amount=streak.streak, text=payload.text)
+
+
+def _source_channel(raw: Mapping[str, Any]) -> str:
+    # twitchio keeps no source channel on a notice; a shared-chat one names it in the raw event.
+    return str(raw.get("source_broadcaster_user_name") or raw.get("source_broadcaster_user_login") or "another channel")
+
+
+def _shared_sub(payload: Any, sub: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    tier = "prime" if sub.prime else sub.tier
+    detail = _source_channel(raw)
+    return _event(payload.broadcaster, EventKind.SHARED_CHAT_SUB, event_id, _chatter(payload), tier=tier, detail=detail)
+
+
+def _shared_raid(payload: Any, raid: Any, event_id: str, raw: Mapping[str, Any]) -> StreamEvent:
+    who = _who(raid.user, anonymous=False, anonymous_name="a fellow streamer")
+    return _event(
+        payload.broadcaster,
+        EventKind.SHARED_CHAT_RAID,
+        event_id,
+        who,
+        amount=raid.viewer_count,
+        detail=_source_channel(raw),
+    )
+
+
+NoticeReader = Callable[[Any, Any, str, Mapping[str, Any]], StreamEvent]
+# notice_type -> (twitchio's attribute for its details, the reader)
+_NOTICE_READERS: dict[str, tuple[str, NoticeReader]] = {
+    "sub": ("sub", _sub),
+    "resub": ("resub", _resub),
+    "sub_gift": ("sub_gift", _gift),
+    "community_sub_gift": ("community_sub_gift", _gift_bomb),
+    "raid": ("raid", _raid),
+    "pay_it_forward": ("pay_it_forward", _pay_it_forward),
+    "gift_paid_upgrade": ("gift_paid_upgrade", _gift_paid_upgrade),
+    "prime_paid_upgrade": ("prime_paid_upgrade", _prime_paid_upgrade),
+    "announcement": ("announcement", _announcement),
+    "bits_badge_tier": ("bits_badge_tier", _bits_badge),
+    "charity_donation": ("charity_donation", _charity),
+    "watch_streak": ("watch_streak", _watch_streak),
+    "shared_chat_sub": ("shared_sub", _shared_sub),
+    "shared_chat_raid": ("shared_raid", _shared_raid),
+}
+
+
+def from_follow(delivery: Delivery) -> Converted:
+    # A follow carries no id; a viewer follows a channel once, so they are the id (an
+    # unfollow-refollow spammer is welcomed once).
+    payload = delivery.parsed
+    return _event(
+        payload.broadcaster, EventKind.FOLLOW, str(payload.user.id), (str(payload.user.id), _name(payload.user))
+    )
+
+
+def from_cheer(delivery: Delivery) -> Converted:
+    # A cheer has no id of its own: the envelope's message id is its id, so a redelivery is one cheer.
+    payload = delivery.parsed
+    who = _who(payload.user, anonymous=bool(payload.anonymous), anonymous_name=ANONYMOUS_CHEERER)
+    return _event(
+        payload.broadcaster,
+        EventKind.CHEER,
+        delivered_from(delivery),
+        who,
+        amount=payload.bits,
+        text=payload.message or "",
+    )
+
+
+def from_redemption(delivery: Delivery) -> Converted:
+    payload = delivery.parsed
+    who = (str(payload.user.id), _name(payload.user))
+    return _event(
+        payload.broadcaster, EventKind.REDEMPTION, payload.id or delivered_from(delivery), who,
+        text=payload.user_input or "", reward=payload.reward.title,
+    )  # fmt: skip
+
+
+def from_stream_online(delivery: Delivery) -> Converted:
+    return _stream_change(delivery, EventKind.ONLINE)
+
+
+def from_stream_offline(delivery: Delivery) -> Converted:
+    return _stream_change(delivery, EventKind.OFFLINE)
+
+
+def _stream_change(delivery: Delivery, kind: EventKind) -> StreamEvent:
+    payload = delivery.parsed
     broadcaster = payload.broadcaster
-    kind = EventKind.ONLINE if online else EventKind.OFFLINE
-    # stream.offline carries no id; one offline per stream id would need state we do not keep.
-    event_id = getattr(payload, "id", None) or f"{broadcaster.id}-{kind.value}-{id(payload)}"
-    return _event(broadcaster, kind, str(event_id), broadcaster)
+    # The stream's id where Twitch sends one (stream.offline has had it only since 2026), else the envelope's.
+    event_id = payload.id or delivered_from(delivery)
+    return _event(broadcaster, kind, str(event_id), (str(broadcaster.id), _name(broadcaster)))

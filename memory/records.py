@@ -6,7 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["ForgetResult", "IncomingLine", "Note", "RecalledLine", "StoredMessage", "Summary", "UserRecord"]
+__all__ = [
+    "NO_VIEWER",
+    "ForgetResult",
+    "IncomingLine",
+    "Note",
+    "RecalledLine",
+    "StoredMessage",
+    "Summary",
+    "UserRecord",
+]
+
+# The author id of a line no viewer owns (an anonymous gift or cheer): stored without a user row,
+# so the anonymous gifters of a stream do not all become one viewer.
+NO_VIEWER = ""
 
 
 class IncomingLine(Protocol):

@@ -23,7 +23,7 @@ from memory.files import create_private, ensure_writable
 from memory.group_commit import GroupCommit
 from memory.migrations import MIGRATIONS, Migration
 from memory.recall import recall_lines
-from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
+from memory.records import NO_VIEWER, ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 
 __all__ = ["MemoryStore"]
 
@@ -222,7 +222,11 @@ class MemoryStore:
                 " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
                 " display_name = excluded.display_name, last_seen = excluded.last_seen,"
                 " message_count = message_count + 1",
-                [(e.platform, e.author_id, e.author_name, at, at) for e, at in zip(fresh, sent, strict=True)],
+                [
+                    (e.platform, e.author_id, e.author_name, at, at)
+                    for e, at in zip(fresh, sent, strict=True)
+                    if e.author_id != NO_VIEWER  # an anonymous gift is nobody's line: no user row
+                ],
             )
             await self._db.executemany(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
@@ -276,7 +280,7 @@ class MemoryStore:
         return repeated
 
     async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
-        keys = sorted({(e.platform, e.author_id) for e in events})
+        keys = sorted({(e.platform, e.author_id) for e in events if e.author_id != NO_VIEWER})
         users: dict[tuple[str, str], tuple[Any, ...]] = {}
         # SQLite caps bound parameters; 400 pairs stays well under the limit.
         for start in range(0, len(keys), 400):
@@ -601,8 +605,12 @@ def _records_per_event(
     records = []
     for index, event in enumerate(events):
         key = (event.platform, event.author_id)
-        _name, first_seen, last_seen, final_count = users[key]
         again = index in redelivered
+        if event.author_id == NO_VIEWER:  # no user row: nobody to count
+            at = event.sent_at
+            records.append(UserRecord(event.platform, NO_VIEWER, event.author_name, at, at, 0, redelivered=again))
+            continue
+        _name, first_seen, last_seen, final_count = users[key]
         remaining[key] -= not again
         records.append(
             UserRecord(

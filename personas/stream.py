@@ -37,8 +37,11 @@ __all__ = [
 
 # Every field a reaction template may use; fields a kind lacks are filled with neutral words.
 REACTION_FIELDS = frozenset(
-    {"user", "from_channel", "viewers", "bits", "months", "count", "names", "reward", "message", "recipient", "tier"}
-)
+    {
+        "user", "from_channel", "viewers", "bits", "months", "count", "names", "reward", "message", "recipient",
+        "tier", "detail",
+    }
+)  # fmt: skip
 COMMAND_FIELDS = frozenset({"user", "args"})
 UserLevel = Literal["everyone", "subscriber", "vip", "moderator", "broadcaster"]
 
@@ -100,6 +103,16 @@ class Reactions(_Strict):
     online: Reaction | None = None
     offline: Reaction | None = None
     join: Reaction | None = Field(default_factory=lambda: _say("Welcome to the server, {user}!"))
+    # Twitch's other chat notices: stored as event lines, said only when the card gives a reaction.
+    pay_it_forward: Reaction | None = None
+    gift_paid_upgrade: Reaction | None = None
+    prime_paid_upgrade: Reaction | None = None
+    announcement: Reaction | None = None
+    bits_badge_tier: Reaction | None = None
+    charity_donation: Reaction | None = None
+    watch_streak: Reaction | None = None
+    shared_chat_sub: Reaction | None = None
+    shared_chat_raid: Reaction | None = None
     min_bits: int = Field(1, ge=1, description="cheers below this are stored but not thanked")
     answer_rewards: list[str] = Field(
         default_factory=list, description="channel-point rewards whose text the character answers, with priority"

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,16 @@ from aiohttp import WSMsgType, web
 
 from engine.flow.clock import Clock, MonotonicClock
 
-__all__ = ["FakeChatUser", "FakeTwitch", "ReceivedChat", "ReceivedRequest", "badge"]
+__all__ = [
+    "ANONYMOUS_GIFTER_ACCOUNT",
+    "FakeChatUser",
+    "FakeTwitch",
+    "ReceivedChat",
+    "ReceivedRequest",
+    "badge",
+    "fragments",
+    "new_id",
+]
 
 CHAT_SCOPES = ["user:read:chat", "user:write:chat", "user:bot", "channel:bot"]
 BROADCASTER_SCOPES = ["moderator:read:followers", "bits:read", "channel:read:redemptions"]
@@ -143,12 +153,56 @@ def _error(status: int, message: str) -> web.Response:
 
 # -- stream events --------------------------------------------------------------------------------
 
+# The account some senders name as the gifter of an anonymous gift sub (id as Twitch has it).
+ANONYMOUS_GIFTER_ACCOUNT = FakeChatUser("274598607", "ananonymousgifter", "AnAnonymousGifter")
 
-def _user_fields(prefix: str, user: FakeChatUser) -> dict[str, str]:
+
+def new_id() -> str:
+    """An id as Twitch writes message, event and subscription ids: a dashed UUID."""
+    return str(uuid.uuid4())
+
+
+def _user_fields(prefix: str, user: FakeChatUser | None, *, empty: str | None = None) -> dict[str, str | None]:
+    """``prefix_id/_login/_name``; an anonymous user's are null (or ``empty``: twitch-cli sends "")."""
+    if user is None:
+        return {f"{prefix}_id": empty, f"{prefix}_login": empty, f"{prefix}_name": empty}
     return {f"{prefix}_id": user.id, f"{prefix}_login": user.login, f"{prefix}_name": user.display_name}
 
 
-_NOTICE_FIELDS = [
+def fragments(text: str) -> list[dict[str, Any]]:
+    """``message.fragments`` as EventSub splits a text: cheermotes (``Cheer100``), mentions
+    (``@name``) and the plain text between them, spaces included."""
+    parts: list[dict[str, Any]] = []
+    for index, word in enumerate(text.split(" ") if text else []):
+        lead = " " if index else ""
+        special = _special_fragment(word)
+        plain = lead + word if special is None else lead
+        if plain and parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += plain
+        elif plain:
+            parts.append(_fragment("text", plain))
+        if special is not None:
+            parts.append(special)
+    return parts
+
+
+def _fragment(kind: str, text: str, **detail: Any) -> dict[str, Any]:
+    return {"type": kind, "text": text, "cheermote": None, "emote": None, "mention": None, **detail}
+
+
+def _special_fragment(word: str) -> dict[str, Any] | None:
+    cheer = re.fullmatch(r"[Cc]heer(\d+)", word)
+    if cheer is not None:
+        bits = int(cheer.group(1))
+        tier = max(t for t in (1, 100, 1000, 5000, 10000) if t <= max(bits, 1))
+        return _fragment("cheermote", word, cheermote={"prefix": "cheer", "bits": bits, "tier": tier})
+    if word.startswith("@") and len(word) > 1:
+        mention = {"user_id": "0", "user_login": word[1:].lower(), "user_name": word[1:]}
+        return _fragment("mention", word, mention=mention)
+    return None
+
+
+NOTICE_FIELDS = [
     "sub",
     "resub",
     "sub_gift",
@@ -174,33 +228,38 @@ _NOTICE_FIELDS = [
     "shared_chat_announcement",
     "shared_chat_modiversary",
 ]
+_SOURCE_FIELDS = [
+    "source_broadcaster_user_id",
+    "source_broadcaster_user_login",
+    "source_broadcaster_user_name",
+    "source_message_id",
+    "source_badges",
+    "is_source_only",
+]
 
 
 class StreamEvents:
-    """The stream-event side of :class:`FakeTwitch` (mixed in below): one method per event."""
+    """The stream-event side of :class:`FakeTwitch` (mixed in below): one method per event.
+
+    Every envelope sent is kept in ``delivered``; :meth:`redeliver` sends one again unchanged,
+    as EventSub's at-least-once delivery does (same ``metadata.message_id``).
+    """
 
     users: dict[str, FakeChatUser]
     subscriptions: dict[str, _Subscription]
     live: set[str]
+    delivered: list[dict[str, Any]]
     _sockets: dict[str, web.WebSocketResponse]
 
     async def notify(
         self, kind: str, broadcaster_id: str, event: dict[str, Any], *, message_id: str | None = None
     ) -> int:
-        """Deliver one notification to every subscription of ``kind`` on that channel; how many got it.
-
-        The same ``message_id`` twice is how EventSub redelivers.
-        """
+        """Deliver one notification to every enabled subscription of ``kind`` on that channel; how many got it."""
         delivered = 0
-        for subscription in list(self.subscriptions.values()):
-            socket = self._sockets.get(subscription.session_id)
-            if subscription.type != kind or socket is None or socket.closed:
-                continue
-            if subscription.condition.get("broadcaster_user_id") != broadcaster_id:
-                continue
+        for subscription in self._subscribed_to(kind, broadcaster_id):
             envelope = {
                 "metadata": {
-                    "message_id": message_id or uuid.uuid4().hex,
+                    "message_id": message_id or new_id(),
                     "message_type": "notification",
                     "message_timestamp": _stamp(),
                     "subscription_type": kind,
@@ -208,75 +267,146 @@ class StreamEvents:
                 },
                 "payload": {"subscription": _subscription_body(subscription), "event": event},
             }
-            await socket.send_str(json.dumps(envelope))
-            delivered += 1
+            delivered += await self._send_envelope(subscription, envelope)
         return delivered
 
-    def _notice(
-        self, broadcaster_id: str, chatter: FakeChatUser, notice: str, data: dict[str, Any], **extra: Any
+    async def redeliver(self, envelope: dict[str, Any]) -> int:
+        """Send an envelope from ``delivered`` again, unchanged, to its subscription."""
+        subscription = self.subscriptions[envelope["payload"]["subscription"]["id"]]
+        return await self._send_envelope(subscription, envelope)
+
+    def _subscribed_to(self, kind: str, broadcaster_id: str) -> list[_Subscription]:
+        return [
+            s
+            for s in self.subscriptions.values()
+            if s.type == kind and s.status == "enabled" and s.condition.get("broadcaster_user_id") == broadcaster_id
+        ]
+
+    async def _send_envelope(self, subscription: _Subscription, envelope: dict[str, Any]) -> int:
+        socket = self._sockets.get(subscription.session_id)
+        if socket is None or socket.closed:
+            return 0
+        await socket.send_str(json.dumps(envelope))
+        self.delivered.append(envelope)
+        return 1
+
+    async def revoke(self, kind: str, broadcaster_id: str, status: str) -> int:
+        """End every ``kind`` subscription on the channel with a ``revocation`` message, as Twitch does
+        (``authorization_revoked``, ``user_removed``, ``version_removed``); how many were revoked."""
+        revoked = 0
+        for subscription in self._subscribed_to(kind, broadcaster_id):
+            subscription.status = status
+            envelope = {
+                "metadata": {
+                    "message_id": new_id(),
+                    "message_type": "revocation",
+                    "message_timestamp": _stamp(),
+                    "subscription_type": kind,
+                    "subscription_version": subscription.version,
+                },
+                "payload": {"subscription": _subscription_body(subscription)},
+            }
+            revoked += await self._send_envelope(subscription, envelope)
+        return revoked
+
+    def notice_body(
+        self,
+        broadcaster_id: str,
+        chatter: FakeChatUser | None,
+        notice: str,
+        data: dict[str, Any] | None,
+        *,
+        text: str = "",
+        notice_id: str | None = None,
+        source: FakeChatUser | None = None,
     ) -> dict[str, Any]:
+        """A ``channel.chat.notification`` event; ``chatter=None`` is an anonymous one (null fields),
+        ``source`` the channel a shared-chat notice comes from."""
+        who = chatter.display_name if chatter is not None else "An anonymous user"
         body: dict[str, Any] = {
             **_user_fields("broadcaster_user", self.users[broadcaster_id]),
             **_user_fields("chatter_user", chatter),
-            "chatter_is_anonymous": False,
+            "chatter_is_anonymous": chatter is None,
             "color": "",
             "badges": [],
-            "system_message": f"{chatter.display_name} {notice}",
-            "message_id": extra.pop("notice_id", None) or uuid.uuid4().hex,
-            "message": {"text": extra.pop("text", ""), "fragments": []},
+            "system_message": f"{who} {notice.replace('_', ' ')}",
+            "message_id": notice_id or new_id(),
+            "message": {"text": text, "fragments": fragments(text)},
             "notice_type": notice,
-            **{field: None for field in _NOTICE_FIELDS},
-            "source_broadcaster_user_id": None,
-            "source_broadcaster_user_login": None,
-            "source_broadcaster_user_name": None,
-            "source_message_id": None,
-            "source_badges": None,
-            "is_source_only": None,
+            **{field: None for field in NOTICE_FIELDS},
+            **{field: None for field in _SOURCE_FIELDS},
         }
+        if source is not None:
+            body |= {**_user_fields("source_broadcaster_user", source), "source_message_id": new_id()}
+            body |= {"source_badges": [], "is_source_only": False}
         body[notice] = data
         return body
+
+    async def notice(
+        self, broadcaster_id: str, chatter: FakeChatUser | None, notice: str, data: Any, **extra: Any
+    ) -> int:
+        """Any chat notice (``pay_it_forward``, ``announcement``, ...) with its details ``data``."""
+        body = self.notice_body(broadcaster_id, chatter, notice, data, **extra)
+        return await self.notify("channel.chat.notification", broadcaster_id, body)
 
     async def raid(
         self, broadcaster_id: str, raider: FakeChatUser, viewers: int, *, notice_id: str | None = None
     ) -> str:
-        """A raid notice; the same ``notice_id`` again is a redelivery. Returns the notice id."""
+        """A raid notice. Returns the notice id."""
         raid = {**_user_fields("user", raider), "viewer_count": viewers, "profile_image_url": ""}
-        notice = self._notice(broadcaster_id, raider, "raid", raid, notice_id=notice_id)
+        notice = self.notice_body(broadcaster_id, raider, "raid", raid, notice_id=notice_id)
         await self.notify("channel.chat.notification", broadcaster_id, notice)
         return str(notice["message_id"])
 
-    async def sub(self, broadcaster_id: str, viewer: FakeChatUser, tier: str = "1000") -> None:
-        data = {"sub_tier": tier, "is_prime": False, "duration_months": 1}
-        await self.notify(
-            "channel.chat.notification", broadcaster_id, self._notice(broadcaster_id, viewer, "sub", data)
-        )
+    async def sub(self, broadcaster_id: str, viewer: FakeChatUser, tier: str = "1000", *, prime: bool = False) -> int:
+        """A new sub; a Prime sub is tier 1000 with ``is_prime``."""
+        data = {"sub_tier": "1000" if prime else tier, "is_prime": prime, "duration_months": 1}
+        return await self.notice(broadcaster_id, viewer, "sub", data)
 
-    async def resub(self, broadcaster_id: str, viewer: FakeChatUser, months: int, text: str) -> None:
+    async def resub(
+        self, broadcaster_id: str, viewer: FakeChatUser, months: int, text: str, *, prime: bool = False
+    ) -> int:
         data = {
             "cumulative_months": months, "duration_months": 1, "streak_months": None, "sub_tier": "1000",
-            "is_prime": False, "is_gift": False, "gifter_is_anonymous": None, "gifter_user_id": None,
+            "is_prime": prime, "is_gift": False, "gifter_is_anonymous": None, "gifter_user_id": None,
             "gifter_user_name": None, "gifter_user_login": None,
         }  # fmt: skip
-        notice = self._notice(broadcaster_id, viewer, "resub", data, text=text)
-        await self.notify("channel.chat.notification", broadcaster_id, notice)
+        return await self.notice(broadcaster_id, viewer, "resub", data, text=text)
 
-    async def community_gift(self, broadcaster_id: str, gifter: FakeChatUser, recipients: list[FakeChatUser]) -> str:
-        """A gift bomb as Twitch sends it: one ``community_sub_gift``, then one ``sub_gift`` per recipient."""
-        gift_id = uuid.uuid4().hex
-        bomb = {"id": gift_id, "total": len(recipients), "sub_tier": "1000", "cumulative_total": None}
-        await self.notify(
-            "channel.chat.notification",
-            broadcaster_id,
-            self._notice(broadcaster_id, gifter, "community_sub_gift", bomb),
-        )
+    async def gift(
+        self, broadcaster_id: str, gifter: FakeChatUser | None, recipient: FakeChatUser, *, gifter_total: int = 1
+    ) -> int:
+        """One gift sub outside a bomb; ``gifter=None`` an anonymous one (no ``cumulative_total`` then)."""
+        data = self._gift_data(recipient, None, gifter_total if gifter is not None else None)
+        return await self.notice(broadcaster_id, gifter, "sub_gift", data)
+
+    async def community_gift(
+        self,
+        broadcaster_id: str,
+        gifter: FakeChatUser | None,
+        recipients: list[FakeChatUser],
+        *,
+        gifter_total: int | None = None,
+    ) -> str:
+        """A gift bomb as Twitch sends it: one ``community_sub_gift``, then one ``sub_gift`` per recipient.
+
+        ``gifter=None`` is an anonymous bomb; ``gifter_total`` the gifter's subs gifted in the channel
+        so far (``cumulative_total``; Twitch leaves it null for anonymous gifters).
+        """
+        gift_id = new_id()
+        total = None if gifter is None else (gifter_total or len(recipients))
+        bomb = {"id": gift_id, "total": len(recipients), "sub_tier": "1000", "cumulative_total": total}
+        await self.notice(broadcaster_id, gifter, "community_sub_gift", bomb)
         for recipient in recipients:
-            gift = {
-                "duration_months": 1, "cumulative_total": None, "sub_tier": "1000", "community_gift_id": gift_id,
-                **_user_fields("recipient_user", recipient),
-            }  # fmt: skip
-            notice = self._notice(broadcaster_id, gifter, "sub_gift", gift)
-            await self.notify("channel.chat.notification", broadcaster_id, notice)
+            await self.notice(broadcaster_id, gifter, "sub_gift", self._gift_data(recipient, gift_id, total))
         return gift_id
+
+    @staticmethod
+    def _gift_data(recipient: FakeChatUser, bomb_id: str | None, total: int | None) -> dict[str, Any]:
+        return {
+            "duration_months": 1, "cumulative_total": total, "sub_tier": "1000", "community_gift_id": bomb_id,
+            **_user_fields("recipient_user", recipient),
+        }  # fmt: skip
 
     async def follow(self, broadcaster_id: str, follower: FakeChatUser) -> int:
         event = {
@@ -286,11 +416,20 @@ class StreamEvents:
         }
         return await self.notify("channel.follow", broadcaster_id, event)
 
-    async def cheer(self, broadcaster_id: str, cheerer: FakeChatUser, bits: int, message: str = "") -> int:
+    async def cheer(
+        self,
+        broadcaster_id: str,
+        cheerer: FakeChatUser | None,
+        bits: int,
+        message: str = "",
+        *,
+        empty_strings: bool = False,
+    ) -> int:
+        """A cheer; ``cheerer=None`` an anonymous one (null user fields, or "" as twitch-cli sends)."""
         event = {
             **_user_fields("broadcaster_user", self.users[broadcaster_id]),
-            **_user_fields("user", cheerer),
-            "is_anonymous": False,
+            **_user_fields("user", cheerer, empty="" if empty_strings else None),
+            "is_anonymous": cheerer is None,
             "message": message or f"Cheer{bits}",
             "bits": bits,
         }
@@ -298,12 +437,12 @@ class StreamEvents:
 
     async def redemption(self, broadcaster_id: str, viewer: FakeChatUser, reward: str, text: str) -> int:
         event = {
-            "id": uuid.uuid4().hex,
+            "id": new_id(),
             **_user_fields("broadcaster_user", self.users[broadcaster_id]),
             **_user_fields("user", viewer),
             "user_input": text,
             "status": "unfulfilled",
-            "reward": {"id": "reward-1", "title": reward, "cost": "500", "prompt": ""},
+            "reward": {"id": new_id(), "title": reward, "cost": 500, "prompt": ""},
             "redeemed_at": _stamp(),
         }
         return await self.notify("channel.channel_points_custom_reward_redemption.add", broadcaster_id, event)
@@ -312,17 +451,22 @@ class StreamEvents:
         self.live_now(broadcaster_id, True)
         event = {
             **_user_fields("broadcaster_user", self.users[broadcaster_id]),
-            "id": uuid.uuid4().hex,
+            "id": self._stream_id(broadcaster_id),
             "type": "live",
             "started_at": _stamp(),
         }
         return await self.notify("stream.online", broadcaster_id, event)
 
-    async def stream_offline(self, broadcaster_id: str) -> int:
+    async def stream_offline(self, broadcaster_id: str, *, with_id: bool = True) -> int:
+        """The stream ended; ``with_id=False`` as before 2026 and as twitch-cli sends it (no ``id``)."""
         self.live_now(broadcaster_id, False)
-        return await self.notify(
-            "stream.offline", broadcaster_id, _user_fields("broadcaster_user", self.users[broadcaster_id])
-        )
+        event: dict[str, Any] = dict(_user_fields("broadcaster_user", self.users[broadcaster_id]))
+        if with_id:
+            event["id"] = self._stream_id(broadcaster_id)
+        return await self.notify("stream.offline", broadcaster_id, event)
+
+    def _stream_id(self, broadcaster_id: str) -> str:
+        return f"stream-{broadcaster_id}"  # as GET /helix/streams names it
 
     def live_now(self, broadcaster_id: str, live: bool) -> None:
         (self.live.add if live else self.live.discard)(broadcaster_id)
@@ -356,6 +500,7 @@ class FakeTwitch(StreamEvents):
         self.subscriptions: dict[str, _Subscription] = {}
         self.refused_subscriptions: list[tuple[str, str]] = []  # (type, why)
         self.live: set[str] = set()  # broadcaster ids whose stream is live for GET /helix/streams
+        self.delivered: list[dict[str, Any]] = []  # every EventSub notification and revocation sent
         self.device_user: FakeChatUser | None = None  # who approves the device code (default: the bot)
         self.device_scopes: list[str] = list(CHAT_SCOPES)
         self.tokens: dict[str, _Token] = {}
@@ -583,7 +728,7 @@ class FakeTwitch(StreamEvents):
         if refusal is not None:
             self.refused_subscriptions.append((body["type"], refusal))
             return _error(403, refusal)
-        subscription = _Subscription(uuid.uuid4().hex, body["type"], body["version"], body["condition"], session_id)
+        subscription = _Subscription(new_id(), body["type"], body["version"], body["condition"], session_id)
         self.subscriptions[subscription.id] = subscription
         self._subscribed.set()
         return web.json_response(
@@ -669,7 +814,7 @@ class FakeTwitch(StreamEvents):
             message,
             body.get("reply_parent_message_id"),
             not dropped,
-            uuid.uuid4().hex,
+            new_id(),
         )
         self.chat_messages.append(record)
         drop_reason = {
@@ -760,7 +905,7 @@ class FakeTwitch(StreamEvents):
     def _envelope(self, message_type: str, payload: dict[str, Any], **metadata: str) -> dict[str, Any]:
         return {
             "metadata": {
-                "message_id": uuid.uuid4().hex,
+                "message_id": new_id(),
                 "message_type": message_type,
                 "message_timestamp": _stamp(),
                 **metadata,
@@ -782,7 +927,7 @@ class FakeTwitch(StreamEvents):
 
         ``reply_to`` is (parent message id, parent text, parent author). Returns the message id.
         """
-        message_id = message_id or uuid.uuid4().hex
+        message_id = message_id or new_id()
         event = self._chat_event(broadcaster_id, chatter, text, badges or [], message_id, reply_to)
         for subscription in list(self.subscriptions.values()):
             if subscription.type != "channel.chat.message":
@@ -833,10 +978,7 @@ class FakeTwitch(StreamEvents):
             "chatter_user_login": chatter.login,
             "chatter_user_name": chatter.display_name,
             "message_id": message_id,
-            "message": {
-                "text": text,
-                "fragments": [{"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}],
-            },
+            "message": {"text": text, "fragments": fragments(text)},
             "color": "#1E90FF",
             "badges": badges,
             "message_type": "text",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,19 +12,28 @@ from pathlib import Path
 
 import pytest
 
+from bot.twitch_adapter import TwitchAdapter
 from bot.twitch_auth import StoredToken, TokenStore, authorize_device
 from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, ManualClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
 from engine.manager import ConversationManager
 from engine.settings import Settings
+from personas.stream import Reaction
 from tests import test_twitch
-from tests.fake_twitch import BROADCASTER_SCOPES, REQUIRED_SCOPES, FakeChatUser, FakeTwitch
+from tests.fake_twitch import (
+    ANONYMOUS_GIFTER_ACCOUNT,
+    BROADCASTER_SCOPES,
+    REQUIRED_SCOPES,
+    FakeChatUser,
+    FakeTwitch,
+)
 from tests.test_moderation import SLUR
 from tests.test_twitch import (
     CHANNEL,
     CHAT_SPEED,
     CLOCK_SPEED,
+    MOD,
     VIEWER,
     TwitchSettings,
     addressed_rows,
@@ -247,3 +257,369 @@ async def replay_with_events(
         )
         text = f"Pip, {row['message']}" if index in addressed else row["message"]
         await fake.chat(CHANNEL.id, chatter, text, message_id=f"csv-{index}")
+
+
+# -- Twitch events as Twitch sends them ----------------------------------------------------------
+
+
+def viewer_ids(db_path: Path) -> list[str]:
+    with sqlite3.connect(db_path) as db:
+        return [row[0] for row in db.execute("SELECT platform_user_id FROM users")]
+
+
+def stored_event_rows(db_path: Path) -> list[tuple[str, str, int | None]]:
+    """(author name, text, user row id) of every stored event line."""
+    with sqlite3.connect(db_path) as db:
+        query = "SELECT author_name, text, user_id FROM messages WHERE platform_message_id LIKE 'event:%' ORDER BY id"
+        return list(db.execute(query))
+
+
+async def settled(adapter: TwitchAdapter, seconds: float = 0.3) -> None:
+    """Let deliveries in flight arrive and every reaction started be said."""
+    await asyncio.sleep(seconds)
+    await adapter.director.join()
+
+
+@pytest.mark.parametrize("gifter", [None, ANONYMOUS_GIFTER_ACCOUNT], ids=["null-chatter", "placeholder-account"])
+async def test_an_anonymous_gift_is_thanked_as_an_anonymous_gifter_and_stored_under_no_viewer(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, gifter: FakeChatUser | None
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    lucky = FakeChatUser("8100", "lucky", "Lucky")
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.gift(CHANNEL.id, gifter, lucky)
+        await fake.gift(CHANNEL.id, gifter, VIEWER)  # a second anonymous gifter is not the same viewer
+        await until(lambda: fake.chat_messages)
+        await settled(adapter)
+    sent = [m.message for m in fake.chat_messages]
+    assert set(sent) == {"Thank you for the gift sub, an anonymous gifter!"}  # (the same line twice is sent once)
+    rows = stored_event_rows(settings.db_path)
+    assert [(name, text) for name, text, _ in rows] == [
+        ("an anonymous gifter", "*gifted a sub to Lucky*"),
+        ("an anonymous gifter", "*gifted a sub to Viewer*"),
+    ]
+    assert all(user_row is None for _, _, user_row in rows)
+    assert not {"None", "", ANONYMOUS_GIFTER_ACCOUNT.id} & set(viewer_ids(settings.db_path))
+
+
+async def test_an_anonymous_gift_bomb_and_anonymous_cheers_name_nobody_and_are_stored_under_no_viewer(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    recipients = [FakeChatUser(f"81{n:02}", f"lucky{n}", f"Lucky{n}") for n in range(3)]
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.community_gift(CHANNEL.id, None, recipients)
+        await until(lambda: len(fake.chat_messages) == 1)
+        await fake.cheer(CHANNEL.id, None, 100, "Cheer100 from the shadows")
+        await until(lambda: len(fake.chat_messages) == 2)
+        await fake.cheer(CHANNEL.id, None, 200, "Cheer200", empty_strings=True)  # as twitch-cli sends it
+        await until(lambda: len(fake.chat_messages) == 3)
+        await settled(adapter)
+    assert [m.message for m in fake.chat_messages] == [
+        "an anonymous gifter just gifted 3 subs! Thank you!",
+        "Thank you for the 100 bits, an anonymous cheerer!",
+        "Thank you for the 200 bits, an anonymous cheerer!",
+    ]
+    rows = stored_event_rows(settings.db_path)
+    assert len(rows) == 1 + 3 + 2 and all(user_row is None for _, _, user_row in rows)
+    assert viewer_ids(settings.db_path) == []
+
+
+# -- stream online and offline ------------------------------------------------------------------
+
+
+def is_live(adapter: TwitchAdapter) -> bool:
+    return adapter.director.activity.state("twitch", CHANNEL.id).live
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["offline-with-id", "offline-without-id"])
+async def test_online_and_offline_are_stored_and_costar_learns_the_stream_ended(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, with_id: bool
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        assert not is_live(adapter)
+        assert await fake.stream_online(CHANNEL.id) == 1
+        await until(lambda: is_live(adapter))
+        assert await fake.stream_offline(CHANNEL.id, with_id=with_id) == 1
+        await until(lambda: not is_live(adapter))
+        await settled(adapter)
+    texts = [text for _, text, _ in stored_event_rows(settings.db_path)]
+    assert texts == ["*started the stream*", "*ended the stream*"]
+
+
+async def test_an_offline_sent_while_the_socket_was_away_is_learned_from_helix_on_reconnect(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.stream_online(CHANNEL.id)
+        await until(lambda: is_live(adapter))
+        await fake.drop_eventsub()
+        assert await fake.stream_offline(CHANNEL.id) == 0  # nobody connected: EventSub keeps nothing
+        await until(lambda: fake.welcomes == 2 and not is_live(adapter))
+    streams = [r for r in fake.requests if r.path == "/helix/streams"]
+    assert len(streams) == 2  # at start, and again once the socket was welcomed back
+
+
+# -- redelivery ---------------------------------------------------------------------------------
+
+
+async def test_a_redelivered_cheer_is_stored_once_and_thanked_once(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.cheer(CHANNEL.id, VIEWER, 300, "Cheer300 take my bits")
+        await until(lambda: fake.chat_messages)
+        assert await fake.redeliver(fake.delivered[-1]) == 1  # the same envelope, the same message id
+        await settled(adapter)
+    assert [m.message for m in fake.chat_messages] == ["Thank you for the 300 bits, Viewer!"]
+    assert [text for _, text, _ in stored_event_rows(settings.db_path)] == [
+        '*cheered 300 bits: "Cheer300 take my bits"*'
+    ]
+
+
+async def test_every_kind_of_stream_event_delivered_twice_is_stored_once(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    sends: list[Callable[[], Awaitable[object]]] = [
+        lambda: fake.sub(CHANNEL.id, VIEWER),
+        lambda: fake.follow(CHANNEL.id, VIEWER),
+        lambda: fake.cheer(CHANNEL.id, None, 50),
+        lambda: fake.redemption(CHANNEL.id, VIEWER, "Hydrate", "drink water"),
+        lambda: fake.stream_online(CHANNEL.id),
+        lambda: fake.stream_offline(CHANNEL.id, with_id=False),
+    ]
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        for send in sends:
+            await send()
+            await fake.redeliver(fake.delivered[-1])
+        await settled(adapter, 0.5)
+    kinds = [s["metadata"]["subscription_type"] for s in fake.delivered]
+    assert len(kinds) == 2 * len(sends) and len(set(kinds)) == len(sends)
+    assert len(stored_event_rows(settings.db_path)) == len(sends)
+
+
+# -- the rest of Twitch's chat notices ----------------------------------------------------------
+
+GIFTER = FakeChatUser("7100", "kindsoul", "KindSoul")
+SOURCE = FakeChatUser("7200", "partnerchannel", "PartnerChannel")
+_ORIGINAL_GIFTER = {"gifter_is_anonymous": False, "gifter_user_id": GIFTER.id, "gifter_user_login": GIFTER.login,
+                    "gifter_user_name": GIFTER.display_name}  # fmt: skip
+# notice type, its details, the message, extra notice fields -> the stored line, the card's reaction, what is said
+OTHER_NOTICES = [
+    ("pay_it_forward", _ORIGINAL_GIFTER, "", {}, "*paid forward the gift sub from KindSoul*",
+     "{user} paid it forward for {detail}!", "Viewer paid it forward for KindSoul!"),
+    ("gift_paid_upgrade", _ORIGINAL_GIFTER, "", {}, "*kept the gift sub from KindSoul going*",
+     "Thanks for staying on, {user}!", "Thanks for staying on, Viewer!"),
+    ("prime_paid_upgrade", {"sub_tier": "2000"}, "", {}, "*upgraded from Prime to a paid sub (tier 2)*",
+     "Tier {tier}, {user}!", "Tier 2, Viewer!"),
+    ("announcement", {"color": "PURPLE"}, "Giveaway at the top of the hour", {}, '*announced: "Giveaway at the top of the hour"*',
+     "Noted: {message}", "Noted: Giveaway at the top of the hour"),
+    ("bits_badge_tier", {"tier": 1000}, "", {}, "*unlocked the 1000 bits badge*",
+     "{user} hit the {bits} badge!", "Viewer hit the 1000 badge!"),
+    ("charity_donation", {"charity_name": "Forest Trust", "amount": {"value": 500, "decimal_place": 2, "currency": "USD"}},
+     "", {}, "*donated 5.00 USD to Forest Trust*", "{user} donated {detail}!", "Viewer donated 5.00 USD to Forest Trust!"),
+    ("watch_streak", {"streak_count": 7, "channel_points_awarded": 450}, "seven!", {}, '*watched 7 streams in a row: "seven!"*',
+     "{count} in a row, {user}!", "7 in a row, Viewer!"),
+    ("shared_chat_sub", {"sub_tier": "1000", "is_prime": True, "duration_months": 1}, "", {"source": SOURCE},
+     "*subscribed in PartnerChannel (shared chat)*", "{user} subbed over at {detail}!", "Viewer subbed over at PartnerChannel!"),
+    ("shared_chat_raid", {"user_id": RAIDER.id, "user_login": RAIDER.login, "user_name": RAIDER.display_name,
+                          "viewer_count": 40, "profile_image_url": ""}, "", {"source": SOURCE},
+     "*raided PartnerChannel with 40 viewers (shared chat)*", "{from_channel} raided {detail} with {viewers}!",
+     "BigStreamer raided PartnerChannel with 40!"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("notice", "details", "text", "extra", "stored", "reaction", "said"),
+    OTHER_NOTICES,
+    ids=[n[0] for n in OTHER_NOTICES],
+)
+async def test_each_other_chat_notice_is_stored_as_an_event_line_and_the_card_can_react_to_it(
+    fake: FakeTwitch,
+    twitch_settings: TwitchSettings,
+    notice: str,
+    details: dict[str, object],
+    text: str,
+    extra: dict[str, object],
+    stored: str,
+    reaction: str,
+    said: str,
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.notice(CHANNEL.id, VIEWER, notice, details, text=text, **extra)  # default card: stored, not said
+        await until(lambda: stored_event_rows(settings.db_path))
+        await settled(adapter)
+        card = manager.personas.get("pip")
+        assert card is not None and card.reactions.for_kind(notice) is None
+        setattr(card.reactions, notice, Reaction(template=reaction))
+        await fake.notice(CHANNEL.id, VIEWER, notice, details, text=text, **extra)
+        await until(lambda: fake.chat_messages)
+        await settled(adapter)
+    assert [m.message for m in fake.chat_messages] == [said]
+    assert [line for _, line, _ in stored_event_rows(settings.db_path)] == [stored, stored]
+
+
+async def test_a_raid_notice_without_its_raid_object_is_logged_not_dropped_silently(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        assert await fake.notice(CHANNEL.id, RAIDER, "raid", None) == 1
+        await fake.notice(CHANNEL.id, VIEWER, "unraid", {})
+        await fake.sub(CHANNEL.id, VIEWER)  # the next notice still works
+        await until(lambda: fake.chat_messages)
+        await settled(adapter)
+    logged = [r.getMessage() for r in caplog.records]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("raid" in line and "null" in line and "BigStreamer" in line for line in warned), logged
+    assert any("unraid" in line for line in logged), logged
+    assert [text for _, text, _ in stored_event_rows(settings.db_path)] == ["*subscribed (tier 1)*"]
+
+
+# -- payloads twitchio cannot parse -------------------------------------------------------------
+
+
+async def test_payloads_twitchio_cannot_parse_are_read_anyway_and_logged_once_per_kind(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    resub = {"cumulative_months": 5, "duration_months": 1, "streak_months": None, "sub_tier": "1000", "is_gift": False}
+    captured_2023 = fake.notice_body(
+        CHANNEL.id, VIEWER, "sub", {"sub_tier": "1000", "is_prime": False, "duration_months": 1}
+    )
+    for key in [
+        k for k in captured_2023 if k.startswith(("shared_chat_", "source_")) or k in ("watch_streak", "is_source_only")
+    ]:
+        del captured_2023[key]
+    no_message = fake.notice_body(CHANNEL.id, MOD, "sub", {"sub_tier": "2000", "is_prime": False, "duration_months": 1})
+    no_message["message"] = None
+    no_viewers = fake.notice_body(CHANNEL.id, RAIDER, "raid", {"user_id": RAIDER.id, "user_login": RAIDER.login})
+    caplog.set_level(logging.INFO)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        for event in (
+            captured_2023,
+            dict(captured_2023, message_id="second-2023-sub"),
+            no_message,
+            no_viewers,
+            no_viewers,
+        ):
+            await fake.notify("channel.chat.notification", CHANNEL.id, event)
+        await fake.notice(CHANNEL.id, VIEWER, "resub", resub, text="five months!")  # no is_prime
+        await until(lambda: len(stored_event_rows(settings.db_path)) == 4)
+        await settled(adapter)
+    assert [(name, text) for name, text, _ in stored_event_rows(settings.db_path)] == [
+        ("Viewer", "*subscribed (tier 1)*"),
+        ("Viewer", "*subscribed (tier 1)*"),
+        ("ModPerson", "*subscribed (tier 2)*"),
+        ("Viewer", '*resubscribed for 5 months: "five months!"*'),
+    ]
+    ours = [r for r in caplog.records if r.name == "bot.twitch_adapter" and "could not" in r.getMessage()]
+    read_anyway = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    lost = [r.getMessage() for r in ours if r.levelno == logging.ERROR]
+    assert len(read_anyway) == 2, read_anyway  # the sub (three of them) and the resub, once each
+    assert "channel.chat.notification (sub)" in read_anyway[0] and "KeyError" in read_anyway[0]
+    assert "(resub)" in read_anyway[1] and "is_prime" in read_anyway[1]
+    assert len(lost) == 1 and "(raid)" in lost[0] and "KeyError" in lost[0]  # twice sent, once said
+    assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]  # twitchio's own cry never comes
+
+
+# -- revocations --------------------------------------------------------------------------------
+
+
+async def test_a_revoked_subscription_is_logged_dropped_and_made_again_where_it_can_be(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        on = adapter.events_on[CHANNEL.id]
+        assert await fake.revoke("stream.online", CHANNEL.id, "user_removed") == 1
+        assert await fake.revoke("channel.follow", CHANNEL.id, "version_removed") == 1
+        await until(lambda: "stream online" not in on and "follows" not in on)
+        # The broadcaster withdrew consent and gave it again: the cheer subscription can be made anew.
+        assert await fake.revoke("channel.cheer", CHANNEL.id, "authorization_revoked") == 1
+        await until(
+            lambda: any(s.type == "channel.cheer" and s.status == "enabled" for s in fake.subscriptions.values())
+        )
+        await until(lambda: "cheers" in on)
+        await fake.cheer(CHANNEL.id, VIEWER, 100)
+        await until(lambda: fake.chat_messages)
+        await settled(adapter)
+        enabled = sorted(s.type for s in fake.subscriptions.values() if s.status == "enabled")
+    assert "stream.online" not in enabled and "channel.follow" not in enabled and "channel.cheer" in enabled
+    assert "stream online" not in on and "follows" not in on
+    assert [m.message for m in fake.chat_messages] == ["Thank you for the 100 bits, Viewer!"]
+    logged = [r.getMessage() for r in caplog.records]
+    for label, reason in (
+        ("stream online", "user_removed"),
+        ("follows", "version_removed"),
+        ("cheers", "authorization_revoked"),
+    ):
+        assert any(f"revoked the {label} subscription" in line and reason in line for line in logged), logged
+    created = [r for r in fake.requests if r.method == "POST" and r.path == "/helix/eventsub/subscriptions"]
+    assert [r.body["type"] for r in created].count("channel.cheer") == 2
+    assert [r.body["type"] for r in created].count("stream.online") == 1  # an account that is gone is not asked again
+
+
+# -- the fake says what Twitch says -------------------------------------------------------------
+
+DASHED_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+async def test_the_fake_sends_events_shaped_as_twitch_sends_them_and_twitchio_reads_them(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
+        await fake.sub(CHANNEL.id, VIEWER, prime=True)
+        await fake.resub(CHANNEL.id, MOD, 12, "Cheer100 a year with @Pip already")
+        await fake.community_gift(CHANNEL.id, RAIDER, [VIEWER], gifter_total=41)
+        await fake.community_gift(CHANNEL.id, None, [MOD])
+        await fake.cheer(CHANNEL.id, None, 100)
+        await fake.redemption(CHANNEL.id, VIEWER, "Hydrate", "water!")
+        await fake.stream_offline(CHANNEL.id, with_id=False)
+        await fake.revoke("stream.online", CHANNEL.id, "user_removed")
+        await until(lambda: len(stored_event_rows(settings.db_path)) == 9)
+        await settled(adapter)
+    envelopes = fake.delivered
+    assert all(DASHED_UUID.fullmatch(e["metadata"]["message_id"]) for e in envelopes)
+    events = [e["payload"]["event"] for e in envelopes if e["metadata"]["message_type"] == "notification"]
+    notices = {(n["notice_type"], n["chatter_user_name"]): n for n in events if "notice_type" in n}
+    assert all(DASHED_UUID.fullmatch(n["message_id"]) for n in notices.values())
+    assert notices["sub", "Viewer"]["sub"] == {"sub_tier": "1000", "is_prime": True, "duration_months": 1}
+    resub_parts = notices["resub", "ModPerson"]["message"]["fragments"]
+    assert [f["type"] for f in resub_parts] == ["cheermote", "text", "mention", "text"]
+    assert notices["community_sub_gift", "BigStreamer"]["community_sub_gift"]["cumulative_total"] == 41
+    anonymous = notices["community_sub_gift", None]
+    assert anonymous["chatter_is_anonymous"] and anonymous["chatter_user_id"] is None
+    assert anonymous["community_sub_gift"]["cumulative_total"] is None
+    cheer = next(e for e in events if "bits" in e)
+    assert cheer["is_anonymous"] and cheer["user_id"] is None
+    assert next(e for e in events if "reward" in e)["reward"]["cost"] == 500
+    assert "id" not in events[-1]  # stream.offline as twitch-cli sends it
+    assert [e["metadata"]["message_type"] for e in envelopes][-1] == "revocation"
+    texts = [text for _, text, _ in stored_event_rows(settings.db_path)]
+    assert texts[:2] == ["*subscribed (Prime)*", '*resubscribed for 12 months: "Cheer100 a year with @Pip already"*']
+    assert "*ended the stream*" in texts and "stream online" not in adapter.events_on[CHANNEL.id]

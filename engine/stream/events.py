@@ -29,6 +29,16 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     JOIN = "join"  # a new member of a Discord server
+    # Twitch's other chat notices, named as Twitch names them; stored, said only if the card asks.
+    PAY_IT_FORWARD = "pay_it_forward"  # gifted a sub on after receiving one from ``detail``
+    GIFT_PAID_UPGRADE = "gift_paid_upgrade"  # kept the sub ``detail`` gifted them going, at their own cost
+    PRIME_PAID_UPGRADE = "prime_paid_upgrade"  # moved from Prime to a paid ``tier``
+    ANNOUNCEMENT = "announcement"  # a moderator's /announce: ``text``
+    BITS_BADGE_TIER = "bits_badge_tier"  # reached the bits badge of ``amount`` bits
+    CHARITY_DONATION = "charity_donation"  # ``detail``: "5.00 USD to <the charity>"
+    WATCH_STREAK = "watch_streak"  # watched ``amount`` streams in a row
+    SHARED_CHAT_SUB = "shared_chat_sub"  # subscribed in another channel of a shared chat (``detail``)
+    SHARED_CHAT_RAID = "shared_chat_raid"  # raided another channel of a shared chat (``detail``)
 
 
 _TIERS = {"1000": "tier 1", "2000": "tier 2", "3000": "tier 3", "prime": "Prime"}
@@ -40,7 +50,8 @@ class StreamEvent:
     at least once, and the manager drops a second delivery of the same id.
 
     ``user_*`` is who did it (the raider, the gifter, the follower; the broadcaster for
-    online/offline). ``amount`` is viewers, bits, gifted subs or months by kind; ``text`` is the
+    online/offline); ``user_id`` is :data:`~memory.records.NO_VIEWER` for an anonymous gift or
+    cheer, which is stored under no viewer. ``amount`` is viewers, bits, gifted subs or months by kind; ``text`` is the
     viewer's own words (resub message, cheer message, redemption input); ``recipient`` the one
     who got a gifted sub.
     """
@@ -57,6 +68,7 @@ class StreamEvent:
     tier: str | None = None
     group_id: str | None = None  # the community gift a single gifted sub belongs to
     recipient: str | None = None
+    detail: str | None = None  # a kind's own words: the charity and amount, a shared chat's channel
     server_id: str | None = None
     sent_at: datetime = field(default_factory=utcnow)
 
@@ -94,7 +106,29 @@ class StreamEvent:
             return "started the stream"
         if kind is EventKind.OFFLINE:
             return "ended the stream"
-        return "joined the server"
+        if kind is EventKind.JOIN:
+            return "joined the server"
+        return self._describe_notice(tier, said)
+
+    def _describe_notice(self, tier: str, said: str) -> str:
+        kind = self.kind
+        if kind is EventKind.PAY_IT_FORWARD:
+            return f"paid forward the gift sub from {self.detail}" if self.detail else "paid a gift sub forward"
+        if kind is EventKind.GIFT_PAID_UPGRADE:
+            return f"kept the gift sub from {self.detail} going" if self.detail else "kept their gifted sub going"
+        if kind is EventKind.PRIME_PAID_UPGRADE:
+            return f"upgraded from Prime to a paid sub ({tier})" if tier else "upgraded from Prime to a paid sub"
+        if kind is EventKind.ANNOUNCEMENT:
+            return f"announced{said}"
+        if kind is EventKind.BITS_BADGE_TIER:
+            return f"unlocked the {self.amount} bits badge"
+        if kind is EventKind.CHARITY_DONATION:
+            return f"donated {self.detail}"
+        if kind is EventKind.WATCH_STREAK:
+            return f"watched {self.amount} streams in a row{said}"
+        if kind is EventKind.SHARED_CHAT_SUB:
+            return f"subscribed in {self.detail} (shared chat)"
+        return f"raided {self.detail} with {self.amount} viewers (shared chat)"
 
     def as_line(self) -> ChatEvent:
         """The event as the chat line memory stores: spoken by its viewer, addressed to nobody."""

@@ -23,6 +23,7 @@ NEUTRAL: Mapping[str, str] = {
     "message": "",
     "reward": "a reward",
     "recipient": "a lucky viewer",
+    "detail": "",
 }
 NAME_FIELDS = frozenset({"user", "from_channel", "recipient"})
 
@@ -40,15 +41,21 @@ class Judge:
         return (self.name if field in NAME_FIELDS else self.text)(value)
 
 
+_VIEWERS = frozenset({EventKind.RAID, EventKind.SHARED_CHAT_RAID})
+_BITS = frozenset({EventKind.CHEER, EventKind.BITS_BADGE_TIER})
+_COUNTS = frozenset({EventKind.GIFT_BOMB, EventKind.WATCH_STREAK})
+
+
 def event_fields(event: StreamEvent) -> dict[str, str]:
     amount = str(event.amount)
     return {
         "user": event.user_name,
         "from_channel": event.user_name,
-        "viewers": amount if event.kind is EventKind.RAID else "",
-        "bits": amount if event.kind is EventKind.CHEER else "",
+        "viewers": amount if event.kind in _VIEWERS else "",
+        "bits": amount if event.kind in _BITS else "",
         "months": amount if event.kind is EventKind.RESUB else "",
-        "count": amount if event.kind is EventKind.GIFT_BOMB else "1",
+        "count": amount if event.kind in _COUNTS else "1",
+        "detail": event.detail or "",
         "names": event.user_name,
         "reward": event.reward or "",
         "message": event.text,
@@ -82,6 +89,7 @@ def safe_event(event: StreamEvent, judge: Judge) -> StreamEvent:
         text="" if judge.harmful("message", event.text) else event.text,
         reward=NEUTRAL["reward"] if judge.harmful("reward", event.reward or "") else event.reward,
         recipient=NEUTRAL["recipient"] if judge.harmful("recipient", event.recipient or "") else event.recipient,
+        detail=NEUTRAL["detail"] if judge.harmful("detail", event.detail or "") else event.detail,
     )
 
 
