@@ -92,6 +92,7 @@ def chat_event_from(message: twitchio.ChatMessage, *, addressed: bool) -> ChatEv
     )
 
 
+_CHAT_LABELS = {ChatMessageSubscription.type: "chat"}  # what the log calls the chat subscription
 # Revocations no new subscription can undo, and what the operator can do about each.
 _FOR_GOOD = {
     "user_removed": "the Twitch account is gone or suspended",
@@ -308,7 +309,7 @@ class TwitchAdapter:
         channel_id = str(revoked.raw.get("condition", {}).get("broadcaster_user_id") or "")
         channel = self._channel_names.get(channel_id, channel_id)
         wanted = twitch_events.subscription_for(revoked.type)
-        label = wanted.label if wanted is not None else revoked.type
+        label = wanted.label if wanted is not None else _CHAT_LABELS.get(revoked.type, revoked.type)
         on = self.events_on.get(channel_id, [])
         if label in on:
             on.remove(label)
@@ -324,10 +325,10 @@ class TwitchAdapter:
     ) -> None:
         assert self._client is not None and self.bot is not None
         if wanted is None:  # chat itself, or a type costar did not make: only chat is made again
-            if twitch_type != ChatMessageSubscription.type:
+            if twitch_type not in _CHAT_LABELS:
                 return
             subscription: Any = ChatMessageSubscription(broadcaster_user_id=channel_id, user_id=self.bot.user_id)
-            token_user, label = self.bot.user_id, "chat"
+            token_user, label = self.bot.user_id, _CHAT_LABELS[twitch_type]
         else:
             planned = dict(plan_subscriptions(channel_id, *self._token_scopes())[0])
             if wanted not in planned:
@@ -339,9 +340,8 @@ class TwitchAdapter:
             await self._client.subscribe_websocket(subscription, token_for=token_user)
         except twitchio.TwitchioException as exc:
             why = one_line(twitch_failure(exc, "subscribing again"))
-            logger.warning(
-                "stream events in #%s: no %s: %s; log in again with `costar twitch auth`", channel, label, why
-            )
+            login = "costar twitch auth" if token_user == self.bot.user_id else "costar twitch auth --broadcaster"
+            logger.warning("stream events in #%s: no %s: %s; log in again with `%s`", channel, label, why, login)
             return
         if wanted is not None:
             self.events_on.setdefault(channel_id, []).append(wanted.label)

@@ -930,7 +930,7 @@ class FakeTwitch(StreamEvents):
         message_id = message_id or new_id()
         event = self._chat_event(broadcaster_id, chatter, text, badges or [], message_id, reply_to)
         for subscription in list(self.subscriptions.values()):
-            if subscription.type != "channel.chat.message":
+            if subscription.type != "channel.chat.message" or subscription.status != "enabled":
                 continue
             if subscription.condition.get("broadcaster_user_id") != broadcaster_id:
                 continue

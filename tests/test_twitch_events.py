@@ -623,3 +623,26 @@ async def test_the_fake_sends_events_shaped_as_twitch_sends_them_and_twitchio_re
     texts = [text for _, text, _ in stored_event_rows(settings.db_path)]
     assert texts[:2] == ["*subscribed (Prime)*", '*resubscribed for 12 months: "Cheer100 a year with @Pip already"*']
     assert "*ended the stream*" in texts and "stream online" not in adapter.events_on[CHANNEL.id]
+
+
+async def test_a_revoked_chat_subscription_is_made_again_and_one_twitch_refuses_is_logged_with_what_to_do(
+    fake: FakeTwitch, twitch_settings: TwitchSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    broadcaster = store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
+    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    async with managed(settings, ScriptedBackend(["Still here!"])) as manager, running(settings, manager) as adapter:
+        assert await fake.revoke("channel.chat.message", CHANNEL.id, "authorization_revoked") == 1
+        await until(lambda: len(fake.chat_subscriptions(CHANNEL.id)) == 1 and "chat in #streamer again" in caplog.text)
+        await fake.chat(CHANNEL.id, VIEWER, "pip, are you still there?")
+        await until(lambda: [m.message for m in fake.chat_messages] == ["Still here!"])
+        # The streamer really withdrew consent: the broadcaster's token is dead, so Twitch refuses.
+        fake.tokens.pop(broadcaster.access_token)
+        assert await fake.revoke("channel.cheer", CHANNEL.id, "authorization_revoked") == 1
+        await until(lambda: "no cheers" in caplog.text)
+        await settled(adapter)
+        on = adapter.events_on[CHANNEL.id]
+    assert "cheers" not in on and "subs, gifts and raids" in on
+    refused = next(r.getMessage() for r in caplog.records if "no cheers" in r.getMessage())
+    assert "costar twitch auth --broadcaster" in refused and broadcaster.access_token not in caplog.text
