@@ -89,3 +89,31 @@ def test_invisible_characters_before_a_command_prefix_do_not_hide_it() -> None:
             assert twitch_safe(text) == command[1:], repr(text)
     assert strip_command_prefix("/\u200b/\ufeff.ban x") == "ban x", "hidden between prefixes too"
     assert strip_command_prefix("hi \u200b/ban") == "hi \u200b/ban", "only the start of a message matters"
+
+
+# Characters that are drawn as nothing or a blank although Unicode files them as letters, symbols or
+# combining marks, and characters drawn as a slash (issue 25, item 9).
+BLANK_LEADS = ["\u3164", "\u2800", "\u0301", "\u115f\u1160", "\uffa0", "\u034f", "\u2800\u3164 "]
+SLASH_LOOKALIKES = ["\uff0f", "\u2215", "\u2044", "\u29f8"]
+
+
+def test_blank_lookalikes_and_slash_lookalikes_before_a_command_do_not_pass_the_send_guard() -> None:
+    from bot.twitch_output import twitch_safe
+
+    leads = BLANK_LEADS + SLASH_LOOKALIKES + [blank + slash for blank in BLANK_LEADS for slash in SLASH_LOOKALIKES]
+    for lead in leads:
+        text = lead + "/ban streamer"
+        assert starts_with_command(text), repr(text)
+        assert strip_command_prefix(text) == "ban streamer", repr(text)
+        assert postprocess(text, style=Style(), limits=TWITCH_LIMITS) == "ban streamer", repr(text)
+        assert twitch_safe(text) == "ban streamer", repr(text)
+    for slash in SLASH_LOOKALIKES:
+        assert starts_with_command(slash + "ban streamer"), "a slash look-alike reads as the command itself"
+    assert not starts_with_command("\u2026 anyway"), "an ellipsis is not a prefix"
+    assert strip_command_prefix("\u00e9t\u00e9 /ban") == "\u00e9t\u00e9 /ban", "letters with accents are letters"
+
+
+def test_blank_lookalikes_are_folded_for_matching_like_spaces() -> None:
+    from engine.moderation.normalize import normalize_for_matching
+
+    assert normalize_for_matching("\u3164hi\u2800there\uffa0") == "hi there"

@@ -4,6 +4,8 @@ Tricks viewers use to slip words past a filter, and what undoes them here:
 
 - fullwidth / mathematical / circled letters (ｉｇｎｏｒｅ, 𝐢𝐠𝐧𝐨𝐫𝐞)  → Unicode NFKC
 - zero-width and other invisible characters (ig\u200bnore)          → removed (category Cf)
+- letters and symbols drawn as a blank (Hangul filler U+3164, the
+  Braille blank U+2800: :data:`BLANK_LOOKALIKES`)                     → a plain space
 - accents and stacked combining marks (ïgnörë, Zalgo)               → removed (categories Mn, Me)
 - Cyrillic/Greek look-alikes (іgnоrе with Cyrillic і, о, е)        → folded to Latin
 - Unicode tag characters (invisible ASCII smuggled in U+E0020–E007E)→ decoded to the ASCII they hide
@@ -25,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "BLANK_LOOKALIKES",
     "fold_leet",
     "matching_words",
     "normalise_text",
@@ -93,6 +96,11 @@ _CONFUSABLES = str.maketrans(
     }
 )
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+# Characters Unicode files as letters or symbols that are drawn as an empty cell: the Hangul
+# fillers (U+115F, U+1160, U+3164, U+FFA0, Default_Ignorable in Unicode's DerivedCoreProperties)
+# and the Braille blank (U+2800). Chat spammers use them as "invisible" padding that no Cf/Zs
+# rule catches; the one home of that list (the command-prefix rule in engine.output.limits uses it).
+BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _TAG_BLOCK = range(0xE0020, 0xE007F)  # tag characters mirror printable ASCII, invisibly
 _MAX_PASSES = 4
 
@@ -123,6 +131,8 @@ def _char_for_matching(char: str) -> str:
     code = ord(char)
     if code in _TAG_BLOCK:
         return chr(code - 0xE0000)
+    if char in BLANK_LOOKALIKES:
+        return " "
     category = unicodedata.category(char)
     if category in _DROPPED_CATEGORIES:
         return ""

@@ -23,6 +23,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from engine.moderation.normalize import BLANK_LOOKALIKES
+
 __all__ = [
     "COMMAND_PREFIXES",
     "CONSOLE_LIMITS",
@@ -107,28 +109,47 @@ def as_chat_message(text: str, *, single_line: bool) -> str:
 
 
 # What may stand, unseen, in front of a command prefix: format characters (zero-width space and
-# joiners, word joiner, BOM, soft hyphen, Mongolian vowel separator), spaces of every width and
-# control characters. A viewer cannot see "\u200b/ban x" start with anything but "/ban".
-_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc"})
+# joiners, word joiner, BOM, soft hyphen, Mongolian vowel separator), spaces of every width,
+# control characters, combining marks with nothing to sit on (U+0301) and the letters drawn as a
+# blank (Hangul filler, Braille blank). A viewer cannot see "\u200b/ban x" start with anything but "/ban".
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc", "Mn", "Me"})
+# Characters drawn as a prefix: NFKC folds the fullwidth and small forms (U+FF0F, U+FF0E, U+FE52);
+# these slashes it leaves alone. A line starting U+FF0F "ban" reads as a command to everyone watching.
+_PREFIX_LOOKALIKES = {"\u2215": "/", "\u2044": "/", "\u29f8": "/"}
+
+
+def _unseen(char: str) -> bool:
+    return char in BLANK_LOOKALIKES or unicodedata.category(char) in _INVISIBLE_CATEGORIES
 
 
 def strip_invisible_start(text: str) -> str:
-    """``text`` without the leading characters a reader cannot see (Unicode Cf, Zs, Cc, line breaks)."""
+    """``text`` without the leading characters a reader cannot see (Unicode Cf, Zs, Cc, Mn, line
+    breaks, blank-drawn letters)."""
     start = 0
-    while start < len(text) and unicodedata.category(text[start]) in _INVISIBLE_CATEGORIES:
+    while start < len(text) and _unseen(text[start]):
         start += 1
     return text[start:]
 
 
+def _as_prefix(char: str) -> str:
+    """The prefix ``char`` is drawn as (U+FF0F FULLWIDTH SOLIDUS is "/"), else ``char`` itself."""
+    return _PREFIX_LOOKALIKES.get(char) or unicodedata.normalize("NFKC", char)
+
+
+def _starts_with_prefix(text: str, prefixes: tuple[str, ...]) -> bool:
+    return bool(text) and (text.startswith(prefixes) or _as_prefix(text[0]) in prefixes)
+
+
 def starts_with_command(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> bool:
-    """Whether the platform would read ``text`` as a chat command (leading invisible text is ignored)."""
-    return strip_invisible_start(text).startswith(prefixes)
+    """Whether the platform would read ``text`` as a chat command, or a reader would think it does
+    (leading invisible text is ignored, prefix look-alikes count)."""
+    return _starts_with_prefix(strip_invisible_start(text), prefixes)
 
 
 def strip_command_prefix(text: str, prefixes: tuple[str, ...] = COMMAND_PREFIXES) -> str:
     """``text`` without leading invisible characters and command prefixes ("/ /me hi" becomes "me hi")."""
     stripped = strip_invisible_start(text)
-    while stripped.startswith(prefixes):
+    while _starts_with_prefix(stripped, prefixes):
         stripped = strip_invisible_start(stripped[1:])
     return stripped
 
