@@ -23,6 +23,7 @@ from bot.shutdown import StopRequest, finished_within_grace
 from bot.transcript import TranscriptLine, event_to_dict, read_transcript
 from engine.errors import BackendError
 from engine.manager import ConversationManager
+from memory.text import storable_text
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -64,9 +65,8 @@ async def replay(
             result.events += 1
             result.replies += reply_text is not None
             if recorder is not None:
-                recorder.write(
-                    json.dumps({"event": event_to_dict(line.event), "reply": reply_text}, ensure_ascii=False) + "\n"
-                )
+                recorded = json.dumps({"event": event_to_dict(line.event), "reply": reply_text}, ensure_ascii=False)
+                recorder.write(storable_text(recorded) + "\n")  # a lone surrogate cannot be written as UTF-8
                 recorder.flush()  # a transcript cut short by a crash still holds every finished turn
             if expect and line.has_recorded_reply and reply_text != line.recorded_reply:
                 result.mismatches.append(f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}")

@@ -57,6 +57,7 @@ from engine.stage.feed import Stage
 from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
 from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
+from memory.text import is_storable, storable_text
 from personas.card import PersonaCard
 from personas.moderation_rules import Action
 from personas.registry import PersonaRegistry
@@ -210,6 +211,7 @@ class ConversationManager:
         """
         if isinstance(event, StreamEvent):
             return await self._hear_stream_event(event)
+        event = _storable(event)
         self._persona_lookup((event.platform, event.channel_id, event.server_id))
         author = await self._remember(self.memory.record_message(event))
         stored_at = time.perf_counter()
@@ -233,7 +235,7 @@ class ConversationManager:
         return heard
 
     async def _hear_stream_event(self, stream: StreamEvent) -> HeardLine:
-        line = stream.as_line()
+        line = _storable(stream.as_line())
         author = await self._remember(self.memory.record_message(line))
         if author.redelivered:  # EventSub delivers at least once: stored once, reacted to once
             log.info("%s %s event %s was delivered again", line.channel_key, stream.kind, stream.event_id)
@@ -805,3 +807,36 @@ def _without_older_half(request: GenerationRequest) -> GenerationRequest | None:
         return None
     shorter = replace(request, messages=(system, *history[len(history) // 2 + 1 :], *tail))
     return replace(shorter, shorten=lambda: _without_older_half(shorter))
+
+
+# The fields of a chat line that come from outside (a platform's JSON, a transcript, a terminal).
+_OUTSIDE_FIELDS = (
+    "platform",
+    "channel_id",
+    "author_id",
+    "author_name",
+    "text",
+    "message_id",
+    "reply_to_id",
+    "server_id",
+)
+
+
+def _storable(event: ChatEvent) -> ChatEvent:
+    """``event`` with text memory cannot store (a lone surrogate) replaced by U+FFFD, logged once.
+
+    Cleaned here, at the engine's one way in, so the line is stored, judged, prompted and shown
+    as the same text; left as it was, it would fail its whole group-commit batch.
+    """
+    bad = [name for name in _OUTSIDE_FIELDS if not is_storable(getattr(event, name) or "")]
+    if not bad:
+        return event
+    cleaned_fields: dict[str, Any] = {name: storable_text(getattr(event, name)) for name in bad}
+    cleaned = replace(event, **cleaned_fields)
+    log.warning(
+        "%s message %s held text that cannot be stored (a lone surrogate in %s); stored with U+FFFD in its place",
+        cleaned.channel_key,
+        cleaned.message_id,
+        ", ".join(bad),
+    )
+    return cleaned

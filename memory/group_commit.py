@@ -8,6 +8,10 @@ The cause is logged once when the outage starts and once when it ends. Two thing
 wait: past ``max_waiting`` lines a new line is refused at once with :class:`MemoryBackedUp`, and
 a batch still refused after ``patience_s`` fails with the outage's error. Either way the caller is
 told its line was not stored; no caller is ever told a line is stored that is not.
+
+A batch refused for any other reason is usually one bad line's fault, not the batch's: it is
+split in halves and each half written again, down to single lines, so only the line that cannot
+be stored is refused (logged once) and every other line of its batch is stored, in order.
 """
 
 from __future__ import annotations
@@ -94,6 +98,9 @@ class GroupCommit(Generic[T, R]):
                 results = await self._write([item for item, _ in batch])
             except Exception as exc:  # every waiter learns why its line was not stored
                 error = self._translate(exc)
+                if not isinstance(error, TRANSIENT) and len(batch) > 1:
+                    await self._commit_around_bad_lines(batch)
+                    return
                 out_of_patience = time.monotonic() - began >= self.patience_s
                 if not isinstance(error, TRANSIENT) or self._closing or out_of_patience:
                     if isinstance(error, TRANSIENT):
@@ -114,6 +121,30 @@ class GroupCommit(Generic[T, R]):
             self._outage_ended(len(batch))
             _settle(batch, results=results)
             return
+
+    async def _commit_around_bad_lines(self, batch: Waiting[T, R]) -> None:
+        """Write ``batch`` in ever smaller parts until the lines that fail are alone: those are
+        refused, each with one log line, and the rest are stored in their order."""
+        parts = [batch]
+        while parts:
+            part = [(item, future) for item, future in parts.pop(0) if not future.done()]
+            if not part:
+                continue
+            try:
+                results = await self._write([item for item, _ in part])
+            except Exception as exc:
+                error = self._translate(exc)
+                if isinstance(error, TRANSIENT):  # an outage began meanwhile: wait for it as usual
+                    self._pending = [line for rest in (part, *parts) for line in rest] + self._pending
+                    return
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    parts[:0] = [part[:middle], part[middle:]]
+                    continue
+                log.error("memory: one chat line was refused and not stored (%s); the rest of its batch is", error)
+                _settle(part, error=error)
+                continue
+            _settle(part, results=results)
 
     def _outage_started(self, error: MemoryStoreError, waiting: int) -> None:
         if self._outage_since is None:

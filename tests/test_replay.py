@@ -151,3 +151,32 @@ def test_expect_replays_against_a_fresh_database_not_the_streamers_memory(
     before = database.read_bytes()
     assert main([*args, str(recording), "--backend", "scripted", "--expect"]) == 0, capsys.readouterr().err
     assert database.read_bytes() == before
+
+
+async def test_a_line_with_a_lone_surrogate_is_stored_cleaned_and_the_replay_goes_on(
+    manager, scripted, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # json.dumps writes the lone surrogate as the escape "\ud800", the way a platform's JSON can carry one.
+    rows = [
+        {
+            "platform": "twitch",
+            "channel_id": "stream",
+            "author_name": f"v{index}",
+            "text": f"line {index}",
+            "addresses_bot": False,
+        }
+        for index in range(5)
+    ]
+    rows[2] = {**rows[2], "text": "broken \ud800 emoji", "author_name": "bad\udcffname", "addresses_bot": True}
+    scripted.enqueue(["Hello there!"])
+    out = io.StringIO()
+    record = tmp_path / "recorded.jsonl"
+    result = await replay(manager, _write_jsonl(tmp_path / "in.jsonl", rows), record=record, out=out)
+    assert (result.events, result.replies) == (5, 1), "the replay did not stop at the bad line"
+    stored = await manager.memory.recent_messages("twitch", "stream", limit=10)
+    viewer_lines = [(message.author_name, message.text) for message in stored if not message.is_character]
+    assert viewer_lines[2] == ("bad\ufffdname", "broken \ufffd emoji")
+    assert [text for _, text in viewer_lines] == ["line 0", "line 1", "broken \ufffd emoji", "line 3", "line 4"]
+    assert len(record.read_text(encoding="utf-8").splitlines()) == 5
+    warnings = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    assert len(warnings) == 1 and "author_id, author_name, text" in warnings[0], warnings

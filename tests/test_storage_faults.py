@@ -11,12 +11,13 @@ import asyncio
 import logging
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from engine.events import ChatEvent
-from memory import DatabaseUnavailable, MemoryStore
+from memory import DatabaseUnavailable, MemoryStore, MemoryStoreError
 from memory.errors import MemoryBackedUp
 from tests.fault_storage import fill, locked_by_another_program, read_only, tiny_disk
 
@@ -115,3 +116,22 @@ async def test_database_files_are_created_readable_by_their_owner_only(tmp_path:
     finally:
         os.umask(previous)
     assert modes == {"m.sqlite3": 0o600, "m.sqlite3-wal": 0o600, "m.sqlite3-shm": 0o600}
+
+
+async def test_one_line_that_cannot_be_stored_is_refused_alone_and_the_rest_of_its_batch_is_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    lines = [line(index) for index in range(31)]
+    lines[13] = replace(lines[13], text="a lone surrogate \ud800 from a JSON escape")  # SQLite cannot encode it
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        # Submitted together: one group-commit batch.
+        results = await asyncio.gather(*(store.record_message(each) for each in lines), return_exceptions=True)
+        stored = await store.recent_messages("twitch", "c1", limit=100)
+        assert await store.integrity_check() == "ok"
+    refused = [index for index, result in enumerate(results) if isinstance(result, BaseException)]
+    assert refused == [13]
+    assert isinstance(results[13], MemoryStoreError)
+    assert [message.text for message in stored] == [f"line {index}" for index in range(31) if index != 13]
+    errors = memory_records(caplog, logging.ERROR)
+    assert len(errors) == 1 and "one chat line was refused" in errors[0], errors
