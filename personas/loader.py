@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -30,6 +30,10 @@ CARD_SUFFIXES = (".yaml", ".yml", ".json", ".png")
 SIDECAR_SUFFIX = ".costar.yaml"
 _SIDECAR_FIELDS = frozenset({"lorebook_files", "style", "model", "id"})
 _MAX_CARD_BYTES = 32 * 1024 * 1024  # PNG cards with big portraits are a few MB; more is not a card
+Parsed = TypeVar("Parsed")
+# Real cards nest a handful of levels (data.character_book.entries[i].extensions...); a file nested
+# hundreds deep is an attack on the parser (Python's recursion limit) or on whatever walks it later.
+MAX_NESTING = 64
 
 
 def load_card(path: Path | str) -> PersonaCard:
@@ -59,6 +63,9 @@ def _with_sidecar(card: PersonaCard, sidecar: Path) -> PersonaCard:
         raise PersonaError(sidecar, f"cannot read the file ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
         raise PersonaError(sidecar, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    except RecursionError as exc:
+        raise _too_deep(sidecar) from exc
+    _check_nesting(data, sidecar)
     if not isinstance(data, dict):
         raise PersonaError(sidecar, "a sidecar must be a YAML mapping (lorebook_files: [...])")
     unknown = sorted(set(map(str, data)) - _SIDECAR_FIELDS)
@@ -79,7 +86,7 @@ def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> Pers
         )
     try:
         if suffix == ".png":
-            return card_from_json(card_json_from_png(data, path), path)
+            return card_from_json(_check_nesting(card_json_from_png(data, path), path), path)
         text = _decode(data, path)
         if suffix == ".json":
             return card_from_json(_json_object(text, path), path)
@@ -88,6 +95,8 @@ def parse_card_bytes(data: bytes, suffix: str, path: Path | None = None) -> Pers
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         # A field of an unexpected type that no specific check caught: still the card's fault.
         raise PersonaError(path, f"malformed card ({type(exc).__name__}: {exc})") from exc
+    except RecursionError as exc:  # a parser gave up on the nesting before _check_nesting could look
+        raise _too_deep(path) from exc
     raise PersonaError(path, f"unsupported card type {suffix!r}; use one of {', '.join(CARD_SUFFIXES)}")
 
 
@@ -98,6 +107,8 @@ def load_lorebook(path: Path | str) -> Lorebook:
         data = _json_object(_decode(path.read_bytes(), path), path)
     except OSError as exc:
         raise PersonaError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    except RecursionError as exc:
+        raise _too_deep(path) from exc
     if isinstance(data.get("entries"), dict):
         return lorebook_from_world_info(data, path)
     return lorebook_from_character_book(data, path, where="")
@@ -117,6 +128,30 @@ def _json_object(text: str, path: Path | None) -> dict[str, Any]:
         raise PersonaError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     if not isinstance(data, dict):
         raise PersonaError(path, f"the top level must be an object, not {type(data).__name__}")
+    return _check_nesting(data, path)
+
+
+def _too_deep(path: Path | None) -> PersonaError:
+    return PersonaError(path, f"nested more than {MAX_NESTING} levels deep; a card is not")
+
+
+def _check_nesting(data: Parsed, path: Path | None) -> Parsed:
+    """``data`` unchanged, or a PersonaError when lists and mappings nest deeper than MAX_NESTING.
+
+    Walked with a stack, not recursion, so the check itself cannot hit the recursion limit; each
+    container once, so YAML aliases (shared or even cyclic) cannot make the walk explode.
+    """
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen: set[int] = set()
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list) or id(value) in seen:
+            continue
+        if depth > MAX_NESTING:
+            raise _too_deep(path)
+        seen.add(id(value))
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)
     return data
 
 
@@ -129,6 +164,7 @@ def _card_from_yaml(text: str, path: Path | None) -> PersonaCard:
         raise PersonaError(path, f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     if not isinstance(data, dict):
         raise PersonaError(path, "a persona card must be a YAML mapping (name: ..., description: ...)")
+    _check_nesting(data, path)
     try:
         return PersonaCard(**{str(key): value for key, value in data.items()})
     except ValidationError as exc:

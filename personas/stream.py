@@ -47,8 +47,20 @@ UserLevel = Literal["everyone", "subscriber", "vip", "moderator", "broadcaster"]
 
 
 def template_fields(template: str) -> set[str]:
-    """The ``{field}`` names in a template; raises ValueError for a malformed one."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    """The ``{field}`` names in a template; raises ValueError for a malformed one.
+
+    A field is filled as written: no format spec or conversion. ``{user:>999999999}`` would pad a
+    name to a gigabyte in the middle of a stream, and nothing a chat line needs takes one.
+    """
+    names = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if spec or conversion:
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"{{{written}}} has a format spec or conversion; fields take none: write {{{name}}}")
+        names.add(name)
+    return names
 
 
 class _Strict(BaseModel):

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -208,3 +209,59 @@ def test_a_bad_card_is_skipped_and_reported_while_the_others_load(tmp_path: Path
     assert "good-bot" in registry.names() and "pip" in registry.names()
     assert [error.path.name if error.path else None for error in registry.errors] == ["bad.yaml"]
     assert registry.errors[0].field == "style.emoji"
+
+
+# -- hostile files (issue 25, item 11) ---------------------------------------------------------
+
+
+def _deep_json(levels: int) -> str:
+    """A V2 card whose extensions hold ``levels`` nested lists (200 KB at 100,000 levels)."""
+    return json.dumps({"spec": "chara_card_v2", "data": {"name": "Deep", "extensions": {"x": "@"}}}).replace(
+        '"@"', "[" * levels + "]" * levels
+    )
+
+
+def test_a_deeply_nested_card_is_skipped_and_reported_while_the_others_load(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("name: Good Bot\n")
+    (tmp_path / "deep.json").write_text(_deep_json(100_000))  # past the parser's recursion limit
+    (tmp_path / "deepish.json").write_text(_deep_json(500))  # parses, but would trip whatever walks it later
+    (tmp_path / "deep.yaml").write_text("name: Deep\nextensions: {x: " + "[" * 5_000 + "]" * 5_000 + "}\n")
+    _png_with_chunks(tmp_path / "deep.png", {"chara": base64.b64encode(_deep_json(100_000).encode()).decode()})
+    registry = PersonaRegistry.from_dirs([BUILTIN_CARDS_DIR, tmp_path])
+    assert "good-bot" in registry.names() and "pip" in registry.names()
+    refused = sorted(error.path.name for error in registry.errors if error.path)
+    assert refused == ["deep.json", "deep.png", "deep.yaml", "deepish.json"]
+    assert all("nested more than 64 levels" in str(error) for error in registry.errors)
+
+
+def test_persona_list_names_a_deeply_nested_card_and_lists_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    (tmp_path / "good.yaml").write_text("name: Good Bot\n")
+    (tmp_path / "deep.json").write_text(_deep_json(100_000))
+    monkeypatch.setenv("COSTAR_PERSONAS_DIR", str(tmp_path))
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path / "data"))
+    assert main(["--env-file", "/nonexistent", "persona", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "good-bot" in listed and "pip" in listed
+    assert "deep.json" in listed and "nested more than 64 levels" in listed
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["Hi {user:>999999999}!", "Hi {user!r}", "Hi {user:{count}}", "Hi {user!s:^50}"],
+)
+def test_format_specs_and_conversions_in_templates_are_refused_at_load(tmp_path: Path, template: str) -> None:
+    path = tmp_path / "padded.yaml"
+    path.write_text(yaml.safe_dump({"name": "A", "reactions": {"sub": {"template": template}}}))
+    with pytest.raises(PersonaError, match="format spec or conversion") as caught:
+        load_card(path)
+    assert caught.value.field == "reactions.sub"
+    command = tmp_path / "command.yaml"
+    command.write_text(
+        yaml.safe_dump({"name": "A", "commands": [{"name": "hi", "prompt": template.replace("user", "args")}]})
+    )
+    with pytest.raises(PersonaError, match="format spec or conversion"):
+        load_card(command)
