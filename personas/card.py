@@ -12,7 +12,7 @@ import re
 import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from personas.moderation_rules import ModerationOverrides
 from personas.on_stream import OverlayStyle, VoiceSection
@@ -120,6 +120,8 @@ class Lorebook(_Strict):
     recursive_scanning: bool = False
     entries: list[LoreEntry] = Field(default_factory=list)
     extensions: dict[str, Any] = Field(default_factory=dict)
+    # personas.lorebook's word index of the entries' keys, built on the first scan (not card data).
+    _key_index: Any = PrivateAttr(default=None)
 
 
 class AdapterBinding(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,100 @@ def test_format_specs_and_conversions_in_templates_are_refused_at_load(tmp_path:
     )
     with pytest.raises(PersonaError, match="format spec or conversion"):
         load_card(command)
+
+
+# -- lorebook scans that cannot freeze or crawl (issue 25, item 7) -----------------------------
+
+
+def _tokens(text: str) -> int:
+    return len(text) // 4
+
+
+def test_a_regex_key_that_backtracks_without_end_is_cut_off_and_the_rest_of_the_book_still_fires(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from personas.card import Lorebook
+    from personas.lorebook import REGEX_BUDGET_S
+
+    issues_key = "^(\\w+\\s?)+$"  # stdlib re: 5 s on a 24-character line, doubling every 2 characters
+    evil = "^(a|aa)+$"  # backtracks in the regex package too: seconds on 34 letters
+    book = Lorebook(
+        scan_depth=2,
+        entries=[
+            {"keys": [issues_key], "content": "whole line of words", "use_regex": True},
+            {"keys": [evil], "content": "never", "use_regex": True},
+            {"keys": ["dragon"], "content": "Dragons sleep under the hill."},
+            {"keys": ["dr[a4]gon"], "content": "Regex lore.", "use_regex": True},
+        ],
+    )
+    lines = ["a" * 34 + "!", "aaaa dragon aaaa aaaaaa!"]
+    started = time.perf_counter()
+    fired = active_entries(book, lines, _tokens)
+    first_scan = time.perf_counter() - started
+    assert [entry.content for entry in fired] == ["Dragons sleep under the hill.", "Regex lore."]
+    assert first_scan < REGEX_BUDGET_S + 0.9, f"the scan took {first_scan:.2f} s"
+    started = time.perf_counter()
+    again = active_entries(book, [lines[0] + "a", lines[1]], _tokens)
+    assert time.perf_counter() - started < 0.3, "a key that ran out of time is not tried again"
+    assert "Dragons sleep under the hill." in [entry.content for entry in again]
+    assert [entry.content for entry in active_entries(book, ["just some words"], _tokens)] == ["whole line of words"]
+    warnings = [record.getMessage() for record in caplog.records if "lorebook" in record.getMessage()]
+    assert len(warnings) == 1 and evil in warnings[0], warnings
+
+
+def test_a_ten_thousand_entry_lorebook_is_scanned_through_its_key_index() -> None:
+    from personas.card import Lorebook
+
+    book = Lorebook(
+        token_budget=8192,
+        entries=[
+            {"keys": [f"place{number:05d}", f"Hero {number:05d}"], "content": f"lore {number}"}
+            for number in range(10_000)
+        ],
+    )
+    lines = ["we went to PLACE00042 yesterday", "and hero 09999 was there.", "place0004 is no key"]
+    active_entries(book, lines, _tokens)  # the index is built on the first scan
+    started = time.perf_counter()
+    for _ in range(10):
+        fired = active_entries(book, lines, _tokens)
+    per_scan = (time.perf_counter() - started) / 10
+    assert sorted(entry.content for entry in fired) == ["lore 42", "lore 9999"]
+    assert per_scan < 0.05, f"{per_scan * 1000:.0f} ms per scan of 10,000 entries"
+
+
+KEYS_AND_TEXTS = (
+    ["wood", "C++", "+1", "dark forest", "Ünïcode", "straße", "x-ray", "<3", "\u017fun", "\u0130stanbul", "a.b"],
+    [
+        "the wood",
+        "Hollywood",
+        "I love c++!",
+        "+1 from me",
+        "a DARK  forest",
+        "dark forest",
+        "ünïcode rocks",
+        "STRASSE",
+        "X-RAY vision",
+        "xray",
+        "i <3 you",
+        "the sun",
+        "istanbul",
+        "a.b.c",
+        "<3",
+    ],
+)
+
+
+def test_the_key_index_fires_exactly_what_a_search_of_every_key_fires() -> None:
+    from personas.card import Lorebook, LoreEntry
+    from personas.lorebook import entry_matches
+
+    keys, texts = KEYS_AND_TEXTS
+    entries = [
+        LoreEntry(keys=[key], content=f"{key} {case}", case_sensitive=case) for key in keys for case in (False, True)
+    ]
+    entries.append(LoreEntry(keys=["dark"], secondary_keys=["forest"], selective=True, content="selective"))
+    book = Lorebook(entries=entries, token_budget=8192, scan_depth=1)
+    for text in texts:
+        brute_force = [entry.content for entry in entries if entry_matches(entry, text)]
+        indexed = [entry.content for entry in active_entries(book, [text], lambda _: 1)]
+        assert sorted(indexed) == sorted(brute_force), text
