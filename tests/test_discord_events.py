@@ -34,6 +34,15 @@ async def test_a_new_member_is_welcomed_in_the_configured_channel_and_remembered
     assert stage.lines_by(newcomer) == ["*joined the server*"]
 
 
+@pytest.mark.parametrize("name", ["free-nitro.gift", "steam-gift.store", "scam.icu", "login.pw", "evil\u3002com"])
+async def test_a_member_named_like_a_scam_link_is_welcomed_without_the_name(stage: Stage, name: str) -> None:
+    welcome = str(stage.discord.general.id)
+    async with stage.bot(with_stream(stage, discord_welcome_channel=welcome)):
+        await stage.discord.member_joins(name)
+        [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
+    assert sent.json["content"] == "Welcome to the server, friend!"
+
+
 async def test_without_a_welcome_channel_a_join_is_not_announced(stage: Stage) -> None:
     async with stage.bot():
         await stage.discord.member_joins("quiet")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import codecs
 import itertools
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +18,7 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.manager import ConversationManager
-from engine.moderation.checks import slur_in
+from engine.moderation.checks import find_links, remove_links, slur_in
 from engine.moderation.normalize import matching_words, normalize_for_matching, word_sequence
 from personas.card import PersonaCard
 from personas.moderation_rules import ModerationOverrides
@@ -23,6 +27,7 @@ from personas.render import render_system_prompt
 MakeManager = Callable[..., Awaitable[ConversationManager]]
 # A slur from the hashed list, spelled here in ROT13 so the test file is no slur list either.
 SLUR = codecs.decode("snttbg", "rot13")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -299,3 +304,65 @@ def test_a_slur_followed_by_an_exclamation_mark_is_still_a_slur() -> None:
     # "!" inside a word is leet for "i" (sh!t), but at its end it is punctuation: "word!" is "word".
     assert slur_in(f"Go follow {SLUR}!") and slur_in(f"{SLUR}!!!") and slur_in(f"{SLUR}|")
     assert word_sequence("sh!t happens!") == ["shit", "happens"]
+
+
+# -- links by the public suffix list (issue 25, item 8) ----------------------------------------
+
+SCAM_LINKS = [
+    ("claim it at free-nitro.gift", "free-nitro.gift"),
+    ("steam-gift.store has keys", "steam-gift.store"),
+    ("scam.icu", "scam.icu"),
+    ("log in at login.pw/verify", "login.pw"),
+    ("evil\u3002com", "evil.com"),  # ideographic full stop, which browsers read as a dot
+    ("go to 192.168.4.20/admin", "192.168.4.20"),
+    ("panel on 10.0.0.7:8080", "10.0.0.7"),
+]
+NOT_LINKS = ["lol.", "e.g. this one", "3.5 stars", "i.e. later", "U.S.A.", "v1.2.3 is out", "node.js", "ok...sure"]
+
+
+@pytest.mark.parametrize(("text", "host"), SCAM_LINKS)
+async def test_links_to_any_public_suffix_and_bare_ips_are_caught_in_and_out(
+    make_manager: MakeManager, text: str, host: str
+) -> None:
+    backend = ScriptedBackend([f"sure, {text}", f"again: {text}"])
+    manager = await make_manager(backend)
+    assert await manager.handle(chat(f"pip look {text}")) is None, "the viewer's line is not answered"
+    assert manager.moderator.counts[("input_link", "drop")] == 1
+    assert backend.requests == []
+    assert await manager.handle(chat("pip where do I get nitro?")) is None, "the reply is withheld"
+    assert manager.moderator.counts[("output_link", "regenerate")] == 1
+    assert manager.moderator.counts[("output_link", "drop")] == 1
+    assert find_links(text) == [host]
+    assert host not in remove_links(f"see {text} now", allowed=["twitch.tv"]).replace("\u3002", ".")
+
+
+@pytest.mark.parametrize("text", NOT_LINKS)
+async def test_dotted_chat_is_not_a_link(make_manager: MakeManager, text: str) -> None:
+    manager = await make_manager(ScriptedBackend(default="sure!"))
+    assert find_links(text) == []
+    reply = await manager.handle(chat(f"pip {text}"))
+    assert reply is not None and reply.text == "sure!"
+
+
+def test_the_public_suffix_list_is_read_offline_from_the_bundled_snapshot(tmp_path) -> None:
+    # A fresh interpreter with every socket refusing to connect and an empty home: the link rules
+    # still know every suffix, and nothing is fetched or written.
+    script = (
+        "import socket\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError('the link filter touched the network')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "socket.getaddrinfo = refuse\n"
+        "from engine.moderation.checks import find_links, warm_link_rules\n"
+        "warm_link_rules()\n"
+        "print(find_links('free-nitro.gift and scam.icu and a.b.c.example.co.uk/x'))\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(ROOT)}
+    env.pop("TLDEXTRACT_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['free-nitro.gift', 'scam.icu', 'a.b.c.example.co.uk']"
+    assert list(home.rglob("*")) == [], "nothing cached on disk"

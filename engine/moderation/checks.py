@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import tldextract
+
 from engine.moderation.normalize import matching_words, normalize_for_matching, squash
 from engine.output.limits import (
     COMMAND_PREFIXES,
@@ -39,27 +41,39 @@ __all__ = [
     "slur_in",
     "starts_with_command",
     "strip_command_prefix",
+    "warm_link_rules",
 ]
 
 _SLUR_FILE = Path(__file__).parent / "data" / "slurs.sha256"
 _SLUR_SALT = "costar-slur:"
 
-_TLDS = (
+# Spelled-out dots ("evil dot com") count only before one of these, so "the dot is red" stays prose.
+_SPELLED_DOT_TLDS = (
     "com|net|org|io|gg|tv|ly|me|co|xyz|ru|info|biz|link|app|dev|live|shop|site|online|club|top|to|cc|be|"
-    "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov"
+    "uk|de|fr|es|it|nl|pl|us|ca|au|jp|cn|in|br|su|ws|tk|ml|ga|cf|gq|sh|ai|so|gl|am|fm|click|download|zip|mov|"
+    "gift|store|icu|pw|lol|fun|win|bid|rest|cam|sbs|cfd"
 )
+# Label separators: the full stop and the three IDNA also reads as one (RFC 3490, section 3.1):
+# ideographic, fullwidth and halfwidth ideographic full stops. Browsers open "evil\u3002com".
+_DOT = r"[.\u3002\uff0e\uff61]"
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Candidates only: a bare name counts as a link when its ending is a public suffix (_is_domain).
 _URL = re.compile(
     r"(?:(?:https?|ftp)://|www\.)(?P<host>[^\s/?#:]+)[^\s]*"
-    rf"|\b(?P<bare>(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS}))\b(?:[/:?#][^\s]*)?",
+    rf"|(?<![\w.-])(?P<ip>(?:{_OCTET}\.){{3}}{_OCTET})(?=[/:])[^\s]*"
+    rf"|(?<![\w-])(?P<bare>(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|xn--[a-z0-9-]{{1,59}}))"
+    r"(?![\w-])(?:[/:?#][^\s]*)?",
     re.IGNORECASE,
 )
 # "evil dot com", "evil[.]com", "evil (dot) com": only before a known TLD, so "the dot" stays prose.
 _OBFUSCATED_DOT = re.compile(
-    rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_TLDS})\b)", re.IGNORECASE
+    rf"(\w)\s*(?:\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|\s+dot\s+)\s*((?:{_SPELLED_DOT_TLDS})\b)",
+    re.IGNORECASE,
 )
 # Necessary for a match of the patterns above (each needs "://", a dot before a host character,
 # or a spelled-out dot), and far cheaper to look for.
-_LINK_HINT = re.compile(r"://|\.[^\s/?#:]")
+_LINK_HINT = re.compile(rf"://|{_DOT}[^\s/?#:]")
 _DOT_HINT = re.compile(r"dot|[\[(]", re.IGNORECASE)
 _MENTION = re.compile(r"<@[!&]?\d+>|(?<![\w@])@\w+")
 
@@ -134,6 +148,33 @@ def slur_inside_name(name: str) -> bool:
 # -- links ------------------------------------------------------------------------------------
 
 
+# The public suffix list (publicsuffix.org) from the snapshot bundled in tldextract: never fetched
+# (no URLs to try) and never cached on disk (no cache folder), so it works offline and the same
+# everywhere. Built on first use (a few tens of milliseconds); Moderator() warms it at start.
+_SUFFIXES = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+
+@lru_cache(maxsize=4096)  # chat repeats its few dotted words ("e.g", "lol.jk"); each costs a trie walk
+def _is_domain(name: str) -> bool:
+    """Whether ``name`` ends in a public suffix with a registrable name before it ("scam.icu")."""
+    parts = _SUFFIXES.extract_str(name)
+    return bool(parts.suffix and parts.domain)
+
+
+def warm_link_rules() -> None:
+    """Read the public suffix list now rather than on the first dotted chat line."""
+    _is_domain("example.com")
+
+
+def _link_host(match: re.Match[str]) -> str | None:
+    """The host a ``_URL`` match links to, or None when it is a dotted word, not a link."""
+    host = (match.group("host") or match.group("ip") or "").lower().translate(_DOTS).strip(".")
+    if host:
+        return host
+    bare = (match.group("bare") or "").lower().translate(_DOTS)
+    return bare if bare and _is_domain(bare) else None
+
+
 def _link_text(text: str) -> str:
     normal = normalize_for_matching(text)
     return _OBFUSCATED_DOT.sub(r"\1.\2", normal) if _DOT_HINT.search(normal) else normal
@@ -144,12 +185,7 @@ def find_links(text: str) -> list[str]:
     link_text = _link_text(text)
     if not _LINK_HINT.search(link_text):  # most chat lines: no full _URL scan from every word
         return []
-    hosts = []
-    for match in _URL.finditer(link_text):
-        host = (match.group("host") or match.group("bare") or "").lower().strip(".")
-        if host:
-            hosts.append(host)
-    return hosts
+    return [host for host in map(_link_host, _URL.finditer(link_text)) if host]
 
 
 def domain_allowed(host: str, allowed: Sequence[str]) -> bool:
@@ -161,8 +197,8 @@ def remove_links(text: str, allowed: Sequence[str]) -> str:
     """The text without links to domains not allowed (matched on the raw text)."""
 
     def keep_allowed(match: re.Match[str]) -> str:
-        host = (match.group("host") or match.group("bare") or "").lower()
-        return match.group(0) if domain_allowed(host, allowed) else ""
+        host = _link_host(match)
+        return match.group(0) if host is None or domain_allowed(host, allowed) else ""
 
     return " ".join(_URL.sub(keep_allowed, text).split())
 

@@ -36,6 +36,7 @@ from engine.moderation.checks import (
     slur_inside_name,
     starts_with_command,
     strip_command_prefix,
+    warm_link_rules,
 )
 from engine.moderation.copypasta import RepeatWindow
 from engine.moderation.normalize import matching_words, normalize_for_matching, squash, word_sequence_cache
@@ -120,6 +121,7 @@ class Moderator:
         self.settings = settings
         self.clock: Clock = clock or MonotonicClock()
         self.counts: Counter[tuple[str, str]] = Counter()
+        warm_link_rules()  # the public suffix list is read once, here, not on the first chat line
         # Merged per persona and channel; rebuilt cheaply for a channel that was forgotten.
         self._policies: RecentlyUsed[tuple[str, str], Policy] = RecentlyUsed(channels_kept)
         self._leak_detectors: dict[str, LeakDetector] = {}
