@@ -304,11 +304,17 @@ class ConversationManager:
             raise MemoryUnavailable(str(exc)) from exc
 
     async def forget(self, platform: str, user_id: str) -> ForgetResult:
-        """Delete what memory holds about the viewer, and drop replies to them still being written."""
+        """Delete what memory holds about the viewer, drop replies to them still being written, and
+        drop the stage cues still queued that answer or name them."""
         self._forgotten_at[(platform, user_id)] = time.perf_counter()
         if self._storing_replies:  # passed the check just before: let them land so the forget takes them
             await asyncio.wait(set(self._storing_replies))
-        return await self._remember(self.memory.forget_user(platform, user_id))
+        names = await self._remember(self.memory.names_of(platform, user_id))
+        result = await self._remember(self.memory.forget_user(platform, user_id))
+        dropped = self.stage.drop_viewer(platform, user_id, names)
+        if dropped:
+            log.info("forget: %d stage cues still queued for a listener were dropped", dropped)
+        return result
 
     def _forgotten_since(self, heard: HeardLine) -> bool:
         event = heard.event

@@ -145,4 +145,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Summaries are rebuilt as chat goes on.
         "DELETE FROM summaries",
     ),
+    Migration(
+        10,
+        "a viewer line's recall index entry follows its text when the text is rewritten",
+        # A forget replaces the forgotten viewer's name in other viewers' lines (memory.forget);
+        # the external-content index must drop the old terms and take the new ones in the same
+        # transaction, or the name would stay findable in the index pages.
+        """
+        CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF text ON messages WHEN old.is_character = 0 BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text, user_id) VALUES ('delete', old.id, old.text, old.user_id);
+            INSERT INTO messages_fts (rowid, text, user_id) VALUES (new.id, new.text, new.user_id);
+        END;
+        """,
+    ),
 )

@@ -105,6 +105,7 @@ class ForgetResult:
     messages: int
     notes: int
     users: int
+    redacted: int = 0  # rows of others that named the viewer, now saying "someone" instead
 
     @property
     def total(self) -> int:

@@ -20,6 +20,7 @@ import aiosqlite
 
 from memory.errors import DatabaseUnavailable, MemoryStoreError, translate
 from memory.files import create_private, ensure_writable
+from memory.forget import redact_names, replies_repeating, stored_names
 from memory.group_commit import GroupCommit
 from memory.migrations import MIGRATIONS, Migration
 from memory.recall import recall_lines
@@ -511,11 +512,14 @@ class MemoryStore:
 
     @_translated
     async def forget_user(self, platform: str, user_id: str) -> ForgetResult:
-        """Delete a user's lines, the character's replies to them, their notes and their record."""
+        """Delete a user's lines, the character's replies to them, their notes and their record;
+        also the character's replies that repeated what they said, and their name in others' rows
+        (:mod:`memory.forget`)."""
         async with self._write_lock:
             async with self._transaction():
                 params = (platform, user_id)
                 user_clause = "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?"
+                user_row, names, repeating = await self._traces_of(platform, user_id)
                 # Summaries of their channels quote names and lines; they are rebuilt as chat goes on.
                 await self._db.execute(
                     "DELETE FROM summaries WHERE (platform, channel_id) IN"
@@ -530,6 +534,7 @@ class MemoryStore:
                 lines = await self._db.execute(f"DELETE FROM messages WHERE user_id IN ({user_clause})", params)
                 notes = await self._db.execute(f"DELETE FROM notes WHERE user_id IN ({user_clause})", params)
                 users = await self._db.execute("DELETE FROM users WHERE platform = ? AND platform_user_id = ?", params)
+                redacted = await redact_names(self._db, platform, user_row, names) if user_row is not None else 0
                 # Who chose a channel's persona is kept by platform id; a forgotten viewer's goes.
                 await self._db.execute(
                     "UPDATE persona_choices SET set_by = NULL WHERE platform = ? AND set_by = ?", params
@@ -539,7 +544,38 @@ class MemoryStore:
                 await self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
             # The WAL still holds the old pages until a checkpoint; truncate it so they are gone too.
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return ForgetResult(messages=lines.rowcount + replies.rowcount, notes=notes.rowcount, users=users.rowcount)
+        return ForgetResult(
+            messages=lines.rowcount + replies.rowcount + repeating,
+            notes=notes.rowcount,
+            users=users.rowcount,
+            redacted=redacted,
+        )
+
+    @_translated
+    async def names_of(self, platform: str, user_id: str) -> list[str]:
+        """Every name the user was stored under that a forget redacts (see :mod:`memory.forget`)."""
+        async with self._db.execute(
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return await stored_names(self._db, int(row[0])) if row else []
+
+    async def _traces_of(self, platform: str, user_id: str) -> tuple[int | None, list[str], int]:
+        """The user's row, the names they were stored under, and how many of the character's
+        replies that repeated them were deleted (inside the forget's transaction)."""
+        async with self._db.execute(
+            "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None, [], 0
+        user_row = int(row[0])
+        names = await stored_names(self._db, user_row)
+        repeating = await replies_repeating(self._db, platform, user_row)
+        for start in range(0, len(repeating), 500):  # SQLite caps bound parameters
+            chunk = repeating[start : start + 500]
+            await self._db.execute(f"DELETE FROM messages WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+        return user_row, names, len(repeating)
 
     # -- persona per channel ----------------------------------------------------------------
 

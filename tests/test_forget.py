@@ -112,3 +112,97 @@ async def test_a_forgotten_moderator_is_no_longer_named_as_who_chose_the_persona
         await close_manager(manager)
     assert rows(settings.db_path, "SELECT set_by, persona_id FROM persona_choices") == [(None, "captain-brine")]
     assert not any("Name of mod7" in str(row) for row in rows(settings.db_path, "SELECT * FROM persona_choices"))
+
+
+# -- what a forget takes from rows the viewer does not own (issue 25, item 6) --------------------
+
+NAME = "Zephyrine"  # the forgotten viewer's display name: distinctive, so raw bytes can be searched
+SECRET = "Whiskerbottom"  # their cat's name, said once by them and repeated by the character
+
+
+def line(author: str, text: str, *, number: int, name: str | None = None, addressed: bool = False) -> ChatEvent:
+    return ChatEvent(
+        platform="twitch",
+        channel_id="stream",
+        author_id=author,
+        author_name=name or author.title(),
+        text=text,
+        message_id=f"{author}-{number}",
+        addresses_bot=addressed,
+    )
+
+
+async def _a_stream_that_mentions_zephyrine(manager) -> None:
+    """Others' rows that name the viewer or repeat their words, through the manager's own verbs."""
+    memory = manager.memory
+    early = await manager.hear(line("bob", "pip do you like pixels?", number=1))
+    await memory.record_reply(early.event, persona_id="pip", persona_name="Pip", text="Pixels are my whole world!")
+    await manager.hear(line("zeph", f"my cat is called {SECRET}, and I love minecraft and pixels", number=2, name=NAME))
+    await manager.hear(line("bob", "minecraft is the best", number=3))
+    asked = await manager.hear(line("bob", "pip what is her cat called?", number=4))
+    for reply in (f"Her cat is {SECRET}!", "Minecraft forever!", "More pixels!", "Hello Bob!"):
+        await memory.record_reply(asked.event, persona_id="pip", persona_name="Pip", text=reply)
+    follow = await manager.hear(line("cy", "*followed the channel*", number=5))
+    await memory.record_reply(follow.event, persona_id="pip", persona_name="Pip", text=f"Welcome, Cy, {NAME} and Dee!")
+    await manager.hear(line("gus", f"*gifted a sub to {NAME}*", number=6))
+    await manager.hear(line("eve", f"@{NAME.lower()} you are funny, {NAME}ish jokes aside", number=7))
+
+
+async def test_forget_redacts_the_name_in_others_rows_and_drops_replies_that_repeated_them(
+    make_settings, counter
+) -> None:
+    settings = make_settings()
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter)
+    try:
+        await _a_stream_that_mentions_zephyrine(manager)
+        result = await manager.forget("twitch", "zeph")
+    finally:
+        await close_manager(manager)
+    texts = [row[0] for row in rows(settings.db_path, "SELECT text FROM messages ORDER BY id")]
+    assert result.redacted == 3
+    assert texts == [
+        "pip do you like pixels?",
+        "Pixels are my whole world!",
+        "minecraft is the best",
+        "pip what is her cat called?",
+        "Minecraft forever!",  # another viewer said it too: not only theirs
+        "More pixels!",  # the character said it before they did: its own word
+        "Hello Bob!",
+        "*followed the channel*",
+        "Welcome, Cy, someone and Dee!",
+        "*gifted a sub to someone*",
+        f"someone you are funny, {NAME}ish jokes aside",  # a longer word that starts with the name stays
+    ]
+    with sqlite3.connect(settings.db_path) as db:
+        assert db.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (NAME,)).fetchall() == []
+        found = db.execute("SELECT m.text FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+                           " WHERE messages_fts MATCH 'funny'").fetchall()  # fmt: skip
+        assert found == [(texts[-1],)], "the index holds the redacted text"
+        db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    raw = b"".join(path.read_bytes() for path in settings.db_path.parent.glob(settings.db_path.name + "*"))
+    assert NAME.lower().encode() not in raw.lower().replace(f"{NAME}ish".lower().encode(), b"")
+    assert SECRET.lower().encode() not in raw.lower(), "their cat's name is in no page of the file"
+
+
+async def test_forget_drops_the_viewers_stage_cues_still_queued_for_a_stalled_page(make_settings, counter) -> None:
+    from engine.stage.cues import NoticeCue, ReplyCue
+
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(default="Sure thing!"), counter=counter)
+    try:
+        with manager.stage.subscribe() as stalled_page:  # never read: everything stays queued
+            theirs = await manager.hear(line("zeph", "pip hi!", number=1, name=NAME, addressed=True))
+            async for _ in manager.reply_stream(theirs):
+                pass
+            welcome = await manager.hear(line("cy", "*followed the channel*", number=2))
+            await manager.say(welcome, f"Welcome, Cy and {NAME}!")
+            bobs = await manager.hear(line("bob", "pip hello", number=3, addressed=True))
+            async for _ in manager.reply_stream(bobs):
+                pass
+            queued_before = stalled_page.pending()
+            await manager.forget("twitch", "zeph")
+            left = [stalled_page._queue.get_nowait() for _ in range(stalled_page.pending())]
+    finally:
+        await close_manager(manager)
+    assert queued_before > len(left) > 0
+    assert all(isinstance(cue, ReplyCue | NoticeCue) and cue.viewer_id == "bob" for cue in left)
+    assert not any(NAME in getattr(cue, "text", "") for cue in left)

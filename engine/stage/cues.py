@@ -32,6 +32,7 @@ class ReplyCue:
     answering_author: str | None = None  # the line it answers, when that line passed moderation
     answering_text: str | None = None
     heard_at: float = 0.0  # time.perf_counter() when the chat line was stored
+    viewer_id: str | None = None  # the platform user id of whoever it answers (never sent): forget finds it
 
     def wire(self) -> dict[str, Any]:
         answering = None
@@ -59,6 +60,7 @@ class NoticeCue:
     persona_name: str
     text: str
     kind: str = "notice"  # what prompted it, e.g. "raid"
+    viewer_id: str | None = None  # the platform user id of whoever prompted it (never sent)
 
     def wire(self) -> dict[str, Any]:
         return {

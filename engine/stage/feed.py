@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
-from engine.stage.cues import Cue, ReplyCue, ReplyState
+from engine.stage.cues import Cue, NoticeCue, ReplyCue, ReplyState
+from memory.forget import name_pattern
 
 __all__ = ["Stage", "Subscription"]
 
@@ -44,6 +45,19 @@ class Subscription:
 
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def drop(self, unwanted: Callable[[Cue], bool]) -> int:
+        """Take the queued cues ``unwanted`` picks out of the queue, keeping the others' order."""
+        kept, dropped = [], 0
+        while not self._queue.empty():
+            cue = self._queue.get_nowait()
+            if unwanted(cue):
+                dropped += 1
+            else:
+                kept.append(cue)
+        for cue in kept:
+            self._queue.put_nowait(cue)
+        return dropped
 
     def __aiter__(self) -> AsyncIterator[Cue]:
         return self._iterate()
@@ -90,6 +104,27 @@ class Stage:
                 self._live.pop(cue.channel, None)
         for subscription in list(self._subscriptions):
             subscription.offer(cue)
+
+    def drop_viewer(self, platform: str, user_id: str, names: Sequence[str] = ()) -> int:
+        """A forgotten viewer's cues still queued for a listener (a stalled overlay page, the
+        voice) are dropped: those answering them, their audio, and those naming them. Returns how
+        many were dropped; a reply of theirs still streaming is no longer offered to new pages."""
+        named = name_pattern(names) if names else None
+        theirs: set[str] = set()  # cue ids of replies and notices about them, for their audio
+
+        def unwanted(cue: Cue) -> bool:
+            if isinstance(cue, ReplyCue | NoticeCue):
+                about_them = cue.channel.startswith(platform + ":") and cue.viewer_id == user_id
+                if about_them or (named is not None and named.search(cue.text)):
+                    theirs.add(cue.cue_id)
+                    return True
+                return False
+            return cue.cue_id in theirs
+
+        for channel, cue in list(self._live.items()):
+            if unwanted(cue):
+                del self._live[channel]
+        return sum(subscription.drop(unwanted) for subscription in list(self._subscriptions))
 
     def live(self) -> list[ReplyCue]:
         """Replies streaming right now: what a page that just connected should show at once."""

@@ -21,7 +21,15 @@ def notice_for(stage: Stage, heard: HeardLine, persona: PersonaCard, text: str) 
     """A finished fixed line (a stream-event reaction's template, a command's text) for the stage."""
     event = heard.event
     kind = heard.stream.kind if heard.stream is not None else "command"
-    return NoticeCue(stage.new_id(), event.channel_key, persona.persona_id, persona.display_name, text, kind=str(kind))
+    return NoticeCue(
+        stage.new_id(),
+        event.channel_key,
+        persona.persona_id,
+        persona.display_name,
+        text,
+        kind=str(kind),
+        viewer_id=event.author_id,
+    )
 
 
 class StagedReply:
@@ -61,6 +69,7 @@ class StagedReply:
                 answering_author=author,
                 answering_text=answering,
                 heard_at=self.heard.stored_at,
+                viewer_id=event.author_id,
             )
         )
         self.shown = text
