@@ -80,6 +80,7 @@ async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, 
     event = line.event
     try:
         heard = await manager.hear(event)
+        event = heard.event  # as stored: text memory could not store (a lone surrogate) comes back cleaned
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
         reply = await manager.reply(heard) if event.addresses_bot and not heard.blocked else None

@@ -168,15 +168,21 @@ async def test_a_line_with_a_lone_surrogate_is_stored_cleaned_and_the_replay_goe
         for index in range(5)
     ]
     rows[2] = {**rows[2], "text": "broken \ud800 emoji", "author_name": "bad\udcffname", "addresses_bot": True}
-    scripted.enqueue(["Hello there!"])
-    out = io.StringIO()
+    rows.append({"platform": "twitch", "channel_id": "side\udcff", "author_name": "cy", "text": "pip?"})
+    scripted.enqueue(["Hello there!", "Bye!"])
+    printed = io.BytesIO()
+    out = io.TextIOWrapper(printed, encoding="utf-8", write_through=True)  # like a real terminal: UTF-8 only
     record = tmp_path / "recorded.jsonl"
     result = await replay(manager, _write_jsonl(tmp_path / "in.jsonl", rows), record=record, out=out)
-    assert (result.events, result.replies) == (5, 1), "the replay did not stop at the bad line"
+    assert (result.events, result.replies) == (6, 2), "the replay did not stop at the bad lines"
+    assert printed.getvalue().decode().splitlines() == [
+        "[twitch:stream] Pip: Hello there!",
+        "[twitch:side\ufffd] Pip: Bye!",
+    ]
     stored = await manager.memory.recent_messages("twitch", "stream", limit=10)
     viewer_lines = [(message.author_name, message.text) for message in stored if not message.is_character]
     assert viewer_lines[2] == ("bad\ufffdname", "broken \ufffd emoji")
     assert [text for _, text in viewer_lines] == ["line 0", "line 1", "broken \ufffd emoji", "line 3", "line 4"]
-    assert len(record.read_text(encoding="utf-8").splitlines()) == 5
+    assert len(record.read_text(encoding="utf-8").splitlines()) == 6
     warnings = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
-    assert len(warnings) == 1 and "author_id, author_name, text" in warnings[0], warnings
+    assert len(warnings) == 2 and "author_id, author_name, text" in warnings[0], warnings
