@@ -296,15 +296,17 @@ def test_a_regex_key_that_backtracks_without_end_is_cut_off_and_the_rest_of_the_
     started = time.perf_counter()
     fired = active_entries(book, lines, _tokens)
     first_scan = time.perf_counter() - started
-    assert [entry.content for entry in fired] == ["Dragons sleep under the hill.", "Regex lore."]
+    # Without a time limit the evil key alone takes seconds (more on a busy machine).
     assert first_scan < REGEX_BUDGET_S + 0.9, f"the scan took {first_scan:.2f} s"
+    assert "Dragons sleep under the hill." in [entry.content for entry in fired]
+    assert "never" not in [entry.content for entry in fired]
     started = time.perf_counter()
     again = active_entries(book, [lines[0] + "a", lines[1]], _tokens)
-    assert time.perf_counter() - started < 0.3, "a key that ran out of time is not tried again"
-    assert "Dragons sleep under the hill." in [entry.content for entry in again]
+    assert time.perf_counter() - started < 0.5, "a key that ran out of time is not tried again"
+    assert [entry.content for entry in again] == ["Dragons sleep under the hill.", "Regex lore."]
     assert [entry.content for entry in active_entries(book, ["just some words"], _tokens)] == ["whole line of words"]
     warnings = [record.getMessage() for record in caplog.records if "lorebook" in record.getMessage()]
-    assert len(warnings) == 1 and evil in warnings[0], warnings
+    assert len(warnings) == 1 and evil in warnings[0], warnings  # logged once, then skipped
 
 
 def test_a_ten_thousand_entry_lorebook_is_scanned_through_its_key_index() -> None:
