@@ -147,11 +147,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         10,
-        "a viewer line's recall index entry follows its text when the text is rewritten",
+        "a viewer line's recall index entry follows its text; the character's lines by channel",
         # A forget replaces the forgotten viewer's name in other viewers' lines (memory.forget);
         # the external-content index must drop the old terms and take the new ones in the same
-        # transaction, or the name would stay findable in the index pages.
+        # transaction, or the name would stay findable in the index pages. It also reads the
+        # character's lines of a channel since the viewer's first line there: without an index
+        # that walked every line of the channel (0.33 s a forget at 200,000 lines).
         """
+        CREATE INDEX IF NOT EXISTS messages_said_by_character ON messages (platform, channel_id, id)
+            WHERE is_character = 1;
         CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF text ON messages WHEN old.is_character = 0 BEGIN
             INSERT INTO messages_fts (messages_fts, rowid, text, user_id) VALUES ('delete', old.id, old.text, old.user_id);
             INSERT INTO messages_fts (rowid, text, user_id) VALUES (new.id, new.text, new.user_id);

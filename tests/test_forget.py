@@ -135,7 +135,7 @@ def line(author: str, text: str, *, number: int, name: str | None = None, addres
 async def _a_stream_that_mentions_zephyrine(manager) -> None:
     """Others' rows that name the viewer or repeat their words, through the manager's own verbs."""
     memory = manager.memory
-    early = await manager.hear(line("bob", "pip do you like pixels?", number=1))
+    early = await manager.hear(line("bob", "pip do you like art?", number=1))
     await memory.record_reply(early.event, persona_id="pip", persona_name="Pip", text="Pixels are my whole world!")
     await manager.hear(line("zeph", f"my cat is called {SECRET}, and I love minecraft and pixels", number=2, name=NAME))
     await manager.hear(line("bob", "minecraft is the best", number=3))
@@ -161,7 +161,7 @@ async def test_forget_redacts_the_name_in_others_rows_and_drops_replies_that_rep
     texts = [row[0] for row in rows(settings.db_path, "SELECT text FROM messages ORDER BY id")]
     assert result.redacted == 3
     assert texts == [
-        "pip do you like pixels?",
+        "pip do you like art?",
         "Pixels are my whole world!",
         "minecraft is the best",
         "pip what is her cat called?",
