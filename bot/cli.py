@@ -4,6 +4,7 @@ costar run                     start every configured adapter (console when none
 costar run --console           also chat in this terminal
 costar replay chat.jsonl       run a transcript through the manager, print replies
 costar replay chat.jsonl --record out.jsonl
+costar replay chat.jsonl --resume   continue a cut-short replay (stored lines are not answered again)
 costar replay recorded.jsonl --expect --backend scripted
 costar persona list            installed personas (and cards that failed to load)
 costar persona show pip        the card and the system prompt it renders to
@@ -68,6 +69,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     ack=args.ack,
                     stop=stop,
                     grace_s=settings.core.shutdown_grace_s,
+                    resume=args.resume,
                 )
         finally:
             await close_manager(manager)  # flushes and closes memory, signal or not
@@ -172,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--record", help="write events and replies to this JSONL file")
     replay.add_argument("--expect", action="store_true", help="fail unless the recorded replies are reproduced")
     replay.add_argument("--ack", action="store_true", help="print ACK lines once chat lines and replies are committed")
+    replay.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a replay that was cut short: lines already stored are not answered again",
+    )
     replay.add_argument("--backend", choices=["embedded", "openai", "scripted"], help="override COSTAR_BACKEND_KIND")
     replay.set_defaults(handler=_cmd_replay)
     persona = commands.add_parser("persona", help="list, show or check persona cards")

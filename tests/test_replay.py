@@ -151,3 +151,26 @@ def test_expect_replays_against_a_fresh_database_not_the_streamers_memory(
     before = database.read_bytes()
     assert main([*args, str(recording), "--backend", "scripted", "--expect"]) == 0, capsys.readouterr().err
     assert database.read_bytes() == before
+
+
+async def test_replaying_the_same_file_twice_answers_every_line_again(manager, scripted, tmp_path: Path) -> None:
+    transcript = _write_jsonl(tmp_path / "in.jsonl", EVENTS)
+    scripted.enqueue(["Hi Ann!", "Hello Cy!", "Hi again, Ann!", "Hello again, Cy!"])
+    first = await replay(manager, transcript, out=io.StringIO())
+    record = tmp_path / "second.jsonl"
+    second = await replay(manager, transcript, record=record, out=io.StringIO())
+    assert (first.replies, second.replies) == (2, 2)
+    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [row["reply"] for row in recorded] == ["Hi again, Ann!", None, "Hello again, Cy!"]
+    assert [row["event"]["message_id"] for row in recorded] == ["in-1", "in-2", "in-3"]  # the file's own ids
+
+
+async def test_resume_skips_the_lines_an_earlier_run_stored(manager, scripted, tmp_path: Path) -> None:
+    with_ids = [{**event, "message_id": f"m{number}"} for number, event in enumerate(EVENTS)]
+    scripted.enqueue(["Hi Ann!", "Hello Cy!"])
+    # A run that stopped after the first line had stored (and answered) it.
+    await replay(manager, _write_jsonl(tmp_path / "cut.jsonl", with_ids[:1]), out=io.StringIO(), resume=True)
+    out = io.StringIO()
+    resumed = await replay(manager, _write_jsonl(tmp_path / "all.jsonl", with_ids), out=out, resume=True)
+    assert (resumed.events, resumed.replies) == (3, 1)
+    assert out.getvalue().splitlines() == ["[discord:general] Pip: Hello Cy!"]
