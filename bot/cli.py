@@ -12,6 +12,7 @@ costar persona check card.png  validate a card file without installing it
 costar model prepare           convert the built-in model once (make run does it too)
 costar vllm-args               the `vllm serve` command for the installed personas' adapters
 costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
+costar stream check FILE       check a COSTAR_STREAM_COMMANDS_FILE, naming every problem in it
 costar twitch auth             log the bot account in to Twitch once (device code)
 costar twitch auth --broadcaster   log the channel owner in too: follows, cheers, redemptions
 """
@@ -39,7 +40,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import run
 
-    return asyncio.run(run(settings, console=True if args.console else None))
+    return asyncio.run(run(settings, console=True if args.console else None, live=args.live))
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,6 +156,16 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.stream.commands import load_channel_file
+
+    channel = load_channel_file(Path(args.file))  # a SettingsError names every problem at once
+    commands = ", ".join(f"!{command.name}" for command in channel.commands) or "none"
+    timers = ", ".join(timer.name for timer in channel.timers) or "none"
+    print(f"ok: {args.file}: commands {commands}; timers {timers}")
+    return 0
+
+
 def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
     from bot.twitch_auth import authorize_device
 
@@ -168,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="start the bot")
     run.add_argument("--console", action="store_true", help="chat in this terminal too")
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="the console's channel is live from the start: timers and proactive talk run",
+    )
     run.set_defaults(handler=_cmd_run)
     replay = commands.add_parser("replay", help="run a JSONL transcript through the bot")
     replay.add_argument("file")
@@ -203,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vllm.add_argument("--output", help="write to this file instead of stdout")
     vllm.set_defaults(handler=_cmd_vllm_args)
+    stream = commands.add_parser("stream", help="check a COSTAR_STREAM_COMMANDS_FILE")
+    stream.add_argument("action", choices=["check"])
+    stream.add_argument("file", help="the YAML file of commands: and timers:")
+    stream.set_defaults(handler=_cmd_stream)
     twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
     twitch.add_argument("action", choices=["auth"])
     twitch.add_argument(
@@ -230,8 +250,8 @@ def configure_logging(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = getattr(args, "handler", _cmd_run)
-    if not hasattr(args, "console"):
-        args.console = False
+    if not hasattr(args, "console"):  # a bare `costar` runs
+        args.console = args.live = False
     try:
         settings = load_settings(args.env_file)
         configure_logging(settings)

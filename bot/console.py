@@ -4,6 +4,11 @@ Interactive (a terminal): a line editor with history (prompt_toolkit: arrows, Ct
 history kept in DATA_DIR/console_history), replies streamed as they are generated, slash commands.
 Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
 Input that is not valid UTF-8 is read with replacement characters; it never stops the bot.
+
+The console speaks as the broadcaster of its own channel, through the same stream director as
+Twitch and Discord: the card's and COSTAR_STREAM_COMMANDS_FILE's ``!commands`` answer, ``/event
+raid 50 from SomeStreamer`` fires a stream event to see its reaction, and with ``--live`` (or
+``/live``) the channel counts as live, so timers and proactive talk run.
 """
 
 from __future__ import annotations
@@ -15,18 +20,26 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from bot.console_events import parse_console_event
 from bot.console_line import LiveLine
 from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
+from engine.flow.clock import Clock, MonotonicClock
 from engine.manager import ConversationManager
 from engine.settings import Settings
+from engine.stream.director import StreamDirector
+from engine.stream.events import EventKind
+from engine.stream.outlet import Utterance
 
 __all__ = ["ConsoleAdapter"]
 
 PLATFORM = "console"
 CHANNEL = "local"
-HELP = "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /help · /quit"
+HELP = (
+    "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /event KIND [AMOUNT] [from NAME]"
+    " · /live [on|off] · /help · /quit · !commands"
+)
 
 
 class ConsoleAdapter:
@@ -38,6 +51,8 @@ class ConsoleAdapter:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         editor: Any | None = None,
+        live: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -48,12 +63,28 @@ class ConsoleAdapter:
         self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
         self._answering: asyncio.Task[None] | None = None
+        self._said = 0  # lines the director had printed, for their message ids
+        self.director = StreamDirector(
+            manager,
+            self._speak,
+            settings=settings.stream,
+            clock=clock or MonotonicClock(),
+            channels_kept=settings.core.channels_kept,
+        )
+        self.director.set_live(PLATFORM, CHANNEL, live)
 
     def _say(self, text: str, end: str = "\n") -> None:
         self.stdout.write(text + end)
         self.stdout.flush()
 
     async def start(self) -> None:
+        await self.director.start()
+        try:
+            await self._converse()
+        finally:
+            await self.director.close()
+
+    async def _converse(self) -> None:
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         if self.interactive:
             self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else HELP)
@@ -83,6 +114,19 @@ class ConsoleAdapter:
 
     async def close(self) -> None:
         self._closed = True
+        await self.director.close()
+
+    async def _speak(self, utterance: Utterance) -> str | None:
+        """The director's speaker: a reaction, command answer or timer line, printed like a reply."""
+        line = f"{utterance.reply.persona_name}: {utterance.text}"
+        if self.interactive:  # above the prompt being edited, not through it
+            from prompt_toolkit.application import run_in_terminal
+
+            await run_in_terminal(lambda: self._say(line))
+        else:
+            self._say(line)
+        self._said += 1
+        return f"console-said-{self._said}"
 
     async def _read_line(self) -> str | None:
         if not self.interactive:
@@ -137,6 +181,10 @@ class ConsoleAdapter:
         live = LiveLine(self.stdout, f"{persona.display_name}: ")
         try:
             heard = await self.manager.hear(event)
+            self.director.chat_heard(heard)
+            if await self.director.command(heard):  # the channel's own !commands
+                await self.director.join()  # its answer is printed before the next prompt
+                return
             if heard.blocked:
                 return  # stored, but the character stays quiet
             if self.interactive:
@@ -183,9 +231,32 @@ class ConsoleAdapter:
         elif command == "forget":
             result = await self.manager.forget(PLATFORM, self.user)
             self._say(f"[forgot {result.messages} messages and {result.notes} notes]")
+        elif command == "event":
+            await self._fire_event(argument)
+        elif command == "live":
+            live = argument.casefold() not in ("off", "no", "false", "0")
+            self.director.set_live(PLATFORM, CHANNEL, live)
+            self._say("[live: timers and proactive talk run]" if live else "[offline: timers are paused]")
         else:
             self._say(f"[{HELP}]")
         return True
+
+    async def _fire_event(self, argument: str) -> None:
+        try:
+            stream = parse_console_event(argument, PLATFORM, CHANNEL)
+        except ValueError as exc:
+            self._say(f"[{exc}]")
+            return
+        said_before = self.director.said.total()
+        await self.director.take(await self.manager.hear(stream))
+        await self.director.join()
+        if stream.kind is EventKind.FOLLOW:  # welcomes gather the follows of a window into one line
+            self._say(f"[follows are welcomed together after {self.settings.stream.follow_window_s:g} s]")
+        elif self.director.said.total() == said_before:
+            self._say(
+                f"[no reaction to {stream.kind.value}: the card has none, it is cooling down,"
+                " or COSTAR_STREAM_REACTIONS is off]"
+            )
 
 
 def _replacing_bad_bytes(stream: TextIO) -> TextIO:

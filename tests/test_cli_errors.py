@@ -79,3 +79,40 @@ def test_a_bad_transcript_line_is_named_by_file_and_line(
     transcript.write_text('{"platform": "twitch"}\nnot json\n', encoding="utf-8")
     assert _replay(transcript, tmp_path) == 2
     assert f"{transcript}:1" in _one_error_line(capsys)
+
+
+def test_every_start_checks_the_commands_file_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COSTAR_BACKEND_KIND", "scripted")
+    monkeypatch.setenv("COSTAR_STREAM_COMMANDS_FILE", str(tmp_path / "nonexistent.yaml"))
+    assert main(["--env-file", "/nonexistent", "run", "--console"]) == 2
+    error = _one_error_line(capsys)
+    assert "COSTAR_STREAM_COMMANDS_FILE" in error and "nonexistent.yaml" in error
+
+
+def test_stream_check_names_every_problem_in_a_commands_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    channel_file = tmp_path / "channel.yaml"
+    channel_file.write_text(
+        "commands:\n"
+        "  - {name: socials}\n"  # neither template nor prompt
+        "  - {name: so, level: mod, template: 'Go follow {args}!'}\n"  # no such level
+        "timers:\n"
+        "  - {name: discord, template: 'Join {where}!', every_min: 10}\n",  # no such field
+        encoding="utf-8",
+    )
+    assert main(["--env-file", "/nonexistent", "stream", "check", str(channel_file)]) == 2
+    error = _one_error_line(capsys)
+    assert "commands[0]" in error and "exactly one of 'template' or 'prompt'" in error
+    assert "commands[1].level" in error
+    assert "timers[0]" in error and "{where}" in error
+
+
+def test_stream_check_accepts_a_good_commands_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    channel_file = tmp_path / "channel.yaml"
+    channel_file.write_text("commands:\n  - {name: socials, template: 'Find us, {user}!'}\n", encoding="utf-8")
+    assert main(["--env-file", "/nonexistent", "stream", "check", str(channel_file)]) == 0
+    assert capsys.readouterr().out == f"ok: {channel_file}: commands !socials; timers none\n"

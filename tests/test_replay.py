@@ -174,3 +174,31 @@ async def test_resume_skips_the_lines_an_earlier_run_stored(manager, scripted, t
     resumed = await replay(manager, _write_jsonl(tmp_path / "all.jsonl", with_ids), out=out, resume=True)
     assert (resumed.events, resumed.replies) == (3, 1)
     assert out.getvalue().splitlines() == ["[discord:general] Pip: Hello Cy!"]
+
+
+async def test_a_replayed_command_is_answered_by_the_channels_command_not_the_model(
+    manager, scripted, tmp_path: Path
+) -> None:
+    moderator: dict[str, object] = {
+        "platform": "twitch",
+        "channel_id": "stream",
+        "author_name": "mo",
+        "roles": ["moderator"],
+    }
+    lines: list[dict[str, object]] = [
+        {**moderator, "text": "!lurk"},
+        {**moderator, "text": "!commands"},
+        {**moderator, "text": "hi Pip"},
+    ]
+    scripted.enqueue(["Hi Mo!"])
+    out = io.StringIO()
+    record = tmp_path / "recorded.jsonl"
+    result = await replay(manager, _write_jsonl(tmp_path / "in.jsonl", lines), out=out, record=record)
+    assert out.getvalue().splitlines() == [
+        "[twitch:stream] Pip: Enjoy the lurk, mo! Pip will keep your seat warm.",
+        "[twitch:stream] Pip: Commands: !lurk, !hype (moderator). Timers: secrets (every 20 min).",
+        "[twitch:stream] Pip: Hi Mo!",
+    ]
+    assert result.replies == 3 and len(scripted.requests) == 1
+    first_recorded = json.loads(record.read_text().splitlines()[0])
+    assert first_recorded["reply"].startswith("Enjoy the lurk")
