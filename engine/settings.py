@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from engine.errors import SettingsError
 from personas.moderation_rules import ActionMap, CommaList, ModerationOverrides, PatternList
@@ -471,6 +473,7 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
     ``overrides`` maps a section name to field values (tests and the CLI use it).
     """
     env_path = Path(env_file) if env_file is not None else None
+    _check_encoding(env_path)
     _check_unknown(env_path)
     values: dict[str, BaseSettings] = {}
     for name, section in _SECTIONS.items():
@@ -479,4 +482,30 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
         except ValidationError as exc:
             problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
+        except PydanticSettingsError as exc:  # a JSON-valued setting that is not JSON
+            raise SettingsError(f"invalid settings: {_unparsable(section, exc)}") from None
     return Settings(**values)
+
+
+def _check_encoding(env_file: Path | None) -> None:
+    """A settings file must be UTF-8 (python-dotenv reads it so); say where it is not."""
+    if env_file is None or not env_file.is_file():
+        return
+    content = env_file.read_bytes()
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise SettingsError(f"{env_file} is not UTF-8 text (line {line}, byte {exc.start}): save it as UTF-8") from None
+
+
+_FIELD_IN_ERROR = re.compile(r'field "([^"]+)"')
+
+
+def _unparsable(section: type[BaseSettings], error: Exception) -> str:
+    """pydantic-settings' 'error parsing value for field "channels"' as the variable to fix."""
+    found = _FIELD_IN_ERROR.search(str(error))
+    if found is None:
+        return str(error)
+    variable = (str(section.model_config.get("env_prefix", "")) + found.group(1)).upper()
+    return f"{variable} is not valid JSON (this setting takes a JSON value; see docs/configuration.md)"

@@ -116,3 +116,52 @@ def test_stream_check_accepts_a_good_commands_file(tmp_path: Path, capsys: pytes
     channel_file.write_text("commands:\n  - {name: socials, template: 'Find us, {user}!'}\n", encoding="utf-8")
     assert main(["--env-file", "/nonexistent", "stream", "check", str(channel_file)]) == 0
     assert capsys.readouterr().out == f"ok: {channel_file}: commands !socials; timers none\n"
+
+
+def test_a_setting_that_should_be_json_and_is_not_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSTAR_MODERATION_CHANNELS", "not json")
+    assert main(["--env-file", "/nonexistent", "persona", "list"]) == 2
+    assert "COSTAR_MODERATION_CHANNELS is not valid JSON" in _one_error_line(capsys)
+
+
+def test_a_settings_file_that_is_not_utf8_is_named_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"COSTAR_LOG_LEVEL=INFO\n# caf\xe9 settings\n")  # saved as Latin-1
+    assert main(["--env-file", str(env_file), "persona", "list"]) == 2
+    error = _one_error_line(capsys)
+    assert str(env_file) in error and "not UTF-8" in error and "line 2" in error
+
+
+def test_an_overlay_port_in_use_names_the_setting_that_moves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COSTAR_BACKEND_KIND", "scripted")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("COSTAR_OVERLAY_PORT", str(taken.getsockname()[1]))
+        assert main(["--env-file", "/nonexistent", "run", "--console"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [error] = [line for line in err.splitlines() if line.startswith("costar: ")]
+    assert "COSTAR_OVERLAY_PORT" in error
+
+
+def test_a_corrupt_gguf_model_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "model.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 4)  # the magic, then no valid header
+    monkeypatch.setenv("COSTAR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COSTAR_BACKEND_KIND", "llamacpp")
+    monkeypatch.setenv("COSTAR_BACKEND_MODEL_PATH", str(corrupt))
+    assert main(["--env-file", "/nonexistent", "run", "--console"]) == 2
+    error = _one_error_line(capsys)
+    assert str(corrupt) in error and "not a complete GGUF model" in error

@@ -124,7 +124,15 @@ class OverlayServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:  # the port is taken (often by an earlier costar), or the host is not ours
+            await self.close()
+            raise SettingsError(
+                f"the overlay cannot listen on {self.host}:{self.port} ({exc.strerror or exc}): "
+                "another program may use that port; set COSTAR_OVERLAY_PORT to a free one "
+                "(or COSTAR_OVERLAY_HOST to this machine's address)"
+            ) from None
         self.port = int(self._runner.addresses[0][1])  # port 0 asked the system for a free one
 
     async def close(self) -> None:

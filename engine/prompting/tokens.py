@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from engine.errors import SettingsError
+
 __all__ = [
     "GENERATION_PROMPT_TOKENS",
     "MESSAGE_OVERHEAD_TOKENS",
@@ -65,7 +67,13 @@ class GgufVocabCounter:
         from llama_cpp import Llama
 
         self.path = gguf_path
-        self._vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+        try:
+            self._vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:  # llama.cpp's "Failed to load model from file"
+            raise SettingsError(
+                f"llama.cpp cannot read {gguf_path}: it is not a complete GGUF model (a download cut short?); "
+                "point COSTAR_BACKEND_MODEL_PATH at a .gguf file"
+            ) from exc
         self.count = lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
 
     def _count(self, text: str) -> int:
