@@ -1,7 +1,8 @@
 """The local console adapter behind ``make run``: chat with the character in a terminal.
 
 Interactive (a terminal): a line editor with history (prompt_toolkit: arrows, Ctrl-R, the
-history kept in DATA_DIR/console_history), replies streamed as they are generated, slash commands.
+history kept in DATA_DIR/console_history, readable by its owner only and emptied by ``/forget``),
+replies streamed as they are generated, slash commands.
 Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
 Input that is not valid UTF-8 is read with replacement characters; it never stops the bot.
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any, TextIO
 
 from bot.console_events import parse_console_event
@@ -230,6 +233,8 @@ class ConsoleAdapter:
             self._say(f"[deleted note #{argument}]" if deleted else f"[no note #{argument}]")
         elif command == "forget":
             result = await self.manager.forget(PLATFORM, self.user)
+            if self._editor is not None:  # every line in it was typed by this one viewer
+                await asyncio.to_thread(_forget_history, self._editor)
             self._say(f"[forgot {result.messages} messages and {result.notes} notes]")
         elif command == "event":
             await self._fire_event(argument)
@@ -272,7 +277,33 @@ def _replacing_bad_bytes(stream: TextIO) -> TextIO:
 
 def _line_editor(settings: Settings) -> Any:
     from prompt_toolkit import PromptSession
+
+    return PromptSession(history=_private_history(settings.core.data_dir / "console_history"))
+
+
+def _private_history(path: Path) -> Any:
+    """The console's line history, a file only its owner may read: it holds what was typed in chat."""
     from prompt_toolkit.history import FileHistory
 
-    settings.core.data_dir.mkdir(parents=True, exist_ok=True)
-    return PromptSession(history=FileHistory(str(settings.core.data_dir / "console_history")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # one an older costar wrote was world-readable (0644)
+    finally:
+        os.close(descriptor)
+    return FileHistory(str(path))
+
+
+def _forget_history(editor: Any) -> None:
+    """Empty the line history, on disk and in the editor (arrow-up must not bring a line back)."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    history = getattr(editor, "history", None)
+    if isinstance(history, FileHistory):
+        with open(history.filename, "wb"):  # emptied in place: the file keeps its 0600 mode
+            pass
+        fresh: Any = FileHistory(history.filename)
+    else:
+        fresh = InMemoryHistory()
+    editor.history = fresh
+    editor.default_buffer.history = fresh

@@ -164,3 +164,27 @@ async def test_the_prompt_is_a_line_editor_whose_history_outlives_the_session(se
     await _interactive_session(settings, counter, backend, "\x1b[A\r", tmp_path / "history")  # arrow up, enter
     said = [request.messages[-1].content.rsplit(": ", 1)[-1] for request in backend.requests]
     assert said == ["hello pip", "hello pip"]
+
+
+async def test_forget_empties_the_console_history_on_disk_and_under_the_arrow_keys(settings, counter, tmp_path) -> None:
+    backend = ScriptedBackend(default="noted!")
+    history = tmp_path / "history"
+    # The cat's name, /forget, then arrow-up + enter: nothing may come back to be sent again.
+    await _interactive_session(settings, counter, backend, "my cat is called Miso\r/forget\r\x1b[A\r", history)
+    said = [request.messages[-1].content for request in backend.requests]
+    assert len(said) == 1 and "Miso" in said[0]
+    assert "Miso" not in history.read_text(encoding="utf-8")
+
+
+def test_the_console_history_file_is_readable_by_its_owner_only(settings) -> None:
+    import stat
+
+    from bot.console import _line_editor
+
+    path = settings.core.data_dir / "console_history"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n# earlier\n+my cat is called Miso\n", encoding="utf-8")
+    path.chmod(0o644)  # as an older costar left it
+    _line_editor(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "Miso" in path.read_text(encoding="utf-8")  # kept, only protected
