@@ -44,6 +44,12 @@ class CostarDiscordClient(discord.Client):
     """A discord.Client whose only behaviour is handing events to the adapter."""
 
     def __init__(self, adapter: DiscordAdapter) -> None:
+        # costar never joins a Discord voice channel (the character's voice plays on the overlay), so
+        # discord.py's "PyNaCl is not installed, voice will NOT be supported" would only read as if
+        # costar's voice were broken: its one-time warnings are switched off before they are logged.
+        for warning_flag in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, warning_flag):
+                setattr(discord.VoiceClient, warning_flag, False)
         intents = discord.Intents.default()
         intents.message_content = True  # also to be enabled in the Developer Portal (privileged)
         # Welcoming newcomers needs the Server Members intent (privileged too): only ask when used.
