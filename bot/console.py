@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import io
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
+from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
@@ -37,6 +39,7 @@ from engine.stream.outlet import Utterance
 
 __all__ = ["ConsoleAdapter"]
 
+_CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
 PLATFORM = "console"
 CHANNEL = "local"
 HELP = (
@@ -66,6 +69,8 @@ class ConsoleAdapter:
         self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
         self._answering: asyncio.Task[None] | None = None
+        self._written = ""  # the reply being written, as far as it got
+        self._cut_now = asyncio.Event()  # Ctrl-C during a reply, or a stop past its grace
         self._said = 0  # lines the director had printed, for their message ids
         self.director = StreamDirector(
             manager,
@@ -107,13 +112,19 @@ class ConsoleAdapter:
                     self._say(f"[{one_line(exc)}]")
                 continue
             self._answering = asyncio.create_task(self._chat(text))
-            await self._answering
+            await asyncio.wait({self._answering})  # a stop past its grace cuts it: no error here
+            if not self._answering.cancelled():
+                self._answering.result()  # anything but the cut is raised
 
     async def drain(self, grace_s: float) -> None:
-        """Read no more lines; the reply being written gets ``grace_s`` to finish."""
+        """Read no more lines; the reply being written gets ``grace_s`` to finish, then is cut:
+        printed and stored as far as it got."""
         self._closed = True
         if self._answering is not None and not self._answering.done():
             await asyncio.wait({self._answering}, timeout=grace_s)
+        if self._answering is not None and not self._answering.done():
+            self._cut_now.set()
+            await asyncio.wait({self._answering}, timeout=_CUT_S)
 
     async def close(self) -> None:
         self._closed = True
@@ -190,14 +201,9 @@ class ConsoleAdapter:
                 return
             if heard.blocked:
                 return  # stored, but the character stays quiet
-            if self.interactive:
-                async for snapshot in self.manager.reply_stream(heard):
-                    live.show(snapshot)
-                live.end()
-            else:
-                reply = await self.manager.reply(heard)
-                if reply is not None:
-                    self._say(f"{reply.persona_name}: {reply.text}")
+            writing = asyncio.ensure_future(self._write_reply(heard, live))
+            if not await self._finished_unless_cut(writing):
+                await self._cut(heard, writing, live, persona.display_name)
         except EngineError as exc:
             # Text already on screen that the character never finished is taken back: showing a
             # reply and then "could not answer" for it reads as two contradicting answers.
@@ -206,6 +212,63 @@ class ConsoleAdapter:
             if fallback:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {one_line(exc)}]", file=sys.stderr)
+
+    async def _write_reply(self, heard: HeardLine, live: LiveLine) -> None:
+        """Streamed onto the screen in a terminal; one line at the end when piped. Either way
+        ``_written`` follows the text, so a cut can print and keep what was written."""
+        self._written = ""
+        async for item in self.manager.generate(heard):
+            if isinstance(item, str):
+                self._written = item
+                if self.interactive:
+                    live.show(item)
+            elif not self.interactive:
+                self._say(f"{item.persona_name}: {item.text}")
+        live.end()
+
+    async def _finished_unless_cut(self, writing: asyncio.Future[None]) -> bool:
+        """Wait for the reply; False when Ctrl-C (in a terminal) or a stop cut it first.
+
+        In a terminal the line editor owns Ctrl-C only while it prompts (and then Ctrl-C quits);
+        while a reply is written, Ctrl-C is ours and stops just that reply.
+        """
+        self._cut_now.clear()
+        loop = asyncio.get_running_loop()
+        ctrl_c = False
+        if self.interactive:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here
+                loop.add_signal_handler(signal.SIGINT, self._cut_now.set)
+                ctrl_c = True
+        cut: asyncio.Future[Any] = asyncio.ensure_future(self._cut_now.wait())
+        waiting: set[asyncio.Future[Any]] = {writing, cut}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut.cancel()
+            if ctrl_c:
+                loop.remove_signal_handler(signal.SIGINT)
+        if writing.done():
+            writing.result()  # a backend error is raised here, for _chat to report
+            return True
+        return False
+
+    async def _cut(self, heard: HeardLine, writing: asyncio.Future[None], live: LiveLine, name: str) -> None:
+        """Stop the reply being written; what was written is shown and stored, marked as cut."""
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writing
+        written = self._written.strip()
+        if not written:
+            live.retract()
+            return
+        cut_text = f"{written} …"
+        if self.interactive:
+            live.show(cut_text)
+            live.end()
+            self._say("[reply cut; Ctrl-C at the prompt quits]")
+        else:
+            self._say(f"{name}: {cut_text}")
+        await self.manager.say(heard, cut_text)
 
     async def _command(self, text: str) -> bool:
         command, _, argument = text[1:].partition(" ")
