@@ -36,7 +36,12 @@ class OnStream:
         if settings.overlay.port is not None:
             token = await asyncio.to_thread(overlay_token, settings)
             on_stream.overlay = OverlayServer(
-                manager.stage, card_styles(cards), host=settings.overlay.host, port=settings.overlay.port, token=token
+                manager.stage,
+                card_styles(cards),
+                host=settings.overlay.host,
+                port=settings.overlay.port,
+                token=token,
+                default_persona=settings.core.default_persona,
             )
             await on_stream.overlay.start()
             shown = on_stream.overlay.url.split("?")[0]
