@@ -12,6 +12,7 @@ costar persona check card.png  validate a card file without installing it
 costar model prepare           convert the built-in model once (make run does it too)
 costar vllm-args               the `vllm serve` command for the installed personas' adapters
 costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
+costar settings               every setting with its current value; secrets show as ********
 costar stream check FILE       check a COSTAR_STREAM_COMMANDS_FILE, naming every problem in it
 costar twitch auth             log the bot account in to Twitch once (device code)
 costar twitch auth --broadcaster   log the channel owner in too: follows, cheers, redemptions
@@ -156,6 +157,14 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.settings import describe_settings
+
+    for name, value, is_default in describe_settings(settings):
+        print(f"{name}={value}" + ("" if is_default else "   # set"))
+    return 0
+
+
 def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from engine.stream.commands import load_channel_file
 
@@ -219,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vllm.add_argument("--output", help="write to this file instead of stdout")
     vllm.set_defaults(handler=_cmd_vllm_args)
+    shown = commands.add_parser("settings", help="every setting with its current value (secrets masked)")
+    shown.set_defaults(handler=_cmd_settings)
     stream = commands.add_parser("stream", help="check a COSTAR_STREAM_COMMANDS_FILE")
     stream.add_argument("action", choices=["check"])
     stream.add_argument("file", help="the YAML file of commands: and timers:")

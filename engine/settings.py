@@ -9,6 +9,7 @@ a did-you-mean hint, because a typo in ``.env`` otherwise silently does nothing.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -509,3 +510,41 @@ def _unparsable(section: type[BaseSettings], error: Exception) -> str:
         return str(error)
     variable = (str(section.model_config.get("env_prefix", "")) + found.group(1)).upper()
     return f"{variable} is not valid JSON (this setting takes a JSON value; see docs/configuration.md)"
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, str, bool]]:
+    """Every variable with its current value, as ``(NAME, value, is_the_default)``, for
+    ``costar settings``. Secrets show as ``********`` when set: only whether they are set shows."""
+    rows: list[tuple[str, str, bool]] = []
+    for name, section in _SECTIONS.items():
+        prefix = str(section.model_config.get("env_prefix", ""))
+        current = getattr(settings, name)
+        for field_name, field in section.model_fields.items():
+            value = getattr(current, field_name)
+            default = field.get_default(call_default_factory=True)
+            rows.append((f"{prefix}{field_name}".upper(), _shown(value), _shown(value) == _shown(default)))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_shown(item) for item in value)
+    if isinstance(value, BaseModel | dict):
+        return json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value))
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
