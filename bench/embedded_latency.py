@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import GenerationRequest  # noqa: E402
 from engine.backends.factory import make_backend  # noqa: E402
@@ -263,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "--backends", nargs="+", default=["llamacpp", "embedded"], choices=["llamacpp", "embedded"], help="which to run"
     )
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        parser.error(f"no chat CSV at {args.csv}; pass --csv")
+    require_inputs(parser, {"--csv": args.csv})
     counter = TokenizerCounter(ensure_default_model(CoreSettings().cache_dir) / "tokenizer.json")
     runs, bare_runs = asyncio.run(measure(args, counter))
     one_channel = {run.backend: run for run in runs if run.channels == 1}

@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager, freeze_startup_heap
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
@@ -126,20 +127,23 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
         budget_for=lambda event: budget,
         on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)),
     )
-    events = load_events(args.csv, args.address_every)
-    await scheduler.start()
-    started = time.perf_counter()
-    tasks = []
-    for due, event in events:
-        wait_s = due / args.speed - (time.perf_counter() - started)
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
-        tasks.append(asyncio.create_task(take_line(manager, scheduler, event, seen)))
-    await asyncio.gather(*tasks)
-    ingest_s = seen.last_commit - started
-    await scheduler.join()
-    await scheduler.close()
-    await close_manager(manager)
+    # Whatever fails, memory is closed: its writer thread would otherwise keep the process alive.
+    try:
+        events = load_events(args.csv, args.address_every)
+        await scheduler.start()
+        started = time.perf_counter()
+        tasks = []
+        for due, event in events:
+            wait_s = due / args.speed - (time.perf_counter() - started)
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            tasks.append(asyncio.create_task(take_line(manager, scheduler, event, seen)))
+        await asyncio.gather(*tasks)
+        ingest_s = seen.last_commit - started
+        await scheduler.join()
+    finally:
+        await scheduler.close()
+        await close_manager(manager)
     stored = count_viewer_lines(settings.db_path, PLATFORM)
     return seen, ingest_s, stored, len(events)
 
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address-every", type=int, default=6, help="rewrite every Nth line to name the character")
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"--csv": args.csv})
     with tempfile.TemporaryDirectory() as scratch:
         seen, ingest_s, stored, total = asyncio.run(replay(args, args.db_dir or Path(scratch)))
     report(seen, ingest_s, stored, total)

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from memory import MemoryStore  # noqa: E402
 from memory.export import viewer_line_counts  # noqa: E402
@@ -107,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forgets", type=int, default=10, help="viewers forgotten, the busiest first")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    if not args.db.is_file():
-        parser.error(f"{args.db} does not exist; build it with bench/recall_latency.py --db {args.db}")
+    require_inputs(parser, {"db (build it with bench/recall_latency.py --db)": args.db})
     if args.forgets < 1:
         parser.error("--forgets must be positive")
     with tempfile.TemporaryDirectory(prefix="costar-forget-latency-") as scratch:

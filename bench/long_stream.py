@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager, freeze_startup_heap
 from engine.backends.base import GenerationRequest, TextStream
 from engine.backends.scripted import ScriptedBackend
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"chat": args.chat})
     with tempfile.TemporaryDirectory() as scratch:
         seen, lines, stored, wall_s, stream_s = asyncio.run(stream(args, args.db_dir or Path(scratch)))
     report(seen, lines, stored, wall_s, stream_s, args)

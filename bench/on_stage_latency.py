@@ -33,6 +33,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from bot.overlay.server import OverlayServer  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
@@ -163,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replies", type=int, default=8, help="chat lines asked (default 8)")
     parser.add_argument("--backend", choices=["embedded", "scripted"], default="embedded")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        parser.error(f"no chat CSV at {args.csv}; pass --csv")
+    require_inputs(parser, {"--csv": args.csv})
     results = asyncio.run(run(args))
     answered = [r for r in results if r.done_at is not None]
     caption = [r.caption_at - r.asked_at for r in answered if r.caption_at]

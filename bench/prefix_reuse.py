@@ -41,6 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import ChatMessage, GenerationRequest  # noqa: E402
 from engine.backends.llama_states import shared_prefix  # noqa: E402
@@ -254,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--personas", type=Path, help="with --vllm: COSTAR_PERSONAS_DIR (cards bound to adapters)")
     parser.add_argument("--max-tokens", type=int, default=32, help="with --vllm: reply cap (default 32)")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        parser.error(f"no chat CSV at {args.csv}; pass --csv")
+    require_inputs(parser, {"--csv": args.csv, "--personas": args.personas})
     if args.vllm:
         # One server, one window: other contexts would need other servers.
         args.context_tokens = args.context_tokens[:1]

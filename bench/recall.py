@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.base import Backend, GenerationRequest, TextStream  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
@@ -412,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="which filler lines regulars say; the model's seed")
     parser.add_argument("--data-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"--facts": args.facts, "--filler": args.filler})
     if args.gap < 0 or args.batch < 1 or not 0.0 <= args.regular_share <= 1.0:
         parser.error("--gap must be >= 0, --batch >= 1 and --regular-share within 0..1")
     if args.data_dir is not None and (args.data_dir / "costar.sqlite3").exists():

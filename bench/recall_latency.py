@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerCounter  # noqa: E402
 from engine.recall.recaller import Recaller  # noqa: E402
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, help="SQLite file to build or reuse (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    # A database built earlier is reused as it is: the chat is read only to build one.
+    require_inputs(parser, {"--csv": None if args.db is not None and args.db.exists() else args.csv})
     if args.lines < 1 or args.queries < 1 or args.batch < 1:
         parser.error("--lines, --queries and --batch must be positive")
     with tempfile.TemporaryDirectory(prefix="costar-recall-latency-") as scratch:

@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.inputs import require_inputs
 from finetune.config import AdapterArguments, build_peft_config
 from finetune.data import read_jsonl, shipped_split, with_system_prompt
 from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
@@ -140,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> None:
     import torch
 
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
+    require_inputs(parser, {"--card": args.card})
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = resolve_base_model("smollm2" if args.model == "tiny-random" else args.model)

@@ -21,6 +21,7 @@ from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
+from engine.stream.commands import load_channel_file
 from memory import MemoryStore
 from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
 
@@ -143,6 +144,7 @@ def configured_adapters(
     *,
     console: bool | None = None,
     scenes: SceneSwitcher | None = None,
+    live: bool = False,
 ) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
@@ -156,11 +158,13 @@ def configured_adapters(
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 
-        adapters.append(ConsoleAdapter(settings, manager))
+        adapters.append(ConsoleAdapter(settings, manager, live=live))
     return adapters
 
 
-async def run(settings: Settings, *, console: bool | None = None) -> int:
+async def run(settings: Settings, *, console: bool | None = None, live: bool = False) -> int:
+    """``live``: the console's channel counts as live from the start (timers, proactive talk)."""
+    load_channel_file(settings.stream.commands_file)  # a broken commands file stops every start, first
     manager = await build_manager(settings)
     metrics_server = None
     if settings.metrics.port is not None:
@@ -172,7 +176,7 @@ async def run(settings: Settings, *, console: bool | None = None) -> int:
         on_stream = await OnStream.start(settings, manager)
         freeze_startup_heap()
         scenes = on_stream.obs if settings.obs.scene_command else None
-        adapters = configured_adapters(settings, manager, console=console, scenes=scenes)
+        adapters = configured_adapters(settings, manager, console=console, scenes=scenes, live=live)
         with stop_signals() as stop:
             results = await _run_adapters(adapters, stop, settings.core.shutdown_grace_s)
         failures = [result for result in results if isinstance(result, Exception)]

@@ -4,6 +4,7 @@ costar run                     start every configured adapter (console when none
 costar run --console           also chat in this terminal
 costar replay chat.jsonl       run a transcript through the manager, print replies
 costar replay chat.jsonl --record out.jsonl
+costar replay chat.jsonl --resume   continue a cut-short replay (stored lines are not answered again)
 costar replay recorded.jsonl --expect --backend scripted
 costar persona list            installed personas (and cards that failed to load)
 costar persona show pip        the card and the system prompt it renders to
@@ -11,6 +12,8 @@ costar persona check card.png  validate a card file without installing it
 costar model prepare           convert the built-in model once (make run does it too)
 costar vllm-args               the `vllm serve` command for the installed personas' adapters
 costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
+costar settings               every setting with its current value; secrets show as ********
+costar stream check FILE       check a COSTAR_STREAM_COMMANDS_FILE, naming every problem in it
 costar twitch auth             log the bot account in to Twitch once (device code)
 costar twitch auth --broadcaster   log the channel owner in too: follows, cheers, redemptions
 """
@@ -38,7 +41,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import run
 
-    return asyncio.run(run(settings, console=True if args.console else None))
+    return asyncio.run(run(settings, console=True if args.console else None, live=args.live))
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +71,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     ack=args.ack,
                     stop=stop,
                     grace_s=settings.core.shutdown_grace_s,
+                    resume=args.resume,
                 )
         finally:
             await close_manager(manager)  # flushes and closes memory, signal or not
@@ -153,6 +157,24 @@ def _cmd_vllm_args(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.settings import describe_settings
+
+    for name, value, is_default in describe_settings(settings):
+        print(f"{name}={value}" + ("" if is_default else "   # set"))
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.stream.commands import load_channel_file
+
+    channel = load_channel_file(Path(args.file))  # a SettingsError names every problem at once
+    commands = ", ".join(f"!{command.name}" for command in channel.commands) or "none"
+    timers = ", ".join(timer.name for timer in channel.timers) or "none"
+    print(f"ok: {args.file}: commands {commands}; timers {timers}")
+    return 0
+
+
 def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
     from bot.twitch_auth import authorize_device
 
@@ -166,12 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="start the bot")
     run.add_argument("--console", action="store_true", help="chat in this terminal too")
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="the console's channel is live from the start: timers and proactive talk run",
+    )
     run.set_defaults(handler=_cmd_run)
     replay = commands.add_parser("replay", help="run a JSONL transcript through the bot")
     replay.add_argument("file")
     replay.add_argument("--record", help="write events and replies to this JSONL file")
     replay.add_argument("--expect", action="store_true", help="fail unless the recorded replies are reproduced")
     replay.add_argument("--ack", action="store_true", help="print ACK lines once chat lines and replies are committed")
+    replay.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a replay that was cut short: lines already stored are not answered again",
+    )
     replay.add_argument("--backend", choices=["embedded", "openai", "scripted"], help="override COSTAR_BACKEND_KIND")
     replay.set_defaults(handler=_cmd_replay)
     persona = commands.add_parser("persona", help="list, show or check persona cards")
@@ -196,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vllm.add_argument("--output", help="write to this file instead of stdout")
     vllm.set_defaults(handler=_cmd_vllm_args)
+    shown = commands.add_parser("settings", help="every setting with its current value (secrets masked)")
+    shown.set_defaults(handler=_cmd_settings)
+    stream = commands.add_parser("stream", help="check a COSTAR_STREAM_COMMANDS_FILE")
+    stream.add_argument("action", choices=["check"])
+    stream.add_argument("file", help="the YAML file of commands: and timers:")
+    stream.set_defaults(handler=_cmd_stream)
     twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
     twitch.add_argument("action", choices=["auth"])
     twitch.add_argument(
@@ -223,8 +261,8 @@ def configure_logging(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = getattr(args, "handler", _cmd_run)
-    if not hasattr(args, "console"):
-        args.console = False
+    if not hasattr(args, "console"):  # a bare `costar` runs
+        args.console = args.live = False
     try:
         settings = load_settings(args.env_file)
         configure_logging(settings)

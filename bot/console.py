@@ -1,9 +1,15 @@
 """The local console adapter behind ``make run``: chat with the character in a terminal.
 
 Interactive (a terminal): a line editor with history (prompt_toolkit: arrows, Ctrl-R, the
-history kept in DATA_DIR/console_history), replies streamed as they are generated, slash commands.
+history kept in DATA_DIR/console_history, readable by its owner only and emptied by ``/forget``),
+replies streamed as they are generated, slash commands.
 Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
 Input that is not valid UTF-8 is read with replacement characters; it never stops the bot.
+
+The console speaks as the broadcaster of its own channel, through the same stream director as
+Twitch and Discord: the card's and COSTAR_STREAM_COMMANDS_FILE's ``!commands`` answer, ``/event
+raid 50 from SomeStreamer`` fires a stream event to see its reaction, and with ``--live`` (or
+``/live``) the channel counts as live, so timers and proactive talk run.
 """
 
 from __future__ import annotations
@@ -11,22 +17,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, TextIO
 
+from bot.console_events import parse_console_event
 from bot.console_line import LiveLine
 from bot.errors import one_line
 from engine.errors import EngineError
 from engine.events import ChatEvent, Role
+from engine.flow.clock import Clock, MonotonicClock
+from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.settings import Settings
+from engine.stream.director import StreamDirector
+from engine.stream.events import EventKind
+from engine.stream.outlet import Utterance
 
 __all__ = ["ConsoleAdapter"]
 
+_CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
 PLATFORM = "console"
 CHANNEL = "local"
-HELP = "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /help · /quit"
+HELP = (
+    "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /event KIND [AMOUNT] [from NAME]"
+    " · /live [on|off] · /help · /quit · !commands"
+)
 
 
 class ConsoleAdapter:
@@ -38,6 +57,8 @@ class ConsoleAdapter:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         editor: Any | None = None,
+        live: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -48,12 +69,30 @@ class ConsoleAdapter:
         self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
         self._answering: asyncio.Task[None] | None = None
+        self._written = ""  # the reply being written, as far as it got
+        self._cut_now = asyncio.Event()  # Ctrl-C during a reply, or a stop past its grace
+        self._said = 0  # lines the director had printed, for their message ids
+        self.director = StreamDirector(
+            manager,
+            self._speak,
+            settings=settings.stream,
+            clock=clock or MonotonicClock(),
+            channels_kept=settings.core.channels_kept,
+        )
+        self.director.set_live(PLATFORM, CHANNEL, live)
 
     def _say(self, text: str, end: str = "\n") -> None:
         self.stdout.write(text + end)
         self.stdout.flush()
 
     async def start(self) -> None:
+        await self.director.start()
+        try:
+            await self._converse()
+        finally:
+            await self.director.close()
+
+    async def _converse(self) -> None:
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         if self.interactive:
             self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else HELP)
@@ -73,16 +112,35 @@ class ConsoleAdapter:
                     self._say(f"[{one_line(exc)}]")
                 continue
             self._answering = asyncio.create_task(self._chat(text))
-            await self._answering
+            await asyncio.wait({self._answering})  # a stop past its grace cuts it: no error here
+            if not self._answering.cancelled():
+                self._answering.result()  # anything but the cut is raised
 
     async def drain(self, grace_s: float) -> None:
-        """Read no more lines; the reply being written gets ``grace_s`` to finish."""
+        """Read no more lines; the reply being written gets ``grace_s`` to finish, then is cut:
+        printed and stored as far as it got."""
         self._closed = True
         if self._answering is not None and not self._answering.done():
             await asyncio.wait({self._answering}, timeout=grace_s)
+        if self._answering is not None and not self._answering.done():
+            self._cut_now.set()
+            await asyncio.wait({self._answering}, timeout=_CUT_S)
 
     async def close(self) -> None:
         self._closed = True
+        await self.director.close()
+
+    async def _speak(self, utterance: Utterance) -> str | None:
+        """The director's speaker: a reaction, command answer or timer line, printed like a reply."""
+        line = f"{utterance.reply.persona_name}: {utterance.text}"
+        if self.interactive:  # above the prompt being edited, not through it
+            from prompt_toolkit.application import run_in_terminal
+
+            await run_in_terminal(lambda: self._say(line))
+        else:
+            self._say(line)
+        self._said += 1
+        return f"console-said-{self._said}"
 
     async def _read_line(self) -> str | None:
         if not self.interactive:
@@ -137,16 +195,15 @@ class ConsoleAdapter:
         live = LiveLine(self.stdout, f"{persona.display_name}: ")
         try:
             heard = await self.manager.hear(event)
+            self.director.chat_heard(heard)
+            if await self.director.command(heard):  # the channel's own !commands
+                await self.director.join()  # its answer is printed before the next prompt
+                return
             if heard.blocked:
                 return  # stored, but the character stays quiet
-            if self.interactive:
-                async for snapshot in self.manager.reply_stream(heard):
-                    live.show(snapshot)
-                live.end()
-            else:
-                reply = await self.manager.reply(heard)
-                if reply is not None:
-                    self._say(f"{reply.persona_name}: {reply.text}")
+            writing = asyncio.ensure_future(self._write_reply(heard, live))
+            if not await self._finished_unless_cut(writing):
+                await self._cut(heard, writing, live, persona.display_name)
         except EngineError as exc:
             # Text already on screen that the character never finished is taken back: showing a
             # reply and then "could not answer" for it reads as two contradicting answers.
@@ -155,6 +212,63 @@ class ConsoleAdapter:
             if fallback:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {one_line(exc)}]", file=sys.stderr)
+
+    async def _write_reply(self, heard: HeardLine, live: LiveLine) -> None:
+        """Streamed onto the screen in a terminal; one line at the end when piped. Either way
+        ``_written`` follows the text, so a cut can print and keep what was written."""
+        self._written = ""
+        async for item in self.manager.generate(heard):
+            if isinstance(item, str):
+                self._written = item
+                if self.interactive:
+                    live.show(item)
+            elif not self.interactive:
+                self._say(f"{item.persona_name}: {item.text}")
+        live.end()
+
+    async def _finished_unless_cut(self, writing: asyncio.Future[None]) -> bool:
+        """Wait for the reply; False when Ctrl-C (in a terminal) or a stop cut it first.
+
+        In a terminal the line editor owns Ctrl-C only while it prompts (and then Ctrl-C quits);
+        while a reply is written, Ctrl-C is ours and stops just that reply.
+        """
+        self._cut_now.clear()
+        loop = asyncio.get_running_loop()
+        ctrl_c = False
+        if self.interactive:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here
+                loop.add_signal_handler(signal.SIGINT, self._cut_now.set)
+                ctrl_c = True
+        cut: asyncio.Future[Any] = asyncio.ensure_future(self._cut_now.wait())
+        waiting: set[asyncio.Future[Any]] = {writing, cut}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut.cancel()
+            if ctrl_c:
+                loop.remove_signal_handler(signal.SIGINT)
+        if writing.done():
+            writing.result()  # a backend error is raised here, for _chat to report
+            return True
+        return False
+
+    async def _cut(self, heard: HeardLine, writing: asyncio.Future[None], live: LiveLine, name: str) -> None:
+        """Stop the reply being written; what was written is shown and stored, marked as cut."""
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writing
+        written = self._written.strip()
+        if not written:
+            live.retract()
+            return
+        cut_text = f"{written} …"
+        if self.interactive:
+            live.show(cut_text)
+            live.end()
+            self._say("[reply cut; Ctrl-C at the prompt quits]")
+        else:
+            self._say(f"{name}: {cut_text}")
+        await self.manager.say(heard, cut_text)
 
     async def _command(self, text: str) -> bool:
         command, _, argument = text[1:].partition(" ")
@@ -182,10 +296,35 @@ class ConsoleAdapter:
             self._say(f"[deleted note #{argument}]" if deleted else f"[no note #{argument}]")
         elif command == "forget":
             result = await self.manager.forget(PLATFORM, self.user)
+            if self._editor is not None:  # every line in it was typed by this one viewer
+                await asyncio.to_thread(_forget_history, self._editor)
             self._say(f"[forgot {result.messages} messages and {result.notes} notes]")
+        elif command == "event":
+            await self._fire_event(argument)
+        elif command == "live":
+            live = argument.casefold() not in ("off", "no", "false", "0")
+            self.director.set_live(PLATFORM, CHANNEL, live)
+            self._say("[live: timers and proactive talk run]" if live else "[offline: timers are paused]")
         else:
             self._say(f"[{HELP}]")
         return True
+
+    async def _fire_event(self, argument: str) -> None:
+        try:
+            stream = parse_console_event(argument, PLATFORM, CHANNEL)
+        except ValueError as exc:
+            self._say(f"[{exc}]")
+            return
+        said_before = self.director.said.total()
+        await self.director.take(await self.manager.hear(stream))
+        await self.director.join()
+        if stream.kind is EventKind.FOLLOW:  # welcomes gather the follows of a window into one line
+            self._say(f"[follows are welcomed together after {self.settings.stream.follow_window_s:g} s]")
+        elif self.director.said.total() == said_before:
+            self._say(
+                f"[no reaction to {stream.kind.value}: the card has none, it is cooling down,"
+                " or COSTAR_STREAM_REACTIONS is off]"
+            )
 
 
 def _replacing_bad_bytes(stream: TextIO) -> TextIO:
@@ -201,7 +340,33 @@ def _replacing_bad_bytes(stream: TextIO) -> TextIO:
 
 def _line_editor(settings: Settings) -> Any:
     from prompt_toolkit import PromptSession
+
+    return PromptSession(history=_private_history(settings.core.data_dir / "console_history"))
+
+
+def _private_history(path: Path) -> Any:
+    """The console's line history, a file only its owner may read: it holds what was typed in chat."""
     from prompt_toolkit.history import FileHistory
 
-    settings.core.data_dir.mkdir(parents=True, exist_ok=True)
-    return PromptSession(history=FileHistory(str(settings.core.data_dir / "console_history")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # one an older costar wrote was world-readable (0644)
+    finally:
+        os.close(descriptor)
+    return FileHistory(str(path))
+
+
+def _forget_history(editor: Any) -> None:
+    """Empty the line history, on disk and in the editor (arrow-up must not bring a line back)."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    history = getattr(editor, "history", None)
+    if isinstance(history, FileHistory):
+        with open(history.filename, "wb"):  # emptied in place: the file keeps its 0600 mode
+            pass
+        fresh: Any = FileHistory(history.filename)
+    else:
+        fresh = InMemoryHistory()
+    editor.history = fresh
+    editor.default_buffer.history = fresh

@@ -24,7 +24,7 @@ from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from bot.discord_stream import DiscordSpeaker, join_event
-from bot.errors import one_line
+from bot.errors import NETWORK_ERRORS, one_line, unreachable
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.flow.clock import MonotonicClock
@@ -44,6 +44,12 @@ class CostarDiscordClient(discord.Client):
     """A discord.Client whose only behaviour is handing events to the adapter."""
 
     def __init__(self, adapter: DiscordAdapter) -> None:
+        # costar never joins a Discord voice channel (the character's voice plays on the overlay), so
+        # discord.py's "PyNaCl is not installed, voice will NOT be supported" would only read as if
+        # costar's voice were broken: its one-time warnings are switched off before they are logged.
+        for warning_flag in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, warning_flag):
+                setattr(discord.VoiceClient, warning_flag, False)
         intents = discord.Intents.default()
         intents.message_content = True  # also to be enabled in the Developer Portal (privileged)
         # Welcoming newcomers needs the Server Members intent (privileged too): only ask when used.
@@ -99,6 +105,13 @@ class DiscordAdapter:
         await self.director.start()
         try:
             await self.client.start(token.get_secret_value())
+        except discord.LoginFailure:
+            raise SettingsError(
+                "Discord refused DISCORD_TOKEN: copy the bot's token again from the Developer Portal "
+                "(Bot → Reset Token; see docs/discord.md)"
+            ) from None
+        except NETWORK_ERRORS as exc:
+            raise unreachable("Discord", exc, "check this machine's internet connection and DNS") from None
         finally:
             await self.director.close()
 

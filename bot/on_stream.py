@@ -36,13 +36,23 @@ class OnStream:
         if settings.overlay.port is not None:
             token = await asyncio.to_thread(overlay_token, settings)
             on_stream.overlay = OverlayServer(
-                manager.stage, card_styles(cards), host=settings.overlay.host, port=settings.overlay.port, token=token
+                manager.stage,
+                card_styles(cards),
+                host=settings.overlay.host,
+                port=settings.overlay.port,
+                token=token,
+                default_persona=settings.core.default_persona,
             )
             await on_stream.overlay.start()
-            shown = on_stream.overlay.url.split("?")[0] + ("?token=…" if token else "")
-            log.info(
-                "Overlay for OBS on %s (the token is in %s)", shown, "COSTAR_OVERLAY_TOKEN / DATA_DIR/overlay-token"
-            )
+            shown = on_stream.overlay.url.split("?")[0]
+            if token:  # beyond loopback only: a page on this machine needs no token
+                log.info(
+                    "Overlay for OBS on %s?token=… (the token is in %s)",
+                    shown,
+                    "COSTAR_OVERLAY_TOKEN" if settings.overlay.token else "DATA_DIR/overlay-token",
+                )
+            else:
+                log.info("Overlay for OBS on %s", shown)
         # Speech needs a listener: the overlay page plays it, or COSTAR_VOICE_OUT_DIR keeps it.
         heard_somewhere = on_stream.overlay is not None or settings.voice.out_dir is not None
         if (

@@ -5,6 +5,11 @@ With ``--record OUT`` the events and the replies given are written as a new tran
 scripted, or the embedded model with the COSTAR_BACKEND_SEED that recorded it; the CLI replays
 ``--expect`` against a fresh temporary database, so what DATA_DIR remembers cannot change a reply).
 Replies come out as the event's platform would send them (its output rules: one line on Twitch).
+Each run answers every line again: the lines' message ids get the run's id (``msg-1~run-…``), so
+memory does not take a second run for a platform delivering the same lines twice. ``resume=True``
+keeps the file's ids: lines a run cut short already stored are skipped, the rest answered.
+The channel's ``!commands`` (the card's and COSTAR_STREAM_COMMANDS_FILE's) are answered as live,
+by the same stream director, with the line's ``roles`` deciding who may use which.
 The format is documented in docs/replay.md. ``--ack`` prints
 ``ACK line ID`` once a chat line is committed and ``ACK reply ID`` once its reply is (the
 kill -9 durability test counts on these).
@@ -15,17 +20,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from bot.shutdown import StopRequest, finished_within_grace
-from bot.transcript import TranscriptLine, event_to_dict, read_transcript
+from bot.transcript import event_to_dict, read_transcript
 from engine.errors import BackendError
+from engine.events import ChatEvent
+from engine.flow.clock import MonotonicClock
 from engine.manager import ConversationManager
+from engine.stream.director import StreamDirector
+from engine.stream.outlet import Utterance
 from memory.text import storable_text
 
-__all__ = ["ReplayResult", "replay"]
+__all__ = ["ReplayResult", "new_run_id", "replay"]
+
+RUN_SEPARATOR = "~"  # message id in the file, then the run: "chat-3~run-1a2b3c4d"
+
+
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -46,18 +62,26 @@ async def replay(
     out: TextIO | None = None,
     stop: StopRequest | None = None,
     grace_s: float = 0.0,
+    resume: bool = False,
 ) -> ReplayResult:
-    """``stop``: on SIGTERM/SIGINT read no further line; the one being answered gets ``grace_s``."""
+    """``stop``: on SIGTERM/SIGINT read no further line; the one being answered gets ``grace_s``.
+
+    ``resume``: keep the file's message ids, so lines an earlier run stored are not answered again.
+    """
+    run_id = None if resume else new_run_id()
     out = out or sys.stdout
     result = ReplayResult()
     lines = list(read_transcript(transcript))  # every line checked before any is stored
+    said = _Said(out)
+    director = StreamDirector(manager, said, settings=manager.settings.stream, clock=MonotonicClock())
     recorder = record.open("w", encoding="utf-8") if record else None
     try:
         for line in lines:
             if stop is not None and stop.requested.is_set():
                 result.stopped = True
                 break
-            answering = asyncio.ensure_future(_one(manager, line, out, ack=ack))
+            event = line.event if run_id is None else _in_run(line.event, run_id)
+            answering = asyncio.ensure_future(_one(manager, director, said, event, out, ack=ack))
             if stop is not None and not await finished_within_grace(answering, stop, grace_s):
                 result.stopped = True
                 break
@@ -71,18 +95,52 @@ async def replay(
             if expect and line.has_recorded_reply and reply_text != line.recorded_reply:
                 result.mismatches.append(f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}")
     finally:
+        await director.close()
         if recorder is not None:
             recorder.close()
     return result
 
 
-async def _one(manager: ConversationManager, line: TranscriptLine, out: TextIO, *, ack: bool = False) -> str | None:
-    event = line.event
+class _Said:
+    """The director's speaker in a replay: prints what it says like a reply, keeps the last text."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.last: str | None = None
+
+    async def __call__(self, utterance: Utterance) -> str | None:
+        event = utterance.reply.event
+        print(f"[{event.channel_key}] {utterance.reply.persona_name}: {utterance.text}", file=self.out, flush=True)
+        self.last = utterance.text
+        return None  # nothing was sent anywhere: no platform id to link
+
+
+def _in_run(event: ChatEvent, run_id: str) -> ChatEvent:
+    """The event with this run's message ids (a reply keeps pointing at the line it replies to)."""
+    reply_to = None if event.reply_to_id is None else f"{event.reply_to_id}{RUN_SEPARATOR}{run_id}"
+    return replace(event, message_id=f"{event.message_id}{RUN_SEPARATOR}{run_id}", reply_to_id=reply_to)
+
+
+async def _one(
+    manager: ConversationManager,
+    director: StreamDirector,
+    said: _Said,
+    event: ChatEvent,
+    out: TextIO,
+    *,
+    ack: bool = False,
+) -> str | None:
     try:
         heard = await manager.hear(event)
         event = heard.event  # as stored: text memory could not store (a lone surrogate) comes back cleaned
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
+        if not heard.redelivered:
+            director.chat_heard(heard)
+            said.last = None
+            if await director.command(heard):  # one of the channel's own !commands: answered as live
+                await director.join()
+                return said.last
         reply = await manager.reply(heard) if event.addresses_bot and not heard.blocked else None
     except BackendError as exc:  # the model failed this line; a memory failure stops the replay
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)

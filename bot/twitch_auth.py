@@ -23,6 +23,7 @@ from pathlib import Path
 import twitchio
 from twitchio.authentication import OAuth
 
+from bot.errors import NETWORK_ERRORS, unreachable
 from engine.errors import EngineError, SettingsError
 from engine.observability.redact import register_secret
 from engine.settings import Settings
@@ -136,6 +137,10 @@ async def authorize_device(
         validated = await oauth.validate_token(granted["access_token"])
     except twitchio.TwitchioException as exc:
         raise twitch_failure(exc, "logging the bot in") from None
+    except TimeoutError:
+        raise EngineError(f"nobody approved the login on Twitch within {timeout_s:g} s: run it again") from None
+    except NETWORK_ERRORS as exc:
+        raise unreachable("Twitch (id.twitch.tv)", exc, "check this machine's internet connection and DNS") from None
     finally:
         await oauth.close()
     token = StoredToken(str(validated.user_id), str(validated.login), granted["access_token"], granted["refresh_token"])

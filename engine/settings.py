@@ -9,13 +9,16 @@ a did-you-mean hint, because a typo in ``.env`` otherwise silently does nothing.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from engine.errors import SettingsError
 from personas.moderation_rules import ActionMap, CommaList, ModerationOverrides, PatternList
@@ -471,6 +474,7 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
     ``overrides`` maps a section name to field values (tests and the CLI use it).
     """
     env_path = Path(env_file) if env_file is not None else None
+    _check_encoding(env_path)
     _check_unknown(env_path)
     values: dict[str, BaseSettings] = {}
     for name, section in _SECTIONS.items():
@@ -479,4 +483,68 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
         except ValidationError as exc:
             problems = "; ".join(_describe(section, err) for err in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
+        except PydanticSettingsError as exc:  # a JSON-valued setting that is not JSON
+            raise SettingsError(f"invalid settings: {_unparsable(section, exc)}") from None
     return Settings(**values)
+
+
+def _check_encoding(env_file: Path | None) -> None:
+    """A settings file must be UTF-8 (python-dotenv reads it so); say where it is not."""
+    if env_file is None or not env_file.is_file():
+        return
+    content = env_file.read_bytes()
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise SettingsError(f"{env_file} is not UTF-8 text (line {line}, byte {exc.start}): save it as UTF-8") from None
+
+
+_FIELD_IN_ERROR = re.compile(r'field "([^"]+)"')
+
+
+def _unparsable(section: type[BaseSettings], error: Exception) -> str:
+    """pydantic-settings' 'error parsing value for field "channels"' as the variable to fix."""
+    found = _FIELD_IN_ERROR.search(str(error))
+    if found is None:
+        return str(error)
+    variable = (str(section.model_config.get("env_prefix", "")) + found.group(1)).upper()
+    return f"{variable} is not valid JSON (this setting takes a JSON value; see docs/configuration.md)"
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, str, bool]]:
+    """Every variable with its current value, as ``(NAME, value, is_the_default)``, for
+    ``costar settings``. Secrets show as ``********`` when set: only whether they are set shows."""
+    rows: list[tuple[str, str, bool]] = []
+    for name, section in _SECTIONS.items():
+        prefix = str(section.model_config.get("env_prefix", ""))
+        current = getattr(settings, name)
+        for field_name, field in section.model_fields.items():
+            value = getattr(current, field_name)
+            default = field.get_default(call_default_factory=True)
+            rows.append((f"{prefix}{field_name}".upper(), _shown(value), _shown(value) == _shown(default)))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_shown(item) for item in value)
+    if isinstance(value, BaseModel | dict):
+        return json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value))
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

@@ -5,6 +5,10 @@ saved as ``adapter_config.json`` + ``adapter_model.safetensors`` in ``--output_d
 for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
 (``costar_finetune.yaml``).
 
+    # your character: your card and your dialogue (conversational JSONL) -> your adapter
+    python -m finetune.train --preset recommended --card my_card.yaml \\
+        --train_file my_train.jsonl --eval_file my_valid.jsonl --output_dir outputs/adapters/mine
+
     # the recommended default (all linear layers, r=16) on the shipped Pip set, CPU-sized
     python -m finetune.train --preset recommended --output_dir outputs/adapters/pip-lora \\
         --max_steps 60 --per_device_train_batch_size 2 --threads 1
@@ -21,6 +25,9 @@ for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
     # any YAML, overridden by flags; several GPUs through accelerate
     python -m finetune.train --config my.yaml --learning_rate 1e-4 --packing true
     accelerate launch --num_processes 2 -m finetune.train --preset recommended --output_dir outputs/adapters/pip
+
+``--help`` lists costar's own options and the trainer options most runs set; ``--help-all`` lists
+every one of trl's ``SFTConfig`` options too (several hundred lines).
 """
 
 from __future__ import annotations
@@ -87,7 +94,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     from trl import SFTConfig, TrlParser
 
     args = _expand_preset(list(argv if argv is not None else sys.argv[1:]))
-    asks_for_help = any(arg in ("-h", "--help") for arg in args)
+    if any(arg in ("-h", "--help") for arg in args) and "--help-all" not in args:
+        print(_short_help())
+        raise SystemExit(0)
+    args = ["--help" if arg == "--help-all" else arg for arg in args]
+    asks_for_help = "--help" in args
     # The method first: SFTConfig itself refuses a QLoRA preset's bf16 on a CPU with a less useful message.
     # (Not for --help: this first parser knows only the adapter options and would list just those.)
     method = "" if asks_for_help else _method(args)
@@ -100,6 +111,49 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[AdapterArguments, Dat
     if adapter_args.method == "prompt_tuning" and sft_config.packing:
         raise ConfigError("packing is not supported with prompt_tuning: the virtual tokens belong to each sequence")
     return adapter_args, data_args, sft_config
+
+
+# The trainer's options (trl's SFTConfig, several hundred) that most runs set; --help-all lists all.
+_COMMON_TRAINER_OPTIONS = (
+    "output_dir",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "max_length",
+    "packing",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "load_best_model_at_end",
+    "logging_steps",
+    "seed",
+)
+
+
+def _short_help() -> str:
+    """costar's options (adapter, data), then the common trainer ones with costar's defaults."""
+    import dataclasses
+
+    from trl import SFTConfig, TrlParser
+
+    parser = TrlParser(
+        (AdapterArguments, DataArguments),
+        prog="python -m finetune.train",
+        description="Train an adapter for one persona: your card + your dialogue -> your adapter.",
+        epilog="--help-all lists every trainer option (trl's SFTConfig); --config FILE.yaml reads options "
+        "from a file, flags override it. Examples: docs/finetuning.md.",
+    )
+    trainer = parser.add_argument_group("common trainer options (trl's SFTConfig)")
+    fields = {field.name: field for field in dataclasses.fields(SFTConfig)}
+    for name in _COMMON_TRAINER_OPTIONS:
+        field = fields[name]
+        default = _DEFAULTS.get(name, field.default)
+        first_sentence = str(field.metadata.get("help", "")).split(". ")[0].rstrip(".")
+        trainer.add_argument(f"--{name}", default=default, help=first_sentence.replace("%", "%%"))
+    return parser.format_help()
 
 
 def _method(args: list[str]) -> str:

@@ -1,7 +1,10 @@
 """Make Debian's ``wordnet-base`` package usable by NLTK, for METEOR without internet access.
 
     sudo apt-get install wordnet-base
-    python -m finetune.wordnet            # copies /usr/share/wordnet into ~/nltk_data/corpora/wordnet
+    .venv/bin/python -m finetune.wordnet   # copies /usr/share/wordnet into .venv/nltk_data/corpora/wordnet
+
+``make`` does both on set-up. The copy goes into the running Python's environment
+(``sys.prefix/nltk_data``, one of the folders NLTK searches), so ``make clean`` removes it with the venv.
 
 NLTK reads WordNet 3.0's database files but also wants ``lexnames`` (the 45 lexicographer file
 names, not shipped by Debian) and ``index.sense`` (used only to map other WordNet versions, so
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,8 +73,8 @@ _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
 def install_wordnet(source: Path = Path("/usr/share/wordnet"), nltk_data: Path | None = None) -> Path:
-    """Copy Debian's WordNet into ``nltk_data`` (default ``~/nltk_data``)."""
-    nltk_data = nltk_data if nltk_data is not None else Path.home() / "nltk_data"
+    """Copy Debian's WordNet into ``nltk_data`` (default: ``nltk_data`` in this Python's environment)."""
+    nltk_data = nltk_data if nltk_data is not None else Path(sys.prefix) / "nltk_data"
     if not (source / "data.noun").exists():
         raise SystemExit(f"no WordNet database in {source}: install Debian's wordnet-base package first")
     target = nltk_data / "corpora" / "wordnet"
@@ -89,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m finetune.wordnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--source", type=Path, default=Path("/usr/share/wordnet"))
-    parser.add_argument("--nltk-data", type=Path, default=Path.home() / "nltk_data")
+    parser.add_argument("--nltk-data", type=Path, default=Path(sys.prefix) / "nltk_data")
     args = parser.parse_args(argv)
     print(f"WordNet ready for NLTK in {install_wordnet(args.source, args.nltk_data)}")
     return 0

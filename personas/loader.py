@@ -62,7 +62,7 @@ def _with_sidecar(card: PersonaCard, sidecar: Path) -> PersonaCard:
     except OSError as exc:
         raise PersonaError(sidecar, f"cannot read the file ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
-        raise PersonaError(sidecar, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+        raise PersonaError(sidecar, _yaml_problem(exc)) from exc
     except RecursionError as exc:
         raise _too_deep(sidecar) from exc
     _check_nesting(data, sidecar)
@@ -159,23 +159,51 @@ def _card_from_yaml(text: str, path: Path | None) -> PersonaCard:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PersonaError(path, f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+        raise PersonaError(path, _yaml_problem(exc)) from exc
     if not isinstance(data, dict):
         raise PersonaError(path, "a persona card must be a YAML mapping (name: ..., description: ...)")
     _check_nesting(data, path)
     try:
         return PersonaCard(**{str(key): value for key, value in data.items()})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        location = field_path(first["loc"]) or None
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling against personas/cards/pip.yaml)"
-        raise PersonaError(path, message, field=location) from exc
+        problems = [_field_problem(error) for error in exc.errors()]
+        if len(problems) == 1:  # the field in PersonaError's own place, as before
+            field, message = problems[0]
+            raise PersonaError(path, message, field=field) from exc
+        listed = "; ".join(f"field '{field}': {message}" if field else message for field, message in problems)
+        raise PersonaError(path, f"{len(problems)} problems: {listed}") from exc
     except TypeError as exc:
         raise PersonaError(path, str(exc)) from exc
+
+
+# What the YAML parser was inside when the file ended: a quote or bracket opened and never closed.
+_UNCLOSED = {
+    "while scanning a quoted scalar": "a quote",
+    "while parsing a flow sequence": "a [",
+    "while parsing a flow mapping": "a {",
+}
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where the YAML went wrong, for a person. An unclosed quote or bracket is reported by the
+    parser where it gave up, often many lines later (``problem_mark``); the place to fix is where
+    it opened (``context_mark``), so that is named."""
+    problem = getattr(error, "problem", None) or str(error)
+    opened, found = getattr(error, "context_mark", None), getattr(error, "problem_mark", None)
+    unclosed = _UNCLOSED.get(str(getattr(error, "context", "")))
+    if unclosed and opened is not None:
+        gave_up = f" (the parser gave up at line {found.line + 1}: {problem})" if found is not None else ""
+        return f"invalid YAML at line {opened.line + 1}, column {opened.column + 1}: {unclosed} opened here is never closed{gave_up}"
+    if found is not None:
+        return f"invalid YAML at line {found.line + 1}, column {found.column + 1}: {problem}"
+    return f"invalid YAML: {problem}"
+
+
+def _field_problem(error: Any) -> tuple[str | None, str]:
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling against personas/cards/pip.yaml)"
+    return field_path(error["loc"]) or None, message
 
 
 def _merge_lorebook_files(card: PersonaCard, card_path: Path) -> PersonaCard:

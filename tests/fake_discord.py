@@ -240,6 +240,7 @@ class FakeDiscord:
         self._backlog: list[dict[str, Any]] = []  # this session's dispatches, for RESUME to replay
         self.resume_payloads: list[dict[str, Any]] = []
         self.invalidate_resumes = False  # answer RESUME with INVALID_SESSION (not resumable)
+        self.refuse_token = False  # answer the login (GET /users/@me) 401, as Discord does a wrong token
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._saved: tuple[str, yarl.URL] | None = None
@@ -624,6 +625,8 @@ class FakeDiscord:
         yield "PATCH", r"/webhooks/(\d+)/([^/]+)/messages/([^/]+)", self._edit_followup
 
     async def _get_me(self, request: web.Request) -> web.Response:
+        if self.refuse_token:
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         return _json(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
 
     async def _get_application(self, request: web.Request) -> web.Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -164,3 +166,77 @@ async def test_the_prompt_is_a_line_editor_whose_history_outlives_the_session(se
     await _interactive_session(settings, counter, backend, "\x1b[A\r", tmp_path / "history")  # arrow up, enter
     said = [request.messages[-1].content.rsplit(": ", 1)[-1] for request in backend.requests]
     assert said == ["hello pip", "hello pip"]
+
+
+async def test_forget_empties_the_console_history_on_disk_and_under_the_arrow_keys(settings, counter, tmp_path) -> None:
+    backend = ScriptedBackend(default="noted!")
+    history = tmp_path / "history"
+    # The cat's name, /forget, then arrow-up + enter: nothing may come back to be sent again.
+    await _interactive_session(settings, counter, backend, "my cat is called Miso\r/forget\r\x1b[A\r", history)
+    said = [request.messages[-1].content for request in backend.requests]
+    assert len(said) == 1 and "Miso" in said[0]
+    assert "Miso" not in history.read_text(encoding="utf-8")
+
+
+def test_the_console_history_file_is_readable_by_its_owner_only(settings) -> None:
+    import stat
+
+    from bot.console import _line_editor
+
+    path = settings.core.data_dir / "console_history"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n# earlier\n+my cat is called Miso\n", encoding="utf-8")
+    path.chmod(0o644)  # as an older costar left it
+    _line_editor(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "Miso" in path.read_text(encoding="utf-8")  # kept, only protected
+
+
+class _PressesCtrlCMidReply(_StallsAfterAFewWords):
+    """Writes a few words, then the person at the terminal presses Ctrl-C (SIGINT to this process)."""
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        yield "Once upon a time"
+        await asyncio.sleep(0.2)  # the words are on screen
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(3600)
+        yield " never"
+
+
+@pytest.mark.timeout(30)
+async def test_ctrl_c_during_a_reply_cuts_that_reply_keeps_it_as_cut_and_returns_to_the_prompt(
+    settings, counter, keyboard
+) -> None:
+    manager = await build_manager(settings, backend=_PressesCtrlCMidReply(), counter=counter)
+    screen = _Screen(columns=200)
+    editor: PromptSession[str] = PromptSession(input=keyboard, output=DummyOutput())
+    keyboard.send_text("tell me a story\r")
+    keyboard.close()  # at the prompt again: Ctrl-D ends the session
+    try:
+        await ConsoleAdapter(settings, manager, stdout=screen, editor=editor).start()
+        stored = await manager.memory.recent_messages("console", "local", limit=10)
+    finally:
+        await close_manager(manager)
+    assert screen.rows()[-2:] == ["Pip: Once upon a time …", "[reply cut; Ctrl-C at the prompt quits]"]
+    assert [line.text for line in stored if line.is_character] == ["Once upon a time …"]
+
+
+async def test_a_stop_past_its_grace_prints_and_keeps_the_piped_reply_as_far_as_it_got(settings, counter) -> None:
+    manager = await build_manager(settings, backend=_StallsAfterAFewWords(), counter=counter)
+    out = _Pipe()
+    console = ConsoleAdapter(settings, manager, stdin=_Pipe("tell me a story\n"), stdout=out)
+    try:
+        session = asyncio.create_task(console.start())
+        async with asyncio.timeout(10):
+            while not console._written:  # the first words are written (not printed: piped is one line)
+                await asyncio.sleep(0.01)
+        began = asyncio.get_running_loop().time()
+        await console.drain(0.5)
+        took_s = asyncio.get_running_loop().time() - began
+        await asyncio.wait_for(session, 5)
+        stored = await manager.memory.recent_messages("console", "local", limit=10)
+    finally:
+        await close_manager(manager)
+    assert out.getvalue() == "Pip: Once upon a time …\n"
+    assert [line.text for line in stored if line.is_character] == ["Once upon a time …"]
+    assert took_s < 0.5 + 1.0, f"the stop took {took_s:.1f} s with a 0.5 s grace"

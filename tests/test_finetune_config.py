@@ -218,11 +218,28 @@ def test_too_short_a_max_length_says_both_lengths_and_the_fix(tokenizer) -> None
     assert "pass --max_length 1024 or a shorter --card" in str(caught.value)
 
 
-def test_help_lists_every_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+def _help(capsys: pytest.CaptureFixture[str], flag: str) -> str:
     with pytest.raises(SystemExit) as exited:
-        parse_args(["--help"])
+        parse_args([flag])
     assert exited.value.code == 0
-    shown = " ".join(capsys.readouterr().out.split())
-    for option in ("--preset", "--card", "--max_steps", "--output_dir", "--max_length", "--learning_rate", "--threads"):
-        assert option in shown, option
-    assert "(default: 1024)" in shown and "(default: outputs/adapters/pip)" in shown
+    return capsys.readouterr().out
+
+
+def test_help_is_short_costars_options_and_the_common_trainer_ones_with_their_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shown = _help(capsys, "--help")
+    words = " ".join(shown.split())
+    for option in ("--preset", "--card", "--train_file", "--eval_file", "--threads", "--help-all"):
+        assert option in words, option
+    for option in ("--max_steps", "--output_dir", "--max_length", "--learning_rate", "--per_device_train_batch_size"):
+        assert option in words, option
+    assert "(default: 1024)" in words and "(default: outputs/adapters/pip)" in words
+    assert "--adam_beta1" not in words  # one of the trainer's hundreds: --help-all
+    assert len(shown.splitlines()) < 150
+
+
+def test_help_all_lists_every_trainer_option_too(capsys: pytest.CaptureFixture[str]) -> None:
+    words = " ".join(_help(capsys, "--help-all").split())
+    for option in ("--train_file", "--adam_beta1", "--max_length", "--lr_scheduler_type"):
+        assert option in words, option

@@ -194,3 +194,33 @@ def test_a_file_that_is_not_a_report_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text("{}", encoding="utf-8")
     with pytest.raises(FinetuneError, match=r"not a report\.json"):
         load_scores(tmp_path / "report.json")
+
+
+def test_set_up_installs_wordnet_so_meteor_is_scored_on_a_fresh_machine() -> None:
+    import re
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    packages = re.search(r"^DEBIAN_PACKAGES := (.*)$", makefile, re.MULTILINE)
+    assert packages is not None and "wordnet-base" in packages.group(1).split()
+    set_up = makefile.split("$(STAMP): pyproject.toml Makefile\n", 1)[1].split("\n\n", 1)[0]
+    assert "$(BIN)/python -m finetune.wordnet" in set_up
+
+
+def test_wordnet_goes_into_the_running_environment_where_nltk_looks_not_the_home_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source, prefix, home = tmp_path / "debian", tmp_path / "venv", tmp_path / "home"
+    source.mkdir()
+    home.mkdir()
+    (source / "data.noun").write_text("nouns", encoding="utf-8")
+    # A Python whose environment is `prefix`: what `.venv/bin/python -m finetune.wordnet` is to .venv.
+    script = (
+        f"import sys; sys.prefix = {str(prefix)!r}\n"
+        f"from finetune.wordnet import main; main(['--source', {str(source)!r}])\n"
+        "import nltk; print(nltk.data.find('corpora/wordnet/lexnames'))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert found.stdout.strip().endswith(str(prefix / "nltk_data" / "corpora" / "wordnet" / "lexnames"))
+    assert not any(home.iterdir())  # nothing left outside the environment `make clean` removes

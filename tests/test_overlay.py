@@ -308,3 +308,24 @@ async def test_a_raid_thank_you_reaches_the_overlay_as_a_notice(
     assert said is not None
     assert notice["type"] == "notice" and notice["kind"] == "raid"
     assert (notice["text"], notice["name"], notice["channel"]) == (said.text, "Pip", "twitch:stream")
+
+
+@needs_chromium
+async def test_preview_shows_a_sample_caption_in_the_default_characters_style_that_stays(
+    manager: ConversationManager, browser: Chromium, tmp_path: Path
+) -> None:
+    server = OverlayServer(manager.stage, card_styles(manager.personas.cards), default_persona="pip")
+    await server.start()
+    try:
+        await browser.open(f"{server.url}?preview=1&fade=0.1&size=40")  # no reply at all: only the preview
+        await browser.wait_for("document.querySelector('.caption .text')?.textContent.length > 0")
+        await asyncio.sleep(1.5)  # far past fade=0.1: a preview stays for its screenshot
+        name = await browser.evaluate("document.querySelector('.caption .name').textContent")
+        text = await browser.evaluate("document.querySelector('.caption .text').textContent")
+        size = await browser.evaluate("getComputedStyle(document.querySelector('.caption')).fontSize")
+        shot = await browser.screenshot()
+    finally:
+        await server.close()
+    assert (name, size) == ("Pip", "40px")
+    assert text.startswith("This is how my lines look on stream")
+    assert text_pixels(shot.crop(caption_box(shot))) > 1500, "the sample caption is drawn"

@@ -186,3 +186,54 @@ async def test_a_line_with_a_lone_surrogate_is_stored_cleaned_and_the_replay_goe
     assert len(record.read_text(encoding="utf-8").splitlines()) == 6
     warnings = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
     assert len(warnings) == 2 and "author_id, author_name, text" in warnings[0], warnings
+
+
+async def test_replaying_the_same_file_twice_answers_every_line_again(manager, scripted, tmp_path: Path) -> None:
+    transcript = _write_jsonl(tmp_path / "in.jsonl", EVENTS)
+    scripted.enqueue(["Hi Ann!", "Hello Cy!", "Hi again, Ann!", "Hello again, Cy!"])
+    first = await replay(manager, transcript, out=io.StringIO())
+    record = tmp_path / "second.jsonl"
+    second = await replay(manager, transcript, record=record, out=io.StringIO())
+    assert (first.replies, second.replies) == (2, 2)
+    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [row["reply"] for row in recorded] == ["Hi again, Ann!", None, "Hello again, Cy!"]
+    assert [row["event"]["message_id"] for row in recorded] == ["in-1", "in-2", "in-3"]  # the file's own ids
+
+
+async def test_resume_skips_the_lines_an_earlier_run_stored(manager, scripted, tmp_path: Path) -> None:
+    with_ids = [{**event, "message_id": f"m{number}"} for number, event in enumerate(EVENTS)]
+    scripted.enqueue(["Hi Ann!", "Hello Cy!"])
+    # A run that stopped after the first line had stored (and answered) it.
+    await replay(manager, _write_jsonl(tmp_path / "cut.jsonl", with_ids[:1]), out=io.StringIO(), resume=True)
+    out = io.StringIO()
+    resumed = await replay(manager, _write_jsonl(tmp_path / "all.jsonl", with_ids), out=out, resume=True)
+    assert (resumed.events, resumed.replies) == (3, 1)
+    assert out.getvalue().splitlines() == ["[discord:general] Pip: Hello Cy!"]
+
+
+async def test_a_replayed_command_is_answered_by_the_channels_command_not_the_model(
+    manager, scripted, tmp_path: Path
+) -> None:
+    moderator: dict[str, object] = {
+        "platform": "twitch",
+        "channel_id": "stream",
+        "author_name": "mo",
+        "roles": ["moderator"],
+    }
+    lines: list[dict[str, object]] = [
+        {**moderator, "text": "!lurk"},
+        {**moderator, "text": "!commands"},
+        {**moderator, "text": "hi Pip"},
+    ]
+    scripted.enqueue(["Hi Mo!"])
+    out = io.StringIO()
+    record = tmp_path / "recorded.jsonl"
+    result = await replay(manager, _write_jsonl(tmp_path / "in.jsonl", lines), out=out, record=record)
+    assert out.getvalue().splitlines() == [
+        "[twitch:stream] Pip: Enjoy the lurk, mo! Pip will keep your seat warm.",
+        "[twitch:stream] Pip: Commands: !lurk, !hype (moderator). Timers: secrets (every 20 min).",
+        "[twitch:stream] Pip: Hi Mo!",
+    ]
+    assert result.replies == 3 and len(scripted.requests) == 1
+    first_recorded = json.loads(record.read_text().splitlines()[0])
+    assert first_recorded["reply"].startswith("Enjoy the lurk")

@@ -1,7 +1,7 @@
 """Serves the overlay page and its websocket feed of stage cues (see docs/overlay.md).
 
 ``GET /overlay`` is the page; ``GET /overlay/feed`` the websocket it keeps open: a ``hello`` (this
-server's instance id and the personas' card styles), the replies streaming right now, then every
+server's instance id, the personas' card styles and the default persona), the replies streaming right now, then every
 cue in publishing order. ``persona`` and ``channel`` query parameters narrow the feed; ``token``
 must match when one is set (always when the server listens beyond loopback).
 """
@@ -93,9 +93,11 @@ class OverlayServer:
         host: str = "127.0.0.1",
         port: int = 0,
         token: str | None = None,
+        default_persona: str | None = None,
     ) -> None:
         self.stage = stage
         self.card_styles = dict(card_styles)
+        self.default_persona = default_persona  # whose caption ?preview=1 shows unless persona= says
         self.host = host
         self.port = port
         self.token = token
@@ -124,7 +126,15 @@ class OverlayServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:  # the port is taken (often by an earlier costar), or the host is not ours
+            await self.close()
+            raise SettingsError(
+                f"the overlay cannot listen on {self.host}:{self.port} ({exc.strerror or exc}): "
+                "another program may use that port; set COSTAR_OVERLAY_PORT to a free one "
+                "(or COSTAR_OVERLAY_HOST to this machine's address)"
+            ) from None
         self.port = int(self._runner.addresses[0][1])  # port 0 asked the system for a free one
 
     async def close(self) -> None:
@@ -169,7 +179,14 @@ class OverlayServer:
 
     async def _send(self, socket: web.WebSocketResponse, cues: Subscription, live: list[Any]) -> None:
         try:
-            await socket.send_json({"type": "hello", "server": self.instance, "personas": self.card_styles})
+            await socket.send_json(
+                {
+                    "type": "hello",
+                    "server": self.instance,
+                    "personas": self.card_styles,
+                    "default_persona": self.default_persona,
+                }
+            )
             for cue in live:
                 await socket.send_json(cue.wire())
             async for cue in cues:

@@ -7,12 +7,16 @@ fall back to a deliberately pessimistic estimate and say so once in the log.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from engine.errors import SettingsError
 
 __all__ = [
     "GENERATION_PROMPT_TOKENS",
@@ -65,7 +69,14 @@ class GgufVocabCounter:
         from llama_cpp import Llama
 
         self.path = gguf_path
-        self._vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+        try:
+            with _llama_cpp_log_muted():
+                self._vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:  # llama.cpp's "Failed to load model from file"
+            raise SettingsError(
+                f"llama.cpp cannot read {gguf_path}: it is not a complete GGUF model (a download cut short?); "
+                "point COSTAR_BACKEND_MODEL_PATH at a .gguf file"
+            ) from exc
         self.count = lru_cache(maxsize=65536)(self._count)  # type: ignore[method-assign]
 
     def _count(self, text: str) -> int:
@@ -74,6 +85,35 @@ class GgufVocabCounter:
 
     def count(self, text: str) -> int:  # replaced per instance by the cached version
         return self._count(text)
+
+
+@contextmanager
+def _llama_cpp_log_muted() -> Iterator[None]:
+    """Drop llama.cpp's log lines while a vocabulary alone is loaded.
+
+    A vocabulary-only model reports a training context of 0, so llama.cpp warns
+    ``n_ctx_seq (512) > n_ctx_train (0) -- possible training context overflow`` on every start,
+    though without weights nothing can overflow. ``verbose=False`` does not hide it: llama-cpp-python
+    0.3's log filter still numbers ggml's levels the old way and lets WARN through as ERROR.
+    """
+    import llama_cpp
+    from llama_cpp._logger import llama_log_callback
+
+    global _DROP_LLAMA_LOG
+    if _DROP_LLAMA_LOG is None:
+        _DROP_LLAMA_LOG = llama_cpp.llama_log_callback(_drop_llama_log)
+    llama_cpp.llama_log_set(_DROP_LLAMA_LOG, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
+
+
+def _drop_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    return None
+
+
+_DROP_LLAMA_LOG: Any = None  # the C callback, made on first use (and kept alive: llama.cpp holds it)
 
 
 class ApproxTokenCounter:

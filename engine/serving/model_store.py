@@ -76,7 +76,7 @@ def ensure_default_model(cache_dir: Path) -> Path:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.warning("Model ready at %s", target)
+    log.info("Model ready at %s", target)  # the end of the conversion announced above; nothing is wrong
     return target
 
 

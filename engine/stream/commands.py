@@ -18,6 +18,7 @@ from engine.events import MODERATING_ROLES, ChatEvent, Role
 from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
 from personas.stream import CustomCommand, StreamTimer, UserLevel
+from personas.validation import field_path
 
 __all__ = ["LIST_COMMAND", "ChannelFile", "CommandCall", "CustomCommands", "has_level", "load_channel_file"]
 
@@ -46,16 +47,25 @@ class ChannelFile(BaseModel):
 
 
 def load_channel_file(path: Path | None) -> ChannelFile:
+    """The file's commands and timers; a SettingsError naming every problem in it at once."""
     if path is None:
         return ChannelFile()
     try:
-        return ChannelFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"COSTAR_STREAM_COMMANDS_FILE: cannot read {path}: {exc}") from exc
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise SettingsError(f"COSTAR_STREAM_COMMANDS_FILE: cannot read {path} ({reason})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SettingsError(f"COSTAR_STREAM_COMMANDS_FILE {path}: invalid YAML{where}: {exc}") from exc
+    try:
+        return ChannelFile.model_validate(data)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise SettingsError(f"COSTAR_STREAM_COMMANDS_FILE {path}: {where}: {problem['msg']}") from exc
+        problems = "; ".join(
+            f"{field_path(problem['loc']) or '(top level)'}: {problem['msg']}" for problem in exc.errors()
+        )
+        raise SettingsError(f"COSTAR_STREAM_COMMANDS_FILE {path}: {problems}") from exc
 
 
 @dataclass(frozen=True, slots=True)

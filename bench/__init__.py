@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run as ``python bench/NAME.py``; each prints a ``RESULT key=value ...`` line last."""
