@@ -45,6 +45,7 @@ from engine.observability.metrics import Metrics
 from engine.output.limits import PLATFORM_LIMITS, PlatformLimits
 from engine.output.postprocess import cut_at_stops, past_max_length, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
+from engine.prompting.hints import Hint
 from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
@@ -339,9 +340,10 @@ class ConversationManager:
             return None
         return await self.reply(heard)
 
-    async def reply(self, heard: HeardLine, *, hint: str | None = None) -> Reply | None:
+    async def reply(self, heard: HeardLine, *, hint: Hint | None = None) -> Reply | None:
         """The finished reply, or None. ``hint`` is an instruction for this reply only (a reaction's
-        or a command's prompt), given to the model after the viewer's line."""
+        or a command's prompt), given to the model after the viewer's line: its instruction as a
+        system message, the viewer-chosen words it refers to quoted in the viewer's user turn."""
         final: Reply | None = None
         async for item in self.generate(heard, snapshots=False, hint=hint):
             if isinstance(item, Reply):
@@ -354,7 +356,7 @@ class ConversationManager:
                 yield item
 
     async def generate(
-        self, heard: HeardLine, *, snapshots: bool = True, hint: str | None = None
+        self, heard: HeardLine, *, snapshots: bool = True, hint: Hint | None = None
     ) -> AsyncGenerator[str | Reply, None]:
         """Cumulative post-processed text snapshots, then the stored Reply (none if it came out empty).
 
@@ -379,7 +381,7 @@ class ConversationManager:
         finally:
             staged.close()
 
-    async def _generate(self, heard: HeardLine, *, snapshots: bool, hint: str | None) -> AsyncIterator[str | Reply]:
+    async def _generate(self, heard: HeardLine, *, snapshots: bool, hint: Hint | None) -> AsyncIterator[str | Reply]:
         event = heard.event
         if heard.redelivered:
             return  # its first delivery is the one answered
@@ -789,12 +791,19 @@ class _Attempt:
 
 
 def _with_retry_hint(request: GenerationRequest) -> GenerationRequest:
-    return _with_hint(request, _RETRY_HINT)
+    return _with_hint(request, Hint(_RETRY_HINT))
 
 
-def _with_hint(request: GenerationRequest, hint: str) -> GenerationRequest:
+def _with_hint(request: GenerationRequest, hint: Hint) -> GenerationRequest:
     # Last, after the viewer's line: the cached prefix (system prompt, history) stays the same.
-    hinted = replace(request, messages=(*request.messages, ChatMessage("system", hint)))
+    # Only our words go into the system message; the viewer-chosen words it refers to join the
+    # viewer's line, which the prompt builder always puts last as a user message.
+    messages = request.messages
+    if hint.quoted:
+        *before, line = messages
+        assert line.role == "user", "a hint's quoted words belong to the viewer's line"
+        messages = (*before, ChatMessage("user", f"{line.content}\n{hint.quoted}"))
+    hinted = replace(request, messages=(*messages, ChatMessage("system", hint.instruction)))
     unhinted_shorten = request.shorten
 
     def shorten() -> GenerationRequest | None:  # a shorter prompt keeps its hint

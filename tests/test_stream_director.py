@@ -137,7 +137,8 @@ async def test_a_prompted_reaction_never_shows_the_model_a_forbidden_name_and_it
     await hear_event(directed, stream_event(EventKind.RAID, f"{SLUR}Lord", 50))
     prompt = " ".join(message.content for message in backend.requests[-1].messages)
     assert SLUR not in prompt.lower()
-    assert "50 raiders from a fellow streamer" in prompt
+    assert "50 raiders from the raiding channel" in prompt  # the instruction names it, never fills it
+    assert 'the raiding channel: "a fellow streamer"' in prompt  # its words, judged, quoted in the user turn
     assert said.kinds() == ["raid"] and "evil.example.com" not in said.texts[0]
 
 

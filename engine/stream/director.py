@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from engine.flow.clock import Clock
 from engine.flow.cooldown import Cooldown
 from engine.flow.recent import DEFAULT_CAPACITY
 from engine.heard import HeardLine
+from engine.prompting.hints import Hint
 from engine.settings import StreamSettings
 from engine.stream.activity import ChannelActivity, ChannelState
 from engine.stream.aggregate import FollowBatch, FollowBatches
@@ -38,7 +39,7 @@ from engine.stream.commands import CommandCall, CustomCommands, load_channel_fil
 from engine.stream.events import EventKind
 from engine.stream.outlet import Speaker, Utterance
 from engine.stream.proactive import DEFAULT_HINT, ProactivePolicy
-from engine.stream.render import Judge, event_fields, fill, join_names, safe_event
+from engine.stream.render import Judge, event_fields, fill, join_names, prompt_hint, safe_event
 from engine.stream.timers import TimerBoard
 from personas.card import PersonaCard
 from personas.stream import CustomCommand, Reaction, StreamTimer
@@ -178,7 +179,7 @@ class StreamDirector:
             # The model sees the event with forbidden names swapped out, so it cannot repeat them.
             safe = safe_event(heard.stream, harmful)
             reply = await self.manager.reply(
-                HeardLine(safe.as_line(), stream=safe), hint=fill(spec.prompt, fields, harmful)
+                HeardLine(safe.as_line(), stream=safe), hint=prompt_hint(spec.prompt, fields, harmful)
             )
         if reply is not None:
             await self._out(Utterance(reply, kind, urgent=True))
@@ -187,7 +188,9 @@ class StreamDirector:
         stream = heard.stream
         assert stream is not None
         question = replace(heard.event, text=stream.text or str(stream.reward), addresses_bot=True)
-        hint = fill(_REDEMPTION_HINT, {"reward": stream.reward or ""}, self._harmful(persona, question.channel_key))
+        hint = prompt_hint(
+            _REDEMPTION_HINT, {"reward": stream.reward or ""}, self._harmful(persona, question.channel_key)
+        )
         reply = await self.manager.reply(HeardLine(question, stream=stream), hint=hint)
         if reply is not None:
             await self._out(Utterance(reply, "redemption_answer", urgent=True))
@@ -228,7 +231,7 @@ class StreamDirector:
             reply = await self.manager.say(heard, self._listing(persona))
         else:
             fields = {"user": event.author_name, "args": call.args}
-            reply = await self._speak(heard, persona, call.command.template, call.command.prompt, fields)
+            reply = await self._speak(heard, persona, call.command.template, call.command.prompt, fields, fields)
         if reply is not None:
             await self._out(Utterance(reply, "command", urgent=False, reply_to=event.message_id))
 
@@ -240,12 +243,20 @@ class StreamDirector:
         return f"Commands: {', '.join(commands) or 'none'}. Timers: {', '.join(timers) or 'none'}."
 
     async def _speak(
-        self, heard: HeardLine, persona: PersonaCard, template: str | None, prompt: str | None, fields: dict[str, str]
+        self,
+        heard: HeardLine,
+        persona: PersonaCard,
+        template: str | None,
+        prompt: str | None,
+        fields: dict[str, str],
+        viewer_chosen: Iterable[str] = (),
     ) -> Any:
+        """``viewer_chosen``: the fields a viewer wrote (a command's ``{user}`` and ``{args}``), kept
+        out of a prompt's system text; a timer's fields are all ours."""
         harmful = self._harmful(persona, heard.event.channel_key)
         if template is not None:
             return await self.manager.say(heard, fill(template, fields, harmful))
-        return await self.manager.reply(heard, hint=fill(prompt or "", fields, harmful))
+        return await self.manager.reply(heard, hint=prompt_hint(prompt or "", fields, harmful, viewer_chosen))
 
     async def _run(self) -> None:
         while True:
@@ -278,7 +289,7 @@ class StreamDirector:
 
     async def _talk(self, state: ChannelState, persona: PersonaCard) -> None:
         heard = HeardLine(_stage_line(state, "(chat is quiet)"))
-        reply = await self.manager.reply(heard, hint=persona.reactions.proactive or DEFAULT_HINT)
+        reply = await self.manager.reply(heard, hint=Hint(persona.reactions.proactive or DEFAULT_HINT))
         if reply is not None:
             await self._out(Utterance(reply, "proactive", urgent=False))
 

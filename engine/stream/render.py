@@ -4,16 +4,22 @@ Names, messages and reward texts come from viewers: a raider whose channel name 
 a link must not have it read out by the character. Each such field is checked on its own and
 swapped for a neutral word, so the thank-you still goes out; the finished line then passes
 output moderation like any reply.
+
+A *prompt* (an instruction to the model, not a line to say) never carries those words at all:
+:func:`prompt_hint` names each viewer-chosen field by what it is and quotes the words for the
+viewer's user turn (see :mod:`engine.prompting.hints`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from engine.prompting.hints import Hint, quoted_details
 from engine.stream.events import EventKind, StreamEvent
+from personas.stream import template_fields
 
-__all__ = ["NEUTRAL", "Judge", "event_fields", "fill", "join_names", "safe_event"]
+__all__ = ["NEUTRAL", "REFERENCES", "Judge", "event_fields", "fill", "join_names", "prompt_hint", "safe_event"]
 
 # Fields whose words a viewer chose, and what stands in for them when moderation says no.
 NEUTRAL: Mapping[str, str] = {
@@ -26,6 +32,17 @@ NEUTRAL: Mapping[str, str] = {
     "detail": "",
 }
 NAME_FIELDS = frozenset({"user", "from_channel", "recipient"})
+# How a prompt's system text names each viewer-chosen field; the words themselves are quoted in
+# the user turn under the same label. ``args`` is what a viewer typed after a ``!command``.
+REFERENCES: Mapping[str, str] = {
+    "user": "the viewer",
+    "from_channel": "the raiding channel",
+    "names": "the new followers",
+    "message": "their message",
+    "reward": "the reward",
+    "recipient": "the recipient",
+    "args": "what they wrote after the command",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +83,22 @@ def event_fields(event: StreamEvent) -> dict[str, str]:
 
 def fill(template: str, fields: Mapping[str, str], judge: Judge) -> str:
     """``template`` with its fields filled in; viewer-chosen words moderation forbids are replaced."""
-    safe = {name: NEUTRAL[name] if judge.harmful(name, value) else value for name, value in fields.items()}
-    return " ".join(template.format_map(_Blank(safe)).split())
+    return _format(template, _judged(fields, judge))
+
+
+def prompt_hint(
+    prompt: str, fields: Mapping[str, str], judge: Judge, viewer_chosen: Iterable[str] = REFERENCES
+) -> Hint:
+    """A prompt as a :class:`Hint`: viewer-chosen fields are named in the instruction (``{user}``
+    becomes "the viewer") and their words, judged as in :func:`fill`, quoted for the user turn.
+
+    ``viewer_chosen``: the fields whose words came from viewers here (a timer's ``{user}`` is ours).
+    """
+    chosen = set(viewer_chosen) & set(REFERENCES)
+    safe = _judged(fields, judge)
+    instruction = _format(prompt, {**safe, **{name: REFERENCES[name] for name in chosen}})
+    used = [name for name in REFERENCES if name in chosen and name in template_fields(prompt)]
+    return Hint(instruction, quoted_details([(REFERENCES[name], safe.get(name, "")) for name in used]))
 
 
 def join_names(names: list[str], total: int, judge: Judge, shown: int = 3) -> str:
@@ -91,6 +122,14 @@ def safe_event(event: StreamEvent, judge: Judge) -> StreamEvent:
         recipient=NEUTRAL["recipient"] if judge.harmful("recipient", event.recipient or "") else event.recipient,
         detail=NEUTRAL["detail"] if judge.harmful("detail", event.detail or "") else event.detail,
     )
+
+
+def _judged(fields: Mapping[str, str], judge: Judge) -> dict[str, str]:
+    return {name: NEUTRAL[name] if judge.harmful(name, value) else value for name, value in fields.items()}
+
+
+def _format(template: str, fields: Mapping[str, str]) -> str:
+    return " ".join(template.format_map(_Blank(fields)).split())
 
 
 class _Blank(dict[str, str]):
