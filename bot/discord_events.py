@@ -24,6 +24,7 @@ class ChannelRules:
     trigger_words: tuple[str, ...] = ()
     allowed_channels: frozenset[int] = frozenset()
     denied_channels: frozenset[int] = frozenset()
+    private_channels: frozenset[int] = frozenset()
     moderator_roles: frozenset[str] = frozenset()  # role names (lower case) or ids
 
     @classmethod
@@ -35,6 +36,7 @@ class ChannelRules:
             trigger_words=tuple(word.lower() for word in words if word.strip()),
             allowed_channels=frozenset(discord_settings.allowed_channels),
             denied_channels=frozenset(discord_settings.denied_channels),
+            private_channels=frozenset(discord_settings.private_channels),
             moderator_roles=frozenset(role.strip().lower() for role in discord_settings.moderator_roles),
         )
 
@@ -46,6 +48,12 @@ class ChannelRules:
         if channel_ids & self.denied_channels:
             return False
         return not self.allowed_channels or bool(channel_ids & self.allowed_channels)
+
+    def is_private(self, channel: discord.abc.Messageable | None) -> bool:
+        """A DM, or a channel the streamer marked private (a thread inherits it): never on stream."""
+        if isinstance(channel, discord.DMChannel | discord.GroupChannel):
+            return True
+        return bool(_channel_and_parent(channel) & self.private_channels)
 
     def mentions_trigger(self, text: str, extra_words: Iterable[str] = ()) -> bool:
         lowered = text.lower()
@@ -104,4 +112,5 @@ def to_chat_event(
         reply_to_id=str(message.reference.message_id) if message.reference and message.reference.message_id else None,
         addresses_bot=not author.bot and _addresses_bot(message, bot_user, rules, character_names),
         server_id=str(message.guild.id) if message.guild else None,
+        private=message.guild is None or rules.is_private(message.channel),
     )

@@ -33,7 +33,9 @@ class ChatEvent:
 
     ``channel_id`` is unique within ``platform``; ``server_id`` is the Discord guild (persona
     choices fall back to it) and ``None`` elsewhere. ``addresses_bot`` is decided by the adapter
-    (a mention, a reply to the bot, the character's name, a DM).
+    (a mention, a reply to the bot, the character's name, a DM). ``private`` marks a conversation
+    that must never be shown on the stream (a DM, a channel the streamer marked private): neither
+    the line nor the reply reaches the overlay, the voice or OBS.
     """
 
     platform: str
@@ -48,6 +50,7 @@ class ChatEvent:
     addresses_bot: bool = False
     server_id: str | None = None
     is_first_message: bool = False
+    private: bool = False
 
     @property
     def channel_key(self) -> str:

@@ -267,7 +267,7 @@ class ConversationManager:
                         event, persona_id=persona.persona_id, persona_name=persona.display_name, text=verdict.text
                     )
                 )
-        if self.stage.watched:  # a reaction or a command's line shows on the overlay like a reply
+        if self._on_stage(event):  # a reaction or a command's line shows on the overlay like a reply
             self.stage.publish(notice_for(self.stage, heard, persona, verdict.text))
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
 
@@ -363,9 +363,10 @@ class ConversationManager:
         For adapters that stream and still need the Reply (to link the platform's message id).
         ``snapshots=False`` skips post-processing and checking every chunk (work that grows with the
         square of the reply length) when nobody shows the text before it is finished — unless
-        someone watches the stage (an overlay, a voice): they get the snapshots either way.
+        someone watches the stage (an overlay, a voice): they get the snapshots either way. A
+        private conversation (a DM, a channel marked private) is never staged.
         """
-        if not self.stage.watched:
+        if not self._on_stage(heard.event):
             async for item in self._generate(heard, snapshots=snapshots, hint=hint):
                 yield item
             return
@@ -380,6 +381,11 @@ class ConversationManager:
                     yield item
         finally:
             staged.close()
+
+    def _on_stage(self, event: ChatEvent) -> bool:
+        """Whether what is said to ``event`` goes on the stream: someone watches the stage (an
+        overlay, a voice, OBS) and the conversation is not private. The one check for both."""
+        return self.stage.watched and not event.private
 
     async def _generate(self, heard: HeardLine, *, snapshots: bool, hint: Hint | None) -> AsyncIterator[str | Reply]:
         event = heard.event

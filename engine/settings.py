@@ -307,6 +307,10 @@ class DiscordSettings(BaseSettings):
     denied_channels: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="comma-separated channel ids the bot ignores entirely (nothing stored)"
     )
+    private_channels: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated channel ids whose talk never reaches the stream (overlay, voice, OBS), like DMs",
+    )
     moderator_roles: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated role names or ids that may /persona switch besides Manage Server",
@@ -323,7 +327,9 @@ class DiscordSettings(BaseSettings):
         None, description="said when the model fails; default COSTAR_PROMPT_FALLBACK_REPLY; unset means stay silent"
     )
 
-    @field_validator("trigger_words", "allowed_channels", "denied_channels", "moderator_roles", mode="before")
+    @field_validator(
+        "trigger_words", "allowed_channels", "denied_channels", "private_channels", "moderator_roles", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

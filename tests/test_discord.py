@@ -8,6 +8,7 @@ what the fake Discord received, on the prompt the backend got, or on rows in the
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
 from bot.app import build_manager, close_manager, configured_adapters
 from bot.discord_adapter import DiscordAdapter
 from bot.discord_delivery import split_message
+from bot.overlay.server import OverlayServer, card_styles
 from engine.backends.base import Backend
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
@@ -258,6 +261,34 @@ async def test_direct_messages_are_ignored_unless_enabled(stage: Stage) -> None:
         await stage.discord.post_direct_message(stage.viewer, "psst, private question")
         await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
     assert stage.lines_by(stage.viewer)[-1] == "psst, private question"
+
+
+async def test_direct_messages_and_private_channels_never_reach_the_stream_overlay(stage: Stage) -> None:
+    staff = stage.discord.guild.channels[1]
+    settings = stage.with_discord(answer_dms=True, private_channels=str(staff.id))
+    stage.backend.enqueue(["DM-REPLY your order ships Monday", "STAFF-REPLY noted", "PUBLIC-REPLY hello chat"])
+    async with stage.bot(settings) as manager:
+        overlay = OverlayServer(manager.stage, card_styles(manager.personas.cards))
+        await overlay.start()
+        try:
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{overlay.base}/overlay/feed") as feed:
+                assert (await feed.receive_json())["type"] == "hello"
+                await stage.discord.post_direct_message(stage.viewer, "DM-LINE my address is 12 Elm St")
+                await stage.discord.wait_for_calls("POST", MESSAGES)
+                await stage.discord.post_message(stage.viewer, stage.mention("STAFF-LINE ban ann"), channel=staff)
+                await stage.discord.wait_for_calls("POST", MESSAGES, count=2)
+                await stage.discord.post_message(stage.viewer, stage.mention("PUBLIC-LINE hi"))
+                cues = [await feed.receive_json(timeout=10)]
+                # Cues arrive in publishing order: any private one would come before the public reply.
+                while not (cues[-1].get("state") == "done" and "PUBLIC-REPLY" in cues[-1]["text"]):
+                    cues.append(await feed.receive_json(timeout=10))
+        finally:
+            await overlay.close()
+    shown = json.dumps(cues)
+    assert "PUBLIC-LINE" in shown, "the public line is shown with its reply"
+    for private in ("DM-LINE", "DM-REPLY", "STAFF-LINE", "STAFF-REPLY"):
+        assert private not in shown, f"{private} reached the overlay"
+    assert len(stage.discord.calls("POST", MESSAGES)) == 3, "private conversations are still answered in private"
 
 
 # ---------------------------------------------------------------------------- replies

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.backends.scripted import ScriptedBackend
+from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.stream.events import EventKind, StreamEvent
@@ -329,3 +330,17 @@ async def test_preview_shows_a_sample_caption_in_the_default_characters_style_th
     assert (name, size) == ("Pip", "40px")
     assert text.startswith("This is how my lines look on stream")
     assert text_pixels(shot.crop(caption_box(shot))) > 1500, "the sample caption is drawn"
+
+
+async def test_a_fixed_line_said_in_a_private_conversation_never_reaches_the_overlay(
+    manager: ConversationManager, overlay: OverlayServer
+) -> None:
+    def line(text: str, private: bool) -> ChatEvent:
+        return ChatEvent("discord", "dm-1" if private else "general", "ava", "Ava", text, private=private)
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{overlay.base}/overlay/feed") as socket:
+        await socket.receive_json()  # hello
+        await manager.say(await manager.hear(line("!lurk", private=True)), "PRIVATE lurk line")
+        await manager.say(await manager.hear(line("!lurk", private=False)), "PUBLIC lurk line")
+        notice = await asyncio.wait_for(socket.receive_json(), 5)
+    assert notice["text"] == "PUBLIC lurk line", "cues arrive in order: the private one was never published"
