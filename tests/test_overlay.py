@@ -276,6 +276,46 @@ async def test_another_web_page_cannot_read_the_feed(overlay: OverlayServer) -> 
             assert (await socket.receive_json())["type"] == "hello"
 
 
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"Origin": "null"}, "a sandboxed iframe on any web site"),
+        ({"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"}, "DNS rebinding"),
+        ({"Host": "evil.example:{port}"}, "DNS rebinding, no Origin"),
+        ({"Host": "127.0.0.1.evil.example:{port}"}, "a look-alike name"),
+        ({"Origin": "http://127.0.0.1:{other}"}, "another page on this machine"),
+    ],
+)
+async def test_the_feed_and_page_refuse_a_foreign_origin_or_host(
+    overlay: OverlayServer, headers: dict[str, str], why: str
+) -> None:
+    sent = {name: value.format(port=overlay.port, other=overlay.port + 1) for name, value in headers.items()}
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{overlay.base}/overlay/feed", headers=sent)
+        assert refused.value.status == 403, why
+        async with session.get(f"{overlay.base}/overlay", headers=sent) as page:
+            assert page.status == 403, why
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # OBS's browser source
+        {"Origin": "obsstudio"},
+        {"Host": "localhost:{port}", "Origin": "http://localhost:{port}"},
+        {"Host": "[::1]:{port}", "Origin": "http://[::1]:{port}"},
+    ],
+)
+async def test_obs_and_the_overlays_own_page_read_the_feed(overlay: OverlayServer, headers: dict[str, str]) -> None:
+    sent = {name: value.format(port=overlay.port) for name, value in headers.items()}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{overlay.base}/overlay/feed", headers=sent) as socket,
+    ):
+        assert (await socket.receive_json())["type"] == "hello"
+
+
 @needs_chromium
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="Debian's espeak-ng is not installed")
 async def test_the_page_plays_the_voice_in_order_and_fades_only_after_it(

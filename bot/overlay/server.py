@@ -44,6 +44,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _host_name(host_header: str) -> str:
+    """The name in a Host header (``127.0.0.1:8765``, ``[::1]:8765``, ``localhost``), lower case."""
+    try:
+        return urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:  # a malformed header ("[::1") names no host we answer to
+        return ""
+
+
+def _is_obs(origin: str) -> bool:
+    # OBS's browser source sends no Origin for the page, and "obsstudio" (or its scheme) at most.
+    return origin == "obsstudio" or origin.startswith("obsstudio:")
+
+
 def overlay_token(settings: Settings) -> str | None:
     """The secret the overlay URL must carry: the setting, else (beyond loopback) one kept in DATA_DIR.
 
@@ -149,9 +162,15 @@ class OverlayServer:
     def _check(self, request: web.Request) -> None:
         if self.token and not hmac.compare_digest(request.query.get("token", ""), self.token):
             raise web.HTTPForbidden(text="overlay token missing or wrong: copy the whole URL costar printed\n")
+        host = request.headers.get("Host", "")
+        # DNS rebinding: a web page on evil.example whose name now points at 127.0.0.1 reaches us
+        # with "Host: evil.example:PORT". On a loopback bind only loopback names are ours.
+        if _is_loopback(self.host) and not _is_loopback(_host_name(host)):
+            raise web.HTTPForbidden(text="the overlay answers only to 127.0.0.1 or localhost\n")
+        # Browsers let any web page open a websocket to us: only our own page (same origin as the
+        # Host checked above) and OBS may read the feed. "null" is a sandboxed frame on any site.
         origin = request.headers.get("Origin")
-        # Browsers let any web page open a websocket to localhost; only our own page may read the feed.
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        if origin is not None and not _is_obs(origin) and origin.lower() != f"{request.scheme}://{host}".lower():
             raise web.HTTPForbidden(text="the overlay feed is only for the overlay page\n")
 
     async def _page_handler(self, request: web.Request) -> web.Response:
