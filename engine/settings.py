@@ -256,8 +256,8 @@ class OverlaySettings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the overlay listens on; anything else needs the token")
     token: SecretStr | None = Field(
         None,
-        description="secret the overlay URL must carry; made and kept in DATA_DIR/overlay-token when the "
-        "host is not loopback and this is unset",
+        description="secret the overlay URL must carry, at least 16 characters; made and kept in "
+        "DATA_DIR/overlay-token when the host is not loopback and this is unset",
     )
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from PIL import Image
 
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.backends.scripted import ScriptedBackend
+from engine.errors import SettingsError
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.settings import Settings
@@ -314,6 +318,54 @@ async def test_obs_and_the_overlays_own_page_read_the_feed(overlay: OverlayServe
         session.ws_connect(f"{overlay.base}/overlay/feed", headers=sent) as socket,
     ):
         assert (await socket.receive_json())["type"] == "hello"
+
+
+@pytest.mark.parametrize("kept", ["", "\n", "short-token"])
+def test_an_empty_or_short_kept_token_is_refused_at_start_in_one_line(tmp_path: Path, kept: str) -> None:
+    (tmp_path / "overlay-token").write_text(kept)
+    env = {
+        **os.environ,
+        "COSTAR_DATA_DIR": str(tmp_path),
+        "COSTAR_BACKEND_KIND": "scripted",
+        "COSTAR_OVERLAY_HOST": "0.0.0.0",
+        "COSTAR_OVERLAY_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "run", "--console"],
+        input="hello Pip\n",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("costar:")]
+    assert "overlay-token" in line and "at least 16" in line and "Traceback" not in done.stderr
+    assert done.stdout == "", "nothing was answered: the bot did not start"
+
+
+@pytest.mark.parametrize("token", ["", "abc"])
+async def test_a_public_overlay_never_starts_with_an_empty_or_short_token(
+    manager: ConversationManager, make_settings: Callable[..., Settings], token: str
+) -> None:
+    with pytest.raises(SettingsError, match="at least 16"):
+        overlay_token(make_settings(overlay={"host": "0.0.0.0", "token": token or "x"}))
+    server = OverlayServer(manager.stage, {}, host="0.0.0.0", token=token)
+    with pytest.raises(SettingsError, match="at least 16"):
+        await server.start()
+
+
+async def test_a_non_ascii_token_in_the_url_is_refused_not_a_server_error(manager: ConversationManager) -> None:
+    server = OverlayServer(manager.stage, {}, host="127.0.0.1", token="s3cret-token-for-the-overlay")
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            for token in ("é", "s3cret-token-for-the-overlay\u00e9", "🎥"):
+                async with session.get(f"{server.base}/overlay", params={"token": token}) as response:
+                    assert response.status == 403, token
+    finally:
+        await server.close()
 
 
 @needs_chromium

@@ -33,6 +33,7 @@ __all__ = ["OverlayServer", "cue_filter", "overlay_token"]
 log = logging.getLogger(__name__)
 
 _TOKEN_FILE = "overlay-token"
+_MIN_TOKEN_CHARS = 16  # the one costar makes has 32 (secrets.token_urlsafe(24))
 
 
 def _is_loopback(host: str) -> bool:
@@ -57,19 +58,30 @@ def _is_obs(origin: str) -> bool:
     return origin == "obsstudio" or origin.startswith("obsstudio:")
 
 
+def _strong_enough(token: str, source: str, fix: str) -> str:
+    """``token`` when it is long enough to guess for no one; an empty one would turn the check off."""
+    if len(token) < _MIN_TOKEN_CHARS:
+        size = "empty" if not token else f"only {len(token)} characters"
+        raise SettingsError(f"the overlay token in {source} is {size} (at least {_MIN_TOKEN_CHARS} needed): {fix}")
+    return token
+
+
 def overlay_token(settings: Settings) -> str | None:
     """The secret the overlay URL must carry: the setting, else (beyond loopback) one kept in DATA_DIR.
 
-    A kept token survives restarts, so the URL pasted into OBS keeps working.
+    A kept token survives restarts, so the URL pasted into OBS keeps working. An empty or short one
+    (an emptied file, a typo) is refused: it would let anyone on the network read the feed.
     """
     if settings.overlay.token is not None:
-        return settings.overlay.token.get_secret_value()  # a SecretStr setting: redacted already
+        token = settings.overlay.token.get_secret_value()  # a SecretStr setting: redacted already
+        return _strong_enough(token, "COSTAR_OVERLAY_TOKEN", "set a longer one, or unset it to have one made")
     if _is_loopback(settings.overlay.host):
         return None
     path = settings.core.data_dir / _TOKEN_FILE
     try:
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
+            _strong_enough(token, str(path), "delete the file to have a new one made, or set COSTAR_OVERLAY_TOKEN")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             token = secrets.token_urlsafe(24)
@@ -77,10 +89,15 @@ def overlay_token(settings: Settings) -> str | None:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(token + "\n")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"cannot keep the overlay token in {path}: {exc}; set COSTAR_OVERLAY_TOKEN") from exc
     register_secret(token)
     return token
+
+
+def _same_secret(given: str, token: str) -> bool:
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
 
 
 def cue_filter(query: Mapping[str, str]) -> Callable[[Cue], bool]:
@@ -137,6 +154,8 @@ class OverlayServer:
         return app
 
     async def start(self) -> None:
+        if not _is_loopback(self.host):  # a token set to "" would otherwise let everyone in
+            _strong_enough(self.token or "", f"use on {self.host}", "see COSTAR_OVERLAY_TOKEN")
         self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await self._runner.setup()
         try:
@@ -160,7 +179,7 @@ class OverlayServer:
     # -- handlers ---------------------------------------------------------------------------
 
     def _check(self, request: web.Request) -> None:
-        if self.token and not hmac.compare_digest(request.query.get("token", ""), self.token):
+        if self.token is not None and not _same_secret(request.query.get("token", ""), self.token):
             raise web.HTTPForbidden(text="overlay token missing or wrong: copy the whole URL costar printed\n")
         host = request.headers.get("Host", "")
         # DNS rebinding: a web page on evil.example whose name now points at 127.0.0.1 reaches us
