@@ -149,7 +149,10 @@ def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_comm
                 "Only moderators can look at someone else's memory.", ephemeral=True
             )
             return
-        about = await manager.about(DISCORD, str(whom.id))
+        # A moderator sees only what was said within this server: never a DM, never another server.
+        asked_in = (str(interaction.channel_id), str(interaction.guild_id) if interaction.guild_id else None)
+        moderator_in = asked_in if whom.id != interaction.user.id else None
+        about = await manager.about(DISCORD, str(whom.id), moderator_in=moderator_in)
         text = _describe_memory(about, whom="you" if whom.id == interaction.user.id else whom.mention)
         await interaction.response.send_message(_clip(text), ephemeral=True)
 
@@ -157,7 +160,8 @@ def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_comm
     @app_commands.describe(note="the note's number, as /memory about shows it")
     @_require_moderator(rules)
     async def unnote(interaction: discord.Interaction, note: int) -> None:
-        deleted = await manager.delete_note(DISCORD, note)
+        asked_in = (str(interaction.channel_id), str(interaction.guild_id) if interaction.guild_id else None)
+        deleted = await manager.delete_note(DISCORD, note, moderator_in=asked_in)
         text = f"Deleted note #{note}." if deleted else f"There is no note #{note}."
         await interaction.response.send_message(text, ephemeral=True)
 

@@ -57,7 +57,16 @@ from engine.settings import Settings
 from engine.stage.feed import Stage
 from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
-from memory import ForgetResult, MemoryStore, MemoryStoreError, Note, RecalledLine, StoredMessage, UserRecord
+from memory import (
+    ForgetResult,
+    MemoryStore,
+    MemoryStoreError,
+    Note,
+    RecalledLine,
+    StoredMessage,
+    UserRecord,
+    place_of,
+)
 from memory.text import is_storable, storable_text
 from personas.card import PersonaCard
 from personas.moderation_rules import Action
@@ -322,13 +331,23 @@ class ConversationManager:
         forgotten_at = self._forgotten_at.get((event.platform, event.author_id))
         return forgotten_at is not None and forgotten_at >= heard.stored_at
 
-    async def delete_note(self, platform: str, note_id: int) -> bool:
-        """A moderator removes one note; False when there is no such note on that platform."""
-        return await self._remember(self.memory.delete_note(platform, note_id))
+    async def delete_note(
+        self, platform: str, note_id: int, *, moderator_in: tuple[str, str | None] | None = None
+    ) -> bool:
+        """A moderator removes one note; False when there is no such note on that platform, or
+        (``moderator_in``: the channel and server they moderate) none said within their server or channel."""
+        within = place_of(*moderator_in) if moderator_in is not None else None
+        return await self._remember(self.memory.delete_note(platform, note_id, within=within))
 
-    async def about(self, platform: str, user_id: str) -> AboutUser:
+    async def about(
+        self, platform: str, user_id: str, *, moderator_in: tuple[str, str | None] | None = None
+    ) -> AboutUser:
+        """What memory holds about a viewer: all their notes for themselves; for a moderator
+        (``moderator_in``: the channel and server they asked in) only the notes said within that
+        server (Discord) or channel (Twitch), never one from a DM or another server."""
+        within = place_of(*moderator_in) if moderator_in is not None else None
         record = await self._remember(self.memory.get_user(platform, user_id))
-        notes = await self._remember(self.memory.notes_for(platform, user_id)) if record else []
+        notes = await self._remember(self.memory.notes_for(platform, user_id, within=within)) if record else []
         return AboutUser(record, notes)
 
     # -- replying ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from memory.errors import DatabaseBusy, DatabaseUnavailable, MemoryStoreError
 from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
+from memory.scopes import line_place, place_of
 from memory.store import MemoryStore
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "StoredMessage",
     "Summary",
     "UserRecord",
+    "line_place",
+    "place_of",
 ]

@@ -146,6 +146,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         "DELETE FROM summaries",
     ),
     Migration(
+        7,
+        "lines and notes keep the place they were said in (DM, server, channel)",
+        # A disclosure made in a DM became a note in every public prompt on the platform, and any
+        # server's moderator could list it (memory.scopes). Stored lines get their place from
+        # what they recorded: no server on Discord means a DM (a private server channel cannot
+        # be told apart afterwards and counts as its server). A note takes its source line's
+        # place; a note without one (manual, reflection, its line gone) takes the one place its
+        # viewer ever spoke in on a platform without DMs, else the safe default "private": shown
+        # only in the viewer's DMs and to the viewer, never in a public prompt or to a moderator.
+        """
+        ALTER TABLE messages ADD COLUMN scope TEXT;
+        UPDATE messages SET scope = CASE
+            WHEN server_id IS NOT NULL THEN 'server:' || server_id
+            WHEN platform = 'discord' THEN 'dm:' || channel_id
+            ELSE 'channel:' || channel_id END;
+        ALTER TABLE notes ADD COLUMN scope TEXT;
+        UPDATE notes SET scope = (SELECT m.scope FROM messages m WHERE m.id = notes.source_message_id)
+            WHERE source_message_id IS NOT NULL;
+        UPDATE notes SET scope = (SELECT min(m.scope) FROM messages m JOIN users u ON u.id = m.user_id
+            WHERE m.user_id = notes.user_id AND u.platform != 'discord' HAVING count(DISTINCT m.scope) = 1)
+            WHERE scope IS NULL;
+        UPDATE notes SET scope = 'private' WHERE scope IS NULL;
+        """,
+    ),
+    Migration(
         10,
         "a viewer line's recall index entry follows its text; the character's lines by channel",
         # A forget replaces the forgotten viewer's name in other viewers' lines (memory.forget);

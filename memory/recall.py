@@ -19,6 +19,7 @@ from datetime import datetime
 import aiosqlite
 
 from memory.records import RecalledLine
+from memory.scopes import visible_in_sql
 
 __all__ = ["COMMON_TERM_LINES", "recall_lines"]
 
@@ -76,12 +77,18 @@ async def _rows(
         ]
 
 
-async def _speakers_newest(db: aiosqlite.Connection, user_row: int, words: str, before_id: int) -> list[RecalledLine]:
+async def _speakers_newest(
+    db: aiosqlite.Connection, user_row: int, words: str, before_id: int, place: str | None
+) -> list[RecalledLine]:
+    # Their own lines from anywhere, but only those that may be shown where they talk now: a line
+    # said in a DM never comes back in a public channel (memory.scopes).
     query = (
         f"SELECT {_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
-        f" WHERE messages_fts MATCH ? AND f.rowid < ? ORDER BY f.rowid DESC LIMIT {_CANDIDATES}"
+        f" WHERE messages_fts MATCH ? AND f.rowid < ? AND (? IS NULL OR {visible_in_sql('m.scope')})"
+        f" ORDER BY f.rowid DESC LIMIT {_CANDIDATES}"
     )
-    return await _rows(db, query, (f"user_id : {user_row} AND text : ({words})", before_id), own=True)
+    parameters = (f"user_id : {user_row} AND text : ({words})", before_id, place, place, place, place)
+    return await _rows(db, query, parameters, own=True)
 
 
 async def _channels_newest(
@@ -136,8 +143,10 @@ async def recall_lines(
     before_id: int,
     limit: int,
     about_speaker: bool = False,
+    place: str | None = None,
 ) -> list[RecalledLine]:
-    """The speaker's best-matching lines anywhere on ``platform``, then other viewers' in the channel.
+    """The speaker's best-matching lines anywhere on ``platform`` that may be shown in ``place``,
+    then other viewers' in the channel.
 
     ``about_speaker``: the question is about the speaker ("what car do I drive?"), so any of their
     own lines sharing a word counts.
@@ -149,7 +158,7 @@ async def recall_lines(
         return []
     words = " OR ".join(_phrase(term) for term in search.lines_with)
     user_row = search.user_row
-    own = await _speakers_newest(db, user_row, words, before_id) if user_row is not None else []
+    own = await _speakers_newest(db, user_row, words, before_id, place) if user_row is not None else []
     others = await _channels_newest(db, platform, channel_id, user_row, words, before_id)
     return _best(own, search, limit, own=True, lenient=about_speaker) + _best(others, search, limit, own=False)
 

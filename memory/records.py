@@ -52,6 +52,8 @@ class IncomingLine(Protocol):
     def addresses_bot(self) -> bool: ...
     @property
     def is_moderator(self) -> bool: ...
+    @property
+    def private(self) -> bool: ...  # a DM or a channel marked private (memory.scopes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,8 @@ class Note:
     """Something the character remembers about a viewer.
 
     ``kind`` says where it came from: ``disclosure`` (the viewer said it about themselves),
-    ``reflection`` (the model distilled it) or ``manual``; ``source_message_id`` is the line.
+    ``reflection`` (the model distilled it) or ``manual``; ``source_message_id`` is the line;
+    ``place`` where it was said (:mod:`memory.scopes`).
     """
 
     id: int
@@ -125,6 +128,7 @@ class Note:
     created_at: datetime
     kind: str = "manual"
     source_message_id: int | None = None
+    place: str = "private"  # where it was said (memory.scopes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from memory.group_commit import GroupCommit
 from memory.migrations import MIGRATIONS, Migration
 from memory.recall import recall_lines
 from memory.records import NO_VIEWER, ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
+from memory.scopes import UNKNOWN_PLACE, line_place, visible_in_sql, within_sql
 
 __all__ = ["MemoryStore"]
 
@@ -231,9 +232,9 @@ class MemoryStore:
             )
             await self._db.executemany(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
-                " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator)"
+                " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator, scope)"
                 " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
-                " ?, 0, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",  # the unique index guards another writer
+                " ?, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",  # the unique index guards another writer
                 [
                     (
                         e.platform,
@@ -248,6 +249,7 @@ class MemoryStore:
                         e.reply_to_id,
                         int(e.addresses_bot),
                         int(e.is_moderator),
+                        line_place(e),
                     )
                     for e, at in zip(fresh, sent, strict=True)
                 ],
@@ -311,7 +313,8 @@ class MemoryStore:
         async with self._write_lock:
             cursor = await self._db.execute(
                 "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id, author_name,"
-                " is_character, persona_id, text, created_at, reply_to_id) VALUES (?, ?, ?, ?, NULL, ?, 1, ?, ?, ?, ?)",
+                " is_character, persona_id, text, created_at, reply_to_id, scope)"
+                " VALUES (?, ?, ?, ?, NULL, ?, 1, ?, ?, ?, ?, ?)",
                 (
                     answered.platform,
                     answered.channel_id,
@@ -322,6 +325,7 @@ class MemoryStore:
                     text,
                     _iso(datetime.now(UTC)),
                     answered.message_id,
+                    line_place(answered),
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -406,16 +410,18 @@ class MemoryStore:
         source_message_id: int | None = None,
         keep_at_most: int | None = None,
         noted_at: datetime | None = None,
+        place: str = UNKNOWN_PLACE,
     ) -> bool:
-        """Remember ``text`` about a viewer; False when the same note is already there.
+        """Remember ``text`` about a viewer; False when the same note is already there (in that place).
 
         ``noted_at`` is when it was said (default now). With ``keep_at_most``, the oldest notes of
-        the same kind go once there are more.
+        the same kind go once there are more. ``place`` is where it was said (:mod:`memory.scopes`);
+        a note whose place is not given is shown only to the viewer and in their DMs.
         """
         when = _iso(noted_at or datetime.now(UTC))
         async with self._write_lock, self._transaction():
             user_row, added = await self._insert_note(
-                platform, user_id, text, persona_id, kind, source_message_id, when
+                platform, user_id, text, persona_id, kind, source_message_id, when, place
             )
             if added and keep_at_most is not None:
                 await self._db.execute(
@@ -426,13 +432,21 @@ class MemoryStore:
         return added
 
     async def _insert_note(
-        self, platform: str, user_id: str, text: str, persona_id: str | None, kind: str, source: int | None, when: str
+        self,
+        platform: str,
+        user_id: str,
+        text: str,
+        persona_id: str | None,
+        kind: str,
+        source: int | None,
+        when: str,
+        place: str,
     ) -> tuple[int, bool]:
-        """The user's row, and whether the note was new (an equal note is not stored twice)."""
+        """The user's row, and whether the note was new (an equal note in its place is not stored twice)."""
         async with self._db.execute(
-            "SELECT u.id, EXISTS (SELECT 1 FROM notes n WHERE n.user_id = u.id AND lower(n.text) = lower(?))"
-            " FROM users u WHERE u.platform = ? AND u.platform_user_id = ?",
-            (text, platform, user_id),
+            "SELECT u.id, EXISTS (SELECT 1 FROM notes n WHERE n.user_id = u.id AND lower(n.text) = lower(?)"
+            " AND n.scope = ?) FROM users u WHERE u.platform = ? AND u.platform_user_id = ?",
+            (text, place, platform, user_id),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
@@ -440,41 +454,65 @@ class MemoryStore:
         if row[1]:
             return row[0], False
         await self._db.execute(
-            "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (row[0], persona_id, text, when, kind, source),
+            "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id, scope)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row[0], persona_id, text, when, kind, source, place),
         )
         return row[0], True
 
     @_translated
-    async def notes_for(self, platform: str, user_id: str, persona_id: str | None = None) -> list[Note]:
-        """A viewer's notes, oldest first: every persona's shared notes and ``persona_id``'s own."""
-        async with self._db.execute(
-            "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id FROM notes n"
+    async def notes_for(
+        self,
+        platform: str,
+        user_id: str,
+        persona_id: str | None = None,
+        *,
+        seen_in: str | None = None,
+        within: str | None = None,
+    ) -> list[Note]:
+        """A viewer's notes, oldest first: every persona's shared notes and ``persona_id``'s own.
+
+        ``seen_in``: only those that may be shown in a conversation in that place (a prompt);
+        ``within``: only those said within that server or channel (a moderator's look-up);
+        neither: all of them (the viewer's own look-up). See :mod:`memory.scopes`.
+        """
+        query = (
+            "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope FROM notes n"
             " JOIN users u ON u.id = n.user_id WHERE u.platform = ? AND u.platform_user_id = ?"
-            " AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?) ORDER BY n.id",
-            (platform, user_id, persona_id, persona_id),
-        ) as cursor:
-            return [Note(row[0], row[1], _parse(row[2]), row[3], row[4]) async for row in cursor]
+            " AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?)"
+        )
+        parameters: list[object] = [platform, user_id, persona_id, persona_id]
+        if seen_in is not None:
+            query += f" AND {visible_in_sql('n.scope')}"
+            parameters += [seen_in] * 3
+        if within is not None:
+            query += f" AND {within_sql('n.scope')}"
+            parameters += [within] * 3
+        async with self._db.execute(query + " ORDER BY n.id", parameters) as cursor:
+            return [Note(row[0], row[1], _parse(row[2]), row[3], row[4], row[5]) async for row in cursor]
 
     @_translated
-    async def lines_by_user(self, platform: str, user_id: str, *, limit: int) -> list[str]:
-        """A viewer's newest lines, oldest first (for reflection)."""
+    async def lines_by_user(self, platform: str, user_id: str, *, limit: int, place: str | None = None) -> list[str]:
+        """A viewer's newest lines, oldest first (for reflection); with ``place``, only those said there."""
         async with self._db.execute(
             "SELECT text FROM (SELECT m.id, m.text FROM messages m JOIN users u ON u.id = m.user_id"
-            " WHERE u.platform = ? AND u.platform_user_id = ? ORDER BY m.id DESC LIMIT ?) ORDER BY id",
-            (platform, user_id, limit),
+            " WHERE u.platform = ? AND u.platform_user_id = ? AND (? IS NULL OR m.scope = ?)"
+            " ORDER BY m.id DESC LIMIT ?) ORDER BY id",
+            (platform, user_id, place, place, limit),
         ) as cursor:
             return [row[0] async for row in cursor]
 
     @_translated
-    async def delete_note(self, platform: str, note_id: int) -> bool:
-        """Delete one note (a moderator's call); False when there is no such note on ``platform``."""
+    async def delete_note(self, platform: str, note_id: int, *, within: str | None = None) -> bool:
+        """Delete one note (a moderator's call); False when there is no such note on ``platform``
+        (or, with ``within``, none said within that server or channel)."""
+        query = "DELETE FROM notes WHERE id = ? AND user_id IN (SELECT id FROM users WHERE platform = ?)"
+        parameters: list[object] = [note_id, platform]
+        if within is not None:
+            query += f" AND {within_sql('scope')}"
+            parameters += [within] * 3
         async with self._write_lock:
-            cursor = await self._db.execute(
-                "DELETE FROM notes WHERE id = ? AND user_id IN (SELECT id FROM users WHERE platform = ?)",
-                (note_id, platform),
-            )
+            cursor = await self._db.execute(query, parameters)
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cursor.rowcount > 0
 
@@ -491,10 +529,12 @@ class MemoryStore:
         before_id: int,
         limit: int,
         about_speaker: bool = False,
+        place: str | None = None,
     ) -> list[RecalledLine]:
         """Viewers' lines older than ``before_id`` that best match ``terms`` (see :mod:`memory.recall`).
 
-        The speaker's own lines from anywhere on the platform come first, then other viewers'
+        The speaker's own lines from anywhere on the platform that may be shown in ``place`` (the
+        conversation's, :mod:`memory.scopes`; None: anywhere) come first, then other viewers'
         lines in this channel; at most ``limit`` of each.
         """
         return await recall_lines(
@@ -506,6 +546,7 @@ class MemoryStore:
             before_id=before_id,
             limit=limit,
             about_speaker=about_speaker,
+            place=place,
         )
 
     # -- forgetting -------------------------------------------------------------------------

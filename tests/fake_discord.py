@@ -54,6 +54,12 @@ def permission_bits(**flags: bool) -> int:
     return discord.Permissions(**flags).value
 
 
+def _option_value(value: str | int | FakeUser) -> dict[str, Any]:
+    if isinstance(value, FakeUser):
+        return {"type": 6, "value": str(value.id)}
+    return {"type": 4 if isinstance(value, int) else 3, "value": value}
+
+
 def _json(payload: Any, status: int = 200) -> web.Response:
     # discord.py parses a body only when Content-Type is exactly application/json (http.json_or_text),
     # so no "; charset=utf-8" suffix as aiohttp's json_response would add.
@@ -530,7 +536,7 @@ class FakeDiscord:
         user: FakeUser,
         group: str,
         subcommand: str,
-        options: Mapping[str, str | int] | None = None,
+        options: Mapping[str, str | int | FakeUser] | None = None,
         *,
         channel: FakeChannel | None = None,
         autocomplete: str | None = None,
@@ -542,9 +548,8 @@ class FakeDiscord:
         channel = channel or self.general
         command = self._synced_command(group)
         arguments = [
-            # Option types as Discord sends them: 4 an integer, 3 a string.
-            {"name": name, "type": 4 if isinstance(value, int) else 3, "value": value}
-            | ({"focused": True} if name == autocomplete else {})
+            # Option types as Discord sends them: 4 an integer, 3 a string, 6 a user (by id).
+            {"name": name, **_option_value(value)} | ({"focused": True} if name == autocomplete else {})
             for name, value in (options or {}).items()
         ]
         data: dict[str, Any] = {
@@ -553,6 +558,12 @@ class FakeDiscord:
             "type": 1,
             "options": [{"name": subcommand, "type": 1, "options": arguments}],
         }
+        users = [value for value in (options or {}).values() if isinstance(value, FakeUser)]
+        if users:  # Discord sends the users an interaction names alongside it
+            data["resolved"] = {
+                "users": {str(user.id): user.payload() for user in users},
+                "members": {str(user.id): self.guild.member_payload(user, with_user=False) for user in users},
+            }
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         interaction_id = self.new_id()

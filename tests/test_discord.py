@@ -652,6 +652,26 @@ async def test_a_moderator_deletes_one_note_and_a_viewer_cannot(stage: Stage) ->
     assert left == ["I live in Porto"]
 
 
+async def test_a_moderator_sees_and_deletes_only_notes_from_their_own_server_never_a_dm(stage: Stage) -> None:
+    async with stage.bot(stage.with_discord(answer_dms=True)) as manager:
+        await stage.discord.post_direct_message(stage.viewer, "my cat is called Miso")
+        await stage.discord.post_message(stage.viewer, "I live in Porto")
+        await eventually(lambda: len(stage.rows("SELECT id FROM notes")) == 2)
+        [told_in_dm] = [n for n in await manager.memory.notes_for("discord", str(stage.viewer.id)) if "Miso" in n.text]
+        asked = await stage.discord.run_slash_command(stage.moderator, "memory", "about", {"viewer": stage.viewer})
+        moderators_view = (await stage.discord.interaction_response(asked))["data"]["content"]
+        own = await stage.discord.run_slash_command(stage.viewer, "memory", "about")
+        viewers_view = (await stage.discord.interaction_response(own))["data"]["content"]
+        unnote = {"note": told_in_dm.id}
+        refused = await stage.discord.run_slash_command(stage.moderator, "memory", "unnote", unnote)
+        refusal = (await stage.discord.interaction_response(refused))["data"]["content"]
+        left = [note.text for note in await manager.memory.notes_for("discord", str(stage.viewer.id))]
+    assert "I live in Porto" in moderators_view and "Miso" not in moderators_view
+    assert "I live in Porto" in viewers_view and "my cat is called Miso" in viewers_view, "a viewer sees all of theirs"
+    assert refusal == f"There is no note #{told_in_dm.id}."
+    assert "my cat is called Miso" in left
+
+
 # ---------------------------------------------------------------------------- wiring
 
 

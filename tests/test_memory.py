@@ -130,6 +130,8 @@ async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_pa
     with sqlite3.connect(path) as raw:  # what a version before the unique index could hold
         raw.execute("DROP INDEX messages_once_per_platform_id")
         raw.execute("DELETE FROM schema_migrations WHERE version >= 4")
+        raw.execute("ALTER TABLE messages DROP COLUMN scope")  # added by migration 7
+        raw.execute("ALTER TABLE notes DROP COLUMN scope")
         raw.execute("INSERT INTO messages (platform, channel_id, platform_message_id, author_name, text, created_at)"
                     " SELECT platform, channel_id, platform_message_id, author_name, text, created_at FROM messages")  # fmt: skip
         raw.execute("DROP INDEX messages_replies_by_line")

@@ -15,7 +15,7 @@ from engine.recall.block import rank_notes, remembered_block
 from engine.recall.disclosures import Disclosure, find_disclosures
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import MemorySettings
-from memory import MemoryStore, RecalledLine, StoredMessage
+from memory import MemoryStore, RecalledLine, StoredMessage, line_place
 from personas.card import PersonaCard
 
 __all__ = ["Recaller", "ShownFilter"]
@@ -59,6 +59,7 @@ class Recaller:
                 source_message_id=source,
                 keep_at_most=self.settings.notes_per_viewer,
                 noted_at=event.sent_at,
+                place=line_place(event),  # said in a DM, it stays out of every public prompt
             )
         return added
 
@@ -79,7 +80,8 @@ class Recaller:
         if budget <= 0:
             return None
         terms = query_terms(event.text, ignore=(persona.name, persona.display_name))
-        notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id)
+        place = line_place(event)  # only what may be shown where the viewer talks now
+        notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id, seen_in=place)
         lines = await self.memory.recall(
             event.platform,
             event.channel_id,
@@ -88,6 +90,7 @@ class Recaller:
             before_id=before_id,
             limit=self.settings.recall_lines,
             about_speaker=about_the_speaker(event.text),
+            place=place,
         )
         lines = [line for line in lines if line.text != quoted and shown(line, persona)]
         return remembered_block(

@@ -27,7 +27,7 @@ from engine.events import ChatEvent
 from engine.flow.activity import ReplyActivity
 from engine.prompting.lines import defuse_control_tokens, viewer_line
 from engine.settings import Settings
-from memory import MemoryStore, MemoryStoreError
+from memory import MemoryStore, MemoryStoreError, line_place
 from personas.card import PersonaCard
 
 __all__ = ["Reflector", "parse_facts"]
@@ -73,6 +73,7 @@ class _ViewerJob:
     user_id: str
     author_name: str
     persona: PersonaCard
+    place: str  # facts come from lines said here and are noted here (memory.scopes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class Reflector:
         self.backend = backend
         self.settings = settings
         self.activity = activity
-        self._since_reflection: Counter[tuple[str, str]] = Counter()
+        self._since_reflection: Counter[tuple[str, str, str]] = Counter()  # (platform, viewer, place)
         self._queue: asyncio.Queue[_ViewerJob | _SummaryJob] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.done = 0  # jobs finished, for tests and metrics
@@ -98,11 +99,12 @@ class Reflector:
     # -- what chat asks of it ---------------------------------------------------------------
 
     def heard(self, event: ChatEvent, persona: PersonaCard) -> None:
-        key = (event.platform, event.author_id)
+        place = line_place(event)
+        key = (event.platform, event.author_id, place)
         self._since_reflection[key] += 1
         if self._since_reflection[key] >= self.settings.memory.reflect_after_lines:
             del self._since_reflection[key]
-            self._submit(_ViewerJob(event.platform, event.author_id, event.author_name, persona))
+            self._submit(_ViewerJob(event.platform, event.author_id, event.author_name, persona, place))
 
     def trimmed(self, platform: str, channel_id: str, persona: PersonaCard, lines: list[str], upto_id: int) -> None:
         self._submit(_SummaryJob(platform, channel_id, persona, tuple(lines[-_LINES_READ:]), upto_id))
@@ -161,18 +163,24 @@ class Reflector:
     # -- the two kinds of job ---------------------------------------------------------------
 
     async def _reflect_on_viewer(self, job: _ViewerJob) -> None:
-        lines = await self.memory.lines_by_user(job.platform, job.user_id, limit=_LINES_READ)
+        lines = await self.memory.lines_by_user(job.platform, job.user_id, limit=_LINES_READ, place=job.place)
         if not lines:
             return
         said = "\n".join(viewer_line(job.author_name, line) for line in lines)
         limit = self.settings.memory.reflect_max_facts
         answer = await self._generate(job.persona, _FACTS_PROMPT.format(count=limit), said, max_tokens=160)
-        existing = [note.text.casefold() for note in await self.memory.notes_for(job.platform, job.user_id)]
+        known = await self.memory.notes_for(job.platform, job.user_id, seen_in=job.place)
+        existing = [note.text.casefold() for note in known]
         for fact in parse_facts(answer, limit):
             if any(fact.casefold() in known or known in fact.casefold() for known in existing):
                 continue
             await self.memory.add_note(
-                job.platform, job.user_id, fact, kind="reflection", keep_at_most=self.settings.memory.notes_per_viewer
+                job.platform,
+                job.user_id,
+                fact,
+                kind="reflection",
+                keep_at_most=self.settings.memory.notes_per_viewer,
+                place=job.place,
             )
 
     async def _summarise(self, job: _SummaryJob) -> None:
