@@ -47,6 +47,7 @@ reactions:
   raid: {{prompt: "Greet {ALL_REACTION_FIELDS}"}}
   gift: {{prompt: "Thank {ALL_REACTION_FIELDS}"}}
   redemption: {{prompt: "React to {ALL_REACTION_FIELDS}"}}
+  charity_donation: {{prompt: "Thank {ALL_REACTION_FIELDS}"}}
   answer_rewards: ["Ask Probe"]
 commands:
   - {{name: hype, prompt: "Fire the Hype Beam for {{args}}, asked by {{user}}.", user_cooldown_s: 0, global_cooldown_s: 0}}
@@ -104,6 +105,7 @@ CASES: dict[str, Callable[[Bot, str], Awaitable[None]]] = {
         stream_event(EventKind.REDEMPTION, "Ann", reward="Ask Probe", text=attack(field))
     ),
     "names": follows,
+    "detail": lambda bot, field: bot.hear(stream_event(EventKind.CHARITY_DONATION, "Ann", detail=attack(field))),
     "args": lambda bot, field: hype(bot, field, args=attack(field)),
     "command user": lambda bot, field: hype(bot, field, author=attack(field)),
 }

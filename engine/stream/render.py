@@ -42,6 +42,7 @@ REFERENCES: Mapping[str, str] = {
     "reward": "the reward",
     "recipient": "the recipient",
     "args": "what they wrote after the command",
+    "detail": "the event's details",
 }
 
 
