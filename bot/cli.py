@@ -9,7 +9,7 @@ costar replay recorded.jsonl --expect --backend scripted
 costar persona list            installed personas (and cards that failed to load)
 costar persona show pip        the card and the system prompt it renders to
 costar persona check card.png  validate a card file without installing it
-costar model prepare           convert the built-in model once (make run does it too)
+costar model prepare           convert the built-in model and the embedding model once (make run does it too)
 costar vllm-args               the `vllm serve` command for the installed personas' adapters
 costar vllm-args --format shell --output deploy/vllm-args   (read by docker-compose.yml)
 costar settings               every setting with its current value; secrets show as ********
@@ -132,6 +132,12 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     path = resolve_model_path(settings.backend.model, settings.core.cache_dir)
     if not args.quiet:  # make run prepares on every start: a path printed each time is noise
         print(path)
+    if settings.memory.embeddings == "local":  # unpacked and exported once, not at the first chat line
+        from engine.serving.model_store import ensure_minilm
+
+        embeddings = ensure_minilm(settings.core.cache_dir)
+        if not args.quiet:
+            print(embeddings)
     return 0
 
 

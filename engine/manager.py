@@ -49,6 +49,8 @@ from engine.prompting.hints import Hint
 from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
+from engine.recall.embed_worker import EmbedWorker
+from engine.recall.embedding import Embedder
 from engine.recall.recaller import Recaller
 from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
@@ -110,6 +112,7 @@ class ConversationManager:
         counter: TokenCounter,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or MonotonicClock()
@@ -123,6 +126,18 @@ class ConversationManager:
         self.recaller = Recaller(memory, settings.memory, counter.count)
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
+        # Recall by meaning: lines are embedded by one worker, off the event loop (start_embeddings).
+        self.embeddings = (
+            EmbedWorker(
+                memory,
+                embedder,
+                backlog=settings.memory.embed_backlog,
+                batch=settings.memory.embed_batch,
+                metrics=self.metrics,
+            )
+            if embedder is not None
+            else None
+        )
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self.stage = Stage()  # captions and voice on the stream itself subscribe here
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
@@ -240,6 +255,8 @@ class ConversationManager:
             await self._remember(self.recaller.note_disclosures(event, disclosures, harmful=harmful))
         if self.reflector is not None:
             self.reflector.heard(event, persona)
+        if self.embeddings is not None:
+            self.embeddings.offer(event)
         if not event.addresses_bot:  # an addressed line is read by its own reply, starting now
             self.read_ahead.heard(event)
         return heard
@@ -298,11 +315,18 @@ class ConversationManager:
         """(entries, capacity) of each bounded per-line cache; benchmarks warm up until all are full."""
         return {"shown_verdicts": (len(self._shown), _REMEMBERED_LINES), **self.moderator.cache_fill()}
 
+    async def start_embeddings(self) -> None:
+        """Start the embedding worker (``build_manager`` does); nothing to do without an embedder."""
+        if self.embeddings is not None:
+            await self._remember(self.embeddings.start())
+
     async def close(self) -> None:
-        """Stop reflecting, flush and close memory; the backend belongs to whoever built it."""
+        """Stop reflecting and embedding, flush and close memory; the backend belongs to whoever built it."""
         await self.read_ahead.aclose()
         if self.reflector is not None:
             await self.reflector.close()
+        if self.embeddings is not None:
+            await self.embeddings.close()
         await self.memory.close()
 
     @staticmethod
@@ -317,6 +341,8 @@ class ConversationManager:
         """Delete what memory holds about the viewer, drop replies to them still being written, and
         drop the stage cues still queued that answer or name them."""
         self._forgotten_at[(platform, user_id)] = time.perf_counter()
+        if self.embeddings is not None:
+            self.embeddings.forget(platform, user_id)
         if self._storing_replies:  # passed the check just before: let them land so the forget takes them
             await asyncio.wait(set(self._storing_replies))
         names = await self._remember(self.memory.names_of(platform, user_id))

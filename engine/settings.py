@@ -177,6 +177,33 @@ class MemorySettings(BaseSettings):
         12, ge=1, description="a viewer is reflected on after saying this many lines since the last time"
     )
     reflect_max_facts: int = Field(3, ge=1, le=10, description="most facts one reflection may add about a viewer")
+    embeddings: Literal["local", "openai", "off"] = Field(
+        "local",
+        description="recall by meaning: local (all-MiniLM-L6-v2 on 1 CPU thread), openai (a /v1/embeddings"
+        " server such as vLLM), or off (full-text recall only)",
+    )
+    embeddings_url: str | None = Field(
+        None, description="openai embeddings: the server's /v1 URL (default: COSTAR_BACKEND_BASE_URL)"
+    )
+    embeddings_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2", description="openai embeddings: the embedding model's served name"
+    )
+    embeddings_api_key: SecretStr | None = Field(
+        None, description="openai embeddings: the server's API key (default: COSTAR_BACKEND_API_KEY); secret"
+    )
+    embed_backlog: int = Field(
+        20_000, ge=1, description="chat lines waiting to be embedded; past this, new ones are dropped and counted"
+    )
+    embed_batch: int = Field(
+        64, ge=1, le=1024, description="lines the worker embeds together (a question at reply time waits for one batch)"
+    )
+
+    @field_validator("embeddings_url")
+    @classmethod
+    def _embeddings_url_with_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} needs a scheme, e.g. 'http://{url.rstrip('/')}'")
+        return url
 
 
 class MetricsSettings(BaseSettings):
@@ -433,6 +460,11 @@ class Settings(BaseModel):
     def db_path(self) -> Path:
         return self.memory.db_path or self.core.data_dir / "costar.sqlite3"
 
+    @property
+    def embeddings_url(self) -> str | None:
+        """Where an ``openai`` embedder sends ``/v1/embeddings``: its own URL, else the backend's."""
+        return self.memory.embeddings_url or self.backend.base_url
+
 
 _SECTIONS: dict[str, type[BaseSettings]] = {
     name: field.annotation  # type: ignore[misc]
@@ -491,7 +523,13 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, A
             raise SettingsError(f"invalid settings: {problems}") from exc
         except PydanticSettingsError as exc:  # a JSON-valued setting that is not JSON
             raise SettingsError(f"invalid settings: {_unparsable(section, exc)}") from None
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.memory.embeddings == "openai" and not settings.embeddings_url:  # two sections: checked here
+        raise SettingsError(
+            "invalid settings: COSTAR_MEMORY_EMBEDDINGS=openai needs COSTAR_MEMORY_EMBEDDINGS_URL"
+            " (or COSTAR_BACKEND_BASE_URL)"
+        )
+    return settings
 
 
 def _check_encoding(env_file: Path | None) -> None:

@@ -10,19 +10,23 @@ from memory.errors import DatabaseBusy, DatabaseUnavailable, MemoryStoreError
 from memory.records import ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 from memory.scopes import line_place, place_of
 from memory.store import MemoryStore
+from memory.vectors import LineVector, NoteVector, VectorSpace
 
 __all__ = [
     "DatabaseBusy",
     "DatabaseUnavailable",
     "ForgetResult",
     "IncomingLine",
+    "LineVector",
     "MemoryStore",
     "MemoryStoreError",
     "Note",
+    "NoteVector",
     "RecalledLine",
     "StoredMessage",
     "Summary",
     "UserRecord",
     "line_place",
     "place_of",
+    "VectorSpace",
 ]

@@ -171,6 +171,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        8,
+        "sentence vectors of viewers' lines and of notes, for recall by meaning",
+        # One row per embedded line or note, in the same file as what it embeds, deleted with it
+        # (ON DELETE CASCADE: forget needs no step of its own). A vector is float32 bytes, L2-normalised;
+        # ``space`` names the embedder that made it, so a changed model never compares vectors of two
+        # spaces. Searches stay small by reading one speaker's vectors or one channel's newest, through
+        # these indexes, never the whole table. IF NOT EXISTS: a test that replays older migrations
+        # over a newer file runs this one twice.
+        """
+        CREATE TABLE IF NOT EXISTS vector_spaces (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            dimensions INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS message_vectors (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            space INTEGER NOT NULL REFERENCES vector_spaces(id),
+            user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+            platform TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS message_vectors_by_user ON message_vectors (user_id, space, message_id);
+        CREATE INDEX IF NOT EXISTS message_vectors_by_channel ON message_vectors (platform, channel_id, space, message_id);
+        CREATE TABLE IF NOT EXISTS note_vectors (
+            note_id INTEGER PRIMARY KEY REFERENCES notes(id) ON DELETE CASCADE,
+            space INTEGER NOT NULL REFERENCES vector_spaces(id),
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS note_vectors_by_user ON note_vectors (user_id, space);
+        """,
+    ),
+    Migration(
         10,
         "a viewer line's recall index entry follows its text; the character's lines by channel",
         # A forget replaces the forgotten viewer's name in other viewers' lines (memory.forget);

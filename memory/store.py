@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -26,6 +26,17 @@ from memory.migrations import MIGRATIONS, Migration
 from memory.recall import recall_lines
 from memory.records import NO_VIEWER, ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 from memory.scopes import UNKNOWN_PLACE, line_place, visible_in_sql, within_sql
+from memory.vectors import (
+    LineVector,
+    NoteVector,
+    Vector,
+    VectorSpace,
+    insert_line_vectors,
+    insert_note_vectors,
+    nearest_lines,
+    nearest_notes,
+    space_id,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -94,6 +105,7 @@ class MemoryStore:
         self.path = path
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
+        self._vector_space: tuple[int, VectorSpace] | None = None  # (row id, space) once use_vector_space ran
         self._lines: GroupCommit[IncomingLine, UserRecord] = GroupCommit(
             self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines, patience_s=write_patience_s
         )
@@ -547,6 +559,83 @@ class MemoryStore:
             limit=limit,
             about_speaker=about_speaker,
             place=place,
+        )
+
+    # -- vectors (recall by meaning) ---------------------------------------------------------
+
+    @_translated
+    async def use_vector_space(self, space: VectorSpace) -> None:
+        """Store and search vectors of ``space`` (the embedder in use) from now on.
+
+        Vectors of another space stay stored but are never compared with this one's.
+        """
+        async with self._write_lock, self._transaction():
+            self._vector_space = (await space_id(self._db, space), space)
+
+    def _space(self) -> tuple[int, VectorSpace]:
+        if self._vector_space is None:
+            raise MemoryStoreError("no vector space chosen: call use_vector_space(space) first")
+        return self._vector_space
+
+    @_translated
+    async def add_vectors(self, rows: Sequence[LineVector]) -> int:
+        """Store viewers' lines' vectors in one transaction; how many lines were still there to take one."""
+        space, chosen = self._space()
+        if not rows:
+            return 0
+        async with self._write_lock, self._transaction():
+            return await insert_line_vectors(self._db, space, chosen.dimensions, rows)
+
+    @_translated
+    async def add_note_vectors(self, rows: Sequence[NoteVector]) -> int:
+        """Store notes' vectors in one transaction; how many notes were still there to take one."""
+        space, chosen = self._space()
+        if not rows:
+            return 0
+        async with self._write_lock, self._transaction():
+            return await insert_note_vectors(self._db, space, chosen.dimensions, rows)
+
+    @_translated
+    async def nearest_lines(
+        self,
+        platform: str,
+        channel_id: str,
+        user_id: str,
+        query_vector: Vector,
+        *,
+        own_only: bool,
+        before_id: int,
+        limit: int,
+    ) -> list[tuple[RecalledLine, float]]:
+        """Lines older than ``before_id`` nearest in meaning to ``query_vector``, best first, with cosine.
+
+        ``own_only``: the speaker's own lines anywhere on the platform (their newest
+        :data:`memory.vectors.OWN_SCAN`); otherwise other viewers' lines among the channel's newest
+        :data:`memory.vectors.CHANNEL_SCAN` embedded ones. [] before :meth:`use_vector_space`.
+        """
+        if self._vector_space is None or limit <= 0:
+            return []
+        return await nearest_lines(
+            self._db,
+            self._vector_space[0],
+            platform,
+            channel_id,
+            user_id,
+            query_vector,
+            own_only=own_only,
+            before_id=before_id,
+            limit=limit,
+        )
+
+    @_translated
+    async def nearest_notes(
+        self, platform: str, user_id: str, query_vector: Vector, *, persona_id: str | None = None, limit: int
+    ) -> list[tuple[Note, float]]:
+        """The viewer's notes nearest in meaning to ``query_vector``, best first, with cosine."""
+        if self._vector_space is None or limit <= 0:
+            return []
+        return await nearest_notes(
+            self._db, self._vector_space[0], platform, user_id, query_vector, persona_id=persona_id, limit=limit
         )
 
     # -- forgetting -------------------------------------------------------------------------

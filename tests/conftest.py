@@ -23,7 +23,9 @@ from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerC
 from engine.settings import CoreSettings, Settings, load_settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MODEL_FIXTURES = frozenset({"model_path", "token_counter", "embedded_backend", "llamacpp_backend", "local_backend"})
+MODEL_FIXTURES = frozenset(
+    {"model_path", "token_counter", "embedded_backend", "llamacpp_backend", "local_backend", "minilm"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,6 +41,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("COSTAR_", "DISCORD_", "TWITCH_")):
             monkeypatch.delenv(key)
+    # No test loads all-MiniLM-L6-v2 unless it asks (``minilm``, or memory={"embeddings": "local"}):
+    # the bots that tests and their subprocesses start recall by full text only.
+    monkeypatch.setenv("COSTAR_MEMORY_EMBEDDINGS", "off")
 
 
 # A shipped card's model block, with whatever adapter a user bound there since.
@@ -116,6 +121,17 @@ def llamacpp_backend(token_counter: TokenizerCounter):
     )
     backend.load()
     return backend
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 (unpacked and exported once per machine, loaded once per session)."""
+    from engine.recall.embedding import LocalEmbedder
+    from engine.serving.model_store import ensure_minilm
+
+    embedder = LocalEmbedder(ensure_minilm(CoreSettings().cache_dir))
+    embedder.load()
+    return embedder
 
 
 @pytest.fixture(params=["embedded", "llamacpp"])

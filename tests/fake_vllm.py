@@ -2,7 +2,8 @@
 
 It serves what costar uses, in vLLM's shapes (see docs/serving.md): ``GET /v1/models`` (base card plus
 adapter cards with ``parent``/``root``), ``POST /v1/chat/completions`` streamed (SSE, role chunk,
-content chunks, usage-only chunk, ``[DONE]``) or not, ``POST /v1/load_lora_adapter`` and
+content chunks, usage-only chunk, ``[DONE]``) or not, ``POST /v1/load_lora_adapter``,
+``POST /v1/embeddings`` (a fixed, not normalised vector per input, ``embedding_dimensions`` wide) and
 ``GET /health``. Unknown models get vLLM's nested 404; prompts over ``max_prompt_chars`` get the
 400 context error with ``param: input_tokens``. ``fail_next`` scripts faults for the next
 completion requests. Every request is recorded in ``requests``.
@@ -71,6 +72,7 @@ class FakeVllm:
         delay_s: float = 0.0,
         max_prompt_chars: int | None = None,
         max_model_len: int = 2048,
+        embedding_dimensions: int = 8,
     ) -> None:
         self.base_model = base_model
         self.adapters = dict(adapters or {})
@@ -79,6 +81,7 @@ class FakeVllm:
         self.delay_s = delay_s
         self.max_prompt_chars = max_prompt_chars
         self.max_model_len = max_model_len
+        self.embedding_dimensions = embedding_dimensions
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
         self._runner: web.AppRunner | None = None
@@ -92,6 +95,7 @@ class FakeVllm:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/load_lora_adapter", self._load_adapter)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         return app
 
     async def start(self) -> FakeVllm:
@@ -156,6 +160,24 @@ class FakeVllm:
             for name, path in self.adapters.items()
         ]
         return web.json_response({"object": "list", "data": [base, *cards]})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request) or {}
+        texts = body.get("input") or []
+        texts = [texts] if isinstance(texts, str) else texts
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                # Any fixed vector will do: a few components from the text's letters, not unit length.
+                "embedding": [
+                    float(1 + (sum(map(ord, text)) * (k + 1)) % 17) for k in range(self.embedding_dimensions)
+                ],
+            }
+            for index, text in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": sum(len(text.split()) for text in texts), "total_tokens": 0}
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     async def _load_adapter(self, request: web.Request) -> web.Response:
         body = await self._record(request) or {}

@@ -122,6 +122,12 @@ class Metrics:
         self.dropped = Counter("costar_dropped_messages", "Lines not answered, by reason", ["reason"], registry=reg)
         self.backend_errors = Counter("costar_backend_errors", "Replies lost to backend errors", ["kind"], registry=reg)
         self.backend_retries = Counter("costar_backend_retries", "Backend errors retried past", ["kind"], registry=reg)
+        self.embed_backlog = Gauge(
+            "costar_embeddings_backlog", "Chat lines waiting to be embedded for recall by meaning", registry=reg
+        )
+        self.embed_dropped = Counter(
+            "costar_embeddings_dropped", "Chat lines not embedded, by reason (backlog, error)", ["reason"], registry=reg
+        )
         self.stream_events = Counter(
             "costar_stream_events", "Stream events stored, by kind", ["platform", "kind"], registry=reg
         )

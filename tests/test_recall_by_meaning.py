@@ -1,0 +1,325 @@
+"""Recall by meaning: which lines are embedded, by whom and where, how vectors are stored and searched.
+
+Most tests use the deterministic word-hash embedder (tests/fake_embedder.py): they are about the
+worker and the store, not the model. The ones about all-MiniLM-L6-v2 itself ask for ``minilm``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.app import build_manager, close_manager
+from engine.backends.scripted import ScriptedBackend
+from engine.events import ChatEvent
+from engine.recall.embedding import Embedder, OpenAIEmbedder, embedder_from_settings
+from engine.recall.selection import carries_a_fact
+from engine.settings import load_settings
+from memory import LineVector, MemoryStore, NoteVector, VectorSpace
+from tests.fake_embedder import WordHashEmbedder
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def said(text: str, author: str = "ana", *, number: int, channel: str = "stream", addressed: bool = False) -> ChatEvent:
+    return ChatEvent(
+        platform="twitch",
+        channel_id=channel,
+        author_id=author,
+        author_name=author.title(),
+        text=text,
+        message_id=f"{author}-{number}",
+        addresses_bot=addressed,
+    )
+
+
+# -- what gets embedded -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "been a plumber for ten years",
+        "born in Gdansk, raised in Leeds",
+        "vegan since march",
+        "tuning in from Nairobi",
+        "allergic to shellfish so no paella for me",
+        "i do pottery on sundays",
+        "we moved house last week",
+    ],
+)
+def test_a_line_about_its_author_is_embedded_even_without_a_pronoun(line: str) -> None:
+    assert carries_a_fact(line, addressed=False)
+
+
+@pytest.mark.parametrize(
+    "line", ["LMAO", "Go President Trump!", "PLEASE FIX THE AUDIO", "!forgetme please", "🔥🔥🔥🔥🔥"]
+)
+def test_chatter_that_says_nothing_about_anyone_is_not_embedded(line: str) -> None:
+    assert not carries_a_fact(line, addressed=False)
+
+
+def test_a_line_addressed_to_the_character_is_embedded_whatever_it_says() -> None:
+    assert carries_a_fact("pip what is the capital of peru", addressed=True)
+    assert not carries_a_fact("what is the capital of peru", addressed=False)
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+async def test_lines_are_embedded_in_the_worker_thread_and_found_by_the_speaker(make_settings, counter) -> None:
+    embedder = WordHashEmbedder()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        await manager.hear(said("my trade is plumbing, ten years of pipes", number=1))
+        await manager.hear(said("Go team go!!!", number=2))  # chatter: never embedded
+        await manager.hear(said("i keep bees in my garden", "ben", number=3))
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        question = await manager.embeddings.embed_query("pip what did I say about plumbing and pipes?")
+        assert question is not None
+        own = await manager.memory.nearest_lines(
+            "twitch", "stream", "ana", question, own_only=True, before_id=10**9, limit=5
+        )
+        others = await manager.memory.nearest_lines(
+            "twitch", "stream", "ana", question, own_only=False, before_id=10**9, limit=5
+        )
+    finally:
+        await close_manager(manager)
+    assert [line.text for line, _ in own] == ["my trade is plumbing, ten years of pipes"]
+    assert own[0][0].own and own[0][1] > 0.1
+    assert [line.text for line, _ in others] == ["i keep bees in my garden"], "the channel's lines are other viewers'"
+    assert [text for batch in embedder.batches for text in batch if "Go team" in text] == []
+    assert embedder.threads == {"costar-embed_0"}, "embedding never runs on the event loop's thread"
+
+
+async def test_a_flood_past_the_backlog_is_dropped_and_counted_then_the_worker_catches_up(
+    make_settings, counter, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = WordHashEmbedder()
+    settings = make_settings(memory={"embed_backlog": 10, "embed_batch": 4})
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    caplog.set_level(logging.WARNING, logger="engine.recall.embed_worker")
+    try:
+        worker = manager.embeddings
+        assert worker is not None
+        offered = [worker.offer(said(f"my lucky number is {n}", number=n)) for n in range(25)]  # no await: a flood
+        assert offered == [True] * 10 + [False] * 15
+        assert worker.counts["dropped_backlog"] == 15
+        assert manager.metrics.embed_dropped.labels("backlog")._value.get() == 15
+        await manager.hear(said("my lucky number is 99", number=99))  # still stored, only not embedded
+        await worker.drain()
+        assert worker.waiting == 0 and worker.counts["embedded"] == 10
+        assert worker.last_catch_up_s is not None
+        stored = await manager.memory.count_messages()
+    finally:
+        await close_manager(manager)
+    assert stored == 1
+    assert "embeddings are behind" in caplog.text and "caught up" in caplog.text
+
+
+async def test_a_failing_embedder_costs_no_chat_line_and_is_logged_once(
+    make_settings, counter, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = await build_manager(
+        make_settings(), backend=ScriptedBackend(), counter=counter, embedder=WordHashEmbedder(fail=True)
+    )
+    caplog.set_level(logging.ERROR, logger="engine.recall.embed_worker")
+    try:
+        worker = manager.embeddings
+        assert worker is not None
+        for number in range(3):
+            await manager.hear(said(f"my cat number {number} is called Miso", number=number))
+            await worker.drain()
+        assert worker.counts["dropped_error"] == 3
+        assert await worker.embed_query("what is my cat called") is None
+        assert await manager.memory.count_messages() == 3
+    finally:
+        await close_manager(manager)
+    assert caplog.text.count("embeddings failed") == 1
+
+
+async def test_a_forgotten_viewers_lines_still_waiting_are_never_embedded(make_settings, counter) -> None:
+    embedder = WordHashEmbedder()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        worker = manager.embeddings
+        assert worker is not None
+        await manager.hear(said("my secret word is quokka", number=1))
+        await manager.forget("twitch", "ana")  # before the worker got to the line
+        await worker.drain()
+    finally:
+        await close_manager(manager)
+    assert all("quokka" not in text for batch in embedder.batches for text in batch)
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+async def _store_with(tmp_path: Path, embedder: Embedder, lines: list[ChatEvent]) -> MemoryStore:
+    memory = await MemoryStore.open(tmp_path / "costar.sqlite3")
+    await memory.use_vector_space(VectorSpace(embedder.name, embedder.dimensions))
+    for line in lines:
+        await memory.record_message(line)
+    vectors = embedder.embed([line.text for line in lines])
+    await memory.add_vectors([LineVector(line.platform, line.message_id, vectors[i]) for i, line in enumerate(lines)])
+    return memory
+
+
+async def test_the_speakers_own_lines_come_from_any_channel_but_only_from_before_the_window(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    lines = [
+        said("my dog is called biscuit", number=1, channel="other"),
+        said("my dog biscuit ate a sock", number=2),
+        said("my dog is a biscuit thief", "ben", number=3),
+    ]
+    memory = await _store_with(tmp_path, embedder, lines)
+    try:
+        question = embedder.embed(["what is my dog called biscuit"])[0]
+        everything = await memory.nearest_lines(
+            "twitch", "stream", "ana", question, own_only=True, before_id=99, limit=5
+        )
+        older = await memory.nearest_lines("twitch", "stream", "ana", question, own_only=True, before_id=2, limit=5)
+        unknown = await memory.nearest_lines(
+            "twitch", "stream", "nobody", question, own_only=True, before_id=99, limit=5
+        )
+    finally:
+        await memory.close()
+    assert {line.text for line, _ in everything} == {"my dog is called biscuit", "my dog biscuit ate a sock"}
+    assert [line.channel_id for line, _ in older] == ["other"]
+    assert unknown == []
+    scores = [score for _, score in everything]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_vectors_of_another_embedder_are_never_compared(tmp_path: Path) -> None:
+    old, new = WordHashEmbedder(dimensions=64), WordHashEmbedder(dimensions=48)
+    new.name = "another-model"
+    memory = await _store_with(tmp_path, old, [said("my dog is called biscuit", number=1)])
+    try:
+        await memory.use_vector_space(VectorSpace(new.name, new.dimensions))
+        question = new.embed(["my dog is called biscuit"])[0]
+        found = await memory.nearest_lines("twitch", "stream", "ana", question, own_only=True, before_id=99, limit=5)
+    finally:
+        await memory.close()
+    assert found == []
+
+
+async def test_notes_are_found_by_meaning_and_go_with_their_note(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    memory = await _store_with(tmp_path, embedder, [said("hello all", number=1)])
+    try:
+        await memory.add_note("twitch", "ana", "terrified of heights", kind="disclosure")
+        await memory.add_note("twitch", "ana", "plays the tuba", kind="disclosure")
+        notes = await memory.notes_for("twitch", "ana")
+        vectors = embedder.embed([note.text for note in notes])
+        assert await memory.add_note_vectors([NoteVector(n.id, vectors[i]) for i, n in enumerate(notes)]) == 2
+        question = embedder.embed(["am i terrified of heights"])[0]
+        best = await memory.nearest_notes("twitch", "ana", question, limit=1)
+        assert [note.text for note, _ in best] == ["terrified of heights"]
+        assert await memory.delete_note("twitch", notes[0].id)
+        assert [note.text for note, _ in await memory.nearest_notes("twitch", "ana", question, limit=5)] == [
+            "plays the tuba"
+        ]
+    finally:
+        await memory.close()
+    with sqlite3.connect(tmp_path / "costar.sqlite3") as database:
+        assert database.execute("SELECT count(*) FROM note_vectors").fetchone()[0] == 1
+
+
+async def test_a_vector_for_a_line_forgotten_meanwhile_is_not_stored(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    memory = await _store_with(tmp_path, embedder, [said("my dog is called biscuit", number=1)])
+    try:
+        late = embedder.embed(["my cat is called miso"])[0]
+        await memory.forget_user("twitch", "ana")
+        stored = await memory.add_vectors([LineVector("twitch", "ana-1", late)])
+    finally:
+        await memory.close()
+    assert stored == 0
+
+
+# -- settings and the endpoint ------------------------------------------------------------------
+
+
+def test_openai_embeddings_without_a_url_are_refused_with_the_setting_named(tmp_path: Path) -> None:
+    from engine.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="COSTAR_MEMORY_EMBEDDINGS_URL"):
+        load_settings(None, core={"data_dir": tmp_path}, memory={"embeddings": "openai"})
+
+
+def test_embeddings_off_means_no_embedder_and_local_means_minilm(tmp_path: Path) -> None:
+    assert (
+        embedder_from_settings(load_settings(None, core={"data_dir": tmp_path}, memory={"embeddings": "off"})) is None
+    )
+    local = embedder_from_settings(load_settings(None, core={"data_dir": tmp_path}, memory={"embeddings": "local"}))
+    assert local is not None and (local.name, local.dimensions) == ("all-MiniLM-L6-v2", 384)
+
+
+async def test_the_openai_embedder_sends_the_lines_to_v1_embeddings_and_normalises_the_rows() -> None:
+    from tests.fake_vllm import FakeVllm
+
+    async with FakeVllm() as fake:
+        embedder = OpenAIEmbedder(fake.base_url, "sentence-transformers/all-MiniLM-L6-v2", dimensions=8)
+        rows = await asyncio.to_thread(embedder.embed, ["my dog is called biscuit", "hello"])
+        asked = [request.body or {} for request in fake.requests if request.path == "/v1/embeddings"]
+    assert rows.shape == (2, 8) and rows.dtype == np.float32
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0)
+    assert asked[0]["input"] == ["my dog is called biscuit", "hello"]
+    assert asked[0]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert embedder.name == "openai:sentence-transformers/all-MiniLM-L6-v2"
+
+
+# -- the real all-MiniLM-L6-v2 (loaded once per session) ----------------------------------------
+
+DISCLOSURES = [
+    "been a plumber for ten years",
+    "i do pottery on sundays",
+    "terrified of heights tbh",
+    "Leeds till I die",
+    "allergic to shellfish so no paella for me",
+]
+QUESTIONS = {  # a question sharing no word with its disclosure
+    "what do I do at the weekend?": "i do pottery on sundays",
+    "what am I scared of?": "terrified of heights tbh",
+    "which football team do I support?": "Leeds till I die",
+    "what food can I not eat?": "allergic to shellfish so no paella for me",
+}
+
+
+def test_minilm_gives_unit_rows_that_do_not_depend_on_the_batch(minilm) -> None:
+    together = minilm.embed(DISCLOSURES)
+    alone = np.vstack([minilm.embed([text]) for text in DISCLOSURES])
+    assert together.shape == (5, 384) and together.dtype == np.float32
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert np.abs(together - alone).max() < 1e-5, "padding a short line with a long one changes nothing"
+
+
+def test_minilm_finds_a_disclosure_by_a_question_that_shares_no_word_with_it(minilm) -> None:
+    disclosures = minilm.embed(DISCLOSURES)
+    for question, meant in QUESTIONS.items():
+        scores = disclosures @ minilm.embed([question])[0]
+        assert DISCLOSURES[int(scores.argmax())] == meant, question
+
+
+async def test_a_viewers_line_is_recalled_by_meaning_through_the_whole_bot(make_settings, counter, minilm) -> None:
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=minilm)
+    try:
+        for number, text in enumerate(DISCLOSURES):
+            await manager.hear(said(text, number=number))
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        question = await manager.embeddings.embed_query("pip, what am I scared of?")
+        assert question is not None
+        found = await manager.memory.nearest_lines(
+            "twitch", "stream", "ana", question, own_only=True, before_id=10**9, limit=1
+        )
+    finally:
+        await close_manager(manager)
+    assert [line.text for line, _ in found] == ["terrified of heights tbh"]
