@@ -13,7 +13,12 @@ feeds every line at once and measures the most the pipeline can take. The bot's 
 (cooldowns, staleness, the 30 s send window) runs ``--clock-speed`` times faster than real time,
 so a flood of recorded chat meets Twitch's limits as it would live, in a few seconds. The last
 line is
-``RESULT ingest_msgs_per_s=… p99_decision_ms=… max_sends_per_30s=… stored=…/…``.
+``RESULT ingest_msgs_per_s=… p99_decision_ms=… max_sends_per_30s=… stored=…/… embed_catch_up_s=… embedded=…``.
+
+With ``COSTAR_MEMORY_EMBEDDINGS`` at its default (``local``), lines that may carry a fact are
+embedded by the bot's one embedding worker meanwhile (``--embeddings off`` to compare without);
+``embed_catch_up_s`` is how long after the last line was committed the worker took to embed every
+line it was offered (its backlog, ``COSTAR_MEMORY_EMBED_BACKLOG``, bounds what it keeps).
 Decision latency is the time judging a stored line and ``submit`` take to queue or drop it;
 ingest latency (arrival to committed) is printed next to it. One event loop does all of it, so
 the ingest rate also pays for every decision and every reply made meanwhile.
@@ -58,6 +63,8 @@ class Measurements:
     send_times: list[float] = field(default_factory=list)
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     last_commit: float = 0.0
+    embed_catch_up_s: float = 0.0
+    embed_counts: Counter[str] = field(default_factory=Counter)
 
 
 def load_events(csv_path: Path, address_every: int) -> list[tuple[float, ChatEvent]]:
@@ -104,7 +111,7 @@ async def take_line(
 
 
 async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, float, int, int]:
-    settings = load_settings(None, core={"data_dir": db_dir})
+    settings = load_settings(None, core={"data_dir": db_dir}, memory={"embeddings": args.embeddings})
     backend = ScriptedBackend([f"answer {n}" for n in range(100_000)])
     manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
     freeze_startup_heap()  # as the bot does once its backend is up
@@ -140,6 +147,10 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
             tasks.append(asyncio.create_task(take_line(manager, scheduler, event, seen)))
         await asyncio.gather(*tasks)
         ingest_s = seen.last_commit - started
+        if manager.embeddings is not None:  # the embedding worker's backlog after the flood
+            await manager.embeddings.drain()
+            seen.embed_catch_up_s = time.perf_counter() - seen.last_commit
+            seen.embed_counts = manager.embeddings.counts
         await scheduler.join()
     finally:
         await scheduler.close()
@@ -163,6 +174,12 @@ def report(seen: Measurements, ingest_s: float, stored: int, total: int) -> None
             "decision latency p50 / p99",
             f"{percentile(seen.decision_ms, 0.5):.3f} / {percentile(seen.decision_ms, 0.99):.3f} ms",
         ),
+        ("embedding catch-up after the flood", f"{seen.embed_catch_up_s:.1f} s"),
+        (
+            "lines embedded / skipped / dropped",
+            f"{seen.embed_counts['embedded']} / {seen.embed_counts['skipped']}"
+            f" / {seen.embed_counts['dropped_backlog'] + seen.embed_counts['dropped_error']}",
+        ),
         ("replies sent", f"{len(seen.send_times)}"),
         ("most sends in any 30 s", f"{most_in_any_window(seen.send_times)}"),
     ] + [(f"outcome {outcome.value}", f"{count}") for outcome, count in sorted(seen.outcomes.items())]
@@ -172,6 +189,7 @@ def report(seen: Measurements, ingest_s: float, stored: int, total: int) -> None
     print(
         f"RESULT ingest_msgs_per_s={rate:.0f} p99_decision_ms={percentile(seen.decision_ms, 0.99):.3f}"
         f" max_sends_per_30s={most_in_any_window(seen.send_times)} stored={stored}/{total}"
+        f" embed_catch_up_s={seen.embed_catch_up_s:.1f} embedded={seen.embed_counts['embedded']}"
     )
 
 
@@ -185,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=20, help="send budget per 30 s")
     parser.add_argument("--address-every", type=int, default=6, help="rewrite every Nth line to name the character")
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
+    parser.add_argument(
+        "--embeddings", choices=("local", "openai", "off"), default="local", help="COSTAR_MEMORY_EMBEDDINGS for the run"
+    )
     args = parser.parse_args(argv)
     require_inputs(parser, {"--csv": args.csv})
     with tempfile.TemporaryDirectory() as scratch:

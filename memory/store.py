@@ -596,6 +596,17 @@ class MemoryStore:
             return await insert_note_vectors(self._db, space, chosen.dimensions, rows)
 
     @_translated
+    async def count_vectors(self) -> int:
+        """Lines with a vector of the chosen space (benchmarks; 0 before use_vector_space)."""
+        if self._vector_space is None:
+            return 0
+        async with self._db.execute(
+            "SELECT count(*) FROM message_vectors WHERE space = ?", (self._vector_space[0],)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    @_translated
     async def nearest_lines(
         self,
         platform: str,

@@ -209,6 +209,7 @@ async def test_forget_drops_the_viewers_stage_cues_still_queued_for_a_stalled_pa
 async def test_forget_leaves_no_byte_of_the_viewers_vectors_in_the_database_wal_or_shm(
     make_settings, counter, tmp_path
 ) -> None:
+    from memory.vectors import vector_bytes
     from tests.fake_embedder import WordHashEmbedder
 
     settings = make_settings()
@@ -233,7 +234,7 @@ async def test_forget_leaves_no_byte_of_the_viewers_vectors_in_the_database_wal_
     finally:
         await close_manager(manager)
     for text in secrets + [note.text for note in notes]:
-        vector = embedder.embed([text])[0].tobytes()
-        assert vector[:32] not in raw, f"a vector of {text!r} is still in the database files"
+        stored_as = vector_bytes(embedder.embed([text])[0])
+        assert stored_as[:32] not in raw, f"a vector of {text!r} is still in the database files"
     assert rows(settings.db_path, "SELECT count(*) FROM message_vectors")[0][0] == 12, "the other viewer's stay"
     assert rows(settings.db_path, "SELECT count(*) FROM note_vectors")[0][0] == 0

@@ -17,7 +17,10 @@ model missing, the endpoint down) costs that batch, logged once per outage, neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,16 @@ from memory import LineVector, MemoryStore, VectorSpace
 __all__ = ["EmbedWorker"]
 
 log = logging.getLogger(__name__)
+_NICER = 10  # the embedding thread's scheduling priority below the rest of the bot (Linux: per thread)
+
+
+def _yield_cpu() -> None:
+    """Lower the embedding thread's priority, so that on a busy machine chat and replies come first.
+
+    On Linux a thread is a task with its own nice value; elsewhere this does nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + _NICER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,7 @@ class EmbedWorker:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-embed")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-embed", initializer=_yield_cpu)
         self._task: asyncio.Task[None] | None = None
         self._behind_since: float | None = None
         self._failing = False
@@ -71,8 +84,17 @@ class EmbedWorker:
         return len(self._waiting) + self._in_batch
 
     async def start(self) -> None:
-        """Choose the vector space in memory and start the worker task."""
+        """Choose the vector space in memory, load the model in the worker thread, start the worker task.
+
+        A model that cannot load is logged, not raised: the bot runs on full-text recall.
+        """
         await self.memory.use_vector_space(VectorSpace(self.embedder.name, self.embedder.dimensions))
+        load = getattr(self.embedder, "load", None)
+        if load is not None:  # before the first line: a flood must not wait for the model to load
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._thread, load)
+            except Exception as exc:
+                self._failed(exc, 0)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="costar-embed-worker")
 

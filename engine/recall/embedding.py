@@ -93,7 +93,8 @@ class LocalEmbedder:
         self.load()
         assert self._loaded is not None
         tokenizer, session = self._loaded
-        token_ids = [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+        # One text at a time: encode_batch fans out over every core (rayon), and the embedder gets one.
+        token_ids = [tokenizer.encode(text).ids for text in texts]
         rows = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         # Lines of like length run together: padding a short line to a long one's length costs as
         # much as the long line (measured: batches in arrival order ran slower than one at a time).
