@@ -15,7 +15,7 @@ so a flood of recorded chat meets Twitch's limits as it would live, in a few sec
 line is
 ``RESULT ingest_msgs_per_s=… p99_decision_ms=… max_sends_per_30s=… stored=…/… embed_catch_up_s=… embedded=…``.
 
-With ``COSTAR_MEMORY_EMBEDDINGS`` at its default (``local``), lines that may carry a fact are
+With ``COSTAR_MEMORY_EMBEDDINGS`` at its default (``local``) or ``--embeddings local``, lines that may carry a fact are
 embedded by the bot's one embedding worker meanwhile (``--embeddings off`` to compare without);
 ``embed_catch_up_s`` is how long after the last line was committed the worker took to embed every
 line it was offered (its backlog, ``COSTAR_MEMORY_EMBED_BACKLOG``, bounds what it keeps).
@@ -111,7 +111,8 @@ async def take_line(
 
 
 async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, float, int, int]:
-    settings = load_settings(None, core={"data_dir": db_dir}, memory={"embeddings": args.embeddings})
+    memory = {"embeddings": args.embeddings} if args.embeddings else {}  # else COSTAR_MEMORY_EMBEDDINGS's
+    settings = load_settings(None, core={"data_dir": db_dir}, memory=memory)
     backend = ScriptedBackend([f"answer {n}" for n in range(100_000)])
     manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
     freeze_startup_heap()  # as the bot does once its backend is up
@@ -204,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address-every", type=int, default=6, help="rewrite every Nth line to name the character")
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
     parser.add_argument(
-        "--embeddings", choices=("local", "openai", "off"), default="local", help="COSTAR_MEMORY_EMBEDDINGS for the run"
+        "--embeddings",
+        choices=("local", "openai", "off"),
+        help="COSTAR_MEMORY_EMBEDDINGS for the run (default: the setting's, local unless set)",
     )
     args = parser.parse_args(argv)
     require_inputs(parser, {"--csv": args.csv})

@@ -144,6 +144,24 @@ async def test_a_failing_embedder_costs_no_chat_line_and_is_logged_once(
     assert caplog.text.count("embeddings failed") == 1
 
 
+async def test_notes_embedded_through_the_worker_are_found_by_meaning(make_settings, counter) -> None:
+    embedder = WordHashEmbedder()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        await manager.hear(said("hello there", number=1))
+        await manager.memory.add_note("twitch", "ana", "terrified of heights")
+        await manager.memory.add_note("twitch", "ana", "keeps two rabbits")
+        assert manager.embeddings is not None
+        assert await manager.embeddings.embed_notes(await manager.memory.notes_for("twitch", "ana")) == 2
+        question = await manager.embeddings.embed_query("what about heights")
+        assert question is not None
+        best = await manager.memory.nearest_notes("twitch", "ana", question, limit=1)
+    finally:
+        await close_manager(manager)
+    assert [note.text for note, _ in best] == ["terrified of heights"]
+    assert embedder.threads == {"costar-embed_0"}
+
+
 async def test_a_forgotten_viewers_lines_still_waiting_are_never_embedded(make_settings, counter) -> None:
     embedder = WordHashEmbedder()
     manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from engine.events import ChatEvent
 from engine.observability.metrics import Metrics
 from engine.recall.embedding import Embedder, Vectors
 from engine.recall.selection import carries_a_fact
-from memory import LineVector, MemoryStore, VectorSpace
+from memory import LineVector, MemoryStore, Note, NoteVector, VectorSpace
 
 __all__ = ["EmbedWorker"]
 
@@ -140,13 +141,28 @@ class EmbedWorker:
 
     async def embed_query(self, text: str) -> Vectors | None:
         """One question's vector, from the worker's thread; None when the embedder fails (logged)."""
-        try:
-            rows = await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, [text])
-        except Exception as exc:  # recall falls back to full text; a reply never fails for this
-            log.warning("recall by meaning skipped for one reply: %s", exc)
+        rows = await self.embed_texts([text])
+        if rows is None:
             return None
         vector: Vectors = rows[0]
         return vector
+
+    async def embed_texts(self, texts: Sequence[str]) -> Vectors | None:
+        """Rows for ``texts`` from the worker's thread (after the batch in progress); None on failure (logged)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, list(texts))
+        except Exception as exc:  # recall falls back to full text; a reply never fails for this
+            log.warning("recall by meaning skipped: %s", exc)
+            return None
+
+    async def embed_notes(self, notes: Sequence[Note]) -> int:
+        """Embed notes and store their vectors (``MemoryStore.nearest_notes`` finds them); how many."""
+        rows = await self.embed_texts([note.text for note in notes]) if notes else None
+        if rows is None:
+            return 0
+        return await self.memory.add_note_vectors(
+            [NoteVector(note.id, row) for note, row in zip(notes, rows, strict=True)]
+        )
 
     # -- the worker -------------------------------------------------------------------------
 
