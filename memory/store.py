@@ -27,6 +27,7 @@ from memory.recall import recall_lines
 from memory.records import NO_VIEWER, ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 from memory.scopes import UNKNOWN_PLACE, line_place, visible_in_sql, within_sql
 from memory.vectors import (
+    ChannelVectors,
     LineVector,
     NoteVector,
     Vector,
@@ -106,6 +107,7 @@ class MemoryStore:
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
         self._vector_space: tuple[int, VectorSpace] | None = None  # (row id, space) once use_vector_space ran
+        self._channel_vectors = ChannelVectors()
         self._lines: GroupCommit[IncomingLine, UserRecord] = GroupCommit(
             self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines, patience_s=write_patience_s
         )
@@ -584,7 +586,9 @@ class MemoryStore:
         if not rows:
             return 0
         async with self._write_lock, self._transaction():
-            return await insert_line_vectors(self._db, space, chosen.dimensions, rows)
+            stored = await insert_line_vectors(self._db, space, chosen.dimensions, rows)
+        self._channel_vectors.added(space, stored)
+        return len(stored)
 
     @_translated
     async def add_note_vectors(self, rows: Sequence[NoteVector]) -> int:
@@ -628,6 +632,7 @@ class MemoryStore:
             return []
         return await nearest_lines(
             self._db,
+            self._channel_vectors,
             self._vector_space[0],
             platform,
             channel_id,
@@ -655,7 +660,8 @@ class MemoryStore:
     async def forget_user(self, platform: str, user_id: str) -> ForgetResult:
         """Delete a user's lines, the character's replies to them, their notes and their record;
         also the character's replies that repeated what they said, and their name in others' rows
-        (:mod:`memory.forget`)."""
+        (:mod:`memory.forget`); with them their lines' and notes' vectors, in the file and in memory."""
+        self._channel_vectors.clear()
         async with self._write_lock:
             async with self._transaction():
                 params = (platform, user_id)

@@ -14,6 +14,7 @@ where scoring the whole table would read hundreds of megabytes.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from memory.records import Note, RecalledLine
 __all__ = [
     "CHANNEL_SCAN",
     "OWN_SCAN",
+    "ChannelVectors",
     "LineVector",
     "NoteVector",
     "VectorSpace",
@@ -102,16 +104,119 @@ def _blob(vector: Vector, dimensions: int) -> bytes:
     return vector_bytes(vector)
 
 
-async def insert_line_vectors(db: aiosqlite.Connection, space: int, dimensions: int, rows: Sequence[LineVector]) -> int:
-    """Store each line's vector (replacing an older one); lines no longer stored are skipped."""
-    before = db.total_changes
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A line vector as stored: its row, speaker (users.id) and channel."""
+
+    message_id: int
+    user_row: int | None
+    author_id: str  # the speaker's platform user id ("" for none)
+    platform: str
+    channel_id: str
+    blob: bytes
+
+
+async def insert_line_vectors(
+    db: aiosqlite.Connection, space: int, dimensions: int, rows: Sequence[LineVector]
+) -> list[_Stored]:
+    """Store each line's vector (replacing an older one); lines no longer stored are skipped.
+
+    Returns what was stored, for :class:`ChannelVectors`.
+    """
+    found: dict[tuple[str, str], tuple[int, int | None, str, str]] = {}
+    wanted: dict[str, list[str]] = {}
+    for row in rows:
+        wanted.setdefault(row.platform, []).append(row.platform_message_id)
+    for platform, ids in wanted.items():
+        for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+            chunk = ids[start : start + 500]
+            async with db.execute(
+                "SELECT m.platform_message_id, m.id, m.user_id, m.channel_id, COALESCE(u.platform_user_id, '')"
+                " FROM messages m LEFT JOIN users u ON u.id = m.user_id WHERE m.is_character = 0"
+                f" AND m.platform = ? AND m.platform_message_id IN ({', '.join('?' * len(chunk))})",
+                [platform, *chunk],
+            ) as cursor:
+                found.update({(platform, row[0]): (row[1], row[2], row[3], row[4]) async for row in cursor})
+    stored = [
+        _Stored(message[0], message[1], message[3], row.platform, message[2], _blob(row.vector, dimensions))
+        for row in rows
+        if (message := found.get((row.platform, row.platform_message_id))) is not None
+    ]
     await db.executemany(
         "INSERT OR REPLACE INTO message_vectors (message_id, space, user_id, platform, channel_id, vector)"
-        " SELECT id, ?, user_id, platform, channel_id, ? FROM messages"
-        " WHERE platform = ? AND platform_message_id = ? AND is_character = 0",
-        [(space, _blob(row.vector, dimensions), row.platform, row.platform_message_id) for row in rows],
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(line.message_id, space, line.user_row, line.platform, line.channel_id, line.blob) for line in stored],
     )
-    return db.total_changes - before
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class _ChannelRows:
+    ids: npt.NDArray[np.int64]  # message ids, ascending
+    authors: npt.NDArray[np.object_]  # the speaker of each, by platform user id
+    matrix: npt.NDArray[np.float16]
+
+
+class ChannelVectors:
+    """The newest :data:`CHANNEL_SCAN` vectors of the most recently searched channels, in memory.
+
+    A channel's first search reads them from the database (the cold figure in docs/memory.md);
+    later ones are one matrix product, kept current by :meth:`added`. Forgetting a viewer drops
+    every channel held (:meth:`clear`), so their vectors leave the process's memory as well.
+    """
+
+    def __init__(self, channels: int = 64) -> None:
+        self.channels = channels
+        self._held: OrderedDict[tuple[str, str, int], _ChannelRows] = OrderedDict()
+
+    def get(self, key: tuple[str, str, int]) -> _ChannelRows | None:
+        rows = self._held.get(key)
+        if rows is not None:
+            self._held.move_to_end(key)
+        return rows
+
+    def put(self, key: tuple[str, str, int], rows: _ChannelRows) -> None:
+        self._held[key] = rows
+        self._held.move_to_end(key)
+        while len(self._held) > self.channels:
+            self._held.popitem(last=False)
+
+    def added(self, space: int, stored: Sequence[_Stored]) -> None:
+        """Vectors just stored join the channels held (the others read them when first searched)."""
+        by_channel: dict[tuple[str, str, int], list[_Stored]] = {}
+        for line in stored:
+            by_channel.setdefault((line.platform, line.channel_id, space), []).append(line)
+        for key, lines in by_channel.items():
+            held = self._held.get(key)
+            if held is not None:
+                self._held[key] = _newest(_merged(held, lines))
+
+    def clear(self) -> None:
+        self._held.clear()
+
+
+def _rows_of(triples: Sequence[tuple[int, str, bytes]]) -> _ChannelRows:
+    ordered = sorted(triples, key=lambda triple: triple[0])
+    ids = np.array([triple[0] for triple in ordered], dtype=np.int64)
+    authors = np.array([triple[1] for triple in ordered], dtype=np.object_)
+    matrix = np.frombuffer(b"".join(triple[2] for triple in ordered), dtype=_STORED).reshape(len(ordered), -1)
+    return _ChannelRows(ids, authors, matrix)
+
+
+def _merged(held: _ChannelRows, lines: Sequence[_Stored]) -> _ChannelRows:
+    fresh = _rows_of([(line.message_id, line.author_id, line.blob) for line in lines])
+    keep = ~np.isin(held.ids, fresh.ids)  # a vector stored again replaces the one held
+    ids = np.concatenate([held.ids[keep], fresh.ids])
+    order = np.argsort(ids, kind="stable")
+    return _ChannelRows(
+        ids[order],
+        np.concatenate([held.authors[keep], fresh.authors])[order],
+        np.concatenate([held.matrix[keep], fresh.matrix])[order],
+    )
+
+
+def _newest(rows: _ChannelRows) -> _ChannelRows:
+    return _ChannelRows(rows.ids[-CHANNEL_SCAN:], rows.authors[-CHANNEL_SCAN:], rows.matrix[-CHANNEL_SCAN:])
 
 
 async def insert_note_vectors(db: aiosqlite.Connection, space: int, dimensions: int, rows: Sequence[NoteVector]) -> int:
@@ -126,17 +231,15 @@ async def insert_note_vectors(db: aiosqlite.Connection, space: int, dimensions: 
 
 def _top(ids: list[int], blobs: list[bytes], query: Vector, limit: int) -> list[tuple[int, float]]:
     """The ``limit`` ids whose vectors have the highest dot product with ``query`` (cosine: rows are unit)."""
-    if not ids or limit <= 0:
+    if not ids:
         return []
-    matrix = np.frombuffer(b"".join(blobs), dtype=_STORED).reshape(len(ids), -1).astype(np.float32)
-    scores = matrix @ np.asarray(query, dtype=np.float32).reshape(-1)
-    best = np.argpartition(-scores, limit - 1)[:limit] if len(ids) > limit else np.arange(len(ids))
-    ordered = sorted(best.tolist(), key=lambda index: (-float(scores[index]), -ids[index]))
-    return [(ids[index], float(scores[index])) for index in ordered]
+    matrix = np.frombuffer(b"".join(blobs), dtype=_STORED).reshape(len(ids), -1)
+    return _top_held(np.array(ids, dtype=np.int64), matrix, query, limit)
 
 
 async def nearest_lines(
     db: aiosqlite.Connection,
+    held: ChannelVectors,
     space: int,
     platform: str,
     channel_id: str,
@@ -149,29 +252,53 @@ async def nearest_lines(
 ) -> list[tuple[RecalledLine, float]]:
     """The stored lines nearest ``query``, best first, with their cosine similarity.
 
-    ``own_only``: the speaker's own lines anywhere on ``platform``; otherwise other viewers' lines
-    in ``channel_id``. Only lines with ``id < before_id`` (older than the history window).
+    ``own_only``: the speaker's own lines anywhere on ``platform`` (their newest :data:`OWN_SCAN`);
+    otherwise other viewers' lines among the channel's newest :data:`CHANNEL_SCAN` (held in
+    memory). Only lines with ``id < before_id`` (older than the history window).
     """
-    speaker = "(SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
+    # Each statement is a round trip to the database thread: one per pass, plus the lines found.
     if own_only:
-        query_sql = (
-            f"SELECT message_id, vector FROM message_vectors WHERE user_id = {speaker} AND space = ?"
-            f" AND message_id < ? ORDER BY message_id DESC LIMIT {OWN_SCAN}"
-        )
-        parameters: tuple[object, ...] = (platform, user_id, space, before_id)
+        async with db.execute(
+            "SELECT message_id, vector FROM message_vectors WHERE user_id ="
+            " (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?) AND space = ? AND message_id < ?"
+            f" ORDER BY message_id DESC LIMIT {OWN_SCAN}",
+            (platform, user_id, space, before_id),
+        ) as cursor:
+            found = await cursor.fetchall()
+        best = _top([row[0] for row in found], [row[1] for row in found], query, limit)
     else:
-        query_sql = (
-            "SELECT message_id, vector FROM message_vectors WHERE platform = ? AND channel_id = ? AND space = ?"
-            f" AND message_id < ? AND user_id IS NOT {speaker} ORDER BY message_id DESC LIMIT {CHANNEL_SCAN}"
-        )
-        parameters = (platform, channel_id, space, before_id, platform, user_id)
-    async with db.execute(query_sql, parameters) as cursor:
-        found = await cursor.fetchall()
-    best = _top([row[0] for row in found], [row[1] for row in found], query, limit)
+        rows = await _channel_rows(db, held, (platform, channel_id, space))
+        chosen = (rows.ids < before_id) & (rows.authors != user_id)
+        best = _top_held(rows.ids[chosen], rows.matrix[chosen], query, limit)
     if not best:
         return []
     lines = await _recalled(db, [message_id for message_id, _ in best], own=own_only)
     return [(lines[message_id], score) for message_id, score in best if message_id in lines]
+
+
+async def _channel_rows(db: aiosqlite.Connection, held: ChannelVectors, key: tuple[str, str, int]) -> _ChannelRows:
+    rows = held.get(key)
+    if rows is None:
+        async with db.execute(
+            "SELECT v.message_id, COALESCE(u.platform_user_id, ''), v.vector FROM message_vectors v"
+            " LEFT JOIN users u ON u.id = v.user_id WHERE v.platform = ? AND v.channel_id = ? AND v.space = ?"
+            f" ORDER BY v.message_id DESC LIMIT {CHANNEL_SCAN}",
+            key,
+        ) as cursor:
+            rows = _rows_of([(row[0], row[1], row[2]) async for row in cursor])
+        held.put(key, rows)
+    return rows
+
+
+def _top_held(
+    ids: npt.NDArray[np.int64], matrix: npt.NDArray[np.float16], query: Vector, limit: int
+) -> list[tuple[int, float]]:
+    if len(ids) == 0 or limit <= 0:
+        return []
+    scores = matrix.astype(np.float32) @ np.asarray(query, dtype=np.float32).reshape(-1)
+    best = np.argpartition(-scores, limit - 1)[:limit] if len(ids) > limit else np.arange(len(ids))
+    ordered = sorted(best.tolist(), key=lambda index: (-float(scores[index]), -int(ids[index])))
+    return [(int(ids[index]), float(scores[index])) for index in ordered]
 
 
 async def _recalled(db: aiosqlite.Connection, ids: list[int], *, own: bool) -> dict[int, RecalledLine]:

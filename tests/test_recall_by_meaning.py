@@ -215,6 +215,27 @@ async def test_the_speakers_own_lines_come_from_any_channel_but_only_from_before
     assert scores == sorted(scores, reverse=True)
 
 
+async def test_the_channels_lines_held_in_memory_take_new_lines_and_let_a_forgotten_viewers_go(
+    tmp_path: Path,
+) -> None:
+    embedder = WordHashEmbedder()
+    memory = await _store_with(tmp_path, embedder, [said("my dog biscuit ate a sock", number=1)])
+    try:
+        question = embedder.embed(["my dog biscuit ate a sock"])[0]
+        first = await memory.nearest_lines("twitch", "stream", "carl", question, own_only=False, before_id=99, limit=1)
+        later = said("my dog biscuit ate the whole sock drawer", "ben", number=2)
+        await memory.record_message(later)
+        await memory.add_vectors([LineVector("twitch", later.message_id, embedder.embed([later.text])[0])])
+        both = await memory.nearest_lines("twitch", "stream", "carl", question, own_only=False, before_id=99, limit=5)
+        await memory.forget_user("twitch", "ana")
+        after = await memory.nearest_lines("twitch", "stream", "carl", question, own_only=False, before_id=99, limit=1)
+    finally:
+        await memory.close()
+    assert [line.author_name for line, _ in first] == ["Ana"]
+    assert [line.author_name for line, _ in both] == ["Ana", "Ben"], "a line stored after the first search"
+    assert [line.author_name for line, _ in after] == ["Ben"], "the forgotten viewer's vector left memory"
+
+
 async def test_vectors_of_another_embedder_are_never_compared(tmp_path: Path) -> None:
     old, new = WordHashEmbedder(dimensions=64), WordHashEmbedder(dimensions=48)
     new.name = "another-model"
