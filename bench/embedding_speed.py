@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.enable_truncation(128)
+    tokenizer.no_padding()  # tokenizer.json pads every line to 128 pieces; here to the batch's longest
     best: dict[str, float] = {}
     outputs: dict[str, Rows] = {}
     for name, make in (("torch", torch_runner), ("onnx", onnx_runner)):

@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 from memory.text import STOP_WORDS
 
-__all__ = ["about_the_speaker", "query_terms"]
+__all__ = ["FIRST_PERSON_WORDS", "about_the_speaker", "query_terms"]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_FIRST_PERSON = re.compile(r"\b(?:i|i'?m|i'?ve|i'?d|my|me|mine|myself)\b", re.IGNORECASE)
+# The words by which a line speaks of its author (a regex alternation; selection.py builds on it).
+FIRST_PERSON_WORDS = r"i|i'?m|i'?ve|i'?d|my|me|mine|myself"
+_FIRST_PERSON = re.compile(rf"\b(?:{FIRST_PERSON_WORDS})\b", re.IGNORECASE)
 _MAX_TERMS = 8
 
 
