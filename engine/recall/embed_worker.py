@@ -105,7 +105,8 @@ class EmbedWorker:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self._thread.shutdown(wait=True, cancel_futures=True)
+        # The batch in progress finishes in its thread; waiting for it must not block the event loop.
+        await asyncio.to_thread(self._thread.shutdown, wait=True, cancel_futures=True)
 
     async def drain(self) -> None:
         """Wait until every line offered so far is embedded (or dropped): benches and tests."""
