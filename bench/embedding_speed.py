@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.inputs import require_inputs
 from engine.recall.embedding import LocalEmbedder, normalised
 from engine.serving.model_store import ensure_minilm
 from engine.settings import CoreSettings
@@ -98,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, required=True, help="chat CSV with a message column")
     parser.add_argument("--lines", type=int, default=512, help="how many of its lines to embed per measurement")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        print(f"embedding_speed: no chat CSV at {args.csv}", file=sys.stderr)
-        return 2
+    require_inputs(parser, {"--csv": args.csv})
     with args.csv.open(encoding="utf-8") as handle:
         texts = [row["message"] for row in csv.DictReader(handle) if row.get("message")][: args.lines]
     folder = ensure_minilm(CoreSettings().cache_dir)

@@ -174,7 +174,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "sentence vectors of viewers' lines and of notes, for recall by meaning",
         # One row per embedded line or note, in the same file as what it embeds, deleted with it
-        # (ON DELETE CASCADE: forget needs no step of its own). A vector is float32 bytes, L2-normalised;
+        # (ON DELETE CASCADE: forget needs no step of its own); a vector goes when its text changes
+        # (a forget redacts the forgotten viewer's name in others' lines: the old vector encoded it). A vector is float32 bytes, L2-normalised;
         # ``space`` names the embedder that made it, so a changed model never compares vectors of two
         # spaces. Searches stay small by reading one speaker's vectors or one channel's newest, through
         # these indexes, never the whole table. IF NOT EXISTS: a test that replays older migrations
@@ -202,6 +203,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             vector BLOB NOT NULL
         );
         CREATE INDEX IF NOT EXISTS note_vectors_by_user ON note_vectors (user_id, space);
+        CREATE TRIGGER IF NOT EXISTS message_vectors_follow_text AFTER UPDATE OF text ON messages BEGIN
+            DELETE FROM message_vectors WHERE message_id = old.id;
+        END;
+        CREATE TRIGGER IF NOT EXISTS note_vectors_follow_text AFTER UPDATE OF text ON notes BEGIN
+            DELETE FROM note_vectors WHERE note_id = old.id;
+        END;
         """,
     ),
     Migration(

@@ -206,6 +206,8 @@ async def test_forget_drops_the_viewers_stage_cues_still_queued_for_a_stalled_pa
     assert queued_before > len(left) > 0
     assert all(isinstance(cue, ReplyCue | NoticeCue) and cue.viewer_id == "bob" for cue in left)
     assert not any(NAME in getattr(cue, "text", "") for cue in left)
+
+
 async def test_forget_leaves_no_byte_of_the_viewers_vectors_in_the_database_wal_or_shm(
     make_settings, counter, tmp_path
 ) -> None:
@@ -220,6 +222,7 @@ async def test_forget_leaves_no_byte_of_the_viewers_vectors_in_the_database_wal_
         for number, text in enumerate(secrets):
             await manager.hear(said(text, number=number))
             await manager.hear(said(f"i like trains, line {number}", "v2", number=number))
+        await manager.hear(said("i met Name of v1 at the station", "v2", number=99))  # redacted by the forget
         assert manager.embeddings is not None
         await manager.embeddings.drain()
         notes = await manager.memory.notes_for("twitch", "v1")  # "my cat is called quokkaN" became notes
@@ -227,14 +230,17 @@ async def test_forget_leaves_no_byte_of_the_viewers_vectors_in_the_database_wal_
 
         await manager.memory.add_note_vectors([NoteVector(note.id, embedder.embed([note.text])[0]) for note in notes])
         stored = rows(settings.db_path, "SELECT count(*) FROM message_vectors")[0][0]
-        assert stored == 24 and rows(settings.db_path, "SELECT count(*) FROM note_vectors")[0][0] == len(notes) > 0
+        assert stored == 25 and rows(settings.db_path, "SELECT count(*) FROM note_vectors")[0][0] == len(notes) > 0
         await manager.forget("twitch", "v1")
         files = [path for path in tmp_path.iterdir() if path.name.startswith("costar.sqlite3")]
         raw = b"".join(path.read_bytes() for path in files)  # the database, its WAL and SHM as they are now
     finally:
         await close_manager(manager)
-    for text in secrets + [note.text for note in notes]:
+    for text in [*secrets, *(note.text for note in notes), "i met Name of v1 at the station"]:
         stored_as = vector_bytes(embedder.embed([text])[0])
         assert stored_as[:32] not in raw, f"a vector of {text!r} is still in the database files"
     assert rows(settings.db_path, "SELECT count(*) FROM message_vectors")[0][0] == 12, "the other viewer's stay"
+    assert rows(settings.db_path, "SELECT text FROM messages WHERE text LIKE 'i met %'") == [
+        ("i met someone at the station",)
+    ]
     assert rows(settings.db_path, "SELECT count(*) FROM note_vectors")[0][0] == 0
