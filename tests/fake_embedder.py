@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ class WordHashEmbedder:
         self.fail = fail
         self.batches: list[list[str]] = []
         self.threads: set[str] = set()  # names of the threads that called embed
+        self.called_at: list[float] = []  # time.monotonic() of each call
 
     def _word(self, word: str) -> npt.NDArray[np.float32]:
         seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
@@ -37,6 +39,7 @@ class WordHashEmbedder:
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         self.threads.add(threading.current_thread().name)
+        self.called_at.append(time.monotonic())
         if self.fail:
             raise RuntimeError("the fake embedder was told to fail")
         self.batches.append(list(texts))

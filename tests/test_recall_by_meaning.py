@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,25 @@ async def test_a_flood_past_the_backlog_is_dropped_and_counted_then_the_worker_c
         await close_manager(manager)
     assert stored == 1
     assert "embeddings are behind" in caplog.text and "caught up" in caplog.text
+
+
+async def test_a_flood_of_lines_is_let_in_before_the_worker_embeds(
+    make_settings, counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engine.recall.embed_worker._LULL_S", 0.25)  # a lull a loaded test machine cannot fake
+    embedder = WordHashEmbedder()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        for number in range(15):  # a line every 20 ms for 0.3 s: no lull until the end
+            await manager.hear(said(f"my lucky number is {number}", number=number))
+            await asyncio.sleep(0.02)
+        flood_over = time.monotonic()
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+    finally:
+        await close_manager(manager)
+    assert embedder.called_at and min(embedder.called_at) >= flood_over - 0.03, "nothing embedded during the flood"
+    assert sum(len(batch) for batch in embedder.batches) == 15
 
 
 async def test_a_failing_embedder_costs_no_chat_line_and_is_logged_once(

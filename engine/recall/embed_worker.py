@@ -37,6 +37,10 @@ __all__ = ["EmbedWorker"]
 
 log = logging.getLogger(__name__)
 _NICER = 10  # the embedding thread's scheduling priority below the rest of the bot (Linux: per thread)
+# A batch waits for a lull of this long in the lines offered, for at most _LONGEST_WAIT_S: the
+# embedding thread's Python steps (tokenising, pooling) hold the GIL, which the per-line path needs.
+_LULL_S = 0.05
+_LONGEST_WAIT_S = 1.0
 
 
 def _yield_cpu() -> None:
@@ -78,6 +82,7 @@ class EmbedWorker:
         self._task: asyncio.Task[None] | None = None
         self._behind_since: float | None = None
         self._failing = False
+        self._last_offer = 0.0  # time.monotonic() of the last line queued
 
     @property
     def waiting(self) -> int:
@@ -126,6 +131,7 @@ class EmbedWorker:
             self._dropped("backlog", 1)
             return False
         self.counts["offered"] += 1
+        self._last_offer = time.monotonic()
         self._waiting.append(_Waiting(event.platform, event.author_id, event.message_id, event.text))
         self._note_backlog()
         self._wake.set()
@@ -175,12 +181,19 @@ class EmbedWorker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            await self._lull()
             taken = [self._waiting.popleft() for _ in range(min(self.batch, len(self._waiting)))]
             self._in_batch = len(taken)
             try:
                 await self._embed_and_store(taken)
             finally:
                 self._in_batch = 0
+
+    async def _lull(self) -> None:
+        """Let a flood of lines in first: wait until none came for a moment (never long)."""
+        waited_since = time.monotonic()
+        while (now := time.monotonic()) - self._last_offer < _LULL_S and now - waited_since < _LONGEST_WAIT_S:
+            await asyncio.sleep(_LULL_S)
 
     async def _embed_and_store(self, lines: list[_Waiting]) -> None:
         texts = [line.text for line in lines]
