@@ -25,8 +25,11 @@ RUN pip install . \
 RUN useradd --create-home --uid 10001 costar && mkdir -p /data /config && chown costar /data /config
 USER costar
 
+# No local sentence-embedding model in this image (it is exported to ONNX with torch): recall by
+# meaning is off unless COSTAR_MEMORY_EMBEDDINGS=openai points it at an embeddings endpoint.
 ENV COSTAR_DATA_DIR=/data \
     COSTAR_BACKEND_KIND=openai \
+    COSTAR_MEMORY_EMBEDDINGS=off \
     COSTAR_METRICS_HOST=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 9108
