@@ -182,6 +182,29 @@ async def test_notes_embedded_through_the_worker_are_found_by_meaning(make_setti
     assert embedder.threads == {"costar-embed_0"}
 
 
+class _MissingModel(WordHashEmbedder):
+    def load(self) -> None:
+        raise FileNotFoundError("all_minilm_l6_v2 is not installed")
+
+
+async def test_a_model_that_cannot_load_turns_recall_by_meaning_off_once_and_the_bot_goes_on(
+    make_settings, counter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="engine.recall.embed_worker")
+    embedder = _MissingModel()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        worker = manager.embeddings
+        assert worker is not None and worker.unavailable is not None
+        for number in range(3):
+            await manager.hear(said(f"my cat number {number} is called Miso", number=number))
+        assert worker.waiting == 0 and await worker.embed_query("what is my cat called") is None
+        assert await manager.memory.count_messages() == 3
+    finally:
+        await close_manager(manager)
+    assert embedder.batches == [] and caplog.text.count("recall by meaning is off") == 1
+
+
 async def test_a_forgotten_viewers_lines_still_waiting_are_never_embedded(make_settings, counter) -> None:
     embedder = WordHashEmbedder()
     manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)

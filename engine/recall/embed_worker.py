@@ -83,6 +83,7 @@ class EmbedWorker:
         self._behind_since: float | None = None
         self._failing = False
         self._last_offer = 0.0  # time.monotonic() of the last line queued
+        self.unavailable: str | None = None  # why the model could not load at start; then nothing is embedded
 
     @property
     def waiting(self) -> int:
@@ -99,8 +100,9 @@ class EmbedWorker:
         if load is not None:  # before the first line: a flood must not wait for the model to load
             try:
                 await asyncio.get_running_loop().run_in_executor(self._thread, load)
-            except Exception as exc:
-                self._failed(exc, 0)
+            except Exception as exc:  # a model that cannot load will not load at the next line either
+                self.unavailable = str(exc)
+                log.error("recall by meaning is off, full-text recall goes on: %s", exc)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="costar-embed-worker")
 
@@ -124,7 +126,7 @@ class EmbedWorker:
 
     def offer(self, event: ChatEvent) -> bool:
         """Queue a stored viewer line if it may carry a fact; False when skipped or dropped. No await."""
-        if not carries_a_fact(event.text, addressed=event.addresses_bot):
+        if self.unavailable is not None or not carries_a_fact(event.text, addressed=event.addresses_bot):
             self.counts["skipped"] += 1
             return False
         if self.waiting >= self.backlog:
@@ -156,6 +158,8 @@ class EmbedWorker:
 
     async def embed_texts(self, texts: Sequence[str]) -> Vectors | None:
         """Rows for ``texts`` from the worker's thread (after the batch in progress); None on failure (logged)."""
+        if self.unavailable is not None:
+            return None
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, list(texts))
         except Exception as exc:  # recall falls back to full text; a reply never fails for this
