@@ -26,7 +26,7 @@ __all__ = [
     "StoredMessage",
     "Summary",
     "UserRecord",
+    "VectorSpace",
     "line_place",
     "place_of",
-    "VectorSpace",
 ]

@@ -621,11 +621,13 @@ class MemoryStore:
         own_only: bool,
         before_id: int,
         limit: int,
+        place: str | None = None,
     ) -> list[tuple[RecalledLine, float]]:
         """Lines older than ``before_id`` nearest in meaning to ``query_vector``, best first, with cosine.
 
-        ``own_only``: the speaker's own lines anywhere on the platform (their newest
-        :data:`memory.vectors.OWN_SCAN`); otherwise other viewers' lines among the channel's newest
+        ``own_only``: the speaker's own lines anywhere on the platform that may be shown in ``place``
+        (their newest :data:`memory.vectors.OWN_SCAN`; a DM's lines stay out of public prompts, as
+        in :meth:`recall`); otherwise other viewers' lines among the channel's newest
         :data:`memory.vectors.CHANNEL_SCAN` embedded ones. [] before :meth:`use_vector_space`.
         """
         if self._vector_space is None or limit <= 0:
@@ -641,17 +643,33 @@ class MemoryStore:
             own_only=own_only,
             before_id=before_id,
             limit=limit,
+            place=place,
         )
 
     @_translated
     async def nearest_notes(
-        self, platform: str, user_id: str, query_vector: Vector, *, persona_id: str | None = None, limit: int
+        self,
+        platform: str,
+        user_id: str,
+        query_vector: Vector,
+        *,
+        persona_id: str | None = None,
+        seen_in: str | None = None,
+        limit: int,
     ) -> list[tuple[Note, float]]:
-        """The viewer's notes nearest in meaning to ``query_vector``, best first, with cosine."""
+        """The viewer's notes nearest in meaning to ``query_vector``, best first, with cosine;
+        ``seen_in`` as in :meth:`notes_for` (only those that may be shown in that place)."""
         if self._vector_space is None or limit <= 0:
             return []
         return await nearest_notes(
-            self._db, self._vector_space[0], platform, user_id, query_vector, persona_id=persona_id, limit=limit
+            self._db,
+            self._vector_space[0],
+            platform,
+            user_id,
+            query_vector,
+            persona_id=persona_id,
+            seen_in=seen_in,
+            limit=limit,
         )
 
     # -- forgetting -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memory.records import Note, RecalledLine
+from memory.scopes import UNKNOWN_PLACE, visible_in_sql
 
 __all__ = [
     "CHANNEL_SCAN",
@@ -249,20 +250,24 @@ async def nearest_lines(
     own_only: bool,
     before_id: int,
     limit: int,
+    place: str | None,
 ) -> list[tuple[RecalledLine, float]]:
     """The stored lines nearest ``query``, best first, with their cosine similarity.
 
     ``own_only``: the speaker's own lines anywhere on ``platform`` (their newest :data:`OWN_SCAN`);
     otherwise other viewers' lines among the channel's newest :data:`CHANNEL_SCAN` (held in
-    memory). Only lines with ``id < before_id`` (older than the history window).
+    memory). Only lines with ``id < before_id`` (older than the history window). With ``place``,
+    the speaker's own lines are only those that may be shown there: a line said in a DM never
+    comes back in a public channel (memory.scopes); the channel's lines are said where it is.
     """
     # Each statement is a round trip to the database thread: one per pass, plus the lines found.
     if own_only:
         async with db.execute(
-            "SELECT message_id, vector FROM message_vectors WHERE user_id ="
-            " (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?) AND space = ? AND message_id < ?"
-            f" ORDER BY message_id DESC LIMIT {OWN_SCAN}",
-            (platform, user_id, space, before_id),
+            "SELECT v.message_id, v.vector FROM message_vectors v JOIN messages m ON m.id = v.message_id"
+            " WHERE v.user_id = (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
+            f" AND v.space = ? AND v.message_id < ? AND (? IS NULL OR {visible_in_sql('m.scope')})"
+            f" ORDER BY v.message_id DESC LIMIT {OWN_SCAN}",
+            (platform, user_id, space, before_id, place, place, place, place),
         ) as cursor:
             found = await cursor.fetchall()
         best = _top([row[0] for row in found], [row[1] for row in found], query, limit)
@@ -321,17 +326,22 @@ async def nearest_notes(
     query: Vector,
     *,
     persona_id: str | None,
+    seen_in: str | None,
     limit: int,
 ) -> list[tuple[Note, float]]:
-    """A viewer's notes nearest ``query`` (shared ones and ``persona_id``'s own), best first."""
+    """A viewer's notes nearest ``query`` (shared ones and ``persona_id``'s own), best first; with
+    ``seen_in``, only those that may be shown in a conversation in that place (memory.scopes)."""
     async with db.execute(
-        "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, v.vector FROM note_vectors v"
+        "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope, v.vector FROM note_vectors v"
         " JOIN notes n ON n.id = v.note_id JOIN users u ON u.id = v.user_id"
         " WHERE u.platform = ? AND u.platform_user_id = ? AND v.space = ?"
-        " AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?)",
-        (platform, user_id, space, persona_id, persona_id),
+        f" AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?) AND (? IS NULL OR {visible_in_sql('n.scope')})",
+        (platform, user_id, space, persona_id, persona_id, seen_in, seen_in, seen_in, seen_in),
     ) as cursor:
         found = await cursor.fetchall()
-    notes = {row[0]: Note(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4]) for row in found}
-    best = _top([row[0] for row in found], [row[5] for row in found], query, limit)
+    notes = {
+        row[0]: Note(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], row[5] or UNKNOWN_PLACE)
+        for row in found
+    }
+    best = _top([row[0] for row in found], [row[6] for row in found], query, limit)
     return [(notes[note_id], score) for note_id, score in best]

@@ -279,6 +279,37 @@ async def test_the_channels_lines_held_in_memory_take_new_lines_and_let_a_forgot
     assert [line.author_name for line, _ in after] == ["Ben"], "the forgotten viewer's vector left memory"
 
 
+async def test_a_line_or_note_said_in_a_dm_is_never_found_by_meaning_in_a_public_channel(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    in_dm = ChatEvent(
+        platform="discord", channel_id="dm-7", author_id="ana", author_name="Ana",
+        text="my secret is that i fear heights", message_id="d1", private=True,
+    )  # fmt: skip
+    on_server = ChatEvent(
+        platform="discord", channel_id="general", server_id="g1", author_id="ana", author_name="Ana",
+        text="i fear spiders a little", message_id="s1",
+    )  # fmt: skip
+    memory = await _store_with(tmp_path, embedder, [in_dm, on_server])
+    try:
+        question = embedder.embed(["what do i fear"])[0]
+        public = await memory.nearest_lines(
+            "discord", "general", "ana", question, own_only=True, before_id=99, limit=5, place="server:g1"
+        )
+        private = await memory.nearest_lines(
+            "discord", "dm-7", "ana", question, own_only=True, before_id=99, limit=5, place="dm:dm-7"
+        )
+        await memory.add_note("discord", "ana", "fears heights", kind="disclosure", place="dm:dm-7")
+        notes = await memory.notes_for("discord", "ana")
+        await memory.add_note_vectors([NoteVector(note.id, embedder.embed([note.text])[0]) for note in notes])
+        public_notes = await memory.nearest_notes("discord", "ana", question, seen_in="server:g1", limit=5)
+        dm_notes = await memory.nearest_notes("discord", "ana", question, seen_in="dm:dm-7", limit=5)
+    finally:
+        await memory.close()
+    assert [line.text for line, _ in public] == ["i fear spiders a little"]
+    assert {line.text for line, _ in private} == {"i fear spiders a little", "my secret is that i fear heights"}
+    assert public_notes == [] and [note.text for note, _ in dm_notes] == ["fears heights"]
+
+
 async def test_vectors_of_another_embedder_are_never_compared(tmp_path: Path) -> None:
     old, new = WordHashEmbedder(dimensions=64), WordHashEmbedder(dimensions=48)
     new.name = "another-model"
