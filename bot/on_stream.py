@@ -2,7 +2,8 @@
 
 ``await OnStream.start(settings, manager)`` starts what is configured — the overlay with
 COSTAR_OVERLAY_PORT, the voice when a persona card has a ``voice:`` section, OBS control with
-COSTAR_OBS_URL — and ``close()`` stops it. All of it follows ``manager.stage``.
+COSTAR_OBS_URL, hearing the host with COSTAR_HEARING_ENABLED — and ``close()`` stops it. All of it
+follows ``manager.stage``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from bot.hearing import start_hearing
 from bot.obs_control import ObsControl, ObsUnavailable
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.manager import ConversationManager
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 class OnStream:
     overlay: OverlayServer | None = None
     obs: ObsControl | None = None
+    voice: Voice | None = None  # hearing's barge-in hushes it
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -62,7 +65,11 @@ class OnStream:
         ):
             voices = card_voices(cards, manager.personas.sources, settings.voice)
             voice = Voice(manager.stage, voices, metrics=manager.metrics, out_dir=settings.voice.out_dir)
+            on_stream.voice = voice
             on_stream.tasks.append(asyncio.create_task(voice.run(), name="voice"))
+        hearing = await start_hearing(settings.hearing, manager, on_stream.voice)
+        if hearing is not None:
+            on_stream.tasks.append(hearing)
         if settings.obs.url:
             on_stream.obs = ObsControl(settings.obs, manager.stage)
             try:

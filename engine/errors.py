@@ -5,6 +5,7 @@ EngineError
 ├── PersonaNotFound        no installed persona by that name
 ├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
 ├── VoiceUnavailable       the speech engine is missing or failed (names the engine and the fix)
+├── HearingUnavailable     no microphone, a device gone, unreadable audio, no recognizer
 └── BackendError           the language model could not produce a reply
     ├── BackendUnavailable connection refused, 503, circuit open, timeout
     ├── ContextTooLong     the server refused the prompt as too long
@@ -20,6 +21,7 @@ __all__ = [
     "BackendUnavailable",
     "ContextTooLong",
     "EngineError",
+    "HearingUnavailable",
     "MemoryUnavailable",
     "ModelNotFound",
     "PersonaNotFound",
@@ -70,3 +72,8 @@ class ModelNotFound(BackendError):
 
 class VoiceUnavailable(EngineError):
     """The character could not speak: espeak-ng or piper is missing, or a synthesis failed."""
+
+
+class HearingUnavailable(EngineError):
+    """The character cannot hear the host: no microphone or device, audio it cannot read, or no
+    speech recognizer (names the device or file and the fix). Chat goes on without hearing."""

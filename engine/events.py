@@ -22,9 +22,10 @@ class Role(enum.StrEnum):
     SUBSCRIBER = "subscriber"
     VIP = "vip"
     ADMIN = "admin"  # Discord "Manage Server" or a configured role
+    HOST = "host"  # the streamer's own voice, heard through the microphone (engine.hearing)
 
 
-MODERATING_ROLES = frozenset({Role.BROADCASTER, Role.MODERATOR, Role.ADMIN})
+MODERATING_ROLES = frozenset({Role.BROADCASTER, Role.MODERATOR, Role.ADMIN, Role.HOST})
 
 
 @dataclass(frozen=True, slots=True)

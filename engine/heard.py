@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from engine.events import MODERATING_ROLES, ChatEvent
+from engine.events import MODERATING_ROLES, ChatEvent, Role
 from engine.moderation.moderator import Verdict
 from engine.stream.events import StreamEvent
 from personas.moderation_rules import Action
@@ -76,6 +76,13 @@ class HeardLine:
         return priority_of(self.event)
 
     @property
+    def from_host(self) -> bool:
+        """Spoken by the streamer into the microphone (engine.hearing), not typed in chat."""
+        return Role.HOST in self.event.roles
+
+    @property
     def urgency(self) -> tuple[int, int]:
-        """Sorts most urgent first: addressed lines, then by :func:`social_rank`."""
+        """Sorts most urgent first: the host's own voice, addressed lines, then :func:`social_rank`."""
+        if self.from_host:  # the streamer is talking to the co-host live: chat waits
+            return (-1, 0)
         return (0 if self.event.addresses_bot else 1, int(social_rank(self.event)))

@@ -27,6 +27,7 @@ __all__ = [
     "BackendSettings",
     "CoreSettings",
     "DiscordSettings",
+    "HearingSettings",
     "MemorySettings",
     "MetricsSettings",
     "ModerationSettings",
@@ -298,6 +299,52 @@ class VoiceSettings(BaseSettings):
     espeak_binary: str = Field("espeak-ng", description="the espeak-ng program (a name on PATH or a path)")
 
 
+class HearingSettings(BaseSettings):
+    """The character hears the streamer: microphone or file, speech to text, when to answer (docs/hearing.md)."""
+
+    model_config = _section("COSTAR_HEARING_")
+
+    enabled: bool = Field(False, description="listen to the host and answer aloud")
+    source: str = Field(
+        "microphone", description="microphone, a WAV file to replay, or - for raw 16-bit mono PCM on stdin"
+    )
+    device: str | None = Field(
+        None, description="input device whose name contains this (a virtual cable from OBS or Discord); unset: default"
+    )
+    sample_rate: int = Field(16000, ge=8000, le=192000, description="rate to open the microphone at, or of raw PCM")
+    answer: Literal["addressed", "always", "push_to_talk"] = Field(
+        "addressed",
+        description="answer when the character's name is heard, every line, or only while push-to-talk is held",
+    )
+    model_path: Path | None = Field(
+        None, description="a Moonshine model folder (unset: the tiny-en model packaged with moonshine-voice)"
+    )
+    model_arch: Literal["tiny", "base", "tiny-streaming", "base-streaming", "small-streaming", "medium-streaming"] = (
+        Field("tiny", description="the architecture of that model")
+    )
+    channel: str = Field(
+        "console:local",
+        description="platform:channel the host's lines belong to (e.g. twitch:yourlogin to share chat's history)",
+    )
+    host_name: str = Field("Host", min_length=1, description="the name the host's lines are stored under")
+    speech_level_db: float = Field(
+        -40.0, le=0, description="sound louder than this (dBFS) counts as speech once above the room's noise"
+    )
+    end_silence_s: float = Field(0.5, gt=0, le=5, description="silence that ends an utterance")
+    barge_in: bool = Field(True, description="the host speaking stops the character's voice")
+    debug_audio_dir: Path | None = Field(
+        None, description="debug only: keep each utterance as a WAV file here (unset: audio never touches disk)"
+    )
+
+    @field_validator("channel")
+    @classmethod
+    def _platform_and_channel(cls, value: str) -> str:
+        platform, _, channel_id = value.partition(":")
+        if not platform or not channel_id:
+            raise ValueError("must be platform:channel, e.g. twitch:yourlogin or console:local")
+        return value
+
+
 class ObsSettings(BaseSettings):
     """Optional OBS control over obs-websocket v5 (OBS 28+: Tools → WebSocket Server Settings)."""
 
@@ -455,6 +502,7 @@ class Settings(BaseModel):
     overlay: OverlaySettings
     voice: VoiceSettings
     obs: ObsSettings
+    hearing: HearingSettings
 
     @property
     def db_path(self) -> Path:

@@ -403,3 +403,37 @@ async def test_draining_gives_up_on_an_answer_that_outlasts_the_grace_period() -
     await asyncio.wait_for(scheduler.drain(grace_s=0.2), 5)
     await scheduler.close()
     assert scheduler.stats[Outcome.CLOSED] == 1 and handler.answered == []
+
+
+# -- the host's own voice (engine.hearing) ------------------------------------------------------
+
+HOST = frozenset({Role.HOST, Role.BROADCASTER})
+
+
+async def test_the_hosts_spoken_line_goes_ahead_of_every_chat_line() -> None:
+    gate = asyncio.Event()
+    handler = RecordingHandler(gate=gate)
+    scheduler = ReplyScheduler(handler, SchedulerConfig(max_in_flight=1), clock=ManualClock())
+    scheduler.submit(line("first in", "zed"))
+    await scheduler.start()
+    await settle()
+    scheduler.submit(line("pip question", "a"))
+    scheduler.submit(line("Pip, what do you think?", "host", roles=HOST))
+    # Newer lines, one from a moderator (the broadcaster's own rank): the host still goes first.
+    scheduler.submit(line("pip mod", "b", roles=frozenset({Role.MODERATOR})))
+    scheduler.submit(line("pip newest", "c"))
+    gate.set()
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert [e.text for e in handler.answered][:2] == ["first in", "Pip, what do you think?"]
+
+
+async def test_the_host_saying_the_same_thing_twice_is_answered_twice_without_a_cooldown() -> None:
+    handler = RecordingHandler()
+    scheduler = ReplyScheduler(handler, SchedulerConfig(user_cooldown_s=60, copypasta_users=2), clock=ManualClock())
+    await scheduler.start()
+    outcomes = [scheduler.submit(line("Pip? Pip!", "host", roles=HOST)) for _ in range(3)]
+    await asyncio.wait_for(scheduler.join(), 5)
+    await scheduler.close()
+    assert outcomes == [Outcome.QUEUED] * 3
+    assert len(handler.answered) == 3

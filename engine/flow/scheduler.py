@@ -6,6 +6,8 @@ the character answers and when. Rules, in the order they apply:
 - lines that repeat the author's own recent line are duplicates; a text many chatters paste
   within a short window is a copypasta wave: neither is answered;
 - lines that do not address the character are ignored unless ``answer_unaddressed`` is on;
+- the host's own voice (``Role.HOST``, engine.hearing) is never a duplicate, waits out no cooldown
+  and goes ahead of every chat line;
 - the rest wait in a per-channel queue ordered by priority (addressed, then broadcaster and
   mods, first-time chatters, questions, the rest) and, within a priority, newest first: under a
   flood a fresh reply beats a stale one, and old lines age out instead of delaying every answer;
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Whose lines never wait out a cooldown: the streamer, typing or speaking (Role.HOST, engine.hearing).
+_NO_COOLDOWN = frozenset({Role.BROADCASTER, Role.HOST})
 
 
 class Outcome(enum.StrEnum):
@@ -230,7 +234,8 @@ class ReplyScheduler:
         channel = self._channels.setdefault(
             event.channel_key, lambda: _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
         )
-        verdict = self._text_verdict(event, now)
+        # The host saying the same thing twice ("Pip? Pip!") is talk, never spam.
+        verdict = None if heard.from_host else self._text_verdict(event, now)
         if verdict is not None:
             return self._emit(event, verdict)
         if heard.blocked:
@@ -433,7 +438,7 @@ class ReplyScheduler:
     @staticmethod
     def _cooldown_ends(channel: _Channel, event: ChatEvent) -> float:
         # The broadcaster talks to their co-host; a cooldown there would only get in the way.
-        if Role.BROADCASTER in event.roles or channel.answered is None:
+        if event.roles & _NO_COOLDOWN or channel.answered is None:
             return -math.inf
         return channel.answered.ends_at(event.author_id)
 

@@ -58,6 +58,8 @@ class Voice:
         self.metrics = metrics
         self.out_dir = out_dir
         self._speeches: dict[str, _Speech] = {}
+        # Sentences published but perhaps still playing on the page: cue id -> (cue, when it ends).
+        self._playing: dict[str, tuple[ReplyCue | NoticeCue, float]] = {}
         self._subscription = stage.subscribe(lambda cue: isinstance(cue, ReplyCue | NoticeCue))
 
     async def run(self) -> None:
@@ -85,6 +87,24 @@ class Voice:
             self._stop(speech, announce=True)
         else:
             self._speak(speech, cue.text, final=cue.state is ReplyState.DONE)
+
+    def hush(self) -> list[str]:
+        """The host started talking (barge-in): stop every reply being spoken or still playing.
+
+        Queued and synthesising sentences are dropped and an :class:`AudioStop` tells the page to
+        stop what it plays; the caption finishes as it would. Returns the cue ids cut short.
+        """
+        now = time.perf_counter()
+        cut: list[str] = []
+        for speech in list(self._speeches.values()):
+            self._stop(speech, announce=True)
+            cut.append(speech.cue.cue_id)
+        for cue_id, (cue, ends_at) in self._playing.items():
+            if ends_at > now and cue_id not in cut:
+                self.stage.publish(AudioStop(cue_id, cue.channel, cue.persona_id))
+                cut.append(cue_id)
+        self._playing.clear()
+        return cut
 
     def _start(self, cue: ReplyCue | NoticeCue, heard_at: float | None) -> _Speech | None:
         if isinstance(cue, ReplyCue) and cue.state is ReplyState.RETRACTED:
@@ -147,10 +167,15 @@ class Voice:
         cue = speech.cue
         if speech.spoken == 0 and speech.heard_at is not None and self.metrics is not None:
             self.metrics.first_audio(cue.channel.split(":", 1)[0], time.perf_counter() - speech.heard_at)
-        self.stage.publish(
-            AudioCue(cue.cue_id, cue.channel, cue.persona_id, speech.spoken, sentence, wav, wav_info(wav).duration_s)
-        )
+        duration_s = wav_info(wav).duration_s
+        self.stage.publish(AudioCue(cue.cue_id, cue.channel, cue.persona_id, speech.spoken, sentence, wav, duration_s))
         speech.spoken += 1
+        # The page plays a reply's sentences one after another: it talks until the last one ends.
+        _, ends_at = self._playing.get(cue.cue_id, (cue, 0.0))
+        self._playing[cue.cue_id] = (cue, max(ends_at, time.perf_counter()) + duration_s)
+        now = time.perf_counter()
+        for cue_id in [cue_id for cue_id, (_, ends) in self._playing.items() if ends < now]:
+            del self._playing[cue_id]
 
 
 def card_voices(
