@@ -320,7 +320,7 @@ async def test_the_host_addressing_the_character_is_stored_answered_and_spoken(h
 
 
 @needs_espeak
-async def test_an_unaddressed_sentence_is_stored_but_not_answered(hearing: Any) -> None:
+async def test_an_unaddressed_sentence_is_stored_but_not_answered(hearing: Any, tmp_path: Path) -> None:
     audio = wav_bytes(0.5, speak("Welcome back to the stream, everyone."), 1.0)
     manager, listener, cues = await hearing(audio)
     [turn] = listener.turns
@@ -328,6 +328,18 @@ async def test_an_unaddressed_sentence_is_stored_but_not_answered(hearing: Any) 
     [stored] = await manager.memory.recent_messages("twitch", "stream", limit=10)
     assert stored.author_id == HOST_ID and not stored.is_character
     assert not [cue for _, cue in cues if isinstance(cue, AudioCue)]
+    assert list(tmp_path.rglob("*.wav")) == [], "no audio on disk unless the debug setting asks"
+    await manager.forget("twitch", HOST_ID)  # the host is forgotten like any regular
+    assert await manager.memory.recent_messages("twitch", "stream", limit=10) == []
+
+
+@needs_espeak
+async def test_the_debug_setting_keeps_each_utterance_as_a_wav_file(hearing: Any, tmp_path: Path) -> None:
+    audio = wav_bytes(0.5, speak("Welcome back to the stream, everyone."), 1.0)
+    await hearing(audio, debug_audio_dir=tmp_path / "heard")
+    [kept] = (tmp_path / "heard").glob("*.wav")
+    with wave.open(str(kept)) as reader:
+        assert reader.getframerate() == MODEL_RATE and reader.getnframes() > MODEL_RATE
 
 
 @needs_espeak
