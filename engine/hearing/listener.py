@@ -19,7 +19,7 @@ import time
 import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ class HostTurn:
     heard: HeardLine | None = None
     reply: Reply | None = None
     first_text_at: float | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Listener:
@@ -65,14 +64,12 @@ class Listener:
         settings: HearingSettings,
         *,
         on_speech_start: Callable[[], object] | None = None,
-        on_turn: Callable[[HostTurn], object] | None = None,
     ) -> None:
         self.source = source
         self.recognizer = recognizer
         self.manager = manager
         self.settings = settings
         self.on_speech_start = on_speech_start  # barge-in: the voice stops here
-        self.on_turn = on_turn
         self.platform, self.channel_id = settings.channel.split(":", 1)
         self.segmenter = Segmenter(settings.speech_level_db, settings.end_silence_s)
         self.talk_held = settings.answer != "push_to_talk"  # push-to-talk starts released
@@ -175,10 +172,6 @@ class Listener:
                         turn.reply = item
         except EngineError as exc:  # chat goes on; the host sees why in the log
             log.error("hearing: could not answer %r: %s", turn.text, exc)
-        finally:
-            turn.done.set()
-            if self.on_turn is not None:
-                self.on_turn(turn)
 
     async def _addressed(self, text: str) -> bool:
         if self.settings.answer != "addressed":
