@@ -5,8 +5,8 @@ the host's speech arrives through the file source at a live microphone's pace. M
 the speech onset (the first loud frame, in audio time mapped to the clock) to the
 :class:`~engine.stage.cues.AudioStop` on the stage, which the overlay page obeys at once.
 
-    python bench/barge_in.py                 # 20 trials
-    python bench/barge_in.py --trials 5 --text "Wait, stop."
+    .venv/bin/python bench/barge_in.py                 # 20 trials
+    .venv/bin/python bench/barge_in.py --trials 5 --text "Wait, stop."
 
 The last line is ``RESULT barge_in_p50_ms=… barge_in_max_ms=… stopped=…/… trials=…``.
 """
@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
@@ -83,7 +84,7 @@ async def run(args: argparse.Namespace) -> list[float | None]:
         espeak = EspeakSynthesizer()
         voice = Voice(manager.stage, lambda persona: espeak)
         voice_task = asyncio.create_task(voice.run())
-        host_wav = wav_bytes(0.4, speak(args.text), 0.6)
+        host_wav = args.host_wav.read_bytes() if args.host_wav else wav_bytes(0.4, speak(args.text), 0.6)
         results = []
         try:
             for number in range(args.trials):
@@ -100,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--text", default="Okay, stop, stop.", help="what the host says over the character")
+    parser.add_argument("--host-wav", type=Path, default=None, help="a recording of the host instead (WAV)")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"--host-wav": args.host_wav})
     if not espeak_installed():
         print("missing input: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

@@ -4,8 +4,8 @@ Replies to the same chat lines are timed twice with the default CPU model: alone
 the packaged Moonshine tiny-en model transcribes speech back to back on its worker thread (the
 worst case: the host never stops talking). Also counts the threads the recognizer starts.
 
-    python bench/hearing_contention.py                  # 10 replies each way
-    python bench/hearing_contention.py --replies 20
+    .venv/bin/python bench/hearing_contention.py                  # 10 replies each way
+    .venv/bin/python bench/hearing_contention.py --replies 20
 
 The last line is ``RESULT reply_p50_s_alone=… reply_p50_s_hearing=… first_token_p50_s_alone=…
 first_token_p50_s_hearing=… recognizer_threads=… cores=…``.
@@ -26,12 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.events import ChatEvent, Reply  # noqa: E402
+from engine.hearing.audio import Samples  # noqa: E402
 from engine.hearing.recognizer import MoonshineRecognizer  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
-from tests.hearing_speech import espeak_installed, sentences, speak  # noqa: E402
+from tests.hearing_speech import SENTENCES, espeak_installed, sentences, speak  # noqa: E402
 
 LINES = [
     "pip what game should we play next?",
@@ -64,8 +66,9 @@ async def timed_replies(manager: ConversationManager, count: int, tag: str) -> t
     return whole, first
 
 
-def keep_transcribing(recognizer: MoonshineRecognizer, stop: threading.Event, peak: list[int]) -> None:
-    samples = speak(" ".join(sentence.text for sentence in sentences()[:4]))
+def keep_transcribing(
+    samples: Samples, recognizer: MoonshineRecognizer, stop: threading.Event, peak: list[int]
+) -> None:
     while not stop.is_set():
         recognizer.transcribe(samples)
         peak.append(thread_count())
@@ -87,7 +90,8 @@ async def run(args: argparse.Namespace) -> str:
             before = thread_count()
             recognizer = await asyncio.to_thread(MoonshineRecognizer)
             stop, peak = threading.Event(), [thread_count()]
-            worker = threading.Thread(target=keep_transcribing, args=(recognizer, stop, peak))
+            samples = speak(" ".join(sentence.text for sentence in sentences(args.sentences)[:4]))
+            worker = threading.Thread(target=keep_transcribing, args=(samples, recognizer, stop, peak))
             worker.start()
             try:
                 hearing, hearing_first = await timed_replies(manager, args.replies, "hearing")
@@ -108,7 +112,9 @@ async def run(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replies", type=int, default=10)
+    parser.add_argument("--sentences", type=Path, default=SENTENCES, help="the host's speech: its first four lines")
     args = parser.parse_args(argv)
+    require_inputs(parser, {"--sentences": args.sentences})
     if not espeak_installed():
         print("missing input: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

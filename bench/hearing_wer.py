@@ -5,8 +5,8 @@ tests/data/hearing/streamer_sentences.tsv read by espeak-ng in two voices at two
 counts how often the character's name is heard in sentences that do not name it (false wakes)
 and missed in those that do.
 
-    python bench/hearing_wer.py                     # everything (a few minutes on 2 cores)
-    python bench/hearing_wer.py --voices 1 --name Pip
+    .venv/bin/python bench/hearing_wer.py                     # everything (a few minutes on 2 cores)
+    .venv/bin/python bench/hearing_wer.py --voices 1 --name Pip
 
 The last line is ``RESULT two_cities_wer=… espeak_wer=… false_wakes=… missed_wakes=… sentences=…``.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from engine.hearing.audio import Samples, resample, to_mono_float  # noqa: E402
 from engine.hearing.recognizer import MoonshineRecognizer  # noqa: E402
 from engine.hearing.wake import names_heard  # noqa: E402
@@ -52,10 +53,8 @@ def main() -> int:
     parser.add_argument("--voices", type=int, default=len(VOICES), help="how many of the voice/speed pairs to use")
     parser.add_argument("--name", default="Pip", help="the character's name, for wakes")
     args = parser.parse_args()
+    require_inputs(parser, {"--recording": args.recording, "--sentences": args.sentences})
     recording = args.recording or two_cities_wav()
-    if not recording.is_file() or not args.sentences.is_file():
-        print(f"missing input: {recording if not recording.is_file() else args.sentences}", file=sys.stderr)
-        return 2
     if not espeak_installed():
         print("espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

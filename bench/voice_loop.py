@@ -7,9 +7,9 @@ model (or the script), whose first sentence espeak-ng speaks. Times are taken fr
 frame of the host's speech, so ``transcript`` includes the COSTAR_HEARING_END_SILENCE_S wait
 that tells the host has finished (``transcribe`` is the recognizer alone).
 
-    python bench/voice_loop.py                           # 20 sentences, the default CPU model
-    python bench/voice_loop.py --backend scripted --utterances 36
-    python bench/voice_loop.py --sentences my_lines.tsv --end-silence 0.3
+    .venv/bin/python bench/voice_loop.py                           # 20 sentences, the default CPU model
+    .venv/bin/python bench/voice_loop.py --backend scripted --utterances 36
+    .venv/bin/python bench/voice_loop.py --sentences my_lines.tsv --end-silence 0.3
 
 The last line is ``RESULT transcript_p50_s=… first_token_p50_s=… first_audio_p50_s=…
 first_audio_p95_s=… wer=… transcribe_p50_s=… utterances=… backend=…``.
@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.backends.scripted import ScriptedBackend  # noqa: E402
 from engine.hearing.audio import FileSource  # noqa: E402
@@ -131,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["default", "scripted"], default="default")
     parser.add_argument("--end-silence", type=float, default=0.5, help="COSTAR_HEARING_END_SILENCE_S")
     args = parser.parse_args(argv)
-    if not args.sentences.is_file():
-        print(f"missing input: no sentences file at {args.sentences}", file=sys.stderr)
-        return 2
+    require_inputs(parser, {"--sentences": args.sentences})
     if not espeak_installed():
         print("missing input: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

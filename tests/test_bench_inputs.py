@@ -16,7 +16,10 @@ MISSING = "/nonexistent/shared/data/live-chat.csv"  # where a default input live
 MISSING_INPUTS: dict[str, list[str]] = {
     "concurrency.py": ["--personas", "/nonexistent/personas"],
     "embedded_latency.py": ["--csv", MISSING],
+    "barge_in.py": ["--host-wav", "/nonexistent/host.wav"],
     "flood.py": ["--csv", MISSING],
+    "hearing_contention.py": ["--sentences", "/nonexistent/sentences.tsv"],
+    "hearing_wer.py": ["--recording", "/nonexistent/two_cities.wav"],
     "forget_latency.py": ["/nonexistent/costar.sqlite3"],
     "long_stream.py": [MISSING],
     "on_stage_latency.py": ["--csv", MISSING],
@@ -24,6 +27,7 @@ MISSING_INPUTS: dict[str, list[str]] = {
     "recall.py": ["--filler", MISSING],
     "recall_latency.py": ["--csv", MISSING],
     "train_throughput.py": ["--card", "/nonexistent/card.yaml"],
+    "voice_loop.py": ["--sentences", "/nonexistent/sentences.tsv"],
 }
 
 
