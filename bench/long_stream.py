@@ -22,6 +22,13 @@ per-line cache (``manager.cache_fill()``) and the scheduler's channel table are 
 output says which, and says so when the caches never filled, the scheduler heap against its live
 lines (target ≤ 2 per live line), and how many channels each per-channel table holds. The last
 line is ``RESULT lines=… rss_mb_per_10k_lines=… max_heap_per_live=… …``.
+
+Where growth lives: the same slope is printed for each kind of resident memory (RssAnon, RssFile,
+RssShmem), for what glibc's allocator holds (in use, and freed but kept) and for Python's live
+blocks. ``--tracemalloc FROM TO`` traces Python's allocations from the first line and prints the
+allocation sites (by traceback) that grew most between those simulated minutes:
+
+    python bench/long_stream.py chat.csv --minutes 120 --tracemalloc 60 120
 """
 
 from __future__ import annotations
@@ -29,14 +36,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import ctypes
+import ctypes.util
 import gc
 import os
 import random
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,9 +87,72 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * _PAGE / 1e6
 
 
+def rss_parts_mb() -> dict[str, float]:
+    """RSS by kind: heap and other private memory (RssAnon), mapped files (RssFile: code, and any
+    SQLite file SQLite maps), shared memory (RssShmem: SQLite's WAL index, the ``-shm`` file)."""
+    parts = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for row in status:
+            name, _, value = row.partition(":")
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                parts[name] = int(value.split()[0]) / 1e3  # kB
+    return parts
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _glibc_mallinfo() -> Callable[[], _MallInfo2] | None:
+    libc_name = ctypes.util.find_library("c")
+    mallinfo2 = getattr(ctypes.CDLL(libc_name), "mallinfo2", None) if libc_name else None
+    if mallinfo2 is not None:
+        mallinfo2.restype = _MallInfo2
+    return mallinfo2
+
+
+_MALLINFO = _glibc_mallinfo()  # glibc 2.33+; elsewhere the allocator figures are left out
+
+
+def allocator_mb() -> dict[str, float]:
+    """What the C allocator holds, summed over its arenas: in use by the program (Python's arenas
+    and objects, SQLite's page cache), and freed but kept (fragmentation); plus Python's live blocks."""
+    parts = {"python_blocks_k": sys.getallocatedblocks() / 1e3}
+    if _MALLINFO is not None:
+        info = _MALLINFO()
+        parts["malloc_in_use"] = (info.uordblks + info.hblkhd) / 1e6
+        parts["malloc_free_held"] = info.fordblks / 1e6
+    return parts
+
+
+def traced_growers(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int) -> list[str]:
+    """The allocation sites whose live bytes grew most between two snapshots, by traceback."""
+    rows = []
+    for diff in after.compare_to(before, "traceback")[:top]:
+        frames = [f"{Path(frame.filename).name}:{frame.lineno}" for frame in reversed(diff.traceback)]
+        rows.append(f"{diff.size_diff / 1e3:+9.1f} kB {diff.count_diff:+7d} blocks  " + " <- ".join(frames[:6]))
+    return rows
+
+
 @dataclass
 class Samples:
     rss: list[tuple[int, float]] = field(default_factory=list)  # (lines so far, MB)
+    rss_parts: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (lines so far, MB by kind)
+    snapshots: list[tuple[int, tracemalloc.Snapshot]] = field(default_factory=list)  # (lines so far, snapshot)
     most_heap_per_live: float = 0.0
     most_heap_entries: int = 0
     most_live: int = 0
@@ -141,6 +214,7 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
         seen.caches_full_at = lines
     gc.collect()
     seen.rss.append((lines, rss_mb()))
+    seen.rss_parts.append((lines, rss_parts_mb() | allocator_mb()))
 
 
 async def stream(args: argparse.Namespace, db_dir: Path) -> tuple[Samples, int, int, float, float]:
@@ -173,6 +247,11 @@ async def stream(args: argparse.Namespace, db_dir: Path) -> tuple[Samples, int, 
         on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)),
     )
     chat = load_chat(args.chat)
+    snapshot_at = sorted(minutes * 60.0 for minutes in args.tracemalloc or ())
+    if snapshot_at:
+        # From the first line on: an entry a full cache evicts was then traced too, so turnover
+        # inside a bounded cache cancels out in the diff instead of looking like growth.
+        tracemalloc.start(args.tracemalloc_frames)
     await scheduler.start()
     started, lines = time.perf_counter(), 0
     for index, due in enumerate(arrival_times(args)):
@@ -181,6 +260,10 @@ async def stream(args: argparse.Namespace, db_dir: Path) -> tuple[Samples, int, 
         lines = index + 1
         if lines % SAMPLE_EVERY == 0:
             sample(lines, manager, scheduler, seen)
+        if snapshot_at and clock.now() >= snapshot_at[0]:
+            snapshot_at.pop(0)
+            gc.collect()
+            seen.snapshots.append((lines, tracemalloc.take_snapshot()))
     await clock.advance(120)  # let the queues drain and go stale
     await scheduler.join()
     sample(lines, manager, scheduler, seen)
@@ -236,6 +319,12 @@ def report(seen: Samples, lines: int, stored: int, wall_s: float, stream_s: floa
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    parts = sorted({kind for _, by_kind in seen.rss_parts for kind in by_kind})
+    for kind in parts:
+        points = [(at, by_kind[kind]) for at, by_kind in seen.rss_parts if at >= warmup and kind in by_kind]
+        unit = "thousand" if kind.endswith("_k") else "MB"
+        print(f"{kind + ' per 10k lines':<{width}}  {slope_per_10k(points):+.3f} {unit}")
+    report_traced_growth(seen, args)
     most_state = max(seen.most_channel_state.values(), default=0)
     print(
         f"RESULT lines={lines} avg_lines_per_s={lines / max(stream_s, 1):.1f} burst_lines_per_s={peak}"
@@ -243,6 +332,24 @@ def report(seen: Samples, lines: int, stored: int, wall_s: float, stream_s: floa
         f" max_heap_entries={seen.most_heap_entries} max_channel_state={most_state}"
         f" channels_kept={args.channels_kept} stored={stored}/{lines}"
     )
+
+
+def report_traced_growth(seen: Samples, args: argparse.Namespace) -> None:
+    """tracemalloc's top growers between the first and the last snapshot (RSS is inflated by tracing)."""
+    if len(seen.snapshots) < 2:
+        if args.tracemalloc:
+            print("tracemalloc: the stream ended before the second snapshot; no diff")
+        return
+    (first_at, first), (last_at, last) = seen.snapshots[0], seen.snapshots[-1]
+    traced = sum(stat.size for stat in last.statistics("filename")) - sum(
+        stat.size for stat in first.statistics("filename")
+    )
+    print(
+        f"tracemalloc: traced Python memory {traced / 1e6:+.3f} MB from line {first_at} to {last_at}"
+        f" ({traced / 1e6 / max(1, last_at - first_at) * 10_000:+.3f} MB per 10k lines); top growers:"
+    )
+    for row in traced_growers(first, last, args.tracemalloc_top):
+        print("  " + row)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +369,16 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="least share of the lines before RSS is measured (or until caches fill)",
     )
+    parser.add_argument(
+        "--tracemalloc",
+        type=float,
+        nargs=2,
+        metavar=("FROM_MIN", "TO_MIN"),
+        help="trace Python allocations and print the top growing sites between these simulated minutes"
+        " (slows the run, and RSS then includes tracemalloc's own memory)",
+    )
+    parser.add_argument("--tracemalloc-frames", type=int, default=8, help="frames kept per traced allocation")
+    parser.add_argument("--tracemalloc-top", type=int, default=15, help="growing sites printed")
     parser.add_argument("--db-dir", type=Path, help="where the SQLite file goes (default: a temporary folder)")
     args = parser.parse_args(argv)
     require_inputs(parser, {"chat": args.chat})
