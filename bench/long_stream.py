@@ -18,8 +18,9 @@ as the machine can take them while cooldowns, staleness and send windows see str
 
 Reported: resident memory (RSS) per 10,000 lines after the warm-up (a least-squares slope over
 samples taken after a garbage collection; target < 0.2 MB). The warm-up lasts until every bounded
-per-line cache (``manager.cache_fill()``) and the scheduler's channel table are full, and at least ``--warmup`` of the lines; the
-output says which, and says so when the caches never filled, the scheduler heap against its live
+per-line cache (``manager.cache_fill()``) and every per-channel table (manager, moderation,
+scheduler) are full, and at least ``--warmup`` of the lines; the output says which, and says so
+when the caches never filled, the scheduler heap against its live
 lines (target ≤ 2 per live line), and how many channels each per-channel table holds. The last
 line is ``RESULT lines=… rss_mb_per_10k_lines=… max_heap_per_live=… …``.
 
@@ -128,6 +129,20 @@ def _glibc_mallinfo() -> Callable[[], _MallInfo2] | None:
 _MALLINFO = _glibc_mallinfo()  # glibc 2.33+; elsewhere the allocator figures are left out
 
 
+def _sqlite_memory_used() -> Callable[[], int] | None:
+    # Python's sqlite3 does not expose sqlite3_memory_used(); the library its extension links
+    # against does (dlsym on the extension's handle searches its dependencies too).
+    import _sqlite3
+
+    memory_used = getattr(ctypes.CDLL(_sqlite3.__file__), "sqlite3_memory_used", None)
+    if memory_used is not None:
+        memory_used.restype = ctypes.c_int64
+    return memory_used
+
+
+_SQLITE_MEMORY_USED = _sqlite_memory_used()
+
+
 def allocator_mb() -> dict[str, float]:
     """What the C allocator holds, summed over its arenas: in use by the program (Python's arenas
     and objects, SQLite's page cache), and freed but kept (fragmentation); plus Python's live blocks."""
@@ -136,6 +151,8 @@ def allocator_mb() -> dict[str, float]:
         info = _MALLINFO()
         parts["malloc_in_use"] = (info.uordblks + info.hblkhd) / 1e6
         parts["malloc_free_held"] = info.fordblks / 1e6
+    if _SQLITE_MEMORY_USED is not None:
+        parts["sqlite_in_use"] = _SQLITE_MEMORY_USED() / 1e6  # a part of malloc_in_use: page cache, statements
     return parts
 
 
@@ -199,6 +216,14 @@ def event_for(index: int, chat: list[tuple[str, str]], args: argparse.Namespace)
     )
 
 
+def filled(seen: Samples, channels_kept: int) -> bool:
+    """Every bounded per-line cache is full, and every per-channel table has held ``channels_kept``
+    channels: not only the scheduler's, since the manager's and moderation's tables fill later (only
+    addressed channels get a turn) and their filling looks like a slow leak."""
+    tables_full = all(count >= channels_kept for count in seen.most_channel_state.values())
+    return tables_full and all(size >= capacity for size, capacity in seen.cache_fill.values())
+
+
 def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, seen: Samples) -> None:
     footprint = scheduler.footprint()
     seen.most_heap_per_live = max(seen.most_heap_per_live, footprint.most_heap_per_live)
@@ -209,8 +234,7 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
     for table, count in state.items():
         seen.most_channel_state[table] = max(seen.most_channel_state[table], count)
     seen.cache_fill = manager.cache_fill()
-    channels_full = footprint.channels >= scheduler.config.channels_kept
-    if seen.caches_full_at is None and channels_full and all(size >= cap for size, cap in seen.cache_fill.values()):
+    if seen.caches_full_at is None and filled(seen, scheduler.config.channels_kept):
         seen.caches_full_at = lines
     gc.collect()
     seen.rss.append((lines, rss_mb()))
