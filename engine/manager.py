@@ -71,6 +71,7 @@ from memory import (
 )
 from memory.text import is_storable, storable_text
 from personas.card import PersonaCard
+from personas.lorebook import folded_word_cache_fill
 from personas.moderation_rules import Action
 from personas.registry import PersonaRegistry
 from personas.render import render_system_prompt
@@ -313,7 +314,11 @@ class ConversationManager:
 
     def cache_fill(self) -> dict[str, tuple[int, int]]:
         """(entries, capacity) of each bounded per-line cache; benchmarks warm up until all are full."""
-        return {"shown_verdicts": (len(self._shown), _REMEMBERED_LINES), **self.moderator.cache_fill()}
+        return {
+            "shown_verdicts": (len(self._shown), _REMEMBERED_LINES),
+            "lore_words": folded_word_cache_fill(),
+            **self.moderator.cache_fill(),
+        }
 
     async def start_embeddings(self) -> None:
         """Start the embedding worker (``build_manager`` does); nothing to do without an embedder."""

@@ -28,7 +28,7 @@ import regex
 
 from personas.card import Lorebook, LoreEntry
 
-__all__ = ["REGEX_BUDGET_S", "REGEX_KEY_TIMEOUT_S", "active_entries", "entry_matches"]
+__all__ = ["REGEX_BUDGET_S", "REGEX_KEY_TIMEOUT_S", "active_entries", "entry_matches", "folded_word_cache_fill"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 REGEX_KEY_TIMEOUT_S = 0.02
 REGEX_BUDGET_S = 0.05
 _WORD = re.compile(r"\w+")
+# Words of chat folded for the key index. Chat's everyday words fit; a long stream's ever-new ones
+# (names, typos, numbers) went into a 65,536-word cache that filled for hours, about 0.2 kB each
+# (docs/safety.md, "Memory over a long stream").
+_FOLDED_WORDS_KEPT = 4096
 _slow_keys: set[str] = set()  # regex keys that once ran out of time: never tried again
 
 
@@ -103,12 +107,18 @@ def entry_matches(entry: LoreEntry, text: str, budget: _Budget | None = None) ->
     return not (entry.selective and entry.secondary_keys) or _any_key(entry.secondary_keys, text, entry, budget)
 
 
-@lru_cache(maxsize=65536)  # chat repeats its words; the book's keys are folded once
+@lru_cache(maxsize=_FOLDED_WORDS_KEPT)  # chat repeats its words; the book's keys are folded once
 def _fold(word: str) -> str:
     """``word`` folded so that any two words ``re.IGNORECASE`` takes as equal fold the same: per
     character, as re compares (dotted capital I and "i", long s and "s", final and plain sigma), never
     changing the length."""
     return "".join(char.lower()[:1].upper()[:1].lower()[:1] for char in word)
+
+
+def folded_word_cache_fill() -> tuple[int, int]:
+    """(entries, capacity) of the folded-word cache: memory grows until it is full."""
+    info = _fold.cache_info()
+    return info.currsize, info.maxsize or 0
 
 
 def _words(text: str) -> set[str]:

@@ -11,6 +11,9 @@ from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.moderation.checks import slur_in
 from engine.moderation.moderator import Moderator
+from engine.prompting.tokens import ApproxTokenCounter
+from personas.card import Lorebook, LoreEntry
+from personas.lorebook import active_entries, folded_word_cache_fill
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,3 +63,14 @@ async def test_the_verdicts_on_history_lines_stop_at_their_capacity(make_setting
     finally:
         await close_manager(manager)
     assert size == kept == capacity, "every history line got a verdict, and only the newest are kept"
+
+
+def test_the_lorebooks_folded_words_stop_at_their_capacity_within_minutes_of_chat() -> None:
+    # Every line a reply scans adds its new words (names, typos): a 65,536-word cache filled for
+    # hours of a long stream, and RSS grew with it (docs/safety.md, "Memory over a long stream").
+    book = Lorebook(entries=[LoreEntry(keys=["boss fight"], content="The boss is a dragon.")], scan_depth=1)
+    counter = ApproxTokenCounter()
+    for number in range(A_FEW_MINUTES_OF_CHAT):
+        active_entries(book, [distinct_line(number)], counter.count)
+    size, capacity = folded_word_cache_fill()
+    assert size == capacity > 0
