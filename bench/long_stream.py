@@ -243,11 +243,14 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
 
 async def stream(args: argparse.Namespace, db_dir: Path) -> tuple[Samples, int, int, float, float]:
     settings = load_settings(None, core={"data_dir": db_dir, "channels_kept": args.channels_kept})
+    # One simulated clock for the manager too: on the wall clock moderation's 120 s copypasta
+    # window spanned 20-40 stream minutes, so its windows (up to 200 lines a channel) filled for
+    # an hour, at a pace set by the machine's speed.
+    clock = ManualClock()
     manager = await build_manager(
-        settings, backend=ForgetfulBackend(default="Great point, chat!"), counter=ApproxTokenCounter()
+        settings, backend=ForgetfulBackend(default="Great point, chat!"), counter=ApproxTokenCounter(), clock=clock
     )
     freeze_startup_heap()
-    clock = ManualClock()
     budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
         args.channels_kept, evictable=lambda budget: not budget.in_window()
     )

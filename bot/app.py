@@ -16,6 +16,7 @@ from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import with_resilience
 from engine.errors import SettingsError
+from engine.flow.clock import Clock
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
@@ -68,9 +69,11 @@ async def build_manager(
     counter: TokenCounter | None = None,
     *,
     embedder: Embedder | None = None,
+    clock: Clock | None = None,
 ) -> ConversationManager:
     """Open memory, load personas, start the backend and the embedding worker; blocking steps run in
-    worker threads. ``embedder``: instead of the one ``COSTAR_MEMORY_EMBEDDINGS`` names."""
+    worker threads. ``embedder``: instead of the one ``COSTAR_MEMORY_EMBEDDINGS`` names. ``clock``:
+    what the manager's windows and cooldowns read (a simulated one in benchmarks)."""
     personas = await asyncio.to_thread(load_personas, settings)
     # Local backends load the adapters themselves; a remote server's are checked by the backend's start.
     if settings.backend.kind in ("embedded", "llamacpp"):
@@ -94,6 +97,7 @@ async def build_manager(
         counter=counter,
         metrics=metrics,
         embedder=embedder or embedder_from_settings(settings),
+        clock=clock,
     )
     try:
         manager.default_persona()  # fail early with a clear message when no persona is usable

@@ -12,6 +12,10 @@ from types import ModuleType
 
 import pytest
 
+from bot.app import build_manager, close_manager
+from engine.backends.scripted import ScriptedBackend
+from engine.flow.clock import ManualClock
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "long_stream.py"
 KEPT = 256
 FULL_CACHES = {"normalized_lines": (4096, 4096), "shown_verdicts": (4096, 4096)}
@@ -61,3 +65,15 @@ def test_tracemalloc_option_names_the_sites_that_grew(
     assert 1 <= len(growers) <= 3, printed
     assert re.search(r"^RssAnon per 10k lines +[+-]\d+\.\d{3} MB$", printed, re.M)
     assert re.search(r"^RESULT lines=\d+ .*rss_mb_per_10k_lines=", printed, re.M)
+
+
+async def test_the_managers_windows_run_on_the_clock_it_is_built_with(make_settings, counter) -> None:
+    # The bench's stream time: on the wall clock moderation's 120 s copypasta window spanned
+    # 20-40 simulated minutes, and its windows filled for an hour at the machine's pace.
+    clock = ManualClock()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(default="hi!"), counter=counter, clock=clock)
+    try:
+        assert manager.clock is clock
+        assert manager.moderator.clock is clock
+    finally:
+        await close_manager(manager)
