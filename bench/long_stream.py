@@ -339,6 +339,8 @@ def report(seen: Samples, lines: int, stored: int, wall_s: float, stream_s: floa
         ("caches at the end", ", ".join(f"{name} {size}/{cap}" for name, (size, cap) in seen.cache_fill.items())),
         ("RSS after warm-up", f"{after_warmup[0][1]:.1f} → {after_warmup[-1][1]:.1f} MB" if after_warmup else "-"),
         ("RSS per 10k lines", f"{rss_slope:+.3f} MB"),
+        # Filling that is still settling shows as a steeper first half; a leak keeps its slope.
+        ("  in the last half", f"{slope_per_10k(after_warmup[len(after_warmup) // 2 :]):+.3f} MB"),
         ("scheduler heap", f"at most {seen.most_heap_entries} entries; {seen.most_heap_per_live:.2f} per live line"),
         ("queued lines at most", f"{seen.most_live}"),
     ] + [(f"most held: {table}", f"{count}") for table, count in sorted(seen.most_channel_state.items())]
