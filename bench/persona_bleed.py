@@ -105,6 +105,7 @@ async def measure(args: argparse.Namespace) -> list[str]:
             None,
             core={"data_dir": data_dir},
             backend={"kind": "llamacpp", "threads": args.threads, "seed": args.seed, "timeout_s": 600.0},
+            resilience={"first_chunk_timeout_s": 600.0, "idle_timeout_s": 600.0},  # a busy machine is slow
         )
         manager = await build_manager(settings, counter=counter)
         try:
