@@ -645,6 +645,7 @@ class ConversationManager:
             max_tokens=persona.style.max_reply_tokens,
             temperature=persona.style.temperature,
             repetition_penalty=persona.style.repetition_penalty,
+            recent_words_penalty=persona.style.recent_words_penalty,
             stop=stops,
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),

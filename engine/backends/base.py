@@ -40,6 +40,7 @@ class GenerationRequest:
     temperature: float = 0.7
     top_p: float = 0.95
     repetition_penalty: float = 1.0  # 1 = none; the persona's style.repetition_penalty
+    recent_words_penalty: float = 0.0  # llama.cpp: the persona's style.recent_words_penalty
     stop: tuple[str, ...] = ()
     model: str | None = None
     adapter_path: str | None = None
