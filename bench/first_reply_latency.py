@@ -4,7 +4,9 @@ Runs the real ConversationManager on llama.cpp (the shipped cards: Pip with its 
 Captain Brine on the base model) the way ``costar run`` starts: build the manager, start the
 backend (load the model), warm the console channel (as the console adapter does at start), and
 then a viewer's line arrives at once (``printf 'hi pip\\n' | costar run``). The latency is from
-the line heard to the reply stored; start-up (manager, model load) is reported beside it.
+the line heard to the reply stored; start-up (manager, model load) is reported beside it, and so
+are the prompt tokens each first reply had to evaluate itself (what load on a shared machine
+cannot change: at SmolLM2's 125-145 prompt tokens/s per thread they are most of a reply's time).
 
 - cold start: an empty folder of saved prompt states (``llamacpp-states`` in the cache dir): the
   system prompt is evaluated while the first line waits, and saved;
@@ -80,11 +82,16 @@ class Lines:
         return ChatEvent(PLATFORM, CHANNEL, "you", "you", text, f"line-{self.sent}", addresses_bot=True)
 
 
-async def timed_reply(manager: ConversationManager, lines: Lines) -> float:
+async def timed_reply(manager: ConversationManager, lines: Lines) -> tuple[float, int]:
+    """Seconds from the line heard to the reply stored, and the prompt tokens the reply evaluated
+    itself (its prompt less what the context already held: the load-independent part)."""
     started = time.perf_counter()
     for _ in range(5):  # moderation may withhold a press-briefing line: the next one is timed
-        if await manager.handle(lines.next_event()) is not None:
-            return time.perf_counter() - started
+        reply = await manager.handle(lines.next_event())
+        if reply is not None:
+            usage = reply.usage
+            evaluated = (usage.prompt_tokens or 0) - (usage.cached_prompt_tokens or 0) if usage else -1
+            return time.perf_counter() - started, evaluated
         started = time.perf_counter()
     raise RuntimeError("five lines in a row got no reply")
 
@@ -107,6 +114,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
     counter = TokenizerCounter(ensure_default_model(CoreSettings().cache_dir) / "tokenizer.json")
     lines = Lines(chat_lines(args.csv, 64))
     figures: dict[str, list[float]] = {"startup": [], "cold": [], "warm_restart": [], "switch": []}
+    evaluated: dict[str, list[float]] = {"cold": [], "warm_restart": [], "switch": []}
     for _ in range(args.starts):
         with tempfile.TemporaryDirectory(prefix="costar-first-reply-") as folder:
             cache = cache_folder(Path(folder))
@@ -114,16 +122,20 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
                 manager, startup = await start(cache, Path(folder) / "data", args, counter)
                 figures["startup"].append(startup)
                 try:
-                    figures[kind].append(await timed_reply(manager, lines))
+                    seconds, tokens = await timed_reply(manager, lines)
+                    figures[kind].append(seconds)
+                    evaluated[kind].append(tokens)
                     if kind == "warm_restart" and not figures["switch"]:
-                        figures["switch"] = await switches(manager, lines, args.switches)
+                        for seconds, tokens in await switches(manager, lines, args.switches):
+                            figures["switch"].append(seconds)
+                            evaluated["switch"].append(tokens)
                 finally:
                     await close_manager(manager)
         print(f"  start {len(figures['cold'])}/{args.starts} done", file=sys.stderr)
-    return figures
+    return figures | {f"{kind} tokens": values for kind, values in evaluated.items()}
 
 
-async def switches(manager: ConversationManager, lines: Lines, count: int) -> list[float]:
+async def switches(manager: ConversationManager, lines: Lines, count: int) -> list[tuple[float, int]]:
     latencies = []
     for number in range(count):
         await manager.switch_persona(PLATFORM, CHANNEL, PERSONAS[(number + 1) % 2])  # warms the channel
@@ -143,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     figures = asyncio.run(measure(args))
     for kind, values in figures.items():
-        print(f"{kind:>13}: " + " ".join(f"{value:.2f}" for value in values))
+        print(
+            f"{kind:>19}: " + " ".join(f"{value:.2f}" if "tokens" not in kind else f"{value:.0f}" for value in values)
+        )
     p50 = {kind: statistics.median(values) for kind, values in figures.items() if values}
     print(
         f"RESULT cold_p50_s={p50['cold']:.2f} warm_restart_p50_s={p50['warm_restart']:.2f} "
-        f"switch_p50_s={p50['switch']:.2f} startup_p50_s={p50['startup']:.2f} threads={args.threads} "
+        f"switch_p50_s={p50['switch']:.2f} startup_p50_s={p50['startup']:.2f} "
+        f"cold_evaluated_tokens_p50={p50['cold tokens']:.0f} warm_restart_evaluated_tokens_p50="
+        f"{p50['warm_restart tokens']:.0f} switch_evaluated_tokens_p50={p50['switch tokens']:.0f} threads={args.threads} "
         "targets=warm_restart<=2.0,switch<=2.0"
     )
     return 0
