@@ -37,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
@@ -150,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switches", type=int, default=6, help="persona switches in the first warm run")
     parser.add_argument("--threads", type=int, default=2, help="COSTAR_BACKEND_THREADS (default 2)")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        print(f"no chat CSV at {args.csv}; pass --csv", file=sys.stderr)
-        return 2
+    require_inputs(parser, {"--csv": args.csv})
     figures = asyncio.run(measure(args))
     for kind, values in figures.items():
         print(

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.events import ChatEvent, Reply  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
@@ -127,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="sampling seed (default 7)")
     parser.add_argument("--show", action="store_true", help="print every reply")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        print(f"no chat CSV at {args.csv}; pass --csv", file=sys.stderr)
-        return 2
+    require_inputs(parser, {"--csv": args.csv})
     replies = asyncio.run(measure(args))
     old_name = "Captain Brine"
     claims = [reply for reply in replies if claims_name(reply, old_name)]

@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.inputs import require_inputs  # noqa: E402
 from bot.app import build_manager, close_manager  # noqa: E402
 from engine.events import ChatEvent, Reply  # noqa: E402
 from engine.manager import ConversationManager  # noqa: E402
@@ -151,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="3-grams to list (default 10)")
     parser.add_argument("--show", action="store_true", help="print every reply")
     args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        print(f"no chat CSV at {args.csv}; pass --csv", file=sys.stderr)
-        return 2
+    require_inputs(parser, {"--csv": args.csv})
     if args.load:
         replies = [json.loads(line) for path in args.load for line in path.read_text(encoding="utf-8").splitlines()]
         replies = replies[: args.replies]
