@@ -86,6 +86,7 @@ class ConsoleAdapter:
         self.stdout.flush()
 
     async def start(self) -> None:
+        self.manager.warm(PLATFORM, CHANNEL)  # the persona's prompt is read while the user types
         await self.director.start()
         try:
             await self._converse()

@@ -280,6 +280,7 @@ class TwitchAdapter:
             subscription = ChatMessageSubscription(broadcaster_user_id=str(user.id), user_id=self.bot.user_id)
             await self._client.subscribe_websocket(subscription, token_for=self.bot.user_id)
             logger.info("reading chat in #%s", user.name)
+            self.manager.warm(PLATFORM, str(user.id))  # its first reply finds the persona's prompt read
             await self._subscribe_events(str(user.id), user.name or str(user.id))
         self.ready.set()
 

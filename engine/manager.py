@@ -37,7 +37,7 @@ from engine.events import ChatEvent, Reply
 from engine.flow.activity import ReplyActivity
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.cooldown import Cooldown
-from engine.flow.read_ahead import ReadAhead
+from engine.flow.read_ahead import Channel, ChannelLike, ReadAhead
 from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
@@ -212,7 +212,15 @@ class ConversationManager:
             raise PersonaNotFound(name, self.personas.names())
         await self.memory.set_persona(platform, scope, scope_id, card.persona_id, set_by)
         self._persona_choices.clear()  # a server-wide choice changes many channels' answers
+        if scope == "channel":
+            self.warm(platform, scope_id)
         return card
+
+    def warm(self, platform: str, channel_id: str, server_id: str | None = None) -> None:
+        """Have a backend that keeps prompt state evaluate the channel's prompt start (system
+        prompt, history) now, in the background, so its first reply does not wait for it: for each
+        channel an adapter serves at start, and for a channel whose persona just changed."""
+        self.read_ahead.warm(Channel(platform, channel_id, server_id))
 
     def system_prompt(self, card: PersonaCard) -> str:
         # Rendered once per persona: the same bytes every turn keep the server's prefix cache warm.
@@ -642,6 +650,7 @@ class ConversationManager:
             max_tokens=persona.style.max_reply_tokens,
             temperature=persona.style.temperature,
             repetition_penalty=persona.style.repetition_penalty,
+            recent_words_penalty=persona.style.recent_words_penalty,
             stop=stops,
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self._adapter_path(persona),
@@ -685,7 +694,7 @@ class ConversationManager:
         return await self._build_in_window(event, persona, inputs)
 
     async def _trim_by_count(
-        self, event: ChatEvent, persona: PersonaCard, history: list[StoredMessage], window_start: int
+        self, event: ChannelLike, persona: PersonaCard, history: list[StoredMessage], window_start: int
     ) -> tuple[list[StoredMessage], int]:
         """Too many lines even if they fit: trimmed by count, by the same rule as by tokens."""
         history_lines = self.settings.prompt.history_lines
@@ -696,7 +705,7 @@ class ConversationManager:
         return history[-keep:], history[-keep].id
 
     async def _build_in_window(
-        self, event: ChatEvent, persona: PersonaCard, inputs: PromptInputs, *, reserve_tokens: int = 0
+        self, event: ChannelLike, persona: PersonaCard, inputs: PromptInputs, *, reserve_tokens: int = 0
     ) -> BuiltPrompt:
         """Build; when history overflows, trim it, summarise what was dropped and move the window."""
         reply_tokens = persona.style.max_reply_tokens
@@ -717,7 +726,7 @@ class ConversationManager:
         self._window_start[event.channel_key] = built.window_start_id
         return built
 
-    async def _read_ahead_request(self, event: ChatEvent) -> GenerationRequest | None:
+    async def _read_ahead_request(self, event: ChannelLike) -> GenerationRequest | None:
         """What the channel's next prompt will start with, for the backend to read ahead: the system
         text and the history up to ``event``. A window about to overflow is trimmed now, as the
         next reply would trim it, so that reply finds its new window already read."""
@@ -794,7 +803,7 @@ class ConversationManager:
             upto_id=upto,
         )
 
-    async def _remember_trim(self, event: ChatEvent, persona: PersonaCard, dropped: list[StoredMessage]) -> None:
+    async def _remember_trim(self, event: ChannelLike, persona: PersonaCard, dropped: list[StoredMessage]) -> None:
         if not dropped:
             return
         previous = await self.memory.latest_summary(event.platform, event.channel_id)

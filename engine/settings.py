@@ -96,6 +96,11 @@ class BackendSettings(BaseSettings):
     prefix_cache_mb: int = Field(
         256, ge=0, description="llamacpp: memory for the prompt states of recent channels kept warm (0: none)"
     )
+    saved_states_mb: int = Field(
+        256,
+        ge=0,
+        description="llamacpp: disk for evaluated system prompts, kept across restarts in the cache dir (0: none)",
+    )
     context_tokens: int = Field(2048, ge=256, description="the model's context window; prompts are kept within it")
     tokenizer: str | None = Field(
         None, description="tokenizer.json or model folder for counting tokens; default: the model's"

@@ -82,6 +82,13 @@ class Style(_Strict):
     repetition_penalty: float = Field(
         1.1, ge=1.0, le=2.0, description="above 1 discourages repeating words; a small model loops without it"
     )
+    recent_words_penalty: float = Field(
+        0.0,
+        ge=0.0,
+        le=5.0,
+        description="llamacpp: taken off the logit of each word the character used in its last few replies, "
+        "so one phrase does not become a tic across replies (docs/finetuning.md#tics)",
+    )
     rules: list[str] = Field(default_factory=list, description="extra speaking rules, one line each")
 
 

@@ -16,6 +16,9 @@ MISSING = "/nonexistent/shared/data/live-chat.csv"  # where a default input live
 MISSING_INPUTS: dict[str, list[str]] = {
     "concurrency.py": ["--personas", "/nonexistent/personas"],
     "embedded_latency.py": ["--csv", MISSING],
+    "first_reply_latency.py": ["--csv", MISSING],
+    "persona_bleed.py": ["--csv", MISSING],
+    "reply_ngrams.py": ["--csv", MISSING],
     "embedding_speed.py": ["--csv", MISSING],
     "barge_in.py": ["--host-wav", "/nonexistent/host.wav"],
     "flood.py": ["--csv", MISSING],

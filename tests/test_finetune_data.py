@@ -312,3 +312,17 @@ def test_the_prepare_command_converts_cleans_and_splits(tmp_path: Path, capsys: 
     assert len(train) == len(heldout) == 1
     assert all(c.system_prompt and c.persona == "pip" for c in train + heldout)  # rendered from the default card
     assert "kept 2 conversations" in capsys.readouterr().out
+
+
+def test_no_stock_phrase_of_pips_training_replies_is_one_the_adapter_turned_into_a_tic() -> None:
+    """Seven training replies saying "I'm honored" (0.3%) became "honored" in 63% of Pip's replies to
+    live chat (bench/reply_ngrams.py): a small adapter turns a rare stock acknowledgement into a
+    formula, and chat history copies it on. Tics measured on live chat stay out of the training set."""
+    measured_tics = ("honored", "honoured")
+    replies = [
+        message.content.lower()
+        for conversation in read_jsonl(shipped_split("train"))
+        for message in conversation.turns
+        if message.role == "assistant"
+    ]
+    assert [reply for reply in replies if any(tic in reply for tic in measured_tics)] == []

@@ -296,3 +296,24 @@ async def test_prompt_tuning_personas_run_on_transformers_and_the_start_log_says
     assert "Persona tuned runs on transformers (PROMPT_TUNING adapter" in said
     assert "Persona lora runs on llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf with LoRA adapter lora)" in said
     assert "Persona plain runs on llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf)" in said
+
+
+async def test_the_recent_words_penalty_keeps_a_phrase_of_the_last_replies_from_coming_back(llamacpp_backend) -> None:
+    """llama.cpp's own penalties see only the reply being written; a tic copied from the history
+    ("I'm honored" in most of Pip's replies) needs the words of earlier replies penalised."""
+    honored = (
+        ChatMessage("user", "ann: hi pip"),
+        ChatMessage("assistant", "I'm honored, ann."),
+        ChatMessage("user", "cy: hello pip"),
+        ChatMessage("assistant", "I'm honored, cy."),
+        ChatMessage("user", "dee: hey pip"),
+        ChatMessage("assistant", "I'm honored, dee."),
+        ChatMessage("user", "eve: hi pip!"),
+    )
+    # Pip's sampling (temperature 0.3): the bias is taken off before the temperature divides the logits.
+    copied = await llamacpp_backend.complete(_request(*honored, max_tokens=12, temperature=0.3, seed=7))
+    penalised = await llamacpp_backend.complete(
+        _request(*honored, max_tokens=12, temperature=0.3, seed=7, recent_words_penalty=3.0)
+    )
+    assert "honored" in copied.lower()  # the tic the history teaches
+    assert "honored" not in penalised.lower() and penalised.strip()

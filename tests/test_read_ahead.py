@@ -8,6 +8,7 @@ from bot.app import build_manager, close_manager
 from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
+from engine.flow.read_ahead import ChannelLike
 from engine.prompting.tokens import TokenCounter
 
 
@@ -113,7 +114,7 @@ async def test_a_backend_with_a_prefix_cache_of_its_own_costs_no_prompt_builds(
     built = 0
     original = manager._read_ahead_request
 
-    async def counting(event: ChatEvent) -> GenerationRequest | None:
+    async def counting(event: ChannelLike) -> GenerationRequest | None:
         nonlocal built
         built += 1
         return await original(event)

@@ -40,6 +40,7 @@ class GenerationRequest:
     temperature: float = 0.7
     top_p: float = 0.95
     repetition_penalty: float = 1.0  # 1 = none; the persona's style.repetition_penalty
+    recent_words_penalty: float = 0.0  # llama.cpp: the persona's style.recent_words_penalty
     stop: tuple[str, ...] = ()
     model: str | None = None
     adapter_path: str | None = None
@@ -93,6 +94,9 @@ class Backend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release models, sessions and threads."""
 
+    # A backend that keeps evaluated prompts itself (llama.cpp) wants channels warmed (:meth:`warm`).
+    keeps_prompt_state: bool = False
+
     def reads_ahead(self, conversation: str | None) -> bool:
         """Whether :meth:`read_ahead` would use a prompt of ``conversation`` now; callers build
         none otherwise (servers with their own prefix cache never want one)."""
@@ -101,6 +105,10 @@ class Backend(abc.ABC):
     async def read_ahead(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook
         """The conversation's next prompt will start with ``request.messages``: a backend that keeps
         prompt state may evaluate them now, while nobody waits, and must give way to any reply."""
+
+    async def warm(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook
+        """Like :meth:`read_ahead`, but before a channel's first line (at start, after a persona
+        switch): the prompt start takes the backend's context even from another conversation."""
 
     async def complete(self, request: GenerationRequest) -> str:
         return await self.stream(request).text()

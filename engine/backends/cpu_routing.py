@@ -56,6 +56,13 @@ class CpuBackends(Backend):
     async def read_ahead(self, request: GenerationRequest) -> None:
         await self.backend_for(request.adapter_path).read_ahead(request)
 
+    @property
+    def keeps_prompt_state(self) -> bool:  # type: ignore[override]
+        return self.llamacpp.keeps_prompt_state
+
+    async def warm(self, request: GenerationRequest) -> None:
+        await self.backend_for(request.adapter_path).warm(request)
+
     async def start(self) -> None:
         await self.llamacpp.start()
         for persona_id, card in sorted((self.personas.cards if self.personas else {}).items()):

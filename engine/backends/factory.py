@@ -39,6 +39,7 @@ def make_backend(
             context_tokens=settings.backend.context_tokens,
             threads=settings.backend.threads,
             prefix_cache_bytes=settings.backend.prefix_cache_mb << 20,
+            saved_states_bytes=settings.backend.saved_states_mb << 20,
             adapter_cache_dir=settings.core.cache_dir,
             counter=counter,
         )

@@ -16,6 +16,11 @@ so a reply evaluates little more than its own line. On a 2-core CPU prompt evalu
 is most of a reply's time (SmolLM2: about 130 prompt tokens/s per thread, and a busy channel adds
 a few hundred tokens between two replies).
 
+Before a channel's first line (at start, after a persona switch) the manager warms it
+(:meth:`LlamaCppBackend.warm`): its system prompt is evaluated then, or loaded from disk, where each
+evaluated system prompt is saved per model, adapter and rendered prompt (``llama_saved_states``),
+so a restart does not evaluate it again.
+
 The prompt is rendered with the chat template stored in the GGUF (the same Jinja renderer
 llama-cpp-python's chat completion uses) and tokenised here, so the tokens the prefix match
 compares are exactly the ones evaluated. At load the backend checks that the prompt builder's
@@ -37,6 +42,7 @@ from typing import Any
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
 from engine.backends.embedded import default_cpu_threads
 from engine.backends.llama_adapters import LlamaAdapters
+from engine.backends.llama_saved_states import SavedStates, file_identity
 from engine.backends.llama_states import ParkedState, PrefixStates, shared_prefix
 from engine.errors import BackendError, SettingsError
 from engine.events import Usage
@@ -49,6 +55,10 @@ _END = object()
 # Tokens read ahead between two checks for a waiting reply: prompt evaluation per token is nearly the
 # same at 16 as at 256 on a CPU, and a reply waits at most one slice (about 0.1 s for SmolLM2).
 _READ_AHEAD_SLICE = 16
+# The character's replies whose words the recent-words penalty covers, and the shortest word it
+# covers: "I", "the", "you" are in every reply and must stay free.
+_PENALISED_REPLIES = 8
+_PENALISED_WORD_LETTERS = 4
 _PROBE = (
     ChatMessage("system", "You are Pip, a cheerful co-host. Keep replies short."),
     ChatMessage("user", "ann: hi Pip, how are you? 🎉"),
@@ -80,6 +90,7 @@ class _Outcome:
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
+    keeps_prompt_state = True
 
     def __init__(
         self,
@@ -90,6 +101,7 @@ class LlamaCppBackend(Backend):
         prefix_cache_bytes: int = 256 << 20,
         adapter_cache_dir: Path,
         counter: TokenCounter | None = None,
+        saved_states_bytes: int = 0,
     ) -> None:
         self.model_path = model_path
         self.context_tokens = context_tokens
@@ -97,9 +109,12 @@ class LlamaCppBackend(Backend):
         self.counter = counter
         self.states = PrefixStates(prefix_cache_bytes)
         self.adapters = LlamaAdapters(adapter_cache_dir, model_path)
+        # Evaluated system prompts on disk, beside the converted adapters (0 bytes: none kept).
+        self.saved_states = SavedStates(adapter_cache_dir / "llamacpp-states", saved_states_bytes, "")
         self.llm: Any = None
         self._formatter: Any = None
         self._prefix_formatter: Any = None  # the same template without the reply's opening
+        self._word_tokens: dict[int, bool] = {}  # token -> whether the recent-words penalty covers it
         self._live_adapter: str | None = None  # the adapter the live KV cells were computed with
         self._live_conversation: str | None = None  # the channel whose prompt the live context holds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-llamacpp")
@@ -148,6 +163,7 @@ class LlamaCppBackend(Backend):
         self._prefix_formatter = Jinja2ChatFormatter(template, add_generation_prompt=False, **special)
         self.llm = llm
         self.adapters.attach(llm)
+        self.saved_states.model_identity = file_identity(self.model_path)
         if self.counter is not None:
             self.check_counter(self.counter)
         log.info("llama.cpp model %s loaded (%d threads)", self.model_path.name, threads)
@@ -239,10 +255,12 @@ class LlamaCppBackend(Backend):
             tokens = self.prompt_tokens(request.messages)
         if len(tokens) + request.max_tokens > self.context_tokens:
             raise BackendError(f"a prompt of {len(tokens)} tokens leaves no room for the reply in the context")
-        outcome = _Outcome(
-            prompt_tokens=len(tokens), reused_tokens=self._warm_up(request.conversation, adapter, tokens)
+        reused = self._warm_up(request.conversation, adapter, tokens)
+        reused = self._system_state(request, adapter, tokens, reused)
+        outcome = _Outcome(prompt_tokens=len(tokens), reused_tokens=reused)
+        completion = self.llm.create_completion(
+            tokens, **completion_options(request), logit_bias=self._recent_words_bias(request)
         )
-        completion = self.llm.create_completion(tokens, **completion_options(request))
         try:
             for chunk in completion:
                 choice = chunk["choices"][0]
@@ -259,6 +277,29 @@ class LlamaCppBackend(Backend):
         outcome.completion_tokens = evaluated + (outcome.finish_reason != "stop")
         return outcome
 
+    def _recent_words_bias(self, request: GenerationRequest) -> dict[int, float] | None:
+        """``-recent_words_penalty`` for each word token of the character's last few replies.
+
+        llama.cpp's own repeat/frequency/presence penalties only see the tokens of the reply being
+        generated (its sampler accepts only sampled tokens), so they cannot stop a phrase from
+        coming back reply after reply, copied from the history ("I'm honored" in 63% of replies,
+        docs/finetuning.md#tics). A logit bias over the words of recent replies can."""
+        if request.recent_words_penalty <= 0:
+            return None
+        replies = [message.content for message in request.messages if message.role == "assistant"]
+        bias: dict[int, float] = {}
+        for reply in replies[-_PENALISED_REPLIES:]:
+            for token in self.llm.tokenize(reply.encode("utf-8"), add_bos=False, special=False):
+                if self._is_word_token(token):
+                    bias[token] = -request.recent_words_penalty
+        return bias or None
+
+    def _is_word_token(self, token: int) -> bool:
+        if token not in self._word_tokens:
+            piece = self.llm.detokenize([token]).decode("utf-8", "ignore").strip()
+            self._word_tokens[token] = piece.isalpha() and len(piece) >= _PENALISED_WORD_LETTERS
+        return self._word_tokens[token]
+
     # -- reading ahead ------------------------------------------------------------------------
 
     def _reply_queued(self, change: int) -> None:
@@ -273,20 +314,26 @@ class LlamaCppBackend(Backend):
 
     async def read_ahead(self, request: GenerationRequest) -> None:
         if self.reads_ahead(request.conversation):
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._read_ahead, request)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._read_ahead, request, False)
 
-    def _read_ahead(self, request: GenerationRequest) -> None:
-        """Evaluate the prompt prefix the channel's next reply will start with."""
-        if self._replies_waiting or not self.reads_ahead(request.conversation):
+    async def warm(self, request: GenerationRequest) -> None:
+        await self.start()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._read_ahead, request, True)
+
+    def _read_ahead(self, request: GenerationRequest, claim: bool) -> None:
+        """Evaluate the prompt prefix the channel's next reply will start with. ``claim``: even if
+        another channel or adapter holds the context (warming; the live channel's state is parked)."""
+        if self._replies_waiting or not (claim or self.reads_ahead(request.conversation)):
             return
         adapter = self.adapters.gguf_for(request.adapter_path)
-        if self._live_conversation is not None and adapter != self._live_adapter:
+        if not claim and self._live_conversation is not None and adapter != self._live_adapter:
             return  # the next reply resets the context for its adapter anyway
         llm = self.llm
         tokens = self.prompt_tokens(request.messages, opening_reply=False)
         if len(tokens) + request.max_tokens > self.context_tokens:
             return  # that reply will be shortened: this prefix would not be its start
         shared = self._warm_up(request.conversation, adapter, tokens)  # claims an empty context
+        shared = self._system_state(request, adapter, tokens, shared)
         for start in range(shared, len(tokens), _READ_AHEAD_SLICE):
             if self._replies_waiting or self._closing.is_set():
                 return
@@ -317,17 +364,43 @@ class LlamaCppBackend(Backend):
                 return restored
         return shared  # llama-cpp-python's generate keeps this much of the live context
 
-    def _park_live(self) -> None:
+    def _system_state(self, request: GenerationRequest, adapter: str | None, tokens: list[int], held: int) -> int:
+        """Make the context hold at least the prompt's system message, loaded from disk if saved
+        there, else evaluated now and saved; returns how many leading tokens it held before."""
+        system = self._system_tokens(request, tokens)
+        if held >= len(system):
+            return held
+        adapter_identity = file_identity(adapter)
+        saved = self.saved_states.load(adapter_identity, adapter, system)
+        if saved is not None:
+            self._restore(saved)
+            return len(system)  # not evaluated by this request: counted as cached prompt tokens
+        self.llm.n_tokens = held  # eval() drops the cells past it and appends the rest there
+        self.llm.eval(system[held:])
+        self.saved_states.save(adapter_identity, self._snapshot(adapter))
+        return held
+
+    def _system_tokens(self, request: GenerationRequest, tokens: list[int]) -> list[int]:
+        """The leading tokens of ``tokens`` that the system message alone renders to ([] if none)."""
+        if self.saved_states.capacity_bytes == 0 or not request.messages or request.messages[0].role != "system":
+            return []
+        system = self.prompt_tokens(request.messages[:1], opening_reply=False)
+        return system if tokens[: len(system)] == system else []
+
+    def _snapshot(self, adapter: str | None) -> ParkedState:
+        """The live sequence's KV cells (no logits: see llama_states), with its tokens."""
         from llama_cpp import llama_cpp as c
 
         llm = self.llm
-        if llm.n_tokens == 0 or self._live_conversation is None or self.states.capacity_bytes == 0:
-            return
         size = c.llama_state_seq_get_size(llm.ctx, 0)
         buffer = (c.ctypes.c_uint8 * size)()
         written = c.llama_state_seq_get_data(llm.ctx, buffer, size, 0)
-        tokens = tuple(llm.input_ids[: llm.n_tokens].tolist())
-        self.states.park(self._live_conversation, ParkedState(self._live_adapter, tokens, bytes(buffer[:written])))
+        return ParkedState(adapter, tuple(llm.input_ids[: llm.n_tokens].tolist()), bytes(buffer[:written]))
+
+    def _park_live(self) -> None:
+        if self.llm.n_tokens == 0 or self._live_conversation is None or self.states.capacity_bytes == 0:
+            return
+        self.states.park(self._live_conversation, self._snapshot(self._live_adapter))
 
     def _restore(self, state: ParkedState) -> None:
         from llama_cpp import llama_cpp as c

@@ -122,6 +122,20 @@ class ResilientBackend(Backend):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    # Reading ahead and warming are best effort and never answer anyone: no breaker, no deadline.
+    @property
+    def keeps_prompt_state(self) -> bool:  # type: ignore[override]
+        return self.inner.keeps_prompt_state
+
+    def reads_ahead(self, conversation: str | None) -> bool:
+        return self.inner.reads_ahead(conversation)
+
+    async def read_ahead(self, request: GenerationRequest) -> None:
+        await self.inner.read_ahead(request)
+
+    async def warm(self, request: GenerationRequest) -> None:
+        await self.inner.warm(request)
+
     def stream(self, request: GenerationRequest) -> TextStream:
         result = TextStream()
         return result.attach(self._guarded(request, result))

@@ -26,6 +26,7 @@ __all__ = [
     "PromptBuilder",
     "PromptInputs",
     "render_history_line",
+    "said_by_another_persona",
     "viewer_message",
 ]
 
@@ -43,11 +44,14 @@ def viewer_message(
     return ChatMessage("user", f"{remembered}\n{line}" if remembered else line)
 
 
-def render_history_line(line: StoredMessage, persona_id: str | None = None) -> ChatMessage:
-    """The character's own earlier lines are its turns; anyone else's, another persona's included
-    (before a /persona switch), are labelled lines of another speaker. Shown as its own turns, the
-    old character's lines make the new one copy their style (``*narration*`` and all)."""
-    if line.is_character and (persona_id is None or line.persona_id in (None, persona_id)):
+def said_by_another_persona(line: StoredMessage, persona_id: str | None) -> bool:
+    """A line the channel's previous character said, before a /persona switch."""
+    return line.is_character and persona_id is not None and line.persona_id not in (None, persona_id)
+
+
+def render_history_line(line: StoredMessage) -> ChatMessage:
+    """The character's own earlier lines are its turns; a viewer's are labelled user lines."""
+    if line.is_character:
         return ChatMessage("assistant", line.text)
     return viewer_message(line.author_name, line.text)
 
@@ -60,7 +64,7 @@ class PromptInputs:
     turn_context: Sequence[str]  # most important first; dropped from the end when space is short
     new_line: ChatMessage
     window_start_id: int  # id of the oldest line the window may include
-    persona_id: str | None = None  # who answers: only its own earlier lines are assistant turns
+    persona_id: str | None = None  # who answers: another persona's earlier lines are left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,12 @@ class PromptBuilder:
         return ChatMessage("system", "\n\n".join(chosen)) if chosen else None
 
     def _fit_history(self, inputs: PromptInputs, room: int) -> tuple[list[ChatMessage], int, list[StoredMessage]]:
-        lines = list(inputs.history)
-        rendered = [render_history_line(line, inputs.persona_id) for line in lines]
+        # The previous character's lines are left out. Shown as the new character's own turns they
+        # were copied outright ("I'm Captain Brine"); shown even as another speaker's labelled lines,
+        # a 135M model still answered "who are you?" with the old character's self-introduction
+        # (bench/persona_bleed.py, docs/personas.md#switching-personas). The summary says who hosted.
+        lines = [line for line in inputs.history if not said_by_another_persona(line, inputs.persona_id)]
+        rendered = [render_history_line(line) for line in lines]
         costs = [self.tokens_of(message) for message in rendered]
         if sum(costs) <= room:
             return rendered, inputs.window_start_id, []

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engine.events import ChatEvent
+from engine.prompting.builder import said_by_another_persona
+from engine.prompting.lines import speaker_label
 from memory.records import StoredMessage, UserRecord
 from personas.card import PersonaCard
 from personas.lorebook import active_entries
@@ -56,13 +58,24 @@ def summarise_dropped(dropped: Sequence[StoredMessage], persona: PersonaCard, pr
     """A cheap extractive summary: no model call, so trimming never costs a generation."""
     # Counted, not named: the summary is system text (see _SPEAKER).
     viewers = len({line.author_id for line in dropped if not line.is_character})
-    said = [line.text[:100] for line in dropped if line.is_character][-2:]
     talking = f"{viewers} viewer{'s were' if viewers != 1 else ' was'} talking" if viewers else "chat was quiet"
     parts = [f"Earlier in this chat ({len(dropped)} older lines): {talking}."]
-    if said:
-        parts.append(f"{persona.display_name} had said: " + " / ".join(f'"{text}"' for text in said))
+    parts.extend(_said_by_characters([line for line in dropped if line.is_character], persona))
     summary = " ".join(parts)
     if previous:
         # Keep only the latest earlier summary's first sentence so memory does not grow unbounded.
         summary = previous.split(". ")[0].rstrip(".") + ". " + summary
     return summary[:800]
+
+
+def _said_by_characters(said: Sequence[StoredMessage], persona: PersonaCard) -> list[str]:
+    """The character's own latest lines, quoted; a previous character (before a /persona switch)
+    only named: its words, credited to the current one or even quoted, get taken over as its own."""
+    earlier = [line for line in said if said_by_another_persona(line, persona.persona_id)]
+    own = [line for line in said if line not in earlier][-2:]
+    # A card's display name, never a viewer's: only character lines are named here.
+    hosts = dict.fromkeys(speaker_label(line.author_name) for line in earlier)
+    parts = [f"{name} co-hosted here before {persona.display_name}." for name in hosts]
+    if own:
+        parts.append(f"{persona.display_name} had said: " + " / ".join(f'"{line.text[:100]}"' for line in own))
+    return parts
