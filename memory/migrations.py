@@ -228,4 +228,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        11,
+        "notes say which single-valued topic they are about",
+        # "I live in York" and, later, "actually I moved to Leeds" are both about where the viewer
+        # lives: the newer one is current. NULL for notes that may stand side by side (likes, pets).
+        "ALTER TABLE notes ADD COLUMN topic TEXT",
+    ),
 )

@@ -7,6 +7,9 @@ meant, and matching them is what makes a search slow on a big database. Each pas
 matches by the summed inverse document frequency of the terms they hold, newest first on ties.
 FTS5's own ``bm25`` is not used: it counts every phrase's lines for its weights, and the
 speaker's token phrase is in every one of their lines (milliseconds for a busy regular).
+
+Terms are folded (:mod:`memory.spelling`) and searched in every spelling the index may hold, so
+"favourite" finds "favorite", "3" finds "three" and "dog's" finds "dog".
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import aiosqlite
 
 from memory.records import RecalledLine
 from memory.scopes import visible_in_sql
+from memory.spelling import fold_text, fold_word, holds, spellings
 
 __all__ = ["COMMON_TERM_LINES", "recall_lines"]
 
@@ -34,6 +38,11 @@ _COLUMNS = "m.id, m.platform, m.channel_id, m.author_name, m.text, m.created_at,
 
 def _phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
+
+
+def _any_spelling(term: str) -> str:
+    """An FTS5 query for a folded term in any of its spellings: ``("favorite" OR "favourite")``."""
+    return "(" + " OR ".join(_phrase(spelling) for spelling in spellings(term)) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,7 @@ async def _search_for(db: aiosqlite.Connection, platform: str, user_id: str, ter
         f", (SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT {COMMON_TERM_LINES}))"
         for _ in terms
     )
-    parameters = [platform, user_id, *(f"text : {_phrase(term)}" for term in terms)]
+    parameters = [platform, user_id, *(f"text : {_any_spelling(term)}" for term in terms)]
     query = (
         "SELECT (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
         f" (SELECT max(id) FROM messages){counts}"
@@ -112,13 +121,11 @@ def _best(
     term (or two terms), any term when ``lenient`` (they asked about themselves); another
     viewer's line two terms, one of them informative.
     """
-    # The index stems words (porter); a term's first letters are enough to tell which it holds.
-    stems = {term[: max(4, len(term) - 2)]: count for term, count in search.lines_with.items()}
     informative_at = search.informative_at
 
     def held(line: RecalledLine) -> list[int]:
-        folded = line.text.casefold()
-        return [count for stem, count in stems.items() if stem in folded]
+        words = set(fold_text(line.text))
+        return [count for term, count in search.lines_with.items() if holds(words, term)]
 
     def relevant(counts: list[int]) -> bool:
         informative = any(count <= informative_at for count in counts)
@@ -151,12 +158,13 @@ async def recall_lines(
     ``about_speaker``: the question is about the speaker ("what car do I drive?"), so any of their
     own lines sharing a word counts.
     """
+    terms = list(dict.fromkeys(fold_word(term) for term in terms))  # "colour" and "color" are one term
     if not terms or limit <= 0:
         return []
     search = await _search_for(db, platform, user_id, terms)
     if not search.lines_with:
         return []
-    words = " OR ".join(_phrase(term) for term in search.lines_with)
+    words = " OR ".join(_any_spelling(term) for term in search.lines_with)
     user_row = search.user_row
     own = await _speakers_newest(db, user_row, words, before_id, place) if user_row is not None else []
     others = await _channels_newest(db, platform, channel_id, user_row, words, before_id)

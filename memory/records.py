@@ -120,7 +120,9 @@ class Note:
 
     ``kind`` says where it came from: ``disclosure`` (the viewer said it about themselves),
     ``reflection`` (the model distilled it) or ``manual``; ``source_message_id`` is the line;
-    ``place`` where it was said (:mod:`memory.scopes`).
+    ``place`` where it was said (:mod:`memory.scopes`). ``topic`` names what a note answers when
+    only one answer can be current ("home", "job", "favourite game"); a newer note on the same
+    topic supersedes it. None when notes may stand side by side ("I love cats", "I love dogs").
     """
 
     id: int
@@ -129,6 +131,7 @@ class Note:
     kind: str = "manual"
     source_message_id: int | None = None
     place: str = "private"  # where it was said (memory.scopes)
+    topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

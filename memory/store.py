@@ -425,17 +425,19 @@ class MemoryStore:
         keep_at_most: int | None = None,
         noted_at: datetime | None = None,
         place: str = UNKNOWN_PLACE,
+        topic: str | None = None,
     ) -> bool:
         """Remember ``text`` about a viewer; False when the same note is already there (in that place).
 
         ``noted_at`` is when it was said (default now). With ``keep_at_most``, the oldest notes of
         the same kind go once there are more. ``place`` is where it was said (:mod:`memory.scopes`);
         a note whose place is not given is shown only to the viewer and in their DMs.
+        ``topic``: see :class:`~memory.records.Note`.
         """
         when = _iso(noted_at or datetime.now(UTC))
         async with self._write_lock, self._transaction():
             user_row, added = await self._insert_note(
-                platform, user_id, text, persona_id, kind, source_message_id, when, place
+                platform, user_id, text, persona_id, kind, source_message_id, when, place, topic
             )
             if added and keep_at_most is not None:
                 await self._db.execute(
@@ -455,6 +457,7 @@ class MemoryStore:
         source: int | None,
         when: str,
         place: str,
+        topic: str | None,
     ) -> tuple[int, bool]:
         """The user's row, and whether the note was new (an equal note in its place is not stored twice)."""
         async with self._db.execute(
@@ -468,9 +471,9 @@ class MemoryStore:
         if row[1]:
             return row[0], False
         await self._db.execute(
-            "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id, scope)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row[0], persona_id, text, when, kind, source, place),
+            "INSERT INTO notes (user_id, persona_id, text, created_at, kind, source_message_id, scope, topic)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row[0], persona_id, text, when, kind, source, place, topic),
         )
         return row[0], True
 
@@ -491,7 +494,7 @@ class MemoryStore:
         neither: all of them (the viewer's own look-up). See :mod:`memory.scopes`.
         """
         query = (
-            "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope FROM notes n"
+            "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope, n.topic FROM notes n"
             " JOIN users u ON u.id = n.user_id WHERE u.platform = ? AND u.platform_user_id = ?"
             " AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?)"
         )
@@ -503,7 +506,7 @@ class MemoryStore:
             query += f" AND {within_sql('n.scope')}"
             parameters += [within] * 3
         async with self._db.execute(query + " ORDER BY n.id", parameters) as cursor:
-            return [Note(row[0], row[1], _parse(row[2]), row[3], row[4], row[5]) async for row in cursor]
+            return [Note(row[0], row[1], _parse(row[2]), row[3], row[4], row[5], row[6]) async for row in cursor]
 
     @_translated
     async def lines_by_user(self, platform: str, user_id: str, *, limit: int, place: str | None = None) -> list[str]:

@@ -23,8 +23,8 @@ STOP_WORDS = frozenset(
     few for from get got had has have having he hello her here heres hers hey hi him his hmm how
     hows i id if ill im in into is isnt it itll its ive just know let lets like lmao lol me more
     most much my myself no nor not now of off oh ok okay omg on once one only or other our ours out
-    over own please pls plz really remember right said same say see she should so some still such
-    tell than thank thanks that thats the their theirs them then there theres these they thing think
+    over own please pls plz really recall remember right said same say see she should so some still such
+    tell than thank thanks that thats the their theirs them then there theres these they thing think told
     this those through to too u uh um under until up ur us very want was wasnt we were what whats
     when whens where wheres which while who whom whos whose why whys will with wont would yeah yes
     yet you youd youll your youre yours yourself

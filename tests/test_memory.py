@@ -132,6 +132,7 @@ async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_pa
         raw.execute("DELETE FROM schema_migrations WHERE version >= 4")
         raw.execute("ALTER TABLE messages DROP COLUMN scope")  # added by migration 7
         raw.execute("ALTER TABLE notes DROP COLUMN scope")
+        raw.execute("ALTER TABLE notes DROP COLUMN topic")  # added by migration 11
         raw.execute("INSERT INTO messages (platform, channel_id, platform_message_id, author_name, text, created_at)"
                     " SELECT platform, channel_id, platform_message_id, author_name, text, created_at FROM messages")  # fmt: skip
         raw.execute("DROP INDEX messages_replies_by_line")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from memory.spelling import fold_word
+
 __all__ = ["PATTERNS", "Disclosure", "find_disclosures"]
 
 _MAX_NOTE_CHARS = 100
@@ -21,10 +23,24 @@ _WHOLE_LINE_KINDS = frozenset({"fan"})
 _SENTENCE_END = re.compile(r"[.!?;]|\s+(?:but|and then|lol|lmao)\s", re.IGNORECASE)
 
 
+# Kinds with one current answer: a newer note of the kind supersedes an older one ("I live in
+# York", then "actually I moved to Leeds"). Likes, pets, family and the rest add up instead.
+_SINGLE_VALUED_KINDS = frozenset({"name", "origin", "home", "job", "birthday", "age", "education"})
+_FAVOURITE_THING = re.compile(r"\bfav(?:ou?rite)?\s+(\w+)", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     kind: str  # name, origin, home, pet, family, likes, dislikes, job, birthday, age, favourite
     text: str  # the viewer's own words, from the pattern's start to the end of the clause
+
+    @property
+    def topic(self) -> str | None:
+        """What this answers when only one answer can be current: "home", "favourite game"; else None."""
+        if self.kind in _SINGLE_VALUED_KINDS:
+            return self.kind
+        thing = _FAVOURITE_THING.search(self.text) if self.kind == "favourite" else None
+        return f"favourite {fold_word(thing.group(1))}" if thing else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +59,7 @@ _EN_I = r"(?<!do )(?<!did )(?<!can )(?<!would )(?<!should )(?<!could )\bi "
 PATTERNS: dict[str, _Language] = {
     "en": _Language(
         hint=re.compile(
-            r"\b(?:my|i'?m|i am|call me|fan|studying|i (?:live|grew|have|work|love|adore|like|enjoy|hate|can'?t|"
+            r"\b(?:my|i'?m|i am|call me|fan|studying|moved to|relocated to|i (?:live|grew|have|work|love|adore|like|enjoy|hate|can'?t|"
             r"dislike|really|absolutely|study|knit|crochet|paint|draw|bake|sew|garden|climb|surf|skate|hike|collect|"
             r"brew))\b",
             re.IGNORECASE,
@@ -53,6 +69,7 @@ PATTERNS: dict[str, _Language] = {
             ("name", r"\bcall me\s+(?-i:[A-Z])\S*"),
             ("origin", _EN_SUBJECT + r"\s+(?:originally\s+)?from\s+\S+"),
             ("home", _EN_I + r"(?:live|grew up) in\s+\S+"),
+            ("home", r"\bi(?:'ve| have)? (?:just |recently |finally )?(?:moved|relocated) to\s+\S+"),
             (
                 "pet",
                 r"\bmy (?:\w+ )?(?:cat|dog|puppy|kitten|bird|parrot|rabbit|bunny|hamster|fish|snake|lizard|"

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from engine.events import ChatEvent
-from engine.recall.block import rank_notes, remembered_block
+from engine.recall.block import remembered_block
 from engine.recall.disclosures import Disclosure, find_disclosures
+from engine.recall.ranking import OTHERS_WEIGHT, Ranking, by_shared_words, superseded_notes
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import MemorySettings
 from memory import MemoryStore, RecalledLine, StoredMessage, line_place
@@ -60,6 +61,7 @@ class Recaller:
                 keep_at_most=self.settings.notes_per_viewer,
                 noted_at=event.sent_at,
                 place=line_place(event),  # said in a DM, it stays out of every public prompt
+                topic=disclosure.topic,
             )
         return added
 
@@ -80,6 +82,7 @@ class Recaller:
         if budget <= 0:
             return None
         terms = query_terms(event.text, ignore=(persona.name, persona.display_name))
+        about_speaker = about_the_speaker(event.text)
         place = line_place(event)  # only what may be shown where the viewer talks now
         notes = await self.memory.notes_for(event.platform, event.author_id, persona.persona_id, seen_in=place)
         lines = await self.memory.recall(
@@ -89,15 +92,19 @@ class Recaller:
             terms,
             before_id=before_id,
             limit=self.settings.recall_lines,
-            about_speaker=about_the_speaker(event.text),
+            about_speaker=about_speaker,
             place=place,
         )
         lines = [line for line in lines if line.text != quoted and shown(line, persona)]
+        ranking = Ranking(about_speaker=about_speaker)
+        ranking.add(by_shared_words(notes, terms))
+        ranking.add([line for line in lines if line.own])
+        ranking.add([line for line in lines if not line.own], weight=OTHERS_WEIGHT)
+        ranking.include(notes)
         return remembered_block(
             persona.display_name,
             event.author_name,
-            rank_notes(notes, terms),
-            lines,
+            ranking.ranked(superseded_notes(notes)),
             now=datetime.now(UTC),
             count_tokens=self.count_tokens,
             budget_tokens=budget,

@@ -1,0 +1,105 @@
+"""Which remembered things come first: one ranking over notes and recalled lines.
+
+Each search (notes by shared words, the speaker's own lines, other viewers' lines; by meaning
+too, when there are embeddings) gives its own ranked list, and the lists are merged by
+reciprocal rank fusion (Cormack, Clarke and Büttcher, SIGIR 2009): an item scores
+``weight / (k + rank)`` in every list that holds it, summed. Ranks, not raw scores, are merged,
+so a BM25-like sum and a cosine similarity need no common scale. A note and the line it was made
+from are one item (the note's words are shown).
+
+Then three rules: a note superseded by a newer one on the same topic ("I live in York", then
+"actually I moved to Leeds") goes last and is marked as such; when the question is about the
+asker, every one of the asker's own memories comes before other viewers' lines; ties go to the
+newer item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from memory.records import Note, RecalledLine
+from memory.spelling import fold_text, holds
+
+__all__ = ["FUSION_K", "OTHERS_WEIGHT", "Ranked", "Ranking", "by_shared_words", "superseded_notes"]
+
+# RRF's constant from the paper: it damps the difference between the first few ranks, so an
+# item found by two searches beats one found first by a single search.
+FUSION_K = 60
+OTHERS_WEIGHT = 0.5  # another viewer's line is worth half the asker's own memory at equal rank
+
+Remembered = Note | RecalledLine
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """One item of the block, best first: what to show and whether it is out of date."""
+
+    item: Remembered
+    superseded: bool = False
+
+
+@dataclass(slots=True)
+class Ranking:
+    """Ranked lists from each search, fused into one order by :meth:`ranked`."""
+
+    about_speaker: bool = False
+    _items: dict[tuple[str, int], Remembered] = field(default_factory=dict)
+    _scores: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def add(self, ranked: Sequence[Remembered], weight: float = 1.0) -> None:
+        """One search's results, best first."""
+        for rank, item in enumerate(ranked, start=1):
+            key = _key(item)
+            if isinstance(item, Note) or key not in self._items:  # a note's words beat its line's
+                self._items[key] = item
+            self._scores[key] = self._scores.get(key, 0.0) + weight / (FUSION_K + rank)
+
+    def include(self, items: Sequence[Remembered]) -> None:
+        """Items no search found that may still be shown after the found ones (a viewer's notes)."""
+        for item in items:
+            key = _key(item)
+            if isinstance(item, Note) or key not in self._items:
+                self._items[key] = item
+
+    def ranked(self, superseded: set[int] | frozenset[int] = frozenset()) -> list[Ranked]:
+        def order(key: tuple[str, int]) -> tuple[bool, bool, float, float]:
+            item = self._items[key]
+            stale = isinstance(item, Note) and item.id in superseded
+            others = self.about_speaker and isinstance(item, RecalledLine) and not item.own
+            return (stale, others, -self._scores.get(key, 0.0), -item.created_at.timestamp())
+
+        return [
+            Ranked(self._items[key], isinstance(self._items[key], Note) and self._items[key].id in superseded)
+            for key in sorted(self._items, key=order)
+        ]
+
+
+def _key(item: Remembered) -> tuple[str, int]:
+    if isinstance(item, Note):
+        return ("line", item.source_message_id) if item.source_message_id is not None else ("note", item.id)
+    return ("line", item.id)
+
+
+def by_shared_words(notes: Sequence[Note], terms: Sequence[str]) -> list[Note]:
+    """The notes holding any of ``terms`` (folded, as memory folds them), most terms first, then newest."""
+    scored = []
+    for note in notes:
+        words = set(fold_text(note.text))
+        shared = sum(holds(words, term) for term in terms)
+        if shared:
+            scored.append((shared, note.created_at, note.id, note))
+    scored.sort(key=lambda entry: entry[:3], reverse=True)
+    return [entry[3] for entry in scored]
+
+
+def superseded_notes(notes: Sequence[Note]) -> set[int]:
+    """Ids of notes that a newer note on the same topic replaced."""
+    newest: dict[str, Note] = {}
+    for note in notes:
+        if note.topic is None:
+            continue
+        current = newest.get(note.topic)
+        if current is None or (note.created_at, note.id) > (current.created_at, current.id):
+            newest[note.topic] = note
+    return {note.id for note in notes if note.topic is not None and newest[note.topic].id != note.id}

@@ -1,0 +1,192 @@
+"""What the character remembers is found however it was spelled, ranked best first, kept within
+the budget without losing the best, and a correction is current over what it corrected."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_manager, close_manager
+from engine.backends.scripted import ScriptedBackend
+from engine.events import ChatEvent
+from engine.manager import ConversationManager
+from engine.prompting.tokens import TokenCounter
+from engine.recall.block import remembered_block
+from engine.recall.disclosures import find_disclosures
+from engine.recall.ranking import Ranked, Ranking, superseded_notes
+from engine.recall.terms import about_the_speaker, query_terms
+from engine.settings import Settings
+from memory import MemoryStore, Note, RecalledLine
+from memory.spelling import fold_word, spellings
+
+_numbers = itertools.count()
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def line(author: str, text: str, *, addressed: bool = False, sent_at: datetime | None = None) -> ChatEvent:
+    return ChatEvent(
+        platform="twitch",
+        channel_id="stream",
+        author_id=f"id-{author}",
+        author_name=author,
+        text=text,
+        message_id=f"k{next(_numbers)}",
+        addresses_bot=addressed,
+        sent_at=sent_at or datetime.now(UTC),
+    )
+
+
+async def recalled(store: MemoryStore, author: str, question: str) -> list[str]:
+    terms = query_terms(question, ignore=["pip"])
+    found = await store.recall(
+        "twitch", "stream", f"id-{author}", terms, before_id=10**9, limit=3, about_speaker=about_the_speaker(question)
+    )
+    return [hit.text for hit in found]
+
+
+async def remembered_for(manager: ConversationManager, backend: ScriptedBackend, author: str, question: str) -> str:
+    assert await manager.handle(line(author, question, addressed=True)) is not None
+    return backend.requests[-1].messages[-1].content
+
+
+# -- spelling and form --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "asked"),
+    [
+        ("my favorite color is teal", "pip what's my favourite colour?"),
+        ("my favourite colour is teal", "pip what's my favorite color?"),
+        ("the neighbours play the trombone at night", "what do my neighbors play?"),
+        ("I have three kids and a minivan", "how are my 3 kids?"),
+        ("we adopted 2 ferrets last spring", "pip how are the two ferrets?"),
+        ("Rex chewed the sofa again", "how is Rex's sofa?"),
+    ],
+)
+async def test_recall_finds_a_line_whatever_spelling_or_form_either_side_used(
+    tmp_path: Path, said: str, asked: str
+) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        await store.record_message(line("ann", said))
+        for number in range(30):  # chatter, so no word of the question is rare by accident
+            await store.record_message(line(f"lurker{number}", f"what a stream today number {number}"))
+        assert await recalled(store, "ann", asked) == [said]
+
+
+def test_one_folded_word_for_each_spelling_and_every_spelling_for_a_folded_word() -> None:
+    assert [fold_word(word) for word in ("Favourite", "colours", "dog's", "Three", "third", "Mum")] == [
+        "favorite", "colors", "dog", "3", "3rd", "mom",
+    ]  # fmt: skip
+    assert spellings("favorite") == ("favorite", "favourite")
+    assert spellings("3") == ("3", "three")
+    assert [fold_word(word) for word in ("flour", "hour", "your", "mumble")] == ["flour", "hour", "your", "mumble"]
+
+
+# -- the budget ---------------------------------------------------------------------------------
+
+
+def test_the_budget_shortens_the_best_item_instead_of_dropping_it_for_a_weaker_one() -> None:
+    best = RecalledLine(1, "twitch", "c", "ann", "I repair vintage organs " + "and pianos " * 20, NOW, own=True)
+    weaker = RecalledLine(2, "twitch", "c", "ann", "nice", NOW, own=True)
+    ranked = [Ranked(best), Ranked(weaker)]
+    block = remembered_block("Pip", "ann", ranked, now=NOW, count_tokens=len, budget_tokens=120)
+    assert block is not None
+    assert "I repair vintage organs" in block and block.endswith('…"]')
+    assert '"nice"' not in block, "the weaker item never takes the place of the stronger one"
+    assert len(block) <= 120
+
+
+def test_a_budget_too_small_for_any_of_the_best_item_shows_nothing_weaker() -> None:
+    best = RecalledLine(1, "twitch", "c", "ann", "I repair vintage organs and pianos", NOW, own=True)
+    weaker = RecalledLine(2, "twitch", "c", "ann", "ok", NOW, own=True)
+    block = remembered_block("Pip", "ann", [Ranked(best), Ranked(weaker)], now=NOW, count_tokens=len, budget_tokens=90)
+    assert block is None
+
+
+# -- corrections --------------------------------------------------------------------------------
+
+
+def test_a_move_is_a_disclosure_on_the_same_topic_as_where_one_lives() -> None:
+    [lived] = find_disclosures("I live in York, lovely walls")
+    [moved] = find_disclosures("actually I moved to Leeds last month")
+    assert (lived.topic, moved.topic) == ("home", "home")
+    [game] = find_disclosures("my favourite game is Celeste")
+    [food] = find_disclosures("my favorite food is ramen")
+    assert (game.topic, food.topic) == ("favourite game", "favourite food")
+    assert [found.topic for found in find_disclosures("I love cats")] == [None]
+
+
+def test_only_the_newest_note_on_a_topic_is_current() -> None:
+    york = Note(1, "I live in York", NOW - timedelta(days=5), "disclosure", 10, topic="home")
+    leeds = Note(2, "I moved to Leeds", NOW - timedelta(days=1), "disclosure", 20, topic="home")
+    cats = Note(3, "I love cats", NOW - timedelta(days=9), "disclosure", 30)
+    dogs = Note(4, "I love dogs", NOW - timedelta(days=8), "disclosure", 40)
+    assert superseded_notes([york, leeds, cats, dogs]) == {1}
+
+
+async def test_a_newer_disclosure_wins_over_the_one_it_corrects(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter)
+    five_days_ago, two_days_ago = datetime.now(UTC) - timedelta(days=5), datetime.now(UTC) - timedelta(days=2)
+    try:
+        await manager.hear(line("wren", "I live in York, it's lovely", sent_at=five_days_ago))
+        await manager.hear(line("wren", "actually I moved to Leeds last month", sent_at=two_days_ago))
+        for number in range(300):
+            await manager.hear(line(f"lurker{number % 20}", f"filler chatter number {number}"))
+        remembered = await remembered_for(manager, backend, "wren", "pip, where do I live?")
+    finally:
+        await close_manager(manager)
+    block = remembered.split("]\n", 1)[0]  # the block, then the question
+    items = [item for item in block.splitlines() if item.startswith("- ")]
+    assert items[0] == '- wren told you 2 days ago: "I moved to Leeds last month"'
+    assert '- wren told you 5 days ago (since changed): "I live in York, it\'s lovely"' in items[1:]
+
+
+# -- questions about the asker ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["pip, do you remember the parade?", "what did I tell you about the parade?", "what's my parade story?"],
+)
+def test_questions_about_the_asker_are_recognised(question: str) -> None:
+    assert about_the_speaker(question)
+
+
+def test_a_question_about_something_else_is_not_about_the_asker() -> None:
+    assert not about_the_speaker("pip, is the parade on tv tonight?")
+
+
+async def test_do_you_remember_searches_the_askers_own_lines_by_any_shared_word(tmp_path: Path) -> None:
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        await store.record_message(line("ann", "the parade went right past our flat"))
+        for number in range(8):  # "parade" is common: alone it would not count as a memory
+            await store.record_message(line(f"fan{number}", f"the parade float number {number} is great"))
+        found = await recalled(store, "ann", "pip, do you remember the parade?")
+    assert found[0] == "the parade went right past our flat"
+
+
+def test_for_a_question_about_the_asker_their_notes_come_before_other_viewers_lines() -> None:
+    note = Note(1, "I grow chillies on my balcony", NOW - timedelta(days=3), "disclosure", 10)
+    others = RecalledLine(11, "twitch", "c", "bob", "the garden show had chillies", NOW, own=False)
+    ranking = Ranking(about_speaker=True)
+    ranking.add([others], weight=0.5)
+    ranking.include([note])
+    assert [entry.item for entry in ranking.ranked()] == [note, others]
+    ranking.about_speaker = False
+    assert [entry.item for entry in ranking.ranked()] == [others, note]
+
+
+def test_a_note_and_the_line_it_came_from_are_one_item_shown_as_the_note() -> None:
+    note = Note(1, "my cat is called Miso", NOW, "disclosure", source_message_id=10)
+    same_line = RecalledLine(10, "twitch", "c", "ann", "my cat is called Miso lol", NOW, own=True)
+    ranking = Ranking()
+    ranking.add([same_line])
+    ranking.add([note])
+    assert [entry.item for entry in ranking.ranked()] == [note]
