@@ -11,6 +11,12 @@ prompt the backend got for that question. The table says where it was found: ``n
 from a self-disclosure), ``line`` (a full-text-recalled past line), ``elsewhere`` (outside the
 remembered block: history or the system prompt, a hit by chance) and, for a miss, why.
 
+Two optional fields: ``kind`` (any label, e.g. ``pattern``, ``wording``, ``spelling``, ``ranking``
+as in ``tests/data/recall_meaning_dev.jsonl``) makes the bench print recall per kind, a row each,
+and add ``recall_<kind>=`` keys to the RESULT line; ``also_said`` (a list of strings) are lines the
+same author said before the disclosure (older, fed just before it): distractors the disclosure must
+win against, or the older fact that a correction overrides. No ``also_said`` line may hold the answer.
+
 Tokens are counted with SmolLM2's real tokenizer when the model cache has it (the production
 count that the 160-token recall budget is measured in); ``--tokens approx`` uses the pessimistic
 ApproxTokenCounter (about 3 bytes a token) instead, as the model-free tests do.
@@ -19,9 +25,14 @@ ApproxTokenCounter (about 3 bytes a token) instead, as the model-free tests do.
     python bench/recall.py --restart                # the same, asked after a restart
     python bench/recall.py --gap 200 --facts my_facts.jsonl
     python bench/recall.py --gap 200 --model embedded   # also asks SmolLM2 at temperature 0 (~8 s a reply on 2 CPU cores)
+    python bench/recall.py --facts tests/data/recall_meaning_dev.jsonl --model llamacpp   # what `make run` answers
+
+``--model embedded`` and ``--model llamacpp`` build the backend exactly as the bot does at start-up
+(``build_manager`` from settings): ``llamacpp`` is the default ``make run`` set-up, llama.cpp with
+the adapters the persona cards bind (Pip's shipped LoRA), here at temperature 0.
 
 The last line is ``RESULT recall=… answer_rate=… items=… gap=… restart=…`` (``answer_rate=n/a``
-without ``--model``). A malformed facts file is refused with ``FILE:LINE: why`` and exit code 2.
+without ``--model``), then ``recall_<kind>=…`` for each kind when the items have one. A malformed facts file is refused with ``FILE:LINE: why`` and exit code 2.
 """
 
 from __future__ import annotations
@@ -60,6 +71,8 @@ DEFAULT_FILLER = REPO.parent / "shared" / "data" / "live-chat-press-briefing.csv
 PLATFORM = "twitch"
 CHANNEL = "recallbench"
 FIELDS = ("author", "disclosure", "question", "answer")
+MODELS = ("embedded", "llamacpp")  # backend kinds the bot builds itself from settings
+MODEL_PATIENCE_S = 900.0  # how long one reply of a real model may take here (see run())
 FEED_SPAN = (timedelta(days=4), timedelta(hours=1))  # first and last fed line, before the questions
 DIAGNOSE_LIMIT = 20  # memory's most recalled lines per query
 
@@ -75,6 +88,8 @@ class Fact:
     question: str
     answer: str
     line: int  # in the facts file
+    kind: str | None = None  # the item's class of difficulty, reported separately
+    also_said: tuple[str, ...] = ()  # the author's earlier lines, fed just before the disclosure
 
 
 @dataclass(slots=True)
@@ -136,16 +151,30 @@ def load_facts(path: Path) -> list[Fact]:
         if missing:
             raise FactsError(f"{where}: missing or empty string field(s): {', '.join(missing)}")
         author, disclosure, question, answer_text = (" ".join(row[name].split()) for name in FIELDS)
-        fact = Fact(author, disclosure, question, answer_text, line=number)
+        kind, also_said = _optional_fields(row, where)
+        fact = Fact(author, disclosure, question, answer_text, line=number, kind=kind, also_said=also_said)
         answer = fact.answer.casefold()
         if answer not in fact.disclosure.casefold():
             raise FactsError(f"{where}: the answer {fact.answer!r} is not in the disclosure")
         if answer in fact.question.casefold() or answer in fact.author.casefold():
             raise FactsError(f"{where}: the answer {fact.answer!r} is in the question or the author name")
+        if any(answer in said.casefold() for said in fact.also_said):
+            raise FactsError(f"{where}: the answer {fact.answer!r} is in an also_said line")
         facts.append(fact)
     if not facts:
         raise FactsError(f"{path}: no items")
     return facts
+
+
+def _optional_fields(row: dict[str, object], where: str) -> tuple[str | None, tuple[str, ...]]:
+    """``kind`` (a non-empty string) and ``also_said`` (a list of non-empty strings), when present."""
+    kind = row.get("kind")
+    if kind is not None and (not isinstance(kind, str) or not kind.strip() or not kind.strip().isidentifier()):
+        raise FactsError(f"{where}: kind must be a single word (letters, digits, _), got {kind!r}")
+    also_said = row.get("also_said", [])
+    if not isinstance(also_said, list) or not all(isinstance(said, str) and said.strip() for said in also_said):
+        raise FactsError(f"{where}: also_said must be a list of non-empty strings")
+    return (kind.strip() if kind else None), tuple(" ".join(said.split()) for said in also_said)
 
 
 def load_filler(path: Path) -> list[tuple[str, str]]:
@@ -164,10 +193,10 @@ def load_filler(path: Path) -> list[tuple[str, str]]:
 def build_feed(
     facts: Sequence[Fact], filler: Sequence[tuple[str, str]], gap: int, regular_share: float, seed: int, now: datetime
 ) -> list[ChatEvent]:
-    """Disclosure, ``gap`` filler lines, next disclosure, ...: none of it addressed to the bot."""
+    """[Earlier lines,] disclosure, ``gap`` filler lines, next item, ...: none of it addressed to the bot."""
     rng = random.Random(seed)
     regulars = [fact.author for fact in facts]
-    total = len(facts) * (gap + 1)
+    total = sum(len(fact.also_said) + 1 + gap for fact in facts)
     first, last = now - FEED_SPAN[0], now - FEED_SPAN[1]
     step = (last - first) / max(1, total - 1)
     feed: list[ChatEvent] = []
@@ -186,6 +215,7 @@ def build_feed(
         )
 
     for fact in facts:
+        feed.extend(line(fact.author, said) for said in fact.also_said)
         feed.append(line(fact.author, fact.disclosure))
         for _ in range(gap):
             author, text = filler[filler_at % len(filler)]
@@ -212,8 +242,8 @@ def token_counter(settings: Settings, kind: str) -> tuple[TokenCounter, str]:
 async def open_manager(
     settings: Settings, counter: TokenCounter, model: str | None
 ) -> tuple[ConversationManager, RecordingBackend]:
-    if model == "embedded":
-        # The bot's own start-up: backend (with its resilience wrapper) and tokenizer from settings.
+    if model in MODELS:
+        # The bot's own start-up: backend (with its resilience wrapper), adapters and tokenizer from settings.
         manager = await build_manager(settings)
         recorder = RecordingBackend(manager.backend, temperature=0.0)
     else:
@@ -301,8 +331,16 @@ async def diagnose(memory: MemoryStore, persona: PersonaCard, recall_lines: int,
 async def run(args: argparse.Namespace, data_dir: Path) -> tuple[list[Outcome], dict[str, float], str]:
     facts = load_facts(args.facts)
     filler = load_filler(args.filler)
-    backend_kind = "embedded" if args.model == "embedded" else "scripted"
-    settings = load_settings(None, core={"data_dir": data_dir}, backend={"kind": backend_kind, "seed": args.seed})
+    backend_kind = args.model or "scripted"
+    # A real model's first reply may convert the persona's adapter to GGUF first (once, then cached): on a
+    # busy 2-core machine that outlasts the production timeouts. The bench measures what is said, not how fast.
+    patience = {"timeout_s": MODEL_PATIENCE_S} if args.model else {}
+    settings = load_settings(
+        None,
+        core={"data_dir": data_dir},
+        backend={"kind": backend_kind, "seed": args.seed, **patience},
+        resilience={"first_chunk_timeout_s": MODEL_PATIENCE_S} if args.model else {},
+    )
     counter, counted_with = token_counter(settings, args.tokens)
     feed = build_feed(facts, filler, args.gap, args.regular_share, args.seed, datetime.now(UTC))
     timings: dict[str, float] = {}
@@ -330,7 +368,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> tuple[list[Outcome], 
         for outcome in outcomes:
             if outcome.event is not None:
                 outcome.why = await diagnose(memory, persona, settings.memory.recall_lines, outcome)
-    if args.model == "embedded":
+    if args.model in MODELS:
         counted_with = "the model's tokenizer (build_manager)"
     return outcomes, timings, counted_with
 
@@ -343,21 +381,57 @@ def _cut(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+@dataclass(slots=True)
+class KindCount:
+    items: int = 0
+    hits: int = 0
+    answered: int = 0
+
+
+def kind_counts(outcomes: Sequence[Outcome]) -> dict[str, KindCount]:
+    """Items, recall hits and answers per ``kind``, in order of first appearance; empty without kinds."""
+    counts: dict[str, KindCount] = {}
+    for outcome in outcomes:
+        if outcome.fact.kind is None:
+            continue
+        count = counts.setdefault(outcome.fact.kind, KindCount())
+        count.items += 1
+        count.hits += outcome.hit
+        count.answered += outcome.answered
+    return counts
+
+
+def print_kind_table(kinds: dict[str, KindCount], with_model: bool) -> None:
+    width = max(4, *(len(kind) for kind in kinds))
+    print()
+    print(f"{'kind':<{width}} {'items':>5} {'recall':>13}" + (f" {'answer rate':>13}" if with_model else ""))
+    for kind, count in kinds.items():
+        recalled = f"{count.hits}/{count.items} {count.hits / count.items:.3f}"
+        answered = f" {f'{count.answered}/{count.items} {count.answered / count.items:.3f}':>13}" if with_model else ""
+        print(f"{kind:<{width}} {count.items:>5} {recalled:>13}" + answered)
+
+
 def report(args: argparse.Namespace, outcomes: list[Outcome], timings: dict[str, float], counted_with: str) -> str:
     with_model = args.model is not None
     author_w = max(6, *(len(o.fact.author) for o in outcomes))
     answer_w = max(6, *(min(16, len(o.fact.answer)) for o in outcomes))
-    header = f"{'#':>3} {'author':<{author_w}} {'answer':<{answer_w}} {'kind':<4} {'recall':<6} {'where':<9}"
+    kinds = kind_counts(outcomes)
+    kind_w = max([4, *(len(kind) for kind in kinds)])
+    kind_column = f" {'kind':<{kind_w}}" if kinds else ""
+    header = (
+        f"{'#':>3} {'author':<{author_w}} {'answer':<{answer_w}}{kind_column} {'path':<4} {'recall':<6} {'where':<9}"
+    )
     print(header + (" reply" if with_model else " why (misses)"))
     for number, outcome in enumerate(outcomes, 1):
         fact = outcome.fact
-        kind = (
+        path = (
             "note"
             if any(fact.answer.casefold() in d.text.casefold() for d in find_disclosures(fact.disclosure))
             else "fts"
         )
+        item_kind = f" {fact.kind or '-':<{kind_w}}" if kinds else ""
         row = (
-            f"{number:>3} {fact.author:<{author_w}} {_cut(fact.answer, 16):<{answer_w}} {kind:<4}"
+            f"{number:>3} {fact.author:<{author_w}} {_cut(fact.answer, 16):<{answer_w}}{item_kind} {path:<4}"
             f" {'hit' if outcome.hit else 'MISS':<6} {outcome.where:<9}"
         )
         if with_model:
@@ -387,10 +461,12 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], timings: dict[str,
         answered = sum(o.answered for o in outcomes)
         answer_rate = f"{answered / len(outcomes):.3f}"
         print(f"answer rate          {answered}/{len(outcomes)} = {answer_rate} ({args.model}, temperature 0)")
+    if kinds:
+        print_kind_table(kinds, with_model)
     result = (
         f"RESULT recall={recall:.3f} answer_rate={answer_rate} items={len(outcomes)} gap={args.gap}"
         f" restart={'true' if args.restart else 'false'}"
-    )
+    ) + "".join(f" recall_{kind}={count.hits / count.items:.3f}" for kind, count in kinds.items())
     print(result)
     return result
 
@@ -404,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--regular-share", type=float, default=0.15, help="share of filler lines said by the facts' authors"
     )
-    parser.add_argument("--model", choices=["embedded"], help="also ask the real embedded model: answer_rate")
+    parser.add_argument(
+        "--model", choices=MODELS, help="also ask a real model, built as the bot builds it (llamacpp: make run's)"
+    )
     parser.add_argument("--tokens", choices=["model", "approx"], default="model", help="token counter (see above)")
     parser.add_argument(
         "--show", choices=["none", "misses", "all"], default="none", help="print the remembered block of these items"

@@ -9,11 +9,14 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "recall.py"
 RESULT = re.compile(r"^RESULT recall=(\d\.\d{3}) answer_rate=(\S+) items=(\d+) gap=(\d+) restart=(true|false)$")
+KIND_KEY = re.compile(r" recall_(\w+)=(\d\.\d{3})")
+ITEM_ROW = re.compile(r"^\s*\d+ \S+ .+? (pet|home|trade|-)\s+(?:note|fts)\s+(hit|MISS)\b")
 
 FACTS = [
     {
@@ -84,3 +87,91 @@ def test_recall_bench_refuses_a_bad_row(
     assert bench.main(["--facts", str(bad), "--filler", str(filler), "--gap", "5"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {bad}:4: ") and "question" in error and "\n" not in error
+
+
+# Two kinds, one of them with the older line it corrects and distractors said before the disclosure.
+KINDED_FACTS: list[dict[str, Any]] = [
+    {**FACTS[0], "kind": "pet"},
+    {**FACTS[2], "kind": "pet"},
+    {
+        "author": "harbourside_hb",
+        "disclosure": "actually I moved to Cardiff in the summer, forgot to say",
+        "question": "pip, where do I live?",
+        "answer": "Cardiff",
+        "kind": "home",
+        "also_said": ["I live in Bristol, near the harbour", "Bristol traffic is the worst"],
+    },
+    {
+        "author": "wiring_wes",
+        "disclosure": "rewiring houses all week, sparky life",
+        "question": "pip, what do I do for work?",
+        "answer": "sparky",
+        "kind": "trade",
+    },
+]
+
+
+def _write_facts(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_recall_bench_reports_recall_per_kind(
+    bench: ModuleType, inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    facts = _write_facts(tmp_path / "kinded.jsonl", KINDED_FACTS)
+    assert bench.main(["--facts", str(facts), "--filler", str(inputs[1]), "--gap", "30", "--tokens", "approx"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [match.groups() for match in map(ITEM_ROW.match, lines) if match]
+    assert [kind for kind, _ in rows] == ["pet", "pet", "home", "trade"]
+    expected = {
+        kind: sum(hit == "hit" for k, hit in rows if k == kind) / sum(k == kind for k, _ in rows) for kind, _ in rows
+    }
+    assert RESULT.match(lines[-1].split(" recall_")[0]) is not None, lines[-1]
+    assert {kind: float(value) for kind, value in KIND_KEY.findall(lines[-1])} == expected
+    table = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (["pet"], ["home"], ["trade"])}
+    assert table["pet"][0] == "2" and table["home"][0] == "1" and table["trade"][0] == "1"
+
+
+def test_recall_bench_feeds_also_said_before_the_disclosure(bench: ModuleType, tmp_path: Path) -> None:
+    facts = bench.load_facts(_write_facts(tmp_path / "kinded.jsonl", KINDED_FACTS))
+    feed = bench.build_feed(facts, [("someone", "filler")], 3, 0.0, 7, bench.datetime.now(bench.UTC))
+    texts = [(event.author_name, event.text) for event in feed]
+    at = texts.index(("harbourside_hb", KINDED_FACTS[2]["disclosure"]))
+    assert texts[at - 2 : at] == [("harbourside_hb", said) for said in KINDED_FACTS[2]["also_said"]]
+    assert len(feed) == len(KINDED_FACTS) * (3 + 1) + 2
+    assert [event.sent_at for event in feed] == sorted(event.sent_at for event in feed)  # older lines first
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ({"also_said": ["Cardiff is home"]}, "the answer 'Cardiff' is in an also_said line"),
+        ({"also_said": "I live in Bristol"}, "also_said must be a list of non-empty strings"),
+        ({"kind": "two words"}, "kind must be a single word"),
+    ],
+)
+def test_recall_bench_refuses_a_bad_optional_field(
+    bench: ModuleType,
+    inputs: tuple[Path, Path],
+    tmp_path: Path,
+    extra: dict[str, object],
+    why: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    facts = _write_facts(tmp_path / "bad.jsonl", [*KINDED_FACTS[:2], {**KINDED_FACTS[2], **extra}])
+    assert bench.main(["--facts", str(facts), "--filler", str(inputs[1]), "--gap", "5"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {facts}:3: ") and why in error, error
+
+
+@pytest.mark.model
+def test_recall_bench_asks_the_make_run_backend(
+    bench: ModuleType, inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    facts = _write_facts(tmp_path / "one.jsonl", [KINDED_FACTS[0]])
+    assert bench.main(["--facts", str(facts), "--filler", str(inputs[1]), "--gap", "5", "--model", "llamacpp"]) == 0
+    out = capsys.readouterr().out
+    assert "(llamacpp, temperature 0)" in out
+    result = RESULT.match(out.strip().splitlines()[-1].split(" recall_")[0])
+    assert result is not None and result.group(2) in ("0.000", "1.000")
