@@ -255,8 +255,18 @@ async def open_manager(
 
 
 async def feed_lines(manager: ConversationManager, feed: Sequence[ChatEvent], batch: int) -> None:
+    """Every line through ``manager.hear``; with embeddings on, at most the speed they are embedded.
+
+    The feed is a flood far faster than chat: a worker backlog past half its bound waits to be
+    embedded, so no line is dropped from recall by meaning because of the bench's own speed.
+    """
+    worker = manager.embeddings
     for start in range(0, len(feed), batch):
         await asyncio.gather(*(manager.hear(event) for event in feed[start : start + batch]))
+        if worker is not None and worker.waiting > worker.backlog // 2:
+            await worker.drain()
+    if worker is not None:
+        await worker.drain()
 
 
 async def ask(manager: ConversationManager, recorder: RecordingBackend, fact: Fact, index: int) -> Outcome:

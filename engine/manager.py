@@ -50,7 +50,7 @@ from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import TokenCounter
 from engine.prompting.turn_context import build_turn_context, summarise_dropped
 from engine.recall.embed_worker import EmbedWorker
-from engine.recall.embedding import Embedder
+from engine.recall.embedding import Embedder, Vectors
 from engine.recall.recaller import Recaller
 from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
@@ -124,7 +124,6 @@ class ConversationManager:
         self.builder = PromptBuilder(
             counter, context_tokens=settings.backend.context_tokens, trim_to=settings.prompt.trim_to
         )
-        self.recaller = Recaller(memory, settings.memory, counter.count)
         self.activity = ReplyActivity()
         self.reflector = Reflector(memory, backend, settings, self.activity) if settings.memory.reflect else None
         # Recall by meaning: lines are embedded by one worker, off the event loop (start_embeddings).
@@ -139,6 +138,9 @@ class ConversationManager:
             if embedder is not None
             else None
         )
+        self.recaller = Recaller(memory, settings.memory, counter.count, embeddings=self.embeddings)
+        if self.embeddings is not None:
+            self.embeddings.on_embedded = self._notes_by_meaning
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self.stage = Stage()  # captions and voice on the stream itself subscribe here
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
@@ -327,6 +329,15 @@ class ConversationManager:
             "lore_words": folded_word_cache_fill(),
             **self.moderator.cache_fill(),
         }
+
+    async def _notes_by_meaning(self, events: list[ChatEvent], vectors: Vectors) -> None:
+        """The embed worker's hook: notes from lines that are self-disclosures by meaning."""
+
+        async def harmful(event: ChatEvent) -> bool:
+            persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+            return self.moderator.harmful_text(event.text, persona, event.channel_key)
+
+        await self.recaller.note_by_meaning(events, vectors, harmful=harmful)
 
     async def start_embeddings(self) -> None:
         """Start the embedding worker (``build_manager`` does); nothing to do without an embedder."""

@@ -4,10 +4,12 @@ the budget without losing the best, and a correction is current over what it cor
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from bot.app import build_manager, close_manager
@@ -17,11 +19,13 @@ from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.recall.block import remembered_block
 from engine.recall.disclosures import find_disclosures
+from engine.recall.embedding import normalised
 from engine.recall.ranking import Ranked, Ranking, superseded_notes
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import Settings
 from memory import MemoryStore, Note, RecalledLine
 from memory.spelling import fold_word, spellings
+from tests.fake_embedder import WordHashEmbedder
 
 _numbers = itertools.count()
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -197,3 +201,96 @@ def test_a_note_and_the_line_it_came_from_are_one_item_shown_as_the_note() -> No
     ranking.add([same_line])
     ranking.add([note])
     assert [entry.item for entry in ranking.ranked()] == [note]
+
+
+# -- full text and meaning, fused ---------------------------------------------------------------
+
+
+class ConceptEmbedder(WordHashEmbedder):
+    """Word-hash vectors, plus one strong shared direction for words that mean the same here."""
+
+    def __init__(self, *same_meaning: str) -> None:
+        super().__init__()
+        self.same_meaning = frozenset(same_meaning)
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        rows = super().embed(texts)
+        for index, text in enumerate(texts):
+            if self.same_meaning & set(query_terms(text)):
+                rows[index] += 4 * np.eye(1, self.dimensions, dtype=np.float32)[0]
+        return normalised(rows)
+
+
+async def test_a_line_sharing_no_word_with_the_question_is_recalled_by_meaning(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    embedder = ConceptEmbedder("trade", "pipes")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter, embedder=embedder)
+    try:
+        await manager.hear(line("gus", "I spent ten years fixing pipes and nobody says thanks"))
+        for number in range(300):
+            await manager.hear(line("gus" if number % 10 == 0 else f"lurker{number % 20}", f"my chatter {number}"))
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        remembered = await remembered_for(manager, backend, "gus", "pip, what's my trade?")
+    finally:
+        await close_manager(manager)
+    assert 'gus said: "I spent ten years fixing pipes and nobody says thanks"' in remembered
+
+
+def test_a_line_found_by_full_text_and_by_meaning_ranks_above_one_found_first_by_either_alone() -> None:
+    by_words = RecalledLine(1, "twitch", "c", "ann", "I fix boilers", NOW, own=True)
+    by_both = RecalledLine(2, "twitch", "c", "ann", "boilers are my whole job", NOW - timedelta(days=1), own=True)
+    by_meaning = RecalledLine(3, "twitch", "c", "ann", "plumbing since school", NOW, own=True)
+    ranking = Ranking(about_speaker=True)
+    ranking.add([by_words, by_both])  # full text
+    ranking.add([by_meaning, by_both])  # meaning
+    assert ranking.ranked()[0].item == by_both
+
+
+async def test_without_an_embedder_recall_is_full_text_alone(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter)
+    try:
+        assert manager.embeddings is None
+        await manager.hear(line("gus", "I spent ten years fixing pipes and nobody says thanks"))
+        for number in range(300):
+            await manager.hear(line(f"lurker{number % 20}", f"my chatter {number}"))
+        remembered = await remembered_for(manager, backend, "gus", "pip, what's my trade?")
+    finally:
+        await close_manager(manager)
+    assert "fixing pipes" not in remembered
+
+
+# -- notes by meaning ---------------------------------------------------------------------------
+
+
+async def test_a_line_meaning_a_self_disclosure_becomes_a_note_with_its_words_source_and_time(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    settings = make_settings(moderation={"banned_words": "grimspoiler"})
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter, embedder=WordHashEmbedder())
+    said_at = datetime.now(UTC) - timedelta(days=2)
+    told = line("skye", "flying scares me to death honestly", sent_at=said_at)
+    try:
+        await manager.hear(told)
+        await manager.hear(line("skye", "lol that was hilarious for me"))  # chatter, by meaning too
+        await manager.hear(line("troll", "flying scares me to death grimspoiler"))  # breaks a content rule
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        [note] = await manager.memory.notes_for("twitch", "id-skye")
+        troll_notes = await manager.memory.notes_for("twitch", "id-troll")
+        source = await manager.memory.message_id_for("twitch", told.message_id)
+    finally:
+        await close_manager(manager)
+    assert find_disclosures(told.text) == [], "no pattern knows this line: the note is by meaning"
+    assert (note.text, note.kind, note.source_message_id) == (
+        "flying scares me to death honestly",
+        "disclosure",
+        source,
+    )
+    assert note.created_at == said_at
+    assert troll_notes == []

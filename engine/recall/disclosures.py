@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from memory.spelling import fold_word
 
-__all__ = ["PATTERNS", "Disclosure", "find_disclosures"]
+__all__ = ["PATTERNS", "Disclosure", "find_disclosures", "note_words"]
 
 _MAX_NOTE_CHARS = 100
 # Kinds whose subject is often said before the pattern ("Go Celtics!! been a fan since I was a
@@ -131,6 +131,12 @@ def find_disclosures(text: str, languages: tuple[str, ...] = ("en",)) -> list[Di
             if clause:
                 found.append(Disclosure(kind, clause))
     return _without_overlaps(found)
+
+
+def note_words(text: str) -> str:
+    """A whole line as a note: its words, spaces folded, cut to the length of a pattern note."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_NOTE_CHARS else flat[:_MAX_NOTE_CHARS].rsplit(" ", 1)[0]
 
 
 def _clause(text: str, start: int) -> str | None:

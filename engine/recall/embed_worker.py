@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,7 +33,7 @@ from engine.recall.embedding import Embedder, Vectors
 from engine.recall.selection import carries_a_fact
 from memory import LineVector, MemoryStore, Note, NoteVector, VectorSpace
 
-__all__ = ["EmbedWorker"]
+__all__ = ["EmbedWorker", "EmbeddedHook"]
 
 log = logging.getLogger(__name__)
 _NICER = 10  # the embedding thread's scheduling priority below the rest of the bot (Linux: per thread)
@@ -58,6 +58,12 @@ class _Waiting:
     author_id: str
     message_id: str
     text: str
+    event: ChatEvent  # for the hook (:attr:`EmbedWorker.on_embedded`)
+
+
+# Called with each batch once its vectors are stored: notes by meaning are decided there, from the
+# vectors just made, so they cost no model call of their own.
+EmbeddedHook = Callable[[list[ChatEvent], Vectors], Awaitable[None]]
 
 
 class EmbedWorker:
@@ -84,6 +90,7 @@ class EmbedWorker:
         self._failing = False
         self._last_offer = 0.0  # time.monotonic() of the last line queued
         self.unavailable: str | None = None  # why the model could not load at start; then nothing is embedded
+        self.on_embedded: EmbeddedHook | None = None
 
     @property
     def waiting(self) -> int:
@@ -134,7 +141,7 @@ class EmbedWorker:
             return False
         self.counts["offered"] += 1
         self._last_offer = time.monotonic()
-        self._waiting.append(_Waiting(event.platform, event.author_id, event.message_id, event.text))
+        self._waiting.append(_Waiting(event.platform, event.author_id, event.message_id, event.text, event))
         self._note_backlog()
         self._wake.set()
         return True
@@ -214,6 +221,11 @@ class EmbedWorker:
             self._failing = False
             log.warning("embeddings work again")
         self.counts["embedded"] += len(lines)
+        if self.on_embedded is not None:
+            try:
+                await self.on_embedded([line.event for line in lines], vectors)
+            except Exception as exc:  # a note not made never costs the lines their vectors
+                log.warning("notes by meaning skipped for %d lines: %s", len(lines), exc)
 
     # -- telling when it is behind ----------------------------------------------------------
 

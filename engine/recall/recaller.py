@@ -7,29 +7,45 @@ Memory's errors pass through; the manager translates them at the engine's bounda
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from engine.events import ChatEvent
 from engine.recall.block import remembered_block
-from engine.recall.disclosures import Disclosure, find_disclosures
+from engine.recall.disclosures import Disclosure, find_disclosures, note_words
+from engine.recall.embed_worker import EmbedWorker
+from engine.recall.embedding import Vectors
+from engine.recall.meaning import DisclosurePrototypes, prototype_texts
 from engine.recall.ranking import OTHERS_WEIGHT, Ranking, by_shared_words, superseded_notes
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import MemorySettings
 from memory import MemoryStore, RecalledLine, StoredMessage, line_place
 from personas.card import PersonaCard
 
-__all__ = ["Recaller", "ShownFilter"]
+__all__ = ["NEAREST_AT_LEAST", "Recaller", "ShownFilter"]
+
+# Cosine (all-MiniLM-L6-v2) below which a line is not taken as a memory of the question.
+# Tuned on tests/data/recall_meaning_dev.jsonl only (docs/memory.md).
+NEAREST_AT_LEAST = 0.2
 
 # Whether a stored or recalled line may be shown to the model (content rules); the manager's.
 ShownFilter = Callable[[StoredMessage | RecalledLine, PersonaCard], bool]
 
 
 class Recaller:
-    def __init__(self, memory: MemoryStore, settings: MemorySettings, count_tokens: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        memory: MemoryStore,
+        settings: MemorySettings,
+        count_tokens: Callable[[str], int],
+        *,
+        embeddings: EmbedWorker | None = None,
+    ) -> None:
         self.memory = memory
         self.settings = settings
         self.count_tokens = count_tokens
+        self.embeddings = embeddings  # recall by meaning too, when there is an embedder
+        self._prototypes: DisclosurePrototypes | None = None  # embedded on the first batch
         self.languages = tuple(code.strip() for code in settings.note_languages.split(",") if code.strip())
 
     def disclosures_in(self, event: ChatEvent) -> list[Disclosure]:
@@ -65,6 +81,40 @@ class Recaller:
             )
         return added
 
+    async def note_by_meaning(
+        self, events: list[ChatEvent], vectors: Vectors, *, harmful: Callable[[ChatEvent], Awaitable[bool]]
+    ) -> int:
+        """Notes from embedded lines whose meaning is a self-disclosure no pattern caught; how many were new.
+
+        The embedding worker's hook: ``vectors`` are the lines' own, just made. A note keeps the
+        viewer's words (the line, cut like a pattern note), its source line and its time.
+        """
+        if not self.settings.notes_from_disclosures or self.embeddings is None or not events:
+            return 0
+        if self._prototypes is None:
+            rows = await self.embeddings.embed_texts(prototype_texts())
+            if rows is None:
+                return 0
+            self._prototypes = DisclosurePrototypes(rows)
+        added = 0
+        for event, verdict in zip(events, self._prototypes.verdicts(vectors), strict=True):
+            if verdict is None or event.text.startswith("!") or find_disclosures(event.text, self.languages):
+                continue  # not one, or the pattern table already noted it
+            if await harmful(event):
+                continue
+            source = await self.memory.message_id_for(event.platform, event.message_id)
+            added += await self.memory.add_note(
+                event.platform,
+                event.author_id,
+                note_words(event.text),
+                kind="disclosure",
+                source_message_id=source,
+                keep_at_most=self.settings.notes_per_viewer,
+                noted_at=event.sent_at,
+                topic=verdict.topic,
+            )
+        return added
+
     async def block_for(
         self,
         event: ChatEvent,
@@ -95,17 +145,49 @@ class Recaller:
             about_speaker=about_speaker,
             place=place,
         )
-        lines = [line for line in lines if line.text != quoted and shown(line, persona)]
         ranking = Ranking(about_speaker=about_speaker)
         ranking.add(by_shared_words(notes, terms))
         ranking.add([line for line in lines if line.own])
         ranking.add([line for line in lines if not line.own], weight=OTHERS_WEIGHT)
+        own_near, others_near = await self._nearest(event, before_id)
+        ranking.add(own_near)
+        ranking.add(others_near, weight=OTHERS_WEIGHT)
         ranking.include(notes)
+        ranked = [
+            entry
+            for entry in ranking.ranked(superseded_notes(notes))
+            if not isinstance(entry.item, RecalledLine) or (entry.item.text != quoted and shown(entry.item, persona))
+        ]
         return remembered_block(
             persona.display_name,
             event.author_name,
-            ranking.ranked(superseded_notes(notes)),
+            ranked,
             now=datetime.now(UTC),
             count_tokens=self.count_tokens,
             budget_tokens=budget,
         )
+
+    async def _nearest(self, event: ChatEvent, before_id: int) -> tuple[list[RecalledLine], list[RecalledLine]]:
+        """The speaker's own lines and other viewers' nearest in meaning to the new line; ([], []) without embeddings.
+
+        Lines less similar than :data:`NEAREST_AT_LEAST` are not memories of this question, only
+        the least far of the viewer's lines.
+        """
+        if self.embeddings is None or self.settings.recall_lines <= 0:
+            return [], []
+        query = await self.embeddings.embed_query(event.text)
+        if query is None:  # the embedder failed (logged): full text alone, this time
+            return [], []
+        found = []
+        for own_only in (True, False):
+            nearest = await self.memory.nearest_lines(
+                event.platform,
+                event.channel_id,
+                event.author_id,
+                query,
+                own_only=own_only,
+                before_id=before_id,
+                limit=self.settings.recall_lines,
+            )
+            found.append([line for line, similarity in nearest if similarity >= NEAREST_AT_LEAST])
+        return found[0], found[1]
