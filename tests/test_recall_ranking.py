@@ -187,8 +187,8 @@ def test_for_a_question_about_the_asker_their_notes_come_before_other_viewers_li
     note = Note(1, "I grow chillies on my balcony", NOW - timedelta(days=3), "disclosure", 10)
     others = RecalledLine(11, "twitch", "c", "bob", "the garden show had chillies", NOW, own=False)
     ranking = Ranking(about_speaker=True)
-    ranking.add([others], weight=0.5)
-    ranking.include([note])
+    ranking.add([others])
+    ranking.add([note], weight=0.5)
     assert [entry.item for entry in ranking.ranked()] == [note, others]
     ranking.about_speaker = False
     assert [entry.item for entry in ranking.ranked()] == [others, note]
@@ -294,3 +294,20 @@ async def test_a_line_meaning_a_self_disclosure_becomes_a_note_with_its_words_so
     )
     assert note.created_at == said_at
     assert troll_notes == []
+
+
+async def test_the_askers_note_is_not_crowded_out_by_their_lines_that_merely_share_a_word(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(memory={"recall_tokens": 60}), backend=backend, counter=counter)
+    try:
+        await manager.hear(line("pat", "my husband Tomasz makes the best dumplings"))
+        for text in ("half the chat is asleep", "half time already", "half price pizza tonight"):
+            await manager.hear(line("pat", text))
+        for number in range(300):
+            await manager.hear(line(f"lurker{number % 20}", f"filler chatter number {number}"))
+        remembered = await remembered_for(manager, backend, "pat", "pip, who's my other half?")
+    finally:
+        await close_manager(manager)
+    assert 'pat told you just now: "my husband Tomasz makes the best dumplings"' in remembered

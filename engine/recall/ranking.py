@@ -55,19 +55,14 @@ class Ranking:
                 self._items[key] = item
             self._scores[key] = self._scores.get(key, 0.0) + weight / (FUSION_K + rank)
 
-    def include(self, items: Sequence[Remembered]) -> None:
-        """Items no search found that may still be shown after the found ones (a viewer's notes)."""
-        for item in items:
-            key = _key(item)
-            if isinstance(item, Note) or key not in self._items:
-                self._items[key] = item
-
     def ranked(self, superseded: set[int] | frozenset[int] = frozenset()) -> list[Ranked]:
-        def order(key: tuple[str, int]) -> tuple[bool, bool, float, float]:
+        def order(key: tuple[str, int]) -> tuple[bool, bool, float, bool, float]:
             item = self._items[key]
             stale = isinstance(item, Note) and item.id in superseded
             others = self.about_speaker and isinstance(item, RecalledLine) and not item.own
-            return (stale, others, -self._scores.get(key, 0.0), -item.created_at.timestamp())
+            # At equal score a note goes first: it is what the viewer said about themselves, distilled.
+            line = not isinstance(item, Note)
+            return (stale, others, -self._scores.get(key, 0.0), line, -item.created_at.timestamp())
 
         return [
             Ranked(self._items[key], isinstance(self._items[key], Note) and self._items[key].id in superseded)
@@ -82,13 +77,16 @@ def _key(item: Remembered) -> tuple[str, int]:
 
 
 def by_shared_words(notes: Sequence[Note], terms: Sequence[str]) -> list[Note]:
-    """The notes holding any of ``terms`` (folded, as memory folds them), most terms first, then newest."""
+    """Every note: those holding more of ``terms`` (folded, as memory folds them) first, then the newest.
+
+    A viewer's notes are few and each says something about them, so all of them form one ranked
+    list: for a question about the asker, their notes interleave with the lines found by search
+    instead of waiting behind every one of them.
+    """
     scored = []
     for note in notes:
         words = set(fold_text(note.text))
-        shared = sum(holds(words, term) for term in terms)
-        if shared:
-            scored.append((shared, note.created_at, note.id, note))
+        scored.append((sum(holds(words, term) for term in terms), note.created_at, note.id, note))
     scored.sort(key=lambda entry: entry[:3], reverse=True)
     return [entry[3] for entry in scored]
 

@@ -26,7 +26,7 @@ __all__ = ["NEAREST_AT_LEAST", "Recaller", "ShownFilter"]
 
 # Cosine (all-MiniLM-L6-v2) below which a line is not taken as a memory of the question.
 # Tuned on tests/data/recall_meaning_dev.jsonl only (docs/memory.md).
-NEAREST_AT_LEAST = 0.2
+NEAREST_AT_LEAST = 0.1
 
 # Whether a stored or recalled line may be shown to the model (content rules); the manager's.
 ShownFilter = Callable[[StoredMessage | RecalledLine, PersonaCard], bool]
@@ -146,13 +146,12 @@ class Recaller:
             place=place,
         )
         ranking = Ranking(about_speaker=about_speaker)
-        ranking.add(by_shared_words(notes, terms))
+        ranking.add(by_shared_words(notes, terms), weight=1.0 if about_speaker else OTHERS_WEIGHT)
         ranking.add([line for line in lines if line.own])
         ranking.add([line for line in lines if not line.own], weight=OTHERS_WEIGHT)
         own_near, others_near = await self._nearest(event, before_id)
         ranking.add(own_near)
         ranking.add(others_near, weight=OTHERS_WEIGHT)
-        ranking.include(notes)
         ranked = [
             entry
             for entry in ranking.ranked(superseded_notes(notes))
@@ -187,7 +186,10 @@ class Recaller:
                 query,
                 own_only=own_only,
                 before_id=before_id,
-                limit=self.settings.recall_lines,
+                # The speaker's own lines by meaning get twice the room: the asker's right line is
+                # often second or third among lines of like sense, and the fused ranking and the
+                # budget decide what is shown.
+                limit=self.settings.recall_lines * (2 if own_only else 1),
             )
             found.append([line for line, similarity in nearest if similarity >= NEAREST_AT_LEAST])
         return found[0], found[1]
