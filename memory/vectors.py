@@ -332,7 +332,7 @@ async def nearest_notes(
     """A viewer's notes nearest ``query`` (shared ones and ``persona_id``'s own), best first; with
     ``seen_in``, only those that may be shown in a conversation in that place (memory.scopes)."""
     async with db.execute(
-        "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope, v.vector FROM note_vectors v"
+        "SELECT n.id, n.text, n.created_at, n.kind, n.source_message_id, n.scope, v.vector, n.topic FROM note_vectors v"
         " JOIN notes n ON n.id = v.note_id JOIN users u ON u.id = v.user_id"
         " WHERE u.platform = ? AND u.platform_user_id = ? AND v.space = ?"
         f" AND (n.persona_id IS NULL OR ? IS NULL OR n.persona_id = ?) AND (? IS NULL OR {visible_in_sql('n.scope')})",
@@ -340,7 +340,7 @@ async def nearest_notes(
     ) as cursor:
         found = await cursor.fetchall()
     notes = {
-        row[0]: Note(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], row[5] or UNKNOWN_PLACE)
+        row[0]: Note(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], row[5] or UNKNOWN_PLACE, row[7])
         for row in found
     }
     best = _top([row[0] for row in found], [row[6] for row in found], query, limit)

@@ -23,7 +23,7 @@ from engine.recall.embedding import normalised
 from engine.recall.ranking import Ranked, Ranking, superseded_notes
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import Settings
-from memory import MemoryStore, Note, RecalledLine
+from memory import MemoryStore, Note, NoteVector, RecalledLine, VectorSpace
 from memory.spelling import fold_word, spellings
 from tests.fake_embedder import WordHashEmbedder
 
@@ -311,3 +311,15 @@ async def test_the_askers_note_is_not_crowded_out_by_their_lines_that_merely_sha
     finally:
         await close_manager(manager)
     assert 'pat told you just now: "my husband Tomasz makes the best dumplings"' in remembered
+
+
+async def test_a_note_found_by_meaning_keeps_its_topic(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+        await store.record_message(line("wren", "I live in York"))
+        await store.add_note("twitch", "id-wren", "I live in York", kind="disclosure", topic="home")
+        await store.use_vector_space(VectorSpace(embedder.name, embedder.dimensions))
+        [note] = await store.notes_for("twitch", "id-wren")
+        await store.add_note_vectors([NoteVector(note.id, embedder.embed([note.text])[0])])
+        [(found, _)] = await store.nearest_notes("twitch", "id-wren", embedder.embed(["York"])[0], limit=1)
+    assert found.topic == "home"
