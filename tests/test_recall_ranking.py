@@ -136,7 +136,7 @@ def test_only_the_newest_note_on_a_topic_is_current() -> None:
     leeds = Note(2, "I moved to Leeds", NOW - timedelta(days=1), "disclosure", 20, topic="home")
     cats = Note(3, "I love cats", NOW - timedelta(days=9), "disclosure", 30)
     dogs = Note(4, "I love dogs", NOW - timedelta(days=8), "disclosure", 40)
-    assert superseded_notes([york, leeds, cats, dogs]) == {1}
+    assert superseded_notes([york, leeds, cats, dogs]) == {1: 2}
 
 
 async def test_a_newer_disclosure_wins_over_the_one_it_corrects(
@@ -155,8 +155,10 @@ async def test_a_newer_disclosure_wins_over_the_one_it_corrects(
         await close_manager(manager)
     block = remembered.split("]\n", 1)[0]  # the block, then the question
     items = [item for item in block.splitlines() if item.startswith("- ")]
-    assert items[0] == '- wren told you 2 days ago: "I moved to Leeds last month"'
-    assert '- wren told you 5 days ago (since changed): "I live in York, it\'s lovely"' in items[1:]
+    assert items[:2] == [
+        '- wren told you 2 days ago: "I moved to Leeds last month"',
+        '- wren told you 5 days ago (since changed): "I live in York, it\'s lovely"',
+    ], "the correction first, what it corrected right after it, marked"
 
 
 # -- questions about the asker ------------------------------------------------------------------
@@ -323,3 +325,13 @@ async def test_a_note_found_by_meaning_keeps_its_topic(tmp_path: Path) -> None:
         await store.add_note_vectors([NoteVector(note.id, embedder.embed([note.text])[0])])
         [(found, _)] = await store.nearest_notes("twitch", "id-wren", embedder.embed(["York"])[0], limit=1)
     assert found.topic == "home"
+
+
+def test_a_correction_takes_the_place_of_the_note_it_corrected_which_follows_it_marked() -> None:
+    york = Note(1, "I live in York", NOW - timedelta(days=5), "disclosure", 10, topic="home")
+    leeds = Note(2, "I moved to Leeds", NOW - timedelta(days=1), "disclosure", 20, topic="home")
+    cats = Note(3, "I love cats", NOW - timedelta(days=9), "disclosure", 30)
+    ranking = Ranking(about_speaker=True)
+    ranking.add([york, cats, leeds])  # the question shared a word with the older note only
+    ranked = ranking.ranked(superseded_notes([york, leeds, cats]))
+    assert [(entry.item, entry.superseded) for entry in ranked] == [(leeds, False), (york, True), (cats, False)]

@@ -77,17 +77,15 @@ CHAT_PROTOTYPES: tuple[str, ...] = (
     "I'm so bored right now",
     "can you play some music",
 )  # fmt: skip
-_TOPIC_KINDS = frozenset({"job", "home", "origin", "age", "birthday"})
 
 
 @dataclass(frozen=True, slots=True)
 class MeaningVerdict:
+    """The kind of disclosure a line is by meaning. It carries no topic: a nearest prototype is a
+    guess, and a guess must not mark what the viewer said plainly as changed."""
+
     kind: str
     similarity: float
-
-    @property
-    def topic(self) -> str | None:
-        return self.kind if self.kind in _TOPIC_KINDS else None
 
 
 def prototype_texts() -> list[str]:

@@ -8,14 +8,15 @@ so a BM25-like sum and a cosine similarity need no common scale. A note and the 
 from are one item (the note's words are shown).
 
 Then three rules: a note superseded by a newer one on the same topic ("I live in York", then
-"actually I moved to Leeds") goes last and is marked as such; when the question is about the
-asker, every one of the asker's own memories comes before other viewers' lines; ties go to the
-newer item.
+"actually I moved to Leeds") never comes before the newer one, which takes its place if it
+ranked higher, and is marked as changed; when the
+question is about the asker, every one of the asker's own memories comes before other viewers'
+lines; ties go to a note, then to the newer item.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from memory.records import Note, RecalledLine
@@ -55,19 +56,32 @@ class Ranking:
                 self._items[key] = item
             self._scores[key] = self._scores.get(key, 0.0) + weight / (FUSION_K + rank)
 
-    def ranked(self, superseded: set[int] | frozenset[int] = frozenset()) -> list[Ranked]:
-        def order(key: tuple[str, int]) -> tuple[bool, bool, float, bool, float]:
+    def ranked(self, superseded: Mapping[int, int] | None = None) -> list[Ranked]:
+        """Best first. ``superseded``: note id → the id of the newer note on its topic.
+
+        A superseded note never comes before the note that replaced it: when the older one ranks
+        higher (the question shared its words), the newer one takes its place and the older one
+        follows, marked as changed. A correction is never hidden behind what it corrected.
+        """
+        replaced_by = dict(superseded or {})
+
+        def order(key: tuple[str, int]) -> tuple[bool, float, bool, float]:
             item = self._items[key]
-            stale = isinstance(item, Note) and item.id in superseded
             others = self.about_speaker and isinstance(item, RecalledLine) and not item.own
             # At equal score a note goes first: it is what the viewer said about themselves, distilled.
             line = not isinstance(item, Note)
-            return (stale, others, -self._scores.get(key, 0.0), line, -item.created_at.timestamp())
+            return (others, -self._scores.get(key, 0.0), line, -item.created_at.timestamp())
 
-        return [
-            Ranked(self._items[key], isinstance(self._items[key], Note) and self._items[key].id in superseded)
-            for key in sorted(self._items, key=order)
-        ]
+        ordered = [self._items[key] for key in sorted(self._items, key=order)]
+        for stale_id, current_id in replaced_by.items():
+            positions = {id(item): index for index, item in enumerate(ordered)}
+            stale = next((item for item in ordered if isinstance(item, Note) and item.id == stale_id), None)
+            current = next((item for item in ordered if isinstance(item, Note) and item.id == current_id), None)
+            if stale is None or current is None or positions[id(stale)] > positions[id(current)]:
+                continue
+            ordered.remove(current)  # the correction takes the place the older note earned
+            ordered.insert(ordered.index(stale), current)
+        return [Ranked(item, isinstance(item, Note) and item.id in replaced_by) for item in ordered]
 
 
 def _key(item: Remembered) -> tuple[str, int]:
@@ -91,8 +105,8 @@ def by_shared_words(notes: Sequence[Note], terms: Sequence[str]) -> list[Note]:
     return [entry[3] for entry in scored]
 
 
-def superseded_notes(notes: Sequence[Note]) -> set[int]:
-    """Ids of notes that a newer note on the same topic replaced."""
+def superseded_notes(notes: Sequence[Note]) -> dict[int, int]:
+    """Each note that a newer note on the same topic replaced: its id → the newest one's id."""
     newest: dict[str, Note] = {}
     for note in notes:
         if note.topic is None:
@@ -100,4 +114,6 @@ def superseded_notes(notes: Sequence[Note]) -> set[int]:
         current = newest.get(note.topic)
         if current is None or (note.created_at, note.id) > (current.created_at, current.id):
             newest[note.topic] = note
-    return {note.id for note in notes if note.topic is not None and newest[note.topic].id != note.id}
+    return {
+        note.id: newest[note.topic].id for note in notes if note.topic is not None and newest[note.topic].id != note.id
+    }

@@ -111,7 +111,6 @@ class Recaller:
                 source_message_id=source,
                 keep_at_most=self.settings.notes_per_viewer,
                 noted_at=event.sent_at,
-                topic=verdict.topic,
             )
         return added
 
