@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -335,3 +336,22 @@ def test_a_correction_takes_the_place_of_the_note_it_corrected_which_follows_it_
     ranking.add([york, cats, leeds])  # the question shared a word with the older note only
     ranked = ranking.ranked(superseded_notes([york, leeds, cats]))
     assert [(entry.item, entry.superseded) for entry in ranked] == [(leeds, False), (york, True), (cats, False)]
+
+
+async def test_a_dm_line_is_never_recalled_or_noted_by_meaning_in_a_public_channel(
+    make_settings: Callable[..., Settings], counter: TokenCounter
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    embedder = ConceptEmbedder("trade", "pipes")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter, embedder=embedder)
+    try:
+        secret = replace(line("gus", "I spent ten years fixing pipes, flying scares me to death"), private=True)
+        await manager.hear(replace(secret, channel_id="dm-gus"))
+        for number in range(300):
+            await manager.hear(line("gus" if number % 10 == 0 else f"lurker{number % 20}", f"my chatter {number}"))
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        remembered = await remembered_for(manager, backend, "gus", "pip, what's my trade?")
+    finally:
+        await close_manager(manager)
+    assert "fixing pipes" not in remembered

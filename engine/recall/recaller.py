@@ -111,6 +111,7 @@ class Recaller:
                 source_message_id=source,
                 keep_at_most=self.settings.notes_per_viewer,
                 noted_at=event.sent_at,
+                place=line_place(event),  # said in a DM, it stays out of every public prompt
             )
         return added
 
@@ -185,6 +186,7 @@ class Recaller:
                 query,
                 own_only=own_only,
                 before_id=before_id,
+                place=line_place(event),  # a DM's lines stay out of public prompts, as in full-text recall
                 # The speaker's own lines by meaning get twice the room: the asker's right line is
                 # often second or third among lines of like sense, and the fused ranking and the
                 # budget decide what is shown.
