@@ -75,6 +75,14 @@ class AdapterArguments:
             "help": "prompt_tuning: text the virtual tokens start from; default: the persona card's description."
         },
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue training this saved adapter (a folder with adapter_config.json, e.g. "
+            "personas/adapters/pip) instead of starting a new one; its own config (method, rank, targets) "
+            "applies and the lora_* / num_virtual_tokens flags are ignored."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -83,6 +91,10 @@ class AdapterArguments:
             raise ConfigError(f"lora_r={self.lora_r}: vLLM only serves LoRA ranks {VLLM_LORA_RANKS}; pick one of them")
         if self.num_virtual_tokens < 1:
             raise ConfigError("num_virtual_tokens must be at least 1")
+        if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"init_adapter {self.init_adapter}: no adapter_config.json there; give a saved adapter folder"
+            )
 
 
 @dataclass

@@ -13,6 +13,9 @@ for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
     python -m finetune.train --preset recommended --output_dir outputs/adapters/pip-lora \\
         --max_steps 60 --per_device_train_batch_size 2 --threads 1
 
+    # continue the shipped Pip adapter on new data rather than starting from zero
+    python -m finetune.train --preset recommended --init_adapter personas/adapters/pip --train_file more.jsonl
+
     # keep the checkpoint with the lowest validation loss (the shipped Pip validation split by default)
     python -m finetune.train --preset recommended --eval_strategy steps --eval_steps 50 \\
         --save_strategy steps --save_steps 50 --load_best_model_at_end true
@@ -254,13 +257,22 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
         if data_args.eval_file
         else None
     )
+    model = load_base_model(model_path, adapter_args.method, sft_config)
+    peft_config = build_peft_config(adapter_args, model_path, persona_text(card))
+    if adapter_args.init_adapter:
+        from peft import PeftModel
+
+        # The saved adapter's weights and config carry on; an fp16 copy (as shipped) is cast up to
+        # the base model's dtype by peft (autocast_adapter_dtype), so training stays in fp32.
+        model = PeftModel.from_pretrained(model, adapter_args.init_adapter, is_trainable=True)
+        peft_config = None
     trainer = SFTTrainer(
-        model=load_base_model(model_path, adapter_args.method, sft_config),
+        model=model,
         args=sft_config,
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        peft_config=build_peft_config(adapter_args, model_path, persona_text(card)),
+        peft_config=peft_config,
     )
     started = time.perf_counter()
     trainer.train()

@@ -103,6 +103,11 @@ def test_a_rank_vllm_cannot_serve_is_refused_before_training() -> None:
         AdapterArguments(lora_r=12)
 
 
+def test_continuing_from_a_folder_that_holds_no_adapter_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no adapter_config\.json there"):
+        parse_args(["--init_adapter", str(tmp_path)])
+
+
 def test_prompt_tuning_refuses_packing() -> None:
     with pytest.raises(ConfigError, match="packing is not supported with prompt_tuning"):
         parse_args(["--preset", "prompt_tuning_seed", "--packing", "true"])
