@@ -97,24 +97,32 @@ def test_the_reloaded_adapter_has_lower_heldout_perplexity_than_the_base(lora_ru
     assert tuned < base
 
 
-def test_training_can_continue_a_saved_adapter_instead_of_starting_a_new_one(
-    lora_run: TrainResult, tmp_path: Path
-) -> None:
+def test_training_can_continue_the_shipped_adapter_instead_of_starting_a_new_one(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
+    shipped = Path(__file__).parents[1] / "personas" / "adapters" / "pip"
     out = tmp_path / "continued"
     steps = "--max_steps 2 --per_device_train_batch_size 2 --learning_rate 2e-3 --logging_steps 1 --warmup_steps 0"
-    args = ["--preset", "recommended", *COMMON, "--output_dir", str(out), "--init_adapter", str(lora_run.adapter_dir)]
-    continued = train(*parse_args([*args, *steps.split()]))
-
-    # The same first batch as the first run's, but the loss starts where that run ended, not from scratch.
-    assert continued.first_loss is not None and lora_run.first_loss is not None and lora_run.last_loss is not None
-    assert continued.first_loss < (lora_run.first_loss + lora_run.last_loss) / 2
-    before, after = (
-        load_file(lora_run.adapter_dir / "adapter_model.safetensors"),
-        load_file(out / "adapter_model.safetensors"),
+    continued = train(
+        *parse_args(
+            [
+                "--preset",
+                "recommended",
+                *COMMON,
+                "--output_dir",
+                str(out),
+                "--init_adapter",
+                str(shipped),
+                *steps.split(),
+            ]
+        )
     )
-    assert before.keys() == after.keys() and any(not before[name].equal(after[name]) for name in before)
+
+    # A new adapter starts as the bare base model (loss about 4.2 on this set, docs/finetuning.md); this one
+    # starts where the shipped adapter is (about 2.3).
+    assert continued.first_loss is not None and continued.first_loss < 3.0
+    before, after = load_file(shipped / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and any(not before[name].float().equal(after[name].float()) for name in before)
     assert inspect_adapter(out).vllm_loadable
 
 
