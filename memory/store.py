@@ -593,6 +593,10 @@ class MemoryStore:
         self._channel_vectors.added(space, stored)
         return len(stored)
 
+    def held_vectors_fill(self) -> tuple[int, int]:
+        """(rows, row capacity) of the channels' vectors held in memory (:class:`ChannelVectors`)."""
+        return self._channel_vectors.fill()
+
     @_translated
     async def add_note_vectors(self, rows: Sequence[NoteVector]) -> int:
         """Store notes' vectors in one transaction; how many notes were still there to take one."""

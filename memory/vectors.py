@@ -28,6 +28,7 @@ from memory.scopes import UNKNOWN_PLACE, visible_in_sql
 
 __all__ = [
     "CHANNEL_SCAN",
+    "HELD_ROWS",
     "OWN_SCAN",
     "ChannelVectors",
     "LineVector",
@@ -43,6 +44,7 @@ __all__ = [
 
 OWN_SCAN = 5000  # a speaker's newest embedded lines searched (a very busy regular has ~2,000 in all)
 CHANNEL_SCAN = 1000  # a channel's newest embedded lines searched; older ones are full-text recall's
+HELD_ROWS = 4096  # channels' vectors held in memory, all together: 6.3 MB at 384 dimensions
 _LINE_COLUMNS = "m.id, m.platform, m.channel_id, m.author_name, m.text, m.created_at, m.from_moderator"
 
 Vector = npt.NDArray[np.float32]
@@ -162,13 +164,21 @@ class ChannelVectors:
     """The newest :data:`CHANNEL_SCAN` vectors of the most recently searched channels, in memory.
 
     A channel's first search reads them from the database (the cold figure in docs/memory.md);
-    later ones are one matrix product, kept current by :meth:`added`. Forgetting a viewer drops
-    every channel held (:meth:`clear`), so their vectors leave the process's memory as well.
+    later ones are one matrix product, kept current by :meth:`added`. Only searched channels are
+    held: a channel where nobody asks costs no memory. The held set is bounded by rows, not only
+    by channels: a held channel keeps taking its new lines until it holds :data:`CHANNEL_SCAN`, so
+    32 channels × 1,000 rows (49 MB at 384 dimensions) would fill for hours in a busy stream
+    (docs/safety.md). Past ``rows``, the least recently searched channels are let go; they are
+    read again on their next search. Forgetting a viewer drops every channel held
+    (:meth:`clear`), so their vectors leave the process's memory as well.
     """
 
-    def __init__(self, channels: int = 32) -> None:  # 1.5 MB each at 384 dimensions
+    def __init__(self, channels: int = 32, rows: int = HELD_ROWS) -> None:
         self.channels = channels
+        self.rows = max(rows, CHANNEL_SCAN)  # one full channel always fits
         self._held: OrderedDict[tuple[str, str, int], _ChannelRows] = OrderedDict()
+        self._rows_held = 0
+        self._at_bound = False  # a channel was let go for the row bound: the set runs full from here
 
     def get(self, key: tuple[str, str, int]) -> _ChannelRows | None:
         rows = self._held.get(key)
@@ -177,10 +187,9 @@ class ChannelVectors:
         return rows
 
     def put(self, key: tuple[str, str, int], rows: _ChannelRows) -> None:
-        self._held[key] = rows
+        self._hold(key, rows)
         self._held.move_to_end(key)
-        while len(self._held) > self.channels:
-            self._held.popitem(last=False)
+        self._trim()
 
     def added(self, space: int, stored: Sequence[_Stored]) -> None:
         """Vectors just stored join the channels held (the others read them when first searched)."""
@@ -190,10 +199,32 @@ class ChannelVectors:
         for key, lines in by_channel.items():
             held = self._held.get(key)
             if held is not None:
-                self._held[key] = _newest(_merged(held, lines))
+                self._hold(key, _newest(_merged(held, lines)))
+        self._trim()
+
+    def fill(self) -> tuple[int, int]:
+        """(rows held, row capacity), for the benchmarks' warm-up (``manager.cache_fill()``).
+
+        Whole channels are let go, so the rows held rarely equal the bound exactly: once the bound
+        has let one go, the set counts as full (capacity, capacity).
+        """
+        return (self.rows if self._at_bound else self._rows_held), self.rows
 
     def clear(self) -> None:
         self._held.clear()
+        self._rows_held = 0
+        self._at_bound = False
+
+    def _hold(self, key: tuple[str, str, int], rows: _ChannelRows) -> None:
+        before = self._held.get(key)
+        self._rows_held += len(rows.ids) - (len(before.ids) if before is not None else 0)
+        self._held[key] = rows
+
+    def _trim(self) -> None:
+        while len(self._held) > self.channels or (self._rows_held > self.rows and len(self._held) > 1):
+            self._at_bound = self._at_bound or self._rows_held > self.rows
+            _, dropped = self._held.popitem(last=False)
+            self._rows_held -= len(dropped.ids)
 
 
 def _rows_of(triples: Sequence[tuple[int, str, bytes]]) -> _ChannelRows:

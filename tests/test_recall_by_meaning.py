@@ -23,6 +23,7 @@ from engine.recall.meaning import prototype_texts
 from engine.recall.selection import carries_a_fact
 from engine.settings import load_settings
 from memory import LineVector, MemoryStore, NoteVector, VectorSpace
+from memory.vectors import CHANNEL_SCAN, HELD_ROWS
 from tests.fake_embedder import WordHashEmbedder
 
 pytestmark = pytest.mark.timeout(120)
@@ -280,6 +281,36 @@ async def test_the_channels_lines_held_in_memory_take_new_lines_and_let_a_forgot
     assert [line.author_name for line, _ in first] == ["Ana"]
     assert [line.author_name for line, _ in both] == ["Ana", "Ben"], "a line stored after the first search"
     assert [line.author_name for line, _ in after] == ["Ben"], "the forgotten viewer's vector left memory"
+
+
+async def test_the_channels_vectors_held_in_memory_stay_under_their_row_bound_however_many_are_searched(
+    tmp_path: Path,
+) -> None:
+    embedder = WordHashEmbedder(dimensions=8)
+    channels = [f"room{number}" for number in range(HELD_ROWS // CHANNEL_SCAN + 2)]
+    lines = [  # a full channel's worth in each: more than the bound in all
+        said(f"my dog ate sock {number}", f"viewer{number % 7}", number=number, channel=channel)
+        for index, channel in enumerate(channels)
+        for number in range(index * CHANNEL_SCAN, (index + 1) * CHANNEL_SCAN)
+    ]
+    memory = await _store_with(tmp_path, embedder, lines)
+    question = embedder.embed(["my dog ate sock"])[0]
+    try:
+        held_before_any_search = memory.held_vectors_fill()
+        found = [
+            await memory.nearest_lines("twitch", channel, "carl", question, own_only=False, before_id=10**9, limit=1)
+            for channel in channels
+        ]
+        held_after_searches = memory.held_vectors_fill()
+        again = await memory.nearest_lines(
+            "twitch", channels[0], "carl", question, own_only=False, before_id=10**9, limit=1
+        )
+    finally:
+        await memory.close()
+    assert held_before_any_search == (0, HELD_ROWS), "a channel where nobody asks holds no vectors"
+    assert all(len(lines_found) == 1 for lines_found in found)
+    assert held_after_searches == (HELD_ROWS, HELD_ROWS), "full at its bound, never past it"
+    assert [line.channel_id for line, _ in again] == [channels[0]], "a channel let go is read again"
 
 
 async def test_a_line_or_note_said_in_a_dm_is_never_found_by_meaning_in_a_public_channel(tmp_path: Path) -> None:
