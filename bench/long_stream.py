@@ -178,6 +178,8 @@ class Samples:
     sent: int = 0
     caches_full_at: int | None = None  # lines when the per-line caches and channel tables first were full
     cache_fill: dict[str, tuple[int, int]] = field(default_factory=dict)
+    embed_waiting: list[tuple[int, int]] = field(default_factory=list)  # (lines so far, lines waiting to be embedded)
+    embed_counts: dict[str, int] = field(default_factory=dict)  # the embedding worker's counts at the end
 
 
 def arrival_times(args: argparse.Namespace) -> Iterator[float]:
@@ -234,6 +236,10 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
     for table, count in state.items():
         seen.most_channel_state[table] = max(seen.most_channel_state[table], count)
     seen.cache_fill = manager.cache_fill()
+    if manager.embeddings is not None:
+        # Its backlog fills whenever the bench feeds lines faster than the embedder takes them.
+        seen.embed_waiting.append((lines, manager.embeddings.waiting))
+        seen.embed_counts = dict(manager.embeddings.counts)
     if seen.caches_full_at is None and filled(seen, scheduler.config.channels_kept):
         seen.caches_full_at = lines
     gc.collect()
@@ -324,6 +330,16 @@ def warmup_lines(seen: Samples, lines: int, args: argparse.Namespace) -> tuple[i
     return share, f"{share} lines ({args.warmup:.0%}; every bounded cache was full at {seen.caches_full_at})"
 
 
+def embed_backlog_line(seen: Samples, warmup: int) -> str:
+    """Lines waiting to be embedded: at the warm-up, at most, at the end; and the worker's counts."""
+    if not seen.embed_waiting:
+        return "- (recall by meaning off)"
+    at_warmup = next((waiting for at, waiting in seen.embed_waiting if at >= warmup), 0)
+    most = max(waiting for _, waiting in seen.embed_waiting)
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(seen.embed_counts.items()))
+    return f"{at_warmup} lines at the warm-up, at most {most}, {seen.embed_waiting[-1][1]} at the end ({counts})"
+
+
 def report(seen: Samples, lines: int, stored: int, wall_s: float, stream_s: float, args: argparse.Namespace) -> None:
     warmup, warmup_why = warmup_lines(seen, lines, args)
     after_warmup = [(at, mb) for at, mb in seen.rss if at >= warmup]
@@ -343,6 +359,7 @@ def report(seen: Samples, lines: int, stored: int, wall_s: float, stream_s: floa
         ("  in the last half", f"{slope_per_10k(after_warmup[len(after_warmup) // 2 :]):+.3f} MB"),
         ("scheduler heap", f"at most {seen.most_heap_entries} entries; {seen.most_heap_per_live:.2f} per live line"),
         ("queued lines at most", f"{seen.most_live}"),
+        ("embedding backlog", embed_backlog_line(seen, warmup)),
     ] + [(f"most held: {table}", f"{count}") for table, count in sorted(seen.most_channel_state.items())]
     rows += [(f"outcome {outcome.value}", f"{count}") for outcome, count in sorted(seen.outcomes.items())]
     width = max(len(name) for name, _ in rows)

@@ -47,6 +47,17 @@ def test_warm_up_waits_for_every_per_line_cache(bench: ModuleType) -> None:
     assert not bench.filled(seen, KEPT)
 
 
+def test_the_report_shows_the_embedding_backlog_filling_after_the_warm_up(bench: ModuleType) -> None:
+    # With recall by meaning on, the backlog filling towards its bound was the RSS growth at 120 minutes.
+    seen = bench.Samples(
+        embed_waiting=[(1000, 100), (33000, 8363), (97000, 20000)], embed_counts={"dropped_backlog": 4}
+    )
+    line = bench.embed_backlog_line(seen, 33000)
+    assert line.startswith("8363 lines at the warm-up, at most 20000, 20000 at the end")
+    assert "dropped_backlog 4" in line
+    assert "off" in bench.embed_backlog_line(bench.Samples(), 33000)
+
+
 @pytest.mark.timeout(300)
 def test_tracemalloc_option_names_the_sites_that_grew(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
