@@ -323,12 +323,18 @@ class ConversationManager:
         }
 
     def cache_fill(self) -> dict[str, tuple[int, int]]:
-        """(entries, capacity) of each bounded per-line cache; benchmarks warm up until all are full."""
-        return {
+        """(entries, capacity) of each bounded per-line cache; benchmarks warm up until all are full.
+
+        With recall by meaning on, the channels' vectors held in memory for search count too (rows).
+        """
+        fill = {
             "shown_verdicts": (len(self._shown), _REMEMBERED_LINES),
             "lore_words": folded_word_cache_fill(),
             **self.moderator.cache_fill(),
         }
+        if self.embeddings is not None:
+            fill["recall_vectors"] = self.memory.held_vectors_fill()
+        return fill
 
     async def _notes_by_meaning(self, events: list[ChatEvent], vectors: Vectors) -> None:
         """The embed worker's hook: notes from lines that are self-disclosures by meaning."""

@@ -228,6 +228,8 @@ class ChannelVectors:
 
 
 def _rows_of(triples: Sequence[tuple[int, str, bytes]]) -> _ChannelRows:
+    if not triples:  # a channel searched before any of its lines was embedded: no width to read yet
+        return _ChannelRows(np.empty(0, np.int64), np.empty(0, np.object_), np.empty((0, 0), _STORED))
     ordered = sorted(triples, key=lambda triple: triple[0])
     ids = np.array([triple[0] for triple in ordered], dtype=np.int64)
     authors = np.array([triple[1] for triple in ordered], dtype=np.object_)
@@ -237,6 +239,8 @@ def _rows_of(triples: Sequence[tuple[int, str, bytes]]) -> _ChannelRows:
 
 def _merged(held: _ChannelRows, lines: Sequence[_Stored]) -> _ChannelRows:
     fresh = _rows_of([(line.message_id, line.author_id, line.blob) for line in lines])
+    if len(held.ids) == 0:
+        return fresh
     keep = ~np.isin(held.ids, fresh.ids)  # a vector stored again replaces the one held
     ids = np.concatenate([held.ids[keep], fresh.ids])
     order = np.argsort(ids, kind="stable")

@@ -283,6 +283,24 @@ async def test_the_channels_lines_held_in_memory_take_new_lines_and_let_a_forgot
     assert [line.author_name for line, _ in after] == ["Ben"], "the forgotten viewer's vector left memory"
 
 
+async def test_a_channel_searched_before_any_line_is_embedded_finds_nothing_then_its_new_lines(
+    tmp_path: Path,
+) -> None:
+    embedder = WordHashEmbedder()
+    memory = await _store_with(tmp_path, embedder, [said("my dog biscuit ate a sock", number=1, channel="elsewhere")])
+    question = embedder.embed(["my dog biscuit ate a sock"])[0]
+    try:
+        empty = await memory.nearest_lines("twitch", "stream", "carl", question, own_only=False, before_id=99, limit=1)
+        later = said("my dog biscuit ate the whole sock drawer", "ben", number=2)
+        await memory.record_message(later)
+        await memory.add_vectors([LineVector("twitch", later.message_id, embedder.embed([later.text])[0])])
+        found = await memory.nearest_lines("twitch", "stream", "carl", question, own_only=False, before_id=99, limit=1)
+    finally:
+        await memory.close()
+    assert empty == []
+    assert [line.author_name for line, _ in found] == ["Ben"]
+
+
 async def test_the_channels_vectors_held_in_memory_stay_under_their_row_bound_however_many_are_searched(
     tmp_path: Path,
 ) -> None:
