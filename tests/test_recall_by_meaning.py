@@ -20,7 +20,7 @@ from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.recall.embedding import Embedder, OpenAIEmbedder, embedder_from_settings
 from engine.recall.meaning import prototype_texts
-from engine.recall.selection import carries_a_fact
+from engine.recall.selection import carries_a_fact, worth_embedding
 from engine.settings import load_settings
 from memory import LineVector, MemoryStore, NoteVector, VectorSpace
 from memory.vectors import CHANNEL_SCAN, HELD_ROWS
@@ -67,6 +67,18 @@ def test_chatter_that_says_nothing_about_anyone_is_not_embedded(line: str) -> No
     assert not carries_a_fact(line, addressed=False)
 
 
+@pytest.mark.parametrize(
+    "line", ["Cork born, Dublin based", "30 today!!", "ex-Navy, 22 years on submarines", "Go President Trump!"]
+)
+def test_any_other_line_that_says_something_in_words_is_worth_a_vector_later(line: str) -> None:
+    assert worth_embedding(line)
+
+
+@pytest.mark.parametrize("line", ["LMAO", "🔥🔥🔥🔥🔥", "!forgetme please", "1234567890", "😂😂 lol 😂😂"])
+def test_emotes_numbers_commands_and_single_words_are_never_embedded(line: str) -> None:
+    assert not worth_embedding(line)
+
+
 def test_a_line_addressed_to_the_character_is_embedded_whatever_it_says() -> None:
     assert carries_a_fact("pip what is the capital of peru", addressed=True)
     assert not carries_a_fact("what is the capital of peru", addressed=False)
@@ -80,7 +92,7 @@ async def test_lines_are_embedded_in_the_worker_thread_and_found_by_the_speaker(
     manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
     try:
         await manager.hear(said("my trade is plumbing, ten years of pipes", number=1))
-        await manager.hear(said("Go team go!!!", number=2))  # chatter: never embedded
+        await manager.hear(said("🔥🔥🔥 LMAO!!!", number=2))  # says nothing in words: never embedded
         await manager.hear(said("i keep bees in my garden", "ben", number=3))
         assert manager.embeddings is not None
         await manager.embeddings.drain()
@@ -97,7 +109,7 @@ async def test_lines_are_embedded_in_the_worker_thread_and_found_by_the_speaker(
     assert [line.text for line, _ in own] == ["my trade is plumbing, ten years of pipes"]
     assert own[0][0].own and own[0][1] > 0.1
     assert [line.text for line, _ in others] == ["i keep bees in my garden"], "the channel's lines are other viewers'"
-    assert [text for batch in embedder.batches for text in batch if "Go team" in text] == []
+    assert [text for batch in embedder.batches for text in batch if "LMAO" in text] == []
     assert embedder.threads == {"costar-embed_0"}, "embedding never runs on the event loop's thread"
 
 
@@ -124,6 +136,30 @@ async def test_a_flood_past_the_backlog_is_dropped_and_counted_then_the_worker_c
         await close_manager(manager)
     assert stored == 1
     assert "embeddings are behind" in caplog.text and "caught up" in caplog.text
+
+
+async def test_lines_that_may_carry_a_fact_are_embedded_before_the_others_and_take_their_place_in_a_flood(
+    make_settings, counter
+) -> None:
+    embedder = WordHashEmbedder()
+    settings = make_settings(memory={"embed_backlog": 4, "embed_batch": 3})
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        worker = manager.embeddings
+        assert worker is not None
+        chatter = [worker.offer(said(f"what a press conference {n}", number=n)) for n in range(4)]  # no await
+        facts = [worker.offer(said(f"my lucky number is {n}", number=10 + n)) for n in range(2)]
+        late_chatter = worker.offer(said("so much talking today", number=20))
+        await worker.drain()
+    finally:
+        await close_manager(manager)
+    assert chatter == [True] * 4 and facts == [True, True] and late_chatter is False
+    assert worker.counts["dropped_backlog"] == 3, "two old chatter lines gave way, the late one was dropped"
+    chat_batches = [batch for batch in embedder.batches if "lucky" in batch[0] or "press" in batch[0]]
+    assert chat_batches == [
+        ["my lucky number is 0", "my lucky number is 1", "what a press conference 2"],
+        ["what a press conference 3"],
+    ]
 
 
 async def test_a_flood_of_lines_is_let_in_before_the_worker_embeds(

@@ -7,9 +7,14 @@ lines in batches of ``COSTAR_MEMORY_EMBED_BATCH``, embeds each batch in its own 
 the vectors in one transaction. Questions asked at reply time (:meth:`embed_query`) go through
 the same thread, so they wait for at most the batch in progress.
 
+Lines that may carry a fact (:func:`engine.recall.selection.carries_a_fact`) are embedded first;
+every other line that says something in words (:func:`~engine.recall.selection.worth_embedding`)
+waits behind them and is embedded when none of those waits.
+
 In a flood the backlog grows: when it passes half its bound the worker logs that it is behind
-(and again when it has caught up, with how long that took); past ``COSTAR_MEMORY_EMBED_BACKLOG``
-new lines are dropped and counted (``costar_embeddings_dropped``). A dropped or failed line stays
+(and again when it has caught up, with how long that took); at ``COSTAR_MEMORY_EMBED_BACKLOG``
+a line that may carry a fact takes the place of the oldest other line, and otherwise the new line
+is dropped; both are counted (``costar_embeddings_dropped``). A dropped or failed line stays
 stored and full-text searchable; only recall by meaning misses it. An embedder that fails (the
 model missing, the endpoint down) costs that batch, logged once per outage, never a chat line.
 """
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from engine.events import ChatEvent
 from engine.observability.metrics import Metrics
 from engine.recall.embedding import Embedder, Vectors
-from engine.recall.selection import carries_a_fact
+from engine.recall.selection import carries_a_fact, worth_embedding
 from memory import LineVector, MemoryStore, Note, NoteVector, VectorSpace
 
 __all__ = ["EmbedWorker", "EmbeddedHook"]
@@ -58,7 +63,8 @@ class _Waiting:
     author_id: str
     message_id: str
     text: str
-    event: ChatEvent  # for the hook (:attr:`EmbedWorker.on_embedded`)
+    # For the hook (:attr:`EmbedWorker.on_embedded`); None for a line that carries no fact by the rule.
+    event: ChatEvent | None
 
 
 # Called with each batch once its vectors are stored: notes by meaning are decided there, from the
@@ -79,7 +85,8 @@ class EmbedWorker:
         self.metrics = metrics
         self.counts: Counter[str] = Counter()  # offered, skipped, embedded, dropped_backlog, dropped_error
         self.last_catch_up_s: float | None = None  # how long the last spell behind took to clear
-        self._waiting: deque[_Waiting] = deque()
+        self._waiting: deque[_Waiting] = deque()  # lines that may carry a fact: embedded first
+        self._background: deque[_Waiting] = deque()  # the other lines worth a vector: when none of those waits
         self._in_batch = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -95,7 +102,7 @@ class EmbedWorker:
     @property
     def waiting(self) -> int:
         """Lines offered and not yet embedded (queued or in the batch in progress)."""
-        return len(self._waiting) + self._in_batch
+        return len(self._waiting) + len(self._background) + self._in_batch
 
     async def start(self) -> None:
         """Choose the vector space in memory, load the model in the worker thread, start the worker task.
@@ -133,24 +140,39 @@ class EmbedWorker:
 
     def offer(self, event: ChatEvent) -> bool:
         """Queue a stored viewer line if it may carry a fact; False when skipped or dropped. No await."""
-        if self.unavailable is not None or not carries_a_fact(event.text, addressed=event.addresses_bot):
+        if self.unavailable is not None:
+            self.counts["skipped"] += 1
+            return False
+        if carries_a_fact(event.text, addressed=event.addresses_bot):
+            queue = self._waiting
+        elif worth_embedding(event.text):
+            queue = self._background
+        else:
             self.counts["skipped"] += 1
             return False
         if self.waiting >= self.backlog:
             self._dropped("backlog", 1)
-            return False
+            if queue is self._background or not self._background:
+                return False
+            self._background.popleft()  # a line that may carry a fact is worth more than the oldest other
         self.counts["offered"] += 1
         self._last_offer = time.monotonic()
-        self._waiting.append(_Waiting(event.platform, event.author_id, event.message_id, event.text, event))
+        # Only a line that may carry a fact goes to the hook (notes by meaning): tried on every line, the
+        # prototypes made a note of one chat line in 45 ("Her husband is 60"), and recall fell (docs/memory.md).
+        kept_event = event if queue is self._waiting else None
+        queue.append(_Waiting(event.platform, event.author_id, event.message_id, event.text, kept_event))
         self._note_backlog()
         self._wake.set()
         return True
 
     def forget(self, platform: str, author_id: str) -> int:
         """Drop a forgotten viewer's lines still waiting (their words leave memory at once); how many."""
-        kept = deque(line for line in self._waiting if (line.platform, line.author_id) != (platform, author_id))
-        removed = len(self._waiting) - len(kept)
-        self._waiting = kept
+        removed = 0
+        for queue in (self._waiting, self._background):
+            kept = [line for line in queue if (line.platform, line.author_id) != (platform, author_id)]
+            removed += len(queue) - len(kept)
+            queue.clear()
+            queue.extend(kept)
         return removed
 
     # -- questions at reply time ------------------------------------------------------------
@@ -186,19 +208,26 @@ class EmbedWorker:
 
     async def _run(self) -> None:
         while True:
-            if not self._waiting:
+            if not self._waiting and not self._background:
                 self._caught_up()
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             await self._lull()
-            taken = [self._waiting.popleft() for _ in range(min(self.batch, len(self._waiting)))]
+            taken = self._next_batch()
             self._in_batch = len(taken)
             try:
                 await self._embed_and_store(taken)
             finally:
                 self._in_batch = 0
+
+    def _next_batch(self) -> list[_Waiting]:
+        """Up to a batch of lines, those that may carry a fact first, the rest filled from the others."""
+        taken = [self._waiting.popleft() for _ in range(min(self.batch, len(self._waiting)))]
+        room = self.batch - len(taken)
+        taken += [self._background.popleft() for _ in range(min(room, len(self._background)))]
+        return taken
 
     async def _lull(self) -> None:
         """Let a flood of lines in first: wait until none came for a moment (never long)."""
@@ -221,9 +250,10 @@ class EmbedWorker:
             self._failing = False
             log.warning("embeddings work again")
         self.counts["embedded"] += len(lines)
-        if self.on_embedded is not None:
+        hooked = [row for row, line in enumerate(lines) if line.event is not None]
+        if self.on_embedded is not None and hooked:
             try:
-                await self.on_embedded([line.event for line in lines], vectors)
+                await self.on_embedded([event for line in lines if (event := line.event) is not None], vectors[hooked])
             except Exception as exc:  # a note not made never costs the lines their vectors
                 log.warning("notes by meaning skipped for %d lines: %s", len(lines), exc)
 

@@ -7,6 +7,12 @@ addressed to the character, a line in the first person ("my", "I'm", "we", ...: 
 about oneself starts without a pronoun ("been a plumber for ten years", "born in Gdansk",
 "vegan since march", "tuning in from Nairobi"). Commands, and lines too short to say anything,
 are not. On the press-briefing chat it keeps 19% of the lines (docs/memory.md).
+
+Those lines come first. Every other line that says something in words (:func:`worth_embedding`:
+two words or more, not a command) is embedded too, after them, when the worker has nothing better
+to do: chat drops the pronoun ("Cork born, Dublin based", "30 today!!", "ex-Navy, 22 years on
+submarines") in more ways than a pattern can list, and at chat's pace (a few lines a second) the
+worker embeds them all. In a flood they are the lines given up first.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import re
 
 from engine.recall.terms import FIRST_PERSON_WORDS
 
-__all__ = ["carries_a_fact"]
+__all__ = ["carries_a_fact", "worth_embedding"]
 
 _MIN_CHARS = 8  # "lol", "hi pip", ":)" say nothing worth finding again
 # The speaker's own words (terms.FIRST_PERSON_WORDS, as about_the_speaker uses) or a group they are
@@ -30,6 +36,10 @@ _SELF_OPENING = re.compile(
     r"big fan|huge fan|fan of|can'?t stand|obsessed)\b",
     re.IGNORECASE,
 )
+# A word or a number in any script; a line needs two, one of them a word ("30 today!!"): emotes, a
+# lone number or a lone "LMAO" say nothing to find again.
+_TOKEN = re.compile(r"[^\W_]+")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def carries_a_fact(text: str, *, addressed: bool) -> bool:
@@ -37,3 +47,11 @@ def carries_a_fact(text: str, *, addressed: bool) -> bool:
     if len(text) < _MIN_CHARS or text.startswith("!"):
         return False
     return addressed or _SPEAKER.search(text) is not None or _SELF_OPENING.match(text) is not None
+
+
+def worth_embedding(text: str) -> bool:
+    """Whether a line says enough in words to be worth a vector once the lines that carry a fact are done."""
+    if len(text) < _MIN_CHARS or text.startswith("!"):
+        return False
+    tokens = _TOKEN.finditer(text)
+    return next(tokens, None) is not None and next(tokens, None) is not None and _LETTER.search(text) is not None
