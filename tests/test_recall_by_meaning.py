@@ -21,6 +21,7 @@ from engine.events import ChatEvent
 from engine.recall.embedding import Embedder, OpenAIEmbedder, embedder_from_settings
 from engine.recall.meaning import prototype_texts
 from engine.recall.selection import carries_a_fact, worth_embedding
+from engine.recall.terms import without_names
 from engine.settings import load_settings
 from memory import LineVector, MemoryStore, NoteVector, VectorSpace
 from memory.vectors import CHANNEL_SCAN, HELD_ROWS
@@ -524,3 +525,9 @@ async def test_a_viewers_line_is_recalled_by_meaning_through_the_whole_bot(make_
     finally:
         await close_manager(manager)
     assert [line.text for line, _ in found] == ["terrified of heights tbh"]
+
+
+def test_the_characters_name_is_left_out_of_a_question_before_it_is_embedded() -> None:
+    assert without_names("pip, what's my partner's name?", ("Pip",)) == "what's my partner's name?"
+    assert without_names("@Captain Brine which club do I support?", ("Captain Brine",)) == "which club do I support?"
+    assert without_names("pip", ("Pip",)) == "pip", "a line that is only the name stays itself"

@@ -355,3 +355,37 @@ async def test_a_dm_line_is_never_recalled_or_noted_by_meaning_in_a_public_chann
     finally:
         await close_manager(manager)
     assert "fixing pipes" not in remembered
+
+
+async def chatter(manager: ConversationManager, regular: str, lines: int) -> None:
+    for number in range(lines):
+        await manager.hear(line(regular if number % 10 == 0 else "lurker", f"the map on level {number} is huge"))
+
+
+def test_a_later_line_on_the_same_matter_goes_just_before_the_line_it_updates() -> None:
+    plan = RecalledLine(1, "twitch", "c", "ann", "going to Rome in May", NOW - timedelta(days=9), own=True)
+    other = RecalledLine(2, "twitch", "c", "ann", "holiday countdown is on", NOW - timedelta(days=5), own=True)
+    change = RecalledLine(3, "twitch", "c", "ann", "change of plans, it's Vienna now", NOW, own=True)
+    ranking = Ranking(about_speaker=True)
+    ranking.add([plan, other])  # found for the question; the change shares too little with it
+    ranking.add_newer(plan, change)
+    assert [entry.item for entry in ranking.ranked()] == [change, plan, other]
+
+
+async def test_a_viewers_change_of_plan_is_recalled_before_the_plan_it_changed(
+    make_settings: Callable[..., Settings], counter: TokenCounter, minilm
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter, embedder=minilm)
+    try:
+        await manager.hear(line("pax", "booked a week in Rome for the summer holiday", sent_at=NOW - timedelta(days=3)))
+        await chatter(manager, "pax", 100)
+        await manager.hear(line("pax", "Rome fell through, so it's Lisbon instead!", sent_at=NOW - timedelta(days=1)))
+        await chatter(manager, "pax", 300)  # both out of the history window
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        remembered = await remembered_for(manager, backend, "pax", "pip, where am I going on holiday?")
+    finally:
+        await close_manager(manager)
+    assert "Lisbon" in remembered and "Rome for the summer" in remembered
+    assert remembered.index("Lisbon") < remembered.index("Rome for the summer")

@@ -7,10 +7,11 @@ reciprocal rank fusion (Cormack, Clarke and Büttcher, SIGIR 2009): an item scor
 so a BM25-like sum and a cosine similarity need no common scale. A note and the line it was made
 from are one item (the note's words are shown).
 
-Then three rules: a note superseded by a newer one on the same topic ("I live in York", then
-"actually I moved to Leeds") never comes before the newer one, which takes its place if it
-ranked higher, and is marked as changed; when the
-question is about the asker, every one of the asker's own memories comes before other viewers'
+Then four rules: a later line of the asker's close in meaning to one found ("going to Rome in
+May", then "change of plans, we're doing Vienna instead") scores just above it; a note
+superseded by a newer one on the same topic ("I live in York", then "actually I moved to
+Leeds") never comes before the newer one, which takes its place if it ranked higher, and is
+marked as changed; when the question is about the asker, every one of the asker's own memories comes before other viewers'
 lines; ties go to a note, then to the newer item.
 """
 
@@ -47,6 +48,7 @@ class Ranking:
     about_speaker: bool = False
     _items: dict[tuple[str, int], Remembered] = field(default_factory=dict)
     _scores: dict[tuple[str, int], float] = field(default_factory=dict)
+    _newer: list[tuple[tuple[str, int], tuple[str, int]]] = field(default_factory=list)  # (older, newer) keys
 
     def add(self, ranked: Sequence[Remembered], weight: float = 1.0) -> None:
         """One search's results, best first."""
@@ -55,6 +57,12 @@ class Ranking:
             if isinstance(item, Note) or key not in self._items:  # a note's words beat its line's
                 self._items[key] = item
             self._scores[key] = self._scores.get(key, 0.0) + weight / (FUSION_K + rank)
+
+    def add_newer(self, older: RecalledLine, newer: RecalledLine) -> None:
+        """``newer``, a later line of the same viewer on the matter of ``older``, goes just before it."""
+        key = _key(newer)
+        self._items.setdefault(key, newer)
+        self._newer.append((_key(older), key))
 
     def ranked(self, superseded: Mapping[int, int] | None = None) -> list[Ranked]:
         """Best first. ``superseded``: note id → the id of the newer note on its topic.
@@ -72,6 +80,8 @@ class Ranking:
             line = not isinstance(item, Note)
             return (others, -self._scores.get(key, 0.0), line, -item.created_at.timestamp())
 
+        for older, newer in self._newer:  # a later word on the matter scores just above the line it updates
+            self._scores[newer] = max(self._scores.get(newer, 0.0), self._scores.get(older, 0.0) + 1e-9)
         ordered = [self._items[key] for key in sorted(self._items, key=order)]
         for stale_id, current_id in replaced_by.items():
             positions = {id(item): index for index, item in enumerate(ordered)}

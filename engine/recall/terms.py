@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from memory.spelling import fold_word
 from memory.text import STOP_WORDS
 
-__all__ = ["FIRST_PERSON_WORDS", "about_the_speaker", "query_terms"]
+__all__ = ["FIRST_PERSON_WORDS", "about_the_speaker", "query_terms", "without_names"]
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*", re.UNICODE)
 # The words by which a line speaks of its author (a regex alternation; selection.py builds on it).
@@ -51,3 +51,11 @@ def query_terms(text: str, *, ignore: Iterable[str] = ()) -> list[str]:
         if len(terms) == _MAX_TERMS:
             break
     return terms
+
+
+def without_names(text: str, names: Iterable[str]) -> str:
+    """``text`` with the words of ``names`` left out ("pip, what's my job?" → "what's my job?"); itself if that is all."""
+    ignored = {word.casefold() for name in names for word in _WORD.findall(name)}
+    kept = _WORD.sub(lambda found: "" if found.group().casefold() in ignored else found.group(), text)
+    kept = re.sub(r"^[\s,.:;!@-]+", "", " ".join(kept.split()))
+    return kept or text
