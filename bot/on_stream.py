@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass, field
 
+from bot.dashboard.server import DashboardServer, dashboard_tokens
 from bot.hearing import start_hearing
 from bot.obs_control import ObsControl, ObsUnavailable
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
@@ -20,7 +22,7 @@ from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.voice.speaker import Voice, card_voices
 
-__all__ = ["OnStream"]
+__all__ = ["OnStream", "start_dashboard"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class OnStream:
     overlay: OverlayServer | None = None
+    dashboard: DashboardServer | None = None
     obs: ObsControl | None = None
     voice: Voice | None = None  # hearing's barge-in hushes it
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,6 +59,8 @@ class OnStream:
                 )
             else:
                 log.info("Overlay for OBS on %s", shown)
+        if settings.dashboard.enabled:
+            on_stream.dashboard = await start_dashboard(settings, manager)
         # Speech needs a listener: the overlay page plays it, or COSTAR_VOICE_OUT_DIR keeps it.
         heard_somewhere = on_stream.overlay is not None or settings.voice.out_dir is not None
         if (
@@ -89,3 +94,25 @@ class OnStream:
             await self.obs.close()
         if self.overlay is not None:
             await self.overlay.close()
+        if self.dashboard is not None:
+            await self.dashboard.close()
+
+
+async def start_dashboard(settings: Settings, manager: ConversationManager) -> DashboardServer:
+    """Serve the dashboard; print its URL, and the login tokens at the first start only."""
+    tokens = await asyncio.to_thread(dashboard_tokens, settings)
+    dashboard = DashboardServer(manager, settings.dashboard, tokens)
+    await dashboard.start()
+    log.info("Dashboard on %s", dashboard.url)
+    if tokens.made:
+        # Straight to the terminal, not the log: the log redacts the tokens, and this is their one showing.
+        shown = {"moderator": tokens.moderator, "read-only": tokens.read_only}
+        lines = [f"  {role.value} token: {shown[role.value]}" for role in tokens.made]
+        print(
+            f"Dashboard {dashboard.url} - log in with (shown once; kept in DATA_DIR/dashboard-*token):",
+            *lines,
+            sep="\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    return dashboard

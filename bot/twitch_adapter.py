@@ -39,6 +39,7 @@ from bot.twitch_commands import ChatCommands, SceneSwitcher
 from bot.twitch_events import Converted, Ignored, TokenScopes, plan_subscriptions
 from bot.twitch_eventsub import Delivery
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
+from engine.control.room import PlatformStatus
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Role
 from engine.flow.clock import Clock, MonotonicClock
@@ -214,7 +215,14 @@ class TwitchAdapter:
             ),
             clock=self.clock,
             budget_for=lambda event: self.budget_for(event.channel_id),
-            on_outcome=manager.metrics.scheduler_outcome,  # dropped lines by reason in /metrics
+            on_outcome=manager.line_outcome,  # dropped lines by reason in /metrics, each on the dashboard
+        )
+        manager.control.register_platform(
+            PLATFORM,
+            PlatformStatus(
+                budgets=lambda: {channel: (b.in_window(), b.limit) for channel, b in self.budgets.items()},
+                queued=lambda: self.scheduler.queued,
+            ),
         )
         self.director = StreamDirector(
             manager, self._speak, settings=settings.stream, clock=self.clock, channels_kept=settings.core.channels_kept

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.control.room import ControlRoom
 from engine.errors import (
     BackendError,
     BackendUnavailable,
@@ -143,6 +144,7 @@ class ConversationManager:
             self.embeddings.on_embedded = self._notes_by_meaning
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self.stage = Stage()  # captions and voice on the stream itself subscribe here
+        self.control = ControlRoom()  # the streamer's dashboard watches here
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         # Per-channel tables keep the most recently active channels only (engine.flow.recent):
         # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
@@ -260,6 +262,7 @@ class ConversationManager:
         heard = HeardLine(event, repeats=self.moderator.count_repeats(event), stored_at=stored_at)
         if event.addresses_bot:
             heard.verdict = self.moderator.check_input(event, persona, repeats=heard.repeats)
+        self.control.heard(event, heard.verdict)
         disclosures = self.recaller.disclosures_in(event)
         if disclosures:
             harmful = self.moderator.harmful_text(event.text, persona, event.channel_key)
@@ -307,6 +310,11 @@ class ConversationManager:
         if self._on_stage(event):  # a reaction or a command's line shows on the overlay like a reply
             self.stage.publish(notice_for(self.stage, heard, persona, verdict.text))
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
+
+    def line_outcome(self, event: object, outcome: str) -> None:
+        """A reply scheduler's outcome listener: /metrics counts the unanswered, the dashboard shows each."""
+        self.metrics.scheduler_outcome(event, outcome)
+        self.control.outcome(event, outcome)
 
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""

@@ -26,6 +26,7 @@ from personas.moderation_rules import ActionMap, CommaList, ModerationOverrides,
 __all__ = [
     "BackendSettings",
     "CoreSettings",
+    "DashboardSettings",
     "DiscordSettings",
     "HearingSettings",
     "MemorySettings",
@@ -294,6 +295,36 @@ class OverlaySettings(BaseSettings):
     )
 
 
+class DashboardSettings(BaseSettings):
+    """The streamer's control room in a browser (docs/dashboard.md)."""
+
+    model_config = _section("COSTAR_DASHBOARD_")
+
+    enabled: bool = Field(True, description="serve the dashboard while the bot runs")
+    port: int = Field(8766, ge=0, le=65535, description="port the dashboard listens on (0: any free port)")
+    host: str = Field(
+        "127.0.0.1", description="address the dashboard listens on; anything but loopback needs TLS_CERT and TLS_KEY"
+    )
+    hostnames: str = Field(
+        "",
+        description="comma-separated names the browser uses to reach a non-loopback bind (checked against the "
+        "Host header); the bind address itself is always accepted",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="moderator login token, at least 16 characters; made and kept in DATA_DIR/dashboard-token "
+        "when unset",
+    )
+    readonly_token: SecretStr | None = Field(
+        None,
+        description="read-only login token, at least 16 characters; made and kept in "
+        "DATA_DIR/dashboard-readonly-token when unset",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate for HTTPS (with TLS_KEY)")
+    tls_key: Path | None = Field(None, description="PEM private key for HTTPS (with TLS_CERT)")
+    session_hours: float = Field(12.0, gt=0, description="a login lasts this long")
+
+
 class VoiceSettings(BaseSettings):
     """The character's voice, for personas whose card has a ``voice:`` section (docs/overlay.md)."""
 
@@ -505,6 +536,7 @@ class Settings(BaseModel):
     twitch: TwitchSettings
     stream: StreamSettings
     overlay: OverlaySettings
+    dashboard: DashboardSettings
     voice: VoiceSettings
     obs: ObsSettings
     hearing: HearingSettings

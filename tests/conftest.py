@@ -44,6 +44,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # No test loads all-MiniLM-L6-v2 unless it asks (``minilm``, or memory={"embeddings": "local"}):
     # the bots that tests and their subprocesses start recall by full text only.
     monkeypatch.setenv("COSTAR_MEMORY_EMBEDDINGS", "off")
+    # Bots that tests start side by side each take a free port for their dashboard, not 8766.
+    monkeypatch.setenv("COSTAR_DASHBOARD_PORT", "0")
 
 
 # A shipped card's model block, with whatever adapter a user bound there since.

@@ -9,19 +9,18 @@ must match when one is set (always when the server listens beyond loopback).
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
-import os
-import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from bot.web_guard import host_name as _host_name
+from bot.web_guard import is_loopback as _is_loopback
+from bot.web_guard import kept_token, strong_enough
+from bot.web_guard import same_secret as _same_secret
 from engine.errors import SettingsError
 from engine.observability.redact import register_secret
 from engine.settings import Settings
@@ -33,24 +32,6 @@ __all__ = ["OverlayServer", "cue_filter", "overlay_token"]
 log = logging.getLogger(__name__)
 
 _TOKEN_FILE = "overlay-token"
-_MIN_TOKEN_CHARS = 16  # the one costar makes has 32 (secrets.token_urlsafe(24))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str) -> str:
-    """The name in a Host header (``127.0.0.1:8765``, ``[::1]:8765``, ``localhost``), lower case."""
-    try:
-        return urlsplit(f"//{host_header}").hostname or ""
-    except ValueError:  # a malformed header ("[::1") names no host we answer to
-        return ""
 
 
 def _is_obs(origin: str) -> bool:
@@ -59,11 +40,7 @@ def _is_obs(origin: str) -> bool:
 
 
 def _strong_enough(token: str, source: str, fix: str) -> str:
-    """``token`` when it is long enough to guess for no one; an empty one would turn the check off."""
-    if len(token) < _MIN_TOKEN_CHARS:
-        size = "empty" if not token else f"only {len(token)} characters"
-        raise SettingsError(f"the overlay token in {source} is {size} (at least {_MIN_TOKEN_CHARS} needed): {fix}")
-    return token
+    return strong_enough(token, "overlay", source, fix)
 
 
 def overlay_token(settings: Settings) -> str | None:
@@ -77,27 +54,9 @@ def overlay_token(settings: Settings) -> str | None:
         return _strong_enough(token, "COSTAR_OVERLAY_TOKEN", "set a longer one, or unset it to have one made")
     if _is_loopback(settings.overlay.host):
         return None
-    path = settings.core.data_dir / _TOKEN_FILE
-    try:
-        if path.exists():
-            token = path.read_text(encoding="utf-8").strip()
-            _strong_enough(token, str(path), "delete the file to have a new one made, or set COSTAR_OVERLAY_TOKEN")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            token = secrets.token_urlsafe(24)
-            # 0600 from the start, and O_NOFOLLOW never writes through a link left in its place.
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(token + "\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot keep the overlay token in {path}: {exc}; set COSTAR_OVERLAY_TOKEN") from exc
+    token, _ = kept_token(settings.core.data_dir / _TOKEN_FILE, "overlay", "COSTAR_OVERLAY_TOKEN")
     register_secret(token)
     return token
-
-
-def _same_secret(given: str, token: str) -> bool:
-    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
 
 
 def cue_filter(query: Mapping[str, str]) -> Callable[[Cue], bool]:
