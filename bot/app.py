@@ -102,6 +102,7 @@ async def build_manager(
     try:
         manager.default_persona()  # fail early with a clear message when no persona is usable
         await manager.start_embeddings()
+        await manager.restore_controls()  # a mute survives a restart
     except BaseException:
         await memory.close()
         raise

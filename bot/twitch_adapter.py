@@ -546,6 +546,9 @@ class TwitchAdapter:
         safe = twitch_safe(text)
         if reservation is None:
             return None  # no room in the send budget: silence beats a 30-minute lockout
+        if self.manager.control.muted(f"{PLATFORM}:{channel_id}"):  # muted while this waited for room
+            reservation.cancel()
+            return None
         if safe is None or normalise_text(safe) == self._last_sent.get(channel_id):
             reservation.cancel()  # Twitch drops an identical message within 30 s anyway
             return None

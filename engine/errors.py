@@ -6,6 +6,7 @@ EngineError
 ├── MemoryUnavailable      memory could not store or read (bad path, locked, disk full)
 ├── VoiceUnavailable       the speech engine is missing or failed (names the engine and the fix)
 ├── HearingUnavailable     no microphone, a device gone, unreadable audio, no recognizer
+├── ReviewRefused          a held reply is no longer waiting, or its edited text failed moderation
 └── BackendError           the language model could not produce a reply
     ├── BackendUnavailable connection refused, 503, circuit open, timeout
     ├── ContextTooLong     the server refused the prompt as too long
@@ -25,6 +26,7 @@ __all__ = [
     "MemoryUnavailable",
     "ModelNotFound",
     "PersonaNotFound",
+    "ReviewRefused",
     "SettingsError",
     "VoiceUnavailable",
 ]
@@ -77,3 +79,8 @@ class VoiceUnavailable(EngineError):
 class HearingUnavailable(EngineError):
     """The character cannot hear the host: no microphone or device, audio it cannot read, or no
     speech recognizer (names the device or file and the fix). Chat goes on without hearing."""
+
+
+class ReviewRefused(EngineError):
+    """A decision on a held reply cannot be carried out: it was already sent, dropped or went
+    stale, or the edited text did not pass output moderation (the reasons are in the message)."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.control.review import Approvals, Decision, parse_approvals
 from engine.control.room import ControlRoom
 from engine.errors import (
     BackendError,
@@ -32,6 +33,7 @@ from engine.errors import (
     EngineError,
     MemoryUnavailable,
     PersonaNotFound,
+    ReviewRefused,
     SettingsError,
 )
 from engine.events import ChatEvent, Reply
@@ -144,7 +146,10 @@ class ConversationManager:
             self.embeddings.on_embedded = self._notes_by_meaning
         self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
         self.stage = Stage()  # captions and voice on the stream itself subscribe here
-        self.control = ControlRoom()  # the streamer's dashboard watches here
+        # The streamer's dashboard watches here; it holds the mutes and the replies awaiting approval.
+        self.control = ControlRoom(
+            Approvals(parse_approvals(settings.dashboard.approve), stale_s=settings.dashboard.approve_stale_s)
+        )
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         # Per-channel tables keep the most recently active channels only (engine.flow.recent):
         # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
@@ -291,6 +296,9 @@ class ConversationManager:
         stored like one; None when nothing sayable is left.
         """
         event = heard.event
+        if self.control.muted(event.channel_key):
+            log.info("Not saying a fixed line in %s: muted", event.channel_key)
+            return None
         persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
         limits = self.platform_limits.get(event.platform)
         finished = postprocess(text, style=persona.style, speaker_names=(persona.display_name,), limits=limits)
@@ -310,6 +318,25 @@ class ConversationManager:
         if self._on_stage(event):  # a reaction or a command's line shows on the overlay like a reply
             self.stage.publish(notice_for(self.stage, heard, persona, verdict.text))
         return Reply(event, verdict.text, persona.persona_id, persona.display_name, memory_id=memory_id)
+
+    # -- the streamer's controls -------------------------------------------------------------
+
+    async def mute(self, scope: str, muted: bool = True) -> None:
+        """Silence ``scope`` ("*", a platform or a channel key), or lift that: from this call on
+        nothing more is said there (replies being written stop, captions come down, the voice
+        stops); lines are still heard and stored. Kept across restarts."""
+        self.control.set_muted(scope, muted)
+        if muted:
+            taken = self.stage.clear(self.control.muted)
+            log.info("Muted %s (%d lines taken off the stream)", scope, len(taken))
+        else:
+            log.info("Unmuted %s", scope)
+        await self._remember(self.memory.set_muted(scope, muted))
+
+    async def restore_controls(self) -> None:
+        """The mutes in force when the bot last stopped."""
+        for scope in await self._remember(self.memory.muted_scopes()):
+            self.control.set_muted(scope, True)
 
     def line_outcome(self, event: object, outcome: str) -> None:
         """A reply scheduler's outcome listener: /metrics counts the unanswered, the dashboard shows each."""
@@ -431,6 +458,8 @@ class ConversationManager:
         async for item in self.generate(heard, snapshots=False, hint=hint):
             if isinstance(item, Reply):
                 final = item
+        if final is not None and self.control.muted(heard.event.channel_key):
+            return None  # muted after it was written: it is stored, never said
         return final
 
     async def reply_stream(self, heard: HeardLine) -> AsyncIterator[str]:
@@ -449,21 +478,92 @@ class ConversationManager:
         someone watches the stage (an overlay, a voice): they get the snapshots either way. A
         private conversation (a DM, a channel marked private) is never staged.
         """
-        if not self._on_stage(heard.event):
-            async for item in self._generate(heard, snapshots=snapshots, hint=hint):
+        channel = heard.event.channel_key
+        if self.control.approvals.needed(channel):
+            async for item in self._generate_for_review(heard, hint):
                 yield item
+            return
+        if not self._on_stage(heard.event):
+            shown = False
+            async for item in self.control.until_muted(channel, self._generate(heard, snapshots=snapshots, hint=hint)):
+                shown = isinstance(item, str) and bool(item)
+                yield item
+            if shown and self.control.muted(channel):
+                yield ""  # muted mid-reply: take back what the platform shows
             return
         event = heard.event
         staged = StagedReply(
             self.stage, heard, await self.persona_for(event.platform, event.channel_id, event.server_id)
         )
         try:
-            async for item in self._generate(heard, snapshots=True, hint=hint):
+            async for item in self.control.until_muted(channel, self._generate(heard, snapshots=True, hint=hint)):
                 staged.take(item)
                 if snapshots or isinstance(item, Reply):
                     yield item
+            if staged.shown and not staged.finished and self.control.muted(channel):
+                yield ""
         finally:
             staged.close()
+
+    async def _generate_for_review(self, heard: HeardLine, hint: Hint | None) -> AsyncIterator[str | Reply]:
+        """Approve-before-send: the finished reply is held for the streamer; nothing is shown (on
+        the platform or the stream) until it is approved, and then only the approved text."""
+        event = heard.event
+        written: Reply | None = None
+        async for item in self.control.until_muted(
+            event.channel_key, self._generate(heard, snapshots=False, hint=hint)
+        ):
+            if isinstance(item, Reply):
+                written = item
+        if written is None:
+            return
+        reviewed = await self._reviewed(written)
+        if reviewed is None or self.control.muted(event.channel_key):
+            return
+        if self._on_stage(event):
+            persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+            self.stage.publish(notice_for(self.stage, heard, persona, reviewed.text))
+        yield reviewed.text
+        yield reviewed
+
+    async def _reviewed(self, reply: Reply) -> Reply | None:
+        """Hold ``reply`` until the streamer sends, edits or drops it (or it goes stale); the
+        decision is stored with the reply. None when it is not to be sent."""
+        held = self.control.approvals.hold(reply)
+        self.control.publish(held.wire())
+        decision, text = await self.control.approvals.decision(held)
+        self.control.publish({"type": "settled", "id": held.held_id, "decision": decision.value})
+        log.info("Held reply in %s: %s", reply.event.channel_key, decision.value)
+        if reply.memory_id is not None:
+            draft = reply.text if decision is Decision.EDITED else None
+            await self._remember(self.memory.set_review(reply.memory_id, decision.value, text=text, draft=draft))
+        if decision in (Decision.DROPPED, Decision.STALE):
+            self.metrics.drop(f"review_{decision.value}")
+            return None
+        return replace(reply, text=text)
+
+    async def decide(self, held_id: str, decision: Decision, text: str | None = None) -> None:
+        """The streamer's decision on a held reply. An edit is post-processed and checked by output
+        moderation like any reply; refused text leaves the reply waiting (ReviewRefused says why)."""
+        held = self.control.approvals.held.get(held_id)
+        if held is None:
+            raise ReviewRefused("that reply is no longer waiting: it was sent, dropped or went stale")
+        checked = held.reply.text
+        if decision is Decision.EDITED:
+            event = held.reply.event
+            persona = await self.persona_for(event.platform, event.channel_id, event.server_id)
+            limits = self.platform_limits.get(event.platform)
+            finished = postprocess(
+                text or "", style=persona.style, speaker_names=(persona.display_name,), limits=limits
+            )
+            verdict = self.moderator.check_output(finished, persona, event, may_regenerate=False)
+            if not verdict.passes or not verdict.text:
+                raise ReviewRefused(
+                    "the edited text did not pass moderation: " + (", ".join(verdict.reasons) or "empty")
+                )
+            checked = verdict.text
+        if not self.control.approvals.decide(held_id, decision, checked):
+            raise ReviewRefused("that reply is no longer waiting: it was sent, dropped or went stale")
 
     def _on_stage(self, event: ChatEvent) -> bool:
         """Whether what is said to ``event`` goes on the stream: someone watches the stage (an

@@ -323,6 +323,25 @@ class DashboardSettings(BaseSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate for HTTPS (with TLS_KEY)")
     tls_key: Path | None = Field(None, description="PEM private key for HTTPS (with TLS_CERT)")
     session_hours: float = Field(12.0, gt=0, description="a login lasts this long")
+    approve: str = Field(
+        "",
+        description="approve-before-send per scope, comma-separated SCOPE=MODE: SCOPE is *, a platform or "
+        "platform:channel; MODE is off, approve or approve_first_N_minutes (e.g. twitch=approve_first_30_minutes)",
+    )
+    approve_stale_s: float = Field(
+        120.0, gt=0, description="a held reply not decided on within this long is dropped (counted unanswered)"
+    )
+
+    @field_validator("approve")
+    @classmethod
+    def _approve_modes(cls, value: str) -> str:
+        from engine.control.review import parse_approvals  # engine.control imports engine.events, not settings
+
+        try:
+            parse_approvals(value, variable="")
+        except SettingsError as exc:  # pydantic reports ValueErrors, naming the variable itself
+            raise ValueError(str(exc).removeprefix(": ")) from None
+        return value
 
 
 class VoiceSettings(BaseSettings):

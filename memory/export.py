@@ -25,6 +25,10 @@ class ExportedLine:
     persona_id: str | None
     text: str
     created_at: str  # ISO 8601, as stored
+    # Approve-before-send (a fine-tuning signal): approved / edited / dropped / stale, None when
+    # the reply was not held; ``draft`` is the model's own text when the streamer edited it.
+    review: str | None = None
+    draft: str | None = None
 
 
 def _read_only(path: Path | str) -> sqlite3.Connection:
@@ -34,14 +38,20 @@ def _read_only(path: Path | str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def _review_columns(connection: sqlite3.Connection) -> str:
+    """The review columns (migration 12), or NULLs for a database from before them: an export
+    never migrates, so it reads whatever version it is given."""
+    names = {str(row[1]) for row in connection.execute("PRAGMA table_info(messages)")}
+    return "review, draft" if "review" in names else "NULL, NULL"
+
+
 def persona_channel_lines(path: Path | str, persona_id: str, platform: str | None = None) -> list[ExportedLine]:
     """Every line of the channels where ``persona_id`` spoke, oldest first per channel.
 
     Other personas' lines in those channels are left out; viewers' lines are all kept.
     """
-    query = (
-        "SELECT id, platform, channel_id, author_name, is_character, persona_id, text, created_at FROM messages"
-        " WHERE (platform, channel_id) IN"
+    where = (
+        " FROM messages WHERE (platform, channel_id) IN"
         " (SELECT DISTINCT platform, channel_id FROM messages WHERE is_character = 1 AND persona_id = ?)"
         + (" AND platform = ?" if platform else "")
         + " ORDER BY platform, channel_id, id"
@@ -49,10 +59,14 @@ def persona_channel_lines(path: Path | str, persona_id: str, platform: str | Non
     parameters = (persona_id, platform) if platform else (persona_id,)
     try:
         with _read_only(path) as connection:
-            records = connection.execute(query, parameters).fetchall()
+            columns = "id, platform, channel_id, author_name, is_character, persona_id, text, created_at, "
+            records = connection.execute(f"SELECT {columns}{_review_columns(connection)}{where}", parameters).fetchall()
     except sqlite3.Error as exc:
         raise MemoryStoreError(f"{path}: cannot read the messages table: {exc}") from exc
-    lines = [ExportedLine(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7]) for row in records]
+    lines = [
+        ExportedLine(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9])
+        for row in records
+    ]
     return [line for line in lines if not line.is_character or line.persona_id == persona_id]
 
 

@@ -235,4 +235,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # lives: the newer one is current. NULL for notes that may stand side by side (likes, pets).
         "ALTER TABLE notes ADD COLUMN topic TEXT",
     ),
+    Migration(
+        12,
+        "the streamer's controls: mutes that survive a restart, and the review of each held reply",
+        # scope: "*" (everything), a platform ("twitch") or a channel key ("twitch:12345").
+        # review: approved / edited / dropped / stale when approve-before-send held the reply;
+        # draft: the model's text when the streamer edited it (a fine-tuning signal).
+        """
+        CREATE TABLE IF NOT EXISTS mutes (
+            scope TEXT PRIMARY KEY,
+            muted_at TEXT NOT NULL
+        );
+        ALTER TABLE messages ADD COLUMN review TEXT;
+        ALTER TABLE messages ADD COLUMN draft TEXT;
+        """,
+    ),
 )

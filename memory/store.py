@@ -351,6 +351,32 @@ class MemoryStore:
                 "UPDATE messages SET platform_message_id = ? WHERE id = ?", (platform_message_id, row_id)
             )
 
+    @_translated
+    async def set_review(self, row_id: int, review: str, *, text: str, draft: str | None) -> None:
+        """What the streamer decided on a held reply (approved / edited / dropped / stale); an edit
+        keeps the model's own text as ``draft`` and stores the sent text."""
+        async with self._write_lock:
+            await self._db.execute(
+                "UPDATE messages SET review = ?, draft = ?, text = ? WHERE id = ? AND is_character = 1",
+                (review, draft, text, row_id),
+            )
+
+    @_translated
+    async def set_muted(self, scope: str, muted: bool) -> None:
+        """Keep a mute (``scope``: "*", a platform or a channel key) across restarts, or lift it."""
+        async with self._write_lock:
+            if muted:
+                await self._db.execute(
+                    "INSERT OR IGNORE INTO mutes (scope, muted_at) VALUES (?, ?)", (scope, _iso(datetime.now(UTC)))
+                )
+            else:
+                await self._db.execute("DELETE FROM mutes WHERE scope = ?", (scope,))
+
+    @_translated
+    async def muted_scopes(self) -> list[str]:
+        async with self._db.execute("SELECT scope FROM mutes ORDER BY scope") as cursor:
+            return [str(row[0]) for row in await cursor.fetchall()]
+
     # -- reading ----------------------------------------------------------------------------
 
     @_translated
@@ -361,6 +387,8 @@ class MemoryStore:
         query = (
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id"
             " WHERE m.platform = ? AND m.channel_id = ? AND m.id > ? AND m.id <= ?"
+            # A held reply the streamer dropped (or that went stale) was never said: not history.
+            " AND (m.review IS NULL OR m.review IN ('approved', 'edited'))"
             " ORDER BY m.id DESC LIMIT ?"
         )
         params = (platform, channel_id, after_id, upto_id if upto_id is not None else 2**62, limit)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from engine.backends.scripted import ScriptedBackend
 from engine.control.room import PlatformStatus
 from engine.flow.ratelimit import SendBudget
 from engine.manager import ConversationManager
+from engine.stage.cues import AudioCue, Cue, NoticeCue, ReplyCue, ReplyState
+from engine.voice.speaker import Voice
+from engine.voice.synth import EspeakSynthesizer
 from tests.dashboard_browser import Browser, open_browser
 from tests.on_stage import answer, viewer_line
 
@@ -126,3 +131,57 @@ async def test_the_page_shows_a_heard_line_and_the_reply_as_it_streams(
         "const reply = document.querySelector('#replies li.done'); return reply && reply.textContent"
     )
     assert done.endswith("asking about him.")
+
+
+async def test_pressing_mute_stops_caption_voice_and_send_within_a_second(
+    manager: ConversationManager, scripted: ScriptedBackend, dashboard: DashboardServer, browser: Browser
+) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make setup installs it as root)")
+    voice = Voice(manager.stage, lambda persona: EspeakSynthesizer(), metrics=manager.metrics)
+    speaking = asyncio.create_task(voice.run())
+    seen: list[tuple[float, Cue]] = []  # what the overlay page and OBS would get, with the time (ms)
+    try:
+        with manager.stage.subscribe(recorder(seen)):
+            await browser.log_in(base(dashboard), dashboard.tokens.moderator)
+            scripted.chunk_delay_s = 0.1
+            scripted.enqueue(["Ribbit. " * 10 + "The frog has a great many things to say about lily pads today."])
+            replying = asyncio.create_task(answer(manager, "pip, tell me about the frog"))
+            await browser.wait_for("return document.querySelector('#replies li.streaming')")
+            await asyncio.wait_for(_until(lambda: any(isinstance(cue, AudioCue) for _, cue in seen)), 10)
+            await browser.click("#mute")
+            pressed_ms = await browser.wait_for("return window.mutePressedAt")
+            said = await asyncio.wait_for(replying, 5)
+            await browser.wait_for("return document.body.classList.contains('muted')")
+            struck = await browser.wait_for(
+                "const r = document.querySelector('#replies li.retracted'); return r && r.textContent"
+            )
+            assert "Ribbit" in struck, "the dashboard keeps what was taken down, struck through"
+            await shot(browser, "dashboard-muted.png")
+            await asyncio.sleep(1.0)
+    finally:
+        speaking.cancel()
+    assert said is None, "the reply in flight was cancelled: nothing to send"
+    # The mute takes effect when the click's request reaches the bot; cues published between the
+    # click and then were already on their way. From the first retraction on, only silence.
+    taken_down = [at for at, cue in seen if isinstance(cue, ReplyCue) and cue.state is ReplyState.RETRACTED]
+    assert taken_down and taken_down[0] - pressed_ms < 1000, "the caption is cleared within a second"
+    after = [cue for at, cue in seen if at >= taken_down[0]]
+    assert not [cue for cue in after if isinstance(cue, AudioCue | NoticeCue)], "no audio or caption after"
+    assert not [cue for cue in after if isinstance(cue, ReplyCue) and cue.state is not ReplyState.RETRACTED]
+    assert await browser.js("return document.getElementById('mute-state').textContent") == "MUTED: everywhere"
+
+
+def recorder(seen: list[tuple[float, Cue]]) -> Callable[[Cue], bool]:
+    """A stage listener that notes each cue with the time it was published (and queues none)."""
+
+    def record(cue: Cue) -> bool:
+        seen.append((time.time() * 1000, cue))
+        return False
+
+    return record
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

@@ -133,6 +133,8 @@ async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_pa
         raw.execute("ALTER TABLE messages DROP COLUMN scope")  # added by migration 7
         raw.execute("ALTER TABLE notes DROP COLUMN scope")
         raw.execute("ALTER TABLE notes DROP COLUMN topic")  # added by migration 11
+        raw.execute("ALTER TABLE messages DROP COLUMN review")  # added by migration 12
+        raw.execute("ALTER TABLE messages DROP COLUMN draft")
         raw.execute("INSERT INTO messages (platform, channel_id, platform_message_id, author_name, text, created_at)"
                     " SELECT platform, channel_id, platform_message_id, author_name, text, created_at FROM messages")  # fmt: skip
         raw.execute("DROP INDEX messages_replies_by_line")

@@ -2,7 +2,7 @@
 // Every state-changing request carries the session's CSRF token; the cookie itself is HttpOnly.
 const MAX_ROWS = 300; // rows kept per list; older ones scroll away
 
-const state = { csrf: null, role: null, socket: null, more: 0 };
+const state = { csrf: null, role: null, socket: null, more: 0, muted: [], channels: new Set() };
 const $ = (id) => document.getElementById(id);
 
 async function loadSession() {
@@ -48,6 +48,9 @@ function connect() {
 
 function receive(update) {
   if (update.type === "hello") {
+    showMuted(update.muted);
+    $("held").replaceChildren();
+    update.held.forEach(showHeld);
     update.replies.forEach(showReply);
     return;
   }
@@ -57,6 +60,9 @@ function receive(update) {
     else if (item.type === "outcome") showOutcome(item);
     else if (item.type === "reply" || item.type === "notice") showReply(item);
     else if (item.type === "status") showStatus(item);
+    else if (item.type === "mute") showMuted(item.scopes);
+    else if (item.type === "held") showHeld(item);
+    else if (item.type === "settled") document.getElementById(`held-${item.id}`)?.remove();
   }
   if (update.more) {
     state.more += update.more;
@@ -82,11 +88,89 @@ function span(className, text) {
   return element;
 }
 
+// -- mute ---------------------------------------------------------------------------------
+
+function isMuted(channel) {
+  const platform = channel.split(":")[0];
+  return state.muted.some((scope) => scope === "*" || scope === platform || scope === channel);
+}
+
+function showMuted(scopes) {
+  state.muted = scopes;
+  document.body.classList.toggle("muted", scopes.length > 0);
+  $("mute-state").textContent = scopes.length ? `MUTED: ${scopes.map((s) => (s === "*" ? "everywhere" : s)).join(", ")}` : "";
+  for (const line of document.querySelectorAll("li[data-channel]")) line.classList.toggle("muted", isMuted(line.dataset.channel));
+}
+
+function noteChannel(channel) {
+  if (state.channels.has(channel)) return;
+  state.channels.add(channel);
+  const option = document.createElement("option");
+  option.value = option.textContent = channel;
+  $("mute-scope").append(option);
+}
+
+async function setMuted(muted) {
+  window.mutePressedAt = Date.now(); // the browser test measures from here
+  const answer = await post("/dashboard/action/mute", { scope: $("mute-scope").value, muted });
+  showMuted(answer.scopes);
+}
+
+// -- approve-before-send -----------------------------------------------------------------------
+
+function showHeld(item) {
+  const entry = document.createElement("li");
+  entry.id = `held-${item.id}`;
+  entry.dataset.id = item.id;
+  entry.dataset.channel = item.channel;
+  const answering = span("answering", `${item.answering.author}: ${item.answering.text}`);
+  const buttons = document.createElement("span");
+  buttons.className = "moderator-only";
+  for (const [label, action] of [["Send (a)", "send"], ["Edit (e)", "edit"], ["Drop (d)", "drop"]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.className = action;
+    button.addEventListener("click", () => (action === "edit" ? startEdit(entry) : review(entry, action)));
+    buttons.append(button);
+  }
+  entry.append(answering, span("author", item.name), span("text", item.text), buttons, span("error", ""));
+  $("held").append(entry); // oldest first: the top one goes stale first
+}
+
+async function review(entry, decision, text) {
+  try {
+    await post("/dashboard/action/review", { id: entry.dataset.id, decision, text });
+    entry.remove();
+  } catch (error) {
+    entry.querySelector(".error").textContent = error.message;
+  }
+}
+
+function startEdit(entry) {
+  if (entry.querySelector("textarea")) return;
+  const editor = document.createElement("textarea");
+  editor.value = entry.querySelector(".text").textContent;
+  editor.rows = 3;
+  editor.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      review(entry, "edit", editor.value);
+    } else if (event.key === "Escape") {
+      editor.remove();
+    }
+  });
+  entry.querySelector(".text").after(editor);
+  editor.focus();
+}
+
 function showHeard(item) {
+  noteChannel(item.channel);
   const line = row($("heard"), `heard-${item.id}`);
   line.className = "heard";
   line.dataset.channel = item.channel;
   const verdict = item.verdict.passes ? (item.verdict.judged ? "passed" : "") : "refused: " + item.verdict.reasons.join(", ");
+  line.classList.toggle("muted", isMuted(item.channel));
   line.replaceChildren(span("author", item.author), span("text", item.text));
   if (verdict) line.append(span(item.verdict.passes ? "verdict" : "verdict refused", verdict));
   line.append(span("outcome", ""));
@@ -100,7 +184,10 @@ function showOutcome(item) {
 function showReply(item) {
   const line = row($("replies"), `reply-${item.id}`);
   line.className = `reply ${item.state || "done"}`;
+  line.classList.toggle("muted", isMuted(item.channel));
   line.dataset.channel = item.channel;
+  // A retraction carries no text: the words taken off the stream stay here, struck through.
+  if (item.state === "retracted" && line.querySelector(".text")) return;
   line.replaceChildren(span("author", item.name), span("text", item.text));
 }
 
@@ -132,5 +219,15 @@ async function logIn(event) {
 }
 
 $("login").addEventListener("submit", logIn);
+$("mute").addEventListener("click", () => setMuted(true));
+$("unmute").addEventListener("click", () => setMuted(false));
+document.addEventListener("keydown", (event) => {
+  if (state.role !== "moderator" || event.target.closest("input, textarea, select")) return;
+  const top = $("held").firstElementChild;
+  if (event.key === "m") setMuted(true);
+  else if (top && event.key === "a") review(top, "send");
+  else if (top && event.key === "d") review(top, "drop");
+  else if (top && event.key === "e") { event.preventDefault(); startEdit(top); }
+});
 if (await loadSession()) showRoom();
 else $("login").hidden = false;

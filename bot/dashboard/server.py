@@ -32,8 +32,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.web_guard import host_name, is_loopback, kept_token, same_secret, strong_enough
-from engine.control.room import RoomItem
-from engine.errors import SettingsError
+from engine.control.review import Decision
+from engine.control.room import EVERYWHERE, RoomItem
+from engine.errors import ReviewRefused, SettingsError
 from engine.manager import ConversationManager
 from engine.observability.redact import register_secret
 from engine.settings import DashboardSettings, Settings
@@ -51,6 +52,8 @@ _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 BATCH_S = 0.1  # the page gets at most ten updates a second, however fast chat is
 MAX_BATCH = 200  # items shown per update; the rest are counted as "+N more"
 STATUS_S = 1.0
+_MAX_SCOPE_CHARS = 200
+_DECISIONS = {"send": Decision.APPROVED, "edit": Decision.EDITED, "drop": Decision.DROPPED}
 
 
 class Role(enum.StrEnum):
@@ -122,7 +125,11 @@ class DashboardServer:
         self._sessions: dict[str, _Session] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
-        self.actions: dict[str, Callable[[web.Request, dict[str, Any]], Awaitable[RoomItem]]] = {}
+        self.actions: dict[str, Callable[[web.Request, dict[str, Any]], Awaitable[RoomItem]]] = {
+            "mute": self._mute,
+            "review": self._review,
+            "approve-mode": self._approve_mode,
+        }
 
     @property
     def scheme(self) -> str:
@@ -321,7 +328,44 @@ class DashboardServer:
 
     def snapshot(self) -> dict[str, Any]:
         """What a page that just connected shows at once."""
-        return {"replies": [cue.wire() for cue in self.manager.stage.live()]}
+        return {
+            "replies": [cue.wire() for cue in self.manager.stage.live()],
+            "muted": self.manager.control.muted_scopes,
+            "held": [held.wire() for held in self.manager.control.approvals.held.values()],
+            "approve": self.manager.control.approvals.modes,
+        }
+
+    # -- actions (moderator sessions only, CSRF-checked by the guard) --------------------------
+
+    async def _mute(self, request: web.Request, body: dict[str, Any]) -> RoomItem:
+        scope, muted = body.get("scope", EVERYWHERE), body.get("muted", True)
+        if not isinstance(scope, str) or not 0 < len(scope) <= _MAX_SCOPE_CHARS or not isinstance(muted, bool):
+            raise web.HTTPBadRequest(text='mute takes {"scope": "*" or a channel, "muted": true or false}\n')
+        await self.manager.mute(scope, muted)
+        return {"type": "mute", "scopes": self.manager.control.muted_scopes}
+
+    async def _review(self, request: web.Request, body: dict[str, Any]) -> RoomItem:
+        held_id, choice, text = body.get("id"), body.get("decision"), body.get("text")
+        decision = _DECISIONS.get(choice) if isinstance(choice, str) else None
+        if not isinstance(held_id, str) or decision is None or (text is not None and not isinstance(text, str)):
+            raise web.HTTPBadRequest(
+                text='review takes {"id": ..., "decision": "send", "edit" or "drop", "text": ...}\n'
+            )
+        try:
+            await self.manager.decide(held_id, decision, text)
+        except ReviewRefused as refused:
+            raise web.HTTPConflict(text=f"{refused}\n") from None
+        return {"type": "decided", "id": held_id, "decision": decision.value}
+
+    async def _approve_mode(self, request: web.Request, body: dict[str, Any]) -> RoomItem:
+        scope, mode = body.get("scope"), body.get("mode")
+        if not isinstance(scope, str) or not isinstance(mode, str):
+            raise web.HTTPBadRequest(text='approve-mode takes {"scope": ..., "mode": ...}\n')
+        try:
+            self.manager.control.approvals.set_mode(scope, mode)
+        except SettingsError as refused:
+            raise web.HTTPBadRequest(text=f"{refused}\n") from None
+        return {"type": "approve", "modes": self.manager.control.approvals.modes}
 
 
 def batch(items: list[RoomItem], lost: int) -> RoomItem:

@@ -1,5 +1,9 @@
 """What the streamer's dashboard watches: a feed of what the bot hears and decides, never blocking.
 
+The mute state lives here too: :meth:`ControlRoom.muted` is the one check every output path
+asks (replies, fixed lines, the stream director's lines, platform sends), and
+:meth:`ControlRoom.until_muted` stops a reply being written the moment its channel is muted.
+
 The manager publishes a ``heard`` item for each stored chat line (with input moderation's verdict)
 and an ``outcome`` item when the reply scheduler settles a line (answered, or why not); replies
 themselves travel on :mod:`engine.stage`. Platforms register their send budgets and queues here
@@ -13,18 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.control.review import Approvals, Decision
 from engine.events import ChatEvent
 from engine.moderation.moderator import Verdict
 
-__all__ = ["ControlRoom", "PlatformStatus", "RoomItem", "RoomWatcher"]
+__all__ = ["EVERYWHERE", "ControlRoom", "PlatformStatus", "RoomItem", "RoomWatcher"]
 
 RoomItem = dict[str, Any]
+T = TypeVar("T")
+EVERYWHERE = "*"  # the mute scope that silences every channel
 _WATCHER_SIZE = 2000  # items per watcher: 20 s of a 100 lines/s flood
 
 
@@ -73,9 +81,65 @@ class RoomWatcher:
 
 
 class ControlRoom:
-    def __init__(self) -> None:
+    def __init__(self, approvals: Approvals | None = None) -> None:
+        self.approvals = approvals or Approvals({}, stale_s=120.0)
         self._watchers: set[RoomWatcher] = set()
         self.platforms: dict[str, PlatformStatus] = {}
+        self._muted: set[str] = set()  # scopes: EVERYWHERE, a platform, or a channel key
+        self._mute_alarms: set[asyncio.Event] = set()  # one per reply being written
+
+    # -- mute -------------------------------------------------------------------------------
+
+    def muted(self, channel_key: str) -> bool:
+        """Whether nothing may be said in ``channel_key`` ("twitch:12345") now."""
+        platform = channel_key.split(":", 1)[0]
+        return bool(self._muted) and bool({EVERYWHERE, platform, channel_key} & self._muted)
+
+    @property
+    def muted_scopes(self) -> list[str]:
+        return sorted(self._muted)
+
+    def set_muted(self, scope: str, muted: bool) -> None:
+        """Mute or unmute ``scope``; replies being written in a muted channel stop at once."""
+        if muted:
+            self._muted.add(scope)
+            for alarm in self._mute_alarms:
+                alarm.set()
+            for held in list(self.approvals.held.values()):  # a held reply is not sent either
+                if self.muted(held.reply.event.channel_key):
+                    self.approvals.decide(held.held_id, Decision.DROPPED, held.reply.text)
+        else:
+            self._muted.discard(scope)
+        self.publish({"type": "mute", "scopes": self.muted_scopes})
+
+    async def until_muted(self, channel_key: str, items: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``items`` until ``channel_key`` is muted: then the step in progress is cancelled (a
+        model mid-sentence, a wait for a generation slot) and nothing more is passed on."""
+        alarm = asyncio.Event()
+        self._mute_alarms.add(alarm)
+        try:
+            while not self.muted(channel_key):
+                step = asyncio.ensure_future(anext(items))
+                while not step.done():
+                    ringing = asyncio.ensure_future(alarm.wait())
+                    await asyncio.wait({step, ringing}, return_when=asyncio.FIRST_COMPLETED)
+                    ringing.cancel()
+                    alarm.clear()
+                    if not step.done() and self.muted(channel_key):
+                        step.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await step
+                        return
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self._mute_alarms.discard(alarm)
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     @property
     def watched(self) -> bool:
@@ -126,7 +190,7 @@ class ControlRoom:
         """A reply scheduler's outcome listener: answered, or why a line was not."""
         if not self._watchers or not isinstance(event, ChatEvent):
             return
-        self.publish({"type": "outcome", "id": event.message_id, "channel": event.channel_key, "outcome": outcome})
+        self.publish({"type": "outcome", "id": event.message_id, "channel": event.channel_key, "outcome": str(outcome)})
 
 
 def _verdict_wire(verdict: Verdict | None) -> RoomItem:

@@ -8,6 +8,7 @@ subscriber that falls behind (a stalled browser) loses its oldest cues, never th
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +21,7 @@ __all__ = ["Stage", "Subscription"]
 
 log = logging.getLogger(__name__)
 
+_SHOWN_KEPT = 16  # finished lines remembered per stage: more than a page shows at once
 _QUEUE_SIZE = 512  # cues per subscriber; a reply of a few hundred characters is a few dozen
 
 
@@ -83,6 +85,8 @@ class Stage:
         self._subscriptions: set[Subscription] = set()
         self._ids = itertools.count(1)
         self._live: dict[str, ReplyCue] = {}  # channel -> its reply still streaming
+        # Finished lines perhaps still on screen or being spoken (newest last): what clear() takes down.
+        self._shown: collections.OrderedDict[str, ReplyCue | NoticeCue] = collections.OrderedDict()
 
     @property
     def watched(self) -> bool:
@@ -102,6 +106,7 @@ class Stage:
                 self._live[cue.channel] = cue
             elif self._live.get(cue.channel, cue).cue_id == cue.cue_id:
                 self._live.pop(cue.channel, None)
+        self._remember_shown(cue)
         for subscription in list(self._subscriptions):
             subscription.offer(cue)
 
@@ -125,6 +130,29 @@ class Stage:
             if unwanted(cue):
                 del self._live[channel]
         return sum(subscription.drop(unwanted) for subscription in list(self._subscriptions))
+
+    def _remember_shown(self, cue: Cue) -> None:
+        if isinstance(cue, ReplyCue) and cue.state is ReplyState.RETRACTED:
+            self._shown.pop(cue.cue_id, None)
+        elif isinstance(cue, NoticeCue) or (isinstance(cue, ReplyCue) and cue.state is ReplyState.DONE):
+            self._shown[cue.cue_id] = cue
+            self._shown.move_to_end(cue.cue_id)
+            while len(self._shown) > _SHOWN_KEPT:
+                self._shown.popitem(last=False)
+
+    def clear(self, channels: Callable[[str], bool]) -> list[str]:
+        """Take down everything on screen in the chosen channels (a mute): each reply streaming
+        or finished, each notice, is retracted, which clears its caption and stops its voice.
+        Returns the cue ids taken down."""
+        showing = [*self._live.values(), *self._shown.values()]
+        taken: list[str] = []
+        for cue in showing:
+            if channels(cue.channel) and cue.cue_id not in taken:
+                self.publish(
+                    ReplyCue(cue.cue_id, cue.channel, cue.persona_id, cue.persona_name, "", ReplyState.RETRACTED)
+                )
+                taken.append(cue.cue_id)
+        return taken
 
     def live(self) -> list[ReplyCue]:
         """Replies streaming right now: what a page that just connected should show at once."""

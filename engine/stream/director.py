@@ -297,6 +297,8 @@ class StreamDirector:
 
     async def _out(self, utterance: Utterance) -> None:
         event = utterance.reply.event
+        if self.manager.control.muted(event.channel_key):  # muted while it was being written
+            return
         sent_id = await self.speak(utterance)
         if sent_id is None:
             return
