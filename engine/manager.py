@@ -69,6 +69,7 @@ from memory import (
     Note,
     RecalledLine,
     StoredMessage,
+    Summary,
     UserRecord,
     place_of,
 )
@@ -440,6 +441,18 @@ class ConversationManager:
         record = await self._remember(self.memory.get_user(platform, user_id))
         notes = await self._remember(self.memory.notes_for(platform, user_id, within=within)) if record else []
         return AboutUser(record, notes)
+
+    async def find_viewers(self, text: str, *, limit: int = 20) -> list[UserRecord]:
+        """Viewers whose name or id contains ``text``, most recently seen first (the dashboard's search)."""
+        return await self._remember(self.memory.search_users(text, limit=limit))
+
+    async def viewer_lines(self, platform: str, user_id: str, *, limit: int = 20) -> list[StoredMessage]:
+        """A viewer's newest lines with their channel and time: what recall can find of them."""
+        return await self._remember(self.memory.viewer_lines(platform, user_id, limit=limit))
+
+    async def summary(self, platform: str, channel_id: str) -> Summary | None:
+        """The channel's rolling summary, the newest one written."""
+        return await self._remember(self.memory.latest_summary(platform, channel_id))
 
     # -- replying ---------------------------------------------------------------------------
 

@@ -438,6 +438,29 @@ class MemoryStore:
             return None
         return UserRecord(platform, user_id, row[0], _parse(row[1]), _parse(row[2]), row[3])
 
+    @_translated
+    async def search_users(self, text: str, *, limit: int = 20) -> list[UserRecord]:
+        """Viewers whose name or platform id contains ``text`` (any case), most recently seen first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        async with self._db.execute(
+            "SELECT platform, platform_user_id, display_name, first_seen, last_seen, message_count FROM users"
+            " WHERE display_name LIKE ? ESCAPE '\\' OR platform_user_id LIKE ? ESCAPE '\\'"
+            " ORDER BY last_seen DESC LIMIT ?",
+            (pattern, pattern, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [UserRecord(row[0], row[1], row[2], _parse(row[3]), _parse(row[4]), row[5]) for row in rows]
+
+    @_translated
+    async def viewer_lines(self, platform: str, user_id: str, *, limit: int) -> list[StoredMessage]:
+        """A viewer's newest lines with where and when they were said, newest first."""
+        async with self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id"
+            " WHERE u.platform = ? AND u.platform_user_id = ? ORDER BY m.id DESC LIMIT ?",
+            (platform, user_id, limit),
+        ) as cursor:
+            return [_message(row) for row in await cursor.fetchall()]
+
     # -- notes ------------------------------------------------------------------------------
 
     @_translated

@@ -15,6 +15,7 @@ MISSING = "/nonexistent/shared/data/live-chat.csv"  # where a default input live
 # Each bench with the input a newcomer may lack; a new bench must be added here to be checked.
 MISSING_INPUTS: dict[str, list[str]] = {
     "concurrency.py": ["--personas", "/nonexistent/personas"],
+    "dashboard_lag.py": ["--csv", MISSING],
     "embedded_latency.py": ["--csv", MISSING],
     "first_reply_latency.py": ["--csv", MISSING],
     "persona_bleed.py": ["--csv", MISSING],

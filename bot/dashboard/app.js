@@ -105,9 +105,12 @@ function showMuted(scopes) {
 function noteChannel(channel) {
   if (state.channels.has(channel)) return;
   state.channels.add(channel);
-  const option = document.createElement("option");
-  option.value = option.textContent = channel;
-  $("mute-scope").append(option);
+  for (const list of [$("mute-scope"), $("library-channel")]) {
+    const option = document.createElement("option");
+    option.value = option.textContent = channel;
+    list.append(option);
+  }
+  if (state.channels.size === 1) showChannel();
 }
 
 async function setMuted(muted) {
@@ -169,6 +172,7 @@ function showHeard(item) {
   const line = row($("heard"), `heard-${item.id}`);
   line.className = "heard";
   line.dataset.channel = item.channel;
+  line.dataset.at = item.at; // when it was stored (s): bench/dashboard_lag.py times the page by it
   const verdict = item.verdict.passes ? (item.verdict.judged ? "passed" : "") : "refused: " + item.verdict.reasons.join(", ");
   line.classList.toggle("muted", isMuted(item.channel));
   line.replaceChildren(span("author", item.author), span("text", item.text));
@@ -200,6 +204,95 @@ function showStatus(item) {
   $("status").textContent = parts.join("\n") || "no platform reports yet";
 }
 
+// -- persona and memory ---------------------------------------------------------------------------
+
+async function get(name, query) {
+  const answer = await fetch(`/dashboard/api/${name}?${new URLSearchParams(query)}`, { credentials: "same-origin" });
+  if (!answer.ok) throw new Error(await answer.text());
+  return answer.json();
+}
+
+async function showChannel() {
+  const channel = $("library-channel").value;
+  if (!channel) return;
+  const [choice, summary] = await Promise.all([get("personas", { channel }), get("summary", { channel })]);
+  $("persona-choice").replaceChildren(
+    ...choice.personas.map((persona) => {
+      const option = document.createElement("option");
+      option.value = persona.id;
+      option.textContent = persona.name;
+      option.selected = persona.id === choice.current;
+      return option;
+    }),
+  );
+  $("persona-choice").dataset.current = choice.current;
+  $("summary").textContent = summary.summary ? summary.summary.text : "no summary yet";
+}
+
+async function switchPersona() {
+  const answer = await post("/dashboard/action/persona", { channel: $("library-channel").value, persona: $("persona-choice").value });
+  $("persona-choice").dataset.current = answer.persona;
+}
+
+async function searchViewers(event) {
+  event.preventDefault();
+  const found = await get("viewers", { q: $("viewer-query").value });
+  $("viewers").replaceChildren(
+    ...found.viewers.map((viewer) => {
+      const entry = document.createElement("li");
+      entry.append(span("author", viewer.name), span("where", `${viewer.platform} · ${viewer.lines} lines`));
+      entry.addEventListener("click", () => showViewer(viewer.platform, viewer.id));
+      return entry;
+    }),
+  );
+}
+
+async function showViewer(platform, id) {
+  const about = await get("viewer", { platform, id });
+  const box = $("viewer");
+  box.hidden = false;
+  box.dataset.platform = platform;
+  box.dataset.id = id;
+  $("viewer-error").textContent = "";
+  $("viewer-name").textContent = about.viewer.name;
+  $("viewer-notes").replaceChildren(
+    ...about.notes.map((note) => {
+      const entry = document.createElement("li");
+      entry.append(span("text", note.text), span("where", `${note.kind} · ${note.place} · ${note.at.slice(0, 16)}`));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "moderator-only delete-note";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", async () => {
+        await post("/dashboard/action/delete-note", { platform, note: note.id });
+        entry.remove();
+      });
+      entry.append(remove);
+      return entry;
+    }),
+  );
+  $("viewer-lines").replaceChildren(
+    ...about.lines.map((line) => {
+      const entry = document.createElement("li");
+      entry.append(span("text", line.text), span("where", `${line.channel} · ${line.at.slice(0, 16)}`));
+      return entry;
+    }),
+  );
+}
+
+async function forgetViewer() {
+  const box = $("viewer");
+  try {
+    await post("/dashboard/action/forget", { platform: box.dataset.platform, id: box.dataset.id, confirm: $("forget-confirm").value });
+  } catch (error) {
+    $("viewer-error").textContent = error.message;
+    return;
+  }
+  box.hidden = true;
+  $("forget-confirm").value = "";
+  $("viewers").replaceChildren();
+}
+
 async function logIn(event) {
   event.preventDefault();
   const answer = await fetch("/dashboard/login", {
@@ -220,6 +313,10 @@ async function logIn(event) {
 
 $("login").addEventListener("submit", logIn);
 $("mute").addEventListener("click", () => setMuted(true));
+$("library-channel").addEventListener("change", showChannel);
+$("persona-switch").addEventListener("click", switchPersona);
+$("viewer-search").addEventListener("submit", searchViewers);
+$("forget").addEventListener("click", forgetViewer);
 $("unmute").addEventListener("click", () => setMuted(false));
 document.addEventListener("keydown", (event) => {
   if (state.role !== "moderator" || event.target.closest("input, textarea, select")) return;

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.dashboard.library import Library
 from bot.web_guard import host_name, is_loopback, kept_token, same_secret, strong_enough
 from engine.control.review import Decision
 from engine.control.room import EVERYWHERE, RoomItem
@@ -125,10 +126,20 @@ class DashboardServer:
         self._sessions: dict[str, _Session] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
+        library = Library(manager)
         self.actions: dict[str, Callable[[web.Request, dict[str, Any]], Awaitable[RoomItem]]] = {
             "mute": self._mute,
             "review": self._review,
             "approve-mode": self._approve_mode,
+            "persona": library.switch_persona,
+            "delete-note": library.delete_note,
+            "forget": library.forget,
+        }
+        self.queries: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
+            "personas": library.personas,
+            "viewers": library.viewers,
+            "viewer": library.viewer,
+            "summary": library.summary,
         }
 
     @property
@@ -150,6 +161,7 @@ class DashboardServer:
         app.router.add_get("/dashboard/session", self._session_info)
         app.router.add_get("/dashboard/feed", self._feed)
         app.router.add_post("/dashboard/action/{name}", self._action)
+        app.router.add_get("/dashboard/api/{name}", self._query)
         return app
 
     async def start(self) -> None:
@@ -282,6 +294,14 @@ class DashboardServer:
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="the request body must be a JSON object\n")
         return web.json_response(await action(request, body))
+
+    async def _query(self, request: web.Request) -> web.Response:
+        if self.session(request) is None:
+            raise web.HTTPUnauthorized(text="log in first\n")
+        query = self.queries.get(request.match_info["name"])
+        if query is None:
+            raise web.HTTPNotFound(text="no such page\n")
+        return web.json_response(await query(request.query))
 
     async def _feed(self, request: web.Request) -> web.WebSocketResponse:
         if self.session(request) is None:
