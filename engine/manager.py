@@ -226,6 +226,16 @@ class ConversationManager:
             self.warm(platform, scope_id)
         return card
 
+    def replace_card(self, persona_id: str, card: PersonaCard) -> PersonaCard:
+        """An edited card (its reactions, its !commands) answers from the next line on. The model
+        binding stays the one loaded at start: a new adapter needs a restart."""
+        running = self.personas.cards[persona_id]
+        card = card.model_copy(update={"id": persona_id, "model": running.model})
+        self.personas.cards[persona_id] = card
+        self._system_prompts.pop(persona_id, None)
+        self._persona_choices.clear()  # they hold the old card
+        return card
+
     def warm(self, platform: str, channel_id: str, server_id: str | None = None) -> None:
         """Have a backend that keeps prompt state evaluate the channel's prompt start (system
         prompt, history) now, in the background, so its first reply does not wait for it: for each

@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from finetune.adapters import inspect_adapter
 from finetune.errors import AdapterRejected, FinetuneError
 from personas.card import PersonaCard
+from personas.card_text import block_span, round_trip
 
 __all__ = ["main", "register_adapter"]
 
@@ -44,38 +44,24 @@ def _binding(adapter_dir: Path, card_path: Path, name: str, rank: int | None) ->
     return binding
 
 
-def _round_trip() -> YAML:
-    round_trip = YAML()
-    round_trip.preserve_quotes = True
-    round_trip.width = 4096  # never re-wrap a long line
-    round_trip.indent(mapping=2, sequence=4, offset=2)
-    round_trip.representer.add_representer(
-        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
-    return round_trip
-
-
 def _with_model_block(text: str, model: dict[str, Any]) -> str:
     """``text`` with its top-level ``model:`` block replaced (or appended); other lines untouched."""
-    round_trip = _round_trip()
-    document = round_trip.load(text)
+    writer = round_trip()
+    document = writer.load(text)
     lines = text.splitlines(keepends=True)
-    if not isinstance(document, CommentedMap) or "model" not in document:
+    span = block_span(text, "model", document) if isinstance(document, CommentedMap) else None
+    if span is None:
         start = end = len(lines)
         block_value: Any = model
     else:
-        start = document.lc.key("model")[0]
-        later = [document.lc.key(key)[0] for key in document if document.lc.key(key)[0] > start]
-        end = min(later, default=len(lines))
-        while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
-            end -= 1  # blank lines and comments just above the next key belong to that key
+        start, end = span
         block_value = document["model"] if isinstance(document["model"], CommentedMap) else CommentedMap()
         for key in list(block_value):
             if key not in model:
                 del block_value[key]
         block_value.update(model)
     rendered = io.StringIO()
-    round_trip.dump({"model": block_value}, rendered)
+    writer.dump({"model": block_value}, rendered)
     head = "".join(lines[:start])
     if head and not head.endswith("\n"):
         head += "\n"

@@ -31,6 +31,7 @@ function showRoom() {
   $("role").textContent = state.role;
   document.body.dataset.role = state.role;
   connect();
+  showCards();
 }
 
 function connect() {
@@ -293,6 +294,53 @@ async function forgetViewer() {
   $("viewers").replaceChildren();
 }
 
+// -- cards ----------------------------------------------------------------------------------------
+
+async function showCards() {
+  const listed = await get("cards", {});
+  $("cards").replaceChildren(
+    ...listed.cards.map((card) => {
+      const entry = document.createElement("li");
+      entry.id = `card-${card.id}`;
+      const adapter = card.adapter ? `adapter ${card.adapter} in use` : "no adapter in use";
+      entry.append(span("author", card.name), span("where", `${card.file ?? "built in"} · ${adapter}`));
+      for (const line of card.check.lines) entry.append(span(`check ${card.check.ok ? "ok" : "bad"}`, " " + line));
+      if (card.editable) {
+        const edit = document.createElement("button");
+        edit.type = "button";
+        edit.className = "edit-card";
+        edit.textContent = "Reactions and commands";
+        edit.addEventListener("click", () => editCard(card.id, card.name));
+        entry.append(edit);
+      }
+      return entry;
+    }),
+  );
+  $("broken-cards").textContent = listed.broken.join("\n");
+}
+
+async function editCard(id, name) {
+  const card = await get("card", { id });
+  $("card-editor").hidden = false;
+  $("card-editor").dataset.id = id;
+  $("card-editing").textContent = name;
+  $("card-text").value = card.text;
+  $("card-result").textContent = "";
+}
+
+async function saveCard() {
+  const result = $("card-result");
+  try {
+    const saved = await post("/dashboard/action/card-save", { id: $("card-editor").dataset.id, text: $("card-text").value });
+    result.className = "ok";
+    result.textContent = `saved: commands ${saved.commands.map((name) => "!" + name).join(", ") || "none"}`;
+    showCards();
+  } catch (error) {
+    result.className = "bad";
+    result.textContent = error.message;
+  }
+}
+
 async function logIn(event) {
   event.preventDefault();
   const answer = await fetch("/dashboard/login", {
@@ -317,6 +365,7 @@ $("library-channel").addEventListener("change", showChannel);
 $("persona-switch").addEventListener("click", switchPersona);
 $("viewer-search").addEventListener("submit", searchViewers);
 $("forget").addEventListener("click", forgetViewer);
+$("card-save").addEventListener("click", saveCard);
 $("unmute").addEventListener("click", () => setMuted(false));
 document.addEventListener("keydown", (event) => {
   if (state.role !== "moderator" || event.target.closest("input, textarea, select")) return;

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.dashboard.cards import Cards
 from bot.dashboard.library import Library
 from bot.web_guard import host_name, is_loopback, kept_token, same_secret, strong_enough
 from engine.control.review import Decision
@@ -126,7 +127,7 @@ class DashboardServer:
         self._sessions: dict[str, _Session] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
-        library = Library(manager)
+        library, cards = Library(manager), Cards(manager)
         self.actions: dict[str, Callable[[web.Request, dict[str, Any]], Awaitable[RoomItem]]] = {
             "mute": self._mute,
             "review": self._review,
@@ -134,12 +135,15 @@ class DashboardServer:
             "persona": library.switch_persona,
             "delete-note": library.delete_note,
             "forget": library.forget,
+            "card-save": cards.save,
         }
         self.queries: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
             "personas": library.personas,
             "viewers": library.viewers,
             "viewer": library.viewer,
             "summary": library.summary,
+            "cards": cards.cards,
+            "card": cards.card,
         }
 
     @property
