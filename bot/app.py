@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from pathlib import Path
@@ -14,7 +15,7 @@ from bot.shutdown import StopRequest, stop_signals
 from bot.twitch_commands import SceneSwitcher
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
-from engine.backends.resilience import with_resilience
+from engine.backends.resilience import BreakerState, with_resilience
 from engine.errors import SettingsError
 from engine.flow.clock import Clock
 from engine.manager import ConversationManager
@@ -149,6 +150,30 @@ def _export_component_counts(manager: ConversationManager) -> None:
         manager.metrics.watch_counts(
             "costar_circuit_events", "Backend circuit breaker events", ["event"], lambda: breaker.counts
         )
+        manager.metrics.watch_gauges(
+            "costar_circuit_state",
+            "Backend circuit breaker state (1 for the current one)",
+            ["state"],
+            lambda: {state.value: float(state is breaker.state) for state in BreakerState},
+        )
+    manager.metrics.watch_gauges(
+        "costar_memory_bytes", "Memory database size on disk", [], lambda: _memory_bytes(manager)
+    )
+    manager.metrics.watch_gauges(
+        "costar_send_budget_use",
+        "Busiest channel's sends in the current window over its limit, per platform",
+        ["platform"],
+        manager.control.budget_use,
+    )
+
+
+def _memory_bytes(manager: ConversationManager) -> dict[tuple[()], float]:
+    path = manager.settings.db_path
+    size = 0
+    for part in (path, path.with_name(path.name + "-wal")):  # WAL: recent writes live beside the file
+        with contextlib.suppress(OSError):
+            size += part.stat().st_size
+    return {(): float(size)}
 
 
 async def close_manager(manager: ConversationManager) -> None:

@@ -32,6 +32,8 @@ function showRoom() {
   document.body.dataset.role = state.role;
   connect();
   showCards();
+  showFigures();
+  setInterval(showFigures, 10000);
 }
 
 function connect() {
@@ -292,6 +294,55 @@ async function forgetViewer() {
   box.hidden = true;
   $("forget-confirm").value = "";
   $("viewers").replaceChildren();
+}
+
+// -- figures: plain SVG line charts, redrawn every 10 s -----------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const COLOURS = ["#7cf2a4", "#ffd166", "#6cb4ff", "#f28c7c"];
+
+function chart(id, title, lines, format) {
+  const figure = document.createElement("figure");
+  figure.id = `figure-${id}`;
+  const caption = document.createElement("figcaption");
+  const points = Object.values(lines).flat();
+  const newest = Object.entries(lines).map(([name, line]) => (line.length ? `${name} ${format(line[line.length - 1][1])}` : "")).filter(Boolean);
+  caption.textContent = `${title}: ${newest.join(" · ") || "no data yet"}`;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 300 100");
+  svg.setAttribute("preserveAspectRatio", "none");
+  if (points.length) {
+    const times = points.map((point) => point[0]);
+    const [start, end] = [Math.min(...times), Math.max(...times)];
+    const top = Math.max(...points.map((point) => point[1]), 1e-9);
+    Object.values(lines).forEach((line, number) => {
+      const drawn = document.createElementNS(SVG, "polyline");
+      drawn.setAttribute("stroke", COLOURS[number % COLOURS.length]);
+      drawn.setAttribute("points", line.map(([at, value]) => `${end > start ? ((at - start) / (end - start)) * 300 : 300},${98 - (value / top) * 94}`).join(" "));
+      svg.append(drawn);
+    });
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("class", "axis");
+    label.setAttribute("x", "2");
+    label.setAttribute("y", "10");
+    label.textContent = format(top);
+    svg.append(label);
+  }
+  figure.append(caption, svg);
+  return figure;
+}
+
+async function showFigures() {
+  const series = await get("figures", {});
+  const seconds = (value) => `${value.toFixed(2)} s`;
+  const states = ["closed", "half-open", "open"];
+  $("figures").replaceChildren(
+    chart("replies", "Replies per minute", { replies: series.replies_per_min }, (value) => value.toFixed(1)),
+    chart("latency", "Reply latency", { p50: series.latency_p50, p95: series.latency_p95 }, seconds),
+    chart("circuit", "Backend circuit breaker", { state: series.circuit }, (value) => states[Math.round(value)] ?? "?"),
+    chart("memory", "Memory on disk", { size: series.memory_bytes }, (value) => `${(value / 1e6).toFixed(2)} MB`),
+    chart("budget", "Send budget use (busiest channel)", series.budget_use, (value) => `${Math.round(value * 100)}%`),
+  );
 }
 
 // -- cards ----------------------------------------------------------------------------------------

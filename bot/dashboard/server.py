@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.dashboard.cards import Cards
+from bot.dashboard.figures import Figures
 from bot.dashboard.library import Library
 from bot.web_guard import host_name, is_loopback, kept_token, same_secret, strong_enough
 from engine.control.review import Decision
@@ -144,7 +145,10 @@ class DashboardServer:
             "summary": library.summary,
             "cards": cards.cards,
             "card": cards.card,
+            "figures": self._figures,
         }
+        self.figures = Figures(manager.metrics)
+        self._sampling: asyncio.Task[None] | None = None
 
     @property
     def scheme(self) -> str:
@@ -185,8 +189,14 @@ class DashboardServer:
                 "COSTAR_DASHBOARD_PORT to a free port, or COSTAR_DASHBOARD_ENABLED=false"
             ) from None
         self.port = int(self._runner.addresses[0][1])  # port 0 asked the system for a free one
+        self._sampling = asyncio.create_task(self.figures.run(), name="dashboard-figures")
 
     async def close(self) -> None:
+        if self._sampling is not None:
+            self._sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampling
+            self._sampling = None
         for socket in list(self._sockets):
             await socket.close()
         if self._runner is not None:
@@ -298,6 +308,9 @@ class DashboardServer:
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="the request body must be a JSON object\n")
         return web.json_response(await action(request, body))
+
+    async def _figures(self, query: Any) -> dict[str, Any]:
+        return self.figures.series()
 
     async def _query(self, request: web.Request) -> web.Response:
         if self.session(request) is None:

@@ -170,6 +170,14 @@ class ControlRoom:
             },
         }
 
+    def budget_use(self) -> dict[str, float]:
+        """Per platform, the busiest channel's sends in the current window over its limit (0 to 1)."""
+        use: dict[str, float] = {}
+        for platform, source in self.platforms.items():
+            shares = [used / limit for used, limit in source.budgets().values() if limit > 0]
+            use[platform] = max(shares, default=0.0)
+        return use
+
     def heard(self, event: ChatEvent, verdict: Verdict | None) -> None:
         if not self._watchers:
             return

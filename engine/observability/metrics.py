@@ -36,7 +36,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "MetricsServer", "ReplyTimer"]
@@ -71,6 +71,21 @@ class _CountsView(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in sorted(self.read().items()):
+            family.add_metric([str(part) for part in (key if isinstance(key, tuple) else (key,))], value)
+        yield family
+
+
+class _GaugesView(Collector):
+    """Exports values another component knows (a state, a file's size) at scrape time, as a gauge."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping[Any, float]]
+    ) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
         for key, value in sorted(self.read().items()):
             family.add_metric([str(part) for part in (key if isinstance(key, tuple) else (key,))], value)
         yield family
@@ -183,6 +198,20 @@ class Metrics:
     ) -> None:
         """Export ``read()`` (keys are label values, or tuples of them) as counter ``name``."""
         self.registry.register(_CountsView(name, documentation, labels, read))
+
+    def watch_gauges(
+        self, name: str, documentation: str, labels: list[str], read: Callable[[], Mapping[Any, float]]
+    ) -> None:
+        """Export ``read()`` (keys are label values, or tuples of them) as gauge ``name``."""
+        self.registry.register(_GaugesView(name, documentation, labels, read))
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample /metrics shows, keyed by name and labels (the dashboard's figures read these)."""
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
+            for family in self.registry.collect()
+            for sample in family.samples
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
