@@ -1,4 +1,4 @@
-"""The slash commands: ``/persona switch|list|show`` and ``/memory forget|about``.
+"""The slash commands: ``/persona switch|list|show``, ``/memory forget|about`` and ``/costar mute|unmute``.
 
 ``/persona switch`` is guarded by a check (Manage Server or a configured role), not by
 ``default_permissions``: those cannot be set per subcommand and server admins can override them
@@ -168,5 +168,24 @@ def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_comm
     return group
 
 
+def _costar_group(manager: ConversationManager, rules: ChannelRules) -> app_commands.Group:
+    """The dashboard's mute button for this channel, for moderators: no cooldown, it must always work."""
+    group = app_commands.Group(name="costar", description="Silence the co-host in this channel", guild_only=True)
+
+    @group.command(name="mute", description="Stop the co-host talking in this channel at once")
+    @_require_moderator(rules)
+    async def mute(interaction: discord.Interaction) -> None:
+        await manager.mute(f"{DISCORD}:{interaction.channel_id}")
+        await interaction.response.send_message("Muted in this channel until `/costar unmute`.", ephemeral=True)
+
+    @group.command(name="unmute", description="Let the co-host talk in this channel again")
+    @_require_moderator(rules)
+    async def unmute(interaction: discord.Interaction) -> None:
+        await manager.mute(f"{DISCORD}:{interaction.channel_id}", muted=False)
+        await interaction.response.send_message("Unmuted: talking again.", ephemeral=True)
+
+    return group
+
+
 def build_command_groups(manager: ConversationManager, rules: ChannelRules) -> list[app_commands.Group]:
-    return [_persona_group(manager, rules), _memory_group(manager, rules)]
+    return [_persona_group(manager, rules), _memory_group(manager, rules), _costar_group(manager, rules)]

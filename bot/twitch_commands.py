@@ -1,5 +1,7 @@
 """Chat commands: ``!persona`` (show), ``!persona <name>`` (broadcaster and mods), ``!forgetme``,
-and ``!scene <name>`` (broadcaster and mods; only when OBS control is configured).
+``!scene <name>`` (broadcaster and mods; only when OBS control is configured), and
+``!costar mute`` / ``!costar unmute`` (broadcaster and mods: the dashboard's mute button for this
+channel; no cooldown, a panic button must always work).
 
 Commands are answered directly, never queued behind the flood, but each has a cooldown so a
 room full of people typing ``!persona`` costs one message, not fifty. A command on cooldown, or
@@ -42,6 +44,8 @@ class PersonaManager(Protocol):
     ) -> object: ...
 
     async def forget(self, platform: str, user_id: str) -> object: ...
+
+    async def mute(self, scope: str, muted: bool = True) -> None: ...
 
 
 class SceneSwitcher(Protocol):
@@ -86,7 +90,7 @@ class ChatCommands:
 
     def is_command(self, event: ChatEvent) -> bool:
         name = self._parse(event.text)[0]
-        return name in {"persona", "forgetme"} or (name == "scene" and self.scenes is not None)
+        return name in {"persona", "forgetme", "costar"} or (name == "scene" and self.scenes is not None)
 
     async def handle(self, event: ChatEvent) -> CommandResult | None:
         """Run the command in ``event``; None when the line is not one of ours."""
@@ -99,6 +103,8 @@ class ChatCommands:
             return await self._forget(event)
         if name == "scene" and self.scenes is not None:
             return await self._scene(event, self.scenes, argument)
+        if name == "costar":
+            return await self._mute(event, argument.casefold())
         return None
 
     def _parse(self, text: str) -> tuple[str, str]:
@@ -121,6 +127,13 @@ class ChatCommands:
         except PersonaNotFound as exc:
             return CommandResult(reply=f"@{event.author_name} {exc}")
         return CommandResult(reply=f"Now playing {_name(card)}.", persona_changed=True)
+
+    async def _mute(self, event: ChatEvent, action: str) -> CommandResult:
+        if not event.is_moderator or action not in ("mute", "unmute"):
+            return CommandResult()
+        await self.manager.mute(event.channel_key, action == "mute")
+        # Muted: nothing may be said, this answer included (the dashboard shows the mute in red).
+        return CommandResult(reply="Unmuted: talking again." if action == "unmute" else None)
 
     async def _show(self, event: ChatEvent) -> CommandResult:
         if self._cooling(event.channel_key, "show"):

@@ -491,7 +491,7 @@ async def test_a_hung_send_gives_up_in_time_and_frees_the_turn_for_the_next_repl
 async def test_commands_sync_to_the_test_guild(stage: Stage) -> None:
     async with stage.bot(stage.with_discord(test_guild_id=stage.discord.guild.id)):
         [sync] = stage.discord.calls("PUT", rf"/applications/\d+/guilds/{stage.discord.guild.id}/commands")
-    assert sorted(command["name"] for command in sync.json) == ["memory", "persona"]
+    assert sorted(command["name"] for command in sync.json) == ["costar", "memory", "persona"]
     assert stage.discord.calls("PUT", r"/applications/\d+/commands") == [], "nothing global while testing"
 
 

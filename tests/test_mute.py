@@ -11,6 +11,7 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.control.room import EVERYWHERE
 from engine.events import ChatEvent, Reply
+from engine.flow.scheduler import Outcome
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
@@ -107,6 +108,10 @@ def recorder(seen: list[tuple[float, Cue]]) -> Callable[[Cue], bool]:
 
 # -- on Twitch, through the fake server ----------------------------------------------------------
 
+from tests.fake_discord import EPHEMERAL_FLAG  # noqa: E402
+from tests.fake_twitch import FakeChatUser, badge  # noqa: E402
+from tests.test_discord import Stage as DiscordStage  # noqa: E402
+from tests.test_discord import stage  # noqa: E402
 from tests.test_stream_director import Directed, directed, stream_event  # noqa: E402
 from tests.test_twitch import (  # noqa: E402 - the Twitch fixtures, for the tests below only
     CHANNEL,
@@ -120,7 +125,9 @@ from tests.test_twitch import (  # noqa: E402 - the Twitch fixtures, for the tes
     until,
 )
 
-__all__ = ["directed", "fake", "twitch_settings"]  # fixtures used by name
+__all__ = ["directed", "fake", "stage", "twitch_settings"]  # fixtures used by name
+
+MODERATOR = FakeChatUser("4000", "helper", "Helper")
 
 
 async def test_a_twitch_reply_being_written_when_muted_is_never_sent(
@@ -202,3 +209,59 @@ async def test_a_twitch_line_waiting_for_send_room_when_muted_is_not_sent(
             reservation.cancel()  # room again
         assert await asyncio.wait_for(waiting, 5) is None
     assert fake.chat_messages == []
+
+
+# -- the chat commands: !costar mute / unmute on Twitch, /costar mute / unmute on Discord --------------
+
+
+async def test_a_twitch_moderator_mutes_and_unmutes_from_chat(
+    fake: FakeTwitch, twitch_settings: TwitchSettings
+) -> None:
+    settings = twitch_settings(reply_cooldown_s=0)
+    store_bot_token(settings, fake)
+    backend = ScriptedBackend(["Back again!"])
+    async with managed(settings, backend) as manager, running(settings, manager) as adapter:
+        await fake.chat(CHANNEL.id, VIEWER, "!costar mute")  # not a moderator: nothing happens
+        await fake.chat(CHANNEL.id, MODERATOR, "!costar mute", badges=[badge("moderator")])
+        await until(lambda: manager.control.muted_scopes == [f"twitch:{CHANNEL.id}"])
+        await fake.chat(CHANNEL.id, VIEWER, "pip, hello?")
+        await until(lambda: adapter.scheduler.stats[Outcome.NOT_SENT] == 1)
+        assert backend.requests == [], "a muted channel does not even ask the model"
+        assert fake.chat_messages == [], "muted: not even the confirmation"
+        await fake.chat(CHANNEL.id, MODERATOR, "!costar unmute", badges=[badge("moderator")])
+        await until(lambda: fake.chat_messages)
+        await fake.chat(CHANNEL.id, VIEWER, "pip, hello again?")
+        await until(lambda: len(fake.chat_messages) == 2)
+    assert [message.message for message in fake.chat_messages] == ["Unmuted: talking again.", "Back again!"]
+
+
+async def test_a_twitch_viewer_cannot_mute(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
+    settings = twitch_settings()
+    store_bot_token(settings, fake)
+    async with managed(settings, ScriptedBackend(["Still here!"])) as manager, running(settings, manager):
+        await fake.chat(CHANNEL.id, VIEWER, "!costar mute")
+        await fake.chat(CHANNEL.id, VIEWER, "pip?")
+        await until(lambda: fake.chat_messages)
+        assert manager.control.muted_scopes == []
+    assert [message.message for message in fake.chat_messages] == ["Still here!"]
+
+
+async def test_a_discord_moderator_mutes_the_channel_with_a_slash_command(stage: DiscordStage) -> None:
+    async with stage.bot() as manager:
+        refused = await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.viewer, "costar", "mute")
+        )
+        assert manager.control.muted_scopes == []
+        done = await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.moderator, "costar", "mute")
+        )
+        assert manager.control.muted_scopes == [f"discord:{stage.discord.general.id}"]
+        await stage.discord.post_message(stage.viewer, stage.mention("anyone there?"))
+        await asyncio.sleep(1.0)
+        assert stage.discord.bot_messages(stage.discord.general.id) == [], "nothing said while muted"
+        await stage.discord.interaction_response(
+            await stage.discord.run_slash_command(stage.moderator, "costar", "unmute")
+        )
+        assert manager.control.muted_scopes == []
+    assert "Manage Server" in refused["data"]["content"]
+    assert done["data"]["flags"] & EPHEMERAL_FLAG and "Muted" in done["data"]["content"]
