@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 
 from bot.app import build_manager, close_manager
@@ -21,6 +22,7 @@ from memory.export import ExportedLine, persona_channel_lines
 from tests.dashboard_browser import open_browser
 from tests.on_stage import answer
 from tests.test_dashboard import shot
+from tests.test_dashboard_library import api
 
 
 @pytest.fixture
@@ -161,3 +163,21 @@ async def test_the_streamer_sends_edits_and_drops_held_replies_from_the_keyboard
         ("edited", "Good question, friend!"),
         ("dropped", "Hello from the script!"),
     ]
+
+
+async def test_a_moderator_turns_approval_on_for_a_channel_from_the_dashboard(manager: ConversationManager) -> None:
+    server = DashboardServer(manager, manager.settings.dashboard, dashboard_tokens(manager.settings))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            moderator = await api(http, server, server.tokens.moderator)
+            assert not manager.control.approvals.needed("twitch:stream")
+            assert (await moderator.act("approve-mode", scope="twitch:stream", mode="approve"))[0] == 200
+            assert manager.control.approvals.needed("twitch:stream")
+            status, refused = await moderator.act("approve-mode", scope="twitch:stream", mode="sometimes")
+            assert status == 400 and "approve_first_N_minutes" in refused
+            watcher = await api(http, server, server.tokens.read_only)
+            assert (await watcher.act("approve-mode", scope="twitch:stream", mode="off"))[0] == 403
+    finally:
+        await server.close()
+    assert manager.control.approvals.needed("twitch:stream")

@@ -417,6 +417,9 @@ $("persona-switch").addEventListener("click", switchPersona);
 $("viewer-search").addEventListener("submit", searchViewers);
 $("forget").addEventListener("click", forgetViewer);
 $("card-save").addEventListener("click", saveCard);
+$("approve-set").addEventListener("click", () =>
+  post("/dashboard/action/approve-mode", { scope: $("mute-scope").value, mode: $("approve-mode").value }),
+);
 $("unmute").addEventListener("click", () => setMuted(false));
 document.addEventListener("keydown", (event) => {
   if (state.role !== "moderator" || event.target.closest("input, textarea, select")) return;
