@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
-from engine.control.room import EVERYWHERE
+from engine.control.room import EVERYWHERE, ControlRoom
 from engine.events import ChatEvent, Reply
 from engine.flow.scheduler import Outcome
 from engine.heard import HeardLine
@@ -265,3 +265,14 @@ async def test_a_discord_moderator_mutes_the_channel_with_a_slash_command(stage:
         assert manager.control.muted_scopes == []
     assert "Manage Server" in refused["data"]["content"]
     assert done["data"]["flags"] & EPHEMERAL_FLAG and "Muted" in done["data"]["content"]
+
+
+async def test_a_snapshot_ready_in_the_same_instant_as_the_mute_is_never_shown() -> None:
+    room = ControlRoom()
+
+    async def snapshots() -> AsyncIterator[str]:
+        yield "Ribbit"
+        room.set_muted(EVERYWHERE, True)  # lands while the next snapshot is being made
+        yield "Ribbit, ribbit"
+
+    assert [item async for item in room.until_muted("twitch:stream", snapshots())] == ["Ribbit"]

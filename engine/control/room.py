@@ -134,6 +134,8 @@ class ControlRoom:
                     item = step.result()
                 except StopAsyncIteration:
                     return
+                if self.muted(channel_key):  # the item came in the same instant as the mute: never shown
+                    return
                 yield item
         finally:
             self._mute_alarms.discard(alarm)
