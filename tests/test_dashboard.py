@@ -22,6 +22,7 @@ from engine.control.room import PlatformStatus
 from engine.flow.ratelimit import SendBudget
 from engine.manager import ConversationManager
 from engine.stage.cues import AudioCue, Cue, NoticeCue, ReplyCue, ReplyState
+from engine.stream.events import EventKind, StreamEvent
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
 from tests.dashboard_browser import Browser, open_browser
@@ -185,3 +186,15 @@ def recorder(seen: list[tuple[float, Cue]]) -> Callable[[Cue], bool]:
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+async def test_the_page_shows_what_prompted_a_line_said_on_its_own(
+    manager: ConversationManager, dashboard: DashboardServer, browser: Browser
+) -> None:
+    await browser.log_in(base(dashboard), dashboard.tokens.moderator)
+    raid = StreamEvent("twitch", "stream", EventKind.RAID, "raid-1", "bigstreamer", "BigStreamer", amount=12)
+    await manager.say(await manager.hear(raid), "Welcome, raiders!")
+    shown = await browser.wait_for(
+        "const line = document.querySelector('#replies li'); return line && line.textContent"
+    )
+    assert shown == "PipWelcome, raiders!raid"

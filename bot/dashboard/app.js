@@ -196,6 +196,7 @@ function showReply(item) {
   // A retraction carries no text: the words taken off the stream stay here, struck through.
   if (item.state === "retracted" && line.querySelector(".text")) return;
   line.replaceChildren(span("author", item.name), span("text", item.text));
+  if (item.type === "notice") line.append(span("kind", item.kind)); // a raid thank-you, a timer, a command
 }
 
 function showStatus(item) {
