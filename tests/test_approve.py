@@ -18,6 +18,7 @@ from engine.errors import ReviewRefused, SettingsError
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
+from finetune.converters.chatlogs import memory_db_rows
 from memory.export import ExportedLine, persona_channel_lines
 from tests.dashboard_browser import open_browser
 from tests.on_stage import answer
@@ -181,3 +182,16 @@ async def test_a_moderator_turns_approval_on_for_a_channel_from_the_dashboard(ma
     finally:
         await server.close()
     assert manager.control.approvals.needed("twitch:stream")
+
+
+async def test_the_fine_tuning_export_counts_sent_replies_as_approved_and_leaves_dropped_ones_out(
+    holding: ConversationManager, scripted: ScriptedBackend
+) -> None:
+    scripted.enqueue(["Kept as written.", "Never said.", "Model draft."])
+    for decision, text in ((Decision.APPROVED, None), (Decision.DROPPED, None), (Decision.EDITED, "Streamer's words.")):
+        replying, held = await held_reply(holding)
+        await holding.decide(held.held_id, decision, text)
+        await replying
+    rows = memory_db_rows(holding.settings.db_path, "pip")
+    said = [(row["text"], row["approved"]) for row in rows if row["is_character"]]
+    assert said == [("Kept as written.", True), ("Streamer's words.", True)]

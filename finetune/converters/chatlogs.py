@@ -102,13 +102,19 @@ def from_chatlog(
             yield conversation
 
 
+_SENT_REVIEWS = frozenset({"approved", "edited"})
+_UNSAID_REVIEWS = frozenset({"dropped", "stale"})
+
+
 def memory_db_rows(
     path: Path | str, persona_id: str, approved_ids: set[int] | None = None, platform: str | None = None
 ) -> list[dict[str, Any]]:
     """Chat-log rows from costar's memory database: the channels where ``persona_id`` spoke.
 
     Read through memory's read-only export, so exporting never touches a live bot's database.
-    ``approved_ids`` marks the character lines a moderator approved.
+    ``approved_ids`` marks the character lines a moderator approved; replies the streamer sent
+    from the dashboard's approval queue count as approved, and those dropped there (or gone stale)
+    were never said, so they are left out (docs/dashboard.md#approve-before-send).
     """
     try:
         lines = persona_channel_lines(path, persona_id, platform)
@@ -121,7 +127,9 @@ def memory_db_rows(
             "is_character": line.is_character,
             "text": line.text,
             "created_at": line.created_at,
-            "approved": approved_ids is not None and line.id in approved_ids,
+            # Sent from the dashboard's approval queue (as written, or as the streamer edited it).
+            "approved": (approved_ids is not None and line.id in approved_ids) or line.review in _SENT_REVIEWS,
         }
         for line in lines
+        if line.review not in _UNSAID_REVIEWS
     ]
