@@ -18,7 +18,8 @@ model cache has it). Every queried author gets a few notes first, so ``notes_for
     python bench/recall_latency.py --db /tmp/recall-1m.sqlite3    # build once, then reuse
     python bench/recall_latency.py --vectors --db /tmp/recall-1m-vectors.sqlite3
 
-``--vectors`` (recall by meaning): every built line that ``carries_a_fact`` also gets its vector,
+``--vectors`` (recall by meaning): every built line the embedding worker would embed
+(``carries_a_fact`` or ``worth_embedding``: 89% of the press-briefing chat) also gets its vector,
 through ``MemoryStore.add_vectors``, as the embedding worker stores them. Vectors are the real
 all-MiniLM-L6-v2 embeddings of the CSV's lines (each distinct text embedded once, then reused as
 the text is cycled). Then it times both searches of ``memory.nearest_lines`` per question (the
@@ -56,7 +57,7 @@ from engine.events import ChatEvent  # noqa: E402
 from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerCounter  # noqa: E402
 from engine.recall.embedding import LocalEmbedder  # noqa: E402
 from engine.recall.recaller import Recaller  # noqa: E402
-from engine.recall.selection import carries_a_fact  # noqa: E402
+from engine.recall.selection import carries_a_fact, worth_embedding  # noqa: E402
 from engine.recall.terms import query_terms  # noqa: E402
 from engine.serving.model_store import ensure_minilm  # noqa: E402
 from engine.settings import CoreSettings, MemorySettings  # noqa: E402
@@ -99,7 +100,9 @@ def line_event(chat: Sequence[tuple[str, str]], index: int, total: int, start: d
 
 def embedded_rows(chat: Sequence[tuple[str, str]], embedder: LocalEmbedder) -> dict[int, Vectors]:
     """The real vector of each CSV row the embedding rule selects (each distinct text embedded once)."""
-    chosen = [row for row, (_, text) in enumerate(chat) if carries_a_fact(text, addressed=False)]
+    chosen = [
+        row for row, (_, text) in enumerate(chat) if carries_a_fact(text, addressed=False) or worth_embedding(text)
+    ]
     texts = sorted({chat[row][1] for row in chosen})
     began = time.perf_counter()
     vectors = embedder.embed(texts)
