@@ -1,9 +1,10 @@
 """Replay a recorded chat through the platform-neutral pipeline and measure it under a flood.
 
-Every line goes through what the Twitch adapter does with it: ``manager.hear`` (committed to a
-real SQLite file, then input moderation), then ``ReplyScheduler.submit`` with what it heard;
-the scheduler answers through the real ConversationManager with the scripted backend and a
-20-per-30 s send budget. Start-up is the bot's own (``bot.app.build_manager``).
+Every line goes through the chat session every platform adapter uses (``bot.session.ChatSession``):
+``manager.hear`` (committed to a real SQLite file, then input moderation), the stream director and
+the commands, then the reply scheduler; the session answers through the real ConversationManager
+with the scripted backend and a 20-per-30 s send budget, into an outlet that records each send.
+Start-up is the bot's own (``bot.app.build_manager``).
 
     python bench/flood.py --csv ../shared/data/live-chat-press-briefing.csv --speed 100000
     python bench/flood.py --csv chat.csv --speed 600 --clock-speed 30 --address-every 6
@@ -42,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager, freeze_startup_heap
+from bot.session import ChatSession, SendLimits
 from engine.backends.scripted import ScriptedBackend
-from engine.events import ChatEvent
-from engine.flow.clock import ScaledClock
-from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
-from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
-from engine.manager import ConversationManager, HeardLine
+from engine.events import ChatEvent, Reply
+from engine.flow.clock import Clock, ScaledClock
+from engine.flow.ratelimit import most_in_any_window
+from engine.flow.scheduler import Outcome, SchedulerConfig
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import load_settings
 from memory.export import count_viewer_lines
@@ -97,13 +98,23 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(share * 1000) - 1]
 
 
-async def take_line(
-    manager: ConversationManager, scheduler: ReplyScheduler, event: ChatEvent, seen: Measurements
-) -> None:
+class RecordingOutlet:
+    """The platform end of the session: records when each message would have been sent."""
+
+    def __init__(self, clock: Clock, seen: Measurements) -> None:
+        self.clock = clock
+        self.seen = seen
+
+    async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
+        self.seen.send_times.append(self.clock.now())
+        return f"sent-{len(self.seen.send_times)}"
+
+
+async def take_line(session: ChatSession, event: ChatEvent, seen: Measurements) -> None:
     arrived = time.perf_counter()
-    heard = await manager.hear(event)
-    scheduler.submit(heard)
+    heard = (await session.take_line(event)).heard
     decided = time.perf_counter()
+    assert heard is not None, "the bench's lines are all new"
     # Judging happens inside hear(), after the commit: the figures split there, as before.
     seen.ingest_ms.append((heard.stored_at - arrived) * 1000)
     seen.decision_ms.append((decided - heard.stored_at) * 1000)
@@ -117,35 +128,30 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
     manager = await build_manager(settings, backend=backend, counter=ApproxTokenCounter())
     freeze_startup_heap()  # as the bot does once its backend is up
     clock = ScaledClock(args.clock_speed)
-    budget = SendBudget(args.limit, clock=clock)
     seen = Measurements()
-
-    async def answer(heard: HeardLine, reservation: SendReservation | None) -> bool:
-        if await manager.reply(heard) is None:
-            return False
-        seen.send_times.append(clock.now())
-        if reservation is not None:
-            reservation.sent()
-        return True
-
-    scheduler = ReplyScheduler(
-        answer,
-        SchedulerConfig(),
+    session = ChatSession(
+        manager,
+        RecordingOutlet(clock, seen),
+        platform=PLATFORM,
+        settings=settings,
+        send_limits=SendLimits(args.limit),
+        scheduler=SchedulerConfig(),
         clock=clock,
-        budget_for=lambda event: budget,
-        on_outcome=lambda event, outcome: seen.outcomes.update((outcome,)),
     )
+    scheduler = session.scheduler
+    assert scheduler is not None
+    scheduler.on_outcome = lambda event, outcome: seen.outcomes.update((outcome,))
     # Whatever fails, memory is closed: its writer thread would otherwise keep the process alive.
     try:
         events = load_events(args.csv, args.address_every)
-        await scheduler.start()
+        await session.start()
         started = time.perf_counter()
         tasks = []
         for due, event in events:
             wait_s = due / args.speed - (time.perf_counter() - started)
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            tasks.append(asyncio.create_task(take_line(manager, scheduler, event, seen)))
+            tasks.append(asyncio.create_task(take_line(session, event, seen)))
         await asyncio.gather(*tasks)
         ingest_s = seen.last_commit - started
         if manager.embeddings is not None:  # the embedding worker's backlog after the flood
@@ -154,7 +160,7 @@ async def replay(args: argparse.Namespace, db_dir: Path) -> tuple[Measurements, 
             seen.embed_counts = manager.embeddings.counts
         await scheduler.join()
     finally:
-        await scheduler.close()
+        await session.close()
         await close_manager(manager)
     stored = count_viewer_lines(settings.db_path, PLATFORM)
     return seen, ingest_s, stored, len(events)

@@ -9,10 +9,10 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.commands import SceneSwitcher
 from bot.errors import USER_ERRORS, one_line
 from bot.on_stream import OnStream
 from bot.shutdown import StopRequest, stop_signals
-from bot.twitch_commands import SceneSwitcher
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import BreakerState, with_resilience

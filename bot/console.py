@@ -6,8 +6,10 @@ replies streamed as they are generated, slash commands.
 Piped (scripts, CI): one chat line per input line, one reply line per answer, exit at end of input.
 Input that is not valid UTF-8 is read with replacement characters; it never stops the bot.
 
-The console speaks as the broadcaster of its own channel, through the same stream director as
-Twitch and Discord: the card's and COSTAR_STREAM_COMMANDS_FILE's ``!commands`` answer, ``/event
+The console speaks as the broadcaster of its own channel, through the same chat session as
+Twitch and Discord (:mod:`bot.session`: heard, the director, then answered in turn, one line at a
+time, where live platforms queue for the reply scheduler), and the same commands
+(:mod:`bot.commands`, typed with ``/``): the card's and COSTAR_STREAM_COMMANDS_FILE's ``!commands`` answer, ``/event
 raid 50 from SomeStreamer`` fires a stream event to see its reaction, and with ``--live`` (or
 ``/live``) the channel counts as live, so timers and proactive talk run.
 """
@@ -21,31 +23,30 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.commands import PlatformCommands
 from bot.console_events import parse_console_event
 from bot.console_line import LiveLine
 from bot.errors import one_line
+from bot.session import ChatSession, Taken
 from engine.errors import EngineError
-from engine.events import ChatEvent, Role
+from engine.events import ChatEvent, Reply, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
 from engine.stream.events import EventKind
-from engine.stream.outlet import Utterance
 
 __all__ = ["ConsoleAdapter"]
 
 _CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
 PLATFORM = "console"
 CHANNEL = "local"
-HELP = (
-    "commands: /persona [NAME] · /personas · /about · /unnote N · /forget · /event KIND [AMOUNT] [from NAME]"
-    " · /live [on|off] · /help · /quit · !commands"
-)
+CONSOLE_CONTROLS = "/event KIND [AMOUNT] [from NAME] · /live [on|off] · /help · /quit · !commands"
 
 
 class ConsoleAdapter:
@@ -72,14 +73,30 @@ class ConsoleAdapter:
         self._written = ""  # the reply being written, as far as it got
         self._cut_now = asyncio.Event()  # Ctrl-C during a reply, or a stop past its grace
         self._said = 0  # lines the director had printed, for their message ids
-        self.director = StreamDirector(
+        self._live_line: LiveLine | None = None  # where the reply being written is shown
+        clock = clock or MonotonicClock()
+        self.commands = PlatformCommands(
             manager,
-            self._speak,
-            settings=settings.stream,
-            clock=clock or MonotonicClock(),
-            channels_kept=settings.core.channels_kept,
+            clock=clock,
+            cooldown_s=0.0,  # one person at a keyboard: nothing to hold back
+            prefix="/",
+            private_answers=True,
+            forgets_per_minute=settings.twitch.forgets_per_minute,
         )
+        self.session = ChatSession(manager, self, platform=PLATFORM, settings=settings, clock=clock)
         self.director.set_live(PLATFORM, CHANNEL, live)
+
+    @property
+    def director(self) -> StreamDirector:
+        return self.session.director
+
+    # Snapshots even when piped (printed as one line at the end): a stop past its grace prints and
+    # keeps the reply as far as it got.
+    streams = True
+
+    @property
+    def help_text(self) -> str:
+        return f"commands: {self.commands.help()} · {CONSOLE_CONTROLS}"
 
     def _say(self, text: str, end: str = "\n") -> None:
         self.stdout.write(text + end)
@@ -87,17 +104,17 @@ class ConsoleAdapter:
 
     async def start(self) -> None:
         self.manager.warm(PLATFORM, CHANNEL)  # the persona's prompt is read while the user types
-        await self.director.start()
+        await self.session.start()
         try:
             await self._converse()
         finally:
-            await self.director.close()
+            await self.session.close()
 
     async def _converse(self) -> None:
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         if self.interactive:
-            self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else HELP)
-            self._say(f"({HELP})")
+            self._say(f"{persona.display_name}: {persona.greeting}" if persona.greeting else self.help_text)
+            self._say(f"({self.help_text})")
         while not self._closed:
             line = await self._read_line()
             if line is None or self._closed:
@@ -129,11 +146,16 @@ class ConsoleAdapter:
 
     async def close(self) -> None:
         self._closed = True
-        await self.director.close()
+        await self.session.close()
 
-    async def _speak(self, utterance: Utterance) -> str | None:
-        """The director's speaker: a reaction, command answer or timer line, printed like a reply."""
-        line = f"{utterance.reply.persona_name}: {utterance.text}"
+    # -- the session's outlet ---------------------------------------------------------------
+
+    async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
+        """A reaction, card command answer or timer line, printed like a reply."""
+        name = (
+            said.persona_name if said is not None else (await self.manager.persona_for(PLATFORM, CHANNEL)).display_name
+        )
+        line = f"{name}: {text}"
         if self.interactive:  # above the prompt being edited, not through it
             from prompt_toolkit.application import run_in_terminal
 
@@ -182,6 +204,21 @@ class ConsoleAdapter:
         threading.Thread(target=read, name="console-input", daemon=True).start()
         return await line
 
+    async def write_reply(self, heard: HeardLine, snapshots: AsyncIterator[str]) -> str | None:
+        """Streamed onto the screen in a terminal; one line at the end when piped. Either way
+        ``_written`` follows the text, so a cut can print and keep what was written."""
+        live = self._live_line
+        assert live is not None
+        self._written = ""
+        async for snapshot in snapshots:
+            self._written = snapshot
+            if self.interactive:
+                live.show(snapshot)
+        if not self.interactive and self._written:
+            self._say(f"{live.prefix}{self._written}")
+        live.end()
+        return None  # nothing was sent anywhere: no platform id to link
+
     async def _chat(self, text: str) -> None:
         event = ChatEvent(
             platform=PLATFORM,
@@ -193,16 +230,16 @@ class ConsoleAdapter:
             addresses_bot=True,
         )
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
-        live = LiveLine(self.stdout, f"{persona.display_name}: ")
+        live = self._live_line = LiveLine(self.stdout, f"{persona.display_name}: ")
         try:
-            heard = await self.manager.hear(event)
-            self.director.chat_heard(heard)
-            if await self.director.command(heard):  # the channel's own !commands
+            taken = await self.session.take_line(event)
+            if taken.taken is Taken.COMMAND:  # the channel's own !commands
                 await self.director.join()  # its answer is printed before the next prompt
                 return
-            if heard.blocked:
+            if taken.taken is not Taken.TO_ANSWER or taken.heard is None:
                 return  # stored, but the character stays quiet
-            writing = asyncio.ensure_future(self._write_reply(heard, live))
+            heard = taken.heard
+            writing = asyncio.ensure_future(self.session.answer(heard))
             if not await self._finished_unless_cut(writing):
                 await self._cut(heard, writing, live, persona.display_name)
         except EngineError as exc:
@@ -214,20 +251,7 @@ class ConsoleAdapter:
                 self._say(f"{persona.display_name}: {fallback}")
             print(f"[{persona.display_name} could not answer: {one_line(exc)}]", file=sys.stderr)
 
-    async def _write_reply(self, heard: HeardLine, live: LiveLine) -> None:
-        """Streamed onto the screen in a terminal; one line at the end when piped. Either way
-        ``_written`` follows the text, so a cut can print and keep what was written."""
-        self._written = ""
-        async for item in self.manager.generate(heard):
-            if isinstance(item, str):
-                self._written = item
-                if self.interactive:
-                    live.show(item)
-            elif not self.interactive:
-                self._say(f"{item.persona_name}: {item.text}")
-        live.end()
-
-    async def _finished_unless_cut(self, writing: asyncio.Future[None]) -> bool:
+    async def _finished_unless_cut(self, writing: asyncio.Future[Reply | None]) -> bool:
         """Wait for the reply; False when Ctrl-C (in a terminal) or a stop cut it first.
 
         In a terminal the line editor owns Ctrl-C only while it prompts (and then Ctrl-C quits);
@@ -253,7 +277,7 @@ class ConsoleAdapter:
             return True
         return False
 
-    async def _cut(self, heard: HeardLine, writing: asyncio.Future[None], live: LiveLine, name: str) -> None:
+    async def _cut(self, heard: HeardLine, writing: asyncio.Future[Reply | None], live: LiveLine, name: str) -> None:
         """Stop the reply being written; what was written is shown and stored, marked as cut."""
         writing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -272,34 +296,13 @@ class ConsoleAdapter:
         await self.manager.say(heard, cut_text)
 
     async def _command(self, text: str) -> bool:
+        """A ``/`` line: one of the shared commands (:mod:`bot.commands`) or a console control."""
         command, _, argument = text[1:].partition(" ")
         argument = argument.strip()
         if command in ("quit", "exit"):
             return False
-        if command == "persona" and argument:
-            try:
-                card = await self.manager.switch_persona(PLATFORM, CHANNEL, argument, set_by=self.user)
-                self._say(f"[persona switched to {card.display_name}]")
-            except EngineError as exc:
-                self._say(f"[{exc}]")
-        elif command == "persona":
-            card = await self.manager.persona_for(PLATFORM, CHANNEL)
-            self._say(f"[current persona: {card.display_name} ({card.persona_id})]")
-        elif command == "personas":
-            self._say("[installed: " + ", ".join(self.manager.personas.names()) + "]")
-        elif command == "about":
-            about = await self.manager.about(PLATFORM, self.user)
-            count = about.record.message_count if about.record else 0
-            notes = "; ".join(f"#{note.id} {note.text}" for note in about.notes) or "none"
-            self._say(f"[{self.user}: {count} messages remembered; notes: {notes}]")
-        elif command == "unnote" and argument.isdigit():
-            deleted = await self.manager.delete_note(PLATFORM, int(argument))
-            self._say(f"[deleted note #{argument}]" if deleted else f"[no note #{argument}]")
-        elif command == "forget":
-            result = await self.manager.forget(PLATFORM, self.user)
-            if self._editor is not None:  # every line in it was typed by this one viewer
-                await asyncio.to_thread(_forget_history, self._editor)
-            self._say(f"[forgot {result.messages} messages and {result.notes} notes]")
+        if self.commands.parse(text) is not None:
+            await self._shared_command(text)
         elif command == "event":
             await self._fire_event(argument)
         elif command == "live":
@@ -307,8 +310,25 @@ class ConsoleAdapter:
             self.director.set_live(PLATFORM, CHANNEL, live)
             self._say("[live: timers and proactive talk run]" if live else "[offline: timers are paused]")
         else:
-            self._say(f"[{HELP}]")
+            self._say(f"[{self.help_text}]")
         return True
+
+    async def _shared_command(self, text: str) -> None:
+        event = ChatEvent(
+            platform=PLATFORM,
+            channel_id=CHANNEL,
+            author_id=self.user,
+            author_name=self.user,
+            text=text,
+            roles=frozenset({Role.BROADCASTER}),
+        )
+        result = await self.commands.handle(event)
+        if result is None:
+            return
+        if result.forgot and self._editor is not None:  # every line in it was typed by this one viewer
+            await asyncio.to_thread(_forget_history, self._editor)
+        if result.reply:
+            self._say(f"[{result.reply}]")
 
     async def _fire_event(self, argument: str) -> None:
         try:

@@ -1,7 +1,8 @@
-"""The Discord adapter: discord.py events in, ``ChatEvent``s to the manager, replies back out.
+"""The Discord adapter: discord.py events in, ``ChatEvent``s to the chat session, replies back out.
 
-It only translates. Every line it may read is stored and judged (``manager.hear``); lines that address the
-bot are answered with a typing indicator and a streamed or whole reply. Backend failures become a
+It only translates. Every line it may read goes to the one :class:`bot.session.ChatSession` (stored and
+judged, then the reply scheduler with Discord's own send limits); the session asks this adapter, its
+outlet, to write a reply: a typing indicator and a streamed or whole reply. Backend failures become a
 short configurable apology (or silence), never a traceback. ``/persona`` and ``/memory`` live in
 ``bot.discord_commands``; message splitting and safe mentions in ``bot.discord_delivery``.
 
@@ -13,21 +14,24 @@ COSTAR_STREAM_DISCORD_WELCOME_CHANNEL go through the stream director (``bot.disc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
 
 import discord
 from discord import app_commands
 
+from bot.commands import PlatformCommands
 from bot.discord_commands import build_command_groups, report_command_error
 from bot.discord_delivery import ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from bot.discord_stream import DiscordSpeaker, join_event
 from bot.errors import NETWORK_ERRORS, one_line, unreachable
+from bot.session import ChatSession, SendLimits
 from engine.errors import EngineError, SettingsError
-from engine.events import ChatEvent, Reply
+from engine.events import Reply
 from engine.flow.clock import MonotonicClock
+from engine.flow.recent import RecentlyUsed
+from engine.flow.scheduler import SchedulerConfig
 from engine.manager import ConversationManager, HeardLine
 from engine.output.limits import DISCORD_LIMITS
 from engine.settings import Settings
@@ -61,7 +65,7 @@ class CostarDiscordClient(discord.Client):
         self.tree.error(report_command_error)
 
     async def setup_hook(self) -> None:
-        for group in build_command_groups(self.adapter.manager, self.adapter.rules):
+        for group in build_command_groups(self.adapter.manager, self.adapter.rules, self.adapter.commands):
             self.tree.add_command(group)
         await self.adapter.sync_commands(self.tree)
 
@@ -85,24 +89,47 @@ class DiscordAdapter:
         # No length cut in the engine: long replies are split into several messages here instead.
         manager.platform_limits.setdefault(DISCORD, DISCORD_LIMITS)
         self._in_flight: set[asyncio.Task[object]] = set()
-        self._taking_lines = True
         self.client = CostarDiscordClient(self)
-        speaker = DiscordSpeaker(self.client, settings.discord.message_limit, settings.discord.send_timeout_s)
-        self.director = StreamDirector(
+        self.streams = settings.discord.stream_replies
+        discord_settings = settings.discord
+        # The messages waiting for an answer, so the reply can reply to them (bounded like the queue).
+        self._asked: RecentlyUsed[str, discord.Message] = RecentlyUsed(4 * settings.core.channels_kept)
+        # The shared commands, rendered as slash commands: answers are private, so no cooldown is needed.
+        self.commands = PlatformCommands(
             manager,
-            speaker,
-            settings=settings.stream,
             clock=MonotonicClock(),
-            channels_kept=settings.core.channels_kept,
+            cooldown_s=0.0,
+            prefix="/",
+            private_answers=True,
+            forgets_per_minute=settings.twitch.forgets_per_minute,
+        )
+        self._speaker = DiscordSpeaker(self.client, discord_settings.message_limit, discord_settings.send_timeout_s)
+        self.session = ChatSession(
+            manager,
+            self,
+            platform=DISCORD,
+            settings=settings,
+            send_limits=SendLimits(discord_settings.send_limit, discord_settings.send_window_s),
+            scheduler=SchedulerConfig(
+                max_in_flight=settings.backend.max_concurrency,
+                user_cooldown_s=discord_settings.reply_cooldown_s,
+                stale_after_s=discord_settings.stale_after_s,
+                channels_kept=settings.core.channels_kept,
+            ),
+            fallback_override=discord_settings.fallback_reply,
         )
         for channel_id in settings.stream.discord_live_channels:
             self.director.set_live(DISCORD, channel_id, True)  # opted in: always "live"
+
+    @property
+    def director(self) -> StreamDirector:
+        return self.session.director
 
     async def start(self) -> None:
         token = self.settings.discord.token
         if token is None or not token.get_secret_value().strip():
             raise SettingsError("DISCORD_TOKEN is not set (see docs/discord.md)")
-        await self.director.start()
+        await self.session.start()
         try:
             await self.client.start(token.get_secret_value())
         except discord.LoginFailure:
@@ -113,20 +140,21 @@ class DiscordAdapter:
         except NETWORK_ERRORS as exc:
             raise unreachable("Discord", exc, "check this machine's internet connection and DNS") from None
         finally:
-            await self.director.close()
+            await self.session.close()
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking messages; replies already being written get ``grace_s`` to be sent and stored."""
-        self._taking_lines = False
         # discord.py does not wait for running event handlers: wait for them here, before the
-        # HTTP session (and then the caller's memory) closes.
+        # HTTP session (and then the caller's memory) closes; then for the replies being written.
+        self.session.taking_lines = False
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        await self.session.drain(grace_s)
 
     async def close(self) -> None:
-        if self._taking_lines:
+        if self.session.taking_lines:
             await self.drain(_CLOSE_GRACE_S)
-        await self.director.close()
+        await self.session.close()
         await self.client.close()
 
     async def sync_commands(self, tree: app_commands.CommandTree) -> None:
@@ -142,7 +170,7 @@ class DiscordAdapter:
         log.info("synced %d slash commands to %s", len(synced), guild_id or "every server")
 
     async def on_message(self, message: discord.Message) -> None:
-        if not self._taking_lines:
+        if not self.session.taking_lines:
             return  # stopping: a message not stored is not acknowledged either
         handler = asyncio.current_task()
         if handler is not None:
@@ -156,28 +184,15 @@ class DiscordAdapter:
         event = to_chat_event(message, bot_user, self.rules, await self._character_names(message))
         if not event.text.strip():
             return  # attachments or stickers only: nothing to read
+        self._asked[event.message_id] = message
         # Heard even when not addressed: a copypasta wave is counted on every line.
-        try:
-            heard = await self.manager.hear(event)
-        except EngineError as exc:  # the database is locked or gone: say so, keep reading
-            log.error("could not take a line in discord channel %s: %s", event.channel_id, one_line(exc))
-            return
-        self.director.chat_heard(heard)
-        if await self.director.command(heard):  # the channel's own !commands
-            return
-        if event.addresses_bot and not heard.blocked:
-            await self._answer(message, heard)
+        await self.session.take_line(event)
 
     async def on_member_join(self, member: discord.Member) -> None:
         welcome_channel = self.settings.stream.discord_welcome_channel
         if welcome_channel is None or member.bot:
             return
-        try:
-            heard = await self.manager.hear(join_event(member, welcome_channel))
-        except EngineError as exc:
-            log.error("could not take a member join in discord server %s: %s", member.guild.id, one_line(exc))
-            return
-        await self.director.take(heard)
+        await self.session.take_stream(join_event(member, welcome_channel))
 
     async def _character_names(self, message: discord.Message) -> tuple[str, ...]:
         """The channel's persona's names: "Pip, what do you think?" addresses the bot too."""
@@ -185,8 +200,18 @@ class DiscordAdapter:
         card = await self.manager.persona_for(DISCORD, str(message.channel.id), server_id)
         return (card.name, card.display_name)
 
-    async def _answer(self, message: discord.Message, heard: HeardLine) -> None:
+    # -- the session's outlet ---------------------------------------------------------------
+
+    async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
+        """A director's line, a command's answer or an apology, posted in the channel."""
+        return await self._speaker.post(channel_id, text, reply_to=reply_to)
+
+    async def write_reply(self, heard: HeardLine, snapshots: AsyncIterator[str]) -> str | None:
+        """The reply to the asker's message, with a typing indicator; streamed when ``streams``."""
         event = heard.event
+        message = self._asked.pop(event.message_id, None)
+        if message is None:
+            return None  # forgotten among many newer messages: no message to reply to
         writer = ReplyWriter(
             message,
             limit=self.settings.discord.message_limit,
@@ -195,7 +220,7 @@ class DiscordAdapter:
         )
         try:
             async with message.channel.typing():
-                await self._write_reply(writer, heard)
+                await writer.stream(snapshots)
         except TimeoutError:  # Discord took a send and went silent: drop this reply, free its turn
             log.warning(
                 "Discord did not answer in channel %s within %g s; reply dropped",
@@ -203,35 +228,16 @@ class DiscordAdapter:
                 self.settings.discord.send_timeout_s,
             )
             await self._retract(writer)
-        except EngineError as exc:
-            log.warning("no reply in discord channel %s: %s", event.channel_id, exc)
-            await self._apologise(writer, event)
+            return None
+        except EngineError:
+            if await self._retract(writer):
+                raise  # the session says sorry once the half reply is gone
+            return None
         except discord.HTTPException as exc:
             log.warning("Discord refused the reply in channel %s: %s", event.channel_id, exc)
-
-    async def _write_reply(self, writer: ReplyWriter, heard: HeardLine) -> None:
-        if self.settings.discord.stream_replies:
-            finished: list[Reply] = []
-
-            async def snapshots() -> AsyncGenerator[str, None]:
-                async with contextlib.aclosing(self.manager.generate(heard)) as items:
-                    async for item in items:
-                        if isinstance(item, Reply):
-                            finished.append(item)
-                        else:
-                            yield item
-
-            # Closed at once when showing fails: the generator holds the channel's turn and a slot.
-            async with contextlib.aclosing(snapshots()) as shown:
-                await writer.stream(shown)
-            reply = finished[0] if finished else None
-        else:
-            reply = await self.manager.reply(heard)
-            if reply is not None and reply.text.strip():
-                await writer.send_whole(reply.text)
-        if reply is not None and writer.sent:
-            # Lets a later reply-to-this-message find the stored line.
-            await self.manager.link_sent(reply, str(writer.sent[0].id))
+            return None
+        # Lets a later reply-to-this-message find the stored line.
+        return str(writer.sent[0].id) if writer.sent else None
 
     async def _retract(self, writer: ReplyWriter) -> bool:
         try:
@@ -240,14 +246,3 @@ class DiscordAdapter:
             log.warning("could not remove a reply cut short: %s", one_line(exc))
             return False
         return True
-
-    async def _apologise(self, writer: ReplyWriter, event: ChatEvent) -> None:
-        if not await self._retract(writer):
-            return
-        apology = await self.manager.fallback_reply(event, override=self.settings.discord.fallback_reply)
-        if apology is None:
-            return  # silence was chosen, or an apology went out in this channel moments ago
-        try:
-            await writer.send_whole(apology)
-        except (discord.HTTPException, TimeoutError) as exc:
-            log.warning("could not send the fallback reply: %s", exc)

@@ -1,4 +1,9 @@
-"""The slash commands: ``/persona switch|list|show``, ``/memory forget|about`` and ``/costar mute|unmute``.
+"""The slash commands: ``/persona switch|list|show``, ``/memory forget|about|unnote`` and
+``/costar mute|unmute``.
+
+``/memory forget``, ``/memory unnote`` and ``/costar mute|unmute`` are the shared commands of
+:mod:`bot.commands` (``forgetme``, ``unnote`` and ``costar``, the ones Twitch and the console type),
+rendered as slash commands and run through its one dispatch; their answers are private (ephemeral).
 
 ``/persona switch`` is guarded by a check (Manage Server or a configured role), not by
 ``default_permissions``: those cannot be set per subcommand and server admins can override them
@@ -14,8 +19,10 @@ from typing import Literal, TypeVar
 import discord
 from discord import app_commands
 
+from bot.commands import PlatformCommands
 from bot.discord_events import DISCORD, ChannelRules, is_moderator
 from engine.errors import PersonaNotFound
+from engine.events import ChatEvent, Role
 from engine.manager import AboutUser, ConversationManager
 
 __all__ = ["build_command_groups", "report_command_error"]
@@ -59,6 +66,20 @@ def _require_moderator(rules: ChannelRules) -> Callable[[_T], _T]:
         raise NotAModerator("only moderators can do that")
 
     return app_commands.check(predicate)
+
+
+def _asker(interaction: discord.Interaction, rules: ChannelRules) -> ChatEvent:
+    """The member running a slash command, as the shared commands see a chat line."""
+    moderates = is_moderator(interaction.user, interaction.permissions, rules)
+    return ChatEvent(
+        platform=DISCORD,
+        channel_id=str(interaction.channel_id),
+        author_id=str(interaction.user.id),
+        author_name=interaction.user.display_name,
+        text="",
+        roles=frozenset({Role.ADMIN}) if moderates else frozenset(),
+        server_id=str(interaction.guild_id) if interaction.guild_id else None,
+    )
 
 
 def _clip(text: str, limit: int = _EPHEMERAL_LIMIT) -> str:
@@ -129,16 +150,14 @@ def _persona_group(manager: ConversationManager, rules: ChannelRules) -> app_com
     return group
 
 
-def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_commands.Group:
+def _memory_group(manager: ConversationManager, rules: ChannelRules, commands: PlatformCommands) -> app_commands.Group:
     group = app_commands.Group(name="memory", description="What the co-host remembers about you")
 
     @group.command(name="forget", description="Delete everything the co-host stored about you, on every server")
     async def forget(interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await manager.forget(DISCORD, str(interaction.user.id))
-        await interaction.followup.send(
-            f"Done: forgot {result.messages} messages and {result.notes} notes about you.", ephemeral=True
-        )
+        result = await commands.invoke("forgetme", _asker(interaction, rules))
+        await interaction.followup.send(result.reply or "Done.", ephemeral=True)
 
     @group.command(name="about", description="What the co-host remembers about you (only you see this)")
     @app_commands.describe(viewer="moderators: someone else")
@@ -160,32 +179,32 @@ def _memory_group(manager: ConversationManager, rules: ChannelRules) -> app_comm
     @app_commands.describe(note="the note's number, as /memory about shows it")
     @_require_moderator(rules)
     async def unnote(interaction: discord.Interaction, note: int) -> None:
-        asked_in = (str(interaction.channel_id), str(interaction.guild_id) if interaction.guild_id else None)
-        deleted = await manager.delete_note(DISCORD, note, moderator_in=asked_in)
-        text = f"Deleted note #{note}." if deleted else f"There is no note #{note}."
-        await interaction.response.send_message(text, ephemeral=True)
+        result = await commands.invoke("unnote", _asker(interaction, rules), str(note))
+        await interaction.response.send_message(result.reply or "Nothing to do.", ephemeral=True)
 
     return group
 
 
-def _costar_group(manager: ConversationManager, rules: ChannelRules) -> app_commands.Group:
+def _costar_group(rules: ChannelRules, commands: PlatformCommands) -> app_commands.Group:
     """The dashboard's mute button for this channel, for moderators: no cooldown, it must always work."""
     group = app_commands.Group(name="costar", description="Silence the co-host in this channel", guild_only=True)
 
     @group.command(name="mute", description="Stop the co-host talking in this channel at once")
     @_require_moderator(rules)
     async def mute(interaction: discord.Interaction) -> None:
-        await manager.mute(f"{DISCORD}:{interaction.channel_id}")
+        await commands.invoke("costar", _asker(interaction, rules), "mute")
         await interaction.response.send_message("Muted in this channel until `/costar unmute`.", ephemeral=True)
 
     @group.command(name="unmute", description="Let the co-host talk in this channel again")
     @_require_moderator(rules)
     async def unmute(interaction: discord.Interaction) -> None:
-        await manager.mute(f"{DISCORD}:{interaction.channel_id}", muted=False)
-        await interaction.response.send_message("Unmuted: talking again.", ephemeral=True)
+        result = await commands.invoke("costar", _asker(interaction, rules), "unmute")
+        await interaction.response.send_message(result.reply or "Unmuted: talking again.", ephemeral=True)
 
     return group
 
 
-def build_command_groups(manager: ConversationManager, rules: ChannelRules) -> list[app_commands.Group]:
-    return [_persona_group(manager, rules), _memory_group(manager, rules), _costar_group(manager, rules)]
+def build_command_groups(
+    manager: ConversationManager, rules: ChannelRules, commands: PlatformCommands
+) -> list[app_commands.Group]:
+    return [_persona_group(manager, rules), _memory_group(manager, rules, commands), _costar_group(rules, commands)]

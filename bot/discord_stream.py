@@ -41,21 +41,24 @@ class DiscordSpeaker:
         self.send_timeout_s = send_timeout_s
 
     async def __call__(self, utterance: Utterance) -> str | None:
-        channel = self.client.get_channel(int(utterance.channel_id))
+        return await self.post(utterance.channel_id, utterance.text, reply_to=utterance.reply_to, kind=utterance.kind)
+
+    async def post(self, channel_id: str, text: str, *, reply_to: str | None, kind: str = "bot") -> str | None:
+        channel = self.client.get_channel(int(channel_id))
         if not isinstance(channel, discord.abc.Messageable):
-            log.warning("cannot post in discord channel %s: not a text channel the bot can see", utterance.channel_id)
+            log.warning("cannot post in discord channel %s: not a text channel the bot can see", channel_id)
             return None
-        text = utterance.text[: self.message_limit]
+        text = text[: self.message_limit]
         try:
             async with asyncio.timeout(self.send_timeout_s):
-                if utterance.reply_to is not None and isinstance(channel, discord.TextChannel | discord.Thread):
-                    sent = await channel.get_partial_message(int(utterance.reply_to)).reply(text, mention_author=False)
+                if reply_to is not None and isinstance(channel, discord.TextChannel | discord.Thread):
+                    sent = await channel.get_partial_message(int(reply_to)).reply(text, mention_author=False)
                 else:
                     sent = await channel.send(text)
         except TimeoutError:
-            log.warning("Discord did not answer a %s line in channel %s in time", utterance.kind, utterance.channel_id)
+            log.warning("Discord did not answer a %s line in channel %s in time", kind, channel_id)
             return None
         except discord.HTTPException as exc:
-            log.warning("Discord refused a %s line in channel %s: %s", utterance.kind, utterance.channel_id, exc)
+            log.warning("Discord refused a %s line in channel %s: %s", kind, channel_id, exc)
             return None
         return str(sent.id)

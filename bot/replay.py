@@ -8,7 +8,8 @@ Replies come out as the event's platform would send them (its output rules: one 
 Each run answers every line again: the lines' message ids get the run's id (``msg-1~run-…``), so
 memory does not take a second run for a platform delivering the same lines twice. ``resume=True``
 keeps the file's ids: lines a run cut short already stored are skipped, the rest answered.
-The channel's ``!commands`` (the card's and COSTAR_STREAM_COMMANDS_FILE's) are answered as live,
+Each line goes through the same chat session as a live platform (:mod:`bot.session`), answered in
+turn: the channel's ``!commands`` (the card's and COSTAR_STREAM_COMMANDS_FILE's) are answered as live,
 by the same stream director, with the line's ``roles`` deciding who may use which.
 The format is documented in docs/replay.md. ``--ack`` prints
 ``ACK line ID`` once a chat line is committed and ``ACK reply ID`` once its reply is (the
@@ -25,14 +26,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
+from bot.session import ChatSession, Taken
 from bot.shutdown import StopRequest, finished_within_grace
 from bot.transcript import event_to_dict, read_transcript
 from engine.errors import BackendError
-from engine.events import ChatEvent
-from engine.flow.clock import MonotonicClock
+from engine.events import ChatEvent, Reply
 from engine.manager import ConversationManager
-from engine.stream.director import StreamDirector
-from engine.stream.outlet import Utterance
 from memory.text import storable_text
 
 __all__ = ["ReplayResult", "new_run_id", "replay"]
@@ -73,7 +72,7 @@ async def replay(
     result = ReplayResult()
     lines = list(read_transcript(transcript))  # every line checked before any is stored
     said = _Said(out)
-    director = StreamDirector(manager, said, settings=manager.settings.stream, clock=MonotonicClock())
+    session = ChatSession(manager, said, platform="replay", settings=manager.settings)
     recorder = record.open("w", encoding="utf-8") if record else None
     try:
         for line in lines:
@@ -81,7 +80,7 @@ async def replay(
                 result.stopped = True
                 break
             event = line.event if run_id is None else _in_run(line.event, run_id)
-            answering = asyncio.ensure_future(_one(manager, director, said, event, out, ack=ack))
+            answering = asyncio.ensure_future(_one(session, said, event, out, ack=ack))
             if stop is not None and not await finished_within_grace(answering, stop, grace_s):
                 result.stopped = True
                 break
@@ -95,23 +94,24 @@ async def replay(
             if expect and line.has_recorded_reply and reply_text != line.recorded_reply:
                 result.mismatches.append(f"line {line.number}: expected {line.recorded_reply!r}, got {reply_text!r}")
     finally:
-        await director.close()
+        await session.close()
         if recorder is not None:
             recorder.close()
     return result
 
 
 class _Said:
-    """The director's speaker in a replay: prints what it says like a reply, keeps the last text."""
+    """The session's outlet in a replay: prints what the character says, keeps the last text."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.last: str | None = None
 
-    async def __call__(self, utterance: Utterance) -> str | None:
-        event = utterance.reply.event
-        print(f"[{event.channel_key}] {utterance.reply.persona_name}: {utterance.text}", file=self.out, flush=True)
-        self.last = utterance.text
+    async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
+        where = said.event.channel_key if said is not None else channel_id
+        name = f"{said.persona_name}: " if said is not None else ""
+        print(f"[{where}] {name}{text}", file=self.out, flush=True)
+        self.last = text
         return None  # nothing was sent anywhere: no platform id to link
 
 
@@ -121,33 +121,25 @@ def _in_run(event: ChatEvent, run_id: str) -> ChatEvent:
     return replace(event, message_id=f"{event.message_id}{RUN_SEPARATOR}{run_id}", reply_to_id=reply_to)
 
 
-async def _one(
-    manager: ConversationManager,
-    director: StreamDirector,
-    said: _Said,
-    event: ChatEvent,
-    out: TextIO,
-    *,
-    ack: bool = False,
-) -> str | None:
+async def _one(session: ChatSession, said: _Said, event: ChatEvent, out: TextIO, *, ack: bool = False) -> str | None:
+    said.last = None
     try:
-        heard = await manager.hear(event)
-        event = heard.event  # as stored: text memory could not store (a lone surrogate) comes back cleaned
+        taken = await session.take_line(event)
+        if taken.heard is not None:
+            event = taken.heard.event  # as stored: text memory could not store (a lone surrogate) comes back cleaned
         if ack:  # printed only once the line is committed: what a crash test may count on
             print(f"ACK line {event.message_id}", file=out, flush=True)
-        if not heard.redelivered:
-            director.chat_heard(heard)
-            said.last = None
-            if await director.command(heard):  # one of the channel's own !commands: answered as live
-                await director.join()
-                return said.last
-        reply = await manager.reply(heard) if event.addresses_bot and not heard.blocked else None
+        if taken.taken is Taken.COMMAND:  # one of the channel's own !commands: answered as live
+            await session.director.join()
+            return said.last
+        if taken.taken is not Taken.TO_ANSWER or taken.heard is None:
+            return None
+        reply = await session.answer(taken.heard)
     except BackendError as exc:  # the model failed this line; a memory failure stops the replay
         print(f"[{event.channel_key}] (no reply: {exc})", file=out, flush=True)
         return None
     if reply is None:
         return None
-    print(f"[{event.channel_key}] {reply.persona_name}: {reply.text}", file=out, flush=True)
     if ack:
         print(f"ACK reply {event.message_id}", file=out, flush=True)
     return reply.text

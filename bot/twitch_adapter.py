@@ -33,35 +33,31 @@ from twitchio.eventsub import ChatMessageSubscription
 from twitchio.models.eventsub_ import SubscriptionRevoked
 
 from bot import twitch_events, twitch_eventsub
+from bot.commands import PlatformCommands, SceneSwitcher
 from bot.errors import one_line
+from bot.session import ChatSession, NotSent, SendLimits
 from bot.twitch_auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
-from bot.twitch_commands import ChatCommands, SceneSwitcher
 from bot.twitch_events import Converted, Ignored, TokenScopes, plan_subscriptions
 from bot.twitch_eventsub import Delivery
 from bot.twitch_output import TWITCH_LIMITS, twitch_safe
-from engine.control.room import PlatformStatus
-from engine.errors import EngineError, SettingsError
-from engine.events import ChatEvent, Role
+from engine.errors import SettingsError
+from engine.events import ChatEvent, Reply, Role
 from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.cooldown import Cooldown
-from engine.flow.ratelimit import SendBudget, SendReservation
+from engine.flow.ratelimit import SendBudget
 from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import StreamEvent
-from engine.stream.outlet import Utterance
 
 if TYPE_CHECKING:
-    from engine.manager import ConversationManager, HeardLine
+    from engine.manager import ConversationManager
 
 __all__ = ["TwitchAdapter", "chat_event_from"]
 
 logger = logging.getLogger(__name__)
 
 PLATFORM = "twitch"
-REFUSAL_REPORT_S = 60.0  # lines memory refused are reported at most this often, with their count
 
 
 def roles_from(chatter: Any) -> frozenset[Role]:
@@ -193,39 +189,30 @@ class TwitchAdapter:
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
         kept = settings.core.channels_kept
-        # A budget still counting a send must stay, or the next send could break Twitch's limit.
-        self.budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
-            kept, evictable=lambda budget: not budget.in_window()
-        )
-        self.commands = ChatCommands(
+        twitch = settings.twitch
+        self.commands = PlatformCommands(
             manager,
             clock=self.clock,
-            cooldown_s=settings.twitch.command_cooldown_s,
-            forgets_per_minute=settings.twitch.forgets_per_minute,
+            cooldown_s=twitch.command_cooldown_s,
+            forgets_per_minute=twitch.forgets_per_minute,
             scenes=scenes,
         )
-        self.scheduler = ReplyScheduler(
-            self._answer,
-            SchedulerConfig(
+        self.session = ChatSession(
+            manager,
+            self,
+            platform=PLATFORM,
+            settings=settings,
+            send_limits=SendLimits(twitch.send_limit),
+            scheduler=SchedulerConfig(
                 max_in_flight=settings.backend.max_concurrency,
-                user_cooldown_s=settings.twitch.reply_cooldown_s,
-                stale_after_s=settings.twitch.stale_after_s,
-                answer_unaddressed=settings.twitch.chime_in,
+                user_cooldown_s=twitch.reply_cooldown_s,
+                stale_after_s=twitch.stale_after_s,
+                answer_unaddressed=twitch.chime_in,
                 channels_kept=kept,
             ),
+            commands=self.commands,
             clock=self.clock,
-            budget_for=lambda event: self.budget_for(event.channel_id),
-            on_outcome=manager.line_outcome,  # dropped lines by reason in /metrics, each on the dashboard
-        )
-        manager.control.register_platform(
-            PLATFORM,
-            PlatformStatus(
-                budgets=lambda: {channel: (b.in_window(), b.limit) for channel, b in self.budgets.items()},
-                queued=lambda: self.scheduler.queued,
-            ),
-        )
-        self.director = StreamDirector(
-            manager, self._speak, settings=settings.stream, clock=self.clock, channels_kept=settings.core.channels_kept
+            on_persona_changed=self._forget_names,
         )
         self.broadcaster_store = TokenStore(broadcaster_token_path(settings))
         self.broadcaster: StoredToken | None = None
@@ -236,9 +223,6 @@ class TwitchAdapter:
         self._client: _TwitchClient | None = None
         self._name_patterns: RecentlyUsed[str, re.Pattern[str]] = RecentlyUsed(kept)
         self._last_sent: RecentlyUsed[str, str] = RecentlyUsed(kept)
-        self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
-        self._refused_lines = 0
-        self._taking_lines = True
         self._unread_told: set[tuple[str, bool]] = set()  # (kind, lost) said once each
         self._ignored_told: set[str] = set()  # notice kinds costar keeps no event of, said once each
         self._channel_names: dict[str, str] = {}  # channel id -> name, for the log
@@ -248,16 +232,23 @@ class TwitchAdapter:
     async def start(self) -> None:
         self.bot = self.token_store.load()
         self._client = _TwitchClient(self, self.bot)
-        await self.scheduler.start()
-        await self.director.start()
+        await self.session.start()
         try:
             token = None if self.settings.twitch.client_secret else self.bot.access_token
             await self._client.start(token, with_adapter=False)
         except twitchio.TwitchioException as exc:
             raise twitch_failure(exc, "connecting") from None  # its text can quote a token
         finally:
-            await self.scheduler.close()
-            await self.director.close()
+            await self.session.close()
+
+    @property
+    def scheduler(self) -> ReplyScheduler:
+        assert self.session.scheduler is not None
+        return self.session.scheduler
+
+    @property
+    def director(self) -> StreamDirector:
+        return self.session.director
 
     @property
     def broadcaster_id(self) -> str | None:
@@ -265,12 +256,10 @@ class TwitchAdapter:
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking chat lines; replies already being written get ``grace_s`` to be sent."""
-        self._taking_lines = False
-        await self.scheduler.drain(grace_s)
+        await self.session.drain(grace_s)
 
     async def close(self) -> None:
-        await self.scheduler.close()
-        await self.director.close()
+        await self.session.close()
         if self._client is not None:
             await self._client.close()
 
@@ -381,44 +370,20 @@ class TwitchAdapter:
         self.director.set_live(PLATFORM, channel_id, bool(live))
 
     def budget_for(self, channel_id: str) -> SendBudget:
-        return self.budgets.setdefault(
-            channel_id, lambda: SendBudget(self.settings.twitch.send_limit, clock=self.clock)
-        )
+        budget = self.session.budget_for(channel_id)
+        assert budget is not None  # Twitch always has send limits
+        return budget
 
     # -- incoming ---------------------------------------------------------------------------
 
     async def _on_message(self, message: twitchio.ChatMessage) -> None:
         assert self.bot is not None
-        if not self._taking_lines:
+        if not self.session.taking_lines:
             return  # stopping: a line not stored is not acknowledged either
         if str(message.chatter.id) == self.bot.user_id:
             self._note_own_badges(message)
             return
-        event = chat_event_from(message, addressed=await self._addresses_bot(message))
-        try:
-            # Memory holds a line through a lock or a full disk (the line waits here meanwhile);
-            # an error means it was refused, never stored, so it was never taken.
-            heard = await self.manager.hear(event)
-        except EngineError as exc:
-            self._report_refused(exc)
-            return
-        if heard.redelivered:  # EventSub is at-least-once: the first delivery was taken and answered
-            return
-        self.director.chat_heard(heard)
-        if self.commands.is_command(heard.event):
-            await self._run_command(heard.event)
-            return
-        if await self.director.command(heard):  # the channel's own !commands
-            return
-        # A blocked line is stored but never answered; the scheduler still sees it for copypasta.
-        self.scheduler.submit(heard)
-
-    def _report_refused(self, exc: EngineError) -> None:
-        """Say why lines are not taken once a minute, with how many, not once per line of a flood."""
-        self._refused_lines += 1
-        if self._refusals_told.try_use("refused"):
-            logger.error("could not take %d twitch line(s): %s", self._refused_lines, one_line(exc))
-            self._refused_lines = 0
+        await self.session.take_line(chat_event_from(message, addressed=await self._addresses_bot(message)))
 
     async def _on_notification(self, delivery: Delivery, convert: Callable[[Delivery], Converted]) -> None:
         """A stream event from EventSub: read (even when twitchio could not), converted, heard."""
@@ -434,7 +399,7 @@ class TwitchAdapter:
         if isinstance(converted, Ignored):
             self._report_ignored(converted)
             return
-        await self._on_stream_event(converted)
+        await self.session.take_stream(converted)
 
     def _report_unread(self, delivery: Delivery) -> None:
         """Once per kind: which event twitchio could not read, and whether costar read it anyway."""
@@ -458,16 +423,6 @@ class TwitchAdapter:
             self._ignored_told.add(ignored.kind)
             logger.info("twitch %s not stored: %s", ignored.kind, ignored.why)
 
-    async def _on_stream_event(self, stream: StreamEvent) -> None:
-        try:
-            heard = await self.manager.hear(stream)
-        except EngineError as exc:
-            logger.error(
-                "could not take a %s event in twitch channel %s: %s", stream.kind, stream.channel_id, one_line(exc)
-            )
-            return
-        await self.director.take(heard)
-
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
         moderates = bool(message.chatter.moderator or message.chatter.broadcaster)
@@ -485,6 +440,10 @@ class TwitchAdapter:
         pattern = await self._names_in(str(message.broadcaster.id))
         return pattern.search(message.text) is not None
 
+    def _forget_names(self, channel_id: str) -> None:
+        """The persona changed: the names the character answers to are read again."""
+        self._name_patterns.pop(channel_id, None)
+
     async def _names_in(self, channel_id: str) -> re.Pattern[str]:
         """Names the character answers to in this channel: persona, bot login, COSTAR_BOT_NAME."""
         pattern = self._name_patterns.get(channel_id)
@@ -497,61 +456,17 @@ class TwitchAdapter:
             self._name_patterns[channel_id] = pattern
         return pattern
 
-    async def _run_command(self, event: ChatEvent) -> None:
-        result = await self.commands.handle(event)
-        if result is None:
-            return
-        if result.persona_changed:
-            self._name_patterns.pop(event.channel_id, None)
-        if result.forgot:
-            self.scheduler.drop_author(event.platform, event.author_id)
-        if result.reply:
-            await self._send(event, result.reply, self.budget_for(event.channel_id).reserve())
+    # -- outgoing: the session's outlet -----------------------------------------------------
 
-    # -- outgoing ---------------------------------------------------------------------------
+    async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
+        """Twitch's message id, or None when Twitch dropped it; NotSent when nothing was sent."""
+        return await self._send_to(channel_id, text, reply_to=reply_to)
 
-    async def _answer(self, heard: HeardLine, reservation: SendReservation | None) -> bool:
-        """The scheduler's handler: generate, check, send. True when Twitch took the message."""
-        event = heard.event
-        try:
-            reply = await self.manager.reply(heard)
-        except EngineError as exc:
-            logger.warning("no reply in twitch channel %s: %s", event.channel_id, exc)
-            apology = await self.manager.fallback_reply(event)
-            return apology is not None and await self._send(event, apology, reservation) is not None
-        if reply is None:
-            return False
-        sent_id = await self._send(event, reply.text, reservation)
-        if sent_id:
-            await self.manager.link_sent(reply, sent_id)
-        return sent_id is not None
-
-    async def _speak(self, utterance: Utterance) -> str | None:
-        """The stream director's speaker: reactions wait (a while) for room ahead of replies."""
-        budget = self.budget_for(utterance.channel_id)
-        if utterance.urgent:
-            reservation = await budget.reserve_urgent(self.settings.stream.reaction_wait_s)
-        else:
-            reservation = budget.reserve()
-        return await self._send_to(utterance.channel_id, utterance.text, reservation, reply_to=utterance.reply_to)
-
-    async def _send(self, event: ChatEvent, text: str, reservation: SendReservation | None) -> str | None:
-        """Send ``text`` as a reply to ``event``; Twitch's message id, or None if nothing went out."""
-        return await self._send_to(event.channel_id, text, reservation, reply_to=event.message_id)
-
-    async def _send_to(
-        self, channel_id: str, text: str, reservation: SendReservation | None, *, reply_to: str | None
-    ) -> str | None:
+    async def _send_to(self, channel_id: str, text: str, *, reply_to: str | None) -> str | None:
         assert self._client is not None and self.bot is not None
         safe = twitch_safe(text)
-        if reservation is None:
-            return None  # no room in the send budget: silence beats a 30-minute lockout
-        if self.manager.control.muted(f"{PLATFORM}:{channel_id}"):  # muted while this waited for room
-            reservation.cancel()
-            return None
         if safe is None or normalise_text(safe) == self._last_sent.get(channel_id):
-            reservation.cancel()  # Twitch drops an identical message within 30 s anyway
-            return None
+            raise NotSent  # Twitch drops an identical message within 30 s anyway
         channel = self._client.create_partialuser(channel_id)
         try:
             # twitchio's HTTP session would wait 5 minutes (aiohttp's default), holding a scheduler slot.
@@ -570,7 +485,5 @@ class TwitchAdapter:
         except twitchio.HTTPException as exc:
             logger.warning("sending to %s failed: %s", channel_id, one_line(twitch_failure(exc, "sending")))
             return None
-        finally:
-            reservation.sent()  # counted even when refused: we cannot know Twitch did not count it
         self._last_sent[channel_id] = normalise_text(safe)
         return sent.id

@@ -455,6 +455,16 @@ class DiscordSettings(BaseSettings):
     fallback_reply: str | None = Field(
         None, description="said when the model fails; default COSTAR_PROMPT_FALLBACK_REPLY; unset means stay silent"
     )
+    send_limit: int = Field(
+        5, ge=1, description="replies and reactions sent per channel in any send_window_s (the reply scheduler waits)"
+    )
+    send_window_s: float = Field(5.0, gt=0, description="the window DISCORD_SEND_LIMIT counts in")
+    reply_cooldown_s: float = Field(
+        0.0, ge=0, description="a member who was just answered waits this long for the next answer (0: a DM flows)"
+    )
+    stale_after_s: float = Field(
+        120.0, gt=0, description="a message not answered within this long is dropped, not answered late"
+    )
 
     @field_validator(
         "trigger_words", "allowed_channels", "denied_channels", "private_channels", "moderator_roles", mode="before"

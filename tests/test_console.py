@@ -73,10 +73,10 @@ async def test_memory_survives_a_restart_and_knows_the_regular(settings, local_b
 
 async def test_console_slash_commands_switch_persona_and_forget(settings, scripted) -> None:
     output = await _console_session(settings, scripted, "/persona captain brine\nahoy\n/persona\n/forget\n/about\n")
-    assert "[persona switched to Captain Brine]" in output
+    assert "[Now playing Captain Brine.]" in output
     assert "Captain Brine: Hello from the script!" in output
-    assert "[current persona: Captain Brine (captain-brine)]" in output
-    assert "[forgot 2 messages" in output  # the viewer line and the reply to it
+    assert "[Current persona: Captain Brine.]" in output
+    assert "forgot 2 messages" in output  # the viewer line and the reply to it
     assert "you: 0 messages remembered" in output
 
 

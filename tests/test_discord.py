@@ -22,12 +22,14 @@ import pytest
 import pytest_asyncio
 
 from bot.app import build_manager, close_manager, configured_adapters
+from bot.commands import PlatformCommands
 from bot.discord_adapter import DiscordAdapter
 from bot.discord_delivery import split_message
 from bot.overlay.server import OverlayServer, card_styles
 from engine.backends.base import Backend
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import BackendUnavailable
+from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
@@ -178,6 +180,20 @@ async def test_every_message_goes_in_through_hear_and_the_sent_reply_is_linked(
         [shown] = stage.discord.bot_messages(stage.discord.general.id)
     assert calls.heard == [str(lurking), str(asked)]
     assert calls.linked == [str(shown["id"])]
+    assert calls.taken == [("discord", str(lurking)), ("discord", str(asked))], "through the one chat session"
+    assert calls.answered == [str(asked)], "answered through the session's reply path, so its scheduler"
+
+
+async def test_replies_wait_for_the_channels_send_limit_in_the_reply_scheduler(stage: Stage) -> None:
+    stage.backend.enqueue(["first answer", "second answer"])
+    settings = stage.with_discord(send_limit=1, send_window_s=60.0)
+    async with stage.bot(settings):
+        await stage.discord.post_message(stage.viewer, stage.mention("one?"))
+        await stage.discord.post_message(stage.moderator, stage.mention("two?"))
+        await stage.discord.wait_for_calls("POST", MESSAGES)
+        await asyncio.sleep(0.5)  # room for a second reply past the limit to show up
+        sent = [call.json["content"] for call in stage.discord.calls("POST", MESSAGES)]
+    assert sent == ["first answer"], "one reply per window: the second waits in the scheduler's queue"
 
 
 async def test_typing_indicator_is_shown_before_the_reply(stage: Stage) -> None:
@@ -597,6 +613,24 @@ async def test_channel_keeps_its_persona_after_a_restart(stage: Stage) -> None:
 
 
 # ---------------------------------------------------------------------------- /memory
+
+
+async def test_memory_forget_is_the_shared_forgetme_command_through_its_one_dispatch(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoked: list[tuple[str, str, str]] = []
+    invoke = PlatformCommands.invoke
+
+    async def recording_invoke(self: PlatformCommands, name: str, event: ChatEvent, argument: str = "") -> Any:
+        invoked.append((name, event.platform, event.author_id))
+        return await invoke(self, name, event, argument)
+
+    monkeypatch.setattr(PlatformCommands, "invoke", recording_invoke)
+    async with stage.bot():
+        interaction = await stage.discord.run_slash_command(stage.viewer, "memory", "forget")
+        await stage.discord.interaction_response(interaction)
+        await stage.discord.wait_for_calls("POST", r"/webhooks/\d+/[^/]+")
+    assert invoked == [("forgetme", "discord", str(stage.viewer.id))], "the command Twitch types as !forgetme"
 
 
 async def test_memory_forget_deletes_the_callers_rows_from_the_database(stage: Stage) -> None:

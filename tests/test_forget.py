@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from bot.app import build_manager, close_manager
-from bot.twitch_commands import ChatCommands
+from bot.commands import PlatformCommands
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent, Role
 from engine.flow.clock import ManualClock
@@ -98,7 +98,7 @@ async def test_the_forgotten_viewers_queued_lines_leave_the_reply_queue() -> Non
 async def test_a_forgotten_moderator_is_no_longer_named_as_who_chose_the_persona(make_settings, counter) -> None:
     settings = make_settings()
     manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter)
-    commands = ChatCommands(manager, clock=ManualClock(), cooldown_s=0)
+    commands = PlatformCommands(manager, clock=ManualClock(), cooldown_s=0)
     moderator = said("!persona captain-brine", "mod7", roles=frozenset({Role.MODERATOR}))
     try:
         await manager.hear(moderator)

@@ -200,7 +200,7 @@ async def test_a_twitch_line_waiting_for_send_room_when_muted_is_not_sent(
         held = [budget.reserve() for _ in range(budget.limit)]  # sends in flight fill the window
         line = ChatEvent("twitch", CHANNEL.id, VIEWER.id, VIEWER.login, "raid!")
         waiting = asyncio.create_task(
-            adapter._speak(Utterance(Reply(line, "Welcome, raiders!", "pip", "Pip"), "raid", urgent=True))
+            adapter.session._speak(Utterance(Reply(line, "Welcome, raiders!", "pip", "Pip"), "raid", urgent=True))
         )
         await asyncio.sleep(0.1)
         await manager.mute(line.channel_key)

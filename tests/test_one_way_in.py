@@ -1,5 +1,6 @@
 """Every caller takes a chat line in through ``manager.hear`` and links sent replies through
-``manager.link_sent`` (the Discord and Twitch adapters are checked in their own test files)."""
+``manager.link_sent``; every adapter hands its lines to the one chat session (``bot.session``) and
+answers through it (the Discord, Twitch and YouTube adapters are checked in their own test files)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ async def test_console_lines_go_in_through_hear(settings: Settings, monkeypatch:
         await close_manager(manager)
     assert len(calls.heard) == 2, "chat lines are heard, slash commands are not chat"
     assert out.getvalue().count("Pip: Hi!") == 2
+    assert [platform for platform, _ in calls.taken] == ["console", "console"], "both through the chat session"
+    assert calls.answered == calls.heard, "each answered through the session's one reply path"
 
 
 async def test_replayed_lines_go_in_through_hear(
@@ -65,6 +68,8 @@ async def test_replayed_lines_go_in_through_hear(
     # Each replay run tags the file's ids with its own run id, so a second run answers again.
     assert [message_id.split("~run-")[0] for message_id in calls.heard] == ["m0", "m1"]
     assert result.replies == 1
+    assert [message_id for _, message_id in calls.taken] == calls.heard, "every line through the chat session"
+    assert calls.answered == calls.heard[:1], "the addressed line answered through the session"
 
 
 def test_the_flood_bench_takes_lines_in_through_hear(
@@ -83,4 +88,5 @@ def test_the_flood_bench_takes_lines_in_through_hear(
     spec.loader.exec_module(flood)
     assert flood.main(["--csv", str(chat), "--db-dir", str(tmp_path)]) == 0
     assert len(calls.heard) == 40
+    assert len(calls.taken) == 40, "the bench measures the chat session the adapters use"
     assert "stored=40/40" in capsys.readouterr().out.splitlines()[-1]

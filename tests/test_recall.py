@@ -191,5 +191,5 @@ async def test_the_console_shows_numbered_notes_and_deletes_one(
         await close_manager(manager)
     lines = out.getvalue().splitlines()
     assert "notes: #1 my cat is called Miso]" in lines[1]
-    assert lines[2:4] == ["[deleted note #1]", "[no note #1]"]
+    assert lines[2:4] == ["[Deleted note #1.]", "[There is no note #1.]"]
     assert lines[4].endswith("notes: none]")

@@ -270,6 +270,8 @@ async def test_every_line_goes_in_through_hear_and_the_sent_reply_is_linked(
         await until(lambda: calls.linked)
     assert calls.heard == [lurking, asked]
     assert calls.linked == [fake.chat_messages[0].message_id]
+    assert calls.taken == [("twitch", lurking), ("twitch", asked)], "every line through the one chat session"
+    assert calls.answered == [asked], "answered through the session's one reply path"
 
 
 async def test_reply_to_the_bots_message_addresses_the_bot(fake: FakeTwitch, twitch_settings: TwitchSettings) -> None:
@@ -452,7 +454,7 @@ async def test_a_redelivered_line_is_stored_once_and_answered_once(
     assert forgets == [MOD.id]  # a redelivered command is not run again
     assert [m.message for m in fake.chat_messages] == [
         "hello!",
-        "@ModPerson done: I no longer remember anything you said.",
+        "@ModPerson done: forgot 1 messages and 0 notes; I no longer remember anything you said.",
     ]
     with sqlite3.connect(settings.db_path) as db:
         assert db.execute("SELECT COUNT(*) FROM messages WHERE platform_message_id = 'eventsub-1'").fetchone() == (1,)
