@@ -350,6 +350,18 @@ async def test_a_reaction_waiting_for_the_send_budget_goes_before_ordinary_repli
     assert reaction is not None
 
 
+async def test_more_reactions_than_the_limit_each_get_their_turn_instead_of_waiting_on_each_other() -> None:
+    clock = ManualClock()
+    budget = SendBudget(1, window_s=1.0, clock=clock)
+    waiting = [asyncio.create_task(budget.reserve_urgent(max_wait_s=60)) for _ in range(3)]
+    for _ in range(5):
+        await clock.advance(1.01)
+        for task in waiting:
+            if task.done() and task.result() is not None:
+                task.result().sent()  # type: ignore[union-attr]
+    assert all(task.done() and task.result() is not None for task in waiting), "none starved past its wait"
+
+
 async def test_a_reaction_gives_up_when_the_budget_stays_full_past_its_wait() -> None:
     clock = ManualClock()
     budget = SendBudget(1, clock=clock)

@@ -58,7 +58,8 @@ class SendBudget:
         self.clock: Clock = clock or MonotonicClock()
         self._completed: deque[float] = deque()  # response times, oldest first
         self._in_flight = 0
-        self._urgent_waiting = 0  # reserve_urgent callers: ordinary reservations leave them room
+        # reserve_urgent callers, first come first served: ordinary reservations leave them room.
+        self._urgent_queue: deque[object] = deque()
         self.total_sent = 0
 
     @property
@@ -82,7 +83,7 @@ class SendBudget:
         return len(self._completed) + self._in_flight
 
     def reserve(self) -> SendReservation | None:
-        if self.in_window() + self._urgent_waiting >= self._limit:
+        if self.in_window() + len(self._urgent_queue) >= self._limit:
             return None
         self._in_flight += 1
         return SendReservation(self)
@@ -90,21 +91,24 @@ class SendBudget:
     async def reserve_urgent(self, max_wait_s: float) -> SendReservation | None:
         """Reserve ahead of ordinary sends, waiting up to ``max_wait_s`` clock seconds for room."""
         deadline = self.clock.now() + max_wait_s
-        self._urgent_waiting += 1
+        ticket = object()
+        self._urgent_queue.append(ticket)
         try:
-            while self.in_window() + self._urgent_waiting - 1 >= self._limit:
-                wait_s = self._wait_time(self._urgent_waiting - 1)
+            # Only the urgent sends queued ahead hold room: with more waiting than the limit,
+            # counting every waiter would keep each one waiting on the others until its deadline.
+            while self.in_window() + (ahead := self._urgent_queue.index(ticket)) >= self._limit:
+                wait_s = self._wait_time(ahead)
                 if self.clock.now() + wait_s > deadline:
                     return None
                 await self.clock.sleep(max(wait_s, 0.001))
         finally:
-            self._urgent_waiting -= 1
+            self._urgent_queue.remove(ticket)
         self._in_flight += 1
         return SendReservation(self)
 
     def wait_time(self) -> float:
         """Seconds until :meth:`reserve` can succeed; a short poll when only in-flight sends block it."""
-        return self._wait_time(self._urgent_waiting)
+        return self._wait_time(len(self._urgent_queue))
 
     def _wait_time(self, held: int) -> float:
         now = self.clock.now()
