@@ -189,15 +189,11 @@ def configured_adapters(
     scenes: SceneSwitcher | None = None,
     live: bool = False,
 ) -> list[Adapter]:
-    adapters: list[Adapter] = []
-    if settings.discord.token is not None and settings.discord.token.get_secret_value().strip():
-        from bot.discord_adapter import DiscordAdapter
+    from bot.platforms import PLATFORMS
 
-        adapters.append(DiscordAdapter(settings, manager))
-    if settings.twitch.client_id:
-        from bot.twitch_adapter import TwitchAdapter
-
-        adapters.append(TwitchAdapter(settings, manager, scenes=scenes))
+    adapters: list[Adapter] = [
+        platform.make_adapter(settings, manager, scenes) for platform in PLATFORMS if platform.configured(settings)
+    ]
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 

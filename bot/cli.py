@@ -16,6 +16,9 @@ costar settings               every setting with its current value; secrets show
 costar stream check FILE       check a COSTAR_STREAM_COMMANDS_FILE, naming every problem in it
 costar twitch auth             log the bot account in to Twitch once (device code)
 costar twitch auth --broadcaster   log the channel owner in too: follows, cheers, redemptions
+costar youtube auth            log the YouTube channel in once (Google's installed-app OAuth flow)
+
+Each platform's login subcommand comes from its entry in bot.platforms.
 """
 
 from __future__ import annotations
@@ -181,13 +184,6 @@ def _cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cmd_twitch(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.twitch_auth import authorize_device
-
-    asyncio.run(authorize_device(settings, broadcaster=args.broadcaster))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costar", description="An AI co-host for live streamers.")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
@@ -240,14 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("action", choices=["check"])
     stream.add_argument("file", help="the YAML file of commands: and timers:")
     stream.set_defaults(handler=_cmd_stream)
-    twitch = commands.add_parser("twitch", help="one-time Twitch login for the bot account")
-    twitch.add_argument("action", choices=["auth"])
-    twitch.add_argument(
-        "--broadcaster",
-        action="store_true",
-        help="log in the channel's owner (scopes for follows, cheers and channel-point redemptions)",
-    )
-    twitch.set_defaults(handler=_cmd_twitch)
+    from bot.platforms import PLATFORMS
+
+    for platform in PLATFORMS:
+        if platform.add_commands is not None:
+            platform.add_commands(commands)
     return parser
 
 

@@ -125,6 +125,7 @@ class Reactions(_Strict):
     watch_streak: Reaction | None = None
     shared_chat_sub: Reaction | None = None
     shared_chat_raid: Reaction | None = None
+    paid_message: Reaction | None = Field(default_factory=lambda: _say("Thank you for the {detail}, {user}!"))
     min_bits: int = Field(1, ge=1, description="cheers below this are stored but not thanked")
     answer_rewards: list[str] = Field(
         default_factory=list, description="channel-point rewards whose text the character answers, with priority"

@@ -33,6 +33,7 @@ MISSING_INPUTS: dict[str, list[str]] = {
     "recall_latency.py": ["--csv", MISSING],
     "train_throughput.py": ["--card", "/nonexistent/card.yaml"],
     "voice_loop.py": ["--sentences", "/nonexistent/sentences.tsv"],
+    "youtube_flood.py": ["--csv", MISSING],
 }
 
 

@@ -25,6 +25,8 @@ DISTRIBUTION_OF = {
     "ruamel": "ruamel.yaml",
     "piper": "piper-tts",
     "llama_cpp": "llama-cpp-python",
+    "google": "google-auth",  # google.oauth2: the credentials the YouTube client library signs with
+    "googleapiclient": "google-api-python-client",
 }
 
 

@@ -39,6 +39,7 @@ class EventKind(enum.StrEnum):
     WATCH_STREAK = "watch_streak"  # watched ``amount`` streams in a row
     SHARED_CHAT_SUB = "shared_chat_sub"  # subscribed in another channel of a shared chat (``detail``)
     SHARED_CHAT_RAID = "shared_chat_raid"  # raided another channel of a shared chat (``detail``)
+    PAID_MESSAGE = "paid_message"  # a paid, highlighted chat message or sticker: ``detail`` "$5.00", ``text``
 
 
 _TIERS = {"1000": "tier 1", "2000": "tier 2", "3000": "tier 3", "prime": "Prime"}
@@ -126,6 +127,8 @@ class StreamEvent:
             return f"donated {self.detail}"
         if kind is EventKind.WATCH_STREAK:
             return f"watched {self.amount} streams in a row{said}"
+        if kind is EventKind.PAID_MESSAGE:
+            return f"sent a paid message of {self.detail}{said}"
         if kind is EventKind.SHARED_CHAT_SUB:
             return f"subscribed in {self.detail} (shared chat)"
         return f"raided {self.detail} with {self.amount} viewers (shared chat)"

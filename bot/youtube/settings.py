@@ -1,0 +1,38 @@
+"""The YouTube platform's own settings section (``YOUTUBE_*``): it lives in the plug-in, not in engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["YouTubeSettings"]
+
+
+class YouTubeSettings(BaseSettings):
+    # extra="ignore": .env holds every platform's keys; env_ignore_empty: "YOUTUBE_BROADCAST_ID=" means unset.
+    model_config = SettingsConfigDict(
+        env_prefix="YOUTUBE_", env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
+
+    client_secrets_file: Path | None = Field(
+        None, description="the OAuth client JSON downloaded from Google Cloud; setting it starts the YouTube adapter"
+    )
+    token_file: Path | None = Field(
+        None, description="where `costar youtube auth` keeps the token; default DATA_DIR/youtube_tokens.json"
+    )
+    broadcast_id: str | None = Field(None, description="read this broadcast's chat; default: your active broadcast")
+    quota_units_per_day: int = Field(10_000, ge=100, description="the Google Cloud project's daily quota")
+    stream_hours: float = Field(4.0, gt=0, description="how long a stream the day's quota must last")
+    reply_share: float = Field(
+        0.4, gt=0, lt=1, description="share of the daily quota spent on sending; the rest pays for reading"
+    )
+    quota_file: Path | None = Field(
+        None, description="units spent today, kept across restarts; default DATA_DIR/youtube_quota.json"
+    )
+    reply_cooldown_s: float = Field(20.0, ge=0, description="a chatter just answered waits this long")
+    stale_after_s: float = Field(90.0, gt=0, description="a line not answered within this long is dropped")
+    command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
+    chime_in: bool = Field(False, description="also answer lines that do not address the character")
+    rate_limit_pause_s: float = Field(60.0, gt=0, description="after rateLimitExceeded, send nothing for this long")
