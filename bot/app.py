@@ -100,6 +100,9 @@ async def build_manager(
         embedder=embedder or embedder_from_settings(settings),
         clock=clock,
     )
+    from bot.platforms import register_limits
+
+    register_limits(manager)  # each platform's output rules, so a replayed line comes out as it would live
     try:
         manager.default_persona()  # fail early with a clear message when no persona is usable
         await manager.start_embeddings()
@@ -192,7 +195,9 @@ def configured_adapters(
     from bot.platforms import PLATFORMS
 
     adapters: list[Adapter] = [
-        platform.make_adapter(settings, manager, scenes) for platform in PLATFORMS if platform.configured(settings)
+        platform.make_adapter(settings, manager, scenes)
+        for platform in PLATFORMS
+        if platform.make_adapter is not None and platform.starts(settings)
     ]
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter

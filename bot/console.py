@@ -37,15 +37,18 @@ from engine.events import ChatEvent, Reply, Role
 from engine.flow.clock import Clock, MonotonicClock
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
+from engine.output.limits import PlatformLimits
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
 from engine.stream.events import EventKind
 
-__all__ = ["ConsoleAdapter"]
+__all__ = ["CONSOLE_LIMITS", "ConsoleAdapter"]
 
 _CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
 PLATFORM = "console"
 CHANNEL = "local"
+# The terminal behind `make run`: one reply per line, so piped output stays one line per answer.
+CONSOLE_LIMITS = PlatformLimits(single_line=True, neutralise_mass_mentions=False)
 CONSOLE_CONTROLS = "/event KIND [AMOUNT] [from NAME] · /live [on|off] · /help · /quit · !commands"
 
 

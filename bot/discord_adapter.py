@@ -22,7 +22,7 @@ from discord import app_commands
 
 from bot.commands import PlatformCommands
 from bot.discord_commands import build_command_groups, report_command_error
-from bot.discord_delivery import ChannelThrottle, ReplyWriter
+from bot.discord_delivery import DISCORD_LIMITS, ChannelThrottle, ReplyWriter
 from bot.discord_events import DISCORD, ChannelRules, to_chat_event
 from bot.discord_stream import DiscordSpeaker, join_event
 from bot.errors import NETWORK_ERRORS, one_line, unreachable
@@ -33,7 +33,6 @@ from engine.flow.clock import MonotonicClock
 from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import SchedulerConfig
 from engine.manager import ConversationManager, HeardLine
-from engine.output.limits import DISCORD_LIMITS
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
 

@@ -20,8 +20,12 @@ import discord
 
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.recent import RecentlyUsed
+from engine.output.limits import PlatformLimits
 
-__all__ = ["ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]
+__all__ = ["DISCORD_LIMITS", "ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]
+
+# Discord's output rules: no length cut (long replies are split into several messages here).
+DISCORD_LIMITS = PlatformLimits(max_chars=None, neutralise_mass_mentions=True)
 
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]*_~]*)\s")
 

@@ -1,7 +1,9 @@
-"""The one registry of chat platforms, like simonw/llm's plugin hooks: each platform package says when
-it is configured (its start-up check), how to make its adapter, and which ``costar`` subcommand logs
-it in. ``bot.app`` starts the configured ones and ``bot.cli`` adds their subcommands from here;
-neither, nor engine, names a platform's internals. The console is the fallback when none is configured.
+"""The one registry of chat platforms, like simonw/llm's plugin hooks: each platform says what its
+output limits are (declared in its own package), when it is configured (its start-up check), how to
+make its adapter, and which ``costar`` subcommand logs it in. ``bot.app`` registers every platform's
+limits on the manager (a replayed line comes out as its platform would get it) and starts the
+configured ones; ``bot.cli`` adds their subcommands from here; engine names no platform. The console
+is the fallback when none is configured.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.output.limits import PlatformLimits
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from bot.commands import SceneSwitcher
     from engine.manager import ConversationManager
 
-__all__ = ["PLATFORMS", "Platform"]
+__all__ = ["PLATFORMS", "Platform", "register_limits"]
 
 MakeAdapter = Callable[["Settings", "ConversationManager", "SceneSwitcher | None"], "Adapter"]
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -28,12 +31,34 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 @dataclass(frozen=True, slots=True)
 class Platform:
     name: str
-    configured: Callable[[Settings], bool]  # the start-up check: does this machine use it?
-    make_adapter: MakeAdapter
+    limits: Callable[[], PlatformLimits]  # read from the platform's own package when asked
+    configured: Callable[[Settings], bool] | None = None  # the start-up check: does this machine use it?
+    make_adapter: MakeAdapter | None = None
     add_commands: Callable[[Any], None] | None = None  # its `costar NAME ...` subcommand(s)
+
+    def starts(self, settings: Settings) -> bool:
+        return self.configured is not None and self.make_adapter is not None and self.configured(settings)
+
+
+def register_limits(manager: ConversationManager) -> None:
+    """Every platform's output rules on the manager (an adapter's own registration wins)."""
+    for platform in PLATFORMS:
+        manager.platform_limits.setdefault(platform.name, platform.limits())
+
+
+def _console_limits() -> PlatformLimits:
+    from bot.console import CONSOLE_LIMITS
+
+    return CONSOLE_LIMITS
 
 
 # -- Discord -------------------------------------------------------------------------------------
+
+
+def _discord_limits() -> PlatformLimits:
+    from bot.discord_delivery import DISCORD_LIMITS
+
+    return DISCORD_LIMITS
 
 
 def _discord_configured(settings: Settings) -> bool:
@@ -48,6 +73,12 @@ def _discord_adapter(settings: Settings, manager: ConversationManager, scenes: S
 
 
 # -- Twitch --------------------------------------------------------------------------------------
+
+
+def _twitch_limits() -> PlatformLimits:
+    from bot.twitch_output import TWITCH_LIMITS
+
+    return TWITCH_LIMITS
 
 
 def _twitch_adapter(settings: Settings, manager: ConversationManager, scenes: SceneSwitcher | None) -> Adapter:
@@ -75,6 +106,12 @@ def _twitch_commands(commands: Any) -> None:
 
 
 # -- YouTube -------------------------------------------------------------------------------------
+
+
+def _youtube_limits() -> PlatformLimits:
+    from bot.youtube.limits import YOUTUBE_LIMITS
+
+    return YOUTUBE_LIMITS
 
 
 def _youtube_configured(settings: Settings) -> bool:
@@ -105,7 +142,10 @@ def _youtube_commands(commands: Any) -> None:
 
 
 PLATFORMS: tuple[Platform, ...] = (
-    Platform("discord", _discord_configured, _discord_adapter),
-    Platform("twitch", lambda settings: bool(settings.twitch.client_id), _twitch_adapter, _twitch_commands),
-    Platform("youtube", _youtube_configured, _youtube_adapter, _youtube_commands),
+    Platform("console", _console_limits),  # started by bot.app itself: asked for, or when nothing else is
+    Platform("discord", _discord_limits, _discord_configured, _discord_adapter),
+    Platform(
+        "twitch", _twitch_limits, lambda settings: bool(settings.twitch.client_id), _twitch_adapter, _twitch_commands
+    ),
+    Platform("youtube", _youtube_limits, _youtube_configured, _youtube_adapter, _youtube_commands),
 )

@@ -45,7 +45,7 @@ from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
-from engine.output.limits import PLATFORM_LIMITS, PlatformLimits
+from engine.output.limits import PlatformLimits
 from engine.output.postprocess import cut_at_stops, past_max_length, postprocess
 from engine.prompting.builder import BuiltPrompt, PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.hints import Hint
@@ -145,7 +145,8 @@ class ConversationManager:
         self.recaller = Recaller(memory, settings.memory, counter.count, embeddings=self.embeddings)
         if self.embeddings is not None:
             self.embeddings.on_embedded = self._notes_by_meaning
-        self.platform_limits: dict[str, PlatformLimits] = dict(PLATFORM_LIMITS)
+        # Each platform's output rules, registered by the platform (bot.platforms): engine names none.
+        self.platform_limits: dict[str, PlatformLimits] = {}
         self.stage = Stage()  # captions and voice on the stream itself subscribe here
         # The streamer's dashboard watches here; it holds the mutes and the replies awaiting approval.
         self.control = ControlRoom(

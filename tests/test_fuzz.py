@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from bot.twitch_output import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
 from engine.backends.base import ChatMessage
 from engine.events import ChatEvent
 from engine.moderation.checks import caps_shouting, repeated
@@ -32,7 +33,6 @@ from engine.moderation.normalize import (
     squash,
     word_sequence,
 )
-from engine.output.limits import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
 from engine.output.postprocess import postprocess
 from engine.prompting.builder import PromptBuilder, PromptInputs, viewer_message
 from engine.prompting.tokens import MESSAGE_OVERHEAD_TOKENS

@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_manager, close_manager
+from bot.twitch_output import TWITCH_LIMITS
 from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.moderation.prompt_leaks import hidden_instructions
-from engine.output.limits import TWITCH_LIMITS
 from engine.prompting.lines import speaker_label
 
 CORPUS = [

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from bot.discord_delivery import DISCORD_LIMITS
+from bot.twitch_output import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
 from engine.moderation import checks
 from engine.output.limits import (
     COMMAND_PREFIXES,
-    DISCORD_LIMITS,
-    TWITCH_LIMITS,
-    TWITCH_MAX_MESSAGE_CHARS,
     cap_mentions,
     has_mass_mention,
     neutralise_mass_mentions,
@@ -62,15 +61,33 @@ def test_postprocess_moderation_and_the_twitch_guard_apply_the_same_rules() -> N
 
 
 def test_a_reply_is_one_chat_message_on_single_line_platforms_and_never_ends_on_a_dangling_list_marker() -> None:
-    from engine.output.limits import CONSOLE_LIMITS, PLATFORM_LIMITS, as_chat_message
+    from engine.output.limits import as_chat_message
 
     listed = "Three tips:\n1. Jump\n2. Dodge\n3."
     assert as_chat_message(listed, single_line=True) == "Three tips: 1. Jump 2. Dodge"
     assert as_chat_message(listed, single_line=False) == "Three tips:\n1. Jump\n2. Dodge"
     assert as_chat_message("```py\nprint(1)\n```", single_line=True) == "print(1)"
     assert as_chat_message("I came in at number 1.", single_line=True) == "I came in at number 1."
-    assert PLATFORM_LIMITS["console"] is CONSOLE_LIMITS and CONSOLE_LIMITS.single_line
-    assert PLATFORM_LIMITS["twitch"] is TWITCH_LIMITS and PLATFORM_LIMITS["discord"] is DISCORD_LIMITS
+
+
+async def test_every_platform_registers_its_own_limits_on_the_manager(settings, counter) -> None:
+    from bot.app import build_manager, close_manager
+    from bot.console import CONSOLE_LIMITS
+    from bot.youtube.limits import YOUTUBE_LIMITS
+    from engine.backends.scripted import ScriptedBackend
+
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter)
+    try:
+        limits = dict(manager.platform_limits)
+    finally:
+        await close_manager(manager)
+    assert limits == {
+        "console": CONSOLE_LIMITS,
+        "discord": DISCORD_LIMITS,
+        "twitch": TWITCH_LIMITS,
+        "youtube": YOUTUBE_LIMITS,
+    }, "declared by each platform's package, none by engine"
+    assert CONSOLE_LIMITS.single_line and YOUTUBE_LIMITS.max_chars == 200
 
 
 # Characters a reader cannot see, which Twitch would still find a command behind (issue 13, item 7).

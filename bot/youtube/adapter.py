@@ -32,6 +32,7 @@ from bot.commands import PlatformCommands
 from bot.errors import one_line
 from bot.session import ChatSession, NotSent, SendLimits
 from bot.youtube.auth import YouTubeTokenStore, token_path
+from bot.youtube.limits import YOUTUBE_LIMITS, youtube_safe
 from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert
 from bot.youtube.quota import BROADCASTS_LIST_COST, INSERT_COST, LIST_COST, QuotaLedger, QuotaPlan
 from bot.youtube.settings import YouTubeSettings
@@ -40,8 +41,6 @@ from engine.events import ChatEvent, Reply
 from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
-from engine.output.limits import PlatformLimits, cap_mentions, neutralise_mass_mentions
-from engine.output.postprocess import shorten_to
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
 from engine.stream.events import StreamEvent
@@ -51,13 +50,10 @@ if TYPE_CHECKING:
 
     from engine.manager import ConversationManager
 
-__all__ = ["YOUTUBE_LIMITS", "YouTubeAdapter", "YouTubeError", "youtube_safe"]
+__all__ = ["YouTubeAdapter", "YouTubeError"]
 
 logger = logging.getLogger(__name__)
 
-# liveChatMessages.insert refuses a message over 200 characters (docs/youtube.md); one line per message.
-MAX_MESSAGE_CHARS = 200
-YOUTUBE_LIMITS = PlatformLimits(max_chars=MAX_MESSAGE_CHARS, single_line=True, neutralise_mass_mentions=True)
 _PARTS = "id,snippet,authorDetails"
 _RETRY_S = 5.0  # after an error that says nothing of when to come back
 _MAX_RESULTS = 2000  # the most one list page may hold: a flood is read in as few polls as it can
@@ -70,12 +66,6 @@ class YouTubeError(EngineError):
         super().__init__(f"YouTube refused {doing}: {reason} (HTTP {status})")
         self.reason = reason
         self.status = status
-
-
-def youtube_safe(text: str) -> str | None:
-    """One line, few mentions, at most 200 characters; None if nothing is left."""
-    line = cap_mentions(neutralise_mass_mentions(" ".join(text.split())))
-    return shorten_to(line, MAX_MESSAGE_CHARS) or None
 
 
 def _failure(exc: HttpError, doing: str) -> YouTubeError:
@@ -107,7 +97,7 @@ class YouTubeAdapter:
         self.manager = manager
         self.api_endpoint = api_endpoint  # tests: a local fake YouTube
         self.clock: Clock = clock or MonotonicClock()
-        manager.platform_limits.setdefault(PLATFORM, YOUTUBE_LIMITS)
+        manager.platform_limits.setdefault(PLATFORM, YOUTUBE_LIMITS)  # when made without bot.app
         self.token_store = YouTubeTokenStore(token_path(settings, self.youtube))
         self._credentials = credentials
         self.plan = QuotaPlan(self.youtube.quota_units_per_day, self.youtube.stream_hours, self.youtube.reply_share)

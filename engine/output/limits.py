@@ -1,20 +1,18 @@
 """The one home of what each platform refuses or misreads in a message the bot sends.
 
-Owns :class:`PlatformLimits`, the per-platform instances (:data:`TWITCH_LIMITS`,
-:data:`DISCORD_LIMITS`) and the two rules that used to be written in several places:
+Owns :class:`PlatformLimits` and the rules that used to be written in several places. Each platform
+declares its own instance in its own package and ``bot.platforms`` registers them on the manager, so
+a replayed line comes out as its platform would get it.
 
-- the command-prefix rule: Twitch runs a message that starts with "/" or "." as a chat command
-  (:func:`starts_with_command`, :func:`strip_command_prefix`);
+- the command-prefix rule: chat platforms run a message that starts with "/" or "." as a chat
+  command (:func:`starts_with_command`, :func:`strip_command_prefix`);
 - the mass-mention rule: "@everyone" / "@here" ping a whole room
   (:func:`has_mass_mention`, :func:`neutralise_mass_mentions`);
 - the one-message rule: a reply is one chat message, so a single-line platform gets it on one
   line without code fences, and none ends on a dangling list marker (:func:`as_chat_message`).
 
-:data:`PLATFORM_LIMITS` holds each known platform's rules; the manager starts with them, so a
-replayed Twitch line comes out as Twitch would get it.
-
 Post-processing (:mod:`engine.output.postprocess`), the output moderation checks
-(:mod:`engine.moderation.checks`) and the Twitch send guard (``bot.twitch_output``) all call these.
+(:mod:`engine.moderation.checks`) and the platforms' send guards all call these.
 """
 
 from __future__ import annotations
@@ -27,12 +25,7 @@ from engine.moderation.normalize import BLANK_LOOKALIKES
 
 __all__ = [
     "COMMAND_PREFIXES",
-    "CONSOLE_LIMITS",
-    "DISCORD_LIMITS",
-    "PLATFORM_LIMITS",
-    "TWITCH_LIMITS",
-    "TWITCH_MAX_MENTIONS",
-    "TWITCH_MAX_MESSAGE_CHARS",
+    "MAX_MENTIONS",
     "PlatformLimits",
     "as_chat_message",
     "cap_mentions",
@@ -43,14 +36,11 @@ __all__ = [
     "strip_invisible_start",
 ]
 
-# Twitch chat runs a message starting with "/" or "." as a chat command ("/ban", ".timeout"):
+# Chat runs a message starting with "/" or "." as a chat command ("/ban", ".timeout"):
 # https://help.twitch.tv/s/article/chat-commands (the "." form is the legacy IRC spelling).
 COMMAND_PREFIXES: tuple[str, ...] = ("/", ".")
-# Helix "Send Chat Message" refuses messages longer than 500 characters:
-# https://dev.twitch.tv/docs/api/reference/#send-chat-message
-TWITCH_MAX_MESSAGE_CHARS = 500
 # More @mentions than this in one bot message pings people in bulk; later ones lose their "@".
-TWITCH_MAX_MENTIONS = 3
+MAX_MENTIONS = 3
 
 # "@everyone", "@here", also "@@here" and "@ everyone" (some clients still highlight those).
 _MASS_MENTION = re.compile(r"@+\s*(everyone|here)\b", re.IGNORECASE)
@@ -67,24 +57,6 @@ class PlatformLimits:
     neutralise_mass_mentions: bool = True
 
 
-# Registered on the manager by the Twitch adapter, so the reply it stores is the one Twitch gets.
-TWITCH_LIMITS = PlatformLimits(
-    max_chars=TWITCH_MAX_MESSAGE_CHARS,
-    single_line=True,
-    forbidden_prefixes=COMMAND_PREFIXES,
-    neutralise_mass_mentions=True,
-)
-# Discord splits long replies itself (bot.discord_delivery), so no character limit here.
-DISCORD_LIMITS = PlatformLimits(max_chars=None, neutralise_mass_mentions=True)
-# The terminal behind `make run`: one reply per line, so piped output stays one line per answer.
-CONSOLE_LIMITS = PlatformLimits(single_line=True, neutralise_mass_mentions=False)
-PLATFORM_LIMITS: dict[str, PlatformLimits] = {
-    "twitch": TWITCH_LIMITS,
-    "discord": DISCORD_LIMITS,
-    "console": CONSOLE_LIMITS,
-}
-
-
 # -- the one-message rule ---------------------------------------------------------------------
 
 # A code fence ("```python", "~~~") means nothing in a one-line chat message.
@@ -95,7 +67,7 @@ _DANGLING_LIST_MARKER = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*•])?[ \t]*$")
 
 def as_chat_message(text: str, *, single_line: bool) -> str:
     """``text`` as one chat message: never ending on a dangling list marker and, on a platform
-    that shows one line per message (Twitch, the console), on one line without code fences.
+    that shows one line per message (stream chat, the console), on one line without code fences.
 
     Only a marker on a line of its own counts as dangling: "I came in at number 1." keeps its "1.".
     """
@@ -167,7 +139,7 @@ def neutralise_mass_mentions(text: str) -> str:
     return _MASS_MENTION.sub(lambda match: match.group(1), text)
 
 
-def cap_mentions(text: str, keep: int = TWITCH_MAX_MENTIONS) -> str:
+def cap_mentions(text: str, keep: int = MAX_MENTIONS) -> str:
     """Keep the first ``keep`` @mentions; later ones lose their "@" so nobody is pinged in bulk."""
     seen = 0
 
