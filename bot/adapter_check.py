@@ -2,7 +2,7 @@
 
 A card whose ``model.adapter`` points at a missing or broken folder otherwise loads fine and only
 fails mid-chat, the first time that persona answers. The rules are finetune's
-(:func:`finetune.adapters.inspect_adapter`) plus one more: the adapter was trained for the base
+(:func:`engine.serving.adapter_report.inspect_adapter`) plus one more: the adapter was trained for the base
 model the persona answers with (an adapter for another base loads silently and speaks nonsense).
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.serving.adapter_paths import adapter_folder
+from engine.serving.adapter_report import ADAPTER_CONFIG, inspect_adapter
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
-from finetune.adapters import ADAPTER_CONFIG, inspect_adapter
 from personas.card import PersonaCard
 
 __all__ = ["AdapterCheck", "check_adapter"]

@@ -11,15 +11,15 @@ Pipeline, one module per step:
 - :mod:`finetune.tokenize` — tokens and the loss mask (the character's turns only).
 - :mod:`finetune.config` / :mod:`finetune.train` / :mod:`finetune.modeling` — trl ``SFTTrainer`` +
   peft, presets in ``finetune/presets``.
-- :mod:`finetune.adapters` / :mod:`finetune.check` / :mod:`finetune.register` — is the adapter
-  servable by vLLM, and bind it to a persona card.
+- :mod:`finetune.check` / :mod:`finetune.register` — is the adapter servable by vLLM (the check
+  itself lives in :mod:`engine.serving.adapter_report`), and bind it to a persona card.
 - :mod:`finetune.metrics` / :mod:`finetune.evaluate` / :mod:`finetune.report` — perplexity,
   BLEU, chrF, METEOR, distinct-n and the multiple-choice persona test; Markdown, JSON and PNG
   (:mod:`finetune.wordnet` makes Debian's WordNet usable for METEOR offline).
 
-The bot imports only :mod:`finetune.adapters` (standard library only), to check a persona's bound
-adapter at start and in ``costar persona check``; torch, transformers, trl and peft come from the
-``finetune`` extra.
+The bot imports nothing from here: it checks a persona's bound adapter at start and in ``costar
+persona check`` with :mod:`engine.serving.adapter_report` (standard library only), which this package
+uses too; torch, transformers, trl and peft come from the ``finetune`` extra.
 """
 
 from __future__ import annotations

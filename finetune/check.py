@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from finetune.adapters import inspect_adapter
+from engine.serving.adapter_report import inspect_adapter
 
 __all__ = ["main"]
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import SettingsError
+from engine.serving.adapter_report import inspect_adapter
 from engine.serving.gguf_lora import export_lora_gguf
 from engine.serving.model_store import gguf_model_path
-from finetune.adapters import inspect_adapter
 
 __all__ = ["main"]
 

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap
 
-from finetune.adapters import inspect_adapter
+from engine.serving.adapter_report import inspect_adapter
 from finetune.errors import AdapterRejected, FinetuneError
 from personas.card import PersonaCard
 from personas.card_text import block_span, round_trip

@@ -2,7 +2,7 @@
 
 Loss is computed on the character's turns only (see :mod:`finetune.tokenize`). The adapter is
 saved as ``adapter_config.json`` + ``adapter_model.safetensors`` in ``--output_dir``, checked
-for vLLM (:mod:`finetune.adapters`), with the resolved configuration next to it
+for vLLM (:mod:`engine.serving.adapter_report`), with the resolved configuration next to it
 (``costar_finetune.yaml``).
 
     # your character: your card and your dialogue (conversational JSONL) -> your adapter
@@ -338,7 +338,7 @@ def _plain(value: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from finetune.adapters import inspect_adapter
+    from engine.serving.adapter_report import inspect_adapter
 
     try:
         adapter_args, data_args, sft_config = parse_args(argv)

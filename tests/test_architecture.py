@@ -70,3 +70,14 @@ def test_only_memory_writes_sql() -> None:
         if "sqlite3" in _imported_modules(path) or "aiosqlite" in _imported_modules(path)
     ]
     assert sql_users == []
+
+
+def test_the_bot_and_finetune_never_import_each_other() -> None:
+    crossing = {
+        f"{path.relative_to(REPO)}: {module}"
+        for folder, other in (("bot", "finetune"), ("finetune", "bot"))
+        for path in _python_files(folder)
+        for module in _imported_modules(path)
+        if module.split(".")[0] == other
+    }
+    assert crossing == set()

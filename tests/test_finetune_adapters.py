@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine.serving.adapter_paths import adapter_folder
-from finetune.adapters import inspect_adapter
+from engine.serving.adapter_report import inspect_adapter
 from finetune.check import main as check_main
 from finetune.errors import AdapterRejected
 from finetune.register import register_adapter

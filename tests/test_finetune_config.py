@@ -169,7 +169,7 @@ def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("QLoRA needs CUDA and bitsandbytes")
     pytest.importorskip("bitsandbytes")
-    from finetune.adapters import inspect_adapter
+    from engine.serving.adapter_report import inspect_adapter
     from finetune.train import train
 
     args = parse_args(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.adapters import inspect_adapter
+from engine.serving.adapter_report import inspect_adapter
 from finetune.data import read_jsonl, shipped_split, with_system_prompt, write_jsonl
 from finetune.evaluate import main as evaluate_main
 from finetune.evaluate import perplexity

@@ -15,10 +15,10 @@ from engine.backends.base import ChatMessage, GenerationRequest
 from engine.backends.factory import make_backend
 from engine.errors import BackendError
 from engine.serving.adapter_paths import adapter_folder
+from engine.serving.adapter_report import inspect_adapter
 from engine.serving.model_names import served_model_name
 from engine.serving.vllm_args import plan_from_settings
 from engine.settings import Settings
-from finetune.adapters import inspect_adapter
 from personas.registry import PersonaRegistry
 
 MB = 1_000_000
