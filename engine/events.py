@@ -6,8 +6,11 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
-__all__ = ["ChatEvent", "Reply", "Role", "Usage", "utcnow"]
+__all__ = ["ChatEvent", "ChatMessage", "MessageRole", "Reply", "Role", "Usage", "utcnow"]
+
+MessageRole = Literal["system", "user", "assistant"]
 
 
 def utcnow() -> datetime:
@@ -60,6 +63,17 @@ class ChatEvent:
     @property
     def is_moderator(self) -> bool:
         return bool(self.roles & MODERATING_ROLES)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a prompt as a backend gets it: who says it, and what."""
+
+    role: MessageRole
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,3 +81,19 @@ def test_the_bot_and_finetune_never_import_each_other() -> None:
         if module.split(".")[0] == other
     }
     assert crossing == set()
+
+
+# Engine's own rooms point down too (issue 29, item 4): a pair here is a room that must not reach up
+# into another. The prompt builder makes ChatMessages (engine.events) without knowing any backend.
+UPWARD_IN_ENGINE = [("engine/prompting", "engine.backends")]
+
+
+@pytest.mark.parametrize(("folder", "above"), UPWARD_IN_ENGINE)
+def test_engine_rooms_do_not_import_the_rooms_above_them(folder: str, above: str) -> None:
+    upward = {
+        f"{path.relative_to(REPO)}: {module}"
+        for path in _python_files(folder)
+        for module in _imported_modules(path)
+        if module == above or module.startswith(above + ".")
+    }
+    assert upward == set()

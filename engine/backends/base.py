@@ -9,22 +9,12 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from engine.events import Usage
+from engine.events import ChatMessage, MessageRole, Usage
 
-__all__ = ["Backend", "ChatMessage", "GenerationRequest", "TextStream"]
-
-MessageRole = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: MessageRole
-    content: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+# ChatMessage lives in engine.events (prompting builds them without reaching up into backends);
+# it is named here too, where every backend reads it.
+__all__ = ["Backend", "ChatMessage", "GenerationRequest", "MessageRole", "TextStream"]
 
 
 @dataclass(frozen=True, slots=True)

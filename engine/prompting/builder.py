@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.backends.base import ChatMessage
+from engine.events import ChatMessage
 from engine.prompting.lines import viewer_line
 from engine.prompting.tokens import GENERATION_PROMPT_TOKENS, MESSAGE_OVERHEAD_TOKENS, TokenCounter, template_allowance
 from memory.records import StoredMessage
