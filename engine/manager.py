@@ -355,6 +355,19 @@ class ConversationManager:
         self.metrics.scheduler_outcome(event, outcome)
         self.control.outcome(event, outcome)
 
+    def harmful_text(self, text: str, persona: PersonaCard, channel_key: str) -> bool:
+        """Whether a viewer's words break a content rule that keeps the character from saying them
+        (the stream director fills reactions with them)."""
+        return self.moderator.harmful_text(text, persona, channel_key)
+
+    def harmful_name(self, name: str, persona: PersonaCard, channel_key: str) -> bool:
+        """:meth:`harmful_text` for a user name the character might read out."""
+        return self.moderator.harmful_name(name, persona, channel_key)
+
+    def count_said(self, platform: str, kind: str) -> None:
+        """Something the character said on its own (a reaction, a timer line) went out: /metrics counts it."""
+        self.metrics.stream_reaction(platform, kind)
+
     async def link_sent(self, reply: Reply, platform_message_id: str) -> None:
         """Remember the platform's id for a sent reply, so later lines that reply to it find it."""
         if reply.memory_id is not None:

@@ -97,3 +97,23 @@ def test_engine_rooms_do_not_import_the_rooms_above_them(folder: str, above: str
         if module == above or module.startswith(above + ".")
     }
     assert upward == set()
+
+
+def test_the_stream_director_uses_the_managers_verbs_not_its_parts() -> None:
+    tree = ast.parse((REPO / "engine" / "stream" / "director.py").read_text(encoding="utf-8"))
+    reached = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "manager"
+        and node.attr in {"metrics", "moderator", "memory", "backend"}
+    } | {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "manager"
+        and node.attr in {"metrics", "moderator", "memory", "backend"}
+    }
+    assert reached == set()

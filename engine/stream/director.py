@@ -303,7 +303,7 @@ class StreamDirector:
         if sent_id is None:
             return
         await self.manager.link_sent(utterance.reply, sent_id)
-        self.manager.metrics.stream_reaction(event.platform, utterance.kind)
+        self.manager.count_said(event.platform, utterance.kind)
         self.said[utterance.kind] += 1
         self.activity.spoke(event.platform, event.channel_id)
 
@@ -313,10 +313,10 @@ class StreamDirector:
         return await self.manager.persona_for(event.platform, event.channel_id, event.server_id)
 
     def _harmful(self, persona: PersonaCard, channel_key: str) -> Judge:
-        moderator = self.manager.moderator
+        manager = self.manager
         return Judge(
-            text=lambda text: moderator.harmful_text(text, persona, channel_key),
-            name=lambda name: moderator.harmful_name(name, persona, channel_key),
+            text=lambda text: manager.harmful_text(text, persona, channel_key),
+            name=lambda name: manager.harmful_name(name, persona, channel_key),
         )
 
     def _cooldown(self, duration_s: float) -> Cooldown[tuple[str, str]]:
