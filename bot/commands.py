@@ -19,8 +19,9 @@ the spam the cooldown is there to stop.
 
 ``!forgetme`` is the exception: it is never swallowed. Anyone may send it and each one holds the
 database's write lock for a while (about a second on a million stored lines), so a channel runs at most
-``forgets_per_minute`` of them a minute; the rest wait their turn in order, and a viewer who asks again
-while their forget waits is covered by the one already waiting. The cooldown only decides whether the
+``forgets_per_minute`` of them a minute (TWITCH_FORGETS_PER_MINUTE on Twitch, 6 elsewhere); the rest
+wait their turn in order, and a viewer who asks again while their forget waits is covered by the one
+already waiting. The cooldown only decides whether the
 confirmation is said.
 """
 

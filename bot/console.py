@@ -84,7 +84,6 @@ class ConsoleAdapter:
             cooldown_s=0.0,  # one person at a keyboard: nothing to hold back
             prefix="/",
             private_answers=True,
-            forgets_per_minute=settings.twitch.forgets_per_minute,
         )
         self.session = ChatSession(manager, self, platform=PLATFORM, settings=settings, clock=clock)
         self.director.set_live(PLATFORM, CHANNEL, live)

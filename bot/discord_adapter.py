@@ -100,7 +100,6 @@ class DiscordAdapter:
             cooldown_s=0.0,
             prefix="/",
             private_answers=True,
-            forgets_per_minute=settings.twitch.forgets_per_minute,
         )
         self._speaker = DiscordSpeaker(self.client, discord_settings.message_limit, discord_settings.send_timeout_s)
         self.session = ChatSession(

@@ -107,7 +107,6 @@ class YouTubeAdapter:
             manager,
             clock=self.clock,
             cooldown_s=self.youtube.command_cooldown_s,
-            forgets_per_minute=settings.twitch.forgets_per_minute,
         )
         self.session = ChatSession(
             manager,
