@@ -58,7 +58,12 @@ class NotSent(Exception):
 
 class Outlet(Protocol):
     """What a platform gives the session: text into a channel. The platform's message id, or None
-    when the platform was asked and nothing went out (that send still counts against the budget)."""
+    when the platform was asked and nothing went out (that send still counts against the budget).
+
+    An outlet may also say ``paused_for(channel_id) -> float``: clock seconds until the platform takes
+    sends again (0: now; ``math.inf``: not today, YouTube's spent quota). While it is paused the
+    channel's budget has no room, so nothing is generated that could not be sent.
+    """
 
     async def send(self, channel_id: str, text: str, *, reply_to: str | None, said: Reply | None) -> str | None:
         """``said``: the stored line when the text is the character's (a reply, a reaction), else None."""
@@ -81,6 +86,28 @@ class SendLimits:
 
     limit: int
     window_s: float = 30.0
+
+
+class _PlatformBudget(SendBudget):
+    """A channel's send budget that also has no room while the platform pauses sending."""
+
+    def __init__(self, limits: SendLimits, clock: Clock, paused: Callable[[], float]) -> None:
+        super().__init__(limits.limit, limits.window_s, clock=clock)
+        self.paused = paused
+
+    def reserve(self) -> SendReservation | None:
+        return None if self.paused() > 0 else super().reserve()
+
+    def wait_time(self) -> float:
+        return max(self.paused(), super().wait_time())
+
+    async def reserve_urgent(self, max_wait_s: float) -> SendReservation | None:
+        pause = self.paused()
+        if pause > max_wait_s:
+            return None
+        if pause > 0:
+            await self.clock.sleep(pause)
+        return await super().reserve_urgent(max_wait_s - pause)
 
 
 class Taken(enum.Enum):
@@ -178,7 +205,14 @@ class ChatSession:
         limits = self.send_limits
         if limits is None:
             return None
-        return self.budgets.setdefault(channel_id, lambda: SendBudget(limits.limit, limits.window_s, clock=self.clock))
+        paused_for = getattr(self.outlet, "paused_for", None)
+        if paused_for is None:
+            return self.budgets.setdefault(
+                channel_id, lambda: SendBudget(limits.limit, limits.window_s, clock=self.clock)
+            )
+        return self.budgets.setdefault(
+            channel_id, lambda: _PlatformBudget(limits, self.clock, lambda: float(paused_for(channel_id)))
+        )
 
     # -- in ---------------------------------------------------------------------------------
 

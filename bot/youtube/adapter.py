@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -335,6 +336,13 @@ class YouTubeAdapter:
         sent_id = str(sent.get("id", ""))
         self._sent_ids[sent_id] = True
         return sent_id or None
+
+    def paused_for(self, channel_id: str) -> float:
+        """Seconds until YouTube takes a message again: a rateLimitExceeded pause, or the rest of the
+        day once the sending share (or YouTube's quota) is spent. Nothing is generated meanwhile."""
+        if not self._may_send():
+            return math.inf
+        return max(0.0, self._paused_until - self.clock.now())
 
     def _may_send(self) -> bool:
         if self.ledger.may_send():
