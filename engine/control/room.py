@@ -117,6 +117,7 @@ class ControlRoom:
         model mid-sentence, a wait for a generation slot) and nothing more is passed on."""
         alarm = asyncio.Event()
         self._mute_alarms.add(alarm)
+        step: asyncio.Future[T] | None = None
         try:
             while not self.muted(channel_key):
                 step = asyncio.ensure_future(anext(items))
@@ -139,6 +140,10 @@ class ControlRoom:
                 yield item
         finally:
             self._mute_alarms.discard(alarm)
+            if step is not None and not step.done():  # we were cancelled (a console cut) mid-step
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step  # the generator must stop running before it can be closed
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 await aclose()
