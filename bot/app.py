@@ -18,6 +18,7 @@ from engine.backends.factory import make_backend
 from engine.backends.resilience import BreakerState, with_resilience
 from engine.errors import SettingsError
 from engine.flow.clock import Clock
+from engine.hearing.listener import TalkToggle
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
 from engine.prompting.tokens import TokenCounter, load_token_counter
@@ -191,6 +192,7 @@ def configured_adapters(
     console: bool | None = None,
     scenes: SceneSwitcher | None = None,
     live: bool = False,
+    talk: TalkToggle | None = None,
 ) -> list[Adapter]:
     from bot.platforms import PLATFORMS
 
@@ -202,7 +204,7 @@ def configured_adapters(
     if console or (console is None and not adapters):
         from bot.console import ConsoleAdapter
 
-        adapters.append(ConsoleAdapter(settings, manager, live=live))
+        adapters.append(ConsoleAdapter(settings, manager, live=live, talk=talk))
     return adapters
 
 
@@ -220,7 +222,9 @@ async def run(settings: Settings, *, console: bool | None = None, live: bool = F
         on_stream = await OnStream.start(settings, manager)
         freeze_startup_heap()
         scenes = on_stream.obs if settings.obs.scene_command else None
-        adapters = configured_adapters(settings, manager, console=console, scenes=scenes, live=live)
+        adapters = configured_adapters(
+            settings, manager, console=console, scenes=scenes, live=live, talk=on_stream.talk
+        )
         with stop_signals() as stop:
             results = await _run_adapters(adapters, stop, settings.core.shutdown_grace_s)
         failures = [result for result in results if isinstance(result, Exception)]

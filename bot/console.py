@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.commands import PlatformCommands
 from bot.console_events import parse_console_event
@@ -42,6 +42,9 @@ from engine.settings import Settings
 from engine.stream.director import StreamDirector
 from engine.stream.events import EventKind
 
+if TYPE_CHECKING:  # the hearing package loads numpy; the console only needs the type
+    from engine.hearing.listener import TalkToggle
+
 __all__ = ["CONSOLE_LIMITS", "ConsoleAdapter"]
 
 _CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
@@ -49,7 +52,9 @@ PLATFORM = "console"
 CHANNEL = "local"
 # The terminal behind `make run`: one reply per line, so piped output stays one line per answer.
 CONSOLE_LIMITS = PlatformLimits(single_line=True, neutralise_mass_mentions=False)
-CONSOLE_CONTROLS = "/event KIND [AMOUNT] [from NAME] · /live [on|off] · /help · /quit · !commands"
+CONSOLE_CONTROLS = (
+    "/event KIND [AMOUNT] [from NAME] · /live [on|off] · /talk [on|off|SECONDS] · /help · /quit · !commands"
+)
 
 
 class ConsoleAdapter:
@@ -63,8 +68,10 @@ class ConsoleAdapter:
         editor: Any | None = None,
         live: bool = False,
         clock: Clock | None = None,
+        talk: TalkToggle | None = None,
     ) -> None:
         self.settings = settings
+        self.talk = talk  # hearing's push-to-talk, when it runs in that mode
         self.manager = manager
         self.stdin = _replacing_bad_bytes(stdin or sys.stdin)
         self.stdout = stdout or sys.stdout
@@ -307,6 +314,8 @@ class ConsoleAdapter:
             await self._shared_command(text)
         elif command == "event":
             await self._fire_event(argument)
+        elif command == "talk":
+            self._talk(argument)
         elif command == "live":
             live = argument.casefold() not in ("off", "no", "false", "0")
             self.director.set_live(PLATFORM, CHANNEL, live)
@@ -331,6 +340,26 @@ class ConsoleAdapter:
             await asyncio.to_thread(_forget_history, self._editor)
         if result.reply:
             self._say(f"[{result.reply}]")
+
+    def _talk(self, argument: str) -> None:
+        """``/talk`` or ``/talk on`` holds push-to-talk, ``/talk 20`` for 20 s at most, ``/talk off`` releases."""
+        if self.talk is None:
+            self._say("[push-to-talk is off: set COSTAR_HEARING_ENABLED=true and COSTAR_HEARING_ANSWER=push_to_talk]")
+            return
+        word = argument.casefold()
+        if word in ("off", "no", "false", "0"):
+            self.talk(False, None)
+            self._say("[push-to-talk released: the host is not heard]")
+            return
+        try:
+            for_s = float(word) if word not in ("", "on", "yes", "true") else None
+        except ValueError:
+            for_s = -1.0
+        if for_s is not None and not 0 < for_s < float("inf"):
+            self._say("[/talk holds push-to-talk: /talk on, /talk SECONDS (above 0) or /talk off]")
+            return
+        held_s = self.talk(True, for_s)
+        self._say(f"[push-to-talk held: the host is heard for {held_s:g} s at most; /talk off releases]")
 
     async def _fire_event(self, argument: str) -> None:
         try:

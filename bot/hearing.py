@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import HearingUnavailable
@@ -18,9 +19,15 @@ from engine.manager import ConversationManager
 from engine.settings import HearingSettings
 from engine.voice.speaker import Voice
 
-__all__ = ["open_source", "start_hearing"]
+__all__ = ["Hearing", "open_source", "start_hearing"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Hearing:
+    listener: Listener
+    task: asyncio.Task[None]
 
 
 def open_source(settings: HearingSettings) -> AudioSource:
@@ -34,10 +41,8 @@ def open_source(settings: HearingSettings) -> AudioSource:
                       realtime=settings.source != "-")  # fmt: skip
 
 
-async def start_hearing(
-    settings: HearingSettings, manager: ConversationManager, voice: Voice | None
-) -> asyncio.Task[None] | None:
-    """The listening task, or None (hearing off, or it cannot start: said in one line)."""
+async def start_hearing(settings: HearingSettings, manager: ConversationManager, voice: Voice | None) -> Hearing | None:
+    """The listener and its task, or None (hearing off, or it cannot start: said in one line)."""
     if not settings.enabled:
         return None
     try:
@@ -50,7 +55,7 @@ async def start_hearing(
     if voice is None:
         log.warning("Hearing: no voice is on, so answers are captioned only (docs/hearing.md)")
     listener = Listener(source, recognizer, manager, settings, on_speech_start=voice.hush if voice else None)
-    return asyncio.create_task(_listen(listener), name="hearing")
+    return Hearing(listener, asyncio.create_task(_listen(listener), name="hearing"))
 
 
 async def _listen(listener: Listener) -> None:

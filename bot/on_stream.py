@@ -15,9 +15,10 @@ import sys
 from dataclasses import dataclass, field
 
 from bot.dashboard.server import DashboardServer, dashboard_tokens
-from bot.hearing import start_hearing
+from bot.hearing import Hearing, start_hearing
 from bot.obs_control import ObsControl, ObsUnavailable
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
+from engine.hearing.listener import TalkToggle
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.voice.speaker import Voice, card_voices
@@ -33,6 +34,7 @@ class OnStream:
     dashboard: DashboardServer | None = None
     obs: ObsControl | None = None
     voice: Voice | None = None  # hearing's barge-in hushes it
+    hearing: Hearing | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -48,6 +50,7 @@ class OnStream:
                 port=settings.overlay.port,
                 token=token,
                 default_persona=settings.core.default_persona,
+                control_token=await _talk_token(settings),
             )
             await on_stream.overlay.start()
             shown = on_stream.overlay.url.split("?")[0]
@@ -72,9 +75,10 @@ class OnStream:
             voice = Voice(manager.stage, voices, metrics=manager.metrics, out_dir=settings.voice.out_dir)
             on_stream.voice = voice
             on_stream.tasks.append(asyncio.create_task(voice.run(), name="voice"))
-        hearing = await start_hearing(settings.hearing, manager, on_stream.voice)
-        if hearing is not None:
-            on_stream.tasks.append(hearing)
+        on_stream.hearing = await start_hearing(settings.hearing, manager, on_stream.voice)
+        if on_stream.hearing is not None:
+            on_stream.tasks.append(on_stream.hearing.task)
+            on_stream._offer_push_to_talk(settings)
         if settings.obs.url:
             on_stream.obs = ObsControl(settings.obs, manager.stage)
             try:
@@ -83,6 +87,26 @@ class OnStream:
                 log.warning("OBS: %s; retrying when needed", exc)
             on_stream.tasks.append(asyncio.create_task(on_stream.obs.run(), name="obs"))
         return on_stream
+
+    @property
+    def talk(self) -> TalkToggle | None:
+        """Push-to-talk for the console's /talk, when hearing runs in that mode."""
+        if self.hearing is None or self.hearing.listener.settings.answer != "push_to_talk":
+            return None
+        return self.hearing.listener.push_to_talk
+
+    def _offer_push_to_talk(self, settings: Settings) -> None:
+        if self.talk is None:
+            return
+        if self.overlay is None:
+            log.info("Push-to-talk: /talk in the console; set COSTAR_OVERLAY_PORT for a hotkey's HTTP toggle")
+            return
+        self.overlay.talk = self.talk
+        log.info(
+            "Push-to-talk for a hotkey: POST %s/hearing/talk?held=true|false&token=… (the token is in %s)",
+            self.overlay.base,
+            "COSTAR_OVERLAY_TOKEN" if settings.overlay.token else "DATA_DIR/overlay-token",
+        )
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -116,3 +140,10 @@ async def start_dashboard(settings: Settings, manager: ConversationManager) -> D
             flush=True,
         )
     return dashboard
+
+
+async def _talk_token(settings: Settings) -> str | None:
+    """Push-to-talk changes what the character hears: it takes a token even on loopback."""
+    if not (settings.hearing.enabled and settings.hearing.answer == "push_to_talk"):
+        return None
+    return await asyncio.to_thread(overlay_token, settings, even_on_loopback=True)

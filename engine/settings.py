@@ -371,6 +371,9 @@ class HearingSettings(BaseSettings):
         "addressed",
         description="answer when the character's name is heard, every line, or only while push-to-talk is held",
     )
+    talk_max_s: float = Field(
+        60.0, gt=0, le=3600, description="push-to-talk lets go by itself after this long (a lost release)"
+    )
     model_path: Path | None = Field(
         None, description="a Moonshine model folder (unset: the tiny-en model packaged with moonshine-voice)"
     )

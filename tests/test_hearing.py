@@ -13,15 +13,17 @@ import sys
 import time
 import types
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
 from bot.app import build_manager, close_manager
 from bot.hearing import start_hearing
+from bot.overlay.server import OverlayServer, overlay_token
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import HearingUnavailable, SettingsError
 from engine.events import Role
@@ -198,8 +200,8 @@ async def test_hearing_that_cannot_start_says_why_in_one_line_and_the_bot_goes_o
 ) -> None:
     settings = HearingSettings(enabled=True, device="no-such-device-anywhere")
     with caplog.at_level(logging.ERROR):
-        task = await start_hearing(settings, manager, voice=None)
-    assert task is None
+        hearing = await start_hearing(settings, manager, voice=None)
+    assert hearing is None
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.getMessage().startswith("Hearing is off:")
     assert "\n" not in record.getMessage()
@@ -274,7 +276,7 @@ async def hearing(
 
     async def run(
         audio: bytes, *, voice: Voice | None = None, realtime: bool = False, backend: ScriptedBackend | None = None,
-        **hearing_settings: Any,
+        prepare: Callable[[Listener], Awaitable[object]] | None = None, **hearing_settings: Any,
     ) -> tuple[ConversationManager, Listener, list[tuple[float, Cue]]]:  # fmt: skip
         settings = make_settings(hearing={"enabled": True, "channel": "twitch:stream", **hearing_settings})
         scripted = backend or ScriptedBackend(default="Honestly? That boss never stood a chance.")
@@ -292,6 +294,8 @@ async def hearing(
         tasks.append(asyncio.create_task(speaker.run()))
         source = FileSource("host.wav", stream=io.BytesIO(audio), realtime=realtime)
         listener = Listener(source, recognizer, manager, settings.hearing, on_speech_start=speaker.hush)
+        if prepare is not None:  # e.g. push-to-talk pressed before the host speaks
+            await prepare(listener)
         await listener.run()
         await asyncio.sleep(0.5)  # the last sentence's synthesis
         return manager, listener, cues
@@ -370,3 +374,159 @@ async def test_the_host_talking_over_the_character_stops_its_voice_within_200_ms
     stops = [at for at, cue in cues if isinstance(cue, AudioStop) and at >= second_onset]
     assert stops, "the voice was not stopped"
     assert stops[0] - second_onset <= 0.2, f"stopped {stops[0] - second_onset:.3f} s after the host spoke"
+
+
+# -- push-to-talk --------------------------------------------------------------------------------
+
+TALK_TOKEN = "t" * 32
+
+
+@pytest.fixture
+async def talk_server(manager: ConversationManager) -> AsyncIterator[tuple[OverlayServer, list[tuple[bool, Any]]]]:
+    """The overlay server on loopback (its page needs no token) with a recording push-to-talk toggle."""
+    pressed: list[tuple[bool, Any]] = []
+
+    def toggle(held: bool, for_s: float | None) -> float | None:
+        pressed.append((held, for_s))
+        return 60.0 if held else None
+
+    server = OverlayServer(manager.stage, {}, talk=toggle, control_token=TALK_TOKEN)
+    await server.start()
+    yield server, pressed
+    await server.close()
+
+
+async def test_push_to_talk_over_http_takes_post_with_the_token_even_on_loopback(talk_server: Any) -> None:
+    server, pressed = talk_server
+    url = f"{server.base}/hearing/talk"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"held": "true", "token": TALK_TOKEN}) as got:
+            assert got.status == 405, "a link or an image tag must not press it"
+        async with session.post(url, params={"held": "true"}) as untokened:
+            assert untokened.status == 403, "on loopback too: any local program or page could press it"
+        async with session.post(url, params={"held": "true", "token": "x" * 32}) as wrong:
+            assert wrong.status == 403
+        evil = {"Origin": "https://evil.example"}
+        async with session.post(url, params={"held": "true", "token": TALK_TOKEN}, headers=evil) as forged:
+            assert forged.status == 403, "another site's form"
+        rebound = {"Host": f"evil.example:{server.port}"}
+        async with session.post(url, params={"held": "true", "token": TALK_TOKEN}, headers=rebound) as rebinding:
+            assert rebinding.status == 403, "DNS rebinding"
+        assert pressed == []
+        async with session.post(url, params={"held": "true", "for": "15", "token": TALK_TOKEN}) as held:
+            assert held.status == 200 and await held.json() == {"held": True, "releases_in_s": 60.0}
+        async with session.post(url, params={"held": "false", "token": TALK_TOKEN}) as released:
+            assert released.status == 200 and (await released.json())["held"] is False
+        for bad in ({"held": "maybe"}, {"held": "true", "for": "-3"}, {"held": "true", "for": "nan"}):
+            async with session.post(url, params={**bad, "token": TALK_TOKEN}) as refused:
+                assert refused.status == 400 and "\n" not in (await refused.text()).strip(), bad
+    assert pressed == [(True, 15.0), (False, None)]
+
+
+async def test_push_to_talk_is_not_offered_when_hearing_is_not_in_that_mode(manager: ConversationManager) -> None:
+    server = OverlayServer(manager.stage, {})
+    await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{server.base}/hearing/talk", params={"held": "true"}) as off,
+        ):
+            assert off.status == 404 and "COSTAR_HEARING_ANSWER=push_to_talk" in await off.text()
+    finally:
+        await server.close()
+
+
+def test_the_push_to_talk_token_is_made_and_kept_even_on_loopback(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    assert overlay_token(settings) is None, "the page on loopback needs none"
+    made = overlay_token(settings, even_on_loopback=True)
+    assert made is not None and len(made) >= 16
+    assert overlay_token(settings, even_on_loopback=True) == made, "a hotkey set up once keeps working"
+
+
+async def test_push_to_talk_lets_go_by_itself_so_a_lost_release_never_leaves_the_host_heard(
+    manager: ConversationManager,
+) -> None:
+    settings = HearingSettings(enabled=True, answer="push_to_talk", talk_max_s=0.2)
+    listener = Listener(FileSource("-", stream=io.BytesIO(b"")), types.SimpleNamespace(), manager, settings)
+    assert not listener.talk_held
+    assert listener.push_to_talk(True, 3600) == 0.2, "never longer than COSTAR_HEARING_TALK_MAX_S"
+    assert listener.talk_held
+    await asyncio.sleep(0.3)
+    assert not listener.talk_held
+    assert listener.push_to_talk(True, 0.05) == 0.05
+    await asyncio.sleep(0.15)
+    assert not listener.talk_held
+
+
+@needs_espeak
+async def test_what_the_host_says_while_push_to_talk_is_held_over_http_is_answered(hearing: Any) -> None:
+    audio = wav_bytes(0.5, speak("Are you awake over there?"), 1.0)
+    answers: list[int] = []
+
+    async def press(listener: Listener) -> None:
+        server = OverlayServer(listener.manager.stage, {}, talk=listener.push_to_talk, control_token=TALK_TOKEN)
+        await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                params = {"held": "true", "token": TALK_TOKEN}
+                async with session.post(f"{server.base}/hearing/talk", params=params) as pressed:
+                    answers.append(pressed.status)
+        finally:
+            await server.close()
+
+    manager, listener, _ = await hearing(audio, answer="push_to_talk", prepare=press)
+    assert answers == [200]
+    [turn] = listener.turns
+    assert turn.addressed and turn.reply is not None, "held: heard and answered without the name"
+    assert len(await manager.memory.recent_messages("twitch", "stream", limit=10)) == 2
+
+
+class _Typed(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+async def test_the_console_holds_and_releases_push_to_talk(settings: Settings, manager: ConversationManager) -> None:
+    from bot.console import ConsoleAdapter
+
+    pressed: list[tuple[bool, float | None]] = []
+
+    def toggle(held: bool, for_s: float | None) -> float | None:
+        pressed.append((held, for_s))
+        return for_s or 60.0 if held else None
+
+    out = _Typed()
+    typed = _Typed("/talk 20\n/talk off\n/talk\n/talk soon\n")
+    await ConsoleAdapter(settings, manager, stdin=typed, stdout=out, talk=toggle).start()
+    assert pressed == [(True, 20.0), (False, None), (True, None)], "a bad number presses nothing"
+    shown = out.getvalue()
+    assert "held: the host is heard for 20 s at most" in shown and "released" in shown
+    assert "/talk SECONDS" in shown
+
+
+async def test_the_stream_offers_push_to_talk_on_the_overlay_with_a_kept_token(
+    manager: ConversationManager, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from bot.on_stream import OnStream
+
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(wav_bytes(30.0))
+    settings = make_settings(
+        overlay={"port": 0, "host": "127.0.0.1"},
+        hearing={"enabled": True, "answer": "push_to_talk", "source": str(quiet)},
+    )
+    on_stream = await OnStream.start(settings, manager)
+    try:
+        assert on_stream.overlay is not None and on_stream.hearing is not None
+        token = (settings.core.data_dir / "overlay-token").read_text().strip()
+        url = f"{on_stream.overlay.base}/hearing/talk"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, params={"held": "true"}) as untokened:
+                assert untokened.status == 403
+            async with session.post(url, params={"held": "true", "token": token}) as pressed:
+                assert pressed.status == 200
+        assert on_stream.hearing.listener.talk_held
+        assert on_stream.talk is not None, "the console's /talk gets it too"
+    finally:
+        await on_stream.close()

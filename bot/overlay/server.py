@@ -1,5 +1,8 @@
 """Serves the overlay page and its websocket feed of stage cues (see docs/overlay.md).
 
+``POST /hearing/talk?held=true|false[&for=SECONDS]&token=…`` holds or releases push-to-talk for
+hearing (docs/hearing.md): it changes state, so it takes POST only and its token even on loopback.
+
 ``GET /overlay`` is the page; ``GET /overlay/feed`` the websocket it keeps open: a ``hello`` (this
 server's instance id, the personas' card styles and the default persona), the replies streaming right now, then every
 cue in publishing order. ``persona`` and ``channel`` query parameters narrow the feed; ``token``
@@ -22,6 +25,7 @@ from bot.web_guard import is_loopback as _is_loopback
 from bot.web_guard import kept_token, strong_enough
 from bot.web_guard import same_secret as _same_secret
 from engine.errors import SettingsError
+from engine.hearing.listener import TalkToggle
 from engine.observability.redact import register_secret
 from engine.settings import Settings
 from engine.stage.cues import Cue
@@ -43,8 +47,11 @@ def _strong_enough(token: str, source: str, fix: str) -> str:
     return strong_enough(token, "overlay", source, fix)
 
 
-def overlay_token(settings: Settings) -> str | None:
+def overlay_token(settings: Settings, *, even_on_loopback: bool = False) -> str | None:
     """The secret the overlay URL must carry: the setting, else (beyond loopback) one kept in DATA_DIR.
+
+    ``even_on_loopback``: for what changes state (push-to-talk), which any local program or web
+    page could otherwise call; the page and its feed only show what is on stream anyway.
 
     A kept token survives restarts, so the URL pasted into OBS keeps working. An empty or short one
     (an emptied file, a typo) is refused: it would let anyone on the network read the feed.
@@ -52,7 +59,7 @@ def overlay_token(settings: Settings) -> str | None:
     if settings.overlay.token is not None:
         token = settings.overlay.token.get_secret_value()  # a SecretStr setting: redacted already
         return _strong_enough(token, "COSTAR_OVERLAY_TOKEN", "set a longer one, or unset it to have one made")
-    if _is_loopback(settings.overlay.host):
+    if _is_loopback(settings.overlay.host) and not even_on_loopback:
         return None
     token, _ = kept_token(settings.core.data_dir / _TOKEN_FILE, "overlay", "COSTAR_OVERLAY_TOKEN")
     register_secret(token)
@@ -83,8 +90,12 @@ class OverlayServer:
         port: int = 0,
         token: str | None = None,
         default_persona: str | None = None,
+        talk: TalkToggle | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.stage = stage
+        self.talk = talk  # push-to-talk, when hearing is in that mode
+        self.control_token = control_token  # what POST /hearing/talk must carry, on loopback too
         self.card_styles = dict(card_styles)
         self.default_persona = default_persona  # whose caption ?preview=1 shows unless persona= says
         self.host = host
@@ -110,6 +121,7 @@ class OverlayServer:
         app.router.add_get("/overlay", self._page_handler)
         app.router.add_get("/overlay/", self._page_handler)
         app.router.add_get("/overlay/feed", self._feed_handler)
+        app.router.add_post("/hearing/talk", self._talk_handler)
         return app
 
     async def start(self) -> None:
@@ -140,6 +152,9 @@ class OverlayServer:
     def _check(self, request: web.Request) -> None:
         if self.token is not None and not _same_secret(request.query.get("token", ""), self.token):
             raise web.HTTPForbidden(text="overlay token missing or wrong: copy the whole URL costar printed\n")
+        self._check_origin(request)
+
+    def _check_origin(self, request: web.Request) -> None:
         host = request.headers.get("Host", "")
         # DNS rebinding: a web page on evil.example whose name now points at 127.0.0.1 reaches us
         # with "Host: evil.example:PORT". On a loopback bind only loopback names are ours.
@@ -154,6 +169,16 @@ class OverlayServer:
     async def _page_handler(self, request: web.Request) -> web.Response:
         self._check(request)
         return web.Response(body=self._page, content_type="text/html", charset="utf-8")
+
+    async def _talk_handler(self, request: web.Request) -> web.Response:
+        if self.talk is None or self.control_token is None:
+            raise web.HTTPNotFound(text="push-to-talk is off: set COSTAR_HEARING_ANSWER=push_to_talk\n")
+        if not _same_secret(request.query.get("token", ""), self.control_token):
+            raise web.HTTPForbidden(text="push-to-talk token missing or wrong: use the URL costar printed\n")
+        self._check_origin(request)  # a web page's form posted cross-site carries its own Origin
+        held, for_s = _talk_request(request.query)
+        releases_in_s = self.talk(held, for_s)
+        return web.json_response({"held": held, "releases_in_s": releases_in_s})
 
     async def _feed_handler(self, request: web.Request) -> web.WebSocketResponse:
         self._check(request)
@@ -191,6 +216,22 @@ class OverlayServer:
         except (ConnectionError, RuntimeError) as exc:  # the page went away mid-send
             log.debug("overlay page left: %s", exc)
             await socket.close()
+
+
+def _talk_request(query: Mapping[str, str]) -> tuple[bool, float | None]:
+    """``held=true|false`` and the optional ``for=SECONDS``; anything else is a 400 that says why."""
+    held = query.get("held", "").strip().lower()
+    if held not in ("true", "false", "1", "0"):
+        raise web.HTTPBadRequest(text="push-to-talk needs held=true or held=false\n")
+    if "for" not in query:
+        return held in ("true", "1"), None
+    try:
+        for_s = float(query["for"])
+    except ValueError:
+        for_s = -1.0
+    if not 0 < for_s < float("inf"):
+        raise web.HTTPBadRequest(text="for= must be a number of seconds above 0\n")
+    return held in ("true", "1"), for_s
 
 
 def card_styles(cards: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -34,12 +34,16 @@ from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings
 
-__all__ = ["HOST_ID", "HostTurn", "Listener"]
+__all__ = ["HOST_ID", "HostTurn", "Listener", "TalkToggle"]
 
 log = logging.getLogger(__name__)
 
 HOST_ID = "host"  # the host's user id on the hearing channel: /forget and /about work with it
 _HOST_ROLES = frozenset({Role.HOST, Role.BROADCASTER})
+
+# Push-to-talk from outside (the overlay server's POST /hearing/talk, the console's /talk):
+# (held, seconds at most) -> seconds until it lets go by itself, or None once released.
+TalkToggle = Callable[[bool, float | None], float | None]
 
 
 @dataclass
@@ -80,18 +84,39 @@ class Listener:
         self._utterances: asyncio.Queue[SpeechEnded | None] = asyncio.Queue()
         self._answers: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hearing")
+        self._auto_release: asyncio.TimerHandle | None = None
 
     # -- push-to-talk -----------------------------------------------------------------------
 
-    def hold(self) -> None:
-        """Push-to-talk pressed: what the host says now is heard and answered."""
+    def hold(self, for_s: float | None = None) -> float:
+        """Push-to-talk pressed: what the host says now is heard and answered.
+
+        It lets go by itself after ``for_s`` seconds, and never later than COSTAR_HEARING_TALK_MAX_S:
+        a "release" lost on the way (a crashed hotkey script) must not leave the host heard for
+        the rest of the stream. Returns the seconds until then; pressing again restarts the count.
+        """
+        held_s = min(for_s, self.settings.talk_max_s) if for_s is not None else self.settings.talk_max_s
         self.talk_held = True
+        if self._auto_release is not None:
+            self._auto_release.cancel()
+        self._auto_release = asyncio.get_running_loop().call_later(held_s, self.release)
+        return held_s
 
     def release(self) -> None:
         """Push-to-talk released: a line being spoken ends here and is still heard."""
+        if self._auto_release is not None:
+            self._auto_release.cancel()
+            self._auto_release = None
         if self.settings.answer == "push_to_talk":
             self.talk_held = False
             self._queue(self.segmenter.flush())
+
+    def push_to_talk(self, held: bool, for_s: float | None = None) -> float | None:
+        """The toggle's one verb (HTTP, console): hold (seconds until it lets go) or release (None)."""
+        if held:
+            return self.hold(for_s)
+        self.release()
+        return None
 
     # -- running ----------------------------------------------------------------------------
 
