@@ -179,6 +179,9 @@ class ChatSession:
         self.director = StreamDirector(
             manager, self._speak, settings=settings.stream, clock=self.clock, channels_kept=kept, tick_s=director_tick_s
         )
+        # Hearing's spoken answers, when also written in chat (COSTAR_HEARING_REPLY_IN_CHAT), leave
+        # through the same outlet, budget and mute check as the director's lines.
+        manager.chats.open(platform, self._speak)
         self.taking_lines = True
         self._refusals_told: Cooldown[str] = Cooldown(REFUSAL_REPORT_S, clock=self.clock)
         self._refused_lines = 0

@@ -62,6 +62,7 @@ from engine.settings import Settings
 from engine.stage.feed import Stage
 from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
+from engine.stream.outlet import ChatOutlets
 from memory import (
     ForgetResult,
     MemoryStore,
@@ -152,6 +153,7 @@ class ConversationManager:
         self.control = ControlRoom(
             Approvals(parse_approvals(settings.dashboard.approve), stale_s=settings.dashboard.approve_stale_s)
         )
+        self.chats = ChatOutlets()  # each running adapter's way to post a line nobody asked for
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         # Per-channel tables keep the most recently active channels only (engine.flow.recent):
         # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.

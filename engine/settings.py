@@ -384,6 +384,9 @@ class HearingSettings(BaseSettings):
         "console:local",
         description="platform:channel the host's lines belong to (e.g. twitch:yourlogin to share chat's history)",
     )
+    reply_in_chat: str | None = Field(
+        None, description="platform:channel where each spoken answer is also written (unset: spoken only)"
+    )
     host_name: str = Field("Host", min_length=1, description="the name the host's lines are stored under")
     speech_level_db: float = Field(
         -40.0, le=0, description="sound louder than this (dBFS) counts as speech once above the room's noise"
@@ -394,9 +397,11 @@ class HearingSettings(BaseSettings):
         None, description="debug only: keep each utterance as a WAV file here (unset: audio never touches disk)"
     )
 
-    @field_validator("channel")
+    @field_validator("channel", "reply_in_chat")
     @classmethod
-    def _platform_and_channel(cls, value: str) -> str:
+    def _platform_and_channel(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         platform, _, channel_id = value.partition(":")
         if not platform or not channel_id:
             raise ValueError("must be platform:channel, e.g. twitch:yourlogin or console:local")

@@ -530,3 +530,45 @@ async def test_the_stream_offers_push_to_talk_on_the_overlay_with_a_kept_token(
         assert on_stream.talk is not None, "the console's /talk gets it too"
     finally:
         await on_stream.close()
+
+
+# -- the spoken answer written in chat too -------------------------------------------------------
+
+
+@needs_espeak
+@pytest.mark.parametrize("reply_in_chat", ["console:local", None])
+async def test_the_spoken_answer_is_also_written_in_the_chosen_chat_only_when_asked(
+    hearing: Any, reply_in_chat: str | None
+) -> None:
+    from bot.console import ConsoleAdapter
+
+    chat = _Typed()
+
+    async def open_console(listener: Listener) -> None:  # its send path, as when costar runs
+        ConsoleAdapter(listener.manager.settings, listener.manager, stdin=_Typed(""), stdout=chat)
+
+    audio = wav_bytes(0.5, speak("Hey Pip, what do you think about the boss fight we just did?"), 1.0)
+    _, listener, cues = await hearing(audio, reply_in_chat=reply_in_chat, prepare=open_console)
+    [turn] = listener.turns
+    assert turn.reply is not None and [cue for _, cue in cues if isinstance(cue, AudioCue)], "spoken either way"
+    written = chat.getvalue()
+    if reply_in_chat is None:
+        assert written == "", "off by default: spoken only"
+    else:
+        assert written == "Pip: Honestly? That boss never stood a chance.\n"
+
+
+@needs_espeak
+async def test_an_answer_for_a_chat_that_is_not_running_is_spoken_and_said_so_in_the_log(
+    hearing: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    audio = wav_bytes(0.5, speak("Hey Pip, what do you think about the boss fight we just did?"), 1.0)
+    with caplog.at_level(logging.WARNING):
+        _, listener, _ = await hearing(audio, reply_in_chat="twitch:elsewhere")
+    assert listener.turns[0].reply is not None
+    assert any("no twitch adapter is running" in record.getMessage() for record in caplog.records)
+
+
+def test_a_chat_for_the_spoken_answers_without_its_platform_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="COSTAR_HEARING_REPLY_IN_CHAT"):
+        load_settings(None, hearing={"reply_in_chat": "yourlogin"})

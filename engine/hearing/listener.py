@@ -19,7 +19,7 @@ import time
 import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechStarted
 from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings
+from engine.stream.outlet import Utterance
 
 __all__ = ["HOST_ID", "HostTurn", "Listener", "TalkToggle"]
 
@@ -195,8 +196,22 @@ class Listener:
                         turn.first_text_at = time.perf_counter()
                     if isinstance(item, Reply):
                         turn.reply = item
+                        await self._write_in_chat(item)
         except EngineError as exc:  # chat goes on; the host sees why in the log
             log.error("hearing: could not answer %r: %s", turn.text, exc)
+
+    async def _write_in_chat(self, reply: Reply) -> None:
+        """COSTAR_HEARING_REPLY_IN_CHAT: the spoken answer, also through that chat's own send path."""
+        if self.settings.reply_in_chat is None:
+            return
+        platform, channel_id = self.settings.reply_in_chat.split(":", 1)
+        if not self.manager.chats.has(platform):
+            log.warning("hearing: no %s adapter is running, so the answer is not written in chat", platform)
+            return
+        # Posted as a line of its own (no thread): the host's words were spoken, not typed there.
+        in_chat = replace(reply, event=replace(reply.event, platform=platform, channel_id=channel_id))
+        if await self.manager.chats.post(platform, Utterance(in_chat, kind="hearing", urgent=False)) is None:
+            log.info("hearing: %s held the answer back (its send limits)", platform)
 
     async def _addressed(self, text: str) -> bool:
         if self.settings.answer != "addressed":

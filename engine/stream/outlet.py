@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from engine.events import Reply
 
-__all__ = ["Speaker", "Utterance"]
+__all__ = ["ChatOutlets", "Speaker", "Utterance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +37,23 @@ class Utterance:
 
 # Sends an utterance; the platform's message id, or None when nothing went out.
 Speaker = Callable[[Utterance], Awaitable[str | None]]
+
+
+class ChatOutlets:
+    """Each running adapter's :data:`Speaker`, by platform: how a line no chat message asked for
+    (hearing's spoken answer, COSTAR_HEARING_REPLY_IN_CHAT) reaches chat through that platform's
+    own send path and limits (Twitch's send budget, Discord's message length)."""
+
+    def __init__(self) -> None:
+        self._speakers: dict[str, Speaker] = {}
+
+    def open(self, platform: str, speak: Speaker) -> None:
+        self._speakers[platform] = speak
+
+    def has(self, platform: str) -> bool:
+        return platform in self._speakers
+
+    async def post(self, platform: str, utterance: Utterance) -> str | None:
+        """The platform's message id, or None when nothing went out (no room, or no such adapter)."""
+        speak = self._speakers.get(platform)
+        return await speak(utterance) if speak is not None else None
