@@ -41,7 +41,9 @@ def open_source(settings: HearingSettings) -> AudioSource:
                       realtime=settings.source != "-")  # fmt: skip
 
 
-async def start_hearing(settings: HearingSettings, manager: ConversationManager, voice: Voice | None) -> Hearing | None:
+async def start_hearing(
+    settings: HearingSettings, manager: ConversationManager, voice: Voice | None, *, private: bool = False
+) -> Hearing | None:
     """The listener and its task, or None (hearing off, or it cannot start: said in one line)."""
     if not settings.enabled:
         return None
@@ -54,7 +56,8 @@ async def start_hearing(settings: HearingSettings, manager: ConversationManager,
     log.info("Hearing the host (%s mode): %s", settings.answer, source.describe())
     if voice is None:
         log.warning("Hearing: no voice is on, so answers are captioned only (docs/hearing.md)")
-    listener = Listener(source, recognizer, manager, settings, on_speech_start=voice.hush if voice else None)
+    on_speech_start = voice.hush if voice else None
+    listener = Listener(source, recognizer, manager, settings, on_speech_start=on_speech_start, private=private)
     return Hearing(listener, asyncio.create_task(_listen(listener), name="hearing"))
 
 

@@ -75,7 +75,9 @@ class OnStream:
             voice = Voice(manager.stage, voices, metrics=manager.metrics, out_dir=settings.voice.out_dir)
             on_stream.voice = voice
             on_stream.tasks.append(asyncio.create_task(voice.run(), name="voice"))
-        on_stream.hearing = await start_hearing(settings.hearing, manager, on_stream.voice)
+        on_stream.hearing = await start_hearing(
+            settings.hearing, manager, on_stream.voice, private=_hearing_is_private(settings)
+        )
         if on_stream.hearing is not None:
             on_stream.tasks.append(on_stream.hearing.task)
             on_stream._offer_push_to_talk(settings)
@@ -147,3 +149,10 @@ async def _talk_token(settings: Settings) -> str | None:
     if not (settings.hearing.enabled and settings.hearing.answer == "push_to_talk"):
         return None
     return await asyncio.to_thread(overlay_token, settings, even_on_loopback=True)
+
+
+def _hearing_is_private(settings: Settings) -> bool:
+    """The host's lines join a Discord channel marked private (COSTAR_DISCORD_PRIVATE_CHANNELS):
+    like that channel's chat, neither they nor the answers reach the stream."""
+    platform, _, channel_id = settings.hearing.channel.partition(":")
+    return platform == "discord" and channel_id.isdigit() and int(channel_id) in settings.discord.private_channels

@@ -393,6 +393,9 @@ class HearingSettings(BaseSettings):
     )
     end_silence_s: float = Field(0.5, gt=0, le=5, description="silence that ends an utterance")
     barge_in: bool = Field(True, description="the host speaking stops the character's voice")
+    captions: bool = Field(
+        False, description="show the host's recognised lines on overlay pages opened with captions=host"
+    )
     debug_audio_dir: Path | None = Field(
         None, description="debug only: keep each utterance as a WAV file here (unset: audio never touches disk)"
     )

@@ -23,7 +23,7 @@ import pytest
 
 from bot.app import build_manager, close_manager
 from bot.hearing import start_hearing
-from bot.overlay.server import OverlayServer, overlay_token
+from bot.overlay.server import OverlayServer, cue_filter, overlay_token
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import HearingUnavailable, SettingsError
 from engine.events import Role
@@ -35,9 +35,10 @@ from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechStarted
 from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings, Settings, load_settings
-from engine.stage.cues import AudioCue, AudioStop, Cue
+from engine.stage.cues import AudioCue, AudioStop, Cue, HostCaptionCue, NoticeCue
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
+from tests.headless_chromium import chromium_binary, launch_chromium
 from tests.hearing_speech import (
     TWO_CITIES_TEXT,
     espeak_installed,
@@ -276,7 +277,8 @@ async def hearing(
 
     async def run(
         audio: bytes, *, voice: Voice | None = None, realtime: bool = False, backend: ScriptedBackend | None = None,
-        prepare: Callable[[Listener], Awaitable[object]] | None = None, **hearing_settings: Any,
+        prepare: Callable[[Listener], Awaitable[object]] | None = None, private: bool = False,
+        **hearing_settings: Any,
     ) -> tuple[ConversationManager, Listener, list[tuple[float, Cue]]]:  # fmt: skip
         settings = make_settings(hearing={"enabled": True, "channel": "twitch:stream", **hearing_settings})
         scripted = backend or ScriptedBackend(default="Honestly? That boss never stood a chance.")
@@ -293,7 +295,9 @@ async def hearing(
         speaker = voice or Voice(manager.stage, lambda persona: EspeakSynthesizer() if persona == "pip" else None)
         tasks.append(asyncio.create_task(speaker.run()))
         source = FileSource("host.wav", stream=io.BytesIO(audio), realtime=realtime)
-        listener = Listener(source, recognizer, manager, settings.hearing, on_speech_start=speaker.hush)
+        listener = Listener(
+            source, recognizer, manager, settings.hearing, on_speech_start=speaker.hush, private=private
+        )
         if prepare is not None:  # e.g. push-to-talk pressed before the host speaks
             await prepare(listener)
         await listener.run()
@@ -572,3 +576,99 @@ async def test_an_answer_for_a_chat_that_is_not_running_is_spoken_and_said_so_in
 def test_a_chat_for_the_spoken_answers_without_its_platform_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="COSTAR_HEARING_REPLY_IN_CHAT"):
         load_settings(None, hearing={"reply_in_chat": "yourlogin"})
+
+
+# -- the host's live captions --------------------------------------------------------------------
+
+
+def test_only_a_page_that_asks_for_the_hosts_captions_gets_them() -> None:
+    host = HostCaptionCue("1", "twitch:stream", "Host", "welcome back everyone", HOST_ID)
+    character = NoticeCue("2", "twitch:stream", "pip", "Pip", "Thanks for the raid!")
+    assert [cue_filter({})(cue) for cue in (host, character)] == [False, True], "a character page stays one"
+    assert [cue_filter({"captions": "host"})(cue) for cue in (host, character)] == [True, False]
+    both = cue_filter({"captions": "host,character", "persona": "pip"})
+    assert both(host) and both(character), "persona= narrows the character's lines, not the host's"
+    assert not cue_filter({"captions": "host", "channel": "discord"})(host)
+
+
+@needs_espeak
+@pytest.mark.parametrize(
+    ("captions", "private", "captioned"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+    ids=["on", "off by default", "never for a private conversation"],
+)
+async def test_the_hosts_lines_are_captioned_only_when_enabled_and_never_in_private(
+    hearing: Any, captions: bool, private: bool, captioned: bool
+) -> None:
+    audio = wav_bytes(0.5, speak("Welcome back to the stream, everyone."), 1.0)
+    _, listener, cues = await hearing(audio, captions=captions, private=private)
+    [turn] = listener.turns
+    shown = [cue for _, cue in cues if isinstance(cue, HostCaptionCue)]
+    if captioned:
+        assert [(cue.name, cue.text, cue.channel) for cue in shown] == [("Host", turn.text, "twitch:stream")]
+    else:
+        assert shown == []
+
+
+async def test_a_page_opened_with_captions_host_receives_the_hosts_line(manager: ConversationManager) -> None:
+    server = OverlayServer(manager.stage, {})
+    await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{server.base}/overlay/feed?captions=host") as host_page,
+            session.ws_connect(f"{server.base}/overlay/feed") as character_page,
+        ):
+            assert (await host_page.receive_json())["type"] == "hello"
+            assert (await character_page.receive_json())["type"] == "hello"
+            manager.stage.publish(HostCaptionCue("7", "twitch:stream", "Host", "okay chat, boss time", HOST_ID))
+            manager.stage.publish(NoticeCue("8", "twitch:stream", "pip", "Pip", "Good luck!"))
+            assert await host_page.receive_json() == {
+                "type": "host", "id": "7", "channel": "twitch:stream", "name": "Host", "text": "okay chat, boss time",
+            }  # fmt: skip
+            assert (await character_page.receive_json())["id"] == "8", "the character's page never saw the host's"
+    finally:
+        await server.close()
+
+
+async def test_forgetting_the_host_drops_their_captions_still_queued(manager: ConversationManager) -> None:
+    with manager.stage.subscribe() as page:
+        manager.stage.publish(HostCaptionCue("3", "twitch:stream", "Host", "my address is", HOST_ID))
+        assert manager.stage.drop_viewer("twitch", HOST_ID) == 1
+        assert page.pending() == 0
+
+
+async def test_hearing_on_a_discord_channel_marked_private_is_private(
+    manager: ConversationManager, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from bot.on_stream import OnStream
+
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(wav_bytes(30.0))
+    for private_channels, private in (("123", True), ("456", False)):
+        settings = make_settings(
+            discord={"private_channels": private_channels},
+            hearing={"enabled": True, "source": str(quiet), "channel": "discord:123", "captions": True},
+        )
+        on_stream = await OnStream.start(settings, manager)
+        try:
+            assert on_stream.hearing is not None and on_stream.hearing.listener.private is private
+        finally:
+            await on_stream.close()
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="Debian's chromium is not installed (make setup installs it)")
+async def test_the_overlay_page_with_captions_host_shows_the_streamers_line(
+    manager: ConversationManager, tmp_path: Path
+) -> None:
+    server = OverlayServer(manager.stage, {})
+    await server.start()
+    try:
+        async with launch_chromium(tmp_path / "chromium-profile") as browser:
+            await browser.open(f"{server.url}?captions=host&fade=30")
+            await browser.wait_for("window.costarOverlay.hellos === 1")
+            manager.stage.publish(HostCaptionCue("9", "twitch:stream", "Host", "okay chat, boss time", HOST_ID))
+            await browser.wait_for("document.querySelector('.caption .text')?.textContent === 'okay chat, boss time'")
+            assert await browser.evaluate("document.querySelector('.caption .name').textContent") == "Host"
+    finally:
+        await server.close()

@@ -28,7 +28,7 @@ from engine.errors import SettingsError
 from engine.hearing.listener import TalkToggle
 from engine.observability.redact import register_secret
 from engine.settings import Settings
-from engine.stage.cues import Cue
+from engine.stage.cues import Cue, HostCaptionCue
 from engine.stage.feed import Stage, Subscription
 
 __all__ = ["OverlayServer", "cue_filter", "overlay_token"]
@@ -67,12 +67,20 @@ def overlay_token(settings: Settings, *, even_on_loopback: bool = False) -> str 
 
 
 def cue_filter(query: Mapping[str, str]) -> Callable[[Cue], bool]:
-    """The feed's ``persona=a,b`` and ``channel=twitch,discord:123`` narrowing (a platform or a full channel)."""
+    """The feed's ``persona=a,b`` and ``channel=twitch,discord:123`` narrowing (a platform or a full
+    channel), and ``captions=``: ``character`` (the default), ``host`` (the streamer's own lines,
+    heard), or both."""
     personas = {part.strip() for part in query.get("persona", "").split(",") if part.strip()}
     channels = {part.strip() for part in query.get("channel", "").split(",") if part.strip()}
+    captions = {part.strip() for part in query.get("captions", "character").split(",") if part.strip()}
 
     def wants(cue: Cue) -> bool:
-        if personas and cue.persona_id not in personas:
+        # The host's lines go only to a page that asked for them: a page set up for the
+        # character's captions never starts showing the streamer's words.
+        if isinstance(cue, HostCaptionCue):
+            if "host" not in captions:
+                return False
+        elif "character" not in captions or (personas and cue.persona_id not in personas):
             return False
         platform = cue.channel.split(":", 1)[0]
         return not channels or cue.channel in channels or platform in channels

@@ -33,6 +33,7 @@ from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechStarted
 from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings
+from engine.stage.cues import HostCaptionCue
 from engine.stream.outlet import Utterance
 
 __all__ = ["HOST_ID", "HostTurn", "Listener", "TalkToggle"]
@@ -69,12 +70,14 @@ class Listener:
         settings: HearingSettings,
         *,
         on_speech_start: Callable[[], object] | None = None,
+        private: bool = False,
     ) -> None:
         self.source = source
         self.recognizer = recognizer
         self.manager = manager
         self.settings = settings
         self.on_speech_start = on_speech_start  # barge-in: the voice stops here
+        self.private = private  # a channel the streamer marked private: nothing of it on stream
         self.platform, self.channel_id = settings.channel.split(":", 1)
         self.segmenter = Segmenter(settings.speech_level_db, settings.end_silence_s)
         self.talk_held = settings.answer != "push_to_talk"  # push-to-talk starts released
@@ -189,6 +192,7 @@ class Listener:
         try:
             turn.addressed = await self._addressed(turn.text)
             turn.heard = heard = await self.manager.hear(self._event(turn))
+            self._caption(heard)
             log.info("hearing: the host said %r%s", turn.text, "" if turn.addressed else " (not answered)")
             if turn.addressed and not heard.blocked:
                 async for item in self.manager.generate(heard):
@@ -199,6 +203,20 @@ class Listener:
                         await self._write_in_chat(item)
         except EngineError as exc:  # chat goes on; the host sees why in the log
             log.error("hearing: could not answer %r: %s", turn.text, exc)
+
+    def _caption(self, heard: HeardLine) -> None:
+        """COSTAR_HEARING_CAPTIONS: the host's line as a live caption (pages with captions=host).
+
+        Never for a private conversation, and not a line input moderation refused (it judges
+        the lines that address the character): the same rule as the chat line a caption answers.
+        """
+        refused = heard.verdict is not None and not heard.verdict.passes
+        if not self.settings.captions or heard.event.private or refused:
+            return
+        stage = self.manager.stage
+        event = heard.event
+        shown = heard.verdict.text if heard.verdict is not None and heard.verdict.text else event.text
+        stage.publish(HostCaptionCue(stage.new_id(), event.channel_key, event.author_name, shown, event.author_id))
 
     async def _write_in_chat(self, reply: Reply) -> None:
         """COSTAR_HEARING_REPLY_IN_CHAT: the spoken answer, also through that chat's own send path."""
@@ -228,6 +246,7 @@ class Listener:
             text=turn.text,
             roles=_HOST_ROLES,
             addresses_bot=turn.addressed,
+            private=self.private,
         )
 
 

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AudioCue", "AudioStop", "Cue", "NoticeCue", "ReplyCue", "ReplyState"]
+__all__ = ["AudioCue", "AudioStop", "Cue", "HostCaptionCue", "NoticeCue", "ReplyCue", "ReplyState"]
 
 
 class ReplyState(enum.StrEnum):
@@ -110,4 +110,19 @@ class AudioStop:
         return {"type": "audio_stop", "id": self.cue_id, "channel": self.channel, "persona": self.persona_id}
 
 
-Cue = ReplyCue | NoticeCue | AudioCue | AudioStop
+@dataclass(frozen=True, slots=True)
+class HostCaptionCue:
+    """A line the host said, as recognised (hearing, COSTAR_HEARING_CAPTIONS): a live caption of
+    the streamer, not of the character. Only pages opened with ``captions=host`` receive it."""
+
+    cue_id: str
+    channel: str
+    name: str  # COSTAR_HEARING_HOST_NAME
+    text: str
+    viewer_id: str  # the host's user id (never sent): forgetting the host drops it too
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "host", "id": self.cue_id, "channel": self.channel, "name": self.name, "text": self.text}
+
+
+Cue = ReplyCue | NoticeCue | AudioCue | AudioStop | HostCaptionCue

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
-from engine.stage.cues import Cue, NoticeCue, ReplyCue, ReplyState
+from engine.stage.cues import Cue, HostCaptionCue, NoticeCue, ReplyCue, ReplyState
 from memory.forget import name_pattern
 
 __all__ = ["Stage", "Subscription"]
@@ -118,7 +118,7 @@ class Stage:
         theirs: set[str] = set()  # cue ids of replies and notices about them, for their audio
 
         def unwanted(cue: Cue) -> bool:
-            if isinstance(cue, ReplyCue | NoticeCue):
+            if isinstance(cue, ReplyCue | NoticeCue | HostCaptionCue):
                 about_them = cue.channel.startswith(platform + ":") and cue.viewer_id == user_id
                 if about_them or (named is not None and named.search(cue.text)):
                     theirs.add(cue.cue_id)
