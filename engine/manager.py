@@ -59,6 +59,7 @@ from engine.recall.reflection import Reflector
 from engine.serving.adapter_paths import adapter_folder
 from engine.serving.model_names import served_model_name
 from engine.settings import Settings
+from engine.stage.cuts import cut_text
 from engine.stage.feed import Stage
 from engine.stage.reply import StagedReply, notice_for
 from engine.stream.events import StreamEvent
@@ -153,6 +154,7 @@ class ConversationManager:
         self.control = ControlRoom(
             Approvals(parse_approvals(settings.dashboard.approve), stale_s=settings.dashboard.approve_stale_s)
         )
+        self.stage.cuts.writer = self._store_cut
         self.chats = ChatOutlets()  # each running adapter's way to post a line nobody asked for
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
         # Per-channel tables keep the most recently active channels only (engine.flow.recent):
@@ -169,6 +171,7 @@ class ConversationManager:
         # not answered, and a reply to it is not stored, however far along it was.
         self._forgotten_at: RecentlyUsed[tuple[str, str], float] = RecentlyUsed(kept)
         self._storing_replies: set[asyncio.Future[int]] = set()
+        self._storing_cuts: set[asyncio.Future[None]] = set()
         # Whether a stored line may be shown to the model, per persona: history is mostly the
         # same lines turn after turn, so each is judged once, not once per reply.
         self._shown: OrderedDict[tuple[str, int], bool] = OrderedDict()
@@ -419,7 +422,22 @@ class ConversationManager:
             await self.reflector.close()
         if self.embeddings is not None:
             await self.embeddings.close()
+        if self._storing_cuts:
+            await asyncio.gather(*self._storing_cuts, return_exceptions=True)
         await self.memory.close()
+
+    def _store_cut(self, row_id: int, spoken: str) -> None:
+        """A reply the host talked over is kept as far as it was spoken (engine.stage.cuts)."""
+
+        async def store() -> None:
+            try:
+                await self._remember(self.memory.cut_reply(row_id, cut_text(spoken)))
+            except MemoryUnavailable as exc:
+                log.error("Could not mark reply %d as cut off: %s", row_id, exc)
+
+        storing = asyncio.ensure_future(store())
+        self._storing_cuts.add(storing)
+        storing.add_done_callback(self._storing_cuts.discard)
 
     @staticmethod
     async def _remember(operation: Awaitable[T]) -> T:
@@ -537,6 +555,8 @@ class ConversationManager:
         try:
             async for item in self.control.until_muted(channel, self._generate(heard, snapshots=True, hint=hint)):
                 staged.take(item)
+                if isinstance(item, Reply) and item.memory_id is not None:
+                    self.stage.cuts.stored(staged.cue_id, item.memory_id)
                 if snapshots or isinstance(item, Reply):
                     yield item
             if staged.shown and not staged.finished and self.control.muted(channel):

@@ -377,6 +377,12 @@ class MemoryStore:
         async with self._db.execute("SELECT scope FROM mutes ORDER BY scope") as cursor:
             return [str(row[0]) for row in await cursor.fetchall()]
 
+    @_translated
+    async def cut_reply(self, row_id: int, text: str) -> None:
+        """A stored reply of the character's becomes ``text``: what it said before it was cut off."""
+        async with self._write_lock:
+            await self._db.execute("UPDATE messages SET text = ? WHERE id = ? AND is_character = 1", (text, row_id))
+
     # -- reading ----------------------------------------------------------------------------
 
     @_translated

@@ -36,6 +36,7 @@ from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings, Settings, load_settings
 from engine.stage.cues import AudioCue, AudioStop, Cue, HostCaptionCue, NoticeCue
+from engine.stage.cuts import CUT_MARK, ReplyCuts, cut_text
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
 from tests.headless_chromium import chromium_binary, launch_chromium
@@ -48,6 +49,7 @@ from tests.hearing_speech import (
     wav_bytes,
     word_error_rate,
 )
+from tests.on_stage import answer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -672,3 +674,39 @@ async def test_the_overlay_page_with_captions_host_shows_the_streamers_line(
             assert await browser.evaluate("document.querySelector('.caption .name').textContent") == "Host"
     finally:
         await server.close()
+
+
+# -- a reply the host talks over is stored as cut ------------------------------------------------
+
+
+@needs_espeak
+async def test_a_reply_the_host_talks_over_is_stored_as_far_as_it_was_spoken(hearing: Any) -> None:
+    long_answer = "Well. " + "I have so much to say about that boss, and all of it is good. " * 4
+    question = speak("Pip, tell me everything about that boss.")
+    audio = wav_bytes(0.3, question, 3.0, speak("Okay, stop, stop."), 1.0)
+    backend = ScriptedBackend(default=long_answer)
+    manager, listener, cues = await hearing(audio, realtime=True, backend=backend)
+    asked = listener.turns[0]
+    assert asked.addressed and asked.reply is not None and asked.reply.text == long_answer.strip()
+    assert [cue for at, cue in cues if isinstance(cue, AudioStop) and at >= listener.onsets[1]], "the voice stopped"
+    stored = [line for line in await manager.memory.recent_messages("twitch", "stream", limit=10) if line.is_character]
+    assert stored[0].text.endswith(CUT_MARK), "memory and the model's history must not take the rest as said"
+    said = stored[0].text.removesuffix(CUT_MARK).strip()
+    assert said and long_answer.startswith(said), said
+    assert len(said) < len(long_answer.strip()), "the sentences synthesised but not yet played were never said"
+    await answer(manager, "pip so what were you saying?")
+    history = " ".join(str(message.content) for message in backend.requests[-1].messages)
+    assert stored[0].text in history and long_answer.strip() not in history, "the model reads the cut reply"
+
+
+def test_a_reply_cut_before_it_was_stored_is_written_cut_when_it_is() -> None:
+    written: list[tuple[int, str]] = []
+    cuts = ReplyCuts()
+    cuts.writer = lambda row, spoken: written.append((row, spoken))
+    cuts.cut("5", "Well.")  # the host talked while the reply was still being written
+    cuts.stored("4", 40)  # another reply, never cut: nothing to write
+    assert written == []
+    cuts.stored("5", 50)
+    cuts.cut("4", "")  # cut after it was stored, before a word of it played
+    assert written == [(50, "Well."), (40, "")]
+    assert cut_text("") == CUT_MARK and cut_text("Well.") == f"Well. {CUT_MARK}"

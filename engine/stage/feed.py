@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
 from engine.stage.cues import Cue, HostCaptionCue, NoticeCue, ReplyCue, ReplyState
+from engine.stage.cuts import ReplyCuts
 from memory.forget import name_pattern
 
 __all__ = ["Stage", "Subscription"]
@@ -87,6 +88,7 @@ class Stage:
         self._live: dict[str, ReplyCue] = {}  # channel -> its reply still streaming
         # Finished lines perhaps still on screen or being spoken (newest last): what clear() takes down.
         self._shown: collections.OrderedDict[str, ReplyCue | NoticeCue] = collections.OrderedDict()
+        self.cuts = ReplyCuts()  # replies the voice stopped (barge-in), to be stored as cut
 
     @property
     def watched(self) -> bool:

@@ -60,6 +60,8 @@ class Voice:
         self._speeches: dict[str, _Speech] = {}
         # Sentences published but perhaps still playing on the page: cue id -> (cue, when it ends).
         self._playing: dict[str, tuple[ReplyCue | NoticeCue, float]] = {}
+        # The same replies' sentences with when the page starts each: what a stop cuts them after.
+        self._started: dict[str, list[tuple[float, str]]] = {}
         self._subscription = stage.subscribe(lambda cue: isinstance(cue, ReplyCue | NoticeCue))
 
     async def run(self) -> None:
@@ -92,7 +94,9 @@ class Voice:
         """The host started talking (barge-in): stop every reply being spoken or still playing.
 
         Queued and synthesising sentences are dropped and an :class:`AudioStop` tells the page to
-        stop what it plays; the caption finishes as it would. Returns the cue ids cut short.
+        stop what it plays; the caption finishes as it would. Each reply cut short is reported to
+        ``stage.cuts`` with the sentences the page had started, so memory keeps only what was said.
+        Returns the cue ids cut short.
         """
         now = time.perf_counter()
         cut: list[str] = []
@@ -104,6 +108,10 @@ class Voice:
                 self.stage.publish(AudioStop(cue_id, cue.channel, cue.persona_id))
                 cut.append(cue_id)
         self._playing.clear()
+        for cue_id in cut:
+            started = self._started.pop(cue_id, [])
+            self.stage.cuts.cut(cue_id, " ".join(sentence for starts_at, sentence in started if starts_at <= now))
+        self._started.clear()
         return cut
 
     def _start(self, cue: ReplyCue | NoticeCue, heard_at: float | None) -> _Speech | None:
@@ -172,10 +180,14 @@ class Voice:
         speech.spoken += 1
         # The page plays a reply's sentences one after another: it talks until the last one ends.
         _, ends_at = self._playing.get(cue.cue_id, (cue, 0.0))
-        self._playing[cue.cue_id] = (cue, max(ends_at, time.perf_counter()) + duration_s)
+        starts_at = max(ends_at, time.perf_counter())
+        self._playing[cue.cue_id] = (cue, starts_at + duration_s)
+        self._started.setdefault(cue.cue_id, []).append((starts_at, sentence))
         now = time.perf_counter()
         for cue_id in [cue_id for cue_id, (_, ends) in self._playing.items() if ends < now]:
             del self._playing[cue_id]
+            if cue_id not in self._speeches:  # nothing more will be said of it: nothing to cut
+                self._started.pop(cue_id, None)
 
 
 def card_voices(
