@@ -565,6 +565,21 @@ async def test_the_spoken_answer_is_also_written_in_the_chosen_chat_only_when_as
 
 
 @needs_espeak
+async def test_the_spoken_answer_is_not_written_in_a_muted_chat(hearing: Any) -> None:
+    from bot.console import ConsoleAdapter
+
+    chat = _Typed()
+
+    async def open_muted_console(listener: Listener) -> None:
+        ConsoleAdapter(listener.manager.settings, listener.manager, stdin=_Typed(""), stdout=chat)
+        listener.manager.control.set_muted("console:local", True)
+
+    audio = wav_bytes(0.5, speak("Hey Pip, what do you think about the boss fight we just did?"), 1.0)
+    _, listener, _ = await hearing(audio, reply_in_chat="console:local", prepare=open_muted_console)
+    assert listener.turns[0].reply is not None and chat.getvalue() == ""
+
+
+@needs_espeak
 async def test_an_answer_for_a_chat_that_is_not_running_is_spoken_and_said_so_in_the_log(
     hearing: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
