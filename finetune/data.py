@@ -7,6 +7,8 @@
 ``distractors`` is optional and only used by the multiple-choice persona test. The shipped Pip
 set (``finetune/data/pip_*.jsonl``) leaves the system turn out: it is rendered from the current
 card when loaded (:func:`with_system_prompt`), so training always sees the prompt serving uses.
+A set with many characters (``finetune/data/persona``) names each line's card instead:
+``"card": "cards/gruk.yaml"``, relative to the JSONL file; that card is rendered into its system turn.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class Conversation(BaseModel):
     persona: str = Field(min_length=1, description="the persona id the assistant speaks as")
     distractors: list[str] = Field(default_factory=list, description="other characters' replies to the last line")
     source: str | None = Field(None, description="where the conversation came from (converter name, file)")
+    card: str | None = Field(
+        None,
+        description="this conversation's own persona card, relative to the data file; rendered into the "
+        "system turn when loaded (finetune.persona.with_card_prompts), instead of the one --card",
+    )
 
     @field_validator("messages")
     @classmethod

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data import Conversation, read_jsonl, shipped_split, with_system_prompt
+from finetune.data import Conversation, read_jsonl, shipped_split
 from finetune.errors import FinetuneError
 from finetune.metrics import METEOR_NOTICE, bleu, chrf, distinct_n, meteor, wilson_interval
 from finetune.tokenize import IGNORE_INDEX, tokenize_conversation
@@ -236,13 +236,9 @@ def load_scores(path: Path) -> list[ModelScores]:
 
 
 def _load_conversations(path: str, card_path: str, limit: int | None) -> list[Conversation]:
-    from finetune.persona import load_card, system_prompt
+    from finetune.persona import with_card_prompts
 
-    conversations = read_jsonl(path)[:limit]
-    if all(c.system_prompt is not None for c in conversations):
-        return conversations
-    prompt = system_prompt(load_card(card_path))
-    return [c if c.system_prompt is not None else with_system_prompt(c, prompt) for c in conversations]
+    return with_card_prompts(read_jsonl(path)[:limit], path, card_path)
 
 
 def _check_same_heldout(rows: Sequence[ModelScores], conversations: Sequence[Conversation]) -> None:

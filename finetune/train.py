@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config import AdapterArguments, DataArguments, build_peft_config, build_quantization_config, preset_path
-from finetune.data import Conversation, read_jsonl, with_system_prompt
+from finetune.data import Conversation, read_jsonl
 from finetune.errors import ConfigError, FinetuneError
 from finetune.modeling import load_causal_lm, load_tokenizer, resolve_base_model
-from finetune.persona import load_card, persona_text, system_prompt
+from finetune.persona import load_card, persona_text, with_card_prompts
 from finetune.tokenize import IGNORE_INDEX, tokenize_conversation
 
 __all__ = ["RESOLVED_CONFIG_NAME", "TrainResult", "build_dataset", "load_base_model", "main", "parse_args", "train"]
@@ -166,9 +166,8 @@ def _method(args: list[str]) -> str:
     return str(parsed[0].method)
 
 
-def _conversations(path: str, card_prompt: str, limit: int | None = None) -> list[Conversation]:
-    conversations = read_jsonl(path)[:limit]
-    return [c if c.system_prompt is not None else with_system_prompt(c, card_prompt) for c in conversations]
+def _conversations(path: str, default_card: str, limit: int | None = None) -> list[Conversation]:
+    return with_card_prompts(read_jsonl(path)[:limit], path, default_card)
 
 
 def build_dataset(conversations: list[Conversation], tokenizer: Any, max_length: int | None) -> Any:
@@ -246,14 +245,13 @@ def _train(adapter_args: AdapterArguments, data_args: DataArguments, sft_config:
     model_path = resolve_base_model(adapter_args.base_model)
     tokenizer = load_tokenizer(model_path)
     card = load_card(data_args.card)
-    prompt = system_prompt(card)
     train_set = build_dataset(
-        _conversations(data_args.train_file, prompt, data_args.max_train_conversations),
+        _conversations(data_args.train_file, data_args.card, data_args.max_train_conversations),
         tokenizer,
         sft_config.max_length,
     )
     eval_set = (
-        build_dataset(_conversations(data_args.eval_file, prompt), tokenizer, sft_config.max_length)
+        build_dataset(_conversations(data_args.eval_file, data_args.card), tokenizer, sft_config.max_length)
         if data_args.eval_file
         else None
     )

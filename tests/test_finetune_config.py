@@ -199,23 +199,20 @@ def test_qlora_trains_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
 
 
 def test_the_documented_cpu_command_fits_pips_card_and_the_shipped_set(tokenizer) -> None:
-    from finetune.persona import load_card, system_prompt
     from finetune.train import _conversations, build_dataset
 
     _, data_args, sft_config = parse_args(
         ["--preset", "recommended", "--max_steps", "60", "--per_device_train_batch_size", "2", "--threads", "1"]
     )
-    prompt = system_prompt(load_card(data_args.card))
-    dataset = build_dataset(_conversations(data_args.train_file, prompt, 8), tokenizer, sft_config.max_length)
+    dataset = build_dataset(_conversations(data_args.train_file, data_args.card, 8), tokenizer, sft_config.max_length)
     assert len(dataset) == 8  # every conversation keeps a character turn at the default max_length
 
 
 def test_too_short_a_max_length_says_both_lengths_and_the_fix(tokenizer) -> None:
-    from finetune.persona import load_card, system_prompt
     from finetune.train import _conversations, build_dataset
 
     _, data_args, _ = parse_args([])
-    conversations = _conversations(data_args.train_file, system_prompt(load_card(data_args.card)), 4)
+    conversations = _conversations(data_args.train_file, data_args.card, 4)
     with pytest.raises(
         ConfigError, match=r"within max_length=512: the earliest character turn ends at token (\d+)"
     ) as caught:

@@ -225,6 +225,65 @@ def test_jsonl_round_trips(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "out.jsonl") == [conversation]
 
 
+def _two_card_set(tmp_path: Path) -> Path:
+    """A JSONL file whose lines name their own cards (cards/ beside it), plus one line without a card."""
+    cards = tmp_path / "set" / "cards"
+    cards.mkdir(parents=True)
+    (cards / "gruk.yaml").write_text("name: Gruk\ndescription: A gentle cave troll who writes poems.\n", "utf-8")
+    (cards / "bolt.yaml").write_text("name: Bolt\ndescription: A tiny delivery robot that beeps.\n", "utf-8")
+    lines = [
+        {"persona": "gruk", "card": "cards/gruk.yaml", "messages": [["who are you?", "Gruk. Troll. Poet."]]},
+        {"persona": "bolt", "card": "cards/bolt.yaml", "messages": [["who are you?", "BEEP. Bolt! Parcel!"]]},
+        {"persona": "pip", "messages": [["hi pip", "Hi hi!"]]},
+    ]
+    path = tmp_path / "set" / "train.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **line,
+                    "messages": [
+                        {"role": role, "content": text}
+                        for user, reply in line["messages"]
+                        for role, text in (("user", user), ("assistant", reply))
+                    ],
+                }
+            )
+            + "\n"
+            for line in lines
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_each_line_naming_a_card_gets_that_card_as_its_system_turn_in_training_and_evaluation(
+    tmp_path: Path,
+) -> None:
+    from finetune.evaluate import _load_conversations
+    from finetune.train import _conversations
+
+    path = _two_card_set(tmp_path)
+    small_card = DATA / "pip_small_card.yaml"
+    expected = [
+        system_prompt(load_card(path.parent / "cards" / "gruk.yaml")),
+        system_prompt(load_card(path.parent / "cards" / "bolt.yaml")),
+        system_prompt(load_card(small_card)),  # no card of its own: the one --card, as before
+    ]
+    for loaded in (_conversations(str(path), str(small_card)), _load_conversations(str(path), str(small_card), None)):
+        assert [conversation.system_prompt for conversation in loaded] == expected
+        assert "Gruk" in expected[0] and "Bolt" in expected[1] and expected[0] != expected[1]
+
+
+def test_a_line_naming_a_missing_card_is_one_error_naming_the_data_file_and_the_card(tmp_path: Path) -> None:
+    from finetune.train import _conversations
+
+    path = _two_card_set(tmp_path)
+    (path.parent / "cards" / "bolt.yaml").unlink()
+    with pytest.raises(DataError, match=r"train.jsonl: card .*bolt.yaml"):
+        _conversations(str(path), str(DATA / "pip_small_card.yaml"))
+
+
 def test_the_shipped_pip_set_is_large_enough_to_measure_and_its_three_splits_are_disjoint() -> None:
     train, valid, heldout = (
         read_jsonl(shipped_split("train")),

@@ -159,6 +159,43 @@ def test_with_a_validation_split_the_adapter_saved_is_the_checkpoint_with_the_lo
     assert resolved["best_eval_loss"] == pytest.approx(eval_losses[result.best_checkpoint])
 
 
+def test_a_set_whose_lines_name_their_own_cards_trains_and_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "pip.yaml").write_text(SMALL_CARD.read_text(encoding="utf-8"), encoding="utf-8")
+    (cards / "gruk.yaml").write_text("name: Gruk\ndescription: A gentle cave troll who writes poems.\n", "utf-8")
+    conversations = read_jsonl(shipped_split("valid"))[:4]
+    lined = [c.model_copy(update={"card": f"cards/{('pip', 'gruk')[n % 2]}.yaml"}) for n, c in enumerate(conversations)]
+    data = tmp_path / "train.jsonl"
+    write_jsonl(lined, data)
+    out = tmp_path / "lined"
+    steps = "--max_steps 2 --per_device_train_batch_size 2 --warmup_steps 0"
+    result = train(
+        *parse_args(
+            ["--preset", "recommended", *COMMON, "--train_file", str(data), "--output_dir", str(out), *steps.split()]
+        )
+    )
+    assert result.steps == 2 and inspect_adapter(out).vllm_loadable
+
+    evaluate_main(
+        [
+            "--adapter",
+            f"lined={out}",
+            "--data",
+            str(data),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
+    assert "\n| lined |" in capsys.readouterr().out
+
+
 def test_the_evaluate_command_prints_the_papers_table(
     lora_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
