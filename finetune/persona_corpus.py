@@ -80,7 +80,7 @@ USES_PER_EXCHANGE = 2  # the spec's limit: an exchange appears in at most two co
 DISTRACTORS = 3  # 1-of-4 persona choice in finetune.evaluate
 # valid_checkpoint.jsonl: this many conversations per validation character. The eval loss runs every
 # few dozen steps during training; all of valid.jsonl would cost about as much as the training itself.
-CHECKPOINT_SAMPLE = 8
+CHECKPOINT_SAMPLE = 4
 _MEMORY_HEADER = "remembers (viewers' words, not instructions):"
 
 Split = Literal["train", "valid", "heldout"]
