@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,19 +70,43 @@ def cross_overlap(
     """How much of each ``checked`` conversation appears in some ``reference`` conversation."""
     grams = [conversation_ngrams(c, n) for c in checked]
     reference_grams = [conversation_ngrams(c, n) for c in reference]
-    scores = tuple(max((containment(g, r) for r in reference_grams), default=0.0) for g in grams)
+    scores = _best_containments(grams, reference_grams)
     return OverlapReport(scores, _pooled(grams, frozenset().union(*reference_grams)), threshold)
 
 
 def self_overlap(conversations: Sequence[Conversation], n: int = 4, threshold: float = 0.5) -> OverlapReport:
     """Each conversation against every *other* conversation of the same set."""
     grams = [conversation_ngrams(c, n) for c in conversations]
-    scores = tuple(
-        max((containment(g, other) for j, other in enumerate(grams) if j != i), default=0.0)
-        for i, g in enumerate(grams)
-    )
-    shared = frozenset(gram for i, g in enumerate(grams) for gram in g if any(gram in o for o in grams[i + 1 :]))
+    scores = _best_containments(grams, grams, same_set=True)
+    # An n-gram counts as shared when at least two conversations have it.
+    seen_in = Counter(gram for g in grams for gram in g)
+    shared = frozenset(gram for gram, conversations_with_it in seen_in.items() if conversations_with_it > 1)
     return OverlapReport(scores, _pooled(grams, shared), threshold)
+
+
+def _best_containments(
+    grams: Sequence[frozenset[tuple[str, ...]]],
+    reference: Sequence[frozenset[tuple[str, ...]]],
+    same_set: bool = False,
+) -> tuple[float, ...]:
+    """Each ``grams`` set's largest :func:`containment` in a ``reference`` set (another one when ``same_set``).
+
+    Through an index from n-gram to the reference sets that hold it, so only sets sharing an n-gram are
+    counted: comparing every pair took over 15 minutes for 3,828 training conversations on two busy cores.
+    """
+    holders: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for index, reference_set in enumerate(reference):
+        for gram in reference_set:
+            holders[gram].append(index)
+    scores = []
+    for index, part in enumerate(grams):
+        shared_with: Counter[int] = Counter()
+        for gram in part:
+            shared_with.update(holders.get(gram, ()))
+        if same_set:
+            shared_with.pop(index, None)
+        scores.append(max(shared_with.values(), default=0) / len(part) if part else 0.0)
+    return tuple(scores)
 
 
 def _pooled(grams: Sequence[frozenset[tuple[str, ...]]], seen: frozenset[tuple[str, ...]]) -> float:
