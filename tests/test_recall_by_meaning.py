@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from bot.app import build_manager, close_manager
@@ -111,7 +114,7 @@ async def test_lines_are_embedded_in_the_worker_thread_and_found_by_the_speaker(
     assert own[0][0].own and own[0][1] > 0.1
     assert [line.text for line, _ in others] == ["i keep bees in my garden"], "the channel's lines are other viewers'"
     assert [text for batch in embedder.batches for text in batch if "LMAO" in text] == []
-    assert embedder.threads == {"costar-embed_0"}, "embedding never runs on the event loop's thread"
+    assert embedder.threads == {"costar-embed_0", "costar-embed-question_0"}, "never on the event loop's thread"
 
 
 async def test_a_flood_past_the_backlog_is_dropped_and_counted_then_the_worker_catches_up(
@@ -161,6 +164,39 @@ async def test_lines_that_may_carry_a_fact_are_embedded_before_the_others_and_ta
         ["my lucky number is 0", "my lucky number is 1", "what a press conference 2"],
         ["what a press conference 3"],
     ]
+
+
+class _StuckBatchEmbedder(WordHashEmbedder):
+    """A batch of chat lines that takes as long as the test says (a flood's batch on a slow machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_batch = threading.Event()
+        self.release = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if any("flood" in text for text in texts):
+            self.in_batch.set()
+            self.release.wait(10)
+        return super().embed(texts)
+
+
+async def test_a_question_is_embedded_while_a_floods_batch_is_still_being_embedded(make_settings, counter) -> None:
+    embedder = _StuckBatchEmbedder()
+    manager = await build_manager(make_settings(), backend=ScriptedBackend(), counter=counter, embedder=embedder)
+    try:
+        worker = manager.embeddings
+        assert worker is not None
+        worker.offer(said("my flood of words number one", number=1))
+        assert await asyncio.to_thread(embedder.in_batch.wait, 5)
+        question = await asyncio.wait_for(worker.embed_query("what did I say?"), timeout=2)
+        still_stuck = worker.waiting
+        embedder.release.set()
+        await worker.drain()
+    finally:
+        embedder.release.set()
+        await close_manager(manager)
+    assert question is not None and still_stuck == 1, "the reply did not wait for the batch"
 
 
 async def test_a_flood_of_lines_is_let_in_before_the_worker_embeds(
@@ -220,7 +256,7 @@ async def test_notes_embedded_through_the_worker_are_found_by_meaning(make_setti
     finally:
         await close_manager(manager)
     assert [note.text for note, _ in best] == ["terrified of heights"]
-    assert embedder.threads == {"costar-embed_0"}
+    assert embedder.threads == {"costar-embed-question_0"}
 
 
 class _MissingModel(WordHashEmbedder):

@@ -4,8 +4,8 @@ The per-line path (``manager.hear``) only calls :meth:`EmbedWorker.offer`: one r
 (:func:`engine.recall.selection.carries_a_fact`) and a deque append, no await. The worker takes
 lines in batches of ``COSTAR_MEMORY_EMBED_BATCH``, embeds each batch in its own single thread
 (so a model never runs on the event loop and never takes more than its one core), and stores
-the vectors in one transaction. Questions asked at reply time (:meth:`embed_query`) go through
-the same thread, so they wait for at most the batch in progress.
+the vectors in one transaction. Questions asked at reply time (:meth:`embed_query`) have a thread
+of their own, so a reply never waits behind a flood's batches.
 
 Lines that may carry a fact (:func:`engine.recall.selection.carries_a_fact`) are embedded first;
 every other line that says something in words (:func:`~engine.recall.selection.worth_embedding`)
@@ -120,6 +120,9 @@ class EmbedWorker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-embed", initializer=_yield_cpu)
+        # Questions (and notes) have a thread of their own: a reply waiting behind a flood's batches
+        # went stale (5 of 968 queued replies sent in bench/flood.py with embeddings on, 32 off).
+        self._questions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costar-embed-question")
         self._task: asyncio.Task[None] | None = None
         self._behind_since: float | None = None
         self._failing = False
@@ -156,6 +159,7 @@ class EmbedWorker:
             self._task = None
         # The batch in progress finishes in its thread; waiting for it must not block the event loop.
         await asyncio.to_thread(self._thread.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._questions.shutdown, wait=True, cancel_futures=True)
 
     async def drain(self) -> None:
         """Wait until every line offered so far is embedded (or dropped): benches and tests."""
@@ -206,7 +210,7 @@ class EmbedWorker:
     # -- questions at reply time ------------------------------------------------------------
 
     async def embed_query(self, text: str) -> Vectors | None:
-        """One question's vector, from the worker's thread; None when the embedder fails (logged)."""
+        """One question's vector, from the questions' thread; None when the embedder fails (logged)."""
         rows = await self.embed_texts([text])
         if rows is None:
             return None
@@ -214,11 +218,11 @@ class EmbedWorker:
         return vector
 
     async def embed_texts(self, texts: Sequence[str]) -> Vectors | None:
-        """Rows for ``texts`` from the worker's thread (after the batch in progress); None on failure (logged)."""
+        """Rows for ``texts`` from the questions' thread (never behind a batch); None on failure (logged)."""
         if self.unavailable is not None:
             return None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self.embedder.embed, list(texts))
+            return await asyncio.get_running_loop().run_in_executor(self._questions, self.embedder.embed, list(texts))
         except Exception as exc:  # recall falls back to full text; a reply never fails for this
             log.warning("recall by meaning skipped: %s", exc)
             return None
