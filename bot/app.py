@@ -27,7 +27,8 @@ from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from engine.stream.commands import load_channel_file
 from memory import MemoryStore
-from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry
+from personas.card import AdapterBinding, PersonaCard
+from personas.registry import BUILTIN_CARDS_DIR, PERSONA_ADAPTER_DIR, PERSONA_ADAPTER_NAME, PersonaRegistry
 
 __all__ = ["Adapter", "build_manager", "close_manager", "load_personas", "run"]
 
@@ -47,7 +48,28 @@ def load_personas(settings: Settings, *, report: bool = True) -> PersonaRegistry
         log.error("Skipping persona card: %s", one_line(error))
     if not settings.backend.adapters:  # COSTAR_BACKEND_ADAPTERS=false: the cards' adapters are ignored
         registry.drop_adapters()
+    elif settings.backend.persona_adapter:
+        _bind_persona_adapter(registry, settings)
     return registry
+
+
+def _bind_persona_adapter(registry: PersonaRegistry, settings: Settings) -> None:
+    """Cards without an adapter of their own get the persona-following one, where it was trained for
+    the base model the card answers with (on another base it would load silently and speak nonsense)."""
+    from bot.adapter_check import check_adapter
+
+    folder = PERSONA_ADAPTER_DIR
+    if not (folder / "adapter_config.json").is_file():
+        return  # not installed: every such card answers with the bare base model, as before
+    binding = AdapterBinding(name=PERSONA_ADAPTER_NAME, path=str(folder))
+
+    def fits(card: PersonaCard) -> bool:
+        bound = card.model_copy(update={"model": card.model.model_copy(update={"adapter": binding})})
+        return not check_adapter(bound, None, settings.backend.model).problems
+
+    bound = registry.bind_shared_adapter(binding, fits)
+    if bound:
+        log.info("Personas %s speak through the persona adapter %s", ", ".join(sorted(bound)), folder)
 
 
 def _tokenizer_source(settings: Settings) -> str | Path | None:

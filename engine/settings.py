@@ -126,6 +126,11 @@ class BackendSettings(BaseSettings):
     adapters: bool = Field(
         True, description="serve the LoRA adapters persona cards bind; false: every persona on the bare base model"
     )
+    persona_adapter: bool = Field(
+        True,
+        description="cards that bind no adapter speak through personas/adapters/costar-persona when it is installed; "
+        "false: they use the bare base model",
+    )
 
     @field_validator("base_url")
     @classmethod

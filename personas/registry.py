@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from personas.card import PersonaCard, slugify
+from personas.card import AdapterBinding, PersonaCard, slugify
 from personas.errors import PersonaError
 from personas.loader import CARD_SUFFIXES, SIDECAR_SUFFIX, load_card
 
-__all__ = ["BUILTIN_CARDS_DIR", "PersonaRegistry"]
+__all__ = ["BUILTIN_CARDS_DIR", "PERSONA_ADAPTER_DIR", "PERSONA_ADAPTER_NAME", "PersonaRegistry"]
 
 log = logging.getLogger(__name__)
 
 BUILTIN_CARDS_DIR = Path(__file__).parent / "cards"
+# The persona-following LoRA (docs/finetuning.md): any card that binds no adapter of its own speaks through it.
+PERSONA_ADAPTER_DIR = Path(__file__).parent / "adapters" / "costar-persona"
+PERSONA_ADAPTER_NAME = "costar-persona"
 
 
 def is_sidecar(path: Path) -> bool:
@@ -85,6 +88,24 @@ class PersonaRegistry:
                 self.cards[persona_id] = card.model_copy(
                     update={"model": card.model.model_copy(update={"adapter": None})}
                 )
+
+    def bind_shared_adapter(
+        self, binding: AdapterBinding, fits: Callable[[PersonaCard], bool] = lambda card: True
+    ) -> list[str]:
+        """Bind ``binding`` to every card that binds no adapter of its own and ``fits``; their ids.
+
+        A card that says ``adapter: null`` outright keeps the bare base model: only a card that is
+        silent about adapters (most cards, every SillyTavern card) gets the shared one.
+        """
+        bound = []
+        for persona_id, card in self.cards.items():
+            # Set at all (its own adapter, or null) means the card chose; pydantic counts a copy's updates as set.
+            if "adapter" in card.model.model_fields_set or not fits(card):
+                continue
+            model = card.model.model_copy(update={"adapter": binding})
+            self.cards[persona_id] = card.model_copy(update={"model": model})
+            bound.append(persona_id)
+        return bound
 
     def get(self, name: str) -> PersonaCard | None:
         """Look up by id, by name or by nickname, ignoring case and punctuation."""

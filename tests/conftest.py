@@ -46,6 +46,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTAR_MEMORY_EMBEDDINGS", "off")
     # Bots that tests start side by side each take a free port for their dashboard, not 8766.
     monkeypatch.setenv("COSTAR_DASHBOARD_PORT", "0")
+    # Nor does any persona speak through the persona-following adapter (personas/adapters/costar-persona)
+    # unless the test asks (backend={"persona_adapter": True}): chat-behaviour tests run on the bare base model.
+    monkeypatch.setenv("COSTAR_BACKEND_PERSONA_ADAPTER", "false")
 
 
 # A shipped card's model block, with whatever adapter a user bound there since.
