@@ -93,9 +93,14 @@ _NEGATED_BEFORE = re.compile(r"(?:\bnot|\bno|\bnever|n't|\bnor)\s+(?:[\w'-]+\s+)
 _DENIAL = re.compile(r"\b(?:not|no|never|nor)\b", re.IGNORECASE)
 
 
+# "I'm Captain Brine, the AI co-host": a name in apposition before the claim (capitalised, so not "I'm tired, the").
+_APPOSITION = r"(?:(?-i:[A-Z][\w'-]*)\s+){0,2}(?-i:[A-Z][\w'-]*),\s+"
+
+
 def _self_claim(self_words: str, nouns: str) -> re.Pattern[str]:
     return re.compile(
-        rf"\b{self_words}\s+{_SOFTENERS}(?:an?|the|your|one)\s+{_MODIFIERS}(?P<noun>{nouns})\b", re.IGNORECASE
+        rf"\b{self_words}\s+(?:{_APPOSITION})?{_SOFTENERS}(?:an?|the|your|one)\s+{_MODIFIERS}(?P<noun>{nouns})\b",
+        re.IGNORECASE,
     )
 
 

@@ -31,6 +31,7 @@ NOVA = CharacterTags(names=("Nova",), kind="human", likes=("cozy games",), disli
         ("I'm the stream's little AI co-host, yes! Made of code, pixels and enthusiasm.", PIP),
         ("Honestly? I'm a robot, beep boop.", GRUK),
         ("BEEP! I'm a large language model trained to deliver text!", BOLT),
+        ("Welcome! I'm Captain Brine, the AI co-host of the upcoming video game.", BRINE),  # base model, probe run
         ("I\u2019m an AI, so I don\u2019t have a favourite colour.", NOVA),  # curly apostrophes
     ],
 )
@@ -52,6 +53,8 @@ def test_a_reply_claiming_to_be_an_ai_breaks_character(reply: str, tags: Charact
         ("Pip here! Pixel sprite, chat co-host, professional hype machine.", PIP),
         ("I'm SO EXCITED for this boss!!", PIP),
         ("Strong as a machine, this one. Keep swinging!", GRUK),
+        ("I'm Pip, your pixel pal in the corner. The AI on screen? That's the boss, not me.", PIP),
+        ("I'm tired, the bot in this game keeps winning.", GRUK),
     ],
 )
 def test_an_in_character_reply_does_not_break_character(reply: str, tags: CharacterTags) -> None:
