@@ -16,6 +16,20 @@ Prints the Markdown table and writes ``report.md`` (the table, then ten held-out
 every configuration's reply next to the true one), ``report.json`` and ``report.png`` to ``--out``.
 ``--include`` adds the rows of an earlier ``report.json`` on the same held-out set, so the base
 model can be evaluated while the adapters are still training.
+
+With ``--cards`` (a folder or card files, repeatable) it measures each character on its own and
+averages over characters (:mod:`finetune.per_character`): held-out perplexity and 1-of-4 accuracy
+from ``--data`` (conversations whose ``persona`` is the card's id), distinct-1/2 and the
+character-break rate of greedy (temperature 0) replies to the fixed probe set (:mod:`finetune.probes`),
+for the base model, each ``--adapter`` and the adapter a card binds itself (``own``):
+
+    python -m finetune.evaluate --cards finetune/data/persona/cards --data finetune/data/persona/heldout.jsonl \\
+        --adapter persona=personas/adapters/costar-persona --per-character 8 --threads 2 --out outputs/eval/persona
+    python -m finetune.evaluate --cards personas/cards --cards ../shared/data/card-v2-seraphina.png \\
+        --adapter persona=personas/adapters/costar-persona --out outputs/eval/shipped-cards
+
+It writes ``characters.md`` (averages, every character, every reply that broke character) and
+``characters.json`` to ``--out``. Cards without conversations get distinct-n and the break rate.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ class EvalItem:
     context: list[dict[str, str]]  # system + turns before the character's reply
     reference: str
     candidates: tuple[str, ...] = ()  # for the MC test: the reference first, then distractors
+    persona: str = ""  # whose reply the reference is
 
 
 @dataclass(slots=True)
@@ -95,7 +110,10 @@ def mc_items(conversations: Sequence[Conversation], seed: int = 0, choices: int 
         if distractors:
             items.append(
                 EvalItem(
-                    context=chat[:-1], reference=chat[-1]["content"], candidates=(chat[-1]["content"], *distractors)
+                    context=chat[:-1],
+                    reference=chat[-1]["content"],
+                    candidates=(chat[-1]["content"], *distractors),
+                    persona=conversation.persona,
                 )
             )
     return items
@@ -292,7 +310,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--base-model", default="smollm2", help="base model: 'smollm2', a folder or a Hub id")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's row")
-    parser.add_argument("--data", default=str(shipped_split("heldout")), help="held-out conversational JSONL")
+    parser.add_argument(
+        "--data", help="held-out conversational JSONL (default: Pip's held-out split; with --cards: none)"
+    )
+    parser.add_argument(
+        "--cards",
+        action="append",
+        default=[],
+        type=Path,
+        help="measure per character: a card file or a folder of cards (repeatable)",
+    )
+    parser.add_argument(
+        "--tags",
+        action="append",
+        type=Path,
+        help="--cards: folder of tag or material files <id>.yaml for the break check (repeatable; "
+        "default: finetune/data/persona/tags and material)",
+    )
+    parser.add_argument(
+        "--only-in-data", action="store_true", help="--cards: skip cards with no conversation in --data"
+    )
+    parser.add_argument("--no-own", action="store_true", help="--cards: skip the adapters the cards bind themselves")
+    parser.add_argument(
+        "--engine",
+        choices=("llamacpp", "transformers"),
+        default="llamacpp",
+        help="--cards: llamacpp (the GGUF costar serves, fast on a CPU) or transformers (fp32, batched)",
+    )
+    parser.add_argument("--per-character", type=int, help="--cards: at most N held-out conversations per character")
     parser.add_argument(
         "--card", default=str(DEFAULT_CARD), help="card rendered into conversations without a system turn"
     )
@@ -304,7 +349,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=Path,
-        help="report.json of an earlier run on the same held-out set whose rows come first (repeatable)",
+        help="report.json (with --cards: characters.json) of an earlier run on the same held-out set whose rows "
+        "come first (repeatable)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy shared machine)")
     parser.add_argument(
@@ -321,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.cards:
+        return _main_per_character(args)
+    args.data = args.data or str(shipped_split("heldout"))
     try:
         conversations = _load_conversations(args.data, args.card, args.limit)
         earlier = [row for path in args.include for row in load_scores(path)]
@@ -339,6 +388,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown)
     if any(result.meteor is None for result in results):
         print(f"\nnotice: {METEOR_NOTICE}")
+    return 0
+
+
+def _main_per_character(args: argparse.Namespace) -> int:
+    from finetune import per_character
+
+    try:
+        cards = per_character.load_cards_under_test(args.cards, args.tags or per_character.DEFAULT_TAG_DIRS)
+        conversations = _load_conversations(args.data, args.card, args.limit) if args.data else []
+        if args.only_in_data:
+            cards = per_character.cards_in(cards, conversations)
+        earlier = [row for path in args.include for row in per_character.load_character_rows(path)]
+        rows = earlier + per_character.evaluate_cards(
+            args.base_model,
+            [_adapter_spec(spec) for spec in args.adapter],
+            cards,
+            conversations,
+            include_base=not args.no_base,
+            include_own=not args.no_own,
+            per_character=args.per_character,
+            engine=args.engine,
+            threads=args.threads,
+            max_new_tokens=args.max_new_tokens,
+            max_length=args.max_length,
+        )
+    except FinetuneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    untagged = [card.persona_id for card in cards if not card.tagged]
+    print(
+        per_character.write_character_reports(
+            rows, args.out, dataset=args.data or "", max_new_tokens=args.max_new_tokens, untagged=untagged
+        )
+    )
     return 0
 
 
