@@ -23,8 +23,8 @@ from ``--data`` (conversations whose ``persona`` is the card's id), distinct-1/2
 character-break rate of greedy (temperature 0) replies to the fixed probe set (:mod:`finetune.probes`),
 for the base model, each ``--adapter`` and the adapter a card binds itself (``own``):
 
-    python -m finetune.evaluate --cards finetune/data/persona/cards --data finetune/data/persona/heldout.jsonl \\
-        --adapter persona=personas/adapters/costar-persona --per-character 8 --threads 2 --out outputs/eval/persona
+    python -m finetune.evaluate --cards finetune/data/persona/cards --only-in-data --data finetune/data/persona/heldout.jsonl \\
+        --adapter persona=personas/adapters/costar-persona --per-character 6 --threads 1 --out outputs/eval/persona
     python -m finetune.evaluate --cards personas/cards --cards ../shared/data/card-v2-seraphina.png \\
         --adapter persona=personas/adapters/costar-persona --out outputs/eval/shipped-cards
 

@@ -65,8 +65,10 @@ class LlamaCppEvaluator:
 
     def replies(self, contexts: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
         """Greedy (temperature 0) replies; the kept prompt state makes a card's next probe cheap."""
+        from tqdm.auto import tqdm
+
         replies = []
-        for chat in contexts:
+        for chat in tqdm(contexts, desc="probe replies"):
             answer = self._generator.create_chat_completion(chat, temperature=0.0, max_tokens=max_new_tokens)
             replies.append(str(answer["choices"][0]["message"]["content"] or "").strip())
         return replies
