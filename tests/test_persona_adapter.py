@@ -196,3 +196,13 @@ async def test_llama_cpp_answers_a_card_through_the_persona_adapter(
     finally:
         await backend.aclose()
     assert through_adapter.strip() and bare.strip() and through_adapter != bare
+
+
+def test_the_installed_persona_adapter_is_small_and_vllm_can_serve_it() -> None:
+    from personas.registry import PERSONA_ADAPTER_DIR
+
+    if not (PERSONA_ADAPTER_DIR / "adapter_config.json").is_file():
+        pytest.skip(f"no persona adapter installed at {PERSONA_ADAPTER_DIR}")
+    weights = PERSONA_ADAPTER_DIR / "adapter_model.safetensors"
+    assert weights.stat().st_size < 20_000_000
+    assert check.main([str(PERSONA_ADAPTER_DIR)]) == 0
