@@ -160,6 +160,8 @@ _NAME_CLAIMS = (
     re.compile(rf"\b(?i:my\s+name(?:\s+is|'s))\s+(?P<name>[\w'-]+(?:\s+{_NAME_WORD}){{0,2}})"),
     re.compile(rf"\b(?i:call\s+me)\s+(?P<name>{_NAME})\s*(?:[!,.—-]|$)"),
     re.compile(rf"(?:^|[.!?]\s+|\*\s*)(?P<name>{_NAME})\s+here\s*(?:[!,.—-]|$)"),
+    # A chat handle in any case ("I'm tab_cat", the viewer's own name given back as the character's).
+    re.compile(r"\b(?:I\s+am|I'm|Im)\s+(?P<name>[A-Za-z][A-Za-z0-9]*_[\w]*|[A-Za-z]+\d+\w*)\b"),
 )
 
 
@@ -169,6 +171,8 @@ def _name_words(text: str) -> set[str]:
 
 def _claimed_name(candidate: str) -> set[str]:
     """The words of a claimed name that would identify someone (titles and filler left out)."""
+    if "_" in candidate or any(char.isdigit() for char in candidate):
+        return {_compact(candidate)}  # a chat handle, whole
     words = [word.strip("'-") for word in candidate.split()]
     if not words or words[0].lower() in _NOT_NAMES:
         return set()
@@ -177,8 +181,13 @@ def _claimed_name(candidate: str) -> set[str]:
     return {word.lower() for word in words if word.lower() not in _TITLES | _NOT_NAMES}
 
 
+def _compact(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name.lower())
+
+
 def _name_claim(reply: str, tags: CharacterTags) -> str | None:
-    own = set().union(*(_name_words(name) for name in tags.names))
+    # Each word of the card's names, and each name whole ("Unit K9" is also "unit_k9").
+    own = set().union(*(_name_words(name) for name in tags.names)) | {_compact(name) for name in tags.names}
     for pattern in _NAME_CLAIMS:
         for match in pattern.finditer(reply):
             claimed = _claimed_name(match.group("name"))

@@ -399,7 +399,9 @@ def _main_per_character(args: argparse.Namespace) -> int:
         conversations = _load_conversations(args.data, args.card, args.limit) if args.data else []
         if args.only_in_data:
             cards = per_character.cards_in(cards, conversations)
-        earlier = [row for path in args.include for row in per_character.load_character_rows(path)]
+        earlier = per_character.rescore(
+            [row for path in args.include for row in per_character.load_character_rows(path)], cards
+        )
         rows = earlier + per_character.evaluate_cards(
             args.base_model,
             [_adapter_spec(spec) for spec in args.adapter],

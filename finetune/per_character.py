@@ -22,7 +22,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -310,6 +310,39 @@ def load_character_rows(path: Path) -> list[CharacterScores]:
         ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FinetuneError(f"{path}: not a characters.json written by finetune.evaluate --cards ({exc})") from exc
+
+
+def rescore(rows: Sequence[CharacterScores], cards: Sequence[CardUnderTest]) -> list[CharacterScores]:
+    """Earlier rows with their replies checked again by today's rules and tags, so an included row
+    and a new one count breaks the same way (distinct-n, perplexity and accuracy are kept)."""
+    by_id = {card.persona_id: card for card in cards}
+    rescored = []
+    for row in rows:
+        under_test = by_id.get(row.persona)
+        if under_test is None:
+            rescored.append(row)
+            continue
+        asked = {f"{probe.viewer}: {probe.line}": probe for probe in card_probes(under_test.tags)}
+        found = [
+            character_break(
+                str(sample["reply"]),
+                under_test.tags,
+                asked[str(sample["probe"])].asked if sample["probe"] in asked else None,
+            )
+            for sample in row.samples
+        ]
+        rescored.append(
+            replace(
+                row,
+                breaks=sum(hit is not None for hit in found),
+                break_rules=dict(Counter(hit.rule for hit in found if hit is not None)),
+                samples=[
+                    sample | {"break": None if hit is None else str(hit)}
+                    for sample, hit in zip(row.samples, found, strict=True)
+                ],
+            )
+        )
+    return rescored
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

@@ -69,6 +69,7 @@ def test_an_in_character_reply_does_not_break_character(reply: str, tags: Charac
         ("my name is luna, nice to meet u", GRUK),
         ("Brine here, crew! Stow your snacks.", PIP),
         ("You can call me Sparky!", BRINE),
+        ("Tab_cat! I'm tab_cat, the co-host in a live stream's chat.", PIP),  # Pip's own adapter, probe run
     ],
 )
 def test_a_reply_claiming_another_name_breaks_character(reply: str, tags: CharacterTags) -> None:
@@ -84,6 +85,7 @@ def test_a_reply_claiming_another_name_breaks_character(reply: str, tags: Charac
         ("my name is gruk. gruk likes moss.", GRUK),
         ("I'm Swedish, and I'm Captain of nothing.", NOVA),
         ("Sorry, I'm Not sure what you mean!", PIP),
+        ("I'm unit_k9, patrol mode engaged.", CharacterTags(names=("Unit K9",), kind="robot")),
     ],
 )
 def test_the_characters_own_name_and_ordinary_words_are_no_name_claim(reply: str, tags: CharacterTags) -> None:

@@ -135,3 +135,20 @@ def test_the_report_says_greedy_and_lists_every_reply_that_broke_character(tmp_p
 def test_a_missing_card_is_one_line_of_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match=r"^error: /nonexistent/card\.yaml: no such card file or folder$"):
         main(["--cards", "/nonexistent/card.yaml"])
+
+
+def test_included_rows_are_checked_again_by_todays_rules(tmp_path: Path) -> None:
+    from finetune.per_character import load_character_rows, rescore
+
+    cards = load_cards_under_test([CARDS / "pip.yaml"])
+    tokenizer = type("Chars", (), {"encode": staticmethod(lambda text, add_special_tokens=False: text)})()
+    rows = evaluate_characters("base", ScriptedEvaluator({"Pip": "Pip here!"}), tokenizer, cards, {}, {})
+    write_character_reports(rows, tmp_path, dataset="", max_new_tokens=48, untagged=[])
+    # An earlier run whose rules let a reply through that today's catch.
+    report = tmp_path / "characters.json"
+    report.write_text(report.read_text(encoding="utf-8").replace("Pip here!", "I'm tab_cat, hi!"), encoding="utf-8")
+
+    (earlier,) = load_character_rows(report)
+    (again,) = rescore([earlier], cards)
+
+    assert (earlier.breaks, again.breaks, again.break_rules) == (0, 15, {"name": 15})
