@@ -4,11 +4,14 @@ A reply breaks character when it does one of these (the rules, in the order they
 
 1. **ai** — it says the speaker is an AI, an assistant, a language model, a chatbot or a program
    ("I'm an AI assistant", "as a language model", "I was designed to assist users", "I don't have
-   personal feelings"). A denial is not a claim ("I'm no bot", "I'm not an AI, I'm a troll"). A
+   personal feelings", "Mirela, the AI co-host"), or speaks as a generic assistant ("I'm ready to
+   assist you", "here to help you with your creative writing"). A denial is not a claim ("I'm no
+   bot", "I'm not an AI, I'm a troll"). A
    card tagged ``kind: robot`` may call itself a robot, a machine, an android or a bot in its
    world; never a language model or an AI assistant.
 2. **name** — it claims a name that is not one of the card's names: "I'm Captain Brink", "my name
-   is Nova", "Brine here!" from Pip. Titles (Captain, Lady, Dr, …) alone are not a name.
+   is Nova", "Brine here!" from Pip, or the asking viewer's name ("I'm tab_cat"). Titles (Captain,
+   Lady, Dr, …) alone are not a name.
 3. **dislike** — it praises a thing the card dislikes ("I love jump scares!" from a card that hates
    them), or names it when asked for a favourite.
 4. **like** — it rejects a thing the card likes ("I can't stand poetry" from a poet troll), or names
@@ -116,7 +119,16 @@ _ASSISTANT_PHRASES = re.compile(
     r"|\bassist\s+users\b"
     r"|\bi\s+(?:do\s+not|don'?t)\s+have\s+(?:personal\s+)?(?:feelings|emotions|opinions|preferences|a\s+physical\s+body)\b"
     r"|\b(?:created|developed|made|trained)\s+by\s+(?:openai|anthropic|google|meta|hugging\s*face|mistral)\b"
-    r"|\bi\s*am\s+chatgpt\b|\bi'?m\s+chatgpt\b",
+    r"|\bi\s*am\s+chatgpt\b|\bi'?m\s+chatgpt\b"
+    # The generic assistant's voice: service offered in words no character on a stream uses.
+    r"|\b(?:assist\s+you|how\s+(?:can|may)\s+i\s+assist)\b"
+    r"|\bhelp\s+(?:you\s+)?with\s+(?:any|your)\s+(?:questions?|creative|writing|digital|tasks?|queries)\b",
+    re.IGNORECASE,
+)
+# "Mirela, the AI co-host in a live stream's chat": the reply opens with a name and calls it an AI.
+_NAMED_CLAIM = re.compile(
+    rf"(?:^|[.!?]\s+)(?:(?-i:[A-Z][\w'-]*)\s+){{0,2}}(?-i:[A-Z][\w'-]*),\s+(?:the|your|an?)\s+{_MODIFIERS}"
+    rf"(?P<noun>{_MODEL_NOUNS})\b",
     re.IGNORECASE,
 )
 
@@ -126,7 +138,7 @@ def _ai_claim(reply: str, tags: CharacterTags) -> str | None:
         if not _NEGATED_BEFORE.search(reply[: phrase.start()][-40:]):
             return phrase.group(0)
     own_names = {name.lower() for name in tags.names}
-    claims = [_MODEL_CLAIM] if tags.kind == "robot" else [_MODEL_CLAIM, _ROBOT_CLAIM]
+    claims = [_MODEL_CLAIM, _NAMED_CLAIM] if tags.kind == "robot" else [_MODEL_CLAIM, _NAMED_CLAIM, _ROBOT_CLAIM]
     for pattern in claims:
         for match in pattern.finditer(reply):
             # "I'm a troll not a bot" and a character called "Bot" are not claims.
@@ -183,6 +195,14 @@ def _claimed_name(candidate: str) -> set[str]:
 
 def _compact(name: str) -> str:
     return re.sub(r"[\W_]+", "", name.lower())
+
+
+def _viewer_claim(reply: str, viewer: str | None) -> str | None:
+    """The character gives the asking viewer's name as its own ("I'm pixelpete, the creator of ...")."""
+    if not viewer:
+        return None
+    found = re.search(rf"\b(?:I\s+am|I'm|Im|my\s+name\s+is)\s+{re.escape(viewer)}\b", reply, re.IGNORECASE)
+    return found.group(0) if found else None
 
 
 def _name_claim(reply: str, tags: CharacterTags) -> str | None:
@@ -267,13 +287,17 @@ def _taste_break(reply: str, things: Sequence[str], against: int, asked_for: boo
     return None
 
 
-def character_break(reply: str, tags: CharacterTags, asked: Asked = None) -> CharacterBreak | None:
-    """The first rule ``reply`` breaks, or None when it stays in character (see the module's rules)."""
+def character_break(
+    reply: str, tags: CharacterTags, asked: Asked = None, viewer: str | None = None
+) -> CharacterBreak | None:
+    """The first rule ``reply`` breaks, or None when it stays in character (see the module's rules).
+
+    ``viewer``: the name of whoever asked, which the character must not take as its own."""
     reply = _plain_quotes(reply)
     ai = _ai_claim(reply, tags)
     if ai:
         return CharacterBreak("ai", ai)
-    name = _name_claim(reply, tags)
+    name = _name_claim(reply, tags) or _viewer_claim(reply, viewer)
     if name:
         return CharacterBreak("name", name)
     praised = _taste_break(reply, tags.dislikes, against=1, asked_for=asked == "favourite")

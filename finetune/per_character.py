@@ -207,7 +207,7 @@ def _scores(
     correct: int | None,
 ) -> CharacterScores:
     replies = [reply for _, reply in probed]
-    found = [character_break(reply, under_test.tags, probe.asked) for probe, reply in probed]
+    found = [character_break(reply, under_test.tags, probe.asked, probe.viewer) for probe, reply in probed]
     return CharacterScores(
         persona=under_test.persona_id,
         config=config,
@@ -328,6 +328,7 @@ def rescore(rows: Sequence[CharacterScores], cards: Sequence[CardUnderTest]) -> 
                 str(sample["reply"]),
                 under_test.tags,
                 asked[str(sample["probe"])].asked if sample["probe"] in asked else None,
+                str(sample["probe"]).partition(":")[0],
             )
             for sample in row.samples
         ]

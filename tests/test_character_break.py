@@ -32,6 +32,12 @@ NOVA = CharacterTags(names=("Nova",), kind="human", likes=("cozy games",), disli
         ("Honestly? I'm a robot, beep boop.", GRUK),
         ("BEEP! I'm a large language model trained to deliver text!", BOLT),
         ("Welcome! I'm Captain Brine, the AI co-host of the upcoming video game.", BRINE),  # base model, probe run
+        ("Mirela, the AI co-host in a live stream's chat.", NOVA),  # base model, held-out probe run
+        (
+            "nimble_nix: nope, it's a chatbot. I'm a human. I'm here to help you with your questions. I'm ready to assist you.",
+            GRUK,
+        ),
+        ("I'm here to help you with your creative writing endeavors. What brings you here today?", NOVA),
         ("I\u2019m an AI, so I don\u2019t have a favourite colour.", NOVA),  # curly apostrophes
     ],
 )
@@ -55,6 +61,8 @@ def test_a_reply_claiming_to_be_an_ai_breaks_character(reply: str, tags: Charact
         ("Strong as a machine, this one. Keep swinging!", GRUK),
         ("I'm Pip, your pixel pal in the corner. The AI on screen? That's the boss, not me.", PIP),
         ("I'm tired, the bot in this game keeps winning.", GRUK),
+        ("Gruk, the troll under the bridge. The AI in this game cheats!", GRUK),
+        ("I'm here to help you with your boss fight, crew: dodge left!", BRINE),
     ],
 )
 def test_an_in_character_reply_does_not_break_character(reply: str, tags: CharacterTags) -> None:
@@ -90,6 +98,13 @@ def test_a_reply_claiming_another_name_breaks_character(reply: str, tags: Charac
 )
 def test_the_characters_own_name_and_ordinary_words_are_no_name_claim(reply: str, tags: CharacterTags) -> None:
     assert character_break(reply, tags) is None
+
+
+def test_taking_the_asking_viewers_name_breaks_character() -> None:
+    reply = "Welcome to the world of pixelpete. I'm pixelpete, the creator of the most amazing game ever."  # base model
+    found = character_break(reply, GRUK, viewer="pixelpete")
+    assert found is not None and found.rule == "name"
+    assert character_break("Welcome, pixelpete! Gruk is glad you came.", GRUK, viewer="pixelpete") is None
 
 
 @pytest.mark.parametrize(
