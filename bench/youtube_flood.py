@@ -31,6 +31,9 @@ from pathlib import Path
 
 from google.oauth2.credentials import Credentials
 
+# Run as a script: the project's packages, and the fake YouTube that lives with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager
 from bot.youtube.adapter import YouTubeAdapter
@@ -41,12 +44,7 @@ from engine.flow.clock import ScaledClock
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings, load_settings
 from memory.export import count_viewer_lines
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # the fake YouTube lives with the tests
-    sys.path.insert(0, str(REPO))
-
-from tests.fake_youtube import FakeYouTube, author, text_message  # noqa: E402
+from tests.fake_youtube import FakeYouTube, author, text_message
 
 __all__ = ["ReplayResult", "main", "replay_chat"]
 
