@@ -228,16 +228,20 @@ class ConsoleAdapter:
         live.end()
         return None  # nothing was sent anywhere: no platform id to link
 
-    async def _chat(self, text: str) -> None:
-        event = ChatEvent(
+    def _typed(self, text: str, *, addresses_bot: bool = False) -> ChatEvent:
+        """A line the person at the console typed: the broadcaster, in the console's one channel."""
+        return ChatEvent(
             platform=PLATFORM,
             channel_id=CHANNEL,
             author_id=self.user,
             author_name=self.user,
             text=text,
             roles=frozenset({Role.BROADCASTER}),
-            addresses_bot=True,
+            addresses_bot=addresses_bot,
         )
+
+    async def _chat(self, text: str) -> None:
+        event = self._typed(text, addresses_bot=True)
         persona = await self.manager.persona_for(PLATFORM, CHANNEL)
         live = self._live_line = LiveLine(self.stdout, f"{persona.display_name}: ")
         try:
@@ -325,14 +329,7 @@ class ConsoleAdapter:
         return True
 
     async def _shared_command(self, text: str) -> None:
-        event = ChatEvent(
-            platform=PLATFORM,
-            channel_id=CHANNEL,
-            author_id=self.user,
-            author_name=self.user,
-            text=text,
-            roles=frozenset({Role.BROADCASTER}),
-        )
+        event = self._typed(text)
         result = await self.commands.handle(event)
         if result is None:
             return
