@@ -80,3 +80,14 @@ def test_the_block_keeps_within_its_budget_and_never_repeats_a_noted_line() -> N
         '- just now, bob said: "Miso soup is the…"]'
     )
     assert len(block) <= 150
+
+
+def test_a_remembered_line_of_blank_lookalikes_takes_no_room_in_the_block() -> None:
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    blanks = RecalledLine(12, "twitch", "c", "ann", "\u3164" * 40, now, own=True)
+    answer = RecalledLine(13, "twitch", "c", "ann", "Wolves through and through", now, own=True)
+    ranking = Ranking()
+    ranking.add([blanks, answer])
+    block = remembered_block("Pip", "ann", ranking.ranked(), now=now, count_tokens=len, budget_tokens=120)
+    assert block is not None and "\u3164" not in block
+    assert 'ann said: "Wolves through and through"' in block

@@ -22,7 +22,7 @@ from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
 from engine.recall.embedding import Embedder, OpenAIEmbedder, embedder_from_settings
-from engine.recall.meaning import prototype_texts
+from engine.recall.meaning import DisclosurePrototypes, prototype_texts
 from engine.recall.selection import carries_a_fact, worth_embedding
 from engine.recall.terms import without_names
 from engine.settings import load_settings
@@ -567,3 +567,18 @@ def test_the_characters_name_is_left_out_of_a_question_before_it_is_embedded() -
     assert without_names("pip, what's my partner's name?", ("Pip",)) == "what's my partner's name?"
     assert without_names("@Captain Brine which club do I support?", ("Captain Brine",)) == "which club do I support?"
     assert without_names("pip", ("Pip",)) == "pip", "a line that is only the name stays itself"
+
+
+@pytest.mark.parametrize(
+    "line", ["\u3164 " * 20, "\u3164" * 40, "\u2800\u2800\u2800\u2800\u2800\u2800\u2800\u2800 \u2800\u2800"]
+)
+def test_a_line_of_characters_drawn_as_blanks_is_never_embedded(line: str) -> None:
+    assert not worth_embedding(line)
+
+
+def test_a_question_about_the_asker_moves_toward_what_viewers_say_about_themselves(minilm) -> None:
+    prototypes = DisclosurePrototypes(minilm.embed(prototype_texts()))
+    question = minilm.embed(["which club do I support?"])[0]
+    moved = prototypes.toward_self_statements(question, 0.6)
+    statement, reaction = minilm.embed(["I've supported my local club all my life", "lol that goal was hilarious"])
+    assert statement @ moved - statement @ question > reaction @ moved - reaction @ question

@@ -389,3 +389,51 @@ async def test_a_viewers_change_of_plan_is_recalled_before_the_plan_it_changed(
         await close_manager(manager)
     assert "Lisbon" in remembered and "Rome for the summer" in remembered
     assert remembered.index("Lisbon") < remembered.index("Rome for the summer")
+
+
+# -- a regular's hundreds of lines (issue 26, gap 2,000) -----------------------------------------
+
+
+async def test_chat_close_to_a_found_line_is_not_taken_for_its_update_unless_it_says_something_changed(
+    make_settings: Callable[..., Settings], counter: TokenCounter, minilm
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter, embedder=minilm)
+    try:
+        await manager.hear(line("gus", "omg my wife!!!", sent_at=NOW - timedelta(days=3)))
+        await manager.hear(line("gus", "my missus is called Priya", sent_at=NOW - timedelta(days=3)))
+        await chatter(manager, "gus", 100)
+        # 0.32 from "omg my wife!!!" by meaning, later, and no word of a change: not an update.
+        await manager.hear(
+            line("gus", "I got some real cheap eggs today! 2$ 12 dozen!", sent_at=NOW - timedelta(days=1))
+        )
+        await chatter(manager, "gus", 300)
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        remembered = await remembered_for(manager, backend, "gus", "pip, who's my wife?")
+    finally:
+        await close_manager(manager)
+    assert "Priya" in remembered
+    assert "cheap eggs" not in remembered or remembered.index("Priya") < remembered.index("cheap eggs")
+
+
+async def test_with_recall_by_meaning_a_note_sharing_no_word_with_the_question_is_not_shown_as_an_answer(
+    make_settings: Callable[..., Settings], counter: TokenCounter, minilm
+) -> None:
+    backend = ScriptedBackend(default="noted!")
+    manager = await build_manager(make_settings(), backend=backend, counter=counter, embedder=minilm)
+    try:
+        await manager.hear(line("gaz", "my cat is called Miso", sent_at=NOW - timedelta(days=3)))
+        await manager.hear(
+            line("gaz", "Wolves through and through, Molineux is my church", sent_at=NOW - timedelta(days=3))
+        )
+        await chatter(manager, "gaz", 300)
+        assert manager.embeddings is not None
+        await manager.embeddings.drain()
+        club = await remembered_for(manager, backend, "gaz", "pip, which club do I support?")
+        anything = await remembered_for(manager, backend, "gaz", "pip, do you remember me?")
+    finally:
+        await close_manager(manager)
+    assert "Wolves" in club
+    assert "Miso" not in club, "the cat is no answer to the club; it would take the answer's room"
+    assert "Miso" in anything, "a question with no words to match still gets every note"

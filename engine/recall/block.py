@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from engine.moderation.normalize import BLANK_LOOKALIKES
 from engine.prompting.lines import defuse_control_tokens, speaker_label
 from engine.recall.ranking import Ranked
 from memory.records import Note
@@ -19,6 +20,8 @@ __all__ = ["age_phrase", "remembered_block"]
 
 _QUOTE_CHARS = 140
 _SHORTEST_QUOTE_WORDS = 3  # a shorter cut says too little to be worth its tokens
+# Drawn as a blank but a few tokens each: a line of Hangul fillers would eat the budget and say nothing.
+_BLANKS = str.maketrans(dict.fromkeys(BLANK_LOOKALIKES, " "))
 
 
 def age_phrase(then: datetime, now: datetime) -> str:
@@ -55,7 +58,7 @@ def remembered_block(
     for entry in ranked:
         opening, said = _item(entry, speaker_name, now)
         item = f'{opening}"{said}"'
-        if item in kept:
+        if not said or item in kept:
             continue
         cost = count_tokens(item) + 2
         if used + cost > budget_tokens:
@@ -94,5 +97,5 @@ def _shortened(opening: str, said: str, tokens: int, count_tokens: Callable[[str
 
 
 def _quoted(text: str) -> str:
-    flat = " ".join(defuse_control_tokens(text).replace('"', "'").split())
+    flat = " ".join(defuse_control_tokens(text).translate(_BLANKS).replace('"', "'").split())
     return flat[:_QUOTE_CHARS]

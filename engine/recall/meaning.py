@@ -101,6 +101,20 @@ class DisclosurePrototypes:
         self._disclosures: Vectors = vectors[: len(self._kinds)]
         self._chat: Vectors = vectors[len(self._kinds) :]
 
+    def toward_self_statements(self, query: Vectors, weight: float) -> Vectors:
+        """``query`` moved toward what a viewer says about themselves and away from ordinary chat.
+
+        A question about the asker ("which club do I support?") is answered by a statement of
+        theirs, and among a regular's hundreds of lines a reaction or a remark about the stream
+        can sit nearer the question than the statement does. Adding ``weight`` times the mean
+        disclosure prototype minus the mean chat prototype scores every line by its cosine to
+        the question plus ``weight`` times how much it reads like a disclosure: one extra vector,
+        not one comparison per line.
+        """
+        direction = self._disclosures.mean(axis=0) - self._chat.mean(axis=0)
+        moved: Vectors = (query + weight * direction).astype(query.dtype)
+        return moved
+
     def verdicts(self, vectors: Vectors) -> list[MeaningVerdict | None]:
         """For each row: the kind of disclosure it is, or None (two small matrix products a batch)."""
         if len(vectors) == 0:

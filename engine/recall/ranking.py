@@ -100,17 +100,21 @@ def _key(item: Remembered) -> tuple[str, int]:
     return ("line", item.id)
 
 
-def by_shared_words(notes: Sequence[Note], terms: Sequence[str]) -> list[Note]:
-    """Every note: those holding more of ``terms`` (folded, as memory folds them) first, then the newest.
+def by_shared_words(notes: Sequence[Note], terms: Sequence[str], *, every_note: bool = True) -> list[Note]:
+    """Notes holding more of ``terms`` (folded, as memory folds them) first, then the newest.
 
-    A viewer's notes are few and each says something about them, so all of them form one ranked
-    list: for a question about the asker, their notes interleave with the lines found by search
-    instead of waiting behind every one of them.
+    With ``every_note`` (no recall by meaning) all of a viewer's notes are listed: they are few
+    and each says something about them. Without it, only the notes that share a word with the
+    question (all of them when it has no terms: "do you remember me?"): at gap 2,000 a regular's notes made from chat ("I'm in
+    Austrian") filled the block ahead of the line that answered, while a note that answers by
+    meaning comes in through its line (``Recaller``).
     """
     scored = []
     for note in notes:
         words = set(fold_text(note.text))
-        scored.append((sum(holds(words, term) for term in terms), note.created_at, note.id, note))
+        shared = sum(holds(words, term) for term in terms)
+        if shared or every_note or not terms:
+            scored.append((shared, note.created_at, note.id, note))
     scored.sort(key=lambda entry: entry[:3], reverse=True)
     return [entry[3] for entry in scored]
 

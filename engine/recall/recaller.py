@@ -7,6 +7,7 @@ Memory's errors pass through; the manager translates them at the engine's bounda
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -29,9 +30,21 @@ __all__ = ["NEAREST_AT_LEAST", "Recaller", "ShownFilter"]
 NEAREST_AT_LEAST = 0.1
 
 # Cosine between two of a viewer's lines above which the newer one may update the older (a later
-# plan, a correction); set on the dev split only (docs/memory.md).
+# plan, a correction), when it also reads as a change (_A_CHANGE); set on the dev split (docs/memory.md).
 SAME_MATTER_AT_LEAST = 0.3
+# How a viewer says that something changed. Closeness in meaning alone does not tell an update
+# from chat: among a regular's few hundred lines every line has a few others above 0.3 ("omg my
+# wife!!!", then "I got some real cheap eggs today!": 0.32), and at gap 2,000 those "updates"
+# pushed the answer out of the block.
+_A_CHANGE = re.compile(
+    r"\b(?:actually|instead|anymore|any more|no longer|change of plans?|changed|fell through|cancell?ed|"
+    r"called off|switched|swapped|moved|not .{1,30} but)\b|\bnow\W*$",
+    re.IGNORECASE,
+)
 NEWER_LOOKED_FOR = 3  # of the asker's lines found by meaning, the first few are checked for newer word
+# How far a question about the asker is moved toward self-statements before their own lines are
+# searched (DisclosurePrototypes.toward_self_statements); set on the dev split only, at gap 2,000.
+SELF_STATEMENT_WEIGHT = 0.6
 
 # Whether a stored or recalled line may be shown to the model (content rules); the manager's.
 ShownFilter = Callable[[StoredMessage | RecalledLine, PersonaCard], bool]
@@ -157,11 +170,17 @@ class Recaller:
             place=place,
         )
         ranking = Ranking(about_speaker=about_speaker)
-        ranking.add(by_shared_words(notes, terms), weight=1.0 if about_speaker else OTHERS_WEIGHT)
+        near = await self._nearest(event, before_id, persona)
+        own_near, others_near = near if near is not None else ([], [])
+        # With recall by meaning a note that answers without sharing a word comes in through its
+        # line (ranked as that note); without it, every note is listed.
+        ranking.add(
+            by_shared_words(notes, terms, every_note=near is None), weight=1.0 if about_speaker else OTHERS_WEIGHT
+        )
         ranking.add([line for line in lines if line.own])
         ranking.add([line for line in lines if not line.own], weight=OTHERS_WEIGHT)
-        own_near, others_near = await self._nearest(event, before_id, persona)
-        ranking.add(own_near)
+        by_line = {note.source_message_id: note for note in notes if note.source_message_id is not None}
+        ranking.add([by_line.get(line.id, line) for line in own_near])
         ranking.add(others_near, weight=OTHERS_WEIGHT)
         for older, newer in await self._newer_on_the_same_matter(event, own_near[:NEWER_LOOKED_FOR], before_id):
             ranking.add_newer(older, newer)
@@ -209,14 +228,17 @@ class Recaller:
             pairs += [
                 (older, line)
                 for line, similarity in nearest
-                if line.id > older.id and similarity >= SAME_MATTER_AT_LEAST and line.text != older.text
+                if line.id > older.id
+                and similarity >= SAME_MATTER_AT_LEAST
+                and line.text != older.text
+                and _A_CHANGE.search(line.text) is not None
             ]
         return pairs
 
     async def _nearest(
         self, event: ChatEvent, before_id: int, persona: PersonaCard
-    ) -> tuple[list[RecalledLine], list[RecalledLine]]:
-        """The speaker's own lines and other viewers' nearest in meaning to the new line; ([], []) without embeddings.
+    ) -> tuple[list[RecalledLine], list[RecalledLine]] | None:
+        """The speaker's own lines and other viewers' nearest in meaning to the new line; None without embeddings.
 
         The character's name is left out of the question: it says nothing of what is asked, and
         pulls every question toward lines that name the character (on the dev split the right
@@ -225,17 +247,21 @@ class Recaller:
         far of the viewer's lines.
         """
         if self.embeddings is None or self.settings.recall_lines <= 0:
-            return [], []
+            return None
         query = await self.embeddings.embed_query(without_names(event.text, (persona.name, persona.display_name)))
         if query is None:  # the embedder failed (logged): full text alone, this time
-            return [], []
+            return None
+        prototypes = await self._prototypes_embedded() if about_the_speaker(event.text) else None
         found = []
         for own_only in (True, False):
+            searched = query
+            if own_only and prototypes is not None:  # what they said about themselves answers it
+                searched = prototypes.toward_self_statements(query, SELF_STATEMENT_WEIGHT)
             nearest = await self.memory.nearest_lines(
                 event.platform,
                 event.channel_id,
                 event.author_id,
-                query,
+                searched,
                 own_only=own_only,
                 before_id=before_id,
                 place=line_place(event),  # a DM's lines stay out of public prompts, as in full-text recall
