@@ -224,7 +224,7 @@ def configured_adapters(
         if platform.make_adapter is not None and platform.starts(settings)
     ]
     if console or (console is None and not adapters):
-        from bot.console import ConsoleAdapter
+        from bot.console.adapter import ConsoleAdapter
 
         adapters.append(ConsoleAdapter(settings, manager, live=live, talk=talk))
     return adapters

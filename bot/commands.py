@@ -8,7 +8,7 @@ and one handler. :data:`COMMANDS` lists them all. :class:`PlatformCommands` rend
 platform: the prefix chat types (``!`` on Twitch and YouTube, ``/`` in the console), and which commands
 exist there — one whose answer is private to the asker (``about``, ``unnote``) only where answers can
 be private (the console, Discord's ephemeral slash replies), never in a public stream chat. Discord
-renders the same commands as slash commands (:mod:`bot.discord_commands`), answered through
+renders the same commands as slash commands (:mod:`bot.discord.commands`), answered through
 :meth:`PlatformCommands.invoke`. Every command runs through :meth:`PlatformCommands.invoke`, the one
 dispatch: the level check, the cooldown and the handler.
 

@@ -47,7 +47,7 @@ def register_limits(manager: ConversationManager) -> None:
 
 
 def _console_limits() -> PlatformLimits:
-    from bot.console import CONSOLE_LIMITS
+    from bot.console.adapter import CONSOLE_LIMITS
 
     return CONSOLE_LIMITS
 
@@ -56,7 +56,7 @@ def _console_limits() -> PlatformLimits:
 
 
 def _discord_limits() -> PlatformLimits:
-    from bot.discord_delivery import DISCORD_LIMITS
+    from bot.discord.delivery import DISCORD_LIMITS
 
     return DISCORD_LIMITS
 
@@ -67,7 +67,7 @@ def _discord_configured(settings: Settings) -> bool:
 
 
 def _discord_adapter(settings: Settings, manager: ConversationManager, scenes: SceneSwitcher | None) -> Adapter:
-    from bot.discord_adapter import DiscordAdapter
+    from bot.discord.adapter import DiscordAdapter
 
     return DiscordAdapter(settings, manager)
 
@@ -76,19 +76,19 @@ def _discord_adapter(settings: Settings, manager: ConversationManager, scenes: S
 
 
 def _twitch_limits() -> PlatformLimits:
-    from bot.twitch_output import TWITCH_LIMITS
+    from bot.twitch.limits import TWITCH_LIMITS
 
     return TWITCH_LIMITS
 
 
 def _twitch_adapter(settings: Settings, manager: ConversationManager, scenes: SceneSwitcher | None) -> Adapter:
-    from bot.twitch_adapter import TwitchAdapter
+    from bot.twitch.adapter import TwitchAdapter
 
     return TwitchAdapter(settings, manager, scenes=scenes)
 
 
 def _twitch_auth(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.twitch_auth import authorize_device
+    from bot.twitch.auth import authorize_device
 
     asyncio.run(authorize_device(settings, broadcaster=args.broadcaster))
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_manager
-from bot.console import ConsoleAdapter
+from bot.console.adapter import ConsoleAdapter
 from engine.settings import Settings
 
 pytestmark = pytest.mark.model

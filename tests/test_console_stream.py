@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_manager, close_manager
-from bot.console import ConsoleAdapter
+from bot.console.adapter import ConsoleAdapter
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import SettingsError
 from engine.flow.clock import ManualClock

@@ -17,8 +17,8 @@ from prompt_toolkit.output import DummyOutput
 from prompt_toolkit.utils import get_cwidth
 
 from bot.app import build_manager, close_manager
-from bot.console import ConsoleAdapter
-from bot.console_line import LiveLine
+from bot.console.adapter import ConsoleAdapter
+from bot.console.line import LiveLine
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.scripted import ScriptedBackend
 
@@ -181,7 +181,7 @@ async def test_forget_empties_the_console_history_on_disk_and_under_the_arrow_ke
 def test_the_console_history_file_is_readable_by_its_owner_only(settings) -> None:
     import stat
 
-    from bot.console import _line_editor
+    from bot.console.adapter import _line_editor
 
     path = settings.core.data_dir / "console_history"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ import pytest_asyncio
 
 from bot.app import build_manager, close_manager, configured_adapters
 from bot.commands import PlatformCommands
-from bot.discord_adapter import DiscordAdapter
-from bot.discord_delivery import split_message
+from bot.discord.adapter import DiscordAdapter
+from bot.discord.delivery import split_message
 from bot.overlay.server import OverlayServer, card_styles
 from engine.backends.base import Backend
 from engine.backends.scripted import ScriptedBackend

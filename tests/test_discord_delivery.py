@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.discord_delivery import ChannelThrottle, split_message
+from bot.discord.delivery import ChannelThrottle, split_message
 from engine.flow.clock import ManualClock
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from bot.twitch_output import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
+from bot.twitch.limits import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
 from engine.backends.base import ChatMessage
 from engine.events import ChatEvent
 from engine.moderation.checks import caps_shouting, repeated

@@ -494,7 +494,7 @@ class _Typed(io.StringIO):
 
 
 async def test_the_console_holds_and_releases_push_to_talk(settings: Settings, manager: ConversationManager) -> None:
-    from bot.console import ConsoleAdapter
+    from bot.console.adapter import ConsoleAdapter
 
     pressed: list[tuple[bool, float | None]] = []
 
@@ -546,7 +546,7 @@ async def test_the_stream_offers_push_to_talk_on_the_overlay_with_a_kept_token(
 async def test_the_spoken_answer_is_also_written_in_the_chosen_chat_only_when_asked(
     hearing: Any, reply_in_chat: str | None
 ) -> None:
-    from bot.console import ConsoleAdapter
+    from bot.console.adapter import ConsoleAdapter
 
     chat = _Typed()
 
@@ -566,7 +566,7 @@ async def test_the_spoken_answer_is_also_written_in_the_chosen_chat_only_when_as
 
 @needs_espeak
 async def test_the_spoken_answer_is_not_written_in_a_muted_chat(hearing: Any) -> None:
-    from bot.console import ConsoleAdapter
+    from bot.console.adapter import ConsoleAdapter
 
     chat = _Typed()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_manager, close_manager
-from bot.twitch_output import TWITCH_LIMITS
+from bot.twitch.limits import TWITCH_LIMITS
 from engine.backends.base import GenerationRequest
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.discord_delivery import DISCORD_LIMITS
-from bot.twitch_output import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
+from bot.discord.delivery import DISCORD_LIMITS
+from bot.twitch.limits import TWITCH_LIMITS, TWITCH_MAX_MESSAGE_CHARS
 from engine.moderation import checks
 from engine.output.limits import (
     COMMAND_PREFIXES,
@@ -51,7 +51,7 @@ def test_twitch_and_discord_limits_are_defined_once() -> None:
 
 
 def test_postprocess_moderation_and_the_twitch_guard_apply_the_same_rules() -> None:
-    from bot.twitch_output import twitch_safe
+    from bot.twitch.limits import twitch_safe
 
     raw = "/ @everyone hello"
     assert postprocess(raw, style=Style(), limits=TWITCH_LIMITS) == "everyone hello"
@@ -72,7 +72,7 @@ def test_a_reply_is_one_chat_message_on_single_line_platforms_and_never_ends_on_
 
 async def test_every_platform_registers_its_own_limits_on_the_manager(settings, counter) -> None:
     from bot.app import build_manager, close_manager
-    from bot.console import CONSOLE_LIMITS
+    from bot.console.adapter import CONSOLE_LIMITS
     from bot.youtube.limits import YOUTUBE_LIMITS
     from engine.backends.scripted import ScriptedBackend
 
@@ -95,7 +95,7 @@ INVISIBLE_LEADS = ["\u200b", "\u200c", "\u2060", "\ufeff", "\u00ad", "\u180e", "
 
 
 def test_invisible_characters_before_a_command_prefix_do_not_hide_it() -> None:
-    from bot.twitch_output import twitch_safe
+    from bot.twitch.limits import twitch_safe
 
     for lead in INVISIBLE_LEADS:
         for command in ("/ban streamer", ".timeout streamer 600"):
@@ -115,7 +115,7 @@ SLASH_LOOKALIKES = ["\uff0f", "\u2215", "\u2044", "\u29f8"]
 
 
 def test_blank_lookalikes_and_slash_lookalikes_before_a_command_do_not_pass_the_send_guard() -> None:
-    from bot.twitch_output import twitch_safe
+    from bot.twitch.limits import twitch_safe
 
     leads = BLANK_LEADS + SLASH_LOOKALIKES + [blank + slash for blank in BLANK_LEADS for slash in SLASH_LOOKALIKES]
     for lead in leads:

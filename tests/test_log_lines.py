@@ -59,7 +59,7 @@ async def test_discord_mode_does_not_warn_that_voice_is_unsupported(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bot.discord_adapter import DiscordAdapter
+    from bot.discord.adapter import DiscordAdapter
 
     monkeypatch.setattr(discord.VoiceClient, "warn_nacl", True)  # as on a machine without PyNaCl
     adapter = DiscordAdapter(make_settings(discord={"token": "fake"}), manager)

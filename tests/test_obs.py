@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.obs_control import ObsControl, ObsUnavailable
-from bot.twitch_adapter import TwitchAdapter
+from bot.twitch.adapter import TwitchAdapter
 from engine.backends.scripted import ScriptedBackend
 from engine.settings import ObsSettings, Settings
 from engine.stage.cues import AudioCue, ReplyCue, ReplyState

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_manager, close_manager
-from bot.console import ConsoleAdapter
+from bot.console.adapter import ConsoleAdapter
 from bot.replay import replay
 from engine.backends.scripted import ScriptedBackend
 from engine.prompting.tokens import ApproxTokenCounter

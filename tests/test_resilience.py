@@ -8,7 +8,7 @@ import io
 import pytest
 
 from bot.app import build_manager, close_manager
-from bot.console import ConsoleAdapter
+from bot.console.adapter import ConsoleAdapter
 from engine.backends.base import GenerationRequest
 from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBackend
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong

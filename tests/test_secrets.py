@@ -13,7 +13,7 @@ import pytest
 
 import bot.app
 from bot.app import build_manager, close_manager
-from bot.console import ConsoleAdapter
+from bot.console.adapter import ConsoleAdapter
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.resilience import with_resilience
 from engine.errors import SettingsError

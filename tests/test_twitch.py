@@ -22,9 +22,9 @@ import twitchio.eventsub.websockets
 import twitchio.http
 
 from bot.app import build_manager, close_manager, run
-from bot.twitch_adapter import TwitchAdapter
-from bot.twitch_auth import StoredToken, TokenStore, authorize_device
-from bot.twitch_output import twitch_safe
+from bot.twitch.adapter import TwitchAdapter
+from bot.twitch.auth import StoredToken, TokenStore, authorize_device
+from bot.twitch.limits import twitch_safe
 from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, MonotonicClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
@@ -530,7 +530,7 @@ async def test_a_database_locked_past_the_busy_timeout_loses_no_twitch_line(
             sent = [await fake.chat(CHANNEL.id, VIEWER, f"line {n}") for n in range(40)]
             await asyncio.sleep(1.0)
         await until(lambda: stored_platform_ids(settings.db_path) >= set(sent), timeout=15)
-    assert not [r for r in caplog.records if r.name == "bot.twitch_adapter" and r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.name == "bot.twitch.adapter" and r.levelno >= logging.ERROR]
 
 
 async def test_a_hung_send_gives_up_in_time_and_frees_the_slot_for_the_next_reply(

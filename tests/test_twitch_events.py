@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.twitch_adapter import TwitchAdapter
-from bot.twitch_auth import StoredToken, TokenStore, authorize_device
+from bot.twitch.adapter import TwitchAdapter
+from bot.twitch.auth import StoredToken, TokenStore, authorize_device
 from engine.backends.scripted import ScriptedBackend
 from engine.flow.clock import Clock, ManualClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
@@ -73,7 +73,7 @@ async def test_without_a_broadcaster_login_the_bot_subscribes_to_what_its_own_to
 ) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         pass
     types = sorted(s.type for s in fake.subscriptions.values())
@@ -91,7 +91,7 @@ async def test_a_scope_the_broadcaster_did_not_grant_is_skipped_by_name_and_the_
     settings = twitch_settings()
     store_bot_token(settings, fake)
     store_broadcaster_token(settings, fake, ["bits:read", "channel:read:redemptions"])
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     backend = ScriptedBackend()
     async with managed(settings, backend) as manager, running(settings, manager) as adapter:
         assert "follows" not in adapter.events_on[CHANNEL.id]
@@ -113,7 +113,7 @@ async def test_a_subscription_twitch_refuses_is_logged_with_its_scope_and_the_re
     store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
     # The token says it has bits:read, but Twitch (the fake) insists on a scope it lacks.
     monkeypatch.setitem(REQUIRED_SCOPES, "channel.cheer", (("bits:read:more",), None))
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         on = adapter.events_on[CHANNEL.id]
     assert "cheers" not in on and {"follows", "channel-point redemptions", "subs, gifts and raids"} <= set(on)
@@ -479,7 +479,7 @@ async def test_a_raid_notice_without_its_raid_object_is_logged_not_dropped_silen
 ) -> None:
     settings = twitch_settings()
     store_bot_token(settings, fake)
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         assert await fake.notice(CHANNEL.id, RAIDER, "raid", None) == 1
         await fake.notice(CHANNEL.id, VIEWER, "unraid", {})
@@ -531,7 +531,7 @@ async def test_payloads_twitchio_cannot_parse_are_read_anyway_and_logged_once_pe
         ("ModPerson", "*subscribed (tier 2)*"),
         ("Viewer", '*resubscribed for 5 months: "five months!"*'),
     ]
-    ours = [r for r in caplog.records if r.name == "bot.twitch_adapter" and "could not" in r.getMessage()]
+    ours = [r for r in caplog.records if r.name == "bot.twitch.adapter" and "could not" in r.getMessage()]
     read_anyway = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
     lost = [r.getMessage() for r in ours if r.levelno == logging.ERROR]
     assert len(read_anyway) == 2, read_anyway  # the sub (three of them) and the resub, once each
@@ -550,7 +550,7 @@ async def test_a_revoked_subscription_is_logged_dropped_and_made_again_where_it_
     settings = twitch_settings()
     store_bot_token(settings, fake)
     store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     async with managed(settings, ScriptedBackend()) as manager, running(settings, manager) as adapter:
         on = adapter.events_on[CHANNEL.id]
         assert await fake.revoke("stream.online", CHANNEL.id, "user_removed") == 1
@@ -631,7 +631,7 @@ async def test_a_revoked_chat_subscription_is_made_again_and_one_twitch_refuses_
     settings = twitch_settings()
     store_bot_token(settings, fake)
     broadcaster = store_broadcaster_token(settings, fake, BROADCASTER_SCOPES)
-    caplog.set_level(logging.INFO, logger="bot.twitch_adapter")
+    caplog.set_level(logging.INFO, logger="bot.twitch.adapter")
     async with managed(settings, ScriptedBackend(["Still here!"])) as manager, running(settings, manager) as adapter:
         assert await fake.revoke("channel.chat.message", CHANNEL.id, "authorization_revoked") == 1
         await until(lambda: len(fake.chat_subscriptions(CHANNEL.id)) == 1 and "chat in #streamer again" in caplog.text)

@@ -8,13 +8,13 @@ Twitch echoes one of our own messages with a moderator or broadcaster badge (and
 the badge goes away) — going over locks the bot account out of chat for 30 minutes.
 
 Stream events (subs, gifts, raids, follows, cheers, redemptions, online/offline) arrive over
-EventSub too (:mod:`bot.twitch_events`; read through :mod:`bot.twitch_eventsub`, so one twitchio cannot
+EventSub too (:mod:`bot.twitch.events`; read through :mod:`bot.twitch.eventsub`, so one twitchio cannot
 parse is read anyway or said to be lost), go in through the same ``manager.hear`` and then to the
 :class:`engine.stream.director.StreamDirector`, whose reactions go out ahead of ordinary replies
 within the same send budget. The director also runs the card's ``!commands``, timers and
 proactive talk.
 
-The token comes from ``costar twitch auth`` (see :mod:`bot.twitch_auth`), the broadcaster's
+The token comes from ``costar twitch auth`` (see :mod:`bot.twitch.auth`), the broadcaster's
 optional one from ``costar twitch auth --broadcaster``; refreshed tokens are written back at once. In tests, ``twitchio.http.Route.BASE``/``ID_BASE`` and
 ``twitchio.eventsub.websockets.WSS`` point twitchio at a local fake Twitch.
 """
@@ -32,14 +32,15 @@ import twitchio
 from twitchio.eventsub import ChatMessageSubscription
 from twitchio.models.eventsub_ import SubscriptionRevoked
 
-from bot import twitch_events, twitch_eventsub
 from bot.commands import PlatformCommands, SceneSwitcher
 from bot.errors import one_line
 from bot.session import ChatSession, NotSent, SendLimits
-from bot.twitch_auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
-from bot.twitch_events import Converted, Ignored, TokenScopes, plan_subscriptions
-from bot.twitch_eventsub import Delivery
-from bot.twitch_output import TWITCH_LIMITS, twitch_safe
+from bot.twitch import events as twitch_events
+from bot.twitch import eventsub as twitch_eventsub
+from bot.twitch.auth import StoredToken, TokenStore, broadcaster_token_path, token_path, twitch_failure
+from bot.twitch.events import Converted, Ignored, TokenScopes, plan_subscriptions
+from bot.twitch.eventsub import Delivery
+from bot.twitch.limits import TWITCH_LIMITS, twitch_safe
 from engine.errors import SettingsError
 from engine.events import ChatEvent, Reply, Role
 from engine.flow.clock import Clock, MonotonicClock
@@ -144,7 +145,7 @@ class _TwitchClient(twitchio.Client):
         await self._costar._on_message(payload)
 
     # Stream events: twitchio names the handler after the subscription type, and hands each over
-    # as a bot.twitch_eventsub.Delivery (twitchio's object and the raw event beside it).
+    # as a bot.twitch.eventsub.Delivery (twitchio's object and the raw event beside it).
     async def event_chat_notification(self, payload: Delivery) -> None:
         await self._costar._on_notification(payload, twitch_events.from_notification)
 

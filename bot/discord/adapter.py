@@ -4,11 +4,11 @@ It only translates. Every line it may read goes to the one :class:`bot.session.C
 judged, then the reply scheduler with Discord's own send limits); the session asks this adapter, its
 outlet, to write a reply: a typing indicator and a streamed or whole reply. Backend failures become a
 short configurable apology (or silence), never a traceback. ``/persona`` and ``/memory`` live in
-``bot.discord_commands``; message splitting and safe mentions in ``bot.discord_delivery``.
+``bot.discord.commands``; message splitting and safe mentions in ``bot.discord.delivery``.
 
 The channel's own ``!commands`` (where message content is allowed), timers and proactive talk in
 channels listed in COSTAR_STREAM_DISCORD_LIVE_CHANNELS, and a welcome for new members in
-COSTAR_STREAM_DISCORD_WELCOME_CHANNEL go through the stream director (``bot.discord_stream``).
+COSTAR_STREAM_DISCORD_WELCOME_CHANNEL go through the stream director (``bot.discord.stream``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import discord
 from discord import app_commands
 
 from bot.commands import PlatformCommands
-from bot.discord_commands import build_command_groups, report_command_error
-from bot.discord_delivery import DISCORD_LIMITS, ChannelThrottle, ReplyWriter
-from bot.discord_events import DISCORD, ChannelRules, to_chat_event
-from bot.discord_stream import DiscordSpeaker, join_event
+from bot.discord.commands import build_command_groups, report_command_error
+from bot.discord.delivery import DISCORD_LIMITS, ChannelThrottle, ReplyWriter
+from bot.discord.events import DISCORD, ChannelRules, to_chat_event
+from bot.discord.stream import DiscordSpeaker, join_event
 from bot.errors import NETWORK_ERRORS, one_line, unreachable
 from bot.session import ChatSession, SendLimits
 from engine.errors import EngineError, SettingsError

@@ -43,7 +43,7 @@ __all__ = [
 # app token (twitchio docs for PartialUser.send_message).
 CHAT_SCOPES: tuple[str, ...] = ("user:read:chat", "user:write:chat", "user:bot", "channel:bot")
 # Stream events only the channel's owner may read: follows (v2 needs a moderator's token; the
-# broadcaster is one), cheers and channel-point redemptions. See bot/twitch_events.py.
+# broadcaster is one), cheers and channel-point redemptions. See bot/twitch/events.py.
 BROADCASTER_SCOPES: tuple[str, ...] = ("moderator:read:followers", "bits:read", "channel:read:redemptions")
 
 

@@ -9,7 +9,7 @@ import logging
 
 import discord
 
-from bot.discord_events import DISCORD
+from bot.discord.events import DISCORD
 from engine.stream.events import EventKind, StreamEvent
 from engine.stream.outlet import Utterance
 

@@ -34,8 +34,8 @@ from twitchio.eventsub import (
     SubscriptionPayload,
 )
 
-from bot.twitch_auth import BROADCASTER_SCOPES
-from bot.twitch_eventsub import Delivery
+from bot.twitch.auth import BROADCASTER_SCOPES
+from bot.twitch.eventsub import Delivery
 from engine.stream.events import EventKind, StreamEvent
 from memory.records import NO_VIEWER
 
@@ -149,7 +149,7 @@ def _missing(subscription: EventSubscription, owner: TokenScopes | None) -> str:
 
 # -- payloads -----------------------------------------------------------------------------------
 #
-# Every converter takes a :class:`bot.twitch_eventsub.Delivery` (twitchio's object in ``parsed``,
+# Every converter takes a :class:`bot.twitch.eventsub.Delivery` (twitchio's object in ``parsed``,
 # the raw event beside it) and returns a StreamEvent, or :class:`Ignored` saying why there is none.
 # An event with no id of its own is known by the envelope's message id, which a redelivery repeats.
 

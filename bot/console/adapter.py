@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.commands import PlatformCommands
-from bot.console_events import parse_console_event
-from bot.console_line import LiveLine
+from bot.console.events import parse_console_event
+from bot.console.line import LiveLine
 from bot.errors import one_line
 from bot.session import ChatSession, Taken
 from engine.errors import EngineError

@@ -20,7 +20,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import PlatformCommands
-from bot.discord_events import DISCORD, ChannelRules, is_moderator
+from bot.discord.events import DISCORD, ChannelRules, is_moderator
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent, Role
 from engine.manager import AboutUser, ConversationManager
