@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bot.errors import USER_ERRORS, one_line
 from engine.observability.redact import install_secret_redaction
-from engine.settings import Settings, load_settings
+from engine.settings import Settings
 
 __all__ = ["main"]
 
@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "console"):  # a bare `costar` runs
         args.console = args.live = False
     try:
+        from bot.platforms import load_settings
+
         settings = load_settings(args.env_file)
         configure_logging(settings)
         install_secret_redaction(settings)

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bot.dashboard.server import DashboardServer, dashboard_tokens
+from bot.discord.settings import DISCORD, discord_settings
 from bot.hearing import Hearing, start_hearing
 from bot.obs_control import ObsControl, ObsUnavailable
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
@@ -155,4 +156,6 @@ def _hearing_is_private(settings: Settings) -> bool:
     """The host's lines join a Discord channel marked private (COSTAR_DISCORD_PRIVATE_CHANNELS):
     like that channel's chat, neither they nor the answers reach the stream."""
     platform, _, channel_id = settings.hearing.channel.partition(":")
-    return platform == "discord" and channel_id.isdigit() and int(channel_id) in settings.discord.private_channels
+    return (
+        platform == DISCORD and channel_id.isdigit() and int(channel_id) in discord_settings(settings).private_channels
+    )

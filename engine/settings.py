@@ -1,9 +1,13 @@
 """All of costar's settings, read by pydantic-settings from the environment and ``.env``.
 
-One class per concern, each with its own variable prefix (``COSTAR_BACKEND_*``, ``DISCORD_*``,
+One class per concern, each with its own variable prefix (``COSTAR_BACKEND_*``, ``COSTAR_MEMORY_*``,
 ...). Secrets are ``SecretStr`` and only ever come from the environment or ``.env``; nothing
 here is written back. A variable with one of our prefixes that no section knows is refused with
 a did-you-mean hint, because a typo in ``.env`` otherwise silently does nothing.
+
+Platform plug-ins declare their own sections in their own packages; the caller hands them to
+:func:`load_settings` (``sections=``) and reads one back with :meth:`Settings.section`. This module
+names no platform.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -27,7 +40,6 @@ __all__ = [
     "BackendSettings",
     "CoreSettings",
     "DashboardSettings",
-    "DiscordSettings",
     "HearingSettings",
     "MemorySettings",
     "MetricsSettings",
@@ -38,24 +50,31 @@ __all__ = [
     "ResilienceSettings",
     "Settings",
     "StreamSettings",
-    "TwitchSettings",
     "VoiceSettings",
+    "describe_settings",
+    "known_variables",
     "load_settings",
+    "section_config",
+    "variable_name",
 ]
 
-_OUR_PREFIXES = ("COSTAR_", "DISCORD_", "TWITCH_")
+# Prefixes whose unknown variables are refused; a plug-in's section adds its own prefix.
+_OUR_PREFIX = "COSTAR_"
+
+SectionT = TypeVar("SectionT", bound=BaseSettings)
 
 
-def _section(prefix: str) -> SettingsConfigDict:
+def section_config(prefix: str) -> SettingsConfigDict:
+    """How every section is read, a plug-in's too: ``prefix`` + the field name, from the environment and ``.env``."""
     # extra="ignore": .env holds every section's keys; unknown ones are caught by _check_unknown.
-    # env_ignore_empty: "DISCORD_TEST_GUILD_ID=" in .env means unset, as people expect.
+    # env_ignore_empty: "COSTAR_BOT_NAME=" in .env means unset, as people expect.
     return SettingsConfigDict(
         env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
 
 class CoreSettings(BaseSettings):
-    model_config = _section("COSTAR_")
+    model_config = section_config("COSTAR_")
 
     data_dir: Path = Field(Path("data"), description="where the SQLite database and tokens live")
     cache_dir: Path = Field(Path.home() / ".cache" / "costar", description="converted models are cached here")
@@ -67,7 +86,6 @@ class CoreSettings(BaseSettings):
     log_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING", description="log level of third-party libraries (httpx2, aiosqlite, discord, twitchio, ...)"
     )
-    console_user: str = Field("you", description="the name the console adapter chats under")
     bot_name: str | None = Field(None, description="extra name viewers use to address the bot")
     channels_kept: int = Field(
         4096, ge=1, description="channels whose state (queues, cooldowns, windows) stays in memory; older ones go"
@@ -78,7 +96,7 @@ class CoreSettings(BaseSettings):
 
 
 class BackendSettings(BaseSettings):
-    model_config = _section("COSTAR_BACKEND_")
+    model_config = section_config("COSTAR_BACKEND_")
 
     kind: Literal["embedded", "llamacpp", "openai", "scripted"] = Field(
         "llamacpp", description="which LLM backend answers"
@@ -149,7 +167,7 @@ class BackendSettings(BaseSettings):
 
 
 class PromptSettings(BaseSettings):
-    model_config = _section("COSTAR_PROMPT_")
+    model_config = section_config("COSTAR_PROMPT_")
 
     history_lines: int = Field(300, ge=1, description="most chat lines ever loaded for one prompt")
     trim_to: float = Field(
@@ -159,7 +177,7 @@ class PromptSettings(BaseSettings):
 
 
 class MemorySettings(BaseSettings):
-    model_config = _section("COSTAR_MEMORY_")
+    model_config = section_config("COSTAR_MEMORY_")
 
     db_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/costar.sqlite3")
     busy_timeout_s: float = Field(
@@ -219,7 +237,7 @@ class MemorySettings(BaseSettings):
 
 
 class MetricsSettings(BaseSettings):
-    model_config = _section("COSTAR_METRICS_")
+    model_config = section_config("COSTAR_METRICS_")
 
     port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus /metrics on this port")
     host: str = Field("127.0.0.1", description="address /metrics listens on; 0.0.0.0 inside a container")
@@ -228,7 +246,7 @@ class MetricsSettings(BaseSettings):
 class ModerationSettings(BaseSettings):
     """Both directions: what viewers write (input) and what the character says (output)."""
 
-    model_config = _section("COSTAR_MODERATION_")
+    model_config = section_config("COSTAR_MODERATION_")
 
     enabled: bool = Field(True, description="check chat lines and replies at all")
     banned_words: Annotated[CommaList, NoDecode] = Field(
@@ -271,7 +289,7 @@ class ModerationSettings(BaseSettings):
 class ResilienceSettings(BaseSettings):
     """How the bot treats a failing model backend (the timeout itself is COSTAR_BACKEND_TIMEOUT_S)."""
 
-    model_config = _section("COSTAR_RESILIENCE_")
+    model_config = section_config("COSTAR_RESILIENCE_")
 
     breaker_failures: int = Field(3, ge=1, description="consecutive backend failures that open the circuit breaker")
     breaker_cooldown_s: float = Field(
@@ -289,7 +307,7 @@ class ResilienceSettings(BaseSettings):
 class OverlaySettings(BaseSettings):
     """The captions page for an OBS browser source (docs/overlay.md)."""
 
-    model_config = _section("COSTAR_OVERLAY_")
+    model_config = section_config("COSTAR_OVERLAY_")
 
     port: int | None = Field(None, ge=0, le=65535, description="serve the overlay page on this port (unset: off)")
     host: str = Field("127.0.0.1", description="address the overlay listens on; anything else needs the token")
@@ -303,7 +321,7 @@ class OverlaySettings(BaseSettings):
 class DashboardSettings(BaseSettings):
     """The streamer's control room in a browser (docs/dashboard.md)."""
 
-    model_config = _section("COSTAR_DASHBOARD_")
+    model_config = section_config("COSTAR_DASHBOARD_")
 
     enabled: bool = Field(True, description="serve the dashboard while the bot runs")
     port: int = Field(8766, ge=0, le=65535, description="port the dashboard listens on (0: any free port)")
@@ -352,7 +370,7 @@ class DashboardSettings(BaseSettings):
 class VoiceSettings(BaseSettings):
     """The character's voice, for personas whose card has a ``voice:`` section (docs/overlay.md)."""
 
-    model_config = _section("COSTAR_VOICE_")
+    model_config = section_config("COSTAR_VOICE_")
 
     enabled: bool = Field(True, description="speak for personas whose card has a voice: section")
     out_dir: Path | None = Field(None, description="also write each spoken sentence as a WAV file here")
@@ -362,7 +380,7 @@ class VoiceSettings(BaseSettings):
 class HearingSettings(BaseSettings):
     """The character hears the streamer: microphone or file, speech to text, when to answer (docs/hearing.md)."""
 
-    model_config = _section("COSTAR_HEARING_")
+    model_config = section_config("COSTAR_HEARING_")
 
     enabled: bool = Field(False, description="listen to the host and answer aloud")
     source: str = Field(
@@ -419,7 +437,7 @@ class HearingSettings(BaseSettings):
 class ObsSettings(BaseSettings):
     """Optional OBS control over obs-websocket v5 (OBS 28+: Tools → WebSocket Server Settings)."""
 
-    model_config = _section("COSTAR_OBS_")
+    model_config = section_config("COSTAR_OBS_")
 
     url: str | None = Field(None, description="obs-websocket address, e.g. ws://127.0.0.1:4455 (unset: off)")
     password: SecretStr | None = Field(None, description="obs-websocket server password")
@@ -433,107 +451,10 @@ class ObsSettings(BaseSettings):
     scene_command: bool = Field(True, description="moderators may switch scenes with !scene NAME")
 
 
-class DiscordSettings(BaseSettings):
-    model_config = _section("DISCORD_")
-
-    token: SecretStr | None = Field(None, description="bot token; setting it starts the Discord adapter; secret")
-    test_guild_id: int | None = Field(
-        None, description="sync slash commands to this guild instantly (else globally, up to an hour)"
-    )
-    sync_commands: bool = Field(True, description="register the slash commands with Discord at start-up")
-    answer_dms: bool = Field(False, description="answer direct messages (every DM counts as addressed)")
-    trigger_words: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="comma-separated words that address the bot besides its name, a mention or a reply",
-    )
-    allowed_channels: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="comma-separated channel ids the bot reads and answers in; empty means all"
-    )
-    denied_channels: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="comma-separated channel ids the bot ignores entirely (nothing stored)"
-    )
-    private_channels: Annotated[list[int], NoDecode] = Field(
-        default_factory=list,
-        description="comma-separated channel ids whose talk never reaches the stream (overlay, voice, OBS), like DMs",
-    )
-    moderator_roles: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="comma-separated role names or ids that may /persona switch besides Manage Server",
-    )
-    stream_replies: bool = Field(True, description="show the reply as it is generated by editing the message")
-    edit_interval_s: float = Field(
-        1.0, ge=0.0, description="streaming: at most one message edit per channel this often"
-    )
-    message_limit: int = Field(2000, ge=100, le=4000, description="longest message sent; longer replies are split")
-    send_timeout_s: float = Field(
-        10.0, gt=0, description="give up on a message send, edit or delete Discord has not answered within this long"
-    )
-    fallback_reply: str | None = Field(
-        None, description="said when the model fails; default COSTAR_PROMPT_FALLBACK_REPLY; unset means stay silent"
-    )
-    send_limit: int = Field(
-        5, ge=1, description="replies and reactions sent per channel in any send_window_s (the reply scheduler waits)"
-    )
-    send_window_s: float = Field(5.0, gt=0, description="the window DISCORD_SEND_LIMIT counts in")
-    reply_cooldown_s: float = Field(
-        0.0, ge=0, description="a member who was just answered waits this long for the next answer (0: a DM flows)"
-    )
-    stale_after_s: float = Field(
-        120.0, gt=0, description="a message not answered within this long is dropped, not answered late"
-    )
-
-    @field_validator(
-        "trigger_words", "allowed_channels", "denied_channels", "private_channels", "moderator_roles", mode="before"
-    )
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
-
-
-class TwitchSettings(BaseSettings):
-    model_config = _section("TWITCH_")
-
-    client_id: str | None = Field(None, description="setting it starts the Twitch adapter")
-    client_secret: SecretStr | None = Field(None, description="secret; optional for a public (device-code) app")
-    channels: str = Field("", description="comma-separated channel logins to join; empty: the bot account's own")
-    token_file: Path | None = Field(
-        None, description="where `costar twitch auth` keeps the bot's token; default DATA_DIR/twitch_tokens.json"
-    )
-    send_limit: int = Field(
-        20, ge=1, description="messages per 30 s where the bot is not a moderator (Twitch locks out above 20)"
-    )
-    moderator_send_limit: int = Field(
-        100, ge=1, description="messages per 30 s where the bot is broadcaster or moderator (Twitch: 100)"
-    )
-    reply_cooldown_s: float = Field(
-        20.0, ge=0, description="a chatter who was just answered waits this long for the next answer"
-    )
-    stale_after_s: float = Field(
-        45.0, gt=0, description="a line not answered within this long is dropped, not answered late"
-    )
-    command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
-    forgets_per_minute: int = Field(
-        6, ge=1, description="most !forgetme run per channel per minute; more wait their turn, none is lost"
-    )
-    broadcaster_token_file: Path | None = Field(
-        None,
-        description="where `costar twitch auth --broadcaster` keeps the broadcaster's token;"
-        " default DATA_DIR/twitch_broadcaster_tokens.json",
-    )
-    send_timeout_s: float = Field(
-        10.0, gt=0, description="give up on a chat message Twitch has not answered within this long"
-    )
-    chime_in: bool = Field(
-        False, description="also answer lines that do not address the character (when budget allows)"
-    )
-
-
 class StreamSettings(BaseSettings):
     """Stream events, custom commands, timers and proactive talk (see docs/events.md)."""
 
-    model_config = _section("COSTAR_STREAM_")
+    model_config = section_config("COSTAR_STREAM_")
 
     reactions: bool = Field(True, description="react to stream events (follows, subs, raids...) in chat")
     follow_window_s: float = Field(
@@ -552,19 +473,6 @@ class StreamSettings(BaseSettings):
     proactive_busy_lines: int = Field(
         3, ge=1, description="chat counts as busy with this many lines in the last minute: no proactive talk"
     )
-    discord_live_channels: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Discord channel ids that opt in to proactive talk and timers"
-    )
-    discord_welcome_channel: str | None = Field(
-        None, description="Discord channel id where new server members are welcomed; unset: no welcome"
-    )
-
-    @field_validator("discord_live_channels", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
 
 
 class Settings(BaseModel):
@@ -577,14 +485,15 @@ class Settings(BaseModel):
     metrics: MetricsSettings
     moderation: ModerationSettings
     resilience: ResilienceSettings
-    discord: DiscordSettings
-    twitch: TwitchSettings
     stream: StreamSettings
     overlay: OverlaySettings
     dashboard: DashboardSettings
     voice: VoiceSettings
     obs: ObsSettings
     hearing: HearingSettings
+    # Each platform plug-in's own section by platform name, as its package declares it.
+    platforms: dict[str, BaseSettings] = Field(default_factory=dict)
+    _env_file: Path | None = PrivateAttr(None)  # where a section asked for later is read from
 
     @property
     def db_path(self) -> Path:
@@ -595,19 +504,53 @@ class Settings(BaseModel):
         """Where an ``openai`` embedder sends ``/v1/embeddings``: its own URL, else the backend's."""
         return self.memory.embeddings_url or self.backend.base_url
 
+    def section(self, name: str, kind: type[SectionT]) -> SectionT:
+        """A plug-in's own section, e.g. ``settings.section("chat", ChatSettings)``. Settings loaded
+        without it (a benchmark) read it now, from the same environment and ``.env``."""
+        found = self.platforms.get(name)
+        if found is None:
+            found = self.platforms[name] = _read_section(kind, self._env_file, {})
+        if not isinstance(found, kind):
+            raise TypeError(f"settings section {name!r} is a {type(found).__name__}, not a {kind.__name__}")
+        return found
 
+
+# costar's own sections by name (the plug-ins' are handed to load_settings).
 _SECTIONS: dict[str, type[BaseSettings]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Settings.model_fields.items()
+    if name != "platforms"
 }
 
 
-def _known_variables() -> set[str]:
-    known: set[str] = set()
-    for section in _SECTIONS.values():
-        prefix = section.model_config.get("env_prefix", "")
-        known.update(f"{prefix}{field}".upper() for field in section.model_fields)
-    return known
+def variable_name(section: type[BaseSettings], field_name: str) -> str:
+    """The environment variable of one field: the section's prefix and the field's name, or the
+    field's own alias where it keeps an older name (a plug-in's variable that predates its section)."""
+    alias = section.model_fields[field_name].validation_alias
+    if isinstance(alias, str):
+        return alias.upper()
+    return f"{section.model_config.get('env_prefix', '')}{field_name}".upper()
+
+
+def _all_sections(plugins: Mapping[str, type[BaseSettings]]) -> dict[str, type[BaseSettings]]:
+    clash = set(plugins) & set(_SECTIONS)
+    if clash:
+        raise SettingsError(f"a plug-in's settings section takes a name costar uses: {', '.join(sorted(clash))}")
+    return {**_SECTIONS, **plugins}
+
+
+def known_variables(plugins: Mapping[str, type[BaseSettings]] | None = None) -> set[str]:
+    """Every variable of costar's own sections and of the plug-in sections given."""
+    return {
+        variable_name(section, field)
+        for section in _all_sections(plugins or {}).values()
+        for field in section.model_fields
+    }
+
+
+def _our_prefixes(plugins: Mapping[str, type[BaseSettings]]) -> tuple[str, ...]:
+    prefixes = {str(section.model_config.get("env_prefix", "")) for section in plugins.values()}
+    return (_OUR_PREFIX, *sorted(prefix for prefix in prefixes if prefix))
 
 
 def _dotenv_keys(env_file: Path | None) -> set[str]:
@@ -618,11 +561,12 @@ def _dotenv_keys(env_file: Path | None) -> set[str]:
     return {key.upper() for key in dotenv_values(env_file)}
 
 
-def _check_unknown(env_file: Path | None) -> None:
-    known = _known_variables()
-    candidates = _dotenv_keys(env_file) | {key.upper() for key in os.environ if key.upper().startswith("COSTAR_")}
+def _check_unknown(env_file: Path | None, plugins: Mapping[str, type[BaseSettings]]) -> None:
+    known = known_variables(plugins)
+    prefixes = _our_prefixes(plugins)
+    candidates = _dotenv_keys(env_file) | {key.upper() for key in os.environ if key.upper().startswith(_OUR_PREFIX)}
     for key in sorted(candidates):
-        if key.startswith(_OUR_PREFIXES) and key not in known:
+        if key.startswith(prefixes) and key not in known:
             hint = difflib.get_close_matches(key, sorted(known), n=1)
             suffix = f"; did you mean {hint[0]}?" if hint else ""
             raise SettingsError(f"unknown setting {key}{suffix} (see .env.example)")
@@ -632,28 +576,41 @@ def _describe(section: type[BaseSettings], error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error.get("loc"):
         return message  # a cross-field check already names its variables
-    prefix = section.model_config.get("env_prefix", "")
-    return f"{prefix}{error['loc'][0]}".upper() + f": {message}"
+    where = str(error["loc"][0])
+    variable = variable_name(section, where) if where in section.model_fields else where.upper()  # an alias
+    return f"{variable}: {message}"
 
 
-def load_settings(env_file: Path | str | None = ".env", **overrides: dict[str, Any]) -> Settings:
+def _read_section(section: type[SectionT], env_file: Path | None, values: Mapping[str, Any]) -> SectionT:
+    """One section from the environment and ``env_file``, ``values`` over them; errors name the variable."""
+    try:
+        return section(_env_file=env_file, **values)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(section, err) for err in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from exc
+    except PydanticSettingsError as exc:  # a JSON-valued setting that is not JSON
+        raise SettingsError(f"invalid settings: {_unparsable(section, exc)}") from None
+
+
+def load_settings(
+    env_file: Path | str | None = ".env",
+    *,
+    sections: Mapping[str, type[BaseSettings]] | None = None,
+    **overrides: dict[str, Any],
+) -> Settings:
     """Read every section; errors name the environment variable to fix.
 
-    ``overrides`` maps a section name to field values (tests and the CLI use it).
+    ``sections``: the plug-ins' own sections by name, read beside costar's and refused-if-unknown
+    like them. ``overrides`` maps a section name to field values (tests and the CLI use it).
     """
+    plugins = dict(sections or {})
     env_path = Path(env_file) if env_file is not None else None
     _check_encoding(env_path)
-    _check_unknown(env_path)
-    values: dict[str, BaseSettings] = {}
-    for name, section in _SECTIONS.items():
-        try:
-            values[name] = section(_env_file=env_path, **overrides.get(name, {}))
-        except ValidationError as exc:
-            problems = "; ".join(_describe(section, err) for err in exc.errors())
-            raise SettingsError(f"invalid settings: {problems}") from exc
-        except PydanticSettingsError as exc:  # a JSON-valued setting that is not JSON
-            raise SettingsError(f"invalid settings: {_unparsable(section, exc)}") from None
-    settings = Settings(**values)
+    _check_unknown(env_path, plugins)
+    values = {name: _read_section(section, env_path, overrides.get(name, {})) for name, section in _SECTIONS.items()}
+    platforms = {name: _read_section(section, env_path, overrides.get(name, {})) for name, section in plugins.items()}
+    settings = Settings(**values, platforms=platforms)
+    settings._env_file = env_path
     if settings.memory.embeddings == "openai" and not settings.embeddings_url:  # two sections: checked here
         raise SettingsError(
             "invalid settings: COSTAR_MEMORY_EMBEDDINGS=openai needs COSTAR_MEMORY_EMBEDDINGS_URL"
@@ -682,7 +639,8 @@ def _unparsable(section: type[BaseSettings], error: Exception) -> str:
     found = _FIELD_IN_ERROR.search(str(error))
     if found is None:
         return str(error)
-    variable = (str(section.model_config.get("env_prefix", "")) + found.group(1)).upper()
+    field = found.group(1)
+    variable = variable_name(section, field) if field in section.model_fields else field.upper()
     return f"{variable} is not valid JSON (this setting takes a JSON value; see docs/configuration.md)"
 
 
@@ -690,13 +648,13 @@ def describe_settings(settings: Settings) -> list[tuple[str, str, bool]]:
     """Every variable with its current value, as ``(NAME, value, is_the_default)``, for
     ``costar settings``. Secrets show as ``********`` when set: only whether they are set shows."""
     rows: list[tuple[str, str, bool]] = []
-    for name, section in _SECTIONS.items():
-        prefix = str(section.model_config.get("env_prefix", ""))
-        current = getattr(settings, name)
+    current_sections = [getattr(settings, name) for name in _SECTIONS] + list(settings.platforms.values())
+    for current in current_sections:
+        section = type(current)
         for field_name, field in section.model_fields.items():
             value = getattr(current, field_name)
             default = field.get_default(call_default_factory=True)
-            rows.append((f"{prefix}{field_name}".upper(), _shown(value), _shown(value) == _shown(default)))
+            rows.append((variable_name(section, field_name), _shown(value), _shown(value) == _shown(default)))
     return rows
 
 

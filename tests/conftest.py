@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.platforms import load_settings
 from engine.backends.scripted import ScriptedBackend
 from engine.manager import ConversationManager
 from engine.prompting.tokens import ApproxTokenCounter, TokenCounter, TokenizerCounter
-from engine.settings import CoreSettings, Settings, load_settings
+from engine.settings import CoreSettings, Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MODEL_FIXTURES = frozenset(

@@ -72,6 +72,65 @@ def test_only_memory_writes_sql() -> None:
     assert sql_users == []
 
 
+def _identifiers(path: Path) -> set[str]:
+    """Every name the code of ``path`` spells: variables, attributes, functions, classes, arguments,
+    keywords and the modules it imports (strings and comments are data and prose, not names)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.arg | ast.keyword):
+            names.update(filter(None, [node.arg]))  # a keyword's arg is None for **kwargs
+        elif isinstance(node, ast.alias):
+            names.update(filter(None, (node.name, node.asname)))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _platform_names() -> list[str]:
+    from bot.platforms import PLATFORMS
+
+    return [platform.name for platform in PLATFORMS]
+
+
+@pytest.mark.parametrize("platform", _platform_names())
+def test_the_engine_names_no_platform(platform: str) -> None:
+    """A platform is a plug-in (issue 29): no engine module, class, setting or import is named after one."""
+    named = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in _python_files("engine")
+        for name in _identifiers(path) | set(path.relative_to(REPO).with_suffix("").parts)
+        if platform in name.casefold()
+    }
+    assert named == set()
+
+
+@pytest.mark.parametrize("platform", _platform_names())
+def test_each_platform_package_declares_its_settings_limits_and_start_up_check(platform: str) -> None:
+    from pydantic_settings import BaseSettings
+
+    from bot import platforms
+    from engine.output.limits import PlatformLimits
+    from engine.settings import known_variables, variable_name
+
+    [declared] = [entry for entry in platforms.PLATFORMS if entry.name == platform]
+    assert (REPO / "bot" / platform / "plugin.py").is_file(), "each platform is a package with its plug-in module"
+    assert issubclass(declared.settings, BaseSettings)
+    assert declared.settings.__module__.startswith(f"bot.{platform}."), "its settings section lives in its package"
+    assert isinstance(declared.limits(), PlatformLimits)
+    assert declared.limits.__module__.startswith(f"bot.{platform}.")
+    settings = platforms.load_settings(None)
+    assert isinstance(settings.platforms[platform], declared.settings), "found through the registry"
+    assert declared.configured(settings) in (True, False)
+    own_variables = {variable_name(declared.settings, field) for field in declared.settings.model_fields}
+    assert own_variables and not own_variables & known_variables(), "engine's own sections know none of them"
+
+
 def test_the_bot_and_finetune_never_import_each_other() -> None:
     crossing = {
         f"{path.relative_to(REPO)}: {module}"

@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from engine.settings import Settings
 from tests import test_discord
 from tests.test_discord import MESSAGES, Stage
 
@@ -16,17 +15,9 @@ pytestmark = pytest.mark.timeout(60)
 stage = test_discord.stage  # the fake Discord and its settings, shared with the chat tests
 
 
-def with_stream(stage: Stage, **stream: object) -> Settings:
-    return stage.make_settings(
-        core={"personas_dir": stage.settings.core.personas_dir},
-        discord={"token": "fake-token", "edit_interval_s": 0.05, "stream_replies": False},
-        stream=stream,
-    )
-
-
 async def test_a_new_member_is_welcomed_in_the_configured_channel_and_remembered(stage: Stage) -> None:
     welcome = str(stage.discord.general.id)
-    async with stage.bot(with_stream(stage, discord_welcome_channel=welcome)):
+    async with stage.bot(stage.with_discord(welcome_channel=welcome)):
         newcomer = await stage.discord.member_joins("nova")
         [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
     assert sent.path.endswith(f"/channels/{welcome}/messages")
@@ -37,7 +28,7 @@ async def test_a_new_member_is_welcomed_in_the_configured_channel_and_remembered
 @pytest.mark.parametrize("name", ["free-nitro.gift", "steam-gift.store", "scam.icu", "login.pw", "evil\u3002com"])
 async def test_a_member_named_like_a_scam_link_is_welcomed_without_the_name(stage: Stage, name: str) -> None:
     welcome = str(stage.discord.general.id)
-    async with stage.bot(with_stream(stage, discord_welcome_channel=welcome)):
+    async with stage.bot(stage.with_discord(welcome_channel=welcome)):
         await stage.discord.member_joins(name)
         [sent] = await stage.discord.wait_for_calls("POST", MESSAGES)
     assert sent.json["content"] == "Welcome to the server, friend!"

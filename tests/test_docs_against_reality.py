@@ -17,14 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_costar_settings_lists_every_setting_with_secrets_masked(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from engine.settings import _known_variables
+    from bot.platforms import known_variables
 
     monkeypatch.setenv("DISCORD_TOKEN", "discord-secret-value")
     monkeypatch.setenv("COSTAR_LOG_LEVEL", "DEBUG")
     assert main(["--env-file", "/nonexistent", "settings"]) == 0
     out = capsys.readouterr().out
     shown = dict(line.split("   #")[0].split("=", 1) for line in out.splitlines())
-    assert set(shown) == _known_variables()
+    assert set(shown) == known_variables()
     assert shown["DISCORD_TOKEN"] == "********" and "discord-secret-value" not in out
     assert shown["COSTAR_LOG_LEVEL"] == "DEBUG" and "COSTAR_LOG_LEVEL=DEBUG   # set" in out
     assert shown["COSTAR_DEFAULT_PERSONA"] == "pip"

@@ -14,11 +14,11 @@ import pytest
 import bot.app
 from bot.app import build_manager, close_manager
 from bot.console.adapter import ConsoleAdapter
+from bot.platforms import load_settings
 from engine.backends.base import Backend, GenerationRequest, TextStream
 from engine.backends.resilience import with_resilience
 from engine.errors import SettingsError
 from engine.observability.redact import REDACTED, SecretRedactor, install_secret_redaction, register_secret
-from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = {
@@ -66,6 +66,13 @@ def test_settings_and_settings_errors_never_show_secrets(secret_env, monkeypatch
     with pytest.raises(SettingsError) as caught:
         load_settings(None)
     assert_no_secret(str(caught.value))
+
+
+def test_the_platforms_secrets_are_redacted_like_costars_own(secret_env) -> None:
+    """A platform's section lives in its package (settings.platforms), and its tokens are still secrets."""
+    redactor = install_secret_redaction(load_settings(None), logging.getLogger("test-platform-secrets"))
+    line = f"login with {SECRETS['DISCORD_TOKEN']} and {SECRETS['TWITCH_CLIENT_SECRET']} failed"
+    assert_no_secret(redactor.redact(line))
 
 
 @pytest.mark.parametrize("arguments", [["persona", "list"], ["persona", "show", "pip"], ["run", "--console"]])

@@ -496,9 +496,9 @@ def test_the_youtube_package_adds_no_import_to_engine_and_engine_names_no_platfo
 
 
 def test_settings_of_the_plug_in_live_in_the_plug_in() -> None:
-    from engine.settings import _known_variables
+    from engine.settings import known_variables
 
-    assert not any(name.startswith("YOUTUBE_") for name in _known_variables())
+    assert not any(name.startswith("YOUTUBE_") for name in known_variables())
     assert set(YouTubeSettings.model_fields) >= {"quota_units_per_day", "stream_hours"}
 
 

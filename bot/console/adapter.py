@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot.commands import PlatformCommands
 from bot.console.events import parse_console_event
 from bot.console.line import LiveLine
+from bot.console.settings import CONSOLE, console_settings
 from bot.errors import one_line
 from bot.session import ChatSession, Taken
 from engine.errors import EngineError
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # the hearing package loads numpy; the console only needs the
 __all__ = ["CONSOLE_LIMITS", "ConsoleAdapter"]
 
 _CUT_S = 2.0  # a stop past its grace: how long cutting the reply (and storing it) may take
-PLATFORM = "console"
+PLATFORM = CONSOLE
 CHANNEL = "local"
 # The terminal behind `make run`: one reply per line, so piped output stays one line per answer.
 CONSOLE_LIMITS = PlatformLimits(single_line=True, neutralise_mass_mentions=False)
@@ -76,7 +77,7 @@ class ConsoleAdapter:
         self.stdin = _replacing_bad_bytes(stdin or sys.stdin)
         self.stdout = stdout or sys.stdout
         self.interactive = editor is not None or self.stdin.isatty()
-        self.user = settings.core.console_user
+        self.user = console_settings(settings).user
         self._editor = editor  # a prompt_toolkit PromptSession; made on first use in a terminal
         self._closed = False
         self._answering: asyncio.Task[None] | None = None

@@ -24,6 +24,7 @@ from bot.commands import PlatformCommands
 from bot.discord.commands import build_command_groups, report_command_error
 from bot.discord.delivery import DISCORD_LIMITS, ChannelThrottle, ReplyWriter
 from bot.discord.events import DISCORD, ChannelRules, to_chat_event
+from bot.discord.settings import discord_settings
 from bot.discord.stream import DiscordSpeaker, join_event
 from bot.errors import NETWORK_ERRORS, one_line, unreachable
 from bot.session import ChatSession, SendLimits
@@ -56,7 +57,7 @@ class CostarDiscordClient(discord.Client):
         intents = discord.Intents.default()
         intents.message_content = True  # also to be enabled in the Developer Portal (privileged)
         # Welcoming newcomers needs the Server Members intent (privileged too): only ask when used.
-        intents.members = adapter.settings.stream.discord_welcome_channel is not None
+        intents.members = adapter.discord_settings.welcome_channel is not None
         # The default for every message, including ones our code forgets to guard: ping nobody.
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
         self.adapter = adapter
@@ -82,15 +83,15 @@ class DiscordAdapter:
 
     def __init__(self, settings: Settings, manager: ConversationManager) -> None:
         self.settings = settings
+        self.discord_settings = own = discord_settings(settings)
         self.manager = manager
         self.rules = ChannelRules.from_settings(settings)
-        self.throttle = ChannelThrottle(settings.discord.edit_interval_s)
+        self.throttle = ChannelThrottle(own.edit_interval_s)
         # No length cut in the engine: long replies are split into several messages here instead.
         manager.platform_limits.setdefault(DISCORD, DISCORD_LIMITS)
         self._in_flight: set[asyncio.Task[object]] = set()
         self.client = CostarDiscordClient(self)
-        self.streams = settings.discord.stream_replies
-        discord_settings = settings.discord
+        self.streams = own.stream_replies
         # The messages waiting for an answer, so the reply can reply to them (bounded like the queue).
         self._asked: RecentlyUsed[str, discord.Message] = RecentlyUsed(4 * settings.core.channels_kept)
         # The shared commands, rendered as slash commands: answers are private, so no cooldown is needed.
@@ -101,22 +102,22 @@ class DiscordAdapter:
             prefix="/",
             private_answers=True,
         )
-        self._speaker = DiscordSpeaker(self.client, discord_settings.message_limit, discord_settings.send_timeout_s)
+        self._speaker = DiscordSpeaker(self.client, own.message_limit, own.send_timeout_s)
         self.session = ChatSession(
             manager,
             self,
             platform=DISCORD,
             settings=settings,
-            send_limits=SendLimits(discord_settings.send_limit, discord_settings.send_window_s),
+            send_limits=SendLimits(own.send_limit, own.send_window_s),
             scheduler=SchedulerConfig(
                 max_in_flight=settings.backend.max_concurrency,
-                user_cooldown_s=discord_settings.reply_cooldown_s,
-                stale_after_s=discord_settings.stale_after_s,
+                user_cooldown_s=own.reply_cooldown_s,
+                stale_after_s=own.stale_after_s,
                 channels_kept=settings.core.channels_kept,
             ),
-            fallback_override=discord_settings.fallback_reply,
+            fallback_override=own.fallback_reply,
         )
-        for channel_id in settings.stream.discord_live_channels:
+        for channel_id in own.live_channels:
             self.director.set_live(DISCORD, channel_id, True)  # opted in: always "live"
 
     @property
@@ -124,7 +125,7 @@ class DiscordAdapter:
         return self.session.director
 
     async def start(self) -> None:
-        token = self.settings.discord.token
+        token = self.discord_settings.token
         if token is None or not token.get_secret_value().strip():
             raise SettingsError("DISCORD_TOKEN is not set (see docs/discord.md)")
         await self.session.start()
@@ -156,9 +157,9 @@ class DiscordAdapter:
         await self.client.close()
 
     async def sync_commands(self, tree: app_commands.CommandTree) -> None:
-        if not self.settings.discord.sync_commands:
+        if not self.discord_settings.sync_commands:
             return
-        guild_id = self.settings.discord.test_guild_id
+        guild_id = self.discord_settings.test_guild_id
         if guild_id is None:
             synced = await tree.sync()  # global: can take up to an hour to show up
         else:
@@ -187,7 +188,7 @@ class DiscordAdapter:
         await self.session.take_line(event)
 
     async def on_member_join(self, member: discord.Member) -> None:
-        welcome_channel = self.settings.stream.discord_welcome_channel
+        welcome_channel = self.discord_settings.welcome_channel
         if welcome_channel is None or member.bot:
             return
         await self.session.take_stream(join_event(member, welcome_channel))
@@ -212,9 +213,9 @@ class DiscordAdapter:
             return None  # forgotten among many newer messages: no message to reply to
         writer = ReplyWriter(
             message,
-            limit=self.settings.discord.message_limit,
+            limit=self.discord_settings.message_limit,
             throttle=self.throttle,
-            send_timeout_s=self.settings.discord.send_timeout_s,
+            send_timeout_s=self.discord_settings.send_timeout_s,
         )
         try:
             async with message.channel.typing():
@@ -223,7 +224,7 @@ class DiscordAdapter:
             log.warning(
                 "Discord did not answer in channel %s within %g s; reply dropped",
                 event.channel_id,
-                self.settings.discord.send_timeout_s,
+                self.discord_settings.send_timeout_s,
             )
             await self._retract(writer)
             return None

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.discord.settings import DISCORD, discord_settings
 from engine.events import ChatEvent, Role
 from engine.settings import Settings
 
 __all__ = ["DISCORD", "ChannelRules", "is_moderator", "to_chat_event"]
-
-DISCORD = "discord"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +28,15 @@ class ChannelRules:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChannelRules:
-        discord_settings = settings.discord
-        words = [*discord_settings.trigger_words, *([settings.core.bot_name] if settings.core.bot_name else [])]
+        own = discord_settings(settings)
+        words = [*own.trigger_words, *([settings.core.bot_name] if settings.core.bot_name else [])]
         return cls(
-            answer_dms=discord_settings.answer_dms,
+            answer_dms=own.answer_dms,
             trigger_words=tuple(word.lower() for word in words if word.strip()),
-            allowed_channels=frozenset(discord_settings.allowed_channels),
-            denied_channels=frozenset(discord_settings.denied_channels),
-            private_channels=frozenset(discord_settings.private_channels),
-            moderator_roles=frozenset(role.strip().lower() for role in discord_settings.moderator_roles),
+            allowed_channels=frozenset(own.allowed_channels),
+            denied_channels=frozenset(own.denied_channels),
+            private_channels=frozenset(own.private_channels),
+            moderator_roles=frozenset(role.strip().lower() for role in own.moderator_roles),
         )
 
     def listens_in(self, channel: discord.abc.Messageable | None) -> bool:

@@ -41,6 +41,7 @@ from bot.twitch.auth import StoredToken, TokenStore, broadcaster_token_path, tok
 from bot.twitch.events import Converted, Ignored, TokenScopes, plan_subscriptions
 from bot.twitch.eventsub import Delivery
 from bot.twitch.limits import TWITCH_LIMITS, twitch_safe
+from bot.twitch.settings import TWITCH, twitch_settings
 from engine.errors import SettingsError
 from engine.events import ChatEvent, Reply, Role
 from engine.flow.clock import Clock, MonotonicClock
@@ -58,7 +59,7 @@ __all__ = ["TwitchAdapter", "chat_event_from"]
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "twitch"
+PLATFORM = TWITCH
 
 
 def roles_from(chatter: Any) -> frozenset[Role]:
@@ -103,9 +104,9 @@ class _TwitchClient(twitchio.Client):
     """twitchio's client with our token file and our handlers plugged in."""
 
     def __init__(self, adapter: TwitchAdapter, token: StoredToken) -> None:
-        secret = adapter.settings.twitch.client_secret
+        secret = adapter.twitch_settings.client_secret
         super().__init__(
-            client_id=adapter.settings.twitch.client_id or "",
+            client_id=adapter.twitch_settings.client_id or "",
             client_secret=secret.get_secret_value() if secret is not None else None,
             bot_id=token.user_id,
             fetch_client_user=False,
@@ -182,7 +183,8 @@ class TwitchAdapter:
         clock: Clock | None = None,
         scenes: SceneSwitcher | None = None,
     ) -> None:
-        if not settings.twitch.client_id:
+        self.twitch_settings = twitch = twitch_settings(settings)
+        if not twitch.client_id:
             raise SettingsError("TWITCH_CLIENT_ID is not set")
         self.settings = settings
         self.manager = manager
@@ -190,7 +192,6 @@ class TwitchAdapter:
         self.clock: Clock = clock or MonotonicClock()
         self.token_store = TokenStore(token_path(settings))
         kept = settings.core.channels_kept
-        twitch = settings.twitch
         self.commands = PlatformCommands(
             manager,
             clock=self.clock,
@@ -235,7 +236,7 @@ class TwitchAdapter:
         self._client = _TwitchClient(self, self.bot)
         await self.session.start()
         try:
-            token = None if self.settings.twitch.client_secret else self.bot.access_token
+            token = None if self.twitch_settings.client_secret else self.bot.access_token
             await self._client.start(token, with_adapter=False)
         except twitchio.TwitchioException as exc:
             raise twitch_failure(exc, "connecting") from None  # its text can quote a token
@@ -266,7 +267,7 @@ class TwitchAdapter:
 
     async def _subscribe(self) -> None:
         assert self._client is not None and self.bot is not None
-        logins = [c.strip().lower() for c in self.settings.twitch.channels.split(",") if c.strip()] or [self.bot.login]
+        logins = [c.strip().lower() for c in self.twitch_settings.channels.split(",") if c.strip()] or [self.bot.login]
         users = await self._client.fetch_users(logins=logins)
         missing = set(logins) - {u.name for u in users if u.name}
         if missing:
@@ -274,7 +275,7 @@ class TwitchAdapter:
         for user in users:
             budget = self.budget_for(str(user.id))
             if str(user.id) == self.bot.user_id:
-                budget.limit = self.settings.twitch.moderator_send_limit
+                budget.limit = self.twitch_settings.moderator_send_limit
             subscription = ChatMessageSubscription(broadcaster_user_id=str(user.id), user_id=self.bot.user_id)
             await self._client.subscribe_websocket(subscription, token_for=self.bot.user_id)
             logger.info("reading chat in #%s", user.name)
@@ -427,7 +428,7 @@ class TwitchAdapter:
     def _note_own_badges(self, message: twitchio.ChatMessage) -> None:
         """Twitch echoes our messages with our badges: the cheapest way to learn we moderate."""
         moderates = bool(message.chatter.moderator or message.chatter.broadcaster)
-        twitch = self.settings.twitch
+        twitch = self.twitch_settings
         limit = twitch.moderator_send_limit if moderates else twitch.send_limit
         budget = self.budget_for(str(message.broadcaster.id))
         if budget.limit != limit:
@@ -471,13 +472,13 @@ class TwitchAdapter:
         channel = self._client.create_partialuser(channel_id)
         try:
             # twitchio's HTTP session would wait 5 minutes (aiohttp's default), holding a scheduler slot.
-            async with asyncio.timeout(self.settings.twitch.send_timeout_s):
+            async with asyncio.timeout(self.twitch_settings.send_timeout_s):
                 sent = await channel.send_message(
                     safe, self.bot.user_id, token_for=self.bot.user_id, reply_to_message_id=reply_to
                 )
         except TimeoutError:
             logger.warning(
-                "Twitch did not answer a send to %s within %g s", channel_id, self.settings.twitch.send_timeout_s
+                "Twitch did not answer a send to %s within %g s", channel_id, self.twitch_settings.send_timeout_s
             )
             return None
         except twitchio.MessageRejectedError as exc:

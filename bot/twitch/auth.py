@@ -24,6 +24,7 @@ import twitchio
 from twitchio.authentication import OAuth
 
 from bot.errors import NETWORK_ERRORS, unreachable
+from bot.twitch.settings import twitch_settings
 from engine.errors import EngineError, SettingsError
 from engine.observability.redact import register_secret
 from engine.settings import Settings
@@ -56,11 +57,11 @@ class StoredToken:
 
 
 def token_path(settings: Settings) -> Path:
-    return settings.twitch.token_file or settings.core.data_dir / "twitch_tokens.json"
+    return twitch_settings(settings).token_file or settings.core.data_dir / "twitch_tokens.json"
 
 
 def broadcaster_token_path(settings: Settings) -> Path:
-    return settings.twitch.broadcaster_token_file or settings.core.data_dir / "twitch_broadcaster_tokens.json"
+    return twitch_settings(settings).broadcaster_token_file or settings.core.data_dir / "twitch_broadcaster_tokens.json"
 
 
 class TokenStore:
@@ -121,7 +122,7 @@ async def authorize_device(
 ) -> StoredToken:
     """Run Twitch's device-code flow for the bot account (or, with ``broadcaster``, the channel
     owner, for follows, cheers and redemptions) and store the token pair."""
-    client_id = settings.twitch.client_id
+    client_id = twitch_settings(settings).client_id
     if not client_id:
         raise SettingsError("TWITCH_CLIENT_ID is required for `costar twitch auth` (see .env.example)")
     scopes = BROADCASTER_SCOPES if broadcaster else CHAT_SCOPES

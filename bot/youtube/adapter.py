@@ -36,7 +36,7 @@ from bot.youtube.auth import YouTubeTokenStore, token_path
 from bot.youtube.limits import YOUTUBE_LIMITS, youtube_safe
 from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert
 from bot.youtube.quota import BROADCASTS_LIST_COST, INSERT_COST, LIST_COST, QuotaLedger, QuotaPlan
-from bot.youtube.settings import YouTubeSettings
+from bot.youtube.settings import YouTubeSettings, youtube_settings
 from engine.errors import EngineError, SettingsError
 from engine.events import ChatEvent, Reply
 from engine.flow.clock import Clock, MonotonicClock
@@ -94,7 +94,7 @@ class YouTubeAdapter:
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
-        self.youtube = youtube or YouTubeSettings()
+        self.youtube = youtube or youtube_settings(settings)
         self.manager = manager
         self.api_endpoint = api_endpoint  # tests: a local fake YouTube
         self.clock: Clock = clock or MonotonicClock()

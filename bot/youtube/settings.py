@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-__all__ = ["YouTubeSettings"]
+from bot.youtube.messages import PLATFORM
+from engine.settings import Settings, section_config
+
+__all__ = ["YouTubeSettings", "youtube_settings"]
 
 
 class YouTubeSettings(BaseSettings):
-    # extra="ignore": .env holds every platform's keys; env_ignore_empty: "YOUTUBE_BROADCAST_ID=" means unset.
-    model_config = SettingsConfigDict(
-        env_prefix="YOUTUBE_", env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
-    )
+    model_config = section_config("YOUTUBE_")
 
     client_secrets_file: Path | None = Field(
         None, description="the OAuth client JSON downloaded from Google Cloud; setting it starts the YouTube adapter"
@@ -36,3 +36,8 @@ class YouTubeSettings(BaseSettings):
     command_cooldown_s: float = Field(10.0, ge=0, description="cooldown of !persona and !forgetme")
     chime_in: bool = Field(False, description="also answer lines that do not address the character")
     rate_limit_pause_s: float = Field(60.0, gt=0, description="after rateLimitExceeded, send nothing for this long")
+
+
+def youtube_settings(settings: Settings) -> YouTubeSettings:
+    """The YouTube section of ``settings``."""
+    return settings.section(PLATFORM, YouTubeSettings)

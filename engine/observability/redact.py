@@ -34,10 +34,12 @@ def secret_values(settings: BaseModel) -> list[str]:
     found: list[str] = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            found.extend(secret_values(value))
+        # A dict of sections: the platform plug-ins' own settings, by platform name.
+        for item in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(item, SecretStr):
+                found.append(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                found.extend(secret_values(item))
     return sorted({value for value in found if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
 
 
