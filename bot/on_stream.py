@@ -15,10 +15,10 @@ import sys
 from dataclasses import dataclass, field
 
 from bot.dashboard.server import DashboardServer, dashboard_tokens
-from bot.discord.settings import DISCORD, discord_settings
 from bot.hearing import Hearing, start_hearing
 from bot.obs_control import ObsControl, ObsUnavailable
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
+from bot.platforms import channel_is_private
 from engine.hearing.listener import TalkToggle
 from engine.manager import ConversationManager
 from engine.settings import Settings
@@ -153,9 +153,6 @@ async def _talk_token(settings: Settings) -> str | None:
 
 
 def _hearing_is_private(settings: Settings) -> bool:
-    """The host's lines join a Discord channel marked private (COSTAR_DISCORD_PRIVATE_CHANNELS):
-    like that channel's chat, neither they nor the answers reach the stream."""
-    platform, _, channel_id = settings.hearing.channel.partition(":")
-    return (
-        platform == DISCORD and channel_id.isdigit() and int(channel_id) in discord_settings(settings).private_channels
-    )
+    """The host's lines join a channel its platform keeps off stream (a Discord channel in
+    DISCORD_PRIVATE_CHANNELS): like that channel's chat, neither they nor the answers reach the stream."""
+    return channel_is_private(settings, settings.hearing.channel)

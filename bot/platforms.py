@@ -26,7 +26,15 @@ from engine.settings import Settings
 if TYPE_CHECKING:
     from engine.manager import ConversationManager
 
-__all__ = ["PLATFORMS", "Platform", "known_variables", "load_settings", "register_limits", "settings_sections"]
+__all__ = [
+    "PLATFORMS",
+    "Platform",
+    "channel_is_private",
+    "known_variables",
+    "load_settings",
+    "register_limits",
+    "settings_sections",
+]
 
 PLATFORMS: tuple[Platform, ...] = (CONSOLE, DISCORD, TWITCH, YOUTUBE)
 
@@ -50,3 +58,12 @@ def register_limits(manager: ConversationManager) -> None:
     """Every platform's output rules on the manager (an adapter's own registration wins)."""
     for platform in PLATFORMS:
         manager.platform_limits.setdefault(platform.name, platform.limits())
+
+
+def channel_is_private(settings: Settings, channel_key: str) -> bool:
+    """Whether ``platform:channel`` is one whose talk never reaches the stream, as its platform says."""
+    name, _, channel_id = channel_key.partition(":")
+    for platform in PLATFORMS:
+        if platform.name == name and platform.is_private is not None:
+            return platform.is_private(settings, channel_id)
+    return False

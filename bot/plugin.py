@@ -6,7 +6,9 @@
 - ``limits``: its :class:`~engine.output.limits.PlatformLimits`, read from its package when asked;
 - ``configured``: its start-up check, whether this machine uses it (a token or client id is set);
 - ``make_adapter``: how to build its adapter (none for the console, which ``bot.app`` builds);
-- ``add_commands``: its ``costar NAME ...`` subcommand(s), e.g. ``costar twitch auth``.
+- ``add_commands``: its ``costar NAME ...`` subcommand(s), e.g. ``costar twitch auth``;
+- ``is_private``: whether talk in one of its channels must never reach the stream (overlay, voice,
+  OBS), where the platform has such channels.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Platform:
     configured: Callable[[Settings], bool]  # the start-up check: does this machine use it?
     make_adapter: MakeAdapter | None = None
     add_commands: Callable[[Any], None] | None = None  # its `costar NAME ...` subcommand(s)
+    is_private: Callable[[Settings, str], bool] | None = None  # (settings, channel_id): kept off stream?
 
     def starts(self, settings: Settings) -> bool:
         return self.make_adapter is not None and self.configured(settings)

@@ -34,4 +34,9 @@ def _adapter(settings: Settings, manager: ConversationManager, scenes: SceneSwit
     return DiscordAdapter(settings, manager)
 
 
-PLUGIN = Platform(DISCORD, DiscordSettings, _limits, _configured, _adapter)
+def _is_private(settings: Settings, channel_id: str) -> bool:
+    # DISCORD_PRIVATE_CHANNELS: like a DM, its talk never reaches the stream.
+    return channel_id.isdigit() and int(channel_id) in discord_settings(settings).private_channels
+
+
+PLUGIN = Platform(DISCORD, DiscordSettings, _limits, _configured, _adapter, is_private=_is_private)
