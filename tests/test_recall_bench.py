@@ -175,3 +175,24 @@ def test_recall_bench_asks_the_make_run_backend(
     assert "(llamacpp, temperature 0)" in out
     result = RESULT.match(out.strip().splitlines()[-1].split(" recall_")[0])
     assert result is not None and result.group(2) in ("0.000", "1.000")
+
+
+def test_each_text_once_gives_the_models_own_rows_and_runs_it_once_per_distinct_line(bench: ModuleType) -> None:
+    import numpy as np
+
+    class Counting:
+        name, dimensions = "counting", 2
+
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            self.seen += texts
+            return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
+
+    inner = Counting()
+    once = bench.EachTextOnce(inner)
+    first = once.embed(["lol", "my cat is Miso", "lol"])
+    again = once.embed(["my cat is Miso", "gg"])
+    assert inner.seen == ["lol", "my cat is Miso", "gg"]
+    assert first.tolist() == [[3, 1], [14, 1], [3, 1]] and again.tolist() == [[14, 1], [2, 1]]
