@@ -176,3 +176,17 @@ def test_the_stream_director_uses_the_managers_verbs_not_its_parts() -> None:
         and node.attr in {"metrics", "moderator", "memory", "backend"}
     }
     assert reached == set()
+
+
+def test_the_engine_names_no_storage_implementation_only_the_memory_store_protocol() -> None:
+    named = {
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in _python_files("engine")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.Name) and node.id == "SqliteMemoryStore")
+        or (isinstance(node, ast.Attribute) and node.attr == "SqliteMemoryStore")
+        or (isinstance(node, ast.alias) and node.name == "SqliteMemoryStore")
+        or (isinstance(node, ast.ImportFrom) and node.module == "memory.store")
+        or (isinstance(node, ast.Import) and any(alias.name == "memory.store" for alias in node.names))
+    }
+    assert named == set()
