@@ -16,8 +16,8 @@ from bot.shutdown import StopRequest, stop_signals
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import BreakerState, with_resilience
+from engine.base.clock import Clock
 from engine.errors import SettingsError
-from engine.flow.clock import Clock
 from engine.hearing.listener import TalkToggle
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics

@@ -25,6 +25,10 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from engine.backends.base import Backend, ChatMessage, GenerationRequest, TextStream
+from engine.backends.read_ahead import Channel, ChannelLike, ReadAhead
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.cooldown import Cooldown
+from engine.base.recent import RecentlyUsed
 from engine.control.review import Approvals, Decision, parse_approvals
 from engine.control.room import ControlRoom
 from engine.errors import (
@@ -36,12 +40,8 @@ from engine.errors import (
     ReviewRefused,
     SettingsError,
 )
-from engine.events import ChatEvent, Reply
+from engine.events import ChatEvent, Reply, StreamEvent
 from engine.flow.activity import ReplyActivity
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.cooldown import Cooldown
-from engine.flow.read_ahead import Channel, ChannelLike, ReadAhead
-from engine.flow.recent import RecentlyUsed
 from engine.heard import HeardLine
 from engine.moderation.moderator import Moderator
 from engine.observability.metrics import Metrics
@@ -62,7 +62,6 @@ from engine.settings import Settings
 from engine.stage.cuts import cut_text
 from engine.stage.feed import Stage
 from engine.stage.reply import StagedReply, notice_for
-from engine.stream.events import StreamEvent
 from engine.stream.outlet import ChatOutlets
 from memory import (
     ForgetResult,
@@ -157,7 +156,7 @@ class ConversationManager:
         self.stage.cuts.writer = self._store_cut
         self.chats = ChatOutlets()  # each running adapter's way to post a line nobody asked for
         self._generation_slots = asyncio.Semaphore(settings.backend.max_concurrency)
-        # Per-channel tables keep the most recently active channels only (engine.flow.recent):
+        # Per-channel tables keep the most recently active channels only (engine.base.recent):
         # Discord threads and DMs make channels unbounded. A turn someone holds or waits for stays.
         kept = settings.core.channels_kept
         self._channel_turns: RecentlyUsed[str, _ChannelTurn] = RecentlyUsed(kept, evictable=_ChannelTurn.idle)
@@ -368,6 +367,10 @@ class ConversationManager:
     def harmful_name(self, name: str, persona: PersonaCard, channel_key: str) -> bool:
         """:meth:`harmful_text` for a user name the character might read out."""
         return self.moderator.harmful_name(name, persona, channel_key)
+
+    def muted(self, channel_key: str) -> bool:
+        """Whether the streamer muted the character in this channel (or on its platform, or everywhere)."""
+        return self.control.muted(channel_key)
 
     def count_said(self, platform: str, kind: str) -> None:
         """Something the character said on its own (a reaction, a timer line) went out: /metrics counts it."""

@@ -6,9 +6,9 @@ import asyncio
 
 from bot.app import build_manager, close_manager
 from engine.backends.base import GenerationRequest
+from engine.backends.read_ahead import ChannelLike
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from engine.flow.read_ahead import ChannelLike
 from engine.prompting.tokens import TokenCounter
 
 
