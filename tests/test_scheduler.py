@@ -215,6 +215,16 @@ async def test_copypasta_memory_ends_with_moderations_copypasta_window() -> None
     assert scheduler.submit(counted(counter, line("same words", "cy"))) is Outcome.QUEUED
 
 
+async def test_short_lines_that_differ_only_in_emoji_are_not_one_wave() -> None:
+    # Letters and digits alone would make each of these "pip": three chatters, one "copypasta".
+    counter = Moderator(ModerationSettings(), clock=ManualClock())
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
+    outcomes = [
+        scheduler.submit(counted(counter, line(f"Pip, {emoji}", f"user{i}"))) for i, emoji in enumerate("😂🎉👍")
+    ]
+    assert outcomes == [Outcome.QUEUED] * 3
+
+
 async def test_one_count_feeds_moderations_copypasta_rule_and_the_schedulers_wave_rule() -> None:
     counter = Moderator(ModerationSettings(copypasta_count=3), clock=ManualClock())
     scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())

@@ -97,10 +97,15 @@ class Policy:
         )
 
 
-def repeat_fingerprint(text: str) -> str:
-    """What makes two chat lines the same line: their letters and digits, so spacing and
-    punctuation tricks do not make a pasted line new; a line of only emoji is its normalised text."""
-    return squash(text) or normalise_text(text)
+def repeat_fingerprint(text: str, *, min_chars: int) -> str:
+    """What makes two chat lines the same line.
+
+    A line long enough for the copypasta rule is its letters and digits, so spacing and
+    punctuation tricks do not make a pasted line new. A shorter one is its normalised text, emoji
+    kept: "Pip, 😂" and "Pip, 🎉" are different lines, not the same "pip".
+    """
+    squashed = squash(text)
+    return squashed if len(squashed) >= min_chars else normalise_text(text)
 
 
 class Moderator:
@@ -215,7 +220,8 @@ class Moderator:
     def count_repeats(self, event: ChatEvent) -> Seen:
         """Count a line once, as it arrives: how often its text was seen in the channel's window,
         by how many chatters, and by its own author (the one count; see :mod:`engine.base.repeats`)."""
-        return self._repeats.see(event.channel_key, repeat_fingerprint(event.text), self.clock.now(), event.author_id)
+        fingerprint = repeat_fingerprint(event.text, min_chars=self.settings.copypasta_min_chars)
+        return self._repeats.see(event.channel_key, fingerprint, self.clock.now(), event.author_id)
 
     def _long_enough_for_copypasta(self, text: str) -> bool:
         # A short line many chatters type on their own ("hi", "F") is no copypasta to block.
