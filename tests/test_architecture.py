@@ -216,3 +216,36 @@ def test_the_engine_names_no_storage_implementation_only_the_memory_store_protoc
         or (isinstance(node, ast.Import) and any(alias.name == "memory.store" for alias in node.names))
     }
     assert named == set()
+
+
+def _manager_attributes_used(path: Path) -> set[str]:
+    return {
+        node.attr
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and (node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")) == "manager"
+    }
+
+
+def test_the_split_manager_keeps_every_verb_its_callers_use() -> None:
+    from engine.manager import ConversationManager
+
+    init = next(
+        node
+        for node in ast.walk(ast.parse((REPO / "engine" / "manager" / "conversation.py").read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+    )
+    set_in_init = {
+        target.attr
+        for node in ast.walk(init)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Attribute)
+    }
+    used = {
+        attr
+        for path in _python_files("bot", "bench", "engine/stream", "engine/hearing")
+        for attr in _manager_attributes_used(path)
+    }
+    assert used  # the callers were found
+    assert {attr for attr in used if not hasattr(ConversationManager, attr) and attr not in set_in_init} == set()
