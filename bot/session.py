@@ -384,7 +384,7 @@ class ChatSession:
         """Through the outlet, settling the reservation on what happened; the message id or None."""
         if reservation is None and self.send_limits is not None:
             return None  # no room in the send budget
-        if self.manager.control.muted(f"{self.platform}:{channel_id}"):  # muted while this waited for room
+        if self.manager.muted(f"{self.platform}:{channel_id}"):  # muted while this waited for room
             if reservation is not None:
                 reservation.cancel()
             return None
