@@ -45,8 +45,8 @@ from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager, freeze_startup_heap
 from bot.session import ChatSession, SendLimits
 from engine.backends.scripted import ScriptedBackend
+from engine.base.clock import Clock, ScaledClock
 from engine.events import ChatEvent, Reply
-from engine.flow.clock import Clock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome, SchedulerConfig
 from engine.prompting.tokens import ApproxTokenCounter

@@ -2,7 +2,7 @@
 
 Works on a copy of a database built by ``bench/recall_latency.py`` (a million viewer lines by
 default), so the source stays intact for the next run. It forgets ``--forgets`` viewers one at a
-time through ``MemoryStore.forget_user`` — the busiest viewer, then viewers drawn at random — while
+time through ``SqliteMemoryStore.forget_user`` — the busiest viewer, then viewers drawn at random — while
 a writer keeps recording chat lines through the group commit, and times both: how long each forget
 took (the write lock is held that long) and how long a chat line waited to be stored meanwhile.
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.inputs import require_inputs  # noqa: E402
 from engine.events import ChatEvent  # noqa: E402
-from memory import MemoryStore  # noqa: E402
+from memory import SqliteMemoryStore  # noqa: E402
 from memory.export import viewer_line_counts  # noqa: E402
 
 PLATFORM = "twitch"
@@ -53,7 +53,7 @@ def chosen_viewers(db: Path, forgets: int, seed: int) -> list[tuple[str, int]]:
     return [busiest, *random.Random(seed).sample(others, min(forgets - 1, len(others)))]
 
 
-async def ingest(memory: MemoryStore, stop: asyncio.Event, waits: list[float]) -> None:
+async def ingest(memory: SqliteMemoryStore, stop: asyncio.Event, waits: list[float]) -> None:
     """Chat keeps arriving: one line every INGEST_INTERVAL_S, each timed until it is committed."""
     count = 0
     pending: set[asyncio.Task[None]] = set()
@@ -81,7 +81,7 @@ async def ingest(memory: MemoryStore, stop: asyncio.Event, waits: list[float]) -
 
 
 async def run(db: Path, viewers: list[tuple[str, int]]) -> tuple[list[float], list[float], int]:
-    memory = await MemoryStore.open(db)  # applies any newer migration (and its indexes) first
+    memory = await SqliteMemoryStore.open(db)  # applies any newer migration (and its indexes) first
     forget_ms: list[float] = []
     waits: list[float] = []
     try:

@@ -61,10 +61,10 @@ from bench.inputs import require_inputs
 from bot.app import build_manager, close_manager, freeze_startup_heap
 from engine.backends.base import GenerationRequest, TextStream
 from engine.backends.scripted import ScriptedBackend
+from engine.base.clock import ManualClock
+from engine.base.recent import RecentlyUsed
 from engine.events import ChatEvent
-from engine.flow.clock import ManualClock
 from engine.flow.ratelimit import SendBudget, SendReservation
-from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
 from engine.manager import ConversationManager, HeardLine
 from engine.prompting.tokens import ApproxTokenCounter
@@ -238,7 +238,6 @@ def sample(lines: int, manager: ConversationManager, scheduler: ReplyScheduler, 
     seen.most_heap_entries = max(seen.most_heap_entries, footprint.heap_entries)
     seen.most_live = max(seen.most_live, footprint.live)
     state = {**manager.channel_state(), "scheduler_channels": footprint.channels}
-    state["scheduler_text_windows"] = footprint.text_windows
     for table, count in state.items():
         seen.most_channel_state[table] = max(seen.most_channel_state[table], count)
     seen.cache_fill = manager.cache_fill()

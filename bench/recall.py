@@ -67,7 +67,7 @@ from engine.recall.disclosures import find_disclosures  # noqa: E402
 from engine.recall.embedding import Embedder, Vectors, embedder_from_settings  # noqa: E402
 from engine.recall.terms import query_terms  # noqa: E402
 from engine.settings import Settings, load_settings  # noqa: E402
-from memory import MemoryStore  # noqa: E402
+from memory import SqliteMemoryStore  # noqa: E402
 from personas.card import PersonaCard  # noqa: E402
 
 DEFAULT_FACTS = REPO / "tests" / "data" / "recall_facts.jsonl"
@@ -337,7 +337,7 @@ def remembered_items(content: str) -> tuple[str | None, list[str]]:
     return block, [line[2:] for line in block.splitlines() if line.startswith("- ")]
 
 
-async def diagnose(memory: MemoryStore, persona: PersonaCard, recall_lines: int, outcome: Outcome) -> str:
+async def diagnose(memory: SqliteMemoryStore, persona: PersonaCard, recall_lines: int, outcome: Outcome) -> str:
     """Why the answer is not in the prompt, from memory's own answers (read only, after the run)."""
     event, fact, (shown_notes, shown) = outcome.event, outcome.fact, outcome.shown
     assert event is not None
@@ -402,7 +402,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> tuple[list[Outcome], 
     finally:
         await close_manager(manager)
     # Misses are explained from memory itself, once the bot is gone: bench code uses only the manager's verbs.
-    async with await MemoryStore.open(settings.db_path) as memory:
+    async with await SqliteMemoryStore.open(settings.db_path) as memory:
         for outcome in outcomes:
             if outcome.event is not None:
                 outcome.why = await diagnose(memory, persona, settings.memory.recall_lines, outcome)

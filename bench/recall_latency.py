@@ -2,7 +2,7 @@
 
 Builds a memory database (or reuses ``--db``) holding ``--lines`` viewer lines: the press-briefing
 chat's texts, cycled, under varied authors (the CSV's authors with a per-cycle suffix) across a few
-channels, with ``sent_at`` spread over 30 days. Lines go in through ``MemoryStore.record_message``,
+channels, with ``sent_at`` spread over 30 days. Lines go in through ``SqliteMemoryStore.record_message``,
 ``--batch`` at a time concurrently, which memory commits as one transaction per batch (its group
 commit, the path a chat flood takes; the FTS5 index is filled by memory's own trigger).
 
@@ -20,7 +20,7 @@ model cache has it). Every queried author gets a few notes first, so ``notes_for
 
 ``--vectors`` (recall by meaning): every built line the embedding worker would embed
 (``carries_a_fact`` or ``worth_embedding``: 89% of the press-briefing chat) also gets its vector,
-through ``MemoryStore.add_vectors``, as the embedding worker stores them. Vectors are the real
+through ``SqliteMemoryStore.add_vectors``, as the embedding worker stores them. Vectors are the real
 all-MiniLM-L6-v2 embeddings of the CSV's lines (each distinct text embedded once, then reused as
 the text is cycled). Then it times both searches of ``memory.nearest_lines`` per question (the
 speaker's own lines, then the channel's), with the question embedded beforehand, and separately
@@ -61,7 +61,7 @@ from engine.recall.selection import carries_a_fact, worth_embedding  # noqa: E40
 from engine.recall.terms import query_terms  # noqa: E402
 from engine.serving.model_store import ensure_minilm  # noqa: E402
 from engine.settings import CoreSettings, MemorySettings  # noqa: E402
-from memory import LineVector, MemoryStore, RecalledLine, StoredMessage, VectorSpace  # noqa: E402
+from memory import LineVector, RecalledLine, SqliteMemoryStore, StoredMessage, VectorSpace  # noqa: E402
 from personas.card import PersonaCard  # noqa: E402
 from personas.registry import BUILTIN_CARDS_DIR, PersonaRegistry  # noqa: E402
 
@@ -113,7 +113,7 @@ def embedded_rows(chat: Sequence[tuple[str, str]], embedder: LocalEmbedder) -> d
 
 
 async def build(
-    memory: MemoryStore,
+    memory: SqliteMemoryStore,
     chat: Sequence[tuple[str, str]],
     have: int,
     lines: int,
@@ -150,7 +150,7 @@ def minilm() -> LocalEmbedder:
 
 
 async def measure_vectors(
-    memory: MemoryStore, asked: Sequence[ChatEvent], embedder: LocalEmbedder, cold: int
+    memory: SqliteMemoryStore, asked: Sequence[ChatEvent], embedder: LocalEmbedder, cold: int
 ) -> dict[str, list[float]]:
     """Both nearest_lines searches per question (own, then channel), the first ``cold`` apart."""
     top = await memory.count_messages()
@@ -217,7 +217,7 @@ def questions(chat: Sequence[tuple[str, str]], lines: int, top: int, queries: in
     return asked
 
 
-async def measure(memory: MemoryStore, asked: Sequence[ChatEvent]) -> dict[str, list[float]]:
+async def measure(memory: SqliteMemoryStore, asked: Sequence[ChatEvent]) -> dict[str, list[float]]:
     persona = pip_card()
     settings = MemorySettings()
     counter, counted_with = token_counter()
@@ -253,7 +253,7 @@ async def run(args: argparse.Namespace, db: Path) -> tuple[dict[str, list[float]
     chat = read_chat(args.csv)
     embedder = minilm() if args.vectors else None
     build_s = 0.0
-    async with await MemoryStore.open(db) as memory:
+    async with await SqliteMemoryStore.open(db) as memory:
         if embedder is not None:
             await memory.use_vector_space(VectorSpace(embedder.name, embedder.dimensions))
         have = await memory.count_messages()
@@ -266,7 +266,7 @@ async def run(args: argparse.Namespace, db: Path) -> tuple[dict[str, list[float]
         else:
             print(f"reusing {db}: {have:,} lines")
     # Opened again: the timings start from SQLite's empty page cache, as after a restart.
-    async with await MemoryStore.open(db) as memory:
+    async with await SqliteMemoryStore.open(db) as memory:
         stored = await memory.count_messages()
         asked = questions(chat, min(stored, args.lines), stored, args.queries, args.seed)
         timings: dict[str, list[float]] = {}

@@ -40,7 +40,7 @@ from bot.youtube.adapter import YouTubeAdapter
 from bot.youtube.quota import INSERT_COST
 from bot.youtube.settings import YouTubeSettings
 from engine.backends.scripted import ScriptedBackend
-from engine.flow.clock import ScaledClock
+from engine.base.clock import ScaledClock
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings, load_settings
 from memory.export import count_viewer_lines

@@ -16,8 +16,8 @@ from bot.shutdown import StopRequest, stop_signals
 from engine.backends.base import Backend
 from engine.backends.factory import make_backend
 from engine.backends.resilience import BreakerState, with_resilience
+from engine.base.clock import Clock
 from engine.errors import SettingsError
-from engine.flow.clock import Clock
 from engine.hearing.listener import TalkToggle
 from engine.manager import ConversationManager
 from engine.observability.metrics import Metrics
@@ -26,7 +26,7 @@ from engine.recall.embedding import Embedder, embedder_from_settings
 from engine.serving.model_store import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 from engine.settings import Settings
 from engine.stream.commands import load_channel_file
-from memory import MemoryStore
+from memory import SqliteMemoryStore
 from personas.card import AdapterBinding, PersonaCard
 from personas.registry import BUILTIN_CARDS_DIR, PERSONA_ADAPTER_DIR, PERSONA_ADAPTER_NAME, PersonaRegistry
 
@@ -105,7 +105,7 @@ async def build_manager(
     if counter is None:
         source = await asyncio.to_thread(_tokenizer_source, settings)
         counter = await asyncio.to_thread(load_token_counter, source)
-    memory = await MemoryStore.open(
+    memory = await SqliteMemoryStore.open(
         settings.db_path,
         busy_timeout_s=settings.memory.busy_timeout_s,
         max_waiting_lines=settings.memory.max_waiting_lines,

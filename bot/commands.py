@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.obs_control import ObsUnavailable
+from engine.base.clock import Clock
+from engine.base.cooldown import Cooldown
+from engine.base.recent import RecentlyUsed
 from engine.errors import PersonaNotFound
 from engine.events import ChatEvent
-from engine.flow.clock import Clock
-from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget
-from engine.flow.recent import RecentlyUsed
 from engine.stream.commands import has_level
 from personas.stream import UserLevel
 
@@ -251,7 +251,7 @@ class PlatformCommands:
         )
         self._by_name = {name: command for command in self.offered for name in (command.name, *command.aliases)}
         self._cooldown: Cooldown[tuple[str, ...]] = Cooldown(cooldown_s, clock=clock)
-        # Per channel, the most recently active only (engine.flow.recent); one still counting stays.
+        # Per channel, the most recently active only (engine.base.recent); one still counting stays.
         self._forget_budgets: RecentlyUsed[str, SendBudget] = RecentlyUsed(
             evictable=lambda budget: not budget.in_window()
         )

@@ -1,7 +1,7 @@
 """The one chat session every platform runs: hear → director → commands → scheduler → send → ``link_sent``.
 
 An adapter only translates. It turns the platform's messages into :class:`~engine.events.ChatEvent`
-and :class:`~engine.stream.events.StreamEvent` and hands them to :meth:`ChatSession.take_line` and
+and :class:`~engine.events.StreamEvent` and hands them to :meth:`ChatSession.take_line` and
 :meth:`ChatSession.take_stream`; it gives the session an :class:`Outlet` that puts text into the
 platform. Everything between is here, once:
 
@@ -30,19 +30,18 @@ from typing import Protocol
 
 from bot.commands import CommandResult, PlatformCommands
 from bot.errors import one_line
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.cooldown import Cooldown
+from engine.base.recent import RecentlyUsed
 from engine.control.room import PlatformStatus
 from engine.errors import EngineError
-from engine.events import ChatEvent, Reply
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.cooldown import Cooldown
+from engine.events import ChatEvent, Reply, StreamEvent
 from engine.flow.ratelimit import SendBudget, SendReservation
-from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import StreamEvent
 from engine.stream.outlet import Utterance
 
 __all__ = ["ChatSession", "NotSent", "Outlet", "SendLimits", "StreamingOutlet", "Taken"]
@@ -385,7 +384,7 @@ class ChatSession:
         """Through the outlet, settling the reservation on what happened; the message id or None."""
         if reservation is None and self.send_limits is not None:
             return None  # no room in the send budget
-        if self.manager.control.muted(f"{self.platform}:{channel_id}"):  # muted while this waited for room
+        if self.manager.muted(f"{self.platform}:{channel_id}"):  # muted while this waited for room
             if reservation is not None:
                 reservation.cancel()
             return None

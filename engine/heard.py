@@ -10,9 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from engine.events import MODERATING_ROLES, ChatEvent, Role
-from engine.moderation.moderator import Verdict
-from engine.stream.events import StreamEvent
+from engine.base.repeats import NOT_COUNTED, Seen
+from engine.events import MODERATING_ROLES, ChatEvent, Role, StreamEvent, Verdict
 from personas.moderation_rules import Action
 
 __all__ = ["HeardLine", "Priority", "priority_of", "social_rank"]
@@ -51,8 +50,9 @@ class HeardLine:
 
     ``event`` is the line as stored, with ``is_first_message`` set for a first-time chatter.
     ``verdict`` is decided when the line arrives if it addresses the character; a line the
-    character chimes in on unasked is judged when it is answered, with the copypasta count
-    (``repeats``) from when it arrived. ``stored_at`` lets latency figures tell storing from
+    character chimes in on unasked is judged when it is answered, with the repeat count
+    (``repeats``) from when it arrived: the one count of the line's copies in its channel, which
+    moderation's copypasta rule and the reply scheduler's duplicate and wave rules both read. ``stored_at`` lets latency figures tell storing from
     judging.
 
     For a stream event, ``event`` is its stored line and ``stream`` the event itself
@@ -60,7 +60,7 @@ class HeardLine:
     """
 
     event: ChatEvent
-    repeats: int = 0
+    repeats: Seen = NOT_COUNTED
     verdict: Verdict | None = None
     stored_at: float = 0.0  # time.perf_counter() when the commit returned: splits latency figures
     redelivered: bool = False  # the platform sent this message again: already stored, never answered twice

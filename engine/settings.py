@@ -271,7 +271,9 @@ class ModerationSettings(BaseSettings):
     repeat_chars: int = Field(10, ge=3, description="repeat rule: this many identical characters in a row")
     repeat_words: int = Field(6, ge=2, description="repeat rule: the same word this many times in a row")
     copypasta_count: int = Field(3, ge=2, description="copypasta rule: the same line this many times in a channel")
-    copypasta_window_s: float = Field(120.0, gt=0, description="copypasta rule: within this many seconds")
+    copypasta_window_s: float = Field(
+        120.0, gt=0, description="copypasta rule and the scheduler's duplicate and wave rules: within this many seconds"
+    )
     copypasta_min_chars: int = Field(20, ge=1, description="copypasta rule: only lines at least this long")
     max_mentions: int = Field(3, ge=1, description="replies mentioning more users than this are mass mentions")
     command_prefix_platforms: Annotated[CommaList, NoDecode] = Field(

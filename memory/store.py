@@ -39,7 +39,7 @@ from memory.vectors import (
     space_id,
 )
 
-__all__ = ["MemoryStore"]
+__all__ = ["SqliteMemoryStore"]
 
 _MESSAGE_COLUMNS = (
     "m.id, m.platform, m.channel_id, COALESCE(u.platform_user_id, ''), m.author_name, m.text,"
@@ -60,7 +60,7 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await method(*args, **kwargs)
         except sqlite3.Error as exc:
             store = args[0]
-            assert isinstance(store, MemoryStore)
+            assert isinstance(store, SqliteMemoryStore)
             raise translate(method.__name__.replace("_", " "), exc, store.path) from exc
 
     return wrapper
@@ -91,8 +91,8 @@ def _message(row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
     )
 
 
-class MemoryStore:
-    """Open with ``await MemoryStore.open(path)``; close with ``await store.close()``."""
+class SqliteMemoryStore:
+    """Open with ``await SqliteMemoryStore.open(path)``; close with ``await store.close()``."""
 
     def __init__(
         self,
@@ -120,7 +120,7 @@ class MemoryStore:
         busy_timeout_s: float = 5.0,
         max_waiting_lines: int = 10_000,
         write_patience_s: float = 120.0,
-    ) -> MemoryStore:
+    ) -> SqliteMemoryStore:
         """Open (creating, mode 0600) and migrate the database; refuse one this process cannot write.
 
         ``busy_timeout_s``: how long a statement waits for another program's write lock.
@@ -172,7 +172,7 @@ class MemoryStore:
                     await self._db.execute("ROLLBACK")
             raise
 
-    async def __aenter__(self) -> MemoryStore:
+    async def __aenter__(self) -> SqliteMemoryStore:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -203,7 +203,7 @@ class ChannelVectors:
         self._trim()
 
     def fill(self) -> tuple[int, int]:
-        """(rows held, row capacity), as caches report their fill (``MemoryStore.held_vectors_fill``).
+        """(rows held, row capacity), as caches report their fill (``SqliteMemoryStore.held_vectors_fill``).
 
         Whole channels are let go, so the rows held rarely equal the bound exactly: once the bound
         has let one go, the set counts as full (capacity, capacity).

@@ -45,7 +45,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from engine.flow.clock import Clock, MonotonicClock
+from engine.base.clock import Clock, MonotonicClock
 
 __all__ = [
     "ANONYMOUS_GIFTER_ACCOUNT",

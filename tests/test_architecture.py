@@ -142,19 +142,45 @@ def test_the_bot_and_finetune_never_import_each_other() -> None:
     assert crossing == set()
 
 
-# Engine's own rooms point down too (issue 29, item 4): a pair here is a room that must not reach up
-# into another. The prompt builder makes ChatMessages (engine.events) without knowing any backend.
-UPWARD_IN_ENGINE = [("engine/prompting", "engine.backends")]
+# Engine's own rooms point down too (issue 29, item 4), bottom first: a room may import rooms of its
+# own layer and the layers below, never one above. ``engine.settings`` is the one configuration
+# every room reads and stays out of the order.
+ENGINE_LAYERS: list[set[str]] = [
+    {"errors", "events", "base"},  # the shared vocabulary and helpers: clocks, bounded tables, repeat counts
+    {"heard"},  # a stored line with its verdict and repeat count
+    {"flow", "control", "output", "prompting", "serving", "observability"},
+    {"moderation", "backends", "stage"},
+    {"recall", "stream", "voice"},
+    {"manager"},  # the one way in, speaking for every room below
+    {"hearing"},  # the streamer's voice, heard and answered through the manager
+]
 
 
-@pytest.mark.parametrize(("folder", "above"), UPWARD_IN_ENGINE)
-def test_engine_rooms_do_not_import_the_rooms_above_them(folder: str, above: str) -> None:
-    upward = {
-        f"{path.relative_to(REPO)}: {module}"
-        for path in _python_files(folder)
-        for module in _imported_modules(path)
-        if module == above or module.startswith(above + ".")
-    }
+def _engine_room(path: Path) -> str:
+    parts = path.relative_to(REPO / "engine").parts
+    return parts[0].removesuffix(".py")
+
+
+def _layer_of(room: str) -> int | None:
+    return next((index for index, rooms in enumerate(ENGINE_LAYERS) if room in rooms), None)
+
+
+def test_every_engine_room_has_a_place_in_the_layers() -> None:
+    rooms = {_engine_room(path) for path in _python_files("engine")} - {"__init__", "settings"}
+    assert rooms - set().union(*ENGINE_LAYERS) == set()
+
+
+def test_engine_rooms_import_only_their_own_layer_and_the_layers_below() -> None:
+    upward = set()
+    for path in _python_files("engine"):
+        layer = _layer_of(_engine_room(path))
+        if layer is None:
+            continue
+        for module in _imported_modules(path):
+            parts = module.split(".")
+            above = _layer_of(parts[1]) if parts[0] == "engine" and len(parts) > 1 else None
+            if above is not None and above > layer:
+                upward.add(f"{path.relative_to(REPO)}: {module}")
     assert upward == set()
 
 
@@ -176,3 +202,50 @@ def test_the_stream_director_uses_the_managers_verbs_not_its_parts() -> None:
         and node.attr in {"metrics", "moderator", "memory", "backend"}
     }
     assert reached == set()
+
+
+def test_the_engine_names_no_storage_implementation_only_the_memory_store_protocol() -> None:
+    named = {
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in _python_files("engine")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.Name) and node.id == "SqliteMemoryStore")
+        or (isinstance(node, ast.Attribute) and node.attr == "SqliteMemoryStore")
+        or (isinstance(node, ast.alias) and node.name == "SqliteMemoryStore")
+        or (isinstance(node, ast.ImportFrom) and node.module == "memory.store")
+        or (isinstance(node, ast.Import) and any(alias.name == "memory.store" for alias in node.names))
+    }
+    assert named == set()
+
+
+def _manager_attributes_used(path: Path) -> set[str]:
+    return {
+        node.attr
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and (node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")) == "manager"
+    }
+
+
+def test_the_split_manager_keeps_every_verb_its_callers_use() -> None:
+    from engine.manager import ConversationManager
+
+    init = next(
+        node
+        for node in ast.walk(ast.parse((REPO / "engine" / "manager" / "conversation.py").read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+    )
+    set_in_init = {
+        target.attr
+        for node in ast.walk(init)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Attribute)
+    }
+    used = {
+        attr
+        for path in _python_files("bot", "bench", "engine/stream", "engine/hearing")
+        for attr in _manager_attributes_used(path)
+    }
+    assert used  # the callers were found
+    assert {attr for attr in used if not hasattr(ConversationManager, attr) and attr not in set_in_init} == set()

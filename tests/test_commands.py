@@ -10,8 +10,8 @@ import pytest_asyncio
 from bot.app import build_manager, close_manager
 from bot.commands import COMMANDS, PlatformCommands
 from engine.backends.scripted import ScriptedBackend
+from engine.base.clock import ManualClock
 from engine.events import ChatEvent, Role
-from engine.flow.clock import ManualClock
 from engine.manager import ConversationManager
 
 

@@ -12,8 +12,8 @@ import pytest
 from bot.app import build_manager, close_manager
 from bot.console.adapter import ConsoleAdapter
 from engine.backends.scripted import ScriptedBackend
+from engine.base.clock import ManualClock
 from engine.errors import SettingsError
-from engine.flow.clock import ManualClock
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.flow.clock import ManualClock
-from engine.flow.cooldown import Cooldown
+from engine.base.clock import ManualClock
+from engine.base.cooldown import Cooldown
 
 
 async def test_a_key_never_used_is_ready() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.moderation.copypasta import RepeatWindow
+from engine.base.repeats import RepeatWindow
 
 
 def test_copies_of_a_fingerprint_are_counted_per_channel() -> None:

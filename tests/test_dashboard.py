@@ -19,10 +19,10 @@ import pytest
 from bot.dashboard.server import MAX_BATCH, DashboardServer, batch, dashboard_tokens
 from engine.backends.scripted import ScriptedBackend
 from engine.control.room import PlatformStatus
+from engine.events import EventKind, StreamEvent
 from engine.flow.ratelimit import SendBudget
 from engine.manager import ConversationManager
 from engine.stage.cues import AudioCue, Cue, NoticeCue, ReplyCue, ReplyState
-from engine.stream.events import EventKind, StreamEvent
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
 from tests.dashboard_browser import Browser, open_browser

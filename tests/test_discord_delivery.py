@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.discord.delivery import ChannelThrottle, split_message
-from engine.flow.clock import ManualClock
+from engine.base.clock import ManualClock
 
 
 def _words(text: str) -> list[str]:

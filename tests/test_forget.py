@@ -11,8 +11,8 @@ import pytest
 from bot.app import build_manager, close_manager
 from bot.commands import PlatformCommands
 from engine.backends.scripted import ScriptedBackend
+from engine.base.clock import ManualClock
 from engine.events import ChatEvent, Role
-from engine.flow.clock import ManualClock
 from engine.flow.ratelimit import SendReservation
 from engine.flow.scheduler import Outcome, ReplyScheduler
 from engine.heard import HeardLine

@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
-from engine.flow.clock import ManualClock
+from engine.base.clock import ManualClock
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "long_stream.py"
 KEPT = 256

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine.events import ChatEvent, Role
-from memory import MemoryStore
+from memory import MemoryStore, SqliteMemoryStore
 from memory.migrations import MIGRATIONS
 
 
@@ -22,10 +23,10 @@ def _line(text: str, author: str = "ann", channel: str = "c1", message_id: str |
 
 async def test_open_applies_numbered_migrations_once_and_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    store = await MemoryStore.open(path)
+    store = await SqliteMemoryStore.open(path)
     assert await store.schema_version() == MIGRATIONS[-1].version
     await store.close()
-    store = await MemoryStore.open(path)  # re-opening must not re-apply anything
+    store = await SqliteMemoryStore.open(path)  # re-opening must not re-apply anything
     await store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -45,7 +46,7 @@ async def test_a_database_from_an_older_version_is_migrated_and_keeps_its_lines(
             "INSERT INTO messages (platform, channel_id, author_name, text, created_at)"
             " VALUES ('twitch', 'c1', 'Ann', 'said before the upgrade', '2026-01-01T00:00:00+00:00')"
         )
-    store = await MemoryStore.open(path)
+    store = await SqliteMemoryStore.open(path)
     try:
         assert await store.schema_version() == MIGRATIONS[-1].version
         await store.record_message(replace(_line("mod line"), roles=frozenset({Role.MODERATOR})))
@@ -58,11 +59,11 @@ async def test_a_database_from_an_older_version_is_migrated_and_keeps_its_lines(
 
 async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    store = await MemoryStore.open(path)
+    store = await SqliteMemoryStore.open(path)
     records = await asyncio.gather(*(store.record_message(_line(f"line {i}", f"user{i % 7}")) for i in range(200)))
     await store.close()
     assert sorted(record.message_count for record in records if record.user_id == "user0") == list(range(1, 30))
-    store = await MemoryStore.open(path)
+    store = await SqliteMemoryStore.open(path)
     try:
         assert await store.count_messages("twitch", "c1") == 200
         user = await store.get_user("twitch", "user3")
@@ -74,14 +75,14 @@ async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> No
 
 
 async def test_first_message_of_a_user_is_marked_new(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         first = await store.record_message(_line("hi", "newbie"))
         second = await store.record_message(_line("me again", "newbie"))
     assert first.is_new and not second.is_new
 
 
 async def test_forget_removes_lines_replies_notes_and_the_user(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         asked = _line("remember I like cats", "cat_fan", message_id="m-1")
         await store.record_message(asked)
         await store.record_message(_line("unrelated", "bystander"))
@@ -97,7 +98,7 @@ async def test_forget_removes_lines_replies_notes_and_the_user(tmp_path: Path) -
 
 
 async def test_persona_choice_falls_back_from_channel_to_server(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         await store.set_persona("discord", "server", "guild-1", "captain-brine", "mod")
         assert await store.persona_choice("discord", "chan-9", "guild-1") == "captain-brine"
         await store.set_persona("discord", "channel", "chan-9", "pip", "mod")
@@ -109,7 +110,7 @@ async def test_persona_choice_falls_back_from_channel_to_server(tmp_path: Path) 
 
 
 async def test_a_redelivered_line_is_stored_and_counted_once(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         first = await store.record_message(_line("hello", message_id="eventsub-1"))
         later = await store.record_message(_line("hello", message_id="eventsub-1"))
         # Twice in one group commit: the second copy is the redelivery.
@@ -125,7 +126,7 @@ async def test_a_redelivered_line_is_stored_and_counted_once(tmp_path: Path) -> 
 
 async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    async with await MemoryStore.open(path) as store:
+    async with await SqliteMemoryStore.open(path) as store:
         await store.record_message(_line("hello", message_id="eventsub-1"))
     with sqlite3.connect(path) as raw:  # what a version before the unique index could hold
         raw.execute("DROP INDEX messages_once_per_platform_id")
@@ -138,14 +139,14 @@ async def test_an_older_database_keeps_one_copy_of_each_line_stored_twice(tmp_pa
         raw.execute("INSERT INTO messages (platform, channel_id, platform_message_id, author_name, text, created_at)"
                     " SELECT platform, channel_id, platform_message_id, author_name, text, created_at FROM messages")  # fmt: skip
         raw.execute("DROP INDEX messages_replies_by_line")
-    async with await MemoryStore.open(path) as store:
+    async with await SqliteMemoryStore.open(path) as store:
         assert await store.count_messages() == 1
         assert (await store.record_message(_line("hello", message_id="eventsub-1"))).redelivered
 
 
 async def test_forget_finds_the_replies_to_a_viewer_through_an_index(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    async with await MemoryStore.open(path):
+    async with await SqliteMemoryStore.open(path):
         pass
     with sqlite3.connect(path) as raw:  # the lookup forget makes for the character's replies
         plan = raw.execute(
@@ -170,3 +171,23 @@ async def test_a_redelivered_line_is_never_answered_twice(manager, scripted) -> 
     assert await manager.reply(first) is not None
     assert await manager.reply(again) is None
     assert len(scripted.requests) == 1
+
+
+async def test_the_sqlite_store_is_the_memory_store_the_engine_types_against(tmp_path: Path) -> None:
+    # The annotation makes mypy check every method's signature against the protocol.
+    store: MemoryStore = await SqliteMemoryStore.open(tmp_path / "m.sqlite3")
+    try:
+        assert isinstance(store, MemoryStore)
+        promised = [name for name in dir(MemoryStore) if not name.startswith("_")]
+        differing = {
+            name: (inspect.signature(getattr(MemoryStore, name)), inspect.signature(getattr(SqliteMemoryStore, name)))
+            for name in promised
+            if _parameters(getattr(MemoryStore, name)) != _parameters(getattr(SqliteMemoryStore, name))
+        }
+        assert differing == {}
+    finally:
+        await store.close()
+
+
+def _parameters(method: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]

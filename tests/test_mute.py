@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.control.room import EVERYWHERE, ControlRoom
-from engine.events import ChatEvent, Reply
+from engine.events import ChatEvent, EventKind, Reply
 from engine.flow.scheduler import Outcome
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
@@ -18,7 +18,6 @@ from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
 from engine.stage.cues import Cue, NoticeCue, ReplyCue, ReplyState
 from engine.stage.feed import Subscription
-from engine.stream.events import EventKind
 from engine.stream.outlet import Utterance
 from tests.fake_twitch import FakeTwitch
 from tests.on_stage import answer, viewer_line

@@ -22,7 +22,7 @@ from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
-from memory import MemoryStore
+from memory import SqliteMemoryStore
 from memory.migrations import MIGRATIONS
 
 _ids = itertools.count()
@@ -93,7 +93,7 @@ async def test_a_private_channel_sees_its_server_and_a_dm_sees_the_viewers_own_n
 async def test_notes_from_before_places_were_kept_take_a_safe_place(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
     in_dm = said("my cat is called Miso", DM)
-    async with await MemoryStore.open(path) as store:
+    async with await SqliteMemoryStore.open(path) as store:
         for line in (
             in_dm,
             said("my dog is called Rex", GUILD),
@@ -117,7 +117,7 @@ async def test_notes_from_before_places_were_kept_take_a_safe_place(tmp_path: Pa
                 " FROM users WHERE platform = ? AND platform_user_id = ?",
                 (text, "2026-01-01T00:00:00+00:00", source, platform, user),
             )
-    async with await MemoryStore.open(path) as store:
+    async with await SqliteMemoryStore.open(path) as store:
         assert await store.schema_version() == MIGRATIONS[-1].version
         places = {note.text: note.place for note in await store.notes_for("discord", "id-ava")}
         twitch = {note.text: note.place for note in await store.notes_for("twitch", "id-ava")}

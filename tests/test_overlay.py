@@ -22,10 +22,9 @@ from PIL import Image
 from bot.overlay.server import OverlayServer, card_styles, overlay_token
 from engine.backends.scripted import ScriptedBackend
 from engine.errors import SettingsError
-from engine.events import ChatEvent
+from engine.events import ChatEvent, EventKind, StreamEvent
 from engine.manager import ConversationManager
 from engine.settings import Settings
-from engine.stream.events import EventKind, StreamEvent
 from engine.voice.speaker import Voice
 from engine.voice.synth import EspeakSynthesizer
 from tests.headless_chromium import Chromium, chromium_binary, launch_chromium

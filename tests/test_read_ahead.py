@@ -6,9 +6,9 @@ import asyncio
 
 from bot.app import build_manager, close_manager
 from engine.backends.base import GenerationRequest
+from engine.backends.read_ahead import ChannelLike
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
-from engine.flow.read_ahead import ChannelLike
 from engine.prompting.tokens import TokenCounter
 
 
@@ -114,7 +114,7 @@ async def test_a_backend_with_a_prefix_cache_of_its_own_costs_no_prompt_builds(
     backend = ScriptedBackend(default="Wild indeed!")
     manager = await build_manager(make_settings(backend={"kind": "scripted"}), backend=backend, counter=counter)
     built = 0
-    original = manager._read_ahead_request
+    original = manager.prompts.read_ahead_request
 
     async def counting(event: ChannelLike) -> GenerationRequest | None:
         nonlocal built

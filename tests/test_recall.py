@@ -18,7 +18,7 @@ from engine.events import ChatEvent
 from engine.manager import ConversationManager
 from engine.prompting.tokens import TokenCounter
 from engine.settings import Settings
-from memory import MemoryStore
+from memory import SqliteMemoryStore
 from memory.migrations import MIGRATIONS
 
 _numbers = itertools.count()
@@ -159,14 +159,14 @@ async def test_a_database_written_by_the_previous_schema_migrates_and_gets_its_i
             "INSERT INTO messages (platform, channel_id, user_id, author_name, text, created_at)"
             " VALUES ('twitch', 'stream', 1, 'ann', 'my tortoise Sheldon is ninety', '2026-01-01T00:00:00+00:00')"
         )
-    async with await MemoryStore.open(path) as store:
+    async with await SqliteMemoryStore.open(path) as store:
         assert await store.schema_version() == MIGRATIONS[-1].version
         [found] = await store.recall("twitch", "stream", "id-ann", ["tortoise"], before_id=10**9, limit=3)
     assert (found.text, found.own) == ("my tortoise Sheldon is ninety", True)
 
 
 async def test_the_speakers_own_lines_come_before_other_viewers_lines(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         for author, text in [("bob", "my guitar is a red Fender"), ("ann", "my guitar is a blue Gibson")]:
             await store.record_message(line(author, text))
         # Another viewer's line needs two words in common with the question: one is chatter.

@@ -26,7 +26,7 @@ from engine.recall.meaning import DisclosurePrototypes, prototype_texts
 from engine.recall.selection import carries_a_fact, worth_embedding
 from engine.recall.terms import without_names
 from engine.settings import load_settings
-from memory import LineVector, MemoryStore, NoteVector, VectorSpace
+from memory import LineVector, NoteVector, SqliteMemoryStore, VectorSpace
 from memory.vectors import CHANNEL_SCAN, HELD_ROWS
 from tests.fake_embedder import WordHashEmbedder
 
@@ -299,8 +299,8 @@ async def test_a_forgotten_viewers_lines_still_waiting_are_never_embedded(make_s
 # -- the store ----------------------------------------------------------------------------------
 
 
-async def _store_with(tmp_path: Path, embedder: Embedder, lines: list[ChatEvent]) -> MemoryStore:
-    memory = await MemoryStore.open(tmp_path / "costar.sqlite3")
+async def _store_with(tmp_path: Path, embedder: Embedder, lines: list[ChatEvent]) -> SqliteMemoryStore:
+    memory = await SqliteMemoryStore.open(tmp_path / "costar.sqlite3")
     await memory.use_vector_space(VectorSpace(embedder.name, embedder.dimensions))
     for line in lines:
         await memory.record_message(line)

@@ -24,7 +24,7 @@ from engine.recall.embedding import normalised
 from engine.recall.ranking import Ranked, Ranking, superseded_notes
 from engine.recall.terms import about_the_speaker, query_terms
 from engine.settings import Settings
-from memory import MemoryStore, Note, NoteVector, RecalledLine, VectorSpace
+from memory import Note, NoteVector, RecalledLine, SqliteMemoryStore, VectorSpace
 from memory.spelling import fold_word, spellings
 from tests.fake_embedder import WordHashEmbedder
 
@@ -45,7 +45,7 @@ def line(author: str, text: str, *, addressed: bool = False, sent_at: datetime |
     )
 
 
-async def recalled(store: MemoryStore, author: str, question: str) -> list[str]:
+async def recalled(store: SqliteMemoryStore, author: str, question: str) -> list[str]:
     terms = query_terms(question, ignore=["pip"])
     found = await store.recall(
         "twitch", "stream", f"id-{author}", terms, before_id=10**9, limit=3, about_speaker=about_the_speaker(question)
@@ -75,7 +75,7 @@ async def remembered_for(manager: ConversationManager, backend: ScriptedBackend,
 async def test_recall_finds_a_line_whatever_spelling_or_form_either_side_used(
     tmp_path: Path, said: str, asked: str
 ) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         await store.record_message(line("ann", said))
         for number in range(30):  # chatter, so no word of the question is rare by accident
             await store.record_message(line(f"lurker{number}", f"what a stream today number {number}"))
@@ -83,7 +83,7 @@ async def test_recall_finds_a_line_whatever_spelling_or_form_either_side_used(
 
 
 async def test_memory_folds_the_terms_it_is_given_whoever_made_them(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         await store.record_message(line("ann", "my favorite color is teal"))
         [found] = await store.recall("twitch", "stream", "id-ann", ["Favourite", "Colours"], before_id=10**9, limit=3)
     assert found.text == "my favorite color is teal"
@@ -178,7 +178,7 @@ def test_a_question_about_something_else_is_not_about_the_asker() -> None:
 
 
 async def test_do_you_remember_searches_the_askers_own_lines_by_any_shared_word(tmp_path: Path) -> None:
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         await store.record_message(line("ann", "the parade went right past our flat"))
         for number in range(8):  # "parade" is common: alone it would not count as a memory
             await store.record_message(line(f"fan{number}", f"the parade float number {number} is great"))
@@ -318,7 +318,7 @@ async def test_the_askers_note_is_not_crowded_out_by_their_lines_that_merely_sha
 
 async def test_a_note_found_by_meaning_keeps_its_topic(tmp_path: Path) -> None:
     embedder = WordHashEmbedder()
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         await store.record_message(line("wren", "I live in York"))
         await store.add_note("twitch", "id-wren", "I live in York", kind="disclosure", topic="home")
         await store.use_vector_space(VectorSpace(embedder.name, embedder.dimensions))

@@ -101,9 +101,9 @@ def test_the_cli_refuses_a_bad_transcript_in_one_line_naming_file_and_line_and_s
 
 
 async def _stored_lines(database: Path) -> int:
-    from memory import MemoryStore
+    from memory import SqliteMemoryStore
 
-    store = await MemoryStore.open(database)
+    store = await SqliteMemoryStore.open(database)
     try:
         return await store.count_messages()
     finally:

@@ -11,9 +11,9 @@ from bot.app import build_manager, close_manager
 from bot.console.adapter import ConsoleAdapter
 from engine.backends.base import GenerationRequest
 from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBackend
+from engine.base.clock import ManualClock
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong
 from engine.events import ChatEvent
-from engine.flow.clock import ManualClock
 from tests.fault_backends import FaultyBackend
 
 REQUEST = GenerationRequest(messages=(), max_tokens=16)

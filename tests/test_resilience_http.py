@@ -9,8 +9,8 @@ import pytest
 from engine.backends.base import ChatMessage, GenerationRequest
 from engine.backends.openai_backend import OpenAIBackend, RetryPolicy
 from engine.backends.resilience import BreakerState, CircuitBreaker, ResilientBackend
+from engine.base.clock import ManualClock
 from engine.errors import BackendError, BackendUnavailable
-from engine.flow.clock import ManualClock
 from tests.fake_vllm import FakeVllm, Fault
 
 BASE = "base-model"

@@ -7,12 +7,16 @@ import itertools
 
 import pytest
 
+from engine.base.clock import ManualClock
 from engine.events import ChatEvent, Role
-from engine.flow.clock import ManualClock
 from engine.flow.ratelimit import SendBudget, SendReservation, most_in_any_window
 from engine.flow.scheduler import Outcome, ReplyScheduler, SchedulerConfig
 from engine.heard import HeardLine, Priority
+from engine.moderation.moderator import Moderator
 from engine.moderation.normalize import normalise_text
+from engine.settings import ModerationSettings
+from personas.card import PersonaCard
+from personas.moderation_rules import Action
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,6 +46,12 @@ def line(
             is_first_message=first,
         )
     )
+
+
+def counted(counter: Moderator, heard: HeardLine) -> HeardLine:
+    """The line with its one repeat count, as the manager's ``hear`` counts it on arrival."""
+    heard.repeats = counter.count_repeats(heard.event)
+    return heard
 
 
 class RecordingHandler:
@@ -161,10 +171,18 @@ async def test_unaddressed_lines_are_ignored_unless_chiming_in() -> None:
 
 
 async def test_author_repeating_a_line_is_a_duplicate() -> None:
+    counter = Moderator(ModerationSettings(), clock=ManualClock())
     scheduler = ReplyScheduler(RecordingHandler(), clock=ManualClock())
-    assert scheduler.submit(line("pip, hello!", "ann")) is Outcome.QUEUED
-    assert scheduler.submit(line("Pip hello", "ann")) is Outcome.DUPLICATE
-    assert scheduler.submit(line("pip, hello!", "bob")) is Outcome.QUEUED
+    assert scheduler.submit(counted(counter, line("pip, hello!", "ann"))) is Outcome.QUEUED
+    assert scheduler.submit(counted(counter, line("Pip hello", "ann"))) is Outcome.DUPLICATE
+    assert scheduler.submit(counted(counter, line("pip, hello!", "bob"))) is Outcome.QUEUED
+
+
+async def test_the_scheduler_reads_the_lines_one_repeat_count_and_keeps_none_of_its_own() -> None:
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=2), clock=ManualClock())
+    # Never counted (no manager heard them): nothing says they repeat, so nothing is dropped as one.
+    outcomes = [scheduler.submit(line("pip, hello!", author)) for author in ("ann", "ann", "bob")]
+    assert outcomes == [Outcome.QUEUED] * 3
 
 
 async def test_a_line_the_platform_delivered_again_is_never_queued() -> None:
@@ -180,17 +198,43 @@ async def test_a_line_the_platform_delivered_again_is_never_queued() -> None:
 
 
 async def test_a_line_pasted_by_many_chatters_is_copypasta() -> None:
+    counter = Moderator(ModerationSettings(), clock=ManualClock())
     scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
-    outcomes = [scheduler.submit(line("pip is a bot LUL", f"user{i}")) for i in range(5)]
+    outcomes = [scheduler.submit(counted(counter, line("pip is a bot LUL", f"user{i}"))) for i in range(5)]
     assert outcomes == [Outcome.QUEUED, Outcome.QUEUED, Outcome.COPYPASTA, Outcome.COPYPASTA, Outcome.COPYPASTA]
 
 
-async def test_copypasta_memory_ends_with_the_window() -> None:
+async def test_copypasta_memory_ends_with_moderations_copypasta_window() -> None:
     clock = ManualClock()
+    counter = Moderator(ModerationSettings(copypasta_window_s=30), clock=clock)
     scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=2), clock=clock)
-    scheduler.submit(line("same words", "ann", addressed=False))
+    scheduler.submit(counted(counter, line("same words", "ann", addressed=False)))
+    await clock.advance(29)
+    assert scheduler.submit(counted(counter, line("same words", "bob"))) is Outcome.COPYPASTA
     await clock.advance(31)
-    assert scheduler.submit(line("same words", "bob")) is Outcome.QUEUED
+    assert scheduler.submit(counted(counter, line("same words", "cy"))) is Outcome.QUEUED
+
+
+async def test_short_lines_that_differ_only_in_emoji_are_not_one_wave() -> None:
+    # Letters and digits alone would make each of these "pip": three chatters, one "copypasta".
+    counter = Moderator(ModerationSettings(), clock=ManualClock())
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
+    outcomes = [
+        scheduler.submit(counted(counter, line(f"Pip, {emoji}", f"user{i}"))) for i, emoji in enumerate("😂🎉👍")
+    ]
+    assert outcomes == [Outcome.QUEUED] * 3
+
+
+async def test_one_count_feeds_moderations_copypasta_rule_and_the_schedulers_wave_rule() -> None:
+    counter = Moderator(ModerationSettings(copypasta_count=3), clock=ManualClock())
+    scheduler = ReplyScheduler(RecordingHandler(), SchedulerConfig(copypasta_users=3), clock=ManualClock())
+    pasta = "pip is a bot and this is a copypasta LUL"
+    heard = [counted(counter, line(pasta, f"user{i}")) for i in range(3)]
+    verdicts = [counter.check_input(h.event, PersonaCard(name="Pip"), repeats=h.repeats) for h in heard]
+    outcomes = [scheduler.submit(h) for h in heard]
+    assert [h.repeats.copies for h in heard] == [1, 2, 3]  # each line counted once, when heard
+    assert [v.action for v in verdicts] == [Action.ALLOW, Action.ALLOW, Action.DROP]
+    assert outcomes == [Outcome.QUEUED, Outcome.QUEUED, Outcome.COPYPASTA]
 
 
 # -- answering --------------------------------------------------------------------------------
@@ -430,9 +474,10 @@ async def test_the_hosts_spoken_line_goes_ahead_of_every_chat_line() -> None:
 
 async def test_the_host_saying_the_same_thing_twice_is_answered_twice_without_a_cooldown() -> None:
     handler = RecordingHandler()
+    counter = Moderator(ModerationSettings(), clock=ManualClock())
     scheduler = ReplyScheduler(handler, SchedulerConfig(user_cooldown_s=60, copypasta_users=2), clock=ManualClock())
     await scheduler.start()
-    outcomes = [scheduler.submit(line("Pip? Pip!", "host", roles=HOST)) for _ in range(3)]
+    outcomes = [scheduler.submit(counted(counter, line("Pip? Pip!", "host", roles=HOST))) for _ in range(3)]
     await asyncio.wait_for(scheduler.join(), 5)
     await scheduler.close()
     assert outcomes == [Outcome.QUEUED] * 3

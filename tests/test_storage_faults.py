@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import ChatEvent
-from memory import DatabaseUnavailable, MemoryStore, MemoryStoreError
+from memory import DatabaseUnavailable, MemoryStoreError, SqliteMemoryStore
 from memory.errors import MemoryBackedUp
 from tests.fault_storage import fill, locked_by_another_program, read_only, tiny_disk
 
@@ -46,7 +46,7 @@ async def test_lines_wait_out_a_lock_held_past_the_busy_timeout_and_none_is_lost
 ) -> None:
     path = tmp_path / "m.sqlite3"
     caplog.set_level(logging.INFO)
-    async with await MemoryStore.open(path, busy_timeout_s=BUSY_TIMEOUT_S) as store:
+    async with await SqliteMemoryStore.open(path, busy_timeout_s=BUSY_TIMEOUT_S) as store:
         await store.record_message(line(0))
         with locked_by_another_program(path, seconds=2.0):
             waiting = [asyncio.create_task(store.record_message(line(i))) for i in range(1, 41)]
@@ -63,7 +63,7 @@ async def test_lines_wait_out_a_lock_held_past_the_busy_timeout_and_none_is_lost
 
 async def test_past_the_waiting_bound_a_line_is_refused_at_once_and_the_waiting_ones_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    async with await MemoryStore.open(path, busy_timeout_s=BUSY_TIMEOUT_S, max_waiting_lines=5) as store:
+    async with await SqliteMemoryStore.open(path, busy_timeout_s=BUSY_TIMEOUT_S, max_waiting_lines=5) as store:
         with locked_by_another_program(path, seconds=1.5):
             waiting = [asyncio.create_task(store.record_message(line(i))) for i in range(5)]
             await asyncio.sleep(0.3)
@@ -79,7 +79,7 @@ async def test_a_full_disk_says_so_keeps_the_waiting_lines_and_recovers_when_spa
 ) -> None:
     caplog.set_level(logging.INFO)
     with tiny_disk(tmp_path / "tiny") as disk:
-        async with await MemoryStore.open(disk / "m.sqlite3") as store:
+        async with await SqliteMemoryStore.open(disk / "m.sqlite3") as store:
             await store.record_message(line(0))
             with fill(disk):
                 waiting = [asyncio.create_task(store.record_message(line(i, f"viewer{i}"))) for i in range(1, 41)]
@@ -97,11 +97,11 @@ async def test_a_full_disk_says_so_keeps_the_waiting_lines_and_recovers_when_spa
 async def test_a_read_only_database_is_refused_at_open_with_one_clear_line(tmp_path: Path) -> None:
     with tiny_disk(tmp_path / "tiny") as disk:
         path = disk / "m.sqlite3"
-        async with await MemoryStore.open(path) as store:
+        async with await SqliteMemoryStore.open(path) as store:
             await store.record_message(line(0))
         read_only(disk)
         with pytest.raises(DatabaseUnavailable) as refused:
-            await MemoryStore.open(path)
+            await SqliteMemoryStore.open(path)
     message = str(refused.value)
     assert "read-only" in message and str(path) in message and "\n" not in message
 
@@ -110,7 +110,7 @@ async def test_database_files_are_created_readable_by_their_owner_only(tmp_path:
     previous = os.umask(0o022)  # the usual umask would make them 0644
     try:
         path = tmp_path / "m.sqlite3"
-        async with await MemoryStore.open(path) as store:
+        async with await SqliteMemoryStore.open(path) as store:
             await store.record_message(line(0))
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     finally:
@@ -124,7 +124,7 @@ async def test_one_line_that_cannot_be_stored_is_refused_alone_and_the_rest_of_i
     caplog.set_level(logging.INFO)
     lines = [line(index) for index in range(31)]
     lines[13] = replace(lines[13], text="a lone surrogate \ud800 from a JSON escape")  # SQLite cannot encode it
-    async with await MemoryStore.open(tmp_path / "m.sqlite3") as store:
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         # Submitted together: one group-commit batch.
         results = await asyncio.gather(*(store.record_message(each) for each in lines), return_exceptions=True)
         stored = await store.recent_messages("twitch", "c1", limit=100)

@@ -12,14 +12,13 @@ import pytest
 
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
-from engine.events import ChatEvent, Role
-from engine.flow.clock import ManualClock
+from engine.base.clock import ManualClock
+from engine.events import ChatEvent, EventKind, Role, StreamEvent
 from engine.flow.ratelimit import SendBudget
 from engine.manager import ConversationManager
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import EventKind, StreamEvent
 from engine.stream.outlet import Utterance
 from tests.test_moderation import SLUR
 

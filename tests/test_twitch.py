@@ -26,7 +26,7 @@ from bot.twitch.adapter import TwitchAdapter
 from bot.twitch.auth import StoredToken, TokenStore, authorize_device
 from bot.twitch.limits import twitch_safe
 from engine.backends.scripted import ScriptedBackend
-from engine.flow.clock import Clock, MonotonicClock, ScaledClock
+from engine.base.clock import Clock, MonotonicClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
 from engine.flow.scheduler import Outcome
 from engine.manager import ConversationManager

@@ -15,7 +15,7 @@ import pytest
 from bot.twitch.adapter import TwitchAdapter
 from bot.twitch.auth import StoredToken, TokenStore, authorize_device
 from engine.backends.scripted import ScriptedBackend
-from engine.flow.clock import Clock, ManualClock, ScaledClock
+from engine.base.clock import Clock, ManualClock, ScaledClock
 from engine.flow.ratelimit import most_in_any_window
 from engine.manager import ConversationManager
 from engine.settings import Settings

@@ -21,13 +21,12 @@ import pytest_asyncio
 from bot.app import build_manager, close_manager
 from engine.backends.base import ChatMessage
 from engine.backends.scripted import ScriptedBackend
-from engine.events import ChatEvent
-from engine.flow.clock import ManualClock
+from engine.base.clock import ManualClock
+from engine.events import ChatEvent, EventKind, StreamEvent
 from engine.manager import ConversationManager
 from engine.prompting.tokens import ApproxTokenCounter
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import EventKind, StreamEvent
 from engine.stream.outlet import Utterance
 from personas.stream import REACTION_FIELDS
 from tests.fake_vllm import FakeVllm

@@ -33,15 +33,14 @@ from bot.console.line import LiveLine
 from bot.console.settings import CONSOLE, console_settings
 from bot.errors import one_line
 from bot.session import ChatSession, Taken
+from engine.base.clock import Clock, MonotonicClock
 from engine.errors import EngineError
-from engine.events import ChatEvent, Reply, Role
-from engine.flow.clock import Clock, MonotonicClock
+from engine.events import ChatEvent, EventKind, Reply, Role
 from engine.heard import HeardLine
 from engine.manager import ConversationManager
 from engine.output.limits import PlatformLimits
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import EventKind
 
 if TYPE_CHECKING:  # the hearing package loads numpy; the console only needs the type
     from engine.hearing.listener import TalkToggle

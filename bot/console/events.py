@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 
-from engine.stream.events import EventKind, StreamEvent
+from engine.events import EventKind, StreamEvent
 
 __all__ = ["EVENT_USAGE", "parse_console_event"]
 

@@ -28,10 +28,10 @@ from bot.discord.settings import discord_settings
 from bot.discord.stream import DiscordSpeaker, join_event
 from bot.errors import NETWORK_ERRORS, one_line, unreachable
 from bot.session import ChatSession, SendLimits
+from engine.base.clock import MonotonicClock
+from engine.base.recent import RecentlyUsed
 from engine.errors import EngineError, SettingsError
 from engine.events import Reply
-from engine.flow.clock import MonotonicClock
-from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import SchedulerConfig
 from engine.manager import ConversationManager, HeardLine
 from engine.settings import Settings

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import discord
 
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.recent import RecentlyUsed
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.recent import RecentlyUsed
 from engine.output.limits import PlatformLimits
 
 __all__ = ["DISCORD_LIMITS", "ChannelThrottle", "ReplyWriter", "mentions_for", "split_message"]

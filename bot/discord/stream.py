@@ -10,7 +10,7 @@ import logging
 import discord
 
 from bot.discord.events import DISCORD
-from engine.stream.events import EventKind, StreamEvent
+from engine.events import EventKind, StreamEvent
 from engine.stream.outlet import Utterance
 
 __all__ = ["DiscordSpeaker", "join_event"]

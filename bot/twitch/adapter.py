@@ -42,11 +42,11 @@ from bot.twitch.events import Converted, Ignored, TokenScopes, plan_subscription
 from bot.twitch.eventsub import Delivery
 from bot.twitch.limits import TWITCH_LIMITS, twitch_safe
 from bot.twitch.settings import TWITCH, twitch_settings
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.recent import RecentlyUsed
 from engine.errors import SettingsError
 from engine.events import ChatEvent, Reply, Role
-from engine.flow.clock import Clock, MonotonicClock
 from engine.flow.ratelimit import SendBudget
-from engine.flow.recent import RecentlyUsed
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.moderation.normalize import normalise_text
 from engine.settings import Settings

@@ -1,5 +1,5 @@
 """Twitch stream events through EventSub: which subscriptions the tokens allow, and twitchio's
-payloads as neutral :class:`engine.stream.events.StreamEvent` values.
+payloads as neutral :class:`engine.events.StreamEvent` values.
 
 =====================================================  ===========================  ===============
 subscription                                           scope (any of)               whose token
@@ -36,7 +36,7 @@ from twitchio.eventsub import (
 
 from bot.twitch.auth import BROADCASTER_SCOPES
 from bot.twitch.eventsub import Delivery
-from engine.stream.events import EventKind, StreamEvent
+from engine.events import EventKind, StreamEvent
 from memory.records import NO_VIEWER
 
 __all__ = [

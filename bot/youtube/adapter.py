@@ -37,14 +37,13 @@ from bot.youtube.limits import YOUTUBE_LIMITS, youtube_safe
 from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert
 from bot.youtube.quota import BROADCASTS_LIST_COST, INSERT_COST, LIST_COST, QuotaLedger, QuotaPlan
 from bot.youtube.settings import YouTubeSettings, youtube_settings
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.recent import RecentlyUsed
 from engine.errors import EngineError, SettingsError
-from engine.events import ChatEvent, Reply
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.recent import RecentlyUsed
+from engine.events import ChatEvent, Reply, StreamEvent
 from engine.flow.scheduler import ReplyScheduler, SchedulerConfig
 from engine.settings import Settings
 from engine.stream.director import StreamDirector
-from engine.stream.events import StreamEvent
 
 if TYPE_CHECKING:
     from google.oauth2.credentials import Credentials

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.events import ChatEvent, Role, utcnow
-from engine.stream.events import EventKind, StreamEvent
+from engine.events import ChatEvent, EventKind, Role, StreamEvent, utcnow
 
 __all__ = ["PLATFORM", "ChatEnded", "Converted", "GifterNames", "convert", "roles_from"]
 

@@ -3,7 +3,7 @@
 Only this module imports torch and transformers, so a bot that talks to a remote vLLM server
 never needs them. Generation runs on one dedicated thread (the model is not re-entrant and the
 CPU is better used by torch's own intra-op threads than by parallel requests); tokens flow back
-to the event loop through an asyncio queue as they are produced.
+to the event loop as they are produced (``engine.backends.thread_stream``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import os
 import threading
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
+from engine.backends.thread_stream import Emit, chunks_from_thread
 from engine.errors import BackendError, SettingsError
 from engine.events import Usage
 from engine.serving.model_store import resolve_model_path
@@ -27,16 +29,14 @@ from engine.serving.model_store import resolve_model_path
 __all__ = ["EmbeddedBackend", "default_cpu_threads"]
 
 log = logging.getLogger(__name__)
-_END = object()
 
 
-class _QueueStreamer:
-    """transformers streamer protocol (put/end) that forwards decoded text deltas to asyncio."""
+class _DeltaStreamer:
+    """transformers streamer protocol (put/end) that emits decoded text deltas as they grow."""
 
-    def __init__(self, tokenizer: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+    def __init__(self, tokenizer: Any, emit: Emit) -> None:
         self.tokenizer = tokenizer
-        self.loop = loop
-        self.queue = queue
+        self.emit = emit
         self.generated: list[int] = []
         self.sent_chars = 0
         self.skipped_prompt = False
@@ -51,10 +51,10 @@ class _QueueStreamer:
             return  # half of a multi-byte character: wait for the next token
         delta, self.sent_chars = text[self.sent_chars :], len(text)
         if delta:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, delta)
+            self.emit(delta)
 
     def end(self) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, _END)
+        """The bridge ends the stream when generation returns."""
 
 
 def default_cpu_threads(cores: int | None = None) -> int:
@@ -132,35 +132,20 @@ class EmbeddedBackend(Backend):
 
     async def _chunks(self, request: GenerationRequest, result: TextStream) -> AsyncIterator[str]:
         await self.start()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
-        streamer = _QueueStreamer(self.tokenizer, loop, queue)
-        job = loop.run_in_executor(self._executor, self._generate, request, streamer, cancelled)
-        try:
-            while (item := await queue.get()) is not _END:
-                yield item
-            prompt_tokens = await job
-        except BaseException:
-            cancelled.set()  # the consumer stopped early (stop sequence, timeout): free the thread
-            raise
-        finally:
-            if not job.done():
-                cancelled.set()
-        if isinstance(prompt_tokens, BaseException):
-            raise BackendError(f"embedded generation failed: {prompt_tokens}") from prompt_tokens
-        result.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(streamer.generated))
-        result.finish_reason = "stop"
 
-    def _generate(self, request: GenerationRequest, streamer: _QueueStreamer, cancelled: threading.Event) -> Any:
-        """Runs on the generation thread; returns the prompt length or the exception it hit."""
-        try:
-            return self._generate_unsafe(request, streamer, cancelled)
-        except Exception as exc:  # reported through the future, not raised on a worker thread
-            streamer.end()
-            return exc
+        def finished(counts: tuple[int, int]) -> None:
+            result.usage = Usage(prompt_tokens=counts[0], completion_tokens=counts[1])
+            result.finish_reason = "stop"
 
-    def _generate_unsafe(self, request: GenerationRequest, streamer: _QueueStreamer, cancelled: threading.Event) -> int:
+        generation = chunks_from_thread(
+            self._executor, partial(self._generate, request), done=finished, failure="embedded generation failed"
+        )
+        async with aclosing(generation) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def _generate(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> tuple[int, int]:
+        """Runs on the generation thread; returns the prompt and completion token counts."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -168,6 +153,7 @@ class EmbeddedBackend(Backend):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
+        streamer = _DeltaStreamer(self.tokenizer, emit)
         messages = [message.as_dict() for message in request.messages]
         encoded = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -189,7 +175,7 @@ class EmbeddedBackend(Backend):
                 repetition_penalty=request.repetition_penalty,
                 **options,
             )
-        return int(input_ids.shape[1])
+        return int(input_ids.shape[1]), len(streamer.generated)
 
     def _adapter_context(self, request: GenerationRequest) -> Any:
         """Activate the request's LoRA adapter, or run the bare base model when it has none."""

@@ -33,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from engine.backends.embedded import default_cpu_threads
 from engine.backends.llama_adapters import LlamaAdapters
 from engine.backends.llama_saved_states import SavedStates, file_identity
 from engine.backends.llama_states import ParkedState, PrefixStates, shared_prefix
+from engine.backends.thread_stream import Emit, chunks_from_thread
 from engine.errors import BackendError, SettingsError
 from engine.events import Usage
 from engine.prompting.tokens import TokenCounter, template_allowance
@@ -51,7 +54,6 @@ from engine.prompting.tokens import TokenCounter, template_allowance
 __all__ = ["LlamaCppBackend", "completion_options"]
 
 log = logging.getLogger(__name__)
-_END = object()
 # Tokens read ahead between two checks for a waiting reply: prompt evaluation per token is nearly the
 # same at 16 as at 256 on a CPU, and a reply waits at most one slice (about 0.1 s for SmolLM2).
 _READ_AHEAD_SLICE = 16
@@ -207,47 +209,29 @@ class LlamaCppBackend(Backend):
 
     async def _chunks(self, request: GenerationRequest, result: TextStream) -> AsyncIterator[str]:
         await self.start()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
 
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        def finished(outcome: _Outcome) -> None:
+            result.usage = Usage(
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                cached_prompt_tokens=outcome.reused_tokens,
+            )
+            result.finish_reason = outcome.finish_reason
 
         self._reply_queued(+1)  # a read-ahead slice running now ends at its next check
-        job = loop.run_in_executor(self._executor, self._generate, request, emit, cancelled)
-        try:
-            while (item := await queue.get()) is not _END:
-                yield item
-            outcome = await job
-        finally:
-            # The consumer stopped early (stop sequence, length cut, retraction, timeout): the
-            # worker sees this between two tokens and ends the generation there.
-            cancelled.set()
-        if isinstance(outcome, BaseException):
-            raise BackendError(f"llama.cpp generation failed: {outcome}") from outcome
-        result.usage = Usage(
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cached_prompt_tokens=outcome.reused_tokens,
+        generation = chunks_from_thread(
+            self._executor, partial(self._generate, request), done=finished, failure="llama.cpp generation failed"
         )
-        result.finish_reason = outcome.finish_reason
+        async with aclosing(generation) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
-    def _generate(
-        self, request: GenerationRequest, emit: Callable[[object], None], cancelled: threading.Event
-    ) -> _Outcome | BaseException:
-        """Runs on the generation thread; returns the outcome or the exception it hit."""
+    def _generate(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> _Outcome:
+        """Runs on the generation thread."""
         self._reply_queued(-1)
-        try:
-            return self._generate_unsafe(request, emit, cancelled)
-        except Exception as exc:  # reported through the future, not raised on a worker thread
-            return exc
-        finally:
-            emit(_END)
+        return self._generate_unsafe(request, emit, cancelled)
 
-    def _generate_unsafe(
-        self, request: GenerationRequest, emit: Callable[[object], None], cancelled: threading.Event
-    ) -> _Outcome:
+    def _generate_unsafe(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> _Outcome:
         adapter = self.adapters.gguf_for(request.adapter_path)
         tokens = self.prompt_tokens(request.messages)
         if len(tokens) + request.max_tokens > self.context_tokens and request.shorten is not None:

@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from engine.backends.base import Backend, GenerationRequest, TextStream
+from engine.base.clock import Clock, MonotonicClock
 from engine.errors import BackendError, BackendUnavailable, ContextTooLong, ModelNotFound
-from engine.flow.clock import Clock, MonotonicClock
 from engine.observability.redact import SecretRedactor, secret_values
 from engine.settings import Settings
 

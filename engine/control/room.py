@@ -25,8 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from engine.control.review import Approvals, Decision
-from engine.events import ChatEvent
-from engine.moderation.moderator import Verdict
+from engine.events import ChatEvent, Verdict
 
 __all__ = ["EVERYWHERE", "ControlRoom", "PlatformStatus", "RoomItem", "RoomWatcher"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.flow.clock import Clock, MonotonicClock
+from engine.base.clock import Clock, MonotonicClock
 
 __all__ = ["SendBudget", "SendReservation", "most_in_any_window"]
 

@@ -3,8 +3,10 @@
 Every line is stored by the adapter before it gets here; the scheduler only decides which ones
 the character answers and when. Rules, in the order they apply:
 
-- lines that repeat the author's own recent line are duplicates; a text many chatters paste
-  within a short window is a copypasta wave: neither is answered;
+- lines that repeat the author's own recent line are duplicates; a text ``copypasta_users``
+  chatters pasted is a copypasta wave: neither is answered. Both read the one repeat count the
+  line carries (:attr:`engine.heard.HeardLine.repeats`, counted once as it was heard, within
+  moderation's ``copypasta_window_s``);
 - lines that do not address the character are ignored unless ``answer_unaddressed`` is on;
 - the host's own voice (``Role.HOST``, engine.hearing) is never a duplicate, waits out no cooldown
   and goes ahead of every chat line;
@@ -32,14 +34,12 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.cooldown import Cooldown
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.events import ChatEvent, Role
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.cooldown import Cooldown
 from engine.flow.ratelimit import SendBudget, SendReservation
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.heard import HeardLine, Priority, priority_of
-from engine.moderation.copypasta import RepeatWindow
-from engine.moderation.normalize import normalise_text
 
 __all__ = [
     "Outcome",
@@ -77,7 +77,6 @@ class SchedulerConfig:
     max_in_flight: int = 2
     user_cooldown_s: float = 20.0
     stale_after_s: float = 45.0
-    duplicate_window_s: float = 30.0
     copypasta_users: int = 3
     max_queued_per_channel: int = 500
     answer_unaddressed: bool = False
@@ -88,14 +87,13 @@ class SchedulerConfig:
             raise ValueError("max_in_flight must be at least 1")
         if self.copypasta_users < 2:
             raise ValueError("copypasta_users must be at least 2")
-        if min(self.user_cooldown_s, self.duplicate_window_s) < 0 or self.stale_after_s <= 0:
-            raise ValueError("cooldowns and windows cannot be negative; stale_after_s must be positive")
+        if self.user_cooldown_s < 0 or self.stale_after_s <= 0:
+            raise ValueError("user_cooldown_s cannot be negative; stale_after_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)
 class SchedulerFootprint:
     channels: int
-    text_windows: int  # channels with a duplicate/copypasta window held
     live: int  # lines queued and not yet answered, dropped or expired
     heap_entries: int  # entries in the channels' heaps, finished ones included
     most_heap_per_live: float  # the worst channel's heap entries per live line (1 when it has none)
@@ -205,10 +203,6 @@ class ReplyScheduler:
         self._channels: RecentlyUsed[str, _Channel] = RecentlyUsed(
             self.config.channels_kept, evictable=lambda channel: channel.live == 0
         )
-        # Every line's normalised text, per channel: duplicates by one author, waves by many.
-        self._texts = RepeatWindow(
-            self.config.duplicate_window_s, keep_edge=False, channels_kept=self.config.channels_kept
-        )
         self._seq = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -222,8 +216,8 @@ class ReplyScheduler:
     def submit(self, heard: HeardLine) -> Outcome:
         """Queue a line the manager heard for an answer, or say why not. Never waits.
 
-        A line moderation blocked is never answered but still counts towards duplicate and
-        copypasta detection, so a wave is recognised however its first lines were judged.
+        A line moderation blocked is never answered; it was counted towards duplicates and
+        copypasta waves when it was heard, so a wave is recognised however its first lines were judged.
         """
         event = heard.event
         if self._closed:
@@ -235,7 +229,7 @@ class ReplyScheduler:
             event.channel_key, lambda: _Channel(answered=Cooldown(self.config.user_cooldown_s, clock=self.clock))
         )
         # The host saying the same thing twice ("Pip? Pip!") is talk, never spam.
-        verdict = None if heard.from_host else self._text_verdict(event, now)
+        verdict = None if heard.from_host else self._text_verdict(heard)
         if verdict is not None:
             return self._emit(event, verdict)
         if heard.blocked:
@@ -250,12 +244,11 @@ class ReplyScheduler:
         self._wake.set()
         return self._emit(event, Outcome.QUEUED)
 
-    def _text_verdict(self, event: ChatEvent, now: float) -> Outcome | None:
-        """Duplicate or copypasta, judged on every line (answered or not) so waves are seen early."""
-        seen = self._texts.see(event.channel_key, normalise_text(event.text), now, event.author_id)
-        if seen.repeated_by_author:
+    def _text_verdict(self, heard: HeardLine) -> Outcome | None:
+        """Duplicate or copypasta, from the line's repeat count (every line is counted as heard)."""
+        if heard.repeats.repeated_by_author:
             return Outcome.DUPLICATE
-        if seen.authors >= self.config.copypasta_users:
+        if heard.repeats.authors >= self.config.copypasta_users:
             return Outcome.COPYPASTA
         return None
 
@@ -342,7 +335,6 @@ class ReplyScheduler:
         """How much the scheduler holds now (benchmarks and tests watch it stay bounded)."""
         return SchedulerFootprint(
             channels=len(self._channels),
-            text_windows=self._texts.channels,
             live=self.queued,
             heap_entries=sum(len(channel.heap) for channel in self._channels.values()),
             most_heap_per_live=max(

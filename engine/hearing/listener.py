@@ -223,7 +223,7 @@ class Listener:
         if self.settings.reply_in_chat is None:
             return
         platform, channel_id = self.settings.reply_in_chat.split(":", 1)
-        if self.manager.control.muted(self.settings.reply_in_chat):  # the dashboard's or chat's mute
+        if self.manager.muted(self.settings.reply_in_chat):  # the dashboard's or chat's mute
             log.info("hearing: %s is muted, so the answer is not written there", self.settings.reply_in_chat)
             return
         if not self.manager.chats.has(platform):

@@ -19,9 +19,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.events import ChatEvent
-from engine.flow.clock import Clock, MonotonicClock
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.clock import Clock, MonotonicClock
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.repeats import RepeatWindow, Seen
+from engine.events import ChatEvent, Finding, Verdict
 from engine.moderation.checks import (
     WordList,
     caps_shouting,
@@ -38,43 +39,25 @@ from engine.moderation.checks import (
     strip_command_prefix,
     warm_link_rules,
 )
-from engine.moderation.copypasta import RepeatWindow
-from engine.moderation.normalize import matching_words, normalize_for_matching, squash, word_sequence_cache
+from engine.moderation.normalize import (
+    matching_words,
+    normalise_text,
+    normalize_for_matching,
+    squash,
+    word_sequence_cache,
+)
 from engine.moderation.prompt_leaks import LeakDetector, hidden_instructions
 from engine.settings import ModerationSettings
 from personas.card import PersonaCard
 from personas.moderation_rules import DEFAULT_ACTIONS, Action, ModerationOverrides, Reason
 
-__all__ = ["Finding", "Moderator", "Policy", "Verdict"]
+__all__ = ["Moderator", "Policy", "repeat_fingerprint"]
 
 log = logging.getLogger(__name__)
 
-_COPYPASTA_MEMORY = 200  # recent lines remembered per channel
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    reason: Reason
-    action: Action
-    detail: str = ""  # safe to log: a domain, a rule name; never hidden text or a slur
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The strictest action of the findings, and the text to use (fixed, replaced or empty)."""
-
-    action: Action
-    text: str
-    findings: tuple[Finding, ...] = ()
-
-    @property
-    def passes(self) -> bool:
-        """The text may be used as it is in ``text`` (possibly fixed)."""
-        return self.action in (Action.ALLOW, Action.FIX)
-
-    @property
-    def reasons(self) -> list[str]:
-        return [finding.reason.value for finding in self.findings]
+# Recent lines remembered per channel for the repeat count: every line is counted (a chatter's own
+# repeat of "hi" is a duplicate), so under a flood this, not the window, bounds what is held.
+_REPEAT_MEMORY = 1000
 
 
 @dataclass(frozen=True)
@@ -114,6 +97,17 @@ class Policy:
         )
 
 
+def repeat_fingerprint(text: str, *, min_chars: int) -> str:
+    """What makes two chat lines the same line.
+
+    A line long enough for the copypasta rule is its letters and digits, so spacing and
+    punctuation tricks do not make a pasted line new. A shorter one is its normalised text, emoji
+    kept: "Pip, 😂" and "Pip, 🎉" are different lines, not the same "pip".
+    """
+    squashed = squash(text)
+    return squashed if len(squashed) >= min_chars else normalise_text(text)
+
+
 class Moderator:
     def __init__(
         self, settings: ModerationSettings, *, clock: Clock | None = None, channels_kept: int = DEFAULT_CAPACITY
@@ -125,9 +119,9 @@ class Moderator:
         # Merged per persona and channel; rebuilt cheaply for a channel that was forgotten.
         self._policies: RecentlyUsed[tuple[str, str], Policy] = RecentlyUsed(channels_kept)
         self._leak_detectors: dict[str, LeakDetector] = {}
-        # Copies of a squashed line per channel, within the window and the last lines remembered.
-        self._copypasta = RepeatWindow(
-            settings.copypasta_window_s, max_lines=_COPYPASTA_MEMORY, keep_edge=True, channels_kept=channels_kept
+        # The one repeat count: copies of each line's fingerprint per channel, within the window.
+        self._repeats = RepeatWindow(
+            settings.copypasta_window_s, max_lines=_REPEAT_MEMORY, keep_edge=True, channels_kept=channels_kept
         )
 
     def policy(self, persona: PersonaCard, channel_key: str) -> Policy:
@@ -140,7 +134,7 @@ class Moderator:
 
     def channel_state(self) -> dict[str, int]:
         """Entries held per channel-keyed table (tests and benchmarks watch them stay bounded)."""
-        return {"moderation_policies": len(self._policies), "copypasta_channels": self._copypasta.channels}
+        return {"moderation_policies": len(self._policies), "copypasta_channels": self._repeats.channels}
 
     @staticmethod
     def cache_fill() -> dict[str, tuple[int, int]]:
@@ -162,7 +156,7 @@ class Moderator:
 
     # -- input ------------------------------------------------------------------------------
 
-    def check_input(self, event: ChatEvent, persona: PersonaCard, *, repeats: int | None = None) -> Verdict:
+    def check_input(self, event: ChatEvent, persona: PersonaCard, *, repeats: Seen | None = None) -> Verdict:
         """Once per chat line: may the character answer it?
 
         ``repeats`` is what :meth:`count_repeats` said when the line arrived; without it the line
@@ -174,8 +168,8 @@ class Moderator:
         if not policy.enabled or (self.settings.exempt_moderators and event.is_moderator):
             return Verdict(Action.ALLOW, event.text)
         found = self._input_findings(event.text, policy)
-        if repeats >= self.settings.copypasta_count:
-            found.append((Reason.INPUT_COPYPASTA, f"{repeats} times"))
+        if repeats.copies >= self.settings.copypasta_count and self._long_enough_for_copypasta(event.text):
+            found.append((Reason.INPUT_COPYPASTA, f"{repeats.copies} times"))
         verdict = _decide(found, policy, event.text, fixes={})
         self._record(verdict, event)
         return verdict
@@ -223,12 +217,15 @@ class Moderator:
             found.append((Reason.INPUT_REPEAT, ""))
         return found
 
-    def count_repeats(self, event: ChatEvent) -> int:
-        """Count a line towards copypasta waves; how often its text was seen in the window."""
-        fingerprint = squash(event.text)
-        if len(fingerprint) < self.settings.copypasta_min_chars:
-            return 0
-        return self._copypasta.see(event.channel_key, fingerprint, self.clock.now()).copies
+    def count_repeats(self, event: ChatEvent) -> Seen:
+        """Count a line once, as it arrives: how often its text was seen in the channel's window,
+        by how many chatters, and by its own author (the one count; see :mod:`engine.base.repeats`)."""
+        fingerprint = repeat_fingerprint(event.text, min_chars=self.settings.copypasta_min_chars)
+        return self._repeats.see(event.channel_key, fingerprint, self.clock.now(), event.author_id)
+
+    def _long_enough_for_copypasta(self, text: str) -> bool:
+        # A short line many chatters type on their own ("hi", "F") is no copypasta to block.
+        return len(squash(text)) >= self.settings.copypasta_min_chars
 
     # -- output -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Tricks viewers use to slip words past a filter, and what undoes them here:
 - fullwidth / mathematical / circled letters (ｉｇｎｏｒｅ, 𝐢𝐠𝐧𝐨𝐫𝐞)  → Unicode NFKC
 - zero-width and other invisible characters (ig\u200bnore)          → removed (category Cf)
 - letters and symbols drawn as a blank (Hangul filler U+3164, the
-  Braille blank U+2800: :data:`BLANK_LOOKALIKES`)                     → a plain space
+  Braille blank U+2800: ``output.limits``)                          → a plain space
 - accents and stacked combining marks (ïgnörë, Zalgo)               → removed (categories Mn, Me)
 - Cyrillic/Greek look-alikes (іgnоrе with Cyrillic і, о, е)        → folded to Latin
 - Unicode tag characters (invisible ASCII smuggled in U+E0020–E007E)→ decoded to the ASCII they hide
@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from engine.output.limits import BLANK_LOOKALIKES
+
 __all__ = [
-    "BLANK_LOOKALIKES",
     "fold_leet",
     "matching_words",
     "normalise_text",
@@ -96,11 +97,6 @@ _CONFUSABLES = str.maketrans(
     }
 )
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
-# Characters Unicode files as letters or symbols that are drawn as an empty cell: the Hangul
-# fillers (U+115F, U+1160, U+3164, U+FFA0, Default_Ignorable in Unicode's DerivedCoreProperties)
-# and the Braille blank (U+2800). Chat spammers use them as "invisible" padding that no Cf/Zs
-# rule catches; the one home of that list (the command-prefix rule in engine.output.limits uses it).
-BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _TAG_BLOCK = range(0xE0020, 0xE007F)  # tag characters mirror printable ASCII, invisibly
 _MAX_PASSES = 4
 

@@ -21,9 +21,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from engine.moderation.normalize import BLANK_LOOKALIKES
-
 __all__ = [
+    "BLANK_LOOKALIKES",
     "COMMAND_PREFIXES",
     "MAX_MENTIONS",
     "PlatformLimits",
@@ -84,6 +83,11 @@ def as_chat_message(text: str, *, single_line: bool) -> str:
 # joiners, word joiner, BOM, soft hyphen, Mongolian vowel separator), spaces of every width,
 # control characters, combining marks with nothing to sit on (U+0301) and the letters drawn as a
 # blank (Hangul filler, Braille blank). A viewer cannot see "\u200b/ban x" start with anything but "/ban".
+# Characters Unicode files as letters or symbols that are drawn as an empty cell: the Hangul
+# fillers (U+115F, U+1160, U+3164, U+FFA0, Default_Ignorable in Unicode's DerivedCoreProperties)
+# and the Braille blank (U+2800). Chat spammers use them as "invisible" padding that no Cf/Zs
+# rule catches; the one home of that list (moderation's normaliser uses it too).
+BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc", "Mn", "Me"})
 # Characters drawn as a prefix: NFKC folds the fullwidth and small forms (U+FF0F, U+FF0E, U+FE52);
 # these slashes it leaves alone. A line starting U+FF0F "ban" reads as a command to everyone watching.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from engine.moderation.normalize import BLANK_LOOKALIKES
+from engine.output.limits import BLANK_LOOKALIKES
 from engine.prompting.lines import defuse_control_tokens, speaker_label
 from engine.recall.ranking import Ranked
 from memory.records import Note

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from engine.moderation.normalize import BLANK_LOOKALIKES
+from engine.output.limits import BLANK_LOOKALIKES
 from engine.recall.terms import FIRST_PERSON_WORDS
 
 __all__ = ["carries_a_fact", "worth_embedding"]

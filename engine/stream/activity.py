@@ -2,7 +2,7 @@
 
 Proactive talk and timers both ask it; adapters feed it every chat line (through the director),
 the stream's online/offline events and the character's own sends. Times are clock seconds
-(:mod:`engine.flow.clock`), so a scaled clock runs hours of a stream in seconds.
+(:mod:`engine.base.clock`), so a scaled clock runs hours of a stream in seconds.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.flow.clock import Clock
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.clock import Clock
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
 
 __all__ = ["ChannelActivity", "ChannelState"]
 

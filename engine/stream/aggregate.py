@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
-from engine.stream.events import StreamEvent
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.events import StreamEvent
 
 __all__ = ["FollowBatch", "FollowBatches"]
 

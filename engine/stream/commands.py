@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.base.clock import Clock
+from engine.base.cooldown import Cooldown
 from engine.errors import SettingsError
 from engine.events import MODERATING_ROLES, ChatEvent, Role
-from engine.flow.clock import Clock
-from engine.flow.cooldown import Cooldown
 from personas.stream import CustomCommand, StreamTimer, UserLevel
 from personas.validation import field_path
 

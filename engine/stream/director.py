@@ -23,20 +23,19 @@ import logging
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from engine.base.clock import Clock
+from engine.base.cooldown import Cooldown
+from engine.base.recent import DEFAULT_CAPACITY
 from engine.errors import EngineError
-from engine.events import ChatEvent
-from engine.flow.clock import Clock
-from engine.flow.cooldown import Cooldown
-from engine.flow.recent import DEFAULT_CAPACITY
+from engine.events import ChatEvent, EventKind, Reply
 from engine.heard import HeardLine
 from engine.prompting.hints import Hint
 from engine.settings import StreamSettings
 from engine.stream.activity import ChannelActivity, ChannelState
 from engine.stream.aggregate import FollowBatch, FollowBatches
 from engine.stream.commands import CommandCall, CustomCommands, load_channel_file
-from engine.stream.events import EventKind
 from engine.stream.outlet import Speaker, Utterance
 from engine.stream.proactive import DEFAULT_HINT, ProactivePolicy
 from engine.stream.render import Judge, event_fields, fill, join_names, prompt_hint, safe_event
@@ -44,10 +43,7 @@ from engine.stream.timers import TimerBoard
 from personas.card import PersonaCard
 from personas.stream import CustomCommand, Reaction, StreamTimer
 
-if TYPE_CHECKING:
-    from engine.manager import ConversationManager
-
-__all__ = ["StreamDirector"]
+__all__ = ["CoHost", "StreamDirector"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +51,26 @@ STAGE_AUTHOR = "costar:stage"  # the author of the stage directions timers and s
 _REDEMPTION_HINT = 'A viewer redeemed the channel-point reward "{reward}" with the line above: answer it in character.'
 
 
+class CoHost(Protocol):
+    """The manager's verbs the director speaks through (engine.manager.ConversationManager has them).
+
+    A protocol, not the manager's class: the stream room sits below the manager and never imports it.
+    """
+
+    async def say(self, heard: HeardLine, text: str) -> Reply | None: ...
+    async def reply(self, heard: HeardLine, *, hint: Hint | None = None) -> Reply | None: ...
+    async def persona_for(self, platform: str, channel_id: str, server_id: str | None = None) -> PersonaCard: ...
+    async def link_sent(self, reply: Reply, platform_message_id: str) -> None: ...
+    def muted(self, channel_key: str) -> bool: ...
+    def count_said(self, platform: str, kind: str) -> None: ...
+    def harmful_text(self, text: str, persona: PersonaCard, channel_key: str) -> bool: ...
+    def harmful_name(self, name: str, persona: PersonaCard, channel_key: str) -> bool: ...
+
+
 class StreamDirector:
     def __init__(
         self,
-        manager: ConversationManager,
+        manager: CoHost,
         speak: Speaker,
         *,
         settings: StreamSettings,
@@ -297,7 +309,7 @@ class StreamDirector:
 
     async def _out(self, utterance: Utterance) -> None:
         event = utterance.reply.event
-        if self.manager.control.muted(event.channel_key):  # muted while it was being written
+        if self.manager.muted(event.channel_key):  # muted while it was being written
             return
         sent_id = await self.speak(utterance)
         if sent_id is None:

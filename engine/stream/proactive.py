@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.stream.activity import ChannelActivity, ChannelState
 
 __all__ = ["DEFAULT_HINT", "ProactivePolicy"]

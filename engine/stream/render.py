@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from engine.events import EventKind, StreamEvent
 from engine.prompting.hints import Hint, quoted_details
-from engine.stream.events import EventKind, StreamEvent
 from personas.stream import template_fields
 
 __all__ = ["NEUTRAL", "REFERENCES", "Judge", "event_fields", "fill", "join_names", "prompt_hint", "safe_event"]

@@ -3,7 +3,7 @@ so a timer never talks into an empty chat, and only while the channel is live.""
 
 from __future__ import annotations
 
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
 from engine.stream.activity import ChannelActivity
 from personas.stream import StreamTimer
 

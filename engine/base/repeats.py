@@ -1,9 +1,10 @@
 """The one windowed repeat counter: how often, and by how many chatters, a text was seen lately.
 
-Owns :class:`RepeatWindow`, used by moderation's copypasta rule (copies of a squashed
-fingerprint per channel) and by the reply scheduler (a chatter repeating their own line; a text
-pasted by many chatters). Each caller picks its own fingerprint function and window length;
-the counting is shared.
+Owns :class:`RepeatWindow`. The moderator keeps the one window of chat lines
+(:meth:`engine.moderation.moderator.Moderator.count_repeats`) and counts each line once as it is
+heard; the :class:`Seen` it says travels on :class:`engine.heard.HeardLine`, where moderation's
+copypasta rule reads the copies and the reply scheduler reads a chatter's own repeats and how many
+chatters pasted it.
 
 Per channel it keeps the lines seen, oldest first, as ``(time, fingerprint, author)`` plus
 running counts per fingerprint (copies, and copies per author), so :meth:`RepeatWindow.see` costs
@@ -17,9 +18,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from engine.flow.recent import DEFAULT_CAPACITY, RecentlyUsed
+from engine.base.recent import DEFAULT_CAPACITY, RecentlyUsed
 
-__all__ = ["RepeatWindow", "Seen"]
+__all__ = ["NOT_COUNTED", "RepeatWindow", "Seen"]
 
 
 class Seen(NamedTuple):
@@ -35,6 +36,10 @@ class Seen(NamedTuple):
         return self.by_author > 1
 
 
+# A line nobody counted (a stream event, a line the engine made up): no repeat of anything.
+NOT_COUNTED = Seen(copies=0, authors=0, by_author=0)
+
+
 @dataclass(slots=True)
 class _Lines:
     entries: deque[tuple[float, str, Hashable]] = field(default_factory=deque)
@@ -46,7 +51,7 @@ class RepeatWindow:
     """Counts lines per channel within the last ``window_s`` seconds (at most ``max_lines`` of them).
 
     A line seen at ``t`` still counts at ``t + window_s`` when ``keep_edge`` is true, and no longer
-    counts there when it is false (moderation and the scheduler historically differ on that edge).
+    counts there when it is false.
     """
 
     def __init__(
@@ -64,7 +69,7 @@ class RepeatWindow:
         self.window_s = window_s
         self.max_lines = max_lines
         self.keep_edge = keep_edge
-        # The least recently active channels' windows go first (see engine.flow.recent).
+        # The least recently active channels' windows go first (see engine.base.recent).
         self._channels: RecentlyUsed[Hashable, _Lines] = RecentlyUsed(channels_kept)
 
     def see(self, channel: Hashable, fingerprint: str, now: float, author: Hashable = None) -> Seen:

@@ -1,7 +1,7 @@
 """The one cooldown helper: "has this key waited long enough since it was last used?"
 
 Owns :class:`Cooldown`, in the spirit of discord.py's ``CooldownMapping`` but for one use per
-period: keyed by any hashable key, one duration, one :class:`~engine.flow.clock.Clock`. Used by
+period: keyed by any hashable key, one duration, one :class:`~engine.base.clock.Clock`. Used by
 the Twitch chat commands (per command, channel and asker), the manager's fallback reply (per
 channel) and the reply scheduler (per chatter, after an answer).
 
@@ -16,7 +16,7 @@ import math
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from engine.flow.clock import Clock, MonotonicClock
+from engine.base.clock import Clock, MonotonicClock
 
 __all__ = ["Cooldown"]
 
