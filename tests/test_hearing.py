@@ -110,6 +110,33 @@ def test_a_called_name_may_be_one_sound_off_but_never_shorter_nor_another_ending
         assert not names_heard(text, ["Pip"]), text
 
 
+def test_a_sound_alike_that_opens_ordinary_talk_does_not_wake_a_short_name() -> None:
+    # What Moonshine heard for lines of wake_dev_sentences.tsv that do not name Pip.
+    for text in [
+        "Sip of water and then we go again.",
+        "Keep it down, the neighbors are asleep.",
+        "Tip on the knee, same often.",
+        "Dip into the cave and grab the root.",
+        "Deep gaming right there.",
+        "Nice tip, thank you.",
+    ]:
+        assert not names_heard(text, ["Pip"]), text
+
+
+def test_a_called_name_one_sound_off_wakes_alone_after_a_greeting_or_before_a_request() -> None:
+    # What Moonshine heard for lines that call Pip (streamer_sentences.tsv, wake_dev_sentences.tsv).
+    for text in [
+        "Rib reminds me to drink some water in 10 minutes.",
+        "Fib can you read the last message in chat for me",
+        "Hey, babe, are you awake over there?",
+        "Hey babe, are you wake up in there?",
+        "So babe did you like that ending?",
+        "What do you reckon? Babe?",
+        "Good job on that call, babe.",
+    ]:
+        assert names_heard(text, ["Pip"]), text
+
+
 def test_no_streamer_sentence_that_does_not_name_the_character_wakes_it() -> None:
     others = [sentence.text for sentence in sentences() if not sentence.names_pip]
     assert len(others) >= 18
