@@ -73,10 +73,24 @@ class MoonshineRecognizer:
                 transcript = self._transcriber.transcribe_without_streaming(samples.tolist(), 16000)
             except Exception as exc:
                 raise HearingUnavailable(f"Moonshine failed: {exc}") from exc
-        return " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
+        lines = [line for line in transcript.lines if line.text.strip()]
+        heard = [line for line, following in zip(lines, [*lines[1:], None], strict=True) if not _ghost(line, following)]
+        return " ".join(line.text.strip() for line in heard)
 
     def close(self) -> None:
         self._transcriber.close()
+
+
+# moonshine-voice 0.0.55 keeps its voice-activity state from one transcribe_without_streaming call
+# to the next: after some calls the next transcript starts with a phantom line, a fraction of a
+# second long at 0.0 s, that overlaps the real first line ("You" + "I think Pip knows…"). Transcribing
+# a line early and again (COSTAR_HEARING_TRANSCRIBE_AFTER_S) makes more calls, so more phantoms.
+_GHOST_S = 0.25  # shorter than any utterance the segmenter hands over
+
+
+def _ghost(line: Any, following: Any | None) -> bool:
+    """A line too short to be speech that overlaps the line after it."""
+    return following is not None and line.duration < _GHOST_S and line.start_time + line.duration > following.start_time
 
 
 def recognizer_for(model_path: Path | None, arch: str) -> Recognizer:
