@@ -334,9 +334,11 @@ def test_word_error_rate_on_the_real_recording_stays_within_five_points(recogniz
 
 
 @needs_espeak
-def test_a_line_is_heard_the_same_whatever_was_transcribed_before_it(recognizer: MoonshineRecognizer) -> None:
+def test_a_line_is_heard_the_same_whatever_was_transcribed_before_it() -> None:
     # moonshine-voice 0.0.55 carries state between calls: after this cut-off line, the next one
     # came back as "You I think …" (a phantom line, 0.06 s long, overlapping the real one).
+    # A model of its own, so the calls before are these and no other test's.
+    recognizer = MoonshineRecognizer()
     quiet = silence(0.3)
     line = np.concatenate([quiet, speak("I think Pip knows the answer to this one."), silence(0.2)])
     cut_off = np.concatenate([quiet, speak("What do you reckon, Pip, is this sword any good?")])[:30000]

@@ -82,15 +82,21 @@ class MoonshineRecognizer:
 
 
 # moonshine-voice 0.0.55 keeps its voice-activity state from one transcribe_without_streaming call
-# to the next: after some calls the next transcript starts with a phantom line, a fraction of a
-# second long at 0.0 s, that overlaps the real first line ("You" + "I think Pip knows…"). Transcribing
-# a line early and again (COSTAR_HEARING_TRANSCRIBE_AFTER_S) makes more calls, so more phantoms.
-_GHOST_S = 0.25  # shorter than any utterance the segmenter hands over
+# to the next: after some calls the next transcript starts with a phantom line ("You", 0.06-0.26 s
+# long in 25 calls logged) that runs into the real first line ("You" + "I think Pip knows…").
+# Transcribing a line early and again (COSTAR_HEARING_TRANSCRIBE_AFTER_S) makes more calls, so more
+# phantoms. A real line that runs into the next is long ("Okay, babe, tell.", 1.4 s).
+_GHOST_S = 0.4  # longer than any phantom seen, shorter than a word said on its own ("Babe." 0.7 s)
+_TOUCHING_S = 0.01
 
 
 def _ghost(line: Any, following: Any | None) -> bool:
-    """A line too short to be speech that overlaps the line after it."""
-    return following is not None and line.duration < _GHOST_S and line.start_time + line.duration > following.start_time
+    """A line too short to be speech that runs into the line after it."""
+    return (
+        following is not None
+        and line.duration < _GHOST_S
+        and line.start_time + line.duration >= following.start_time - _TOUCHING_S
+    )
 
 
 def recognizer_for(model_path: Path | None, arch: str) -> Recognizer:
