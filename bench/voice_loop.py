@@ -5,11 +5,14 @@ Each streamer sentence is read by espeak-ng, played through the file source at t
 live microphone, heard by the packaged Moonshine tiny-en model and answered by the default CPU
 model (or the script), whose first sentence espeak-ng speaks. Times are taken from the last loud
 frame of the host's speech, so ``transcript`` includes the COSTAR_HEARING_END_SILENCE_S wait
-that tells the host has finished (``transcribe`` is the recognizer alone).
+that tells the host has finished; the recognizer runs during that wait, from
+COSTAR_HEARING_TRANSCRIBE_AFTER_S of silence on (``transcribe`` is the recognizer alone, each
+run counted: a pause the host spoke on from is one more).
 
     .venv/bin/python bench/voice_loop.py                           # 20 sentences, the default CPU model
     .venv/bin/python bench/voice_loop.py --backend scripted --utterances 36
     .venv/bin/python bench/voice_loop.py --sentences my_lines.tsv --end-silence 0.3
+    .venv/bin/python bench/voice_loop.py --end-silence 0.5 --transcribe-after 5   # as before: no early run
 
 The last line is ``RESULT transcript_p50_s=… first_token_p50_s=… first_audio_p50_s=…
 first_audio_p95_s=… wer=… transcribe_p50_s=… utterances=… backend=…``.
@@ -89,7 +92,13 @@ async def run(args: argparse.Namespace) -> tuple[list[tuple[str, HostTurn, float
             core={"data_dir": Path(data_dir)},
             backend={"timeout_s": 600.0},
             resilience={"first_chunk_timeout_s": 600.0, "idle_timeout_s": 600.0},
-            hearing={"enabled": True, "answer": "always", "end_silence_s": args.end_silence, "barge_in": False},
+            hearing={
+                "enabled": True,
+                "answer": "always",
+                "end_silence_s": args.end_silence,
+                "transcribe_after_s": args.transcribe_after,
+                "barge_in": False,
+            },
         )
         backend = ScriptedBackend(default=SCRIPTED_REPLY, chunk_delay_s=0.03) if args.backend == "scripted" else None
         manager = await build_manager(settings, backend=backend)
@@ -130,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=Path, default=SENTENCES, help="kind<TAB>text lines (tests/data/hearing)")
     parser.add_argument("--utterances", type=int, default=20, help="how many sentences (default 20)")
     parser.add_argument("--backend", choices=["default", "scripted"], default="default")
-    parser.add_argument("--end-silence", type=float, default=0.5, help="COSTAR_HEARING_END_SILENCE_S")
+    parser.add_argument("--end-silence", type=float, default=0.45, help="COSTAR_HEARING_END_SILENCE_S")
+    parser.add_argument(
+        "--transcribe-after", type=float, default=0.2, help="COSTAR_HEARING_TRANSCRIBE_AFTER_S (>= end silence: off)"
+    )
     args = parser.parse_args(argv)
     require_inputs(parser, {"--sentences": args.sentences})
     if not espeak_installed():

@@ -416,7 +416,10 @@ class HearingSettings(BaseSettings):
     speech_level_db: float = Field(
         -40.0, le=0, description="sound louder than this (dBFS) counts as speech once above the room's noise"
     )
-    end_silence_s: float = Field(0.5, gt=0, le=5, description="silence that ends an utterance")
+    end_silence_s: float = Field(0.45, gt=0, le=5, description="silence that ends an utterance")
+    transcribe_after_s: float = Field(
+        0.2, gt=0, le=5, description="silence after which the line is transcribed early, in case it has ended"
+    )
     barge_in: bool = Field(True, description="the host speaking stops the character's voice")
     captions: bool = Field(
         False, description="show the host's recognised lines on overlay pages opened with captions=host"

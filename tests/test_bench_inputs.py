@@ -25,6 +25,7 @@ MISSING_INPUTS: dict[str, list[str]] = {
     "flood.py": ["--csv", MISSING],
     "hearing_contention.py": ["--sentences", "/nonexistent/sentences.tsv"],
     "hearing_wer.py": ["--recording", "/nonexistent/two_cities.wav"],
+    "end_silence.py": ["--recording", "/nonexistent/two_cities.wav"],
     "forget_latency.py": ["/nonexistent/costar.sqlite3"],
     "long_stream.py": [MISSING],
     "on_stage_latency.py": ["--csv", MISSING],

@@ -30,8 +30,8 @@ from engine.events import Role
 from engine.hearing.audio import MODEL_RATE, FileSource, resample
 from engine.hearing.listener import HOST_ID, Listener
 from engine.hearing.microphone import InputDevice, MicrophoneSource, pick_device
-from engine.hearing.recognizer import MoonshineRecognizer
-from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechStarted
+from engine.hearing.recognizer import MoonshineRecognizer, Recognizer
+from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechPaused, SpeechStarted
 from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings, Settings, load_settings
@@ -43,6 +43,7 @@ from tests.headless_chromium import chromium_binary, launch_chromium
 from tests.hearing_speech import (
     TWO_CITIES_TEXT,
     espeak_installed,
+    normalise,
     sentences,
     speak,
     two_cities_wav,
@@ -110,6 +111,33 @@ def test_a_called_name_may_be_one_sound_off_but_never_shorter_nor_another_ending
         assert not names_heard(text, ["Pip"]), text
 
 
+def test_a_sound_alike_that_opens_ordinary_talk_does_not_wake_a_short_name() -> None:
+    # What Moonshine heard for lines of wake_dev_sentences.tsv that do not name Pip.
+    for text in [
+        "Sip of water and then we go again.",
+        "Keep it down, the neighbors are asleep.",
+        "Tip on the knee, same often.",
+        "Dip into the cave and grab the root.",
+        "Deep gaming right there.",
+        "Nice tip, thank you.",
+    ]:
+        assert not names_heard(text, ["Pip"]), text
+
+
+def test_a_called_name_one_sound_off_wakes_alone_after_a_greeting_or_before_a_request() -> None:
+    # What Moonshine heard for lines that call Pip (streamer_sentences.tsv, wake_dev_sentences.tsv).
+    for text in [
+        "Rib reminds me to drink some water in 10 minutes.",
+        "Fib can you read the last message in chat for me",
+        "Hey, babe, are you awake over there?",
+        "Hey babe, are you wake up in there?",
+        "So babe did you like that ending?",
+        "What do you reckon? Babe?",
+        "Good job on that call, babe.",
+    ]:
+        assert names_heard(text, ["Pip"]), text
+
+
 def test_no_streamer_sentence_that_does_not_name_the_character_wakes_it() -> None:
     others = [sentence.text for sentence in sentences() if not sentence.names_pip]
     assert len(others) >= 18
@@ -122,17 +150,57 @@ def test_no_streamer_sentence_that_does_not_name_the_character_wakes_it() -> Non
 def test_speech_onset_is_seen_within_sixty_ms_and_the_line_ends_after_the_silence() -> None:
     segmenter = Segmenter(speech_level_db=-40, end_silence_s=0.5)
     audio = np.concatenate([silence(0.5), tone(1.0, -20), silence(1.0)])
-    seen: list[tuple[float, SpeechStarted | SpeechEnded]] = []
+    seen: list[tuple[float, SpeechStarted | SpeechPaused | SpeechEnded]] = []
     for start in range(0, len(audio), 320):  # 20 ms at a time, as a microphone delivers
         for event in segmenter.feed(audio[start : start + 320]):
             seen.append(((start + 320) / MODEL_RATE, event))
-    (started_seen_at, started), (ended_seen_at, ended) = seen
+    (started_seen_at, started), (paused_seen_at, paused), (ended_seen_at, ended) = seen
     assert isinstance(started, SpeechStarted) and isinstance(ended, SpeechEnded)
     assert started.at_s == pytest.approx(0.5, abs=0.021)
     assert started_seen_at - 0.5 <= 0.061, "barge-in needs the onset within a few frames"
+    assert isinstance(paused, SpeechPaused) and paused_seen_at == pytest.approx(1.7, abs=0.041)
     assert ended.end_s == pytest.approx(1.5, abs=0.021)
     assert ended_seen_at == pytest.approx(2.0, abs=0.041)
     assert len(ended.samples) >= MODEL_RATE, "the whole line, pre-roll included"
+
+
+def test_a_pause_carries_the_line_as_it_ends_if_the_host_stays_quiet() -> None:
+    segmenter = Segmenter(speech_level_db=-40, end_silence_s=0.45, pause_s=0.2)
+    quiet_after = segmenter.feed(np.concatenate([silence(0.3), tone(1.0, -20), silence(1.0)]))
+    _, paused, ended = quiet_after
+    assert isinstance(paused, SpeechPaused) and isinstance(ended, SpeechEnded)
+    assert paused.ends(ended) and np.array_equal(paused.samples, ended.samples), "the early transcript is the line"
+    spoke_on = segmenter.feed(np.concatenate([tone(1.0, -20), silence(0.3), tone(0.5, -20), silence(1.0)]))
+    _, first_pause, second_pause, ended = spoke_on
+    assert isinstance(first_pause, SpeechPaused) and isinstance(second_pause, SpeechPaused)
+    assert isinstance(ended, SpeechEnded) and not first_pause.ends(ended) and second_pause.ends(ended)
+
+
+def test_by_default_the_line_ends_and_is_transcribed_early_enough_for_a_half_second_transcript() -> None:
+    defaults = HearingSettings()
+    segmenter = Segmenter(defaults.speech_level_db, defaults.end_silence_s, defaults.transcribe_after_s)
+    seen: list[tuple[float, SpeechStarted | SpeechPaused | SpeechEnded]] = []
+    audio = np.concatenate([silence(0.3), tone(1.0, -20), silence(1.0)])
+    for start in range(0, len(audio), 320):
+        seen += [((start + 320) / MODEL_RATE, event) for event in segmenter.feed(audio[start : start + 320])]
+    [(paused_at, _), (ended_at, ended)] = [(at, event) for at, event in seen if not isinstance(event, SpeechStarted)]
+    assert isinstance(ended, SpeechEnded) and ended.end_s == pytest.approx(1.3, abs=0.021)
+    # bench/voice_loop.py: the recognizer takes about 0.2 s, so it must start by 0.3 s to be done by 0.5 s.
+    assert ended_at - ended.end_s <= 0.46 and paused_at - ended.end_s <= 0.21
+
+
+@needs_espeak
+def test_at_the_default_end_silence_no_slow_streamer_sentence_is_cut_in_two() -> None:
+    """The price of a short end silence is cutting the host off at a comma: none of the sentences at 150 words a minute."""
+    end_silence_s = HearingSettings().end_silence_s
+    cut = []
+    for voice in ("en-us", "en-gb"):
+        for sentence in sentences():
+            segmenter = Segmenter(end_silence_s=end_silence_s)
+            events = segmenter.feed(np.concatenate([silence(0.3), speak(sentence.text, voice, 150), silence(1.0)]))
+            if sum(isinstance(event, SpeechEnded) for event in events) != 1:
+                cut.append((voice, sentence.text))
+    assert cut == []
 
 
 def test_room_noise_and_a_click_are_not_speech() -> None:
@@ -266,6 +334,22 @@ def test_word_error_rate_on_the_real_recording_stays_within_five_points(recogniz
     assert word_error_rate([TWO_CITIES_TEXT], [heard]) <= TWO_CITIES_WER + 0.05, heard
 
 
+@needs_espeak
+def test_a_line_is_heard_the_same_whatever_was_transcribed_before_it() -> None:
+    # moonshine-voice 0.0.55 carries state between calls: after this cut-off line, the next one
+    # came back as "You I think …" (a phantom line, 0.06 s long, overlapping the real one).
+    # The state is the library's, shared by every model in the process: after other tests the words
+    # themselves may differ ("they've known" for "people knows"), so the test holds the first word.
+    recognizer = MoonshineRecognizer()
+    quiet = silence(0.3)
+    line = np.concatenate([quiet, speak("I think Pip knows the answer to this one."), silence(0.2)])
+    cut_off = np.concatenate([quiet, speak("What do you reckon, Pip, is this sword any good?")])[:30000]
+    first = recognizer.transcribe(line)
+    recognizer.transcribe(cut_off)
+    after = recognizer.transcribe(line)
+    assert normalise(after).split()[0] == normalise(first).split()[0], (first, after)
+
+
 # -- the whole loop ------------------------------------------------------------------------------
 
 
@@ -280,7 +364,7 @@ async def hearing(
     async def run(
         audio: bytes, *, voice: Voice | None = None, realtime: bool = False, backend: ScriptedBackend | None = None,
         prepare: Callable[[Listener], Awaitable[object]] | None = None, private: bool = False,
-        **hearing_settings: Any,
+        hears_with: Recognizer | None = None, **hearing_settings: Any,
     ) -> tuple[ConversationManager, Listener, list[tuple[float, Cue]]]:  # fmt: skip
         settings = make_settings(hearing={"enabled": True, "channel": "twitch:stream", **hearing_settings})
         scripted = backend or ScriptedBackend(default="Honestly? That boss never stood a chance.")
@@ -298,7 +382,7 @@ async def hearing(
         tasks.append(asyncio.create_task(speaker.run()))
         source = FileSource("host.wav", stream=io.BytesIO(audio), realtime=realtime)
         listener = Listener(
-            source, recognizer, manager, settings.hearing, on_speech_start=speaker.hush, private=private
+            source, hears_with or recognizer, manager, settings.hearing, on_speech_start=speaker.hush, private=private
         )
         if prepare is not None:  # e.g. push-to-talk pressed before the host speaks
             await prepare(listener)
@@ -327,6 +411,42 @@ async def test_the_host_addressing_the_character_is_stored_answered_and_spoken(h
     audio_cues = [cue for _, cue in cues if isinstance(cue, AudioCue)]
     assert audio_cues and all(len(cue.wav) > 1000 for cue in audio_cues), "the answer was spoken"
     assert turn.heard is not None and Role.HOST in turn.heard.event.roles
+
+
+class CountingRecognizer:
+    """Takes ``seconds`` per transcription and answers how many samples it was given; keeps each count."""
+
+    name = "counting"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.heard: list[int] = []
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        time.sleep(self.seconds)
+        self.heard.append(len(samples))
+        return f"I said {len(samples)} samples"
+
+
+async def test_the_line_is_transcribed_while_the_end_silence_runs_so_its_text_is_ready_when_it_ends(
+    hearing: Any,
+) -> None:
+    slow = CountingRecognizer(0.5)
+    audio = wav_bytes(0.3, tone(1.0, -20), 1.0)
+    _, listener, _ = await hearing(audio, realtime=True, hears_with=slow, end_silence_s=0.45, transcribe_after_s=0.1)
+    [turn] = listener.turns
+    # Transcribed from the pause (0.1 s + 0.5 s), not after the end (0.45 s + 0.5 s = 0.95 s).
+    assert turn.transcribed_at - turn.speech_ended_at < 0.8
+    assert len(slow.heard) == 1, "the early transcript is the line's: it is not transcribed again"
+
+
+async def test_an_early_transcript_is_not_the_line_when_the_host_spoke_on(hearing: Any) -> None:
+    counting = CountingRecognizer(0.0)
+    # The host pauses, then speaks on until push-to-talk lets go or the audio ends (no end silence).
+    audio = wav_bytes(0.3, tone(0.6, -20), 0.3, tone(0.6, -20))
+    _, listener, _ = await hearing(audio, realtime=True, hears_with=counting, transcribe_after_s=0.2)
+    [turn] = listener.turns
+    assert len(counting.heard) == 2 and turn.text == f"I said {max(counting.heard)} samples"
 
 
 @needs_espeak

@@ -29,7 +29,7 @@ from engine.events import ChatEvent, Reply, Role
 from engine.heard import HeardLine
 from engine.hearing.audio import MODEL_RATE, AudioSource, resample
 from engine.hearing.recognizer import Recognizer
-from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechStarted
+from engine.hearing.segmenter import Segmenter, SpeechEnded, SpeechPaused, SpeechStarted
 from engine.hearing.wake import names_heard
 from engine.manager import ConversationManager
 from engine.settings import HearingSettings
@@ -79,15 +79,17 @@ class Listener:
         self.on_speech_start = on_speech_start  # barge-in: the voice stops here
         self.private = private  # a channel the streamer marked private: nothing of it on stream
         self.platform, self.channel_id = settings.channel.split(":", 1)
-        self.segmenter = Segmenter(settings.speech_level_db, settings.end_silence_s)
+        self.segmenter = Segmenter(settings.speech_level_db, settings.end_silence_s, settings.transcribe_after_s)
         self.talk_held = settings.answer != "push_to_talk"  # push-to-talk starts released
         self.turns: list[HostTurn] = []
         self.onsets: list[float] = []  # perf_counter of each speech onset, for barge-in figures
         self._audio_origin = 0.0  # perf_counter at audio time 0, refreshed with every chunk
         self._audio_s = 0.0
-        self._utterances: asyncio.Queue[SpeechEnded | None] = asyncio.Queue()
+        # Each ended utterance, with its early transcription when its pause became its end.
+        self._utterances: asyncio.Queue[tuple[SpeechEnded, asyncio.Future[str] | None] | None] = asyncio.Queue()
         self._answers: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hearing")
+        self._early: tuple[SpeechPaused, asyncio.Future[str]] | None = None  # the pause being transcribed
         self._auto_release: asyncio.TimerHandle | None = None
 
     # -- push-to-talk -----------------------------------------------------------------------
@@ -151,6 +153,8 @@ class Listener:
             for event in self.segmenter.feed(samples):
                 if isinstance(event, SpeechStarted):
                     self._speech_started(event)
+                elif isinstance(event, SpeechPaused):
+                    self._transcribe_early(event)
                 else:
                     self._queue(event)
 
@@ -159,20 +163,44 @@ class Listener:
         if self.settings.barge_in and self.on_speech_start is not None:
             self.on_speech_start()
 
+    def _transcribe_early(self, pause: SpeechPaused) -> None:
+        """Transcribe the utterance while the end silence runs out (COSTAR_HEARING_TRANSCRIBE_AFTER_S):
+        if the host stays quiet, its text is ready when the line ends instead of a recognizer's run later.
+
+        An earlier pause's transcription that has not started is dropped (the host spoke again, so
+        it will never be the line); one already running finishes and is thrown away.
+        """
+        if self._early is not None:
+            self._early[1].cancel()
+        early = asyncio.get_running_loop().run_in_executor(self._executor, self.recognizer.transcribe, pause.samples)
+        early.add_done_callback(_retrieve)
+        self._early = (pause, early)
+
+    def _early_transcript(self, utterance: SpeechEnded) -> asyncio.Future[str] | None:
+        """The early transcription of ``utterance``, if its pause became its end."""
+        early, self._early = self._early, None
+        if early is None or not early[0].ends(utterance) or early[1].cancelled():
+            return None
+        return early[1]
+
     def _queue(self, utterance: SpeechEnded | None) -> None:
         if utterance is not None:
-            self._utterances.put_nowait(utterance)
+            self._utterances.put_nowait((utterance, self._early_transcript(utterance)))
 
     async def _transcribe_in_order(self) -> None:
         loop = asyncio.get_running_loop()
-        while (utterance := await self._utterances.get()) is not None:
+        while (queued := await self._utterances.get()) is not None:
+            utterance, early = queued
             ended_at = self._audio_origin + utterance.end_s
             if self.settings.debug_audio_dir is not None:
                 await loop.run_in_executor(
                     self._executor, _keep_for_debugging, self.settings.debug_audio_dir, utterance
                 )
             try:
-                text = await loop.run_in_executor(self._executor, self.recognizer.transcribe, utterance.samples)
+                if early is not None:
+                    text = await early
+                else:
+                    text = await loop.run_in_executor(self._executor, self.recognizer.transcribe, utterance.samples)
             except HearingUnavailable as exc:
                 log.error("hearing: %s", exc)
                 continue
@@ -251,6 +279,12 @@ class Listener:
             addresses_bot=turn.addressed,
             private=self.private,
         )
+
+
+def _retrieve(future: asyncio.Future[str]) -> None:
+    """An early transcription nobody awaits (the host spoke again) must not log "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _keep_for_debugging(folder: Path, utterance: SpeechEnded) -> None:

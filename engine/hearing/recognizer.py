@@ -73,10 +73,30 @@ class MoonshineRecognizer:
                 transcript = self._transcriber.transcribe_without_streaming(samples.tolist(), 16000)
             except Exception as exc:
                 raise HearingUnavailable(f"Moonshine failed: {exc}") from exc
-        return " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
+        lines = [line for line in transcript.lines if line.text.strip()]
+        heard = [line for line, following in zip(lines, [*lines[1:], None], strict=True) if not _ghost(line, following)]
+        return " ".join(line.text.strip() for line in heard)
 
     def close(self) -> None:
         self._transcriber.close()
+
+
+# moonshine-voice 0.0.55 keeps its voice-activity state from one transcribe_without_streaming call
+# to the next: after some calls the next transcript starts with a phantom line ("You", 0.06-0.26 s
+# long in 25 calls logged) that runs into the real first line ("You" + "I think Pip knows…").
+# Transcribing a line early and again (COSTAR_HEARING_TRANSCRIBE_AFTER_S) makes more calls, so more
+# phantoms. A real line that runs into the next is long ("Okay, babe, tell.", 1.4 s).
+_GHOST_S = 0.4  # longer than any phantom seen, shorter than a word said on its own ("Babe." 0.7 s)
+_TOUCHING_S = 0.01
+
+
+def _ghost(line: Any, following: Any | None) -> bool:
+    """A line too short to be speech that runs into the line after it."""
+    return (
+        following is not None
+        and line.duration < _GHOST_S
+        and line.start_time + line.duration >= following.start_time - _TOUCHING_S
+    )
 
 
 def recognizer_for(model_path: Path | None, arch: str) -> Recognizer:

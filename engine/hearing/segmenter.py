@@ -3,8 +3,13 @@
 Moonshine segments by itself too, but its line events come every half second: too late for
 barge-in (the voice must stop within 200 ms of the host starting to talk). This detector sees
 an onset after ``onset_frames`` loud frames (60 ms) and ends an utterance after ``end_silence_s``
-of quiet. Loud means above ``speech_level_db`` and well above the room's noise floor, which it
-follows while nobody talks, so a fan or game audio under the threshold does not count as speech.
+of quiet. After ``pause_s`` of quiet it says the host *paused* (:class:`SpeechPaused`), with the
+utterance as it would end there, so the listener can transcribe it while the end silence runs out:
+an utterance carries only ``pause_s`` of its trailing quiet, so when the pause becomes the end the
+two hold the same samples and the early transcript is the transcript.
+
+Loud means above ``speech_level_db`` and well above the room's noise floor, which it follows
+while nobody talks, so a fan or game audio under the threshold does not count as speech.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from engine.hearing.audio import MODEL_RATE, Samples
 
-__all__ = ["Segmenter", "SpeechEnded", "SpeechStarted"]
+__all__ = ["Segmenter", "SpeechEnded", "SpeechPaused", "SpeechStarted"]
 
 _FRAME_S = 0.02
 _PRE_ROLL_S = 0.3  # kept before the onset: the first consonant is quieter than the vowel that trips it
@@ -33,7 +38,7 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechEnded:
-    samples: Samples  # 16 kHz mono, pre-roll included
+    samples: Samples  # 16 kHz mono, pre-roll included, and at most ``pause_s`` of the quiet after it
     start_s: float
     end_s: float  # audio time of the last loud frame
 
@@ -42,10 +47,24 @@ class SpeechEnded:
         return self.end_s - self.start_s
 
 
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """``pause_s`` of quiet: the utterance so far, which is the whole one if the quiet lasts."""
+
+    samples: Samples
+    start_s: float
+    end_s: float
+
+    def ends(self, ended: SpeechEnded) -> bool:
+        """Whether ``ended`` is this pause become the end (no speech in between)."""
+        return (ended.start_s, ended.end_s, len(ended.samples)) == (self.start_s, self.end_s, len(self.samples))
+
+
 @dataclass
 class Segmenter:
     speech_level_db: float = -40.0
     end_silence_s: float = 0.5
+    pause_s: float = 0.2
     onset_frames: int = 3
     frame_samples: int = int(MODEL_RATE * _FRAME_S)
     noise_db: float = -70.0
@@ -62,10 +81,10 @@ class Segmenter:
     def speaking(self) -> bool:
         return self._start_s is not None
 
-    def feed(self, samples: Samples) -> list[SpeechStarted | SpeechEnded]:
+    def feed(self, samples: Samples) -> list[SpeechStarted | SpeechPaused | SpeechEnded]:
         """16 kHz mono samples in; what happened in them out (usually nothing)."""
         self._buffer = np.concatenate((self._buffer, samples))
-        events: list[SpeechStarted | SpeechEnded] = []
+        events: list[SpeechStarted | SpeechPaused | SpeechEnded] = []
         while len(self._buffer) >= self.frame_samples:
             frame, self._buffer = self._buffer[: self.frame_samples], self._buffer[self.frame_samples :]
             event = self._frame(frame)
@@ -77,7 +96,7 @@ class Segmenter:
         """The audio ended: a line still being spoken ends here."""
         return self._end() if self.speaking else None
 
-    def _frame(self, frame: Samples) -> SpeechStarted | SpeechEnded | None:
+    def _frame(self, frame: Samples) -> SpeechStarted | SpeechPaused | SpeechEnded | None:
         now_s = self._frames_seen * _FRAME_S
         self._frames_seen += 1
         level = _level_db(frame)
@@ -91,9 +110,15 @@ class Segmenter:
             self._quiet_run += 1
         assert self._start_s is not None
         too_long = now_s - self._start_s >= _MAX_UTTERANCE_S
-        if self._quiet_run * _FRAME_S >= self.end_silence_s or too_long:
+        if self._quiet_run >= _frames(self.end_silence_s / _FRAME_S) or too_long:
             return self._end()
+        if self._quiet_run == self._pause_frames and self._last_loud_s - self._start_s >= _MIN_SPEECH_S:
+            return SpeechPaused(np.concatenate(self._speech), self._start_s, self._last_loud_s)
         return None
+
+    @property
+    def _pause_frames(self) -> int:
+        return _frames(self.pause_s / _FRAME_S)
 
     def _while_quiet(self, frame: Samples, level: float, loud: bool, now_s: float) -> SpeechStarted | None:
         self._pre_roll.append(frame)
@@ -116,9 +141,16 @@ class Segmenter:
         start_s, self._start_s = self._start_s, None
         speech, self._speech = self._speech, []
         self._loud_run = 0
+        if self._quiet_run > self._pause_frames:  # what a SpeechPaused carried: the same samples
+            speech = speech[: len(speech) - (self._quiet_run - self._pause_frames)]
         if start_s is None or self._last_loud_s - start_s < _MIN_SPEECH_S:
             return None
         return SpeechEnded(np.concatenate(speech), start_s, self._last_loud_s)
+
+
+def _frames(count: float) -> int:
+    """Whole frames for at least ``count`` of them (0.45 / 0.02 is 22.499…: 23; 0.2 / 0.02 is 10.000…2: 10)."""
+    return math.ceil(count - 1e-6)
 
 
 def _level_db(frame: Samples) -> float:
