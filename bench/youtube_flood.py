@@ -106,6 +106,7 @@ async def replay_chat(
             "quota_units_per_day": quota_units,
             "stream_hours": stream_hours,
             "quota_file": tmp_path / "youtube_quota.json",
+            "read": "poll",  # the bench measures polling at the recorded pace (the fake's list)
         }
     )
     fake.polling_interval_ms = 5000  # stream time: the bot's clock runs ``speed`` times faster

@@ -5,17 +5,27 @@ The real client library (google-api-python-client) is pointed at it with
 ``liveChatMessages.list`` (pages with ``nextPageToken``, ``pollingIntervalMillis`` and, once the
 stream ends, ``offlineAt``) and ``liveChatMessages.insert``; a call can be made to fail with the API's
 error body and reason (``fail_next``). It records every request it got.
+
+It also serves ``liveChatMessages.streamList`` over gRPC (``grpc_target``, an insecure local port): the
+same chat, pushed page by page down an open call from the request's page token, ending with
+``offlineAt`` as the list does. A stream can be dropped once after a given position (``drop_stream_at``)
+or every call refused with a gRPC status (``refuse_stream``, e.g. UNIMPLEMENTED).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from aiohttp import web
+
+from bot.youtube import stream_list_pb2, stream_list_pb2_grpc
+from bot.youtube.stream import message_of
 
 __all__ = ["FakeYouTube", "Recorded", "text_message"]
 
@@ -87,6 +97,48 @@ class Recorded:
 
 
 @dataclass
+class StreamCall:
+    page_token: str  # "" when the call asked for the chat from its start
+    authorization: str
+
+
+class _StreamList(stream_list_pb2_grpc.V3DataLiveChatMessageServiceServicer):
+    def __init__(self, fake: FakeYouTube) -> None:
+        self.fake = fake
+
+    async def StreamList(  # the gRPC method's name
+        self, request: stream_list_pb2.LiveChatMessageListRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        fake = self.fake
+        metadata = dict(context.invocation_metadata() or ())
+        fake.stream_calls.append(StreamCall(request.page_token, str(metadata.get("authorization", ""))))
+        if fake.refuse_stream is not None:
+            await context.abort(fake.refuse_stream, "The method is not available to this project.")
+        if request.live_chat_id != CHAT_ID:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "The live chat was not found.")
+        position = int(request.page_token or 0)
+        first = True
+        while True:
+            items = fake.chat[position : position + fake.page_size]
+            ended = fake.offline and position + len(items) >= len(fake.chat)
+            if items or first or ended:
+                first = False
+                position += len(items)
+                response = stream_list_pb2.LiveChatMessageListResponse(
+                    items=[message_of(item) for item in items], next_page_token=str(position)
+                )
+                if ended:
+                    response.offline_at = now_iso()
+                yield response
+                if ended:
+                    return
+                if fake.drop_stream_at is not None and position >= fake.drop_stream_at:
+                    fake.drop_stream_at = None  # once
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "The stream was reset.")
+            await asyncio.sleep(0.01)
+
+
+@dataclass
 class FakeYouTube:
     polling_interval_ms: int = 50
     live: bool = True
@@ -98,9 +150,14 @@ class FakeYouTube:
     )  # method -> (status, reason) to answer next
     offline: bool = False  # the stream ended: list answers carry offlineAt
     page_size: int = 200
+    stream_calls: list[StreamCall] = field(default_factory=list)
+    refuse_stream: grpc.StatusCode | None = None  # every StreamList call fails with this status
+    drop_stream_at: int | None = None  # once a stream has sent this many messages, drop it (once)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
+    _grpc: grpc.aio.Server | None = None
     url: str = ""
+    grpc_target: str = ""
 
     async def start(self) -> FakeYouTube:
         app = web.Application()
@@ -113,9 +170,20 @@ class FakeYouTube:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/"
+        self._grpc = grpc.aio.server()
+        stream_list_pb2_grpc.add_V3DataLiveChatMessageServiceServicer_to_server(_StreamList(self), self._grpc)
+        grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        await self._grpc.start()
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
         return self
 
+    def stream_channel(self) -> grpc.aio.Channel:
+        """A channel to the fake's streamList, for ``YouTubeAdapter(stream_channel=...)``."""
+        return grpc.aio.insecure_channel(self.grpc_target)
+
     async def close(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(0)
         if self._runner is not None:
             await self._runner.cleanup()
 

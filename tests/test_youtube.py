@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
 from google.oauth2.credentials import Credentials
@@ -48,8 +49,9 @@ async def fake() -> AsyncIterator[FakeYouTube]:
 
 def youtube_settings(tmp_path: Path, **overrides: object) -> YouTubeSettings:
     # A 3.6 s "stream": the quota plan's pace (a poll every 3 ms, a reply every 18 ms at most) never
-    # slows a test; tests of the pace set their own.
+    # slows a test; tests of the pace set their own. Reading polls unless a test asks for the stream.
     values: dict[str, object] = {
+        "read": "poll",
         "quota_file": tmp_path / "youtube_quota.json",
         "reply_cooldown_s": 0.0,
         "stream_hours": 0.001,
@@ -72,7 +74,12 @@ async def running(
     settings: Settings, manager: ConversationManager, fake: FakeYouTube, youtube: YouTubeSettings
 ) -> AsyncIterator[YouTubeAdapter]:
     adapter = YouTubeAdapter(
-        settings, manager, youtube=youtube, api_endpoint=fake.url, credentials=Credentials(token="fake-access")
+        settings,
+        manager,
+        youtube=youtube,
+        api_endpoint=fake.url,
+        credentials=Credentials(token="fake-access"),
+        stream_channel=fake.stream_channel,
     )
     task = asyncio.create_task(adapter.start())
     ready = asyncio.create_task(adapter.ready.wait())
@@ -119,6 +126,79 @@ async def test_a_question_to_the_character_is_answered_through_the_one_chat_sess
     assert calls.answered == ["m2"] and calls.linked == [fake.inserted[0]["id"]]
     polls = fake.calls("messages.list")
     assert polls[1].query.get("pageToken") == "2", "the next poll follows nextPageToken"
+
+
+# -- reading over streamList (gRPC) -------------------------------------------------------------
+
+
+def chat_lines(count: int, first: int = 1) -> list[dict[str, object]]:
+    return [text_message(f"s{n}", VIEWER if n % 2 else OTHER, f"line {n}") for n in range(first, first + count)]
+
+
+async def test_every_line_arrives_once_over_the_stream_with_the_oauth_token(
+    fake: FakeYouTube, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_one_way_in(monkeypatch)
+    for line in chat_lines(3):
+        fake.post(line)
+    async with (
+        managed(settings, ScriptedBackend()) as manager,
+        running(settings, manager, fake, youtube_settings(tmp_path, read="stream")) as adapter,
+    ):
+        await until(lambda: len(calls.taken) >= 3)
+        for line in chat_lines(3, first=4):  # said while the stream is open: pushed, not polled
+            fake.post(line)
+        await until(lambda: len(calls.taken) >= 6)
+        await asyncio.sleep(0.1)  # time for anything doubled to arrive
+        stored = await manager.memory.get_user("youtube", "UC-other")
+    assert [message_id for _, message_id in calls.taken] == [f"s{n}" for n in range(1, 7)]
+    assert stored is not None
+    assert fake.calls("messages.list") == [], "nothing was polled"
+    assert len(fake.stream_calls) == 1 and fake.stream_calls[0].authorization == "Bearer fake-access"
+    assert adapter.streamed_pages >= 2
+
+
+async def test_a_dropped_stream_resumes_from_the_last_page_token_losing_and_doubling_nothing(
+    fake: FakeYouTube, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_one_way_in(monkeypatch)
+    fake.page_size = 2
+    fake.drop_stream_at = 4  # after the pages [s1 s2] and [s3 s4]
+    for line in chat_lines(7):
+        fake.post(line)
+    async with (
+        managed(settings, ScriptedBackend()) as manager,
+        running(settings, manager, fake, youtube_settings(tmp_path, read="stream")),
+    ):
+        await until(lambda: len(calls.taken) >= 7)
+        await asyncio.sleep(0.1)
+    assert [message_id for _, message_id in calls.taken] == [f"s{n}" for n in range(1, 8)]
+    assert [call.page_token for call in fake.stream_calls] == ["", "4"], "the second call resumes at the token"
+    assert fake.calls("messages.list") == [], "a dropped stream is opened again, not given up"
+
+
+async def test_unimplemented_stream_falls_back_to_polling_and_lines_keep_arriving(
+    fake: FakeYouTube,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = record_one_way_in(monkeypatch)
+    fake.refuse_stream = grpc.StatusCode.UNIMPLEMENTED
+    fake.post(text_message("m1", VIEWER, "hello"))
+    async with (
+        managed(settings, ScriptedBackend()) as manager,
+        running(settings, manager, fake, youtube_settings(tmp_path, read="stream")),
+    ):
+        await until(lambda: calls.taken)
+        fake.post(text_message("m2", OTHER, "still here"))
+        await until(lambda: len(calls.taken) >= 2)
+    assert [message_id for _, message_id in calls.taken] == ["m1", "m2"]
+    assert len(fake.stream_calls) == 1, "refused once: not asked again"
+    assert fake.calls("messages.list"), "read by polling"
+    fallbacks = [r for r in caplog.records if "by polling instead" in r.getMessage()]
+    assert len(fallbacks) == 1 and "UNIMPLEMENTED" in fallbacks[0].getMessage()
 
 
 async def test_polls_wait_pollingIntervalMillis(fake: FakeYouTube, settings: Settings, tmp_path: Path) -> None:

@@ -5,9 +5,14 @@ It only translates, as every adapter does: ``liveChatMessages.list`` pages becom
 session's replies go out through ``liveChatMessages.insert``. The chat is found with
 ``liveBroadcasts.list`` (YOUTUBE_BROADCAST_ID, or the logged-in channel's active broadcast).
 
-Reading polls and honours the API's ``pollingIntervalMillis``, and polls no faster than the day's
-reading share of the quota allows (:class:`bot.youtube.quota.QuotaPlan`); it follows
-``nextPageToken`` and stops at ``offlineAt``, ``chatEndedEvent`` or ``liveChatEnded``. Sending spends
+Reading (YOUTUBE_READ) streams by default: ``liveChatMessages.streamList`` over gRPC
+(:mod:`bot.youtube.stream`) pushes each page as it comes, and a dropped call is opened again from the
+last ``nextPageToken``. When YouTube refuses the method (UNIMPLEMENTED, PERMISSION_DENIED) or the call
+fails ``_STREAM_TRIES`` times in a row, one log line says so and reading goes on by polling from the
+same page token. Polling honours the API's ``pollingIntervalMillis``, and polls no faster than the
+day's reading share of the quota allows (:class:`bot.youtube.quota.QuotaPlan`). Streamed and polled
+pages go down one path; it follows ``nextPageToken`` and stops at ``offlineAt``, ``chatEndedEvent``
+or ``liveChatEnded``. Sending spends
 the sending share, spread over the stream (one reply every ``send_every_s`` at most, the session's
 send budget); every unit is counted in a file that survives a restart, and before the share runs out
 sending stops with one log line while reading goes on. ``rateLimitExceeded`` pauses sending for
@@ -23,9 +28,11 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
@@ -35,8 +42,16 @@ from bot.session import ChatSession, NotSent, SendLimits
 from bot.youtube.auth import YouTubeTokenStore, token_path
 from bot.youtube.limits import YOUTUBE_LIMITS, youtube_safe
 from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert
-from bot.youtube.quota import BROADCASTS_LIST_COST, INSERT_COST, LIST_COST, QuotaLedger, QuotaPlan
+from bot.youtube.quota import (
+    BROADCASTS_LIST_COST,
+    INSERT_COST,
+    LIST_COST,
+    STREAM_LIST_COST,
+    QuotaLedger,
+    QuotaPlan,
+)
 from bot.youtube.settings import YouTubeSettings, youtube_settings
+from bot.youtube.stream import ChatStream, secure_channel
 from engine.base.clock import Clock, MonotonicClock
 from engine.base.recent import RecentlyUsed
 from engine.errors import EngineError, SettingsError
@@ -57,6 +72,9 @@ logger = logging.getLogger(__name__)
 _PARTS = "id,snippet,authorDetails"
 _RETRY_S = 5.0  # after an error that says nothing of when to come back
 _MAX_RESULTS = 2000  # the most one list page may hold: a flood is read in as few polls as it can
+_STREAM_TRIES = 3  # streamList calls failing in a row before reading falls back to polling
+# gRPC codes that say streamList is not for this project or token: polling, at once.
+_STREAM_REFUSED = frozenset({grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED})
 
 
 class YouTubeError(EngineError):
@@ -91,11 +109,13 @@ class YouTubeAdapter:
         api_endpoint: str | None = None,
         credentials: Credentials | None = None,
         clock: Clock | None = None,
+        stream_channel: Callable[[], grpc.aio.Channel] = secure_channel,
     ) -> None:
         self.settings = settings
         self.youtube = youtube or youtube_settings(settings)
         self.manager = manager
         self.api_endpoint = api_endpoint  # tests: a local fake YouTube
+        self.stream_channel = stream_channel  # tests: an insecure channel to the fake's gRPC port
         self.clock: Clock = clock or MonotonicClock()
         manager.platform_limits.setdefault(PLATFORM, YOUTUBE_LIMITS)  # when made without bot.app
         self.token_store = YouTubeTokenStore(token_path(settings, self.youtube))
@@ -129,6 +149,9 @@ class YouTubeAdapter:
         self.chat_id: str | None = None
         self.ready = asyncio.Event()
         self.polls = 0
+        self.streamed_pages = 0
+        self._live_credentials: Credentials | None = None
+        self._stream: ChatStream | None = None
         self._reader: Any = None
         self._sender: Any = None
         self._send_lock = asyncio.Lock()
@@ -154,6 +177,7 @@ class YouTubeAdapter:
         credentials: Credentials = (
             self._credentials if self._credentials is not None else await asyncio.to_thread(self.token_store.load)
         )
+        self._live_credentials = credentials
         self._reader, self._sender = await asyncio.to_thread(self._services, credentials)
         await self.session.start()
         try:
@@ -178,12 +202,17 @@ class YouTubeAdapter:
         return one(), one()
 
     async def drain(self, grace_s: float) -> None:
-        self._stopped.set()
+        self._stop_reading()
         await self.session.drain(grace_s)
 
     async def close(self) -> None:
-        self._stopped.set()
+        self._stop_reading()
         await self.session.close()
+
+    def _stop_reading(self) -> None:
+        self._stopped.set()
+        if self._stream is not None:  # an open stream waits for YouTube's next page: end it now
+            self._stream.stop()
 
     async def _finish_answers(self) -> None:
         """The chat ended: replies already queued get until they go stale to be sent."""
@@ -224,8 +253,79 @@ class YouTubeAdapter:
     # -- reading ----------------------------------------------------------------------------
 
     async def _read(self, chat_id: str) -> None:
-        """Poll until the chat ends, the quota is spent or the adapter stops."""
+        """Stream (or poll) until the chat ends, the quota is spent or the adapter stops."""
         page_token: str | None = None
+        if self.youtube.read == "stream":
+            ended, page_token = await self._stream_chat(chat_id)
+            if ended:
+                return
+        await self._poll(chat_id, page_token)
+
+    async def _stream_chat(self, chat_id: str) -> tuple[bool, str | None]:
+        """Read over streamList: (whether reading is over, the last page token) once it stops.
+
+        Not over means polling should take over from that token."""
+        self._stream = ChatStream(chat_id, self.stream_channel(), self._bearer)
+        try:
+            return await self._stream_pages(chat_id, self._stream)
+        finally:
+            await self._stream.close()
+            self._stream = None
+
+    async def _stream_pages(self, chat_id: str, stream: ChatStream) -> tuple[bool, str | None]:
+        page_token: str | None = None
+        failures = 0
+        while not self._stopped.is_set():
+            if not self.ledger.may_read():
+                logger.error("YouTube quota for today is spent: reading stops until midnight Pacific time")
+                return True, page_token
+            opened = self.clock.now()
+            self.ledger.spend_read(STREAM_LIST_COST)
+            try:
+                async for page in stream.pages(page_token):
+                    failures = 0
+                    self.streamed_pages += 1
+                    if not await self._take_page(chat_id, page):
+                        return True, page_token
+                    page_token = page.get("nextPageToken") or page_token
+            except grpc.aio.AioRpcError as exc:
+                failures += 1
+                if exc.code() in _STREAM_REFUSED or failures >= _STREAM_TRIES:
+                    logger.warning(
+                        "YouTube streamList failed (%s: %s): reading the chat by polling instead",
+                        exc.code().name,
+                        " ".join((exc.details() or "").split()),
+                    )
+                    return False, page_token
+                logger.info("the YouTube chat stream broke (%s): opening it again", exc.code().name)
+            # The call ended or broke: open the next one (from the last token) no sooner than the
+            # reading share of the quota allows, as a poll would.
+            await self._wait(self.plan.poll_every_s - (self.clock.now() - opened))
+        return True, page_token
+
+    async def _bearer(self) -> str:
+        """The OAuth access token for a gRPC call, refreshed first when it has expired."""
+        credentials = self._live_credentials
+        assert credentials is not None
+        if not credentials.valid:
+            from google.auth.transport.requests import Request
+
+            await asyncio.to_thread(credentials.refresh, Request())
+        return str(credentials.token)
+
+    async def _take_page(self, chat_id: str, page: dict[str, Any]) -> bool:
+        """One page of messages, streamed or polled; False when it ends the chat."""
+        for item in page.get("items", []):
+            if not await self._take(item):
+                return False
+        if page.get("offlineAt"):
+            logger.info("the YouTube stream went offline at %s: reading stops", page["offlineAt"])
+            self.director.set_live(PLATFORM, chat_id, False)
+            return False
+        return True
+
+    async def _poll(self, chat_id: str, page_token: str | None) -> None:
+        """Poll from ``page_token`` until the chat ends, the quota is spent or the adapter stops."""
         while not self._stopped.is_set():
             if not self.ledger.may_read():
                 logger.error("YouTube quota for today is spent: reading stops until midnight Pacific time")
@@ -242,14 +342,9 @@ class YouTubeAdapter:
                 continue
             self.ledger.spend_read(LIST_COST)
             self.polls += 1
-            for item in page.get("items", []):
-                if not await self._take(item):
-                    return
-            page_token = page.get("nextPageToken") or page_token
-            if page.get("offlineAt"):
-                logger.info("the YouTube stream went offline at %s: reading stops", page["offlineAt"])
-                self.director.set_live(PLATFORM, chat_id, False)
+            if not await self._take_page(chat_id, page):
                 return
+            page_token = page.get("nextPageToken") or page_token
             await self._wait(max(int(page.get("pollingIntervalMillis") or 0) / 1000, self.plan.poll_every_s))
 
     async def _read_failed(self, exc: YouTubeError) -> bool:

@@ -1,7 +1,8 @@
 """The YouTube Data API's daily quota: what each call costs, what is spent today, and the send plan.
 
 Costs, from the API's reference pages (docs/youtube.md has the sources and the arithmetic):
-``liveChatMessages.list`` 5 units, ``liveChatMessages.insert`` 20 units, ``liveBroadcasts.list`` 1 unit.
+``liveChatMessages.list`` 5 units, ``liveChatMessages.streamList`` 5 units a call (however long the call
+stays open), ``liveChatMessages.insert`` 20 units, ``liveBroadcasts.list`` 1 unit.
 The project's quota (10,000 units a day by default) resets at midnight Pacific time.
 
 Reading and sending share it. :class:`QuotaPlan` splits it: ``reply_share`` of the day pays for
@@ -19,9 +20,18 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["BROADCASTS_LIST_COST", "INSERT_COST", "LIST_COST", "QuotaLedger", "QuotaPlan", "quota_day"]
+__all__ = [
+    "BROADCASTS_LIST_COST",
+    "INSERT_COST",
+    "LIST_COST",
+    "STREAM_LIST_COST",
+    "QuotaLedger",
+    "QuotaPlan",
+    "quota_day",
+]
 
 LIST_COST = 5  # liveChatMessages.list
+STREAM_LIST_COST = 5  # liveChatMessages.streamList, per call
 INSERT_COST = 20  # liveChatMessages.insert
 BROADCASTS_LIST_COST = 1  # liveBroadcasts.list
 _PACIFIC = ZoneInfo("America/Los_Angeles")  # where Google's daily quota resets at midnight

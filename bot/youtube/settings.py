@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
@@ -21,6 +22,11 @@ class YouTubeSettings(BaseSettings):
     )
     token_file: Path | None = Field(
         None, description="where `costar youtube auth` keeps the token; default DATA_DIR/youtube_tokens.json"
+    )
+    read: Literal["stream", "poll"] = Field(
+        "stream",
+        description="stream: liveChatMessages.streamList over gRPC, polling when YouTube refuses it;"
+        " poll: liveChatMessages.list only",
     )
     broadcast_id: str | None = Field(None, description="read this broadcast's chat; default: your active broadcast")
     quota_units_per_day: int = Field(10_000, ge=100, description="the Google Cloud project's daily quota")
