@@ -177,15 +177,22 @@ async def test_a_dropped_stream_resumes_from_the_last_page_token_losing_and_doub
     assert fake.calls("messages.list") == [], "a dropped stream is opened again, not given up"
 
 
+@pytest.mark.parametrize(
+    ("status", "calls_before_polling"),
+    [(grpc.StatusCode.UNIMPLEMENTED, 1), (grpc.StatusCode.PERMISSION_DENIED, 1), (grpc.StatusCode.UNAVAILABLE, 3)],
+)
 async def test_unimplemented_stream_falls_back_to_polling_and_lines_keep_arriving(
     fake: FakeYouTube,
     settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    status: grpc.StatusCode,
+    calls_before_polling: int,
 ) -> None:
+    """Refused (UNIMPLEMENTED, PERMISSION_DENIED): polling at once; failing (UNAVAILABLE): after 3 tries."""
     calls = record_one_way_in(monkeypatch)
-    fake.refuse_stream = grpc.StatusCode.UNIMPLEMENTED
+    fake.refuse_stream = status
     fake.post(text_message("m1", VIEWER, "hello"))
     async with (
         managed(settings, ScriptedBackend()) as manager,
@@ -195,10 +202,10 @@ async def test_unimplemented_stream_falls_back_to_polling_and_lines_keep_arrivin
         fake.post(text_message("m2", OTHER, "still here"))
         await until(lambda: len(calls.taken) >= 2)
     assert [message_id for _, message_id in calls.taken] == ["m1", "m2"]
-    assert len(fake.stream_calls) == 1, "refused once: not asked again"
+    assert len(fake.stream_calls) == calls_before_polling
     assert fake.calls("messages.list"), "read by polling"
     fallbacks = [r for r in caplog.records if "by polling instead" in r.getMessage()]
-    assert len(fallbacks) == 1 and "UNIMPLEMENTED" in fallbacks[0].getMessage()
+    assert len(fallbacks) == 1 and status.name in fallbacks[0].getMessage()
 
 
 async def test_polls_wait_pollingIntervalMillis(fake: FakeYouTube, settings: Settings, tmp_path: Path) -> None:
