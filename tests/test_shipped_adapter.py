@@ -47,7 +47,12 @@ def test_pips_card_binds_the_shipped_adapter_by_a_path_relative_to_the_card(sett
     assert pip.model.adapter.name == "pip-lora" and not Path(pip.model.adapter.path or "/").is_absolute()
 
     folder = _pip_adapter(personas)
-    assert sorted(path.name for path in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    # The adapter and the resolved config of the run that made it (docs/finetuning.md), nothing else.
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "costar_finetune.yaml",
+    ]
     assert sum(path.stat().st_size for path in folder.iterdir()) < 20 * MB
     report = inspect_adapter(folder)
     assert report.vllm_loadable, report.reasons
