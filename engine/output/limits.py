@@ -22,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "BLANKS_AS_SPACES",
     "BLANK_LOOKALIKES",
     "COMMAND_PREFIXES",
     "MAX_MENTIONS",
@@ -88,6 +89,8 @@ def as_chat_message(text: str, *, single_line: bool) -> str:
 # and the Braille blank (U+2800). Chat spammers use them as "invisible" padding that no Cf/Zs
 # rule catches; the one home of that list (moderation's normaliser uses it too).
 BLANK_LOOKALIKES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# ``text.translate(BLANKS_AS_SPACES)``: a line of blank look-alikes reads as the blank it is drawn as.
+BLANKS_AS_SPACES = str.maketrans(dict.fromkeys(BLANK_LOOKALIKES, " "))
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc", "Mn", "Me"})
 # Characters drawn as a prefix: NFKC folds the fullwidth and small forms (U+FF0F, U+FF0E, U+FE52);
 # these slashes it leaves alone. A line starting U+FF0F "ban" reads as a command to everyone watching.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from engine.output.limits import BLANK_LOOKALIKES
+from engine.output.limits import BLANKS_AS_SPACES
 from engine.prompting.lines import defuse_control_tokens, speaker_label
 from engine.recall.ranking import Ranked
 from memory.records import Note
@@ -20,8 +20,6 @@ __all__ = ["age_phrase", "remembered_block"]
 
 _QUOTE_CHARS = 140
 _SHORTEST_QUOTE_WORDS = 3  # a shorter cut says too little to be worth its tokens
-# Drawn as a blank but a few tokens each: a line of Hangul fillers would eat the budget and say nothing.
-_BLANKS = str.maketrans(dict.fromkeys(BLANK_LOOKALIKES, " "))
 
 
 def age_phrase(then: datetime, now: datetime) -> str:
@@ -97,5 +95,6 @@ def _shortened(opening: str, said: str, tokens: int, count_tokens: Callable[[str
 
 
 def _quoted(text: str) -> str:
-    flat = " ".join(defuse_control_tokens(text).translate(_BLANKS).replace('"', "'").split())
+    # Blank look-alikes are drawn as nothing but cost tokens: a line of Hangul fillers would eat the budget.
+    flat = " ".join(defuse_control_tokens(text).translate(BLANKS_AS_SPACES).replace('"', "'").split())
     return flat[:_QUOTE_CHARS]

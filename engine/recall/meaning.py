@@ -100,6 +100,7 @@ class DisclosurePrototypes:
         self._kinds = [kind for kind, texts in DISCLOSURE_PROTOTYPES.items() for _ in texts]
         self._disclosures: Vectors = vectors[: len(self._kinds)]
         self._chat: Vectors = vectors[len(self._kinds) :]
+        self._toward_disclosures: Vectors = self._disclosures.mean(axis=0) - self._chat.mean(axis=0)
 
     def toward_self_statements(self, query: Vectors, weight: float) -> Vectors:
         """``query`` moved toward what a viewer says about themselves and away from ordinary chat.
@@ -111,8 +112,7 @@ class DisclosurePrototypes:
         the question plus ``weight`` times how much it reads like a disclosure: one extra vector,
         not one comparison per line.
         """
-        direction = self._disclosures.mean(axis=0) - self._chat.mean(axis=0)
-        moved: Vectors = (query + weight * direction).astype(query.dtype)
+        moved: Vectors = (query + weight * self._toward_disclosures).astype(query.dtype)
         return moved
 
     def verdicts(self, vectors: Vectors) -> list[MeaningVerdict | None]:

@@ -105,9 +105,9 @@ def by_shared_words(notes: Sequence[Note], terms: Sequence[str], *, every_note: 
 
     With ``every_note`` (no recall by meaning) all of a viewer's notes are listed: they are few
     and each says something about them. Without it, only the notes that share a word with the
-    question (all of them when it has no terms: "do you remember me?"): at gap 2,000 a regular's notes made from chat ("I'm in
-    Austrian") filled the block ahead of the line that answered, while a note that answers by
-    meaning comes in through its line (``Recaller``).
+    question (all of them when it has no terms: "do you remember me?"): at gap 2,000 a regular's
+    notes made from chat ("I'm in Austrian") filled the block ahead of the line that answered,
+    while a note that answers by meaning comes in through its line (``Recaller``).
     """
     scored = []
     for note in notes:

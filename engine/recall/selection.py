@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from engine.output.limits import BLANK_LOOKALIKES
+from engine.output.limits import BLANKS_AS_SPACES
 from engine.recall.terms import FIRST_PERSON_WORDS
 
 __all__ = ["carries_a_fact", "worth_embedding"]
@@ -40,8 +40,6 @@ _SELF_OPENING = re.compile(
 # A word or a number in any script; a line needs two, one of them a word ("30 today!!"): emotes, a
 # lone number or a lone "LMAO" say nothing to find again.
 _TOKEN = re.compile(r"[^\W_]+")
-# Characters drawn as a blank (a line of 40 Hangul fillers) count as letters to a regex; they say nothing.
-_BLANKS = str.maketrans(dict.fromkeys(BLANK_LOOKALIKES, " "))
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -54,7 +52,7 @@ def carries_a_fact(text: str, *, addressed: bool) -> bool:
 
 def worth_embedding(text: str) -> bool:
     """Whether a line says enough in words to be worth a vector once the lines that carry a fact are done."""
-    text = text.translate(_BLANKS).strip()
+    text = text.translate(BLANKS_AS_SPACES).strip()  # Hangul fillers count as letters to a regex; they say nothing
     if len(text) < _MIN_CHARS or text.startswith("!"):
         return False
     tokens = _TOKEN.finditer(text)
