@@ -27,6 +27,7 @@ DISTRIBUTION_OF = {
     "llama_cpp": "llama-cpp-python",
     "google": "google-auth",  # google.oauth2: the credentials the YouTube client library signs with
     "googleapiclient": "google-api-python-client",
+    "grpc": "grpcio",  # bot/youtube/stream.py: streamList is gRPC only
 }
 
 
