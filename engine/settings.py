@@ -173,6 +173,12 @@ class PromptSettings(BaseSettings):
     trim_to: float = Field(
         0.5, gt=0.05, lt=1.0, description="when history overflows, cut it to this share of its budget"
     )
+    lines_kept_at_switch: int = Field(
+        4,
+        ge=0,
+        le=300,
+        description="chat lines a channel's window keeps at a persona switch; older ones are summarised",
+    )
     fallback_reply: str | None = Field(None, description="said when the model fails; unset means stay silent")
 
 

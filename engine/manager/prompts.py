@@ -140,8 +140,34 @@ class PromptWindows:
             built = replace(
                 self.builder.build(inputs, reply_tokens=reply_tokens, reserve_tokens=reserve_tokens), trimmed=True
             )
-        self._window_start[event.channel_key] = built.window_start_id
+        # Only ever forward: a reply built before a persona switch must not undo the switch's move.
+        self._window_start[event.channel_key] = max(
+            built.window_start_id, self._window_start.get(event.channel_key) or 0
+        )
         return built
+
+    async def start_window_at_switch(self, channel: ChannelLike, persona: PersonaCard) -> None:
+        """At a persona switch, keep only the channel's newest ``lines_kept_at_switch`` lines in the
+        window and summarise the older ones (the summary names the previous character, never quotes it).
+
+        The new persona's prompt shares no prefix with the old one's, so its whole window is evaluated
+        again before the first reply; a short window keeps that reply fast, and fewer of the previous
+        character's words are in view to be taken for the new one's.
+        """
+        key = channel.channel_key
+        window_start = self._window_start.get(key) or 0
+        lines = await self.memory.recent_messages(
+            channel.platform,
+            channel.channel_id,
+            limit=self.settings.prompt.history_lines + 1,
+            after_id=window_start - 1,
+        )
+        keep = self.settings.prompt.lines_kept_at_switch
+        if len(lines) <= keep:
+            return
+        dropped = lines[: len(lines) - keep]
+        await self._remember_trim(channel, persona, dropped)
+        self._window_start[key] = max(dropped[-1].id + 1, window_start)
 
     async def read_ahead_request(self, event: ChannelLike) -> GenerationRequest | None:
         """What the channel's next prompt will start with, for the backend to read ahead: the system
