@@ -83,6 +83,7 @@ def with_sampling(manager: ConversationManager, persona_id: str, args: argparse.
         for key, value in (
             ("repetition_penalty", args.repeat_penalty),
             ("recent_words_penalty", args.recent_words_penalty),
+            ("repeated_phrase_penalty", args.repeated_phrase_penalty),
         )
         if value is not None
     }
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="sampling seed (default 7)")
     parser.add_argument("--repeat-penalty", type=float, help="instead of the card's style.repetition_penalty")
     parser.add_argument("--recent-words-penalty", type=float, help="instead of the card's style.recent_words_penalty")
+    parser.add_argument(
+        "--repeated-phrase-penalty", type=float, help="instead of the card's style.repeated_phrase_penalty"
+    )
     parser.add_argument("--skip", type=int, default=0, help="start at this line of the CSV (default 0)")
     parser.add_argument("--save", type=Path, help="append each reply to this file (JSON lines) as it comes")
     parser.add_argument(

@@ -89,6 +89,13 @@ class Style(_Strict):
         description="llamacpp: taken off the logit of each word the character used in its last few replies, "
         "so one phrase does not become a tic across replies (docs/finetuning.md#tics)",
     )
+    repeated_phrase_penalty: float = Field(
+        0.0,
+        ge=0.0,
+        le=5.0,
+        description="llamacpp: taken off the logit of a token that would copy three or more tokens of one of the "
+        "character's last few replies, growing with the copy's length (docs/finetuning.md#tics)",
+    )
     rules: list[str] = Field(default_factory=list, description="extra speaking rules, one line each")
 
 

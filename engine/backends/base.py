@@ -31,6 +31,7 @@ class GenerationRequest:
     top_p: float = 0.95
     repetition_penalty: float = 1.0  # 1 = none; the persona's style.repetition_penalty
     recent_words_penalty: float = 0.0  # llama.cpp: the persona's style.recent_words_penalty
+    repeated_phrase_penalty: float = 0.0  # llama.cpp: the persona's style.repeated_phrase_penalty
     stop: tuple[str, ...] = ()
     model: str | None = None
     adapter_path: str | None = None

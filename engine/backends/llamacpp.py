@@ -46,6 +46,7 @@ from engine.backends.embedded import default_cpu_threads
 from engine.backends.llama_adapters import LlamaAdapters
 from engine.backends.llama_saved_states import SavedStates, file_identity
 from engine.backends.llama_states import ParkedState, PrefixStates, shared_prefix
+from engine.backends.phrase_penalty import LogitBias, LogitsProcessor, OwnRepliesPhrasePenalty
 from engine.backends.thread_stream import Emit, chunks_from_thread
 from engine.errors import BackendError, SettingsError
 from engine.events import Usage
@@ -243,7 +244,7 @@ class LlamaCppBackend(Backend):
         reused = self._system_state(request, adapter, tokens, reused)
         outcome = _Outcome(prompt_tokens=len(tokens), reused_tokens=reused)
         completion = self.llm.create_completion(
-            tokens, **completion_options(request), logit_bias=self._recent_words_bias(request)
+            tokens, **completion_options(request), logits_processor=self._repetition_processors(request, len(tokens))
         )
         try:
             for chunk in completion:
@@ -261,7 +262,17 @@ class LlamaCppBackend(Backend):
         outcome.completion_tokens = evaluated + (outcome.finish_reason != "stop")
         return outcome
 
-    def _recent_words_bias(self, request: GenerationRequest) -> dict[int, float] | None:
+    def _own_reply_tokens(self, request: GenerationRequest) -> list[list[int]]:
+        """The token ids of the character's last few replies in the prompt (its assistant turns)."""
+        if request.recent_words_penalty <= 0 and request.repeated_phrase_penalty <= 0:
+            return []
+        replies = [message.content for message in request.messages if message.role == "assistant"]
+        return [
+            self.llm.tokenize(reply.encode("utf-8"), add_bos=False, special=False)
+            for reply in replies[-_PENALISED_REPLIES:]
+        ]
+
+    def _recent_words_bias(self, request: GenerationRequest, own_replies: list[list[int]]) -> dict[int, float] | None:
         """``-recent_words_penalty`` for each word token of the character's last few replies.
 
         llama.cpp's own repeat/frequency/presence penalties only see the tokens of the reply being
@@ -270,13 +281,28 @@ class LlamaCppBackend(Backend):
         docs/finetuning.md#tics). A logit bias over the words of recent replies can."""
         if request.recent_words_penalty <= 0:
             return None
-        replies = [message.content for message in request.messages if message.role == "assistant"]
-        bias: dict[int, float] = {}
-        for reply in replies[-_PENALISED_REPLIES:]:
-            for token in self.llm.tokenize(reply.encode("utf-8"), add_bos=False, special=False):
-                if self._is_word_token(token):
-                    bias[token] = -request.recent_words_penalty
+        bias = {
+            token: -request.recent_words_penalty
+            for reply in own_replies
+            for token in reply
+            if self._is_word_token(token)
+        }
         return bias or None
+
+    def _repetition_processors(self, request: GenerationRequest, prompt_tokens: int) -> list[LogitsProcessor] | None:
+        """The recent-words bias and the copied-phrase penalty, as logits processors.
+
+        Both go in one list: llama-cpp-python 0.3.36 appends a ``logit_bias`` to a given
+        ``logits_processor`` with ``list.extend``, whose ``None`` then replaces both."""
+        own_replies = self._own_reply_tokens(request)
+        processors: list[LogitsProcessor] = []  # llama-cpp-python iterates the list it is given
+        bias = self._recent_words_bias(request, own_replies)
+        if bias:
+            processors.append(LogitBias(bias))
+        if request.repeated_phrase_penalty > 0 and own_replies:
+            # A word penalty cannot tell a copied sentence from a word the question needs.
+            processors.append(OwnRepliesPhrasePenalty(own_replies, prompt_tokens, request.repeated_phrase_penalty))
+        return processors or None
 
     def _is_word_token(self, token: int) -> bool:
         if token not in self._word_tokens:

@@ -454,6 +454,7 @@ class ReplyPipeline:
             temperature=persona.style.temperature,
             repetition_penalty=persona.style.repetition_penalty,
             recent_words_penalty=persona.style.recent_words_penalty,
+            repeated_phrase_penalty=persona.style.repeated_phrase_penalty,
             stop=stops,
             model=served_model_name(persona, self.settings.backend.model),
             adapter_path=self.prompts.adapter_path(persona),
