@@ -110,6 +110,7 @@ async def build_manager(
         busy_timeout_s=settings.memory.busy_timeout_s,
         max_waiting_lines=settings.memory.max_waiting_lines,
         write_patience_s=settings.memory.write_patience_s,
+        vectors_held=settings.memory.vectors_held,
     )
     metrics = Metrics()
     backend = backend or with_resilience(make_backend(settings, personas, metrics, counter), settings)

@@ -233,6 +233,11 @@ class MemorySettings(BaseSettings):
     embed_batch: int = Field(
         64, ge=1, le=1024, description="lines the worker embeds together (a question at reply time waits for one batch)"
     )
+    vectors_held: int = Field(
+        4096,
+        ge=1000,
+        description="line vectors of recently searched channels kept in memory (about 1.6 kB each); others are read when searched",
+    )
 
     @field_validator("embeddings_url")
     @classmethod

@@ -27,6 +27,7 @@ from memory.recall import recall_lines
 from memory.records import NO_VIEWER, ForgetResult, IncomingLine, Note, RecalledLine, StoredMessage, Summary, UserRecord
 from memory.scopes import UNKNOWN_PLACE, line_place, visible_in_sql, within_sql
 from memory.vectors import (
+    HELD_ROWS,
     ChannelVectors,
     LineVector,
     NoteVector,
@@ -101,13 +102,14 @@ class SqliteMemoryStore:
         *,
         max_waiting_lines: int = 10_000,
         write_patience_s: float = 120.0,
+        vectors_held: int = HELD_ROWS,
     ) -> None:
         self._db = connection
         self.path = path
         # aiosqlite serialises statements, but a turn is several statements: keep turns whole.
         self._write_lock = asyncio.Lock()
         self._vector_space: tuple[int, VectorSpace] | None = None  # (row id, space) once use_vector_space ran
-        self._channel_vectors = ChannelVectors()
+        self._channel_vectors = ChannelVectors(rows=vectors_held)
         self._lines: GroupCommit[IncomingLine, UserRecord] = GroupCommit(
             self._write_lines, self._translate_batch_error, max_waiting=max_waiting_lines, patience_s=write_patience_s
         )
@@ -120,12 +122,14 @@ class SqliteMemoryStore:
         busy_timeout_s: float = 5.0,
         max_waiting_lines: int = 10_000,
         write_patience_s: float = 120.0,
+        vectors_held: int = HELD_ROWS,
     ) -> SqliteMemoryStore:
         """Open (creating, mode 0600) and migrate the database; refuse one this process cannot write.
 
         ``busy_timeout_s``: how long a statement waits for another program's write lock.
         ``max_waiting_lines`` and ``write_patience_s``: how many chat lines may wait for the
         database in an outage (a lock, a full disk), and for how long, before they are refused.
+        ``vectors_held``: how many line vectors of searched channels stay in memory (``ChannelVectors``).
         """
         path = Path(path)
         try:
@@ -144,7 +148,13 @@ class SqliteMemoryStore:
             await connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             # Deleted rows are overwritten with zeros, so forgetting a user leaves no trace in the file.
             await connection.execute("PRAGMA secure_delete=ON")
-            store = cls(connection, path, max_waiting_lines=max_waiting_lines, write_patience_s=write_patience_s)
+            store = cls(
+                connection,
+                path,
+                max_waiting_lines=max_waiting_lines,
+                write_patience_s=write_patience_s,
+                vectors_held=vectors_held,
+            )
             await store._migrate(MIGRATIONS)
         except sqlite3.DatabaseError as exc:
             raise DatabaseUnavailable(f"cannot open the memory database {path}: {exc}") from exc

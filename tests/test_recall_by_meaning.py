@@ -374,6 +374,15 @@ async def test_a_channel_searched_before_any_line_is_embedded_finds_nothing_then
     assert [line.author_name for line, _ in found] == ["Ben"]
 
 
+async def test_the_row_bound_of_the_vectors_held_in_memory_is_the_operators_setting(make_settings, counter) -> None:
+    settings = make_settings(memory={"vectors_held": 2000})
+    manager = await build_manager(settings, backend=ScriptedBackend(), counter=counter, embedder=WordHashEmbedder())
+    try:
+        assert manager.cache_fill()["recall_vectors"] == (0, 2000)
+    finally:
+        await close_manager(manager)
+
+
 async def test_the_channels_vectors_held_in_memory_stay_under_their_row_bound_however_many_are_searched(
     tmp_path: Path,
 ) -> None:
