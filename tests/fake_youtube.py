@@ -153,6 +153,7 @@ class FakeYouTube:
     stream_calls: list[StreamCall] = field(default_factory=list)
     refuse_stream: grpc.StatusCode | None = None  # every StreamList call fails with this status
     drop_stream_at: int | None = None  # once a stream has sent this many messages, drop it (once)
+    insert_answer_delay_s: float = 0.0  # an inserted message is in the chat this long before its answer
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     _grpc: grpc.aio.Server | None = None
@@ -279,4 +280,5 @@ class FakeYouTube:
         item = text_message(f"sent-{next(self._ids)}", author(OWNER_CHANNEL, "Streamer", owner=True), text)
         self.inserted.append(item)
         self.chat.append(item)  # YouTube shows our own message in the chat too
+        await asyncio.sleep(self.insert_answer_delay_s)
         return web.json_response(item)

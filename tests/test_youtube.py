@@ -135,6 +135,23 @@ def chat_lines(count: int, first: int = 1) -> list[dict[str, object]]:
     return [text_message(f"s{n}", VIEWER if n % 2 else OTHER, f"line {n}") for n in range(first, first + count)]
 
 
+async def test_our_own_message_read_back_before_youtube_answers_the_insert_is_not_heard(
+    fake: FakeYouTube, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.insert_answer_delay_s = 0.5  # ten polls see the reply in the chat before its id is known
+    calls = record_one_way_in(monkeypatch)
+    fake.post(text_message("m1", VIEWER, "Pip, what is the plan today?"))
+    async with (
+        managed(settings, ScriptedBackend(["Reading chat, obviously!"])) as manager,
+        running(settings, manager, fake, youtube_settings(tmp_path)),
+    ):
+        await until(lambda: calls.linked)
+        polls = len(fake.calls("messages.list"))
+        await until(lambda: len(fake.calls("messages.list")) >= polls + 2)
+    assert sent_texts(fake) == ["Reading chat, obviously!"]
+    assert calls.heard == ["m1"]
+
+
 async def test_every_line_arrives_once_over_the_stream_with_the_oauth_token(
     fake: FakeYouTube, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

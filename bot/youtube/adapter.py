@@ -41,7 +41,7 @@ from bot.errors import one_line
 from bot.session import ChatSession, NotSent, SendLimits
 from bot.youtube.auth import YouTubeTokenStore, token_path
 from bot.youtube.limits import YOUTUBE_LIMITS, youtube_safe
-from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert
+from bot.youtube.messages import PLATFORM, ChatEnded, GifterNames, convert, message_text
 from bot.youtube.quota import (
     BROADCASTS_LIST_COST,
     INSERT_COST,
@@ -157,6 +157,9 @@ class YouTubeAdapter:
         self._send_lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._sent_ids: RecentlyUsed[str, bool] = RecentlyUsed(4096)  # our own messages, read back
+        # The text being inserted now, and set once YouTube has said its id: the reader can get our
+        # own message (a poll, the stream) before the insert's answer does, and must wait for the id.
+        self._in_flight: tuple[str, asyncio.Event] | None = None
         self._gifters = GifterNames()
         self._names: re.Pattern[str] | None = None
         self._paused_until = 0.0
@@ -373,6 +376,9 @@ class YouTubeAdapter:
 
     async def _take(self, item: dict[str, Any]) -> bool:
         """One message read; False when it ends the chat."""
+        in_flight = self._in_flight
+        if in_flight is not None and message_text(item) == in_flight[0]:
+            await in_flight[1].wait()
         if str(item.get("id")) in self._sent_ids:
             return True  # our own message, read back
         try:
@@ -418,17 +424,22 @@ class YouTubeAdapter:
             }
         }
         async with self._send_lock:
+            landed = asyncio.Event()
+            self._in_flight = (safe, landed)
             try:
                 sent = await self._execute(
                     self._sender.liveChatMessages().insert(part="snippet", body=body), "sending a message"
                 )
+                sent_id = str(sent.get("id", ""))
+                self._sent_ids[sent_id] = True
             except YouTubeError as exc:
                 self.ledger.spend_send(INSERT_COST)  # a refused request costs quota too
                 self._send_failed(exc)
                 return None
+            finally:
+                self._in_flight = None
+                landed.set()
         self.ledger.spend_send(INSERT_COST)
-        sent_id = str(sent.get("id", ""))
-        self._sent_ids[sent_id] = True
         return sent_id or None
 
     def paused_for(self, channel_id: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.events import ChatEvent, EventKind, Role, StreamEvent, utcnow
 
-__all__ = ["PLATFORM", "ChatEnded", "Converted", "GifterNames", "convert", "roles_from"]
+__all__ = ["PLATFORM", "ChatEnded", "Converted", "GifterNames", "convert", "message_text", "roles_from"]
 
 PLATFORM = "youtube"
 
@@ -67,6 +67,12 @@ def _sent_at(snippet: dict[str, Any]) -> datetime:
         return utcnow()
 
 
+def message_text(item: dict[str, Any]) -> str:
+    """What a text message says (``textMessageDetails.messageText``, else ``displayMessage``)."""
+    snippet = item.get("snippet") or {}
+    return str((snippet.get("textMessageDetails") or {}).get("messageText") or snippet.get("displayMessage") or "")
+
+
 def convert(item: dict[str, Any], addressed: Callable[[str], bool], gifters: GifterNames) -> Converted:
     """One ``liveChatMessage``: a chat line, a stream event, the chat's end, or None (not kept)."""
     snippet = item.get("snippet") or {}
@@ -78,7 +84,7 @@ def convert(item: dict[str, Any], addressed: Callable[[str], bool], gifters: Gif
     if kind == "chatEndedEvent":
         return ChatEnded()
     if kind == "textMessageEvent":
-        text = (snippet.get("textMessageDetails") or {}).get("messageText") or snippet.get("displayMessage") or ""
+        text = message_text(item)
         return ChatEvent(
             platform=PLATFORM,
             channel_id=chat_id,
