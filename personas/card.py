@@ -90,7 +90,7 @@ class Style(_Strict):
         "so one phrase does not become a tic across replies (docs/finetuning.md#tics)",
     )
     repeated_phrase_penalty: float = Field(
-        0.0,
+        0.8,
         ge=0.0,
         le=5.0,
         description="llamacpp: taken off the logit of a token that would copy three or more tokens of one of the "
