@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -219,10 +220,10 @@ class SqliteMemoryStore:
     async def record_message(self, event: IncomingLine) -> UserRecord:
         """Store a viewer's line and count it for its author; returns once it is committed.
 
-        Lines arriving together are committed together (group commit): a chat flood costs a
-        handful of round trips per batch instead of five per line. A line whose platform message
-        id is already stored (EventSub delivers at least once) is not stored or counted again:
-        its record says ``redelivered``. While another program holds the database or the disk
+        Lines arriving together are committed together (group commit): a chat flood costs one
+        round trip to the database thread per batch instead of five per line. A line whose
+        platform message id is already stored (EventSub delivers at least once) is not stored or
+        counted again: its record says ``redelivered``. While another program holds the database or the disk
         is full, the line waits (see :mod:`memory.group_commit`); :class:`MemoryBackedUp` when
         too many already wait.
         """
@@ -238,90 +239,24 @@ class SqliteMemoryStore:
             return await self._write_batch(events)
 
     async def _write_batch(self, events: list[IncomingLine]) -> list[UserRecord]:
-        async with self._transaction():
-            redelivered = await self._already_stored(events)
-            fresh = [e for index, e in enumerate(events) if index not in redelivered]
-            sent = [_iso(e.sent_at) for e in fresh]
-            await self._db.executemany(
-                "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
-                " VALUES (?, ?, ?, ?, ?, 1)"
-                " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
-                " display_name = excluded.display_name, last_seen = excluded.last_seen,"
-                " message_count = message_count + 1",
-                [
-                    (e.platform, e.author_id, e.author_name, at, at)
-                    for e, at in zip(fresh, sent, strict=True)
-                    if e.author_id != NO_VIEWER  # an anonymous gift is nobody's line: no user row
-                ],
-            )
-            await self._db.executemany(
-                "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
-                " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator, scope)"
-                " VALUES (?, ?, ?, ?, (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?),"
-                " ?, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",  # the unique index guards another writer
-                [
-                    (
-                        e.platform,
-                        e.channel_id,
-                        e.server_id,
-                        e.message_id,
-                        e.platform,
-                        e.author_id,
-                        e.author_name,
-                        e.text,
-                        at,
-                        e.reply_to_id,
-                        int(e.addresses_bot),
-                        int(e.is_moderator),
-                        line_place(e),
-                    )
-                    for e, at in zip(fresh, sent, strict=True)
-                ],
-            )
-            users = await self._users_after_batch(events)
-        return _records_per_event(events, users, redelivered)
+        # One round trip to the database thread for the whole batch: each await on the event loop
+        # waits behind every line the loop has ready, so a flood's next batch used to wait for the
+        # previous batch's lines to be judged before it could start (see _in_database_thread).
+        return await self._in_database_thread(_write_batch_now, events)
 
-    async def _already_stored(self, events: list[IncomingLine]) -> set[int]:
-        """Positions of lines whose platform message id is stored already, or earlier in ``events``."""
-        seen: set[tuple[str, str]] = set()
-        ids_by_platform: dict[str, set[str]] = {}
-        for event in events:
-            if event.message_id:
-                ids_by_platform.setdefault(event.platform, set()).add(event.message_id)
-        for platform, ids in ids_by_platform.items():
-            ordered = sorted(ids)
-            for start in range(0, len(ordered), 500):  # SQLite caps bound parameters
-                chunk = ordered[start : start + 500]
-                async with self._db.execute(
-                    "SELECT platform_message_id FROM messages WHERE is_character = 0 AND platform = ?"
-                    f" AND platform_message_id IN ({', '.join('?' * len(chunk))})",
-                    [platform, *chunk],
-                ) as cursor:
-                    seen.update([(platform, row[0]) async for row in cursor])
-        repeated = set()
-        for index, event in enumerate(events):
-            key = (event.platform, event.message_id)
-            if event.message_id and key in seen:
-                repeated.add(index)
-            seen.add(key)
-        return repeated
+    async def _in_database_thread(
+        self, work: Callable[[sqlite3.Connection, list[IncomingLine]], list[UserRecord]], events: list[IncomingLine]
+    ) -> list[UserRecord]:
+        """Run ``work`` on aiosqlite's own thread with its connection (the only thread that may use it).
 
-    async def _users_after_batch(self, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
-        keys = sorted({(e.platform, e.author_id) for e in events if e.author_id != NO_VIEWER})
-        users: dict[tuple[str, str], tuple[Any, ...]] = {}
-        # SQLite caps bound parameters; 400 pairs stays well under the limit.
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            where = " OR ".join(["(platform = ? AND platform_user_id = ?)"] * len(chunk))
-            params = [value for key in chunk for value in key]
-            async with self._db.execute(
-                f"SELECT platform, platform_user_id, display_name, first_seen, last_seen, message_count"
-                f" FROM users WHERE {where}",
-                params,
-            ) as cursor:
-                async for row in cursor:
-                    users[(row[0], row[1])] = tuple(row[2:])
-        return users
+        aiosqlite has no public call for this; ``Connection._execute`` is how its own methods queue
+        work (checked with aiosqlite 0.22). Every test that stores a line goes through here.
+        ``work`` runs while aiosqlite still holds the previous call's cursor, so no call may leave a
+        statement that writes half-read (a checkpoint, an ``INSERT ... RETURNING``): read its rows.
+        """
+        queue_work: Callable[..., Awaitable[list[UserRecord]]] = self._db._execute
+        connection = self._db._conn
+        return await queue_work(work, connection, events)
 
     @_translated
     async def record_reply(
@@ -597,7 +532,7 @@ class SqliteMemoryStore:
             parameters += [within] * 3
         async with self._write_lock:
             cursor = await self._db.execute(query, parameters)
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._checkpoint_and_truncate()
         return cursor.rowcount > 0
 
     # -- recall -----------------------------------------------------------------------------
@@ -782,13 +717,22 @@ class SqliteMemoryStore:
                 # the deleted lines' terms from the index pages (secure_delete then zeroes them).
                 await self._db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
             # The WAL still holds the old pages until a checkpoint; truncate it so they are gone too.
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._checkpoint_and_truncate()
         return ForgetResult(
             messages=lines.rowcount + replies.rowcount + repeating,
             notes=notes.rowcount,
             users=users.rowcount,
             redacted=redacted,
         )
+
+    async def _checkpoint_and_truncate(self) -> None:
+        """Copy the WAL into the file and empty it, so deleted rows' old pages are gone from both.
+
+        Its result row is read: the statement writes, and left unfinished it would keep the
+        next group commit's COMMIT from ending ("SQL statements in progress"), since aiosqlite's
+        thread holds the last call's cursor until its next call returns (see _in_database_thread).
+        """
+        await self._db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @_translated
     async def names_of(self, platform: str, user_id: str) -> list[str]:
@@ -831,14 +775,15 @@ class SqliteMemoryStore:
     @_translated
     async def persona_choice(self, platform: str, channel_id: str, server_id: str | None = None) -> str | None:
         """The channel's persona, else its server's, else None."""
-        async with self._db.execute(
+        # One round trip (not execute, fetch, close): asked as a channel's first lines arrive, it is
+        # queued before their batch and must not wait behind the whole batch for its next step.
+        rows = await self._db.execute_fetchall(
             "SELECT persona_id FROM persona_choices WHERE platform = ? AND"
             " ((scope = 'channel' AND scope_id = ?) OR (scope = 'server' AND scope_id = ?))"
             " ORDER BY scope = 'channel' DESC LIMIT 1",
             (platform, channel_id, server_id or ""),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
+        )
+        return next((str(row[0]) for row in rows), None)
 
     # -- summaries --------------------------------------------------------------------------
 
@@ -867,6 +812,117 @@ class SqliteMemoryStore:
         async with self._db.execute("PRAGMA integrity_check") as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else "no answer"
+
+
+def _write_batch_now(db: sqlite3.Connection, events: list[IncomingLine]) -> list[UserRecord]:
+    """Store a batch of viewers' lines in one transaction (on the database thread); each line's record.
+
+    Each statement takes the whole batch as one JSON array and returns at most one row, so the
+    thread gives up Python's GIL once per statement while SQLite works (the lines' full-text
+    indexing is most of it), not once per line: taking the GIL back after each line meant waiting
+    for the event loop's turn each time, and a batch written while the loop judged the previous
+    one took many times longer.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        redelivered = _already_stored(db, events)
+        fresh = [e for index, e in enumerate(events) if index not in redelivered]
+        sent = [_iso(e.sent_at) for e in fresh]
+        db.execute(
+            "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
+            " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+            " json_extract(value, '$[3]'), json_extract(value, '$[3]'), 1"
+            " FROM json_each(?) WHERE true ORDER BY key"
+            " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+            " display_name = excluded.display_name, last_seen = excluded.last_seen,"
+            " message_count = message_count + 1",
+            (
+                _as_json(
+                    [e.platform, e.author_id, e.author_name, at]
+                    for e, at in zip(fresh, sent, strict=True)
+                    if e.author_id != NO_VIEWER  # an anonymous gift is nobody's line: no user row
+                ),
+            ),
+        )
+        db.execute(
+            "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
+            " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator, scope)"
+            " SELECT json_extract(line.value, '$[0]'), json_extract(line.value, '$[1]'), json_extract(line.value, '$[2]'), json_extract(line.value, '$[3]'),"
+            " (SELECT id FROM users WHERE platform = json_extract(line.value, '$[0]') AND platform_user_id = json_extract(line.value, '$[4]')),"
+            " json_extract(line.value, '$[5]'), 0, json_extract(line.value, '$[6]'), json_extract(line.value, '$[7]'), json_extract(line.value, '$[8]'), json_extract(line.value, '$[9]'),"
+            " json_extract(line.value, '$[10]'), json_extract(line.value, '$[11]')"
+            " FROM json_each(?) AS line WHERE true ORDER BY line.key"
+            " ON CONFLICT DO NOTHING",  # the unique index guards another writer
+            (
+                _as_json(
+                    [
+                        e.platform,
+                        e.channel_id,
+                        e.server_id,
+                        e.message_id,
+                        e.author_id,
+                        e.author_name,
+                        e.text,
+                        at,
+                        e.reply_to_id,
+                        int(e.addresses_bot),
+                        int(e.is_moderator),
+                        line_place(e),
+                    ]
+                    for e, at in zip(fresh, sent, strict=True)
+                ),
+            ),
+        )
+        users = _users_after_batch(db, events)
+        db.execute("COMMIT")
+    except BaseException:
+        # As _transaction: SQLite may have ended the transaction itself (a full disk at COMMIT);
+        # roll back only what is still open, and never let the rollback's error hide the first.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+    return _records_per_event(events, users, redelivered)
+
+
+def _as_json(rows: Iterable[Any]) -> str:
+    # Not ASCII-escaped: text Python cannot hand to SQLite (a lone surrogate) fails the statement,
+    # as binding it would, and the group commit finds that line by splitting the batch.
+    return json.dumps(list(rows), ensure_ascii=False)
+
+
+def _already_stored(db: sqlite3.Connection, events: list[IncomingLine]) -> set[int]:
+    """Positions of lines whose platform message id is stored already, or earlier in ``events``."""
+    seen: set[tuple[str, str]] = set()
+    ids_by_platform: dict[str, set[str]] = {}
+    for event in events:
+        if event.message_id:
+            ids_by_platform.setdefault(event.platform, set()).add(event.message_id)
+    for platform, ids in ids_by_platform.items():
+        (found,) = db.execute(
+            "SELECT json_group_array(platform_message_id) FROM messages WHERE is_character = 0 AND platform = ?"
+            " AND platform_message_id IN (SELECT value FROM json_each(?))",
+            (platform, _as_json(sorted(ids))),
+        ).fetchone()
+        seen.update((platform, message_id) for message_id in json.loads(found))
+    repeated = set()
+    for index, event in enumerate(events):
+        key = (event.platform, event.message_id)
+        if event.message_id and key in seen:
+            repeated.add(index)
+        seen.add(key)
+    return repeated
+
+
+def _users_after_batch(db: sqlite3.Connection, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    keys = sorted({(e.platform, e.author_id) for e in events if e.author_id != NO_VIEWER})
+    (found,) = db.execute(
+        "SELECT json_group_array(json_array(platform, platform_user_id, display_name, first_seen, last_seen,"
+        " message_count)) FROM json_each(?) AS wanted JOIN users"
+        " ON users.platform = json_extract(wanted.value, '$[0]') AND users.platform_user_id = json_extract(wanted.value, '$[1]')",
+        (_as_json([list(key) for key in keys]),),
+    ).fetchone()
+    return {(row[0], row[1]): tuple(row[2:]) for row in json.loads(found)}
 
 
 def _records_per_event(

@@ -74,6 +74,56 @@ async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> No
         await store.close()
 
 
+async def test_a_batch_of_lines_is_stored_field_for_field_in_the_order_they_arrived(tmp_path: Path) -> None:
+    # One group commit writes the whole batch as one statement per table: every field must come
+    # back as the line said it, with its type, and the ids must follow the arrival order.
+    lines = [
+        replace(_line('quotes " and \\ and\na newline, ["not", 1] json', "12345"), reply_to_id="m-0"),
+        replace(_line("emoji 🐸 and ünïcödé", "ann", channel="c2"), server_id="guild-7", addresses_bot=True),
+        replace(_line("a moderator speaks", "mod", message_id="007"), roles=frozenset({Role.MODERATOR})),
+        _line("ann again", "ann"),
+        replace(_line("an anonymous gift", ""), author_name="Anonymous"),
+    ]
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
+        records = await asyncio.gather(*(store.record_message(line) for line in lines))
+    assert [(r.user_id, r.message_count) for r in records] == [
+        ("12345", 1),
+        ("ann", 1),
+        ("mod", 1),
+        ("ann", 2),
+        ("", 0),
+    ]
+    with sqlite3.connect(tmp_path / "m.sqlite3") as raw:
+        stored = raw.execute(
+            "SELECT m.channel_id, m.server_id, m.platform_message_id, u.platform_user_id, m.author_name, m.text,"
+            " m.reply_to_id, m.addressed, m.from_moderator, typeof(m.platform_message_id), typeof(m.addressed)"
+            " FROM messages AS m LEFT JOIN users AS u ON u.id = m.user_id ORDER BY m.id"
+        ).fetchall()
+        users = raw.execute("SELECT platform_user_id, display_name, message_count FROM users ORDER BY id").fetchall()
+    assert stored == [
+        (line.channel_id, line.server_id, line.message_id, line.author_id or None, line.author_name, line.text,
+         line.reply_to_id, int(line.addresses_bot), int(line.is_moderator), "text", "integer")
+        for line in lines
+    ]  # fmt: skip
+    assert users == [("12345", "12345", 1), ("ann", "Ann", 2), ("mod", "Mod", 1)]
+
+
+async def test_a_line_arriving_right_after_a_checkpoint_is_committed(tmp_path: Path) -> None:
+    # Deleting a note and forgetting a viewer end with a WAL checkpoint, a statement that writes
+    # and returns a row; left half-read, the next batch (written in one call on the database
+    # thread) could not COMMIT and would wait out its patience instead of being stored.
+    async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3", write_patience_s=1.0) as store:
+        await store.record_message(_line("hello", "ann"))
+        note = await store.add_note("twitch", "ann", "likes cats")
+        assert note
+        notes = await store.notes_for("twitch", "ann")
+        assert await store.delete_note("twitch", notes[0].id)
+        await store.record_message(_line("after the note went", "ann"))
+        await store.forget_user("twitch", "ann")
+        await store.record_message(_line("after the forget", "bob"))
+        assert await store.count_messages() == 1
+
+
 async def test_first_message_of_a_user_is_marked_new(tmp_path: Path) -> None:
     async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         first = await store.record_message(_line("hi", "newbie"))
