@@ -33,6 +33,10 @@ class MemoryStore(Protocol):
         """Store a viewer's line and count it for its author; done once it is durable."""
         ...
 
+    def lines_waiting(self) -> int:
+        """Viewers' lines given to :meth:`record_message` and not yet durable (a flood still coming in)."""
+        ...
+
     def record_reply(
         self,
         answered: IncomingLine,

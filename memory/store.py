@@ -229,6 +229,10 @@ class SqliteMemoryStore:
         """
         return await self._lines.submit(event)
 
+    def lines_waiting(self) -> int:
+        """Viewers' lines given to :meth:`record_message` and not yet committed."""
+        return self._lines.waiting
+
     def _translate_batch_error(self, exc: Exception) -> MemoryStoreError:
         if isinstance(exc, sqlite3.Error):
             return translate("could not store chat lines", exc, self.path)

@@ -21,6 +21,7 @@ import pytest
 from bot.app import build_manager, close_manager
 from engine.backends.scripted import ScriptedBackend
 from engine.events import ChatEvent
+from engine.recall.embed_worker import EmbedWorker
 from engine.recall.embedding import Embedder, OpenAIEmbedder, embedder_from_settings
 from engine.recall.meaning import DisclosurePrototypes, prototype_texts
 from engine.recall.selection import carries_a_fact, worth_embedding
@@ -29,6 +30,7 @@ from engine.settings import load_settings
 from memory import LineVector, NoteVector, SqliteMemoryStore, VectorSpace
 from memory.vectors import CHANNEL_SCAN, HELD_ROWS
 from tests.fake_embedder import WordHashEmbedder
+from tests.fault_storage import locked_by_another_program
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -218,6 +220,37 @@ async def test_a_flood_of_lines_is_let_in_before_the_worker_embeds(
     # The recaller embeds its disclosure prototypes once, with the first batch (notes by meaning).
     lines = [batch for batch in embedder.batches if batch != prototype_texts()]
     assert sum(len(batch) for batch in lines) == 15
+
+
+async def test_the_worker_waits_while_chat_lines_wait_to_be_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While memory writes a flood's batch no line is offered, which alone looks like a lull; the
+    # model must not take the core the database thread writes with, nor the GIL the loop needs.
+    monkeypatch.setattr("engine.recall.embed_worker._LULL_S", 0.01)
+    monkeypatch.setattr("engine.recall.embed_worker._LONGEST_WAIT_S", 30.0)
+    path = tmp_path / "m.sqlite3"
+    embedder = WordHashEmbedder()
+    store = await SqliteMemoryStore.open(path, busy_timeout_s=0.1)
+    worker = EmbedWorker(store, embedder, backlog=100, batch=8)
+    try:
+        await worker.start()
+        told = said("my lucky number is 7", number=1)
+        await store.record_message(told)
+        with locked_by_another_program(path, seconds=0.8):
+            waiting = asyncio.create_task(store.record_message(said("my flood of words", number=2)))
+            await asyncio.sleep(0.05)
+            assert store.lines_waiting() == 1
+            worker.offer(told)
+            await asyncio.sleep(0.4)  # forty lulls long
+            embedded_while_waiting = list(embedder.batches)
+        await waiting
+        await worker.drain()
+    finally:
+        await worker.close()
+        await store.close()
+    assert embedded_while_waiting == [], "the model ran while a chat line waited to be stored"
+    assert embedder.batches == [["my lucky number is 7"]] and worker.counts["embedded"] == 1
 
 
 async def test_a_failing_embedder_costs_no_chat_line_and_is_logged_once(

@@ -44,8 +44,10 @@ __all__ = ["EmbedWorker", "EmbeddedHook"]
 
 log = logging.getLogger(__name__)
 _NICER = 10  # the embedding thread's scheduling priority below the rest of the bot (Linux: per thread)
-# A batch waits for a lull of this long in the lines offered, for at most _LONGEST_WAIT_S: the
-# embedding thread's Python steps (tokenising, pooling) hold the GIL, which the per-line path needs.
+# A batch waits for a lull of this long in the lines offered, with no chat line waiting to be
+# stored, for at most _LONGEST_WAIT_S: the embedding thread's Python steps (tokenising, pooling)
+# hold the GIL, which the per-line path needs, and its model takes a core the database thread
+# needs while it writes a flood's batch (no line is offered meanwhile, so that alone looks a lull).
 _LULL_S = 0.05
 _LONGEST_WAIT_S = 1.0
 
@@ -262,9 +264,12 @@ class EmbedWorker:
         return taken
 
     async def _lull(self) -> None:
-        """Let a flood of lines in first: wait until none came for a moment (never long)."""
+        """Let a flood of lines in first: wait until none came for a moment and none waits to be
+        stored (never long)."""
         waited_since = time.monotonic()
-        while (now := time.monotonic()) - self._last_offer < _LULL_S and now - waited_since < _LONGEST_WAIT_S:
+        while (now := time.monotonic()) - waited_since < _LONGEST_WAIT_S and (
+            now - self._last_offer < _LULL_S or self.memory.lines_waiting()
+        ):
             await asyncio.sleep(_LULL_S)
 
     async def _embed_and_store(self, lines: list[_Waiting]) -> None:
