@@ -818,6 +818,35 @@ class SqliteMemoryStore:
         return str(row[0]) if row else "no answer"
 
 
+# Each statement in two forms: over the whole batch as one JSON array (``json_each``), or per row.
+_USERS_COLUMNS = "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
+_USERS_UPSERT = (
+    " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+    " display_name = excluded.display_name, last_seen = excluded.last_seen, message_count = message_count + 1"
+)
+_USERS_ALL = (
+    _USERS_COLUMNS
+    + " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[3]'), 1"
+    " FROM json_each(?) WHERE true ORDER BY key" + _USERS_UPSERT
+)
+_USERS_ONE = _USERS_COLUMNS + " VALUES (?1, ?2, ?3, ?4, ?4, 1)" + _USERS_UPSERT
+_LINES_COLUMNS = (
+    "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
+    " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator, scope)"
+)
+_LINES_ALL = (
+    _LINES_COLUMNS
+    + " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+    " (SELECT id FROM users WHERE platform = json_extract(value, '$[0]') AND platform_user_id = json_extract(value, '$[4]')),"
+    " json_extract(value, '$[5]'), 0, json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]')"
+    " FROM json_each(?) WHERE true ORDER BY key ON CONFLICT DO NOTHING"  # the unique index guards another writer
+)
+_LINES_ONE = (
+    _LINES_COLUMNS + " VALUES (?1, ?2, ?3, ?4, (SELECT id FROM users WHERE platform = ?1 AND platform_user_id = ?5),"
+    " ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING"
+)
+
+
 def _write_batch_now(db: sqlite3.Connection, events: list[IncomingLine]) -> list[UserRecord]:
     """Store a batch of viewers' lines in one transaction (on the database thread); each line's record.
 
@@ -825,59 +854,44 @@ def _write_batch_now(db: sqlite3.Connection, events: list[IncomingLine]) -> list
     thread gives up Python's GIL once per statement while SQLite works (the lines' full-text
     indexing is most of it), not once per line: taking the GIL back after each line meant waiting
     for the event loop's turn each time, and a batch written while the loop judged the previous
-    one took many times longer.
+    one took many times longer. SQLite's JSON functions end a string at a NUL character, so a
+    batch that holds one is written a row at a time, as the text was given.
     """
+    whole = not any(_holds_nul(event) for event in events)
     db.execute("BEGIN IMMEDIATE")
     try:
-        redelivered = _already_stored(db, events)
+        redelivered = _already_stored(db, events, whole=whole)
         fresh = [e for index, e in enumerate(events) if index not in redelivered]
         sent = [_iso(e.sent_at) for e in fresh]
-        db.execute(
-            "INSERT INTO users (platform, platform_user_id, display_name, first_seen, last_seen, message_count)"
-            " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-            " json_extract(value, '$[3]'), json_extract(value, '$[3]'), 1"
-            " FROM json_each(?) WHERE true ORDER BY key"
-            " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
-            " display_name = excluded.display_name, last_seen = excluded.last_seen,"
-            " message_count = message_count + 1",
+        users = [
+            (e.platform, e.author_id, e.author_name, at)
+            for e, at in zip(fresh, sent, strict=True)
+            if e.author_id != NO_VIEWER  # an anonymous gift is nobody's line: no user row
+        ]
+        lines = [
             (
-                _as_json(
-                    [e.platform, e.author_id, e.author_name, at]
-                    for e, at in zip(fresh, sent, strict=True)
-                    if e.author_id != NO_VIEWER  # an anonymous gift is nobody's line: no user row
-                ),
-            ),
-        )
-        db.execute(
-            "INSERT INTO messages (platform, channel_id, server_id, platform_message_id, user_id,"
-            " author_name, is_character, text, created_at, reply_to_id, addressed, from_moderator, scope)"
-            " SELECT json_extract(line.value, '$[0]'), json_extract(line.value, '$[1]'), json_extract(line.value, '$[2]'), json_extract(line.value, '$[3]'),"
-            " (SELECT id FROM users WHERE platform = json_extract(line.value, '$[0]') AND platform_user_id = json_extract(line.value, '$[4]')),"
-            " json_extract(line.value, '$[5]'), 0, json_extract(line.value, '$[6]'), json_extract(line.value, '$[7]'), json_extract(line.value, '$[8]'), json_extract(line.value, '$[9]'),"
-            " json_extract(line.value, '$[10]'), json_extract(line.value, '$[11]')"
-            " FROM json_each(?) AS line WHERE true ORDER BY line.key"
-            " ON CONFLICT DO NOTHING",  # the unique index guards another writer
-            (
-                _as_json(
-                    [
-                        e.platform,
-                        e.channel_id,
-                        e.server_id,
-                        e.message_id,
-                        e.author_id,
-                        e.author_name,
-                        e.text,
-                        at,
-                        e.reply_to_id,
-                        int(e.addresses_bot),
-                        int(e.is_moderator),
-                        line_place(e),
-                    ]
-                    for e, at in zip(fresh, sent, strict=True)
-                ),
-            ),
-        )
-        users = _users_after_batch(db, events)
+                e.platform,
+                e.channel_id,
+                e.server_id,
+                e.message_id,
+                e.author_id,
+                e.author_name,
+                e.text,
+                at,
+                e.reply_to_id,
+                int(e.addresses_bot),
+                int(e.is_moderator),
+                line_place(e),
+            )
+            for e, at in zip(fresh, sent, strict=True)
+        ]
+        if whole:
+            db.execute(_USERS_ALL, (_as_json(users),))
+            db.execute(_LINES_ALL, (_as_json(lines),))
+        else:
+            db.executemany(_USERS_ONE, users)
+            db.executemany(_LINES_ONE, lines)
+        records = _users_after_batch(db, events, whole=whole)
         db.execute("COMMIT")
     except BaseException:
         # As _transaction: SQLite may have ended the transaction itself (a full disk at COMMIT);
@@ -886,7 +900,12 @@ def _write_batch_now(db: sqlite3.Connection, events: list[IncomingLine]) -> list
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
         raise
-    return _records_per_event(events, users, redelivered)
+    return _records_per_event(events, records, redelivered)
+
+
+def _holds_nul(event: IncomingLine) -> bool:
+    given = (event.platform, event.channel_id, event.message_id, event.author_id, event.author_name, event.text)
+    return any("\x00" in value for value in (*given, event.server_id or "", event.reply_to_id or ""))
 
 
 def _as_json(rows: Iterable[Any]) -> str:
@@ -895,7 +914,7 @@ def _as_json(rows: Iterable[Any]) -> str:
     return json.dumps(list(rows), ensure_ascii=False)
 
 
-def _already_stored(db: sqlite3.Connection, events: list[IncomingLine]) -> set[int]:
+def _already_stored(db: sqlite3.Connection, events: list[IncomingLine], *, whole: bool) -> set[int]:
     """Positions of lines whose platform message id is stored already, or earlier in ``events``."""
     seen: set[tuple[str, str]] = set()
     ids_by_platform: dict[str, set[str]] = {}
@@ -903,12 +922,23 @@ def _already_stored(db: sqlite3.Connection, events: list[IncomingLine]) -> set[i
         if event.message_id:
             ids_by_platform.setdefault(event.platform, set()).add(event.message_id)
     for platform, ids in ids_by_platform.items():
-        (found,) = db.execute(
-            "SELECT json_group_array(platform_message_id) FROM messages WHERE is_character = 0 AND platform = ?"
-            " AND platform_message_id IN (SELECT value FROM json_each(?))",
-            (platform, _as_json(sorted(ids))),
-        ).fetchone()
-        seen.update((platform, message_id) for message_id in json.loads(found))
+        if whole:
+            (found,) = db.execute(
+                "SELECT json_group_array(platform_message_id) FROM messages WHERE is_character = 0"
+                " AND platform = ? AND platform_message_id IN (SELECT value FROM json_each(?))",
+                (platform, _as_json(sorted(ids))),
+            ).fetchone()
+            seen.update((platform, message_id) for message_id in json.loads(found))
+            continue
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), 500):  # SQLite caps bound parameters
+            chunk = ordered[start : start + 500]
+            rows = db.execute(
+                "SELECT platform_message_id FROM messages WHERE is_character = 0 AND platform = ?"
+                f" AND platform_message_id IN ({', '.join('?' * len(chunk))})",
+                [platform, *chunk],
+            )
+            seen.update((platform, row[0]) for row in rows)
     repeated = set()
     for index, event in enumerate(events):
         key = (event.platform, event.message_id)
@@ -918,15 +948,25 @@ def _already_stored(db: sqlite3.Connection, events: list[IncomingLine]) -> set[i
     return repeated
 
 
-def _users_after_batch(db: sqlite3.Connection, events: list[IncomingLine]) -> dict[tuple[str, str], tuple[Any, ...]]:
+def _users_after_batch(
+    db: sqlite3.Connection, events: list[IncomingLine], *, whole: bool
+) -> dict[tuple[str, str], tuple[Any, ...]]:
     keys = sorted({(e.platform, e.author_id) for e in events if e.author_id != NO_VIEWER})
-    (found,) = db.execute(
-        "SELECT json_group_array(json_array(platform, platform_user_id, display_name, first_seen, last_seen,"
-        " message_count)) FROM json_each(?) AS wanted JOIN users"
-        " ON users.platform = json_extract(wanted.value, '$[0]') AND users.platform_user_id = json_extract(wanted.value, '$[1]')",
-        (_as_json([list(key) for key in keys]),),
-    ).fetchone()
-    return {(row[0], row[1]): tuple(row[2:]) for row in json.loads(found)}
+    columns = "platform, platform_user_id, display_name, first_seen, last_seen, message_count"
+    if whole:
+        (found,) = db.execute(
+            f"SELECT json_group_array(json_array({columns})) FROM json_each(?) AS wanted JOIN users"
+            " ON users.platform = json_extract(wanted.value, '$[0]') AND users.platform_user_id = json_extract(wanted.value, '$[1]')",
+            (_as_json(keys),),
+        ).fetchone()
+        return {(row[0], row[1]): tuple(row[2:]) for row in json.loads(found)}
+    users: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for start in range(0, len(keys), 400):  # SQLite caps bound parameters; 400 pairs is well under
+        chunk = keys[start : start + 400]
+        where = " OR ".join(["(platform = ? AND platform_user_id = ?)"] * len(chunk))
+        for row in db.execute(f"SELECT {columns} FROM users WHERE {where}", [value for key in chunk for value in key]):
+            users[(row[0], row[1])] = tuple(row[2:])
+    return users
 
 
 def _records_per_event(

@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.events import ChatEvent, Role
 from memory import MemoryStore, SqliteMemoryStore
 from memory.migrations import MIGRATIONS
@@ -74,10 +76,15 @@ async def test_every_line_and_user_count_survive_a_restart(tmp_path: Path) -> No
         await store.close()
 
 
-async def test_a_batch_of_lines_is_stored_field_for_field_in_the_order_they_arrived(tmp_path: Path) -> None:
-    # One group commit writes the whole batch as one statement per table: every field must come
-    # back as the line said it, with its type, and the ids must follow the arrival order.
+@pytest.mark.parametrize("odd_text", ["no odd character", "a NUL \x00 inside"])
+async def test_a_batch_of_lines_is_stored_field_for_field_in_the_order_they_arrived(
+    tmp_path: Path, odd_text: str
+) -> None:
+    # One group commit writes the whole batch as one statement per table (a row at a time when a
+    # line holds a NUL, which SQLite's JSON would cut): every field must come back as the line
+    # said it, with its type, and the ids must follow the arrival order.
     lines = [
+        _line(odd_text, "odd"),
         replace(_line('quotes " and \\ and\na newline, ["not", 1] json', "12345"), reply_to_id="m-0"),
         replace(_line("emoji 🐸 and ünïcödé", "ann", channel="c2"), server_id="guild-7", addresses_bot=True),
         replace(_line("a moderator speaks", "mod", message_id="007"), roles=frozenset({Role.MODERATOR})),
@@ -87,6 +94,7 @@ async def test_a_batch_of_lines_is_stored_field_for_field_in_the_order_they_arri
     async with await SqliteMemoryStore.open(tmp_path / "m.sqlite3") as store:
         records = await asyncio.gather(*(store.record_message(line) for line in lines))
     assert [(r.user_id, r.message_count) for r in records] == [
+        ("odd", 1),
         ("12345", 1),
         ("ann", 1),
         ("mod", 1),
@@ -105,7 +113,7 @@ async def test_a_batch_of_lines_is_stored_field_for_field_in_the_order_they_arri
          line.reply_to_id, int(line.addresses_bot), int(line.is_moderator), "text", "integer")
         for line in lines
     ]  # fmt: skip
-    assert users == [("12345", "12345", 1), ("ann", "Ann", 2), ("mod", "Mod", 1)]
+    assert users == [("odd", "Odd", 1), ("12345", "12345", 1), ("ann", "Ann", 2), ("mod", "Mod", 1)]
 
 
 async def test_a_line_arriving_right_after_a_checkpoint_is_committed(tmp_path: Path) -> None:
