@@ -177,7 +177,7 @@ class PromptSettings(BaseSettings):
         4,
         ge=0,
         le=300,
-        description="chat lines a channel's window keeps at a persona switch; older ones are summarised",
+        description="chat lines a channel's window keeps at a persona switch; older ones are left to recall",
     )
     fallback_reply: str | None = Field(None, description="said when the model fails; unset means stay silent")
 

@@ -88,7 +88,9 @@ async def test_after_a_switch_the_new_character_does_not_take_the_old_ones_name(
     assert not [reply for reply in replies if claims_name(reply, "Captain Brine")], replies
 
 
-async def test_at_a_switch_the_window_keeps_the_newest_lines_and_summarises_the_rest(make_settings, counter) -> None:
+async def test_at_a_switch_the_window_keeps_the_newest_lines_and_leaves_the_system_message_as_it_was(
+    make_settings, counter
+) -> None:
     backend = ReadsAhead()
     settings = make_settings(backend={"kind": "scripted"}, prompt={"lines_kept_at_switch": 4})
     manager = await build_manager(settings, backend=backend, counter=counter)
@@ -99,9 +101,12 @@ async def test_at_a_switch_the_window_keeps_the_newest_lines_and_summarises_the_
             assert await manager.say(heard, f"Answer {number}, says the Marauder's captain.") is not None
         await manager.switch_persona("console", "deck", "pip")
         await manager.handle(_line(10, "and who are you now?"))
+        summary = await manager.memory.latest_summary("console", "deck")
     finally:
         await close_manager(manager)
-    prompt = "\n".join(message.content for message in backend.requests[-1].messages)
-    assert "deckhand_dee: question 4?" in prompt and "deckhand_dee: question 5?" in prompt
-    assert "question 3?" not in prompt  # older than the four newest lines: summarised, not shown
-    assert "Earlier in this chat (8 older lines)" in prompt and "Captain Brine co-hosted here before Pip." in prompt
+    system, *rest = backend.requests[-1].messages
+    shown = "\n".join(message.content for message in rest)
+    assert "deckhand_dee: question 4?" in shown and "deckhand_dee: question 5?" in shown
+    assert "question 3?" not in shown  # older than the four newest lines: out of the window
+    # No summary for them: it would change the system message, whose evaluated state llama.cpp keeps.
+    assert summary is None and system.content == manager.system_prompt(manager.personas.cards["pip"])

@@ -209,7 +209,7 @@ class ConversationManager:
         await self.memory.set_persona(platform, scope, scope_id, card.persona_id, set_by)
         self._persona_choices.clear()  # a server-wide choice changes many channels' answers
         if scope == "channel":
-            await self.prompts.start_window_at_switch(Channel(platform, scope_id), card)
+            await self.prompts.start_window_at_switch(Channel(platform, scope_id))
             self.warm(platform, scope_id)
         return card
 

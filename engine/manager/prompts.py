@@ -146,13 +146,16 @@ class PromptWindows:
         )
         return built
 
-    async def start_window_at_switch(self, channel: ChannelLike, persona: PersonaCard) -> None:
+    async def start_window_at_switch(self, channel: ChannelLike) -> None:
         """At a persona switch, keep only the channel's newest ``lines_kept_at_switch`` lines in the
-        window and summarise the older ones (the summary names the previous character, never quotes it).
+        window; the older ones stay in memory, where recall finds them as it finds any line before
+        the window.
 
         The new persona's prompt shares no prefix with the old one's, so its whole window is evaluated
         again before the first reply; a short window keeps that reply fast, and fewer of the previous
-        character's words are in view to be taken for the new one's.
+        character's words are in view to be taken for the new one's. No summary is written for the
+        lines let go: the summary is part of the system message, and a new one would make the
+        persona's saved system-prompt state (llama.cpp) miss, costing far more than the lines.
         """
         key = channel.channel_key
         window_start = self._window_start.get(key) or 0
@@ -165,9 +168,7 @@ class PromptWindows:
         keep = self.settings.prompt.lines_kept_at_switch
         if len(lines) <= keep:
             return
-        dropped = lines[: len(lines) - keep]
-        await self._remember_trim(channel, persona, dropped)
-        self._window_start[key] = max(dropped[-1].id + 1, window_start)
+        self._window_start[key] = max(lines[len(lines) - keep].id if keep else lines[-1].id + 1, window_start)
 
     async def read_ahead_request(self, event: ChannelLike) -> GenerationRequest | None:
         """What the channel's next prompt will start with, for the backend to read ahead: the system
