@@ -159,13 +159,11 @@ class PromptWindows:
         """
         key = channel.channel_key
         window_start = self._window_start.get(key) or 0
-        lines = await self.memory.recent_messages(
-            channel.platform,
-            channel.channel_id,
-            limit=self.settings.prompt.history_lines + 1,
-            after_id=window_start - 1,
-        )
         keep = self.settings.prompt.lines_kept_at_switch
+        # The newest keep + 1 lines say whether the window is longer than keep, and where it starts.
+        lines = await self.memory.recent_messages(
+            channel.platform, channel.channel_id, limit=keep + 1, after_id=window_start - 1
+        )
         if len(lines) <= keep:
             return
         self._window_start[key] = max(lines[len(lines) - keep].id if keep else lines[-1].id + 1, window_start)
