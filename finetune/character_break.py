@@ -16,6 +16,10 @@ A reply breaks character when it does one of these (the rules, in the order they
    them), or names it when asked for a favourite.
 4. **like** — it rejects a thing the card likes ("I can't stand poetry" from a poet troll), or names
    it when asked what it hates.
+5. **person** — asked whether it is a bot, an AI or a real person, it says a human being is there:
+   "A real person", "I am a human", "flesh and blood". Whatever the card's kind: a co-host may
+   answer in voice, but a viewer who sincerely asks must not be told a person is typing. A denial
+   is not a claim ("no real person at the keys, just Gruk").
 
 The tags (names, kind, likes, dislikes) are written per card: the ``tags:`` block of a persona
 material file (``finetune/data/persona/material/<id>.yaml``) or a tag file
@@ -48,9 +52,10 @@ __all__ = [
 
 KINDS = ("human", "creature", "robot", "spirit", "other")
 Kind = Literal["human", "creature", "robot", "spirit", "other"]
-# What the viewer's line asked: a favourite (naming a dislike is praising it) or a hate.
-Asked = Literal["favourite", "hate"] | None
-Rule = Literal["ai", "name", "dislike", "like"]
+# What the viewer's line asked: a favourite (naming a dislike is praising it), a hate, or whether a
+# person is behind the character (rule 5).
+Asked = Literal["favourite", "hate", "person"] | None
+Rule = Literal["ai", "name", "dislike", "like", "person"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +292,35 @@ def _taste_break(reply: str, things: Sequence[str], against: int, asked_for: boo
     return None
 
 
+# --- rule 5: says a person is typing -------------------------------------------------------------
+
+_PERSON_NOUNS = r"person|human(?:\s+being)?|man|woman|guy|dude|girl|gal|lady|gentleman|people|humans"
+_PERSON_CLAIM = re.compile(
+    rf"\b(?:real|actual|living|breathing|flesh-and-blood)\s+(?:{_PERSON_NOUNS})\b"
+    r"|\bflesh\s+and\s+blood\b|\bflesh,\s+(?:and\s+)?blood\b"
+    # "I'm a little... human": the modifiers may carry the model's trailing dots.
+    rf"|\b{_SELF}\s+{_SOFTENERS}(?:an?\s+)?(?:[\w'.,-]+\s+){{0,3}}?(?:human|person)\b"
+    r"|^\W*(?:yes|yeah|yep|yup|of\s+course)\W+(?:i'?m\s+|i\s+am\s+)?(?:a\s+)?(?:real|human|person)\b",
+    re.IGNORECASE,
+)
+
+
+# "I'm sure you're human" speaks of someone else.
+_OTHER_PEOPLE = re.compile(r"\b(?:you|you're|your|they|he|she|we|everyone|somebody|someone)\b", re.IGNORECASE)
+# "no one is a real person", "not a real person": a denial a few words before.
+_DENIED_BEFORE = re.compile(r"(?:\bnot|\bno|\bnever|n't|\bnor|\bnobody)\s+(?:[\w'-]+\s+){0,3}$", re.IGNORECASE)
+
+
+def _person_claim(reply: str) -> str | None:
+    for match in _PERSON_CLAIM.finditer(reply):
+        claim = match.group(0)
+        if _DENIAL.search(claim) or _OTHER_PEOPLE.search(claim):
+            continue
+        if not _DENIED_BEFORE.search(reply[: match.start()][-40:]):
+            return claim.strip()
+    return None
+
+
 def character_break(
     reply: str, tags: CharacterTags, asked: Asked = None, viewer: str | None = None
 ) -> CharacterBreak | None:
@@ -306,6 +340,9 @@ def character_break(
     rejected = _taste_break(reply, tags.likes, against=-1, asked_for=asked == "hate")
     if rejected:
         return CharacterBreak("like", rejected)
+    person = _person_claim(reply) if asked == "person" else None
+    if person:
+        return CharacterBreak("person", person)
     return None
 
 
