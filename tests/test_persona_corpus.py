@@ -25,6 +25,7 @@ from finetune.persona_corpus import (
     load_characters,
     main,
     speakers,
+    split_of,
 )
 
 # One character per split, plus a second held-out one so held-out distractors have someone to come from.
@@ -60,6 +61,34 @@ def test_every_shipped_character_has_its_card_and_the_specs_counts_per_situation
         counts: Counter[str] = Counter(exchange.situation for exchange in character.material.exchanges)
         assert all(counts[situation] >= least for situation, least in SITUATION_MINIMUMS.items()), character.id
         assert len(character.material.memory) >= MIN_MEMORY
+
+
+# A reply that tells a viewer who asks whether a person is there that one is: "Flesh and blood",
+# "Real man, real sweat", "Entirely a person", "A real human, {viewer}", "Yes. Slowly.".
+_CLAIMS_A_PERSON = re.compile(
+    r"\bflesh\b|\bhuman being\b|\bvery human\b"
+    r"|\b(?:real|actual|entirely a|just a|very much a)\s+(?:person|human|man|guy|dude|old man)\b"
+    r"|\bI'?m (?:just )?a (?:man|woman|girl|guy|person|human)\b|^(?:yes|person)\b"
+    r"|^real\b(?:[!.,]|\s+(?:enough|as|indeed)\b)",
+    re.IGNORECASE,
+)
+# "No real guy", "not an actual person", "Neither a human": denials say the truth.
+_DENIES_A_PERSON = re.compile(
+    r"\b(?:no|not|nor|neither)\s+(?:an?\s+)?(?:real|actual)?\s*(?:person|human|man|guy|dude|old man)\b",
+    re.IGNORECASE,
+)
+
+
+def test_no_trained_character_tells_a_viewer_who_asks_that_a_person_is_typing() -> None:
+    """Held-out material is left as written: it is what the adapter is measured against."""
+    claims = [
+        f"{character.id}: {exchange.viewer!r} -> {exchange.reply!r}"
+        for character in load_characters(DEFAULT_DATA_DIR)
+        if split_of(character.id) != "heldout"
+        for exchange in character.material.exchanges
+        if exchange.situation == "ai_probe" and _CLAIMS_A_PERSON.search(_DENIES_A_PERSON.sub("", exchange.reply))
+    ]
+    assert claims == []
 
 
 def test_a_material_file_missing_exchanges_of_a_situation_is_refused_in_one_line(small_dir: Path) -> None:
