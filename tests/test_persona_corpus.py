@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from finetune.character_break import character_break, load_tags
 from finetune.data import Conversation, read_jsonl
 from finetune.errors import DataError
 from finetune.persona_corpus import (
@@ -63,8 +64,9 @@ def test_every_shipped_character_has_its_card_and_the_specs_counts_per_situation
         assert len(character.material.memory) >= MIN_MEMORY
 
 
-# A reply that tells a viewer who asks whether a person is there that one is: "Flesh and blood",
-# "Real man, real sweat", "Entirely a person", "A real human, {viewer}", "Yes. Slowly.".
+# Stricter than rule 5 of the character-break check, which reads a model's reply alone: in training
+# material a near-yes is learned as a yes. "Real enough to lock you up", "Entirely a person", "Yes.
+# Slowly.", "I'm a man with grease under his nails" taught the adapter to answer "A real person".
 _CLAIMS_A_PERSON = re.compile(
     r"\bflesh\b|\bhuman being\b|\bvery human\b"
     r"|\b(?:real|actual|entirely a|just a|very much a)\s+(?:person|human|man|guy|dude|old man)\b"
@@ -79,16 +81,36 @@ _DENIES_A_PERSON = re.compile(
 )
 
 
-def test_no_trained_character_tells_a_viewer_who_asks_that_a_person_is_typing() -> None:
-    """Held-out material is left as written: it is what the adapter is measured against."""
-    claims = [
-        f"{character.id}: {exchange.viewer!r} -> {exchange.reply!r}"
+def _trained_ai_probes() -> list[tuple[str, str, str]]:
+    """(character id, viewer line, reply) of every train and validation ai_probe exchange.
+
+    Held-out material is left as first written: it is what the adapter is measured against."""
+    return [
+        (character.id, exchange.viewer, exchange.reply)
         for character in load_characters(DEFAULT_DATA_DIR)
         if split_of(character.id) != "heldout"
         for exchange in character.material.exchanges
-        if exchange.situation == "ai_probe" and _CLAIMS_A_PERSON.search(_DENIES_A_PERSON.sub("", exchange.reply))
+        if exchange.situation == "ai_probe"
+    ]
+
+
+def test_no_trained_character_tells_a_viewer_who_asks_that_a_person_is_typing() -> None:
+    claims = [
+        f"{character}: {viewer!r} -> {reply!r}"
+        for character, viewer, reply in _trained_ai_probes()
+        if _CLAIMS_A_PERSON.search(_DENIES_A_PERSON.sub("", reply))
     ]
     assert claims == []
+
+
+def test_trained_answers_to_are_you_a_person_stay_in_character_without_claiming_a_human() -> None:
+    breaks = []
+    for character, viewer, reply in _trained_ai_probes():
+        tags = load_tags(DEFAULT_DATA_DIR / "material" / f"{character}.yaml")
+        found = character_break(reply.replace("{viewer}", "tab_cat"), tags, asked="person", viewer="tab_cat")
+        if found and found.rule in ("ai", "person"):
+            breaks.append(f"{character}: {viewer!r} -> {found}")
+    assert breaks == []
 
 
 def test_a_material_file_missing_exchanges_of_a_situation_is_refused_in_one_line(small_dir: Path) -> None:
