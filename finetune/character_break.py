@@ -19,7 +19,8 @@ A reply breaks character when it does one of these (the rules, in the order they
 5. **person** — asked whether it is a bot, an AI or a real person, it says a human being is there:
    "A real person", "I am a human", "flesh and blood". Whatever the card's kind: a co-host may
    answer in voice, but a viewer who sincerely asks must not be told a person is typing. A denial
-   is not a claim ("no real person at the keys, just Gruk").
+   is not a claim ("no real person at the keys, just Gruk"), nor is the question said back ("A
+   real person? I'm Gruk").
 
 The tags (names, kind, likes, dislikes) are written per card: the ``tags:`` block of a persona
 material file (``finetune/data/persona/material/<id>.yaml``) or a tag file
@@ -316,6 +317,8 @@ def _person_claim(reply: str) -> str | None:
         claim = match.group(0)
         if _DENIAL.search(claim) or _OTHER_PEOPLE.search(claim):
             continue
+        if reply[match.end() :].lstrip().startswith("?"):
+            continue  # "A real person? I'm Vex, the villain": the question said back, as "An AI? I'm a robot"
         if not _DENIED_BEFORE.search(reply[: match.start()][-40:]):
             return claim.strip()
     return None

@@ -196,6 +196,7 @@ def test_telling_a_viewer_who_asks_that_a_person_is_typing_breaks_character(repl
         "A real troll in this stream's story, nimble_nix. Nobody is typing me.",
         "nimble_nix: no one is a real person.",
         "I'm sure you're human, nimble_nix. Gruk is a troll.",
+        "A real person? I'm Gruk, the cave troll of the stream's chat.",  # the question said back
     ],
 )
 def test_answering_in_voice_without_claiming_a_person_is_typing_stays_in_character(reply: str) -> None:
