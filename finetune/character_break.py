@@ -98,7 +98,14 @@ _MODEL_NOUNS = (
 )
 # What a robot says in its own world; a claim for every other kind.
 _ROBOT_NOUNS = r"robot|machine|android|bot|droid|cyborg"
-_NEGATED_BEFORE = re.compile(r"(?:\bnot|\bno|\bnever|n't|\bnor)\s+(?:[\w'-]+\s+){0,2}$", re.IGNORECASE)
+
+
+def _negation_before(max_words: int, *, also: str = "") -> re.Pattern[str]:
+    """A negation ("not", "no", "n't", …, and ``also``) at most ``max_words`` words before a text's end."""
+    return re.compile(rf"(?:\bnot|\bno|\bnever|n't|\bnor{also})\s+(?:[\w'-]+\s+){{0,{max_words}}}$", re.IGNORECASE)
+
+
+_NEGATED_BEFORE = _negation_before(2)
 _DENIAL = re.compile(r"\b(?:not|no|never|nor)\b", re.IGNORECASE)
 
 
@@ -304,12 +311,10 @@ _PERSON_CLAIM = re.compile(
     r"|^\W*(?:yes|yeah|yep|yup|of\s+course)\W+(?:i'?m\s+|i\s+am\s+)?(?:a\s+)?(?:real|human|person)\b",
     re.IGNORECASE,
 )
-
-
 # "I'm sure you're human" speaks of someone else.
 _OTHER_PEOPLE = re.compile(r"\b(?:you|you're|your|they|he|she|we|everyone|somebody|someone)\b", re.IGNORECASE)
 # "no one is a real person", "not a real person": a denial a few words before.
-_DENIED_BEFORE = re.compile(r"(?:\bnot|\bno|\bnever|n't|\bnor|\bnobody)\s+(?:[\w'-]+\s+){0,3}$", re.IGNORECASE)
+_DENIED_BEFORE = _negation_before(3, also=r"|\bnobody")
 
 
 def _person_claim(reply: str) -> str | None:
